@@ -1,0 +1,158 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * cork_abi.h — the one definition of everything the kernel programs and the Rust agent
+ * exchange: map keys and values, the audit event record, and the enums that give their
+ * fields meaning. Rust gets these through bindgen (userspace/build.rs); nothing here is
+ * copied by hand. Rules: fixed-width types only, explicit padding, no bool, every struct a
+ * multiple of 8 bytes. Sizes are asserted here and again on the Rust side.
+ */
+#ifndef CORK_ABI_H
+#define CORK_ABI_H
+
+#include <linux/types.h>
+
+/* How many (port range, proto, action) slots one prefix entry holds. A prefix carries its
+ * own rules plus those of every shorter prefix that contains it (the LPM trie returns only
+ * the longest match), so the policy compiler refuses manifests that need more. */
+#define CORK_PREFIX_SLOTS 16
+/* Capacity of each per-family prefix trie. */
+#define CORK_MAX_PREFIXES 4096
+/* Capacity of the host loopback port allowlist. */
+#define CORK_MAX_HOST_PORTS 256
+/* Ring buffer size for audit events (bytes, power of two, multiple of the page size). */
+#define CORK_EVENTS_BYTES (1 << 20)
+/* Allow events for unconnected UDP are logged once per (socket, destination); this bounds
+ * how many such flows are remembered. */
+#define CORK_MAX_FLOWS 16384
+/* rule_id value meaning "no manifest rule decided this" (default deny, loopback...). */
+#define CORK_RULE_NONE 0xffff
+
+/* What a matching slot does. REDIRECT is reserved for the proxy/DNS issues. */
+enum cork_action {
+	CORK_ACTION_NONE = 0,
+	CORK_ACTION_ALLOW = 1,
+	CORK_ACTION_DENY = 2,
+	CORK_ACTION_REDIRECT = 3,
+};
+
+/* Protocol selector in a slot: IANA numbers, 0 matches TCP and UDP alike. */
+enum cork_proto_sel {
+	CORK_PROTO_ANY = 0,
+	CORK_PROTO_TCP = 6,
+	CORK_PROTO_UDP = 17,
+};
+
+/* Which kernel hook produced an event. */
+enum cork_hook {
+	CORK_HOOK_CONNECT4 = 1,
+	CORK_HOOK_CONNECT6 = 2,
+	CORK_HOOK_SENDMSG4 = 3,
+	CORK_HOOK_SENDMSG6 = 4,
+	CORK_HOOK_SOCK_CREATE = 5,
+	CORK_HOOK_SKB_EGRESS = 6,
+};
+
+enum cork_verdict {
+	CORK_VERDICT_ALLOW = 1,
+	CORK_VERDICT_DENY = 2,
+};
+
+/* Why a verdict was reached. Stable numbers: userspace names them in audit events. */
+enum cork_reason {
+	CORK_REASON_ALLOW_RULE = 1,      /* an egress.allow entry matched */
+	CORK_REASON_DENY_RULE = 2,       /* an egress.deny entry matched (deny beats allow) */
+	CORK_REASON_DEFAULT_DENY = 3,    /* nothing allowed it */
+	CORK_REASON_LOOPBACK_OWN = 4,    /* loopback listener owned by this bottle */
+	CORK_REASON_LOOPBACK_HOST_PORT = 5, /* loopback port listed in loopback.host_ports */
+	CORK_REASON_LOOPBACK_FOREIGN = 6,/* loopback service of the host or another bottle */
+	CORK_REASON_RAW_SOCKET = 7,      /* SOCK_RAW refused at creation */
+	CORK_REASON_ICMP_SOCKET = 8,     /* ICMP datagram ("ping") socket refused at creation */
+	CORK_REASON_UNSUPPORTED_SOCKET = 9, /* inet socket that is neither TCP nor UDP */
+	CORK_REASON_UNVETTED_PACKET = 10,/* packet outside the policy seen at cgroup_skb egress */
+};
+
+/* Flags in struct cork_sock_state. */
+enum cork_sock_flags {
+	CORK_SOCK_OWNED = 1,  /* created inside this bottle after enforcement began */
+	CORK_SOCK_VETTED = 2, /* connect() was allowed to conn_addr:conn_port */
+};
+
+/* One rule slot of a prefix entry. Ports in host byte order, inclusive. */
+struct cork_port_rule {
+	__u16 port_lo;
+	__u16 port_hi;
+	__u8 proto;   /* enum cork_proto_sel */
+	__u8 action;  /* enum cork_action */
+	__u16 rule_id;/* index into the policy's rule table, or CORK_RULE_NONE */
+};
+
+/* Value of both prefix tries. */
+struct cork_prefix_value {
+	__u32 count;  /* used slots */
+	__u32 _pad;
+	struct cork_port_rule slots[CORK_PREFIX_SLOTS];
+};
+
+/* LPM trie keys: prefixlen first, address in network byte order. */
+struct cork_lpm_v4_key {
+	__u32 prefixlen;
+	__u8 addr[4];
+};
+
+struct cork_lpm_v6_key {
+	__u32 prefixlen;
+	__u8 addr[16];
+};
+
+/* Per-socket state (BPF_MAP_TYPE_SK_STORAGE, cloned to accepted children). */
+struct cork_sock_state {
+	__u32 bottle_id;
+	__u32 flags;         /* enum cork_sock_flags */
+	__u8 conn_addr[16];  /* IPv4 in the first 4 bytes when conn_family is AF_INET */
+	__u16 conn_port;     /* host byte order */
+	__u8 conn_family;
+	__u8 _pad[5];
+};
+
+/* Key of the "allow already logged" LRU for unconnected UDP. */
+struct cork_flow_key {
+	__u64 cookie;
+	__u8 addr[16];
+	__u16 port;
+	__u8 family;
+	__u8 proto;
+	__u8 _pad[4];
+};
+
+/* One audit record on the ring buffer. Addresses: IPv4 in the first 4 bytes. */
+struct cork_event {
+	__u64 ts_boot_ns;    /* bpf_ktime_get_boot_ns() */
+	__u64 cgroup_id;
+	__u64 sock_cookie;
+	__u32 pid;           /* tgid; 0 in skb context */
+	__u32 tid;
+	__u32 bottle_id;
+	__u16 rule_id;       /* CORK_RULE_NONE when no manifest rule decided */
+	__u16 dport;         /* host byte order */
+	__u16 sport;
+	__u8 hook;           /* enum cork_hook */
+	__u8 verdict;        /* enum cork_verdict */
+	__u8 reason;         /* enum cork_reason */
+	__u8 family;         /* AF_INET or AF_INET6 of the judged address */
+	__u8 proto;          /* IANA protocol number */
+	__u8 sock_type;      /* SOCK_STREAM, SOCK_DGRAM, SOCK_RAW... */
+	__u8 comm[16];
+	__u8 src[16];
+	__u8 dst[16];
+};
+
+#define CORK_ABI_ASSERT(cond) _Static_assert(cond, #cond)
+CORK_ABI_ASSERT(sizeof(struct cork_port_rule) == 8);
+CORK_ABI_ASSERT(sizeof(struct cork_prefix_value) == 8 + 8 * CORK_PREFIX_SLOTS);
+CORK_ABI_ASSERT(sizeof(struct cork_lpm_v4_key) == 8);
+CORK_ABI_ASSERT(sizeof(struct cork_lpm_v6_key) == 20);
+CORK_ABI_ASSERT(sizeof(struct cork_sock_state) == 32);
+CORK_ABI_ASSERT(sizeof(struct cork_flow_key) == 32);
+CORK_ABI_ASSERT(sizeof(struct cork_event) == 96);
+
+#endif /* CORK_ABI_H */

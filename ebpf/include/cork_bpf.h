@@ -1,0 +1,40 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Common includes and small helpers for every cork program (kernel side only). */
+#ifndef CORK_BPF_H
+#define CORK_BPF_H
+
+#include <linux/bpf.h>
+#include <linux/in.h>
+#include <linux/in6.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "cork_abi.h"
+
+/* Not exported by any uapi header the BPF target can include. */
+#define CORK_AF_INET 2
+#define CORK_AF_INET6 10
+#define CORK_SOCK_STREAM 1
+#define CORK_SOCK_DGRAM 2
+#define CORK_SOCK_RAW 3
+
+/* sock_addr / cgroup_sock return values: 1 lets the operation proceed, 0 fails it with
+ * EPERM (kernel/bpf/cgroup.c, __cgroup_bpf_run_filter_sock_addr). cgroup_skb: 1 passes the
+ * packet, 0 drops it. */
+#define CORK_PASS 1
+#define CORK_BLOCK 0
+
+/* Set by the loader per bottle (aya EbpfLoader::set_global): which bottle these program
+ * instances enforce. The attach point (the bottle's cgroup) is what ties a process to it. */
+const volatile __u32 CORK_BOTTLE_ID = 0;
+
+/* A destination as the policy sees it: IPv4-mapped IPv6 folded to IPv4, unspecified
+ * folded to loopback. addr holds IPv4 in its first 4 bytes. */
+struct cork_dst {
+	__u8 addr[16];
+	__u16 port; /* host byte order */
+	__u8 family;
+	__u8 proto; /* IANA protocol number */
+};
+
+#endif

@@ -1,0 +1,73 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Map definitions shared by every cork object. Each object declares the same maps and the
+ * loader gives all objects of one bottle the same pin directory, so LIBBPF_PIN_BY_NAME
+ * makes them one set of maps per bottle (created by the first object, reused by the rest).
+ */
+#ifndef CORK_MAPS_H
+#define CORK_MAPS_H
+
+#include "cork_bpf.h"
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, CORK_MAX_PREFIXES);
+	__type(key, struct cork_lpm_v4_key);
+	__type(value, struct cork_prefix_value);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cork_rules_v4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, CORK_MAX_PREFIXES);
+	__type(key, struct cork_lpm_v6_key);
+	__type(value, struct cork_prefix_value);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cork_rules_v6 SEC(".maps");
+
+/* Host loopback ports the bottle may reach (host byte order → 1). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, CORK_MAX_HOST_PORTS);
+	__type(key, __u16);
+	__type(value, __u8);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cork_host_ports SEC(".maps");
+
+/* Which sockets this bottle created, and what their connect() was allowed to reach.
+ * BPF_F_CLONE copies the state to sockets accepted from a bottle's listener. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC | BPF_F_CLONE);
+	__type(key, int);
+	__type(value, struct cork_sock_state);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cork_sock SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, CORK_EVENTS_BYTES);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cork_events SEC(".maps");
+
+/* Events that did not fit in the ring buffer; userspace reports them, never silent. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cork_lost SEC(".maps");
+
+/* (socket, destination) pairs whose allow was already logged. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, CORK_MAX_FLOWS);
+	__type(key, struct cork_flow_key);
+	__type(value, __u8);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cork_flows SEC(".maps");
+
+#endif

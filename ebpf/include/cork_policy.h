@@ -1,0 +1,132 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The policy decision shared by every hook: one longest-prefix-match lookup, then a scan
+ * of that entry's slots where any matching DENY wins over any matching ALLOW. The policy
+ * compiler (policy/src/plan.rs) copies every enclosing prefix's slots into each entry, so
+ * the longest match alone carries every rule that applies.
+ */
+#ifndef CORK_POLICY_H
+#define CORK_POLICY_H
+
+#include "cork_maps.h"
+
+struct cork_decision {
+	__u8 verdict; /* enum cork_verdict */
+	__u8 reason;  /* enum cork_reason */
+	__u16 rule_id;
+};
+
+static __always_inline int cork_slot_matches(const struct cork_port_rule *s, __u8 proto,
+					     __u16 port)
+{
+	if (s->proto != CORK_PROTO_ANY && s->proto != proto)
+		return 0;
+	return port >= s->port_lo && port <= s->port_hi;
+}
+
+static __always_inline struct cork_decision cork_scan(const struct cork_prefix_value *v,
+						      __u8 proto, __u16 port)
+{
+	struct cork_decision d = { CORK_VERDICT_DENY, CORK_REASON_DEFAULT_DENY, CORK_RULE_NONE };
+	__u16 allow_rule = CORK_RULE_NONE;
+	int allowed = 0;
+	__u32 count = v->count;
+
+	if (count > CORK_PREFIX_SLOTS)
+		count = CORK_PREFIX_SLOTS;
+	for (__u32 i = 0; i < CORK_PREFIX_SLOTS; i++) {
+		const struct cork_port_rule *s = &v->slots[i];
+
+		if (i >= count)
+			break;
+		if (!cork_slot_matches(s, proto, port))
+			continue;
+		if (s->action == CORK_ACTION_DENY) {
+			d.reason = CORK_REASON_DENY_RULE;
+			d.rule_id = s->rule_id;
+			return d;
+		}
+		if (s->action == CORK_ACTION_ALLOW && !allowed) {
+			allowed = 1;
+			allow_rule = s->rule_id;
+		}
+	}
+	if (allowed) {
+		d.verdict = CORK_VERDICT_ALLOW;
+		d.reason = CORK_REASON_ALLOW_RULE;
+		d.rule_id = allow_rule;
+	}
+	return d;
+}
+
+/* Judge a non-loopback destination against the bottle's prefix rules. */
+static __always_inline struct cork_decision cork_judge_remote(const struct cork_dst *dst)
+{
+	struct cork_decision deny = { CORK_VERDICT_DENY, CORK_REASON_DEFAULT_DENY, CORK_RULE_NONE };
+	const struct cork_prefix_value *v;
+
+	if (dst->family == CORK_AF_INET) {
+		struct cork_lpm_v4_key k = { .prefixlen = 32 };
+
+		__builtin_memcpy(k.addr, dst->addr, 4);
+		v = bpf_map_lookup_elem(&cork_rules_v4, &k);
+	} else {
+		struct cork_lpm_v6_key k = { .prefixlen = 128 };
+
+		__builtin_memcpy(k.addr, dst->addr, 16);
+		v = bpf_map_lookup_elem(&cork_rules_v6, &k);
+	}
+	if (!v)
+		return deny;
+	return cork_scan(v, dst->proto, dst->port);
+}
+
+static __always_inline int cork_is_loopback(const struct cork_dst *dst)
+{
+	if (dst->family == CORK_AF_INET)
+		return dst->addr[0] == 127;
+	for (int i = 0; i < 15; i++)
+		if (dst->addr[i])
+			return 0;
+	return dst->addr[15] == 1;
+}
+
+static __always_inline int cork_host_port_allowed(__u16 port)
+{
+	return bpf_map_lookup_elem(&cork_host_ports, &port) != 0;
+}
+
+/*
+ * Fold an IPv6 destination (four network-order words, as in bpf_sock_addr.user_ip6) into a
+ * cork_dst: ::ffff:a.b.c.d becomes IPv4 a.b.c.d, :: becomes ::1 and ::ffff:0.0.0.0 becomes
+ * 127.0.0.1 — the kernel itself sends to loopback for an unspecified destination
+ * (net/ipv6/tcp_ipv6.c tcp_v6_connect, net/ipv4/route.c ip_route_connect).
+ */
+static __always_inline void cork_dst_from_v6(struct cork_dst *dst, __u32 w0, __u32 w1,
+					     __u32 w2, __u32 w3)
+{
+	if (w0 == 0 && w1 == 0 && w2 == bpf_htonl(0xffff)) {
+		dst->family = CORK_AF_INET;
+		if (w3 == 0)
+			w3 = bpf_htonl(0x7f000001);
+		__builtin_memcpy(dst->addr, &w3, 4);
+		return;
+	}
+	dst->family = CORK_AF_INET6;
+	if ((w0 | w1 | w2 | w3) == 0)
+		w3 = bpf_htonl(1);
+	__builtin_memcpy(dst->addr, &w0, 4);
+	__builtin_memcpy(dst->addr + 4, &w1, 4);
+	__builtin_memcpy(dst->addr + 8, &w2, 4);
+	__builtin_memcpy(dst->addr + 12, &w3, 4);
+}
+
+static __always_inline void cork_dst_from_v4(struct cork_dst *dst, __u32 ip4)
+{
+	dst->family = CORK_AF_INET;
+	if (ip4 == 0)
+		ip4 = bpf_htonl(0x7f000001);
+	__builtin_memcpy(dst->addr, &ip4, 4);
+}
+
+#endif

@@ -1,0 +1,142 @@
+// SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
+/*
+ * cgroup_skb/egress on the bottle's cgroup: the last line of defence. The socket hooks
+ * already judged connect() and sendmsg(); this sees every packet a bottle socket emits
+ * (loopback included) and drops, with an audit event, any that the policy would not have
+ * allowed: packets from sockets created before enforcement, ICMP and other protocols, and
+ * replies of the bottle's listeners to peers outside its allowlist. There is no task
+ * context here, so identity is the socket's cgroup and cookie.
+ */
+#include <linux/if_ether.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+
+#include "cork_policy.h"
+#include "cork_events.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* Parsed headers of an egress packet. src/dst as in cork_dst (IPv4 in the first bytes). */
+struct cork_pkt {
+	struct cork_dst dst;
+	__u8 src[16];
+	__u16 sport;
+	__u8 l4; /* IANA protocol number of the first header after IP */
+};
+
+/* Fill pkt from the network header; returns 0 when it is neither IPv4 nor IPv6. */
+static __always_inline int cork_parse(struct __sk_buff *skb, struct cork_pkt *pkt)
+{
+	__u32 l4_off;
+
+	if (skb->protocol == bpf_htons(ETH_P_IP)) {
+		struct iphdr ip;
+
+		if (bpf_skb_load_bytes(skb, 0, &ip, sizeof(ip)))
+			return 0;
+		pkt->dst.family = CORK_AF_INET;
+		__builtin_memcpy(pkt->dst.addr, &ip.daddr, 4);
+		__builtin_memcpy(pkt->src, &ip.saddr, 4);
+		pkt->l4 = ip.protocol;
+		l4_off = (ip.ihl & 0xf) * 4;
+		/* Later fragments carry no ports; their first fragment was judged. */
+		if (ip.frag_off & bpf_htons(0x1fff))
+			return 1;
+	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr ip6;
+
+		if (bpf_skb_load_bytes(skb, 0, &ip6, sizeof(ip6)))
+			return 0;
+		pkt->dst.family = CORK_AF_INET6;
+		__builtin_memcpy(pkt->dst.addr, &ip6.daddr, 16);
+		__builtin_memcpy(pkt->src, &ip6.saddr, 16);
+		pkt->l4 = ip6.nexthdr; /* extension headers: judged as that protocol (deny) */
+		l4_off = sizeof(ip6);
+	} else {
+		return 0;
+	}
+	pkt->dst.proto = pkt->l4;
+	if (pkt->l4 == IPPROTO_TCP || pkt->l4 == IPPROTO_UDP) {
+		__be16 ports[2];
+
+		if (bpf_skb_load_bytes(skb, l4_off, ports, sizeof(ports)) == 0) {
+			pkt->sport = bpf_ntohs(ports[0]);
+			pkt->dst.port = bpf_ntohs(ports[1]);
+		}
+	}
+	return 1;
+}
+
+static __always_inline int cork_same_dst(const struct cork_sock_state *st,
+					 const struct cork_dst *dst)
+{
+	if (st->conn_family != dst->family || st->conn_port != dst->port)
+		return 0;
+	for (int i = 0; i < 16; i++)
+		if (st->conn_addr[i] != dst->addr[i])
+			return 0;
+	return 1;
+}
+
+static __always_inline struct cork_decision cork_judge_packet(struct __sk_buff *skb,
+							      const struct cork_pkt *pkt)
+{
+	struct cork_decision pass = { CORK_VERDICT_ALLOW, CORK_REASON_ALLOW_RULE, CORK_RULE_NONE };
+	struct cork_decision drop = { CORK_VERDICT_DENY, CORK_REASON_UNVETTED_PACKET,
+				      CORK_RULE_NONE };
+	struct cork_sock_state *st = 0;
+	struct bpf_sock *sk = skb->sk;
+
+	if (sk)
+		sk = bpf_sk_fullsock(sk);
+	if (sk)
+		st = bpf_sk_storage_get(&cork_sock, sk, 0, 0);
+	if (st && st->bottle_id != CORK_BOTTLE_ID)
+		st = 0;
+
+	if (pkt->l4 != IPPROTO_TCP && pkt->l4 != IPPROTO_UDP)
+		return drop;
+	/* A connect() this bottle was allowed: keep the flow (expiry does not cut it). */
+	if (st && (st->flags & CORK_SOCK_VETTED) && cork_same_dst(st, &pkt->dst))
+		return pass;
+	if (cork_is_loopback(&pkt->dst)) {
+		/* Bottle sockets only reach loopback through the vetted socket hooks (or answer
+		 * a peer that connected to them); unknown sockets only the host ports. */
+		if (st && (st->flags & CORK_SOCK_OWNED))
+			return pass;
+		if (cork_host_port_allowed(pkt->dst.port))
+			return pass;
+		return drop;
+	}
+	struct cork_decision d = cork_judge_remote(&pkt->dst);
+
+	if (d.verdict == CORK_VERDICT_ALLOW)
+		return pass;
+	drop.rule_id = d.rule_id;
+	return drop;
+}
+
+SEC("cgroup_skb/egress")
+int cork_skb_egress(struct __sk_buff *skb)
+{
+	struct cork_pkt pkt = {};
+	struct cork_decision d;
+	struct cork_event *ev;
+
+	if (!cork_parse(skb, &pkt))
+		return CORK_PASS; /* not IP (e.g. ARP is never in a socket's cgroup path) */
+	d = cork_judge_packet(skb, &pkt);
+	if (d.verdict == CORK_VERDICT_ALLOW)
+		return CORK_PASS;
+
+	ev = cork_event_start(CORK_HOOK_SKB_EGRESS, d.verdict, d.reason, d.rule_id);
+	if (ev) {
+		ev->cgroup_id = bpf_skb_cgroup_id(skb);
+		ev->sock_cookie = bpf_get_socket_cookie(skb);
+		cork_event_dst(ev, &pkt.dst);
+		__builtin_memcpy(ev->src, pkt.src, 16);
+		ev->sport = pkt.sport;
+		bpf_ringbuf_submit(ev, 0);
+	}
+	return CORK_BLOCK;
+}

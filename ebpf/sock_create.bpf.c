@@ -1,0 +1,51 @@
+// SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
+/*
+ * cgroup/sock_create on the bottle's cgroup: runs for every AF_INET/AF_INET6 socket a
+ * bottled process creates (net/ipv4/af_inet.c inet_create, net/ipv6/af_inet6.c
+ * inet6_create). Raw sockets, ICMP "ping" sockets and any inet protocol other than TCP and
+ * UDP are refused (EPERM): the sock_addr hooks only understand TCP and UDP. Every admitted
+ * socket is tagged as this bottle's, which is how loopback scoping recognises the bottle's
+ * own listeners. (AF_PACKET never reaches this hook: cork run drops CAP_NET_RAW instead.)
+ */
+#include "cork_events.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+static __always_inline __u8 cork_refusal(const struct bpf_sock *sk)
+{
+	if (sk->type == CORK_SOCK_RAW)
+		return CORK_REASON_RAW_SOCKET;
+	if (sk->protocol == IPPROTO_ICMP || sk->protocol == IPPROTO_ICMPV6)
+		return CORK_REASON_ICMP_SOCKET;
+	if (sk->type == CORK_SOCK_STREAM && sk->protocol == IPPROTO_TCP)
+		return 0;
+	if (sk->type == CORK_SOCK_DGRAM && sk->protocol == IPPROTO_UDP)
+		return 0;
+	return CORK_REASON_UNSUPPORTED_SOCKET;
+}
+
+SEC("cgroup/sock_create")
+int cork_sock_create(struct bpf_sock *sk)
+{
+	__u8 reason = cork_refusal(sk);
+	struct cork_sock_state *st;
+	struct cork_event *ev;
+
+	if (!reason) {
+		st = bpf_sk_storage_get(&cork_sock, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+		if (!st)
+			return CORK_BLOCK; /* untagged sockets would lose loopback scoping: fail closed */
+		st->bottle_id = CORK_BOTTLE_ID;
+		st->flags = CORK_SOCK_OWNED;
+		return CORK_PASS;
+	}
+	ev = cork_event_start(CORK_HOOK_SOCK_CREATE, CORK_VERDICT_DENY, reason, CORK_RULE_NONE);
+	if (ev) {
+		cork_event_task(ev);
+		ev->family = sk->family;
+		ev->proto = sk->protocol;
+		ev->sock_type = sk->type;
+		bpf_ringbuf_submit(ev, 0);
+	}
+	return CORK_BLOCK;
+}

@@ -1,0 +1,140 @@
+//! Reading cork's audit log (one JSON object per line) and finding events in it.
+//!
+//! Queries are JSON objects whose fields must all be equal in the event:
+//! `audit.find(json!({"verdict": "deny", "dst": "198.51.100.10", "dport": 443}))`.
+
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+
+/// The events of one audit log.
+#[derive(Debug, Clone, Default)]
+pub struct Audit {
+    /// Every event, in file order.
+    pub events: Vec<Value>,
+}
+
+impl Audit {
+    /// Reads a JSON-lines log; an absent file is an error (cork run writes it), a line
+    /// that is not a JSON object too.
+    pub fn read(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("read audit log {}", path.display()))?;
+        Self::parse(&text).with_context(|| format!("parse audit log {}", path.display()))
+    }
+
+    /// Parses JSON lines (blank lines skipped).
+    pub fn parse(text: &str) -> Result<Self> {
+        let mut events = Vec::new();
+        for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+            let v: Value = serde_json::from_str(line).with_context(|| format!("line {}: {line}", i + 1))?;
+            if !v.is_object() {
+                bail!("line {}: not a JSON object: {line}", i + 1);
+            }
+            events.push(v);
+        }
+        Ok(Self { events })
+    }
+
+    /// Kernel verdict events.
+    pub fn verdicts(&self) -> Vec<&Value> {
+        self.find(serde_json::json!({"event": "verdict"}))
+    }
+
+    /// Events whose fields include every field of `query` with an equal value.
+    pub fn find(&self, query: Value) -> Vec<&Value> {
+        self.events.iter().filter(|e| matches(e, &query)).collect()
+    }
+
+    /// Whether any event matches.
+    pub fn has(&self, query: Value) -> bool {
+        !self.find(query).is_empty()
+    }
+
+    /// The first matching event, or an error listing the whole log (for test messages).
+    pub fn expect(&self, query: Value) -> Result<&Value> {
+        match self.find(query.clone()).first() {
+            Some(e) => Ok(e),
+            None => bail!("no audit event matches {query}\n{}", self.dump()),
+        }
+    }
+
+    /// Errors if any event matches.
+    pub fn expect_none(&self, query: Value) -> Result<()> {
+        let found = self.find(query.clone());
+        if !found.is_empty() {
+            bail!("unexpected audit event(s) matching {query}: {found:?}");
+        }
+        Ok(())
+    }
+
+    /// Sum of `lost` over loss events.
+    pub fn lost(&self) -> u64 {
+        self.find(serde_json::json!({"event": "loss"}))
+            .iter()
+            .filter_map(|e| e.get("lost")?.as_u64())
+            .sum()
+    }
+
+    /// Every event, one per line.
+    pub fn dump(&self) -> String {
+        let mut s = format!("--- audit log ({} events) ---\n", self.events.len());
+        for e in &self.events {
+            s.push_str(&e.to_string());
+            s.push('\n');
+        }
+        s
+    }
+
+    /// One human line per verdict event (for the demo).
+    pub fn pretty(&self) -> Vec<String> {
+        let f = |e: &Value, k: &str| match e.get(k) {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Null) | None => "-".into(),
+            Some(v) => v.to_string(),
+        };
+        self.events
+            .iter()
+            .map(|e| {
+                if f(e, "event") == "verdict" {
+                    format!(
+                        "{:<5} {:<10} {:<6} {:>22} port {:<5} {:<18} rule {:<16} ({} pid {})",
+                        f(e, "verdict"), f(e, "hook"), f(e, "proto"), f(e, "dst"), f(e, "dport"),
+                        f(e, "reason"), f(e, "rule"), f(e, "comm"), f(e, "pid")
+                    )
+                } else {
+                    e.to_string()
+                }
+            })
+            .collect()
+    }
+}
+
+fn matches(event: &Value, query: &Value) -> bool {
+    match query {
+        Value::Object(q) => q.iter().all(|(k, want)| event.get(k) == Some(want)),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn finds_by_subset_of_fields() {
+        let a = Audit::parse(concat!(
+            r#"{"event":"verdict","verdict":"deny","dst":"198.51.100.10","dport":443,"reason":"default_deny"}"#,
+            "\n\n",
+            r#"{"layer":"audit","event":"loss","lost":3}"#,
+            "\n"
+        ))
+        .unwrap();
+        assert_eq!(a.verdicts().len(), 1);
+        assert!(a.has(json!({"verdict": "deny", "dport": 443})));
+        assert!(!a.has(json!({"verdict": "allow"})));
+        assert_eq!(a.lost(), 3);
+        assert!(Audit::parse("[1]").is_err());
+    }
+}

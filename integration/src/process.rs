@@ -1,0 +1,148 @@
+//! Child processes: iproute2 invocations, running a command with a deadline and
+//! collecting its output, and killing whatever runs in a given network namespace.
+
+use std::io::Read;
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+/// Runs `ip ARGS...` and returns its stdout; a non-zero exit is an error with stderr.
+pub fn ip(args: &[&str]) -> Result<String> {
+    let out = Command::new("ip")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("spawn ip {}", args.join(" ")))?;
+    if !out.status.success() {
+        bail!(
+            "ip {} failed ({}): {}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// What a finished command did.
+#[derive(Debug, Clone)]
+pub struct RunOutput {
+    /// Exit status.
+    pub status: ExitStatus,
+    /// Captured stdout.
+    pub stdout: String,
+    /// Captured stderr.
+    pub stderr: String,
+    /// Whether the deadline passed and the child was SIGKILLed.
+    pub timed_out: bool,
+}
+
+impl RunOutput {
+    /// The exit code, or `128 + signal` when killed by a signal (the shell convention).
+    pub fn code(&self) -> i32 {
+        use std::os::unix::process::ExitStatusExt;
+        self.status
+            .code()
+            .or_else(|| self.status.signal().map(|s| 128 + s))
+            .unwrap_or(-1)
+    }
+
+    /// Non-empty stdout lines, trimmed.
+    pub fn lines(&self) -> Vec<&str> {
+        self.stdout.lines().map(str::trim).filter(|l| !l.is_empty()).collect()
+    }
+}
+
+impl std::fmt::Display for RunOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "exit {}{}\n--- stdout ---\n{}--- stderr ---\n{}",
+            self.code(),
+            if self.timed_out { " (timed out, killed)" } else { "" },
+            self.stdout,
+            self.stderr
+        )
+    }
+}
+
+/// Runs `cmd` (stdin null unless the caller set it) with captured output; SIGKILLs it
+/// when `timeout` passes.
+pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Result<RunOutput> {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().with_context(|| format!("spawn {cmd:?}"))?;
+    let pid = Pid::from_raw(i32::try_from(child.id()).context("pid out of range")?);
+    let mut out = child.stdout.take().context("stdout pipe")?;
+    let mut err = child.stderr.take().context("stderr pipe")?;
+    let out_t = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = out.read_to_end(&mut s);
+        s
+    });
+    let err_t = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = err.read_to_end(&mut s);
+        s
+    });
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let watchdog = std::thread::spawn(move || {
+        if done_rx.recv_timeout(timeout) == Err(mpsc::RecvTimeoutError::Timeout) {
+            // The child is not reaped until wait() below returns, so the pid is still ours.
+            let _ = kill(pid, Signal::SIGKILL);
+            return true;
+        }
+        false
+    });
+    let status = child.wait().context("wait for child")?;
+    let _ = done_tx.send(());
+    let timed_out = watchdog.join().unwrap_or(false);
+    let stdout = String::from_utf8_lossy(&out_t.join().unwrap_or_default()).into_owned();
+    let stderr = String::from_utf8_lossy(&err_t.join().unwrap_or_default()).into_owned();
+    Ok(RunOutput { status, stdout, stderr, timed_out })
+}
+
+/// The nsfs inode of a process's network namespace, if it still has one.
+pub fn netns_inode_of(pid: i32) -> Option<u64> {
+    let link = std::fs::read_link(format!("/proc/{pid}/ns/net")).ok()?;
+    let text = link.to_string_lossy();
+    text.strip_prefix("net:[")?.strip_suffix(']')?.parse().ok()
+}
+
+/// Pids of processes (other than this one) whose main thread is in netns `inode`.
+pub fn pids_in_netns(inode: u64) -> Vec<i32> {
+    let me = std::process::id() as i32;
+    let Ok(rd) = std::fs::read_dir("/proc") else { return Vec::new() };
+    rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| pid != me && netns_inode_of(pid) == Some(inode))
+        .collect()
+}
+
+/// SIGKILLs every process in netns `inode` (repeating while new ones appear, as a dying
+/// parent's children may still be forking) and returns the pids killed.
+pub fn kill_in_netns(inode: u64) -> Vec<i32> {
+    let mut killed = Vec::new();
+    for _ in 0..20 {
+        let pids = pids_in_netns(inode);
+        let fresh: Vec<i32> = pids.into_iter().filter(|p| !killed.contains(p)).collect();
+        if fresh.is_empty() {
+            break;
+        }
+        for &p in &fresh {
+            let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+        }
+        killed.extend(fresh);
+    }
+    killed
+}
+
+/// Quotes `s` for `sh -c`.
+pub fn shell_quote(s: &str) -> String {
+    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./:=@,%+".contains(&b)) {
+        return s.to_owned();
+    }
+    format!("'{}'", s.replace('\'', r"'\''"))
+}

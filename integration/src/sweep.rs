@@ -1,0 +1,191 @@
+//! Ownership of world names, and the sweeper for leftovers of worlds whose test process
+//! died.
+//!
+//! Each World holds an exclusive `flock` on `/run/cork-integration/<id>.lock` for its
+//! whole life; the kernel drops the lock when the process dies, however it dies. The
+//! sweeper removes only things named after a world id (`ck` + 6 hex digits): netns
+//! `<id>b`/`<id>i`, cgroups and pins `cork-<id>-*`, temp dir, lock file, and only when
+//! nobody holds that id's lock. Other cork state is `cork clean`'s business.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use anyhow::{Context, Result};
+use nix::fcntl::{Flock, FlockArg};
+
+use crate::{host, netns, process};
+
+/// Lock files of live worlds.
+pub const LOCK_DIR: &str = "/run/cork-integration";
+/// Per-world temp dirs.
+pub const TMP_DIR: &str = "/tmp/cork-integration";
+/// Where the implicit sweep (the suite guard) records what it removed, so the leak test
+/// can report leftovers that a later test binary swept away.
+pub const SWEPT_LOG: &str = "/run/cork-integration/swept.log";
+
+/// A held world lock; dropping it releases the lock (the file is removed by the World).
+pub type WorldLock = Flock<File>;
+
+/// Takes the lock of world `id`; fails if someone holds it.
+pub fn lock(id: &str) -> Result<WorldLock> {
+    std::fs::create_dir_all(LOCK_DIR).with_context(|| format!("create {LOCK_DIR}"))?;
+    let path = lock_path(id);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("open {}", path.display()))?;
+    Flock::lock(file, FlockArg::LockExclusiveNonblock)
+        .map_err(|(_, e)| anyhow::anyhow!(e).context(format!("lock {}", path.display())))
+}
+
+/// The lock file of world `id`.
+pub fn lock_path(id: &str) -> PathBuf {
+    Path::new(LOCK_DIR).join(format!("{id}.lock"))
+}
+
+/// Whether `s` is a world id: `ck` + 6 lowercase hex digits.
+pub fn is_world_id(s: &str) -> bool {
+    s.len() == 8 && s.starts_with("ck") && s[2..].bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// The world id a netns name belongs to (`<id>b` or `<id>i`).
+pub fn world_of_netns(name: &str) -> Option<&str> {
+    (name.len() == 9 && (name.ends_with('b') || name.ends_with('i')))
+        .then(|| &name[..8])
+        .filter(|id| is_world_id(id))
+}
+
+/// The world id a cgroup or pin name belongs to (`cork-<id>-<label>-<pid>`).
+pub fn world_of_cork_name(name: &str) -> Option<&str> {
+    let rest = name.strip_prefix("cork-")?;
+    let id = rest.get(..8)?;
+    (is_world_id(id) && rest[8..].starts_with('-')).then_some(id)
+}
+
+/// Removes leftovers of dead worlds; returns a line per thing removed.
+pub fn cleanup_stale() -> Result<Vec<String>> {
+    let mut ids: Vec<String> = Vec::new();
+    let mut add = |id: &str| {
+        if !ids.iter().any(|i| i == id) {
+            ids.push(id.to_owned());
+        }
+    };
+    for ns in netns::list() {
+        if let Some(id) = world_of_netns(&ns) {
+            add(id);
+        }
+    }
+    for p in host::cork_cgroups("ck").into_iter().chain(host::cork_pins("ck")) {
+        if let Some(id) = p.file_name().and_then(|n| n.to_str()).and_then(world_of_cork_name) {
+            add(id);
+        }
+    }
+    for dir in [TMP_DIR, LOCK_DIR] {
+        for p in host::entries_with_prefix(Path::new(dir), "ck") {
+            if let Some(name) = p.file_name().and_then(|n| n.to_str()) {
+                let id = name.trim_end_matches(".lock");
+                if is_world_id(id) {
+                    add(id);
+                }
+            }
+        }
+    }
+    let mut removed = Vec::new();
+    for id in ids {
+        // Holding the lock while removing keeps a new world from reusing the id meanwhile.
+        let Ok(held) = lock(&id) else { continue };
+        removed.extend(remove_world_leftovers(&id));
+        let _ = std::fs::remove_file(lock_path(&id));
+        drop(held);
+    }
+    Ok(removed)
+}
+
+/// Removes everything named after world `id`, logging (not failing on) each error.
+pub fn remove_world_leftovers(id: &str) -> Vec<String> {
+    let mut removed = Vec::new();
+    let mut note = |what: String, r: Result<()>| match r {
+        Ok(()) => removed.push(what),
+        Err(e) => eprintln!("cork-integration: could not remove {what}: {e:#}"),
+    };
+    for side in ["b", "i"] {
+        let name = format!("{id}{side}");
+        if netns::list().contains(&name) {
+            let r = netns::Netns::open(&name).and_then(|ns| {
+                ns.kill_all();
+                ns.delete()
+            });
+            note(format!("netns {name}"), r);
+        }
+    }
+    for cg in host::cork_cgroups(&format!("{id}-")) {
+        let r = host::remove_cgroup(&cg);
+        note(format!("cgroup {}", cg.display()), r);
+    }
+    for pin in host::cork_pins(&format!("{id}-")) {
+        let r = host::remove_pins(&pin);
+        note(format!("pins {}", pin.display()), r);
+    }
+    let tmp = Path::new(TMP_DIR).join(id);
+    if tmp.exists() {
+        let r = std::fs::remove_dir_all(&tmp).with_context(|| format!("remove {}", tmp.display()));
+        note(format!("dir {}", tmp.display()), r);
+    }
+    removed
+}
+
+/// Once per test process: requires root and sweeps leftovers of dead worlds, recording
+/// what it removed in [`SWEPT_LOG`] (which `zz_no_leaks` reports).
+pub fn suite_guard() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "cork integration tests need root (run them through `cargo xtask test`)"
+        );
+        match cleanup_stale() {
+            Ok(removed) if removed.is_empty() => {}
+            Ok(removed) => {
+                eprintln!("cork-integration: swept stale leftovers: {removed:?}");
+                let _ = record_swept(&removed);
+            }
+            Err(e) => eprintln!("cork-integration: sweeping stale leftovers failed: {e:#}"),
+        }
+    });
+}
+
+fn record_swept(removed: &[String]) -> Result<()> {
+    std::fs::create_dir_all(LOCK_DIR)?;
+    let mut f = OpenOptions::new().create(true).append(true).open(SWEPT_LOG)?;
+    for r in removed {
+        writeln!(f, "pid {}: {r}", std::process::id())?;
+    }
+    Ok(())
+}
+
+/// Kills any process left in a namespace name we are about to reuse (unused helper kept
+/// for callers that inspect a netns by name).
+pub fn pids_in_named_netns(name: &str) -> Vec<i32> {
+    netns::Netns::open(name).map(|ns| process::pids_in_netns(ns.inode())).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recognises_only_world_names() {
+        assert_eq!(world_of_netns("ck0a1b2cb"), Some("ck0a1b2c"));
+        assert_eq!(world_of_netns("ck0a1b2ci"), Some("ck0a1b2c"));
+        assert_eq!(world_of_netns("ck0a1b2cx"), None);
+        assert_eq!(world_of_netns("ckZZ1b2cb"), None);
+        assert_eq!(world_of_netns("cork"), None);
+        assert_eq!(world_of_cork_name("cork-ck0a1b2c-a-1234"), Some("ck0a1b2c"));
+        assert_eq!(world_of_cork_name("cork-agent-1-1234"), None);
+        assert_eq!(world_of_cork_name("cork-ck0a1b2cx-1"), None);
+    }
+}

@@ -1,0 +1,49 @@
+//! cork policy: manifest text → validated, compiled [`Policy`] → [`KernelPlan`], a pure
+//! description of the kernel map entries. No I/O, no privileges.
+//!
+//! ```
+//! let src = r#"
+//! version = 1
+//! [bottle]
+//! name = "agent-1"
+//! [[egress.allow]]
+//! cidr = "198.51.100.0/24"
+//! ports = [443]
+//! "#;
+//! let policy = cork_policy::compile(src, "bottle.toml").unwrap();
+//! let plan = policy.kernel_plan();
+//! let v = cork_policy::evaluate(&plan, "198.51.100.9".parse().unwrap(), cork_policy::Proto::Tcp, 443);
+//! assert_eq!(v.action, cork_policy::Action::Allow);
+//! ```
+//!
+//! Semantics callers rely on:
+//! - Deny beats allow across overlapping prefixes in both directions; no match is deny.
+//! - A rule without `ports` covers every port (slot `0-65535`). `proto` defaults to `tcp`
+//!   for allow rules and `any` for deny rules.
+//! - IPv4-mapped IPv6 prefixes (`::ffff:198.51.100.0/120`) compile to the IPv4 prefix they
+//!   denote, because the kernel normalises mapped destinations to IPv4. Consequently an
+//!   IPv6 prefix such as `::/0` does not cover IPv4-mapped destinations: write
+//!   `0.0.0.0/0` for those.
+
+mod compile;
+mod error;
+mod evaluate;
+mod locate;
+mod manifest;
+mod plan;
+mod ports;
+mod prefix;
+mod rule;
+mod schema;
+
+pub use compile::{Policy, compile};
+pub use error::ManifestError;
+pub use evaluate::{Verdict, evaluate};
+pub use manifest::{MANIFEST_VERSION, Manifest, parse_manifest};
+pub use plan::{
+    KernelPlan, MAX_HOST_PORTS, MAX_PREFIXES_PER_FAMILY, MAX_SLOTS_PER_PREFIX, PrefixEntry,
+    RULE_ID_NONE, Slot,
+};
+pub use ports::{PortError, PortRange, Proto};
+pub use prefix::{Prefix, PrefixError};
+pub use rule::{Action, RuleInfo};

@@ -1,0 +1,250 @@
+//! Manifest v1: from TOML text to a validated [`Manifest`], every refusal located.
+//!
+//! This module owns the meaning of each key (defaults, allowed values, naming rules);
+//! `schema.rs` owns the TOML shape and `compile.rs` the kernel capacity limits.
+
+use toml::Spanned;
+
+use crate::error::ManifestError;
+use crate::locate::Locator;
+use crate::plan::MAX_HOST_PORTS;
+use crate::ports::{PortRange, Proto, user_port};
+use crate::prefix::Prefix;
+use crate::rule::{Action, RuleInfo};
+use crate::schema::{PortValue, RawBottle, RawManifest, RawRule};
+
+/// The only manifest version this crate reads.
+pub const MANIFEST_VERSION: i64 = 1;
+
+/// A manifest that passed validation. Not yet checked against kernel capacities; see
+/// [`crate::Policy::from_manifest`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Manifest {
+    /// The origin given to [`parse_manifest`], used to locate later errors.
+    pub origin: String,
+    /// `bottle.name`.
+    pub name: String,
+    /// `egress.allow` entries in manifest order, then `egress.deny` entries.
+    pub rules: Vec<RuleInfo>,
+    /// `loopback.host_ports`, sorted and deduplicated.
+    pub host_ports: Vec<u16>,
+}
+
+/// Parses and validates manifest text. `origin` names the text in errors (a file path).
+pub fn parse_manifest(src: &str, origin: &str) -> Result<Manifest, ManifestError> {
+    let loc = Locator::new(src, origin);
+    let raw: RawManifest = toml::from_str(src).map_err(|e| loc.toml_error(&e))?;
+
+    match raw.version {
+        None => {
+            return Err(loc.error(
+                0..0,
+                "version",
+                "missing; start the manifest with `version = 1`",
+            ));
+        }
+        Some(v) if *v.get_ref() != MANIFEST_VERSION => {
+            return Err(loc.error(
+                v.span(),
+                "version",
+                format!(
+                    "version {} is not supported; this cork reads version {MANIFEST_VERSION}",
+                    v.get_ref()
+                ),
+            ));
+        }
+        Some(_) => {}
+    }
+
+    let name = bottle_name(&loc, raw.bottle)?;
+
+    let mut rules = Vec::new();
+    if let Some(egress) = raw.egress {
+        let lists = [(Action::Allow, egress.allow), (Action::Deny, egress.deny)];
+        for (action, entries) in lists {
+            for (index, entry) in entries.unwrap_or_default().into_iter().enumerate() {
+                rules.push(rule(&loc, action, index, entry)?);
+            }
+        }
+    }
+
+    let host_ports = match raw.loopback.and_then(|l| l.host_ports) {
+        None => Vec::new(),
+        Some(list) => host_ports(&loc, list)?,
+    };
+
+    Ok(Manifest {
+        origin: origin.to_owned(),
+        name,
+        rules,
+        host_ports,
+    })
+}
+
+fn bottle_name(
+    loc: &Locator<'_>,
+    bottle: Option<Spanned<RawBottle>>,
+) -> Result<String, ManifestError> {
+    const PATH: &str = "bottle.name";
+    let Some(bottle) = bottle else {
+        return Err(loc.error(
+            0..0,
+            PATH,
+            "missing; add a [bottle] table with `name = \"...\"`",
+        ));
+    };
+    let span = bottle.span();
+    let Some(name) = bottle.into_inner().name else {
+        return Err(loc.error(span, PATH, "missing; add `name = \"...\"` to [bottle]"));
+    };
+    if !valid_name(name.get_ref()) {
+        return Err(loc.error(
+            name.span(),
+            PATH,
+            format!(
+                "{:?} is not a valid bottle name: use 1-63 lowercase letters, digits and `-`, \
+                 starting with a letter or digit",
+                name.get_ref()
+            ),
+        ));
+    }
+    Ok(name.into_inner())
+}
+
+/// `[a-z0-9][a-z0-9-]{0,62}`: safe in cgroup, pin-path and netns names.
+fn valid_name(name: &str) -> bool {
+    let ok = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    match name.as_bytes() {
+        [first, rest @ ..] => {
+            ok(*first) && rest.len() <= 62 && rest.iter().all(|&b| ok(b) || b == b'-')
+        }
+        [] => false,
+    }
+}
+
+fn rule(
+    loc: &Locator<'_>,
+    action: Action,
+    index: usize,
+    entry: Spanned<RawRule>,
+) -> Result<RuleInfo, ManifestError> {
+    let id = match action {
+        Action::Allow => format!("egress.allow[{index}]"),
+        Action::Deny => format!("egress.deny[{index}]"),
+    };
+    let span = entry.span();
+    let raw = entry.into_inner();
+
+    let cidr = match (raw.cidr, raw.domain) {
+        (Some(_), Some(_)) => {
+            return Err(loc.error(span, id, "give either `cidr` or `domain`, not both"));
+        }
+        (None, Some(domain)) => {
+            return Err(loc.error(
+                domain.span(),
+                format!("{id}.domain"),
+                "domain rules are not supported yet",
+            ));
+        }
+        (None, None) => return Err(loc.error(span, id, "needs `cidr`")),
+        (Some(cidr), None) => cidr,
+    };
+    let net: Prefix = cidr.get_ref().parse().map_err(|e: crate::PrefixError| {
+        loc.error(cidr.span(), format!("{id}.cidr"), e.to_string())
+    })?;
+
+    let mut ports = Vec::new();
+    if let Some(list) = raw.ports {
+        if list.get_ref().is_empty() {
+            return Err(loc.error(
+                list.span(),
+                format!("{id}.ports"),
+                "an empty list matches no port; omit ports for every port",
+            ));
+        }
+        for (i, value) in list.into_inner().into_iter().enumerate() {
+            let range = match value.get_ref() {
+                PortValue::Number(n) => PortRange::from_number(*n),
+                PortValue::Text(t) => PortRange::from_text(t),
+            };
+            ports.push(
+                range.map_err(|e| {
+                    loc.error(value.span(), format!("{id}.ports[{i}]"), e.to_string())
+                })?,
+            );
+        }
+    }
+
+    let proto = match raw.proto {
+        // Allow rules name a service, which is TCP far more often than not; a deny rule is
+        // meant to shut a destination, so it covers both protocols unless narrowed.
+        None if action == Action::Allow => Proto::Tcp,
+        None => Proto::Any,
+        Some(p) => Proto::from_manifest(p.get_ref()).ok_or_else(|| {
+            loc.error(
+                p.span(),
+                format!("{id}.proto"),
+                format!(
+                    "unknown protocol {:?}; expected \"tcp\", \"udp\" or \"any\"",
+                    p.get_ref()
+                ),
+            )
+        })?,
+    };
+
+    let (line, col) = loc.line_col(span.start);
+    Ok(RuleInfo {
+        id,
+        action,
+        net,
+        ports,
+        proto,
+        line,
+        col,
+    })
+}
+
+fn host_ports(
+    loc: &Locator<'_>,
+    list: Spanned<Vec<Spanned<i64>>>,
+) -> Result<Vec<u16>, ManifestError> {
+    let span = list.span();
+    let mut ports = list
+        .into_inner()
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| {
+            user_port(*p.get_ref()).map_err(|e| {
+                loc.error(p.span(), format!("loopback.host_ports[{i}]"), e.to_string())
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    ports.sort_unstable();
+    ports.dedup();
+    if ports.len() > MAX_HOST_PORTS {
+        return Err(loc.error(
+            span,
+            "loopback.host_ports",
+            format!(
+                "{} distinct ports, but the kernel map holds at most {MAX_HOST_PORTS}",
+                ports.len()
+            ),
+        ));
+    }
+    Ok(ports)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::valid_name;
+
+    #[test]
+    fn bottle_names() {
+        for good in ["a", "0", "agent-1", "a-", &"a".repeat(63)] {
+            assert!(valid_name(good), "{good}");
+        }
+        for bad in ["", "-a", "Agent", "a_b", "a.b", "é", &"a".repeat(64)] {
+            assert!(!valid_name(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,172 @@
+//! The kernel plan: the exact LPM-trie entries and host-port set the loader writes.
+//!
+//! The kernel does one longest-prefix-match lookup per destination and only looks at that
+//! entry's slots (see `evaluate.rs`). So each entry carries the slots of its own rules
+//! **and** of every rule whose prefix contains it; otherwise a deny `/24` would be lost
+//! for destinations whose longest match is an allow `/32` inside it, and vice versa.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, HashSet};
+use std::fmt;
+
+use crate::ports::{PortRange, Proto};
+use crate::prefix::Prefix;
+use crate::rule::{Action, RuleInfo};
+
+/// Slots per prefix entry; equals `CORK_PREFIX_SLOTS` in `ebpf/include/cork_abi.h`.
+pub const MAX_SLOTS_PER_PREFIX: usize = 16;
+/// Entries per family trie; equals `CORK_MAX_PREFIXES`.
+pub const MAX_PREFIXES_PER_FAMILY: usize = 4096;
+/// Size of the host loopback port map; equals `CORK_MAX_HOST_PORTS`.
+pub const MAX_HOST_PORTS: usize = 256;
+/// `rule_id` meaning "no manifest rule"; equals `CORK_RULE_NONE`. Rule ids stay below it.
+pub const RULE_ID_NONE: u16 = 0xffff;
+
+/// Everything the kernel maps must hold for one policy. Deterministic: the same policy
+/// always gives the same plan, in the same order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KernelPlan {
+    /// IPv4 trie entries, sorted by (address, length). IPv4-mapped IPv6 rules are here.
+    pub v4: Vec<PrefixEntry>,
+    /// IPv6 trie entries, sorted by (address, length).
+    pub v6: Vec<PrefixEntry>,
+    /// Host loopback ports, sorted, deduplicated.
+    pub host_ports: Vec<u16>,
+}
+
+/// One LPM-trie entry: a prefix and at most [`MAX_SLOTS_PER_PREFIX`] slots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrefixEntry {
+    pub prefix: Prefix,
+    /// Most specific rules first (longest rule prefix, then manifest order), so the first
+    /// matching slot — the one the kernel reports — names the narrowest rule.
+    pub slots: Vec<Slot>,
+}
+
+/// One `struct cork_port_rule`. Ports are inclusive, host byte order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Slot {
+    pub port_lo: u16,
+    pub port_hi: u16,
+    pub proto: Proto,
+    pub action: Action,
+    /// Index into [`crate::Policy::rules`].
+    pub rule_id: u16,
+}
+
+impl Slot {
+    /// Whether traffic of protocol `proto` to `port` hits this slot.
+    pub fn matches(&self, proto: Proto, port: u16) -> bool {
+        self.proto.matches(proto) && (self.port_lo..=self.port_hi).contains(&port)
+    }
+}
+
+/// Why a set of rules does not fit the kernel maps. `rule` indexes the rule to blame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum PlanError {
+    TooManyPrefixes {
+        rule: usize,
+    },
+    TooManySlots {
+        rule: usize,
+        prefix: Prefix,
+        needed: usize,
+    },
+}
+
+/// Builds the plan. Callers guarantee `rules.len() < RULE_ID_NONE`.
+pub(crate) fn build(rules: &[RuleInfo], host_ports: &[u16]) -> Result<KernelPlan, PlanError> {
+    let mut v4 = BTreeSet::new();
+    let mut v6 = BTreeSet::new();
+    for (i, rule) in rules.iter().enumerate() {
+        let family = if rule.net.is_ipv4() { &mut v4 } else { &mut v6 };
+        // Rules sharing a prefix share its entry, so only new prefixes count.
+        if family.insert(rule.net) && family.len() > MAX_PREFIXES_PER_FAMILY {
+            return Err(PlanError::TooManyPrefixes { rule: i });
+        }
+    }
+    let entries = |set: BTreeSet<Prefix>| -> Result<Vec<PrefixEntry>, PlanError> {
+        set.into_iter().map(|prefix| entry(prefix, rules)).collect()
+    };
+    Ok(KernelPlan {
+        v4: entries(v4)?,
+        v6: entries(v6)?,
+        host_ports: host_ports.to_vec(),
+    })
+}
+
+fn entry(prefix: Prefix, rules: &[RuleInfo]) -> Result<PrefixEntry, PlanError> {
+    let mut covering: Vec<usize> = (0..rules.len())
+        .filter(|&i| rules[i].net.contains_prefix(&prefix))
+        .collect();
+
+    // Blame the rule that, taken in manifest order, first pushes the entry past the limit:
+    // that is the entry the author added last and can most easily reconsider.
+    let in_manifest_order = slots(&covering, rules);
+    if in_manifest_order.len() > MAX_SLOTS_PER_PREFIX {
+        let culprit = in_manifest_order[MAX_SLOTS_PER_PREFIX].rule_id;
+        return Err(PlanError::TooManySlots {
+            rule: usize::from(culprit),
+            prefix,
+            needed: in_manifest_order.len(),
+        });
+    }
+
+    covering.sort_by_key(|&i| (Reverse(rules[i].net.len()), i));
+    Ok(PrefixEntry {
+        prefix,
+        slots: slots(&covering, rules),
+    })
+}
+
+/// The slots of `order`'s rules, in that order; a slot equal to an earlier one except for
+/// its rule id is dropped, since it cannot change a verdict.
+fn slots(order: &[usize], rules: &[RuleInfo]) -> Vec<Slot> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for &i in order {
+        let rule = &rules[i];
+        let ranges: &[PortRange] = if rule.ports.is_empty() {
+            &[PortRange::ALL]
+        } else {
+            &rule.ports
+        };
+        for range in ranges {
+            let slot = Slot {
+                port_lo: range.lo(),
+                port_hi: range.hi(),
+                proto: rule.proto,
+                action: rule.action,
+                // `build`'s caller keeps rule counts below `RULE_ID_NONE`.
+                rule_id: u16::try_from(i).unwrap_or(RULE_ID_NONE),
+            };
+            if seen.insert((slot.port_lo, slot.port_hi, slot.proto, slot.action)) {
+                out.push(slot);
+            }
+        }
+    }
+    out
+}
+
+/// One line per entry, for golden tests and `cork` diagnostics:
+/// `v4 198.51.100.0/24: allow tcp 443-443 #0, ...`.
+impl fmt::Display for KernelPlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (family, entries) in [("v4", &self.v4), ("v6", &self.v6)] {
+            for entry in entries {
+                write!(f, "{family} {}:", entry.prefix)?;
+                for (i, s) in entry.slots.iter().enumerate() {
+                    let sep = if i == 0 { " " } else { ", " };
+                    write!(
+                        f,
+                        "{sep}{} {} {}-{} #{}",
+                        s.action, s.proto, s.port_lo, s.port_hi, s.rule_id
+                    )?;
+                }
+                writeln!(f)?;
+            }
+        }
+        let ports: Vec<String> = self.host_ports.iter().map(u16::to_string).collect();
+        writeln!(f, "host_ports: {}", ports.join(", "))
+    }
+}

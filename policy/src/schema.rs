@@ -1,0 +1,87 @@
+//! The manifest exactly as serde reads it: the TOML shape, unknown keys refused, and a span
+//! kept on every value so that `manifest.rs` can point at the one that is wrong.
+//!
+//! Required keys are `Option`s here on purpose: a missing key is reported by
+//! `manifest.rs` with a path and a place, which serde's "missing field" cannot give.
+
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
+use toml::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawManifest {
+    pub version: Option<Spanned<i64>>,
+    pub bottle: Option<Spanned<RawBottle>>,
+    pub egress: Option<RawEgress>,
+    pub loopback: Option<RawLoopback>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBottle {
+    pub name: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawEgress {
+    pub allow: Option<Vec<Spanned<RawRule>>>,
+    pub deny: Option<Vec<Spanned<RawRule>>>,
+}
+
+/// One `[[egress.allow]]` or `[[egress.deny]]` entry. Exactly one of `cidr` and `domain`
+/// must be present; `domain` is accepted by the schema so the refusal can say it is a
+/// known but not yet supported key.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRule {
+    pub cidr: Option<Spanned<String>>,
+    pub domain: Option<Spanned<String>>,
+    pub ports: Option<Spanned<Vec<Spanned<PortValue>>>>,
+    pub proto: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLoopback {
+    pub host_ports: Option<Spanned<Vec<Spanned<i64>>>>,
+}
+
+/// A `ports` element: `443` or `"8000-8100"`, checked later by `PortRange`.
+#[derive(Debug)]
+pub(crate) enum PortValue {
+    Number(i64),
+    Text(String),
+}
+
+impl<'de> Deserialize<'de> for PortValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(PortValueVisitor)
+    }
+}
+
+struct PortValueVisitor;
+
+impl Visitor<'_> for PortValueVisitor {
+    type Value = PortValue;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a port number or a \"lo-hi\" port range string")
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<PortValue, E> {
+        Ok(PortValue::Number(v))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<PortValue, E> {
+        // TOML integers are i64; saturating keeps a huge one "out of range", not a panic.
+        Ok(PortValue::Number(i64::try_from(v).unwrap_or(i64::MAX)))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<PortValue, E> {
+        Ok(PortValue::Text(v.to_owned()))
+    }
+}

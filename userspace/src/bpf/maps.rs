@@ -1,0 +1,163 @@
+//! Writes a [`KernelPlan`] into a bottle's maps and reads it back. The plan is pure data
+//! from the policy crate; this is the only place it becomes ABI structs.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use aya::Ebpf;
+use aya::maps::lpm_trie::{Key, LpmTrie};
+use aya::maps::{HashMap, MapData};
+use cork_policy::{Action, KernelPlan, PrefixEntry, Proto};
+
+use super::abi::{cork_action, cork_port_rule, cork_prefix_value, cork_proto_sel};
+
+pub const RULES_V4: &str = "cork_rules_v4";
+pub const RULES_V6: &str = "cork_rules_v6";
+pub const HOST_PORTS: &str = "cork_host_ports";
+
+#[derive(Debug, thiserror::Error)]
+pub enum MapError {
+    #[error("map {0} is missing from the loaded object")]
+    Missing(&'static str),
+    #[error("map {map}: {operation}")]
+    Aya {
+        map: &'static str,
+        operation: &'static str,
+        #[source]
+        source: aya::maps::MapError,
+    },
+    #[error("map {map} does not hold what the policy says after writing it: {detail}")]
+    Mismatch { map: &'static str, detail: String },
+}
+
+fn aya_err(map: &'static str, operation: &'static str) -> impl Fn(aya::maps::MapError) -> MapError {
+    move |source| MapError::Aya { map, operation, source }
+}
+
+/// The kernel value for one prefix entry.
+pub fn prefix_value(entry: &PrefixEntry) -> cork_prefix_value {
+    let mut v = cork_prefix_value { count: entry.slots.len() as u32, ..Default::default() };
+    for (dst, s) in v.slots.iter_mut().zip(&entry.slots) {
+        *dst = cork_port_rule {
+            port_lo: s.port_lo,
+            port_hi: s.port_hi,
+            proto: match s.proto {
+                Proto::Tcp => cork_proto_sel::CORK_PROTO_TCP as u8,
+                Proto::Udp => cork_proto_sel::CORK_PROTO_UDP as u8,
+                Proto::Any => cork_proto_sel::CORK_PROTO_ANY as u8,
+            },
+            action: match s.action {
+                Action::Allow => cork_action::CORK_ACTION_ALLOW as u8,
+                Action::Deny => cork_action::CORK_ACTION_DENY as u8,
+            },
+            rule_id: s.rule_id,
+        };
+    }
+    v
+}
+
+fn v4_entries(plan: &KernelPlan) -> BTreeMap<(u32, [u8; 4]), Vec<u8>> {
+    plan.v4
+        .iter()
+        .filter_map(|e| match e.prefix.addr() {
+            IpAddr::V4(a) => Some(((e.prefix.len() as u32, a.octets()), value_bytes(&prefix_value(e)))),
+            IpAddr::V6(_) => None,
+        })
+        .collect()
+}
+
+fn v6_entries(plan: &KernelPlan) -> BTreeMap<(u32, [u8; 16]), Vec<u8>> {
+    plan.v6
+        .iter()
+        .filter_map(|e| match e.prefix.addr() {
+            IpAddr::V6(a) => Some(((e.prefix.len() as u32, a.octets()), value_bytes(&prefix_value(e)))),
+            IpAddr::V4(_) => None,
+        })
+        .collect()
+}
+
+fn value_bytes(v: &cork_prefix_value) -> Vec<u8> {
+    // Compare values as their used slots only: unused slots are zero on both sides.
+    let used = &v.slots[..(v.count as usize).min(v.slots.len())];
+    let mut out = v.count.to_le_bytes().to_vec();
+    for s in used {
+        out.extend_from_slice(&s.port_lo.to_le_bytes());
+        out.extend_from_slice(&s.port_hi.to_le_bytes());
+        out.extend_from_slice(&[s.proto, s.action]);
+        out.extend_from_slice(&s.rule_id.to_le_bytes());
+    }
+    out
+}
+
+/// Fills empty maps of a freshly loaded bottle.
+pub fn write_plan(ebpf: &mut Ebpf, plan: &KernelPlan) -> Result<(), MapError> {
+    {
+        let map = ebpf.map_mut(RULES_V4).ok_or(MapError::Missing(RULES_V4))?;
+        let mut trie: LpmTrie<&mut MapData, [u8; 4], cork_prefix_value> =
+            LpmTrie::try_from(map).map_err(aya_err(RULES_V4, "open"))?;
+        for e in &plan.v4 {
+            if let IpAddr::V4(a) = e.prefix.addr() {
+                let key = Key::new(e.prefix.len() as u32, a.octets());
+                trie.insert(&key, prefix_value(e), 0).map_err(aya_err(RULES_V4, "insert"))?;
+            }
+        }
+    }
+    {
+        let map = ebpf.map_mut(RULES_V6).ok_or(MapError::Missing(RULES_V6))?;
+        let mut trie: LpmTrie<&mut MapData, [u8; 16], cork_prefix_value> =
+            LpmTrie::try_from(map).map_err(aya_err(RULES_V6, "open"))?;
+        for e in &plan.v6 {
+            if let IpAddr::V6(a) = e.prefix.addr() {
+                let key = Key::new(e.prefix.len() as u32, a.octets());
+                trie.insert(&key, prefix_value(e), 0).map_err(aya_err(RULES_V6, "insert"))?;
+            }
+        }
+    }
+    let map = ebpf.map_mut(HOST_PORTS).ok_or(MapError::Missing(HOST_PORTS))?;
+    let mut ports: HashMap<&mut MapData, u16, u8> =
+        HashMap::try_from(map).map_err(aya_err(HOST_PORTS, "open"))?;
+    for p in &plan.host_ports {
+        ports.insert(p, 1, 0).map_err(aya_err(HOST_PORTS, "insert"))?;
+    }
+    Ok(())
+}
+
+/// Reads every map back and compares it with the plan, entry for entry.
+pub fn verify_plan(ebpf: &Ebpf, plan: &KernelPlan) -> Result<(), MapError> {
+    let map = ebpf.map(RULES_V4).ok_or(MapError::Missing(RULES_V4))?;
+    let trie: LpmTrie<&MapData, [u8; 4], cork_prefix_value> =
+        LpmTrie::try_from(map).map_err(aya_err(RULES_V4, "open"))?;
+    let mut got = BTreeMap::new();
+    for item in trie.iter() {
+        let (k, v) = item.map_err(aya_err(RULES_V4, "iterate"))?;
+        got.insert((k.prefix_len(), k.data()), value_bytes(&v));
+    }
+    if got != v4_entries(plan) {
+        return Err(MapError::Mismatch { map: RULES_V4, detail: format!("{} entries", got.len()) });
+    }
+
+    let map = ebpf.map(RULES_V6).ok_or(MapError::Missing(RULES_V6))?;
+    let trie: LpmTrie<&MapData, [u8; 16], cork_prefix_value> =
+        LpmTrie::try_from(map).map_err(aya_err(RULES_V6, "open"))?;
+    let mut got = BTreeMap::new();
+    for item in trie.iter() {
+        let (k, v) = item.map_err(aya_err(RULES_V6, "iterate"))?;
+        got.insert((k.prefix_len(), k.data()), value_bytes(&v));
+    }
+    if got != v6_entries(plan) {
+        return Err(MapError::Mismatch { map: RULES_V6, detail: format!("{} entries", got.len()) });
+    }
+
+    let map = ebpf.map(HOST_PORTS).ok_or(MapError::Missing(HOST_PORTS))?;
+    let ports: HashMap<&MapData, u16, u8> =
+        HashMap::try_from(map).map_err(aya_err(HOST_PORTS, "open"))?;
+    let mut got: Vec<u16> = ports.keys().collect::<Result<_, _>>().map_err(aya_err(HOST_PORTS, "iterate"))?;
+    got.sort_unstable();
+    let mut want = plan.host_ports.clone();
+    want.sort_unstable();
+    want.dedup();
+    if got != want {
+        return Err(MapError::Mismatch { map: HOST_PORTS, detail: format!("{got:?} != {want:?}") });
+    }
+    Ok(())
+}

@@ -1,0 +1,131 @@
+//! What the bottled command's process does between fork and exec, in this order:
+//! join the bottle's cgroup (so everything after is enforced), die with the agent's
+//! thread (PDEATHSIG), get a private mount namespace in which every cgroup and bpf
+//! filesystem is read-only (root in the bottle could otherwise write another cgroup's
+//! `cgroup.procs` to leave, or unlink the link pins that keep enforcement attached),
+//! switch user, drop capabilities, and set no_new_privs.
+//!
+//! Everything is prepared before fork. The agent is single-threaded when it spawns (the
+//! audit thread starts after), so the allocation the caps crate may do here is safe.
+
+use std::ffi::CString;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::path::Path;
+
+use nix::mount::{MsFlags, mount};
+use nix::sched::{CloneFlags, unshare};
+use nix::unistd::{Gid, Uid, setgid, setgroups, setuid};
+
+use super::caps;
+use crate::mounts::Mount;
+
+/// `--user UID[:GID]` resolved to numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UserSpec {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+pub struct ChildSetup {
+    cgroup_procs: File,
+    readonly: Vec<CString>,
+    user: Option<UserSpec>,
+}
+
+impl ChildSetup {
+    pub fn prepare(procs_path: &Path, mounts: &[Mount], user: Option<UserSpec>) -> io::Result<Self> {
+        let cgroup_procs = OpenOptions::new().write(true).open(procs_path)?;
+        let readonly = mounts
+            .iter()
+            .filter(|m| matches!(m.fstype.as_str(), "cgroup" | "cgroup2" | "bpf"))
+            .map(|m| CString::new(m.target.as_os_str().as_encoded_bytes()))
+            .collect::<Result<_, _>>()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        Ok(ChildSetup { cgroup_procs, readonly, user })
+    }
+
+    /// Runs in the child after fork. Any error aborts the spawn (the parent sees it).
+    pub fn apply(&self) -> io::Result<()> {
+        // "0" moves the writing process (cgroup v2, Documentation/admin-guide/cgroup-v2.rst).
+        (&self.cgroup_procs).write_all(b"0")?;
+        // SAFETY: prctl with integer arguments only.
+        if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        unshare(CloneFlags::CLONE_NEWNS)?;
+        // Stop our changes from propagating back to the host's mount namespace.
+        mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_SLAVE, None::<&str>)?;
+        for target in &self.readonly {
+            mount(
+                None::<&str>,
+                target.as_c_str(),
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+                None::<&str>,
+            )?;
+        }
+        if let Some(u) = self.user {
+            setgroups(&[Gid::from_raw(u.gid)])?;
+            setgid(Gid::from_raw(u.gid))?;
+            setuid(Uid::from_raw(u.uid))?;
+        }
+        caps::drop_dangerous().map_err(|e| io::Error::other(e.to_string()))?;
+        // SAFETY: prctl with integer arguments only.
+        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+/// Parses `UID[:GID]` or `NAME[:GROUP]`; a missing group is the user's primary group
+/// (or the same number for a numeric uid without a passwd entry).
+pub fn parse_user(spec: &str) -> Result<UserSpec, String> {
+    let (u, g) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    if u.is_empty() {
+        return Err(format!("--user {spec:?}: empty user"));
+    }
+    let (uid, primary) = match u.parse::<u32>() {
+        Ok(uid) => {
+            let primary = nix::unistd::User::from_uid(Uid::from_raw(uid)).ok().flatten().map(|p| p.gid.as_raw());
+            (uid, primary.unwrap_or(uid))
+        }
+        Err(_) => match nix::unistd::User::from_name(u) {
+            Ok(Some(p)) => (p.uid.as_raw(), p.gid.as_raw()),
+            _ => return Err(format!("--user {spec:?}: no such user {u:?}")),
+        },
+    };
+    let gid = match g {
+        None => primary,
+        Some(g) => match g.parse::<u32>() {
+            Ok(gid) => gid,
+            Err(_) => match nix::unistd::Group::from_name(g) {
+                Ok(Some(gr)) => gr.gid.as_raw(),
+                _ => return Err(format!("--user {spec:?}: no such group {g:?}")),
+            },
+        },
+    };
+    Ok(UserSpec { uid, gid })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numeric_user_and_group() {
+        assert_eq!(parse_user("1234:99"), Ok(UserSpec { uid: 1234, gid: 99 }));
+        assert_eq!(parse_user("0").map(|u| u.uid), Ok(0));
+    }
+
+    #[test]
+    fn bad_user_is_named() {
+        let e = parse_user("no-such-user-cork").unwrap_err();
+        assert!(e.contains("no such user"), "{e}");
+        assert!(parse_user(":5").unwrap_err().contains("empty user"));
+    }
+}

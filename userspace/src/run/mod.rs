@@ -1,0 +1,156 @@
+//! `cork run`: one bottle for one command. Compile the manifest, create the bottle's
+//! cgroup, enforce the policy on it (verified), start the command inside it with
+//! dangerous capabilities dropped, pass on stop signals, wait, kill whatever is left,
+//! remove everything, and return the command's exit status.
+
+mod bottle;
+mod caps;
+mod child;
+mod signals;
+
+use std::ffi::OsString;
+use std::io;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::PathBuf;
+use std::process::Command;
+
+pub use bottle::{Bottle, BottleError};
+pub use caps::DROPPED as DROPPED_CAPABILITIES;
+pub use child::{UserSpec, parse_user};
+
+use crate::audit::{self, AuditSink, Enrichment, LifecycleEvent, SinkError};
+use crate::bpf::MapError;
+use crate::bpf::events::EventReader;
+use crate::mounts::{self, MountError};
+
+/// Exit status of `cork run` when cork itself fails (as `env`, `docker run` do).
+pub const EXIT_CORK_FAILED: i32 = 125;
+/// The command exists but could not be executed.
+pub const EXIT_CANNOT_EXEC: i32 = 126;
+/// The command was not found.
+pub const EXIT_NOT_FOUND: i32 = 127;
+
+pub struct RunOptions {
+    pub manifest: PathBuf,
+    pub audit_log: Option<PathBuf>,
+    pub user: Option<UserSpec>,
+    pub command: Vec<OsString>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("reading manifest {path}")]
+    ReadManifest {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{0}")]
+    Manifest(#[from] cork_policy::ManifestError),
+    #[error("cork run must run as root (it creates cgroups and loads eBPF programs)")]
+    NotRoot,
+    #[error("no command given: cork run --manifest FILE -- CMD [ARGS...]")]
+    NoCommand,
+    #[error(transparent)]
+    Mount(#[from] MountError),
+    #[error("setting up bottle {key}")]
+    Bottle {
+        key: String,
+        #[source]
+        source: BottleError,
+    },
+    #[error(transparent)]
+    Audit(#[from] SinkError),
+    #[error("starting the audit reader")]
+    Events(#[from] MapError),
+    #[error("preparing the command's process")]
+    Prepare(#[source] io::Error),
+    #[error("starting {command:?} in the bottle")]
+    Spawn {
+        command: OsString,
+        #[source]
+        source: io::Error,
+    },
+    #[error("waiting for the command")]
+    Wait(#[source] io::Error),
+}
+
+impl RunError {
+    /// The exit status `cork run` reports for this failure.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            RunError::Spawn { source, .. } if source.kind() == io::ErrorKind::NotFound => EXIT_NOT_FOUND,
+            RunError::Spawn { source, .. } if source.kind() == io::ErrorKind::PermissionDenied => {
+                EXIT_CANNOT_EXEC
+            }
+            _ => EXIT_CORK_FAILED,
+        }
+    }
+}
+
+/// Runs the command in a fresh bottle and returns the exit status to report.
+pub fn run(opts: RunOptions) -> Result<i32, RunError> {
+    let src = std::fs::read_to_string(&opts.manifest)
+        .map_err(|source| RunError::ReadManifest { path: opts.manifest.clone(), source })?;
+    let policy = cork_policy::compile(&src, &opts.manifest.display().to_string())?;
+    let (program, args) = opts.command.split_first().ok_or(RunError::NoCommand)?;
+    if !nix::unistd::geteuid().is_root() {
+        return Err(RunError::NotRoot);
+    }
+
+    let cgroup_root = mounts::cgroup2_root()?;
+    let bpffs = mounts::ensure_bpffs()?;
+    let pid = std::process::id();
+    let key = format!("cork-{}-{pid}", policy.name);
+    let plan = policy.kernel_plan();
+    let mut bottle = Bottle::create(&key, pid, &cgroup_root, &bpffs, &plan)
+        .map_err(|source| RunError::Bottle { key: key.clone(), source })?;
+
+    let mut sink = AuditSink::open(opts.audit_log.as_deref())?;
+    sink.write(&lifecycle(&policy.name, "enforced", format!(
+        "bottle {key}: cgroup {} enforced, pins in {}",
+        cgroup_root.join(&key).display(),
+        bottle.enforcement().pin_dir().display()
+    )))?;
+    sink.flush()?;
+
+    let setup = child::ChildSetup::prepare(&bottle.cgroup_procs(), &mounts::mounts()?, opts.user)
+        .map_err(RunError::Prepare)?;
+    let mut cmd = Command::new(program);
+    cmd.args(args);
+    // SAFETY: the closure only makes syscalls on data prepared before fork; this process
+    // has no other threads yet (the audit reader starts below), so nothing it needs can be
+    // held locked by a thread that does not exist in the child.
+    unsafe { cmd.pre_exec(move || setup.apply()) };
+    let mut child = cmd
+        .spawn()
+        .map_err(|source| RunError::Spawn { command: program.clone(), source })?;
+
+    // From here on the command runs; kernel events wait in the ring buffer until read.
+    let rules = policy.rules.iter().map(|r| r.id.clone()).collect();
+    let reader = EventReader::start(bottle.enforcement().maps_object(), Enrichment::new(policy.name.clone(), rules), sink);
+    if let Err(e) = signals::forward_to(child.id()) {
+        tracing::warn!("cannot forward signals to the command: {e}");
+    }
+    let status = child.wait().map_err(RunError::Wait);
+    let reader = reader?;
+
+    // The command is done: kill what it left behind while still enforced, then read the
+    // last events, then take enforcement down.
+    let problems = bottle.teardown();
+    let mut sink = reader.finish();
+    for p in &problems {
+        tracing::error!("{p}");
+    }
+    let status = status?;
+    let code = status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+    if let Some(sink) = sink.as_mut() {
+        sink.write(&lifecycle(&policy.name, "finished", format!("command exited with status {code}")))?;
+        sink.flush()?;
+    }
+    Ok(code)
+}
+
+fn lifecycle(bottle: &str, event: &'static str, detail: String) -> LifecycleEvent {
+    LifecycleEvent { ts: audit::now_rfc3339(), bottle: bottle.to_string(), layer: "cork", event, detail }
+}
