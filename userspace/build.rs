@@ -57,7 +57,11 @@ fn find_clang() -> anyhow::Result<String> {
         Err(_) => vec!["clang-19".into(), "clang".into()],
     };
     for c in &candidates {
-        if Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success()) {
+        if Command::new(c)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+        {
             return Ok(c.clone());
         }
     }

@@ -40,8 +40,14 @@ impl BottleCgroup {
     /// Creates `<root>/<name>`; an existing directory is an error (never adopt one).
     pub fn create(root: &Path, name: &str) -> Result<Self, CgroupError> {
         let path = root.join(name);
-        fs::create_dir(&path).map_err(|source| CgroupError::Create { path: path.clone(), source })?;
-        Ok(BottleCgroup { path, removed: false })
+        fs::create_dir(&path).map_err(|source| CgroupError::Create {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(BottleCgroup {
+            path,
+            removed: false,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -80,14 +86,20 @@ pub fn kill_and_remove(path: &Path) -> Result<(), CgroupError> {
     if !path.exists() {
         return Ok(());
     }
-    let kill_err = |source| CgroupError::Kill { path: path.to_path_buf(), source };
+    let kill_err = |source| CgroupError::Kill {
+        path: path.to_path_buf(),
+        source,
+    };
     if populated(path).map_err(kill_err)? {
         fs::write(path.join("cgroup.kill"), "1").map_err(kill_err)?;
         let start = Instant::now();
         let limit = Duration::from_secs(10);
         while populated(path).map_err(kill_err)? {
             if start.elapsed() > limit {
-                return Err(CgroupError::StillPopulated { path: path.to_path_buf(), waited: limit });
+                return Err(CgroupError::StillPopulated {
+                    path: path.to_path_buf(),
+                    waited: limit,
+                });
             }
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -105,10 +117,18 @@ pub fn kill_and_remove(path: &Path) -> Result<(), CgroupError> {
     loop {
         match fs::remove_dir(path) {
             Ok(()) => return Ok(()),
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && start.elapsed() < Duration::from_secs(5) => {
+            Err(e)
+                if e.raw_os_error() == Some(libc::EBUSY)
+                    && start.elapsed() < Duration::from_secs(5) =>
+            {
                 std::thread::sleep(Duration::from_millis(5));
             }
-            Err(source) => return Err(CgroupError::Remove { path: path.to_path_buf(), source }),
+            Err(source) => {
+                return Err(CgroupError::Remove {
+                    path: path.to_path_buf(),
+                    source,
+                });
+            }
         }
     }
 }

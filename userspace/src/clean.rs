@@ -26,7 +26,9 @@ pub fn owner_pid(name: &str) -> Option<u32> {
 
 /// Is `pid` a live cork agent? (A reused pid running something else does not count.)
 fn agent_alive(pid: u32) -> bool {
-    let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else { return false };
+    let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
     let argv0 = cmdline.split(|&b| b == 0).next().unwrap_or_default();
     Path::new(std::str::from_utf8(argv0).unwrap_or_default())
         .file_name()
@@ -34,7 +36,9 @@ fn agent_alive(pid: u32) -> bool {
 }
 
 fn stale_entries(dir: &Path) -> Vec<(PathBuf, bool)> {
-    let Ok(entries) = fs::read_dir(dir) else { return Vec::new() };
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
     entries
         .flatten()
         .filter_map(|e| {

@@ -32,7 +32,10 @@ fn unescape(field: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
             out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
             i += 4;
         } else {
@@ -50,7 +53,10 @@ pub fn parse_mounts(text: &str) -> Vec<Mount> {
             let _src = f.next()?;
             let target = f.next()?;
             let fstype = f.next()?;
-            Some(Mount { target: PathBuf::from(unescape(target)), fstype: fstype.to_string() })
+            Some(Mount {
+                target: PathBuf::from(unescape(target)),
+                fstype: fstype.to_string(),
+            })
         })
         .collect()
 }
@@ -75,12 +81,24 @@ pub const BPFFS: &str = "/sys/fs/bpf";
 /// minimal hosts and containers do not), mounting it if not.
 pub fn ensure_bpffs() -> Result<PathBuf, MountError> {
     let path = Path::new(BPFFS);
-    if mounts()?.iter().any(|m| m.fstype == "bpf" && m.target == path) {
+    if mounts()?
+        .iter()
+        .any(|m| m.fstype == "bpf" && m.target == path)
+    {
         return Ok(path.to_path_buf());
     }
     tracing::info!("bpffs is not mounted at {BPFFS}; mounting it");
-    nix::mount::mount(Some("bpf"), path, Some("bpf"), nix::mount::MsFlags::empty(), None::<&str>)
-        .map_err(|source| MountError::MountBpf { path: path.to_path_buf(), source })?;
+    nix::mount::mount(
+        Some("bpf"),
+        path,
+        Some("bpf"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )
+    .map_err(|source| MountError::MountBpf {
+        path: path.to_path_buf(),
+        source,
+    })?;
     Ok(path.to_path_buf())
 }
 

@@ -1,1 +1,207 @@
-fn main() {}
+//! Project tasks: `cargo xtask deps | build | lint | test | demo | bench | clean`.
+//! CI runs `.ci/run`, which runs `cargo xtask deps` and `cargo xtask test`, the same
+//! commands the README gives.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+/// Debian packages cork builds and tests with. clang-19 + libbpf-dev compile the eBPF C
+/// programs (libclang also serves bindgen); the rest are the real clients and tools the
+/// integration tests drive.
+const APT_PACKAGES: &[&str] = &[
+    "clang-19",
+    "libclang-19-dev",
+    "libbpf-dev",
+    "linux-libc-dev",
+    "iproute2",
+    "nftables",
+    "python3",
+    "curl",
+    "procps",
+    "util-linux",
+];
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let rest = &args.get(1..).unwrap_or_default();
+    match args.first().map(String::as_str) {
+        Some("deps") => deps(),
+        Some("build") => build(),
+        Some("lint") => lint(),
+        Some("test") => test(rest),
+        Some("demo") => demo(),
+        Some("bench") => bench(rest),
+        Some("clean") => clean(),
+        _ => {
+            eprintln!(
+                "usage: cargo xtask <task>\n\
+                 \x20 deps   install the Debian packages cork needs (root)\n\
+                 \x20 build  build everything (eBPF objects included)\n\
+                 \x20 lint   cargo fmt --check and clippy -D warnings\n\
+                 \x20 test   lint, unit tests, then the privileged integration suite (root)\n\
+                 \x20 demo   a bottle in a throwaway netns world: allowed and denied flows + audit\n\
+                 \x20 bench  connect()+close rate inside a bottle vs outside\n\
+                 \x20 clean  remove leftovers of killed runs (cork-* cgroups/pins, ck* netns)"
+            );
+            bail!("unknown or missing task")
+        }
+    }
+}
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask is in the workspace")
+        .to_path_buf()
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    eprintln!("+ {cmd:?}");
+    let status = cmd.status().with_context(|| format!("starting {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed: {status}");
+    }
+    Ok(())
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(root());
+    c
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn deps() -> Result<()> {
+    if !is_root() {
+        bail!("cargo xtask deps installs Debian packages: run it as root");
+    }
+    run(Command::new("apt-get").args(["update", "-qq"]))?;
+    run(Command::new("apt-get")
+        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(APT_PACKAGES)
+        .env("DEBIAN_FRONTEND", "noninteractive"))
+}
+
+fn build() -> Result<()> {
+    run(cargo().args(["build", "--workspace", "--all-targets"]))
+}
+
+fn lint() -> Result<()> {
+    run(cargo().args(["fmt", "--all", "--", "--check"]))?;
+    run(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))
+}
+
+fn cork_bin(profile: &str) -> PathBuf {
+    root().join("target").join(profile).join("cork")
+}
+
+fn test(extra: &[String]) -> Result<()> {
+    lint()?;
+    run(cargo().args(["test", "--workspace", "--exclude", "cork-integration"]))?;
+    if !is_root() {
+        bail!(
+            "the integration suite needs root (cgroups, eBPF, netns); it is never skipped: \
+             run `cargo xtask test` as root"
+        );
+    }
+    run(cargo().args(["build", "-p", "cork", "--bin", "cork"]))?;
+    let bin = cork_bin("debug");
+    // The leak check runs alone, after every other test binary has finished.
+    run(cargo()
+        .args(["test", "-p", "cork-integration", "--no-fail-fast"])
+        .args(
+            integration_tests()?
+                .iter()
+                .flat_map(|t| ["--test".to_string(), t.clone()]),
+        )
+        .args(["--"])
+        .args(extra)
+        .env("CORK_BIN", &bin)
+        .env("CORK_TEST_HARNESS", "1"))?;
+    run(cargo()
+        .args(["test", "-p", "cork-integration", "--test", "zz_no_leaks"])
+        .env("CORK_BIN", &bin)
+        .env("CORK_TEST_HARNESS", "1"))
+}
+
+/// Every test target of the integration crate except the final leak check.
+fn integration_tests() -> Result<Vec<String>> {
+    let dir = root().join("integration/tests");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .with_context(|| format!("listing {}", dir.display()))?
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.strip_suffix(".rs").map(str::to_string)
+        })
+        .filter(|n| n != "zz_no_leaks")
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
+fn demo() -> Result<()> {
+    if !is_root() {
+        bail!("the demo creates network namespaces and cgroups: run it as root");
+    }
+    run(cargo().args(["build", "-p", "cork", "--bin", "cork"]))?;
+    run(cargo()
+        .args([
+            "run",
+            "--quiet",
+            "-p",
+            "cork-integration",
+            "--bin",
+            "cork-demo",
+        ])
+        .env("CORK_BIN", cork_bin("debug")))
+}
+
+fn bench(extra: &[String]) -> Result<()> {
+    if !is_root() {
+        bail!("the benchmark runs bottles: run it as root");
+    }
+    run(cargo().args(["build", "--release", "-p", "cork", "--bin", "cork"]))?;
+    run(cargo()
+        .args([
+            "run",
+            "--release",
+            "--quiet",
+            "-p",
+            "cork-integration",
+            "--bin",
+            "cork-bench",
+            "--",
+        ])
+        .args(extra)
+        .env("CORK_BIN", cork_bin("release")))
+}
+
+fn clean() -> Result<()> {
+    run(cargo().args(["build", "-p", "cork", "--bin", "cork"]))?;
+    run(Command::new(cork_bin("debug")).arg("clean"))?;
+    let out = Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .context("ip netns list")?;
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let name = line.split_whitespace().next().unwrap_or_default();
+        if name.starts_with("ck") {
+            run(Command::new("ip").args(["netns", "del", name]))?;
+        }
+    }
+    Ok(())
+}

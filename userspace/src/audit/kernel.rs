@@ -18,16 +18,25 @@ pub struct Enrichment {
 
 impl Enrichment {
     pub fn new(bottle: String, rules: Vec<String>) -> Self {
-        Enrichment { bottle, rules, boot_offset: boot_offset() }
+        Enrichment {
+            bottle,
+            rules,
+            boot_offset: boot_offset(),
+        }
     }
 }
 
 fn boot_offset() -> Duration {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: ts is a valid timespec to write to.
     unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
     let boot = Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32);
-    let wall = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    let wall = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
     wall.saturating_sub(boot)
 }
 
@@ -75,7 +84,9 @@ fn proto_name(proto: u8, sock_type: u8) -> String {
 
 fn addr(family: u8, bytes: &[u8; 16]) -> Option<IpAddr> {
     match family {
-        AF_INET => Some(IpAddr::V4(Ipv4Addr::new(bytes[0], bytes[1], bytes[2], bytes[3]))),
+        AF_INET => Some(IpAddr::V4(Ipv4Addr::new(
+            bytes[0], bytes[1], bytes[2], bytes[3],
+        ))),
         AF_INET6 => Some(IpAddr::V6(Ipv6Addr::from(*bytes))),
         _ => None,
     }
@@ -97,15 +108,27 @@ pub fn verdict_from_kernel(ev: &cork_event, en: &Enrichment) -> VerdictEvent {
         layer: "kernel",
         event: "verdict",
         hook: hook_name(ev.hook),
-        verdict: if ev.verdict == cork_verdict::CORK_VERDICT_ALLOW as u8 { "allow" } else { "deny" },
+        verdict: if ev.verdict == cork_verdict::CORK_VERDICT_ALLOW as u8 {
+            "allow"
+        } else {
+            "deny"
+        },
         reason: reason_name(ev.reason),
         rule: (ev.rule_id != CORK_RULE_NONE as u16)
             .then(|| en.rules.get(ev.rule_id as usize).cloned())
             .flatten(),
         proto: proto_name(ev.proto, ev.sock_type),
-        src: if is_skb { addr(ev.family, &ev.src).map(|a| a.to_string()) } else { None },
+        src: if is_skb {
+            addr(ev.family, &ev.src).map(|a| a.to_string())
+        } else {
+            None
+        },
         sport: is_skb.then_some(ev.sport).filter(|&p| p != 0),
-        dst: if has_dst { addr(ev.family, &ev.dst).map(|a| a.to_string()) } else { None },
+        dst: if has_dst {
+            addr(ev.family, &ev.dst).map(|a| a.to_string())
+        } else {
+            None
+        },
         dport: has_dst.then_some(ev.dport),
         pid: (ev.pid != 0).then_some(ev.pid),
         comm: comm(&ev.comm),
@@ -119,7 +142,11 @@ mod tests {
     use super::*;
 
     fn enrichment() -> Enrichment {
-        Enrichment { bottle: "b".into(), rules: vec!["egress.allow[0]".into()], boot_offset: Duration::ZERO }
+        Enrichment {
+            bottle: "b".into(),
+            rules: vec!["egress.allow[0]".into()],
+            boot_offset: Duration::ZERO,
+        }
     }
 
     #[test]

@@ -30,14 +30,22 @@ pub enum AuditSink {
 
 impl AuditSink {
     pub fn open(path: Option<&Path>) -> Result<Self, SinkError> {
-        let Some(path) = path else { return Ok(AuditSink::Stderr) };
+        let Some(path) = path else {
+            return Ok(AuditSink::Stderr);
+        };
         let file = OpenOptions::new()
             .create(true)
             .append(true)
             .mode(0o600)
             .open(path)
-            .map_err(|source| SinkError::Open { path: path.to_path_buf(), source })?;
-        Ok(AuditSink::File { path: path.to_path_buf(), out: BufWriter::new(file) })
+            .map_err(|source| SinkError::Open {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        Ok(AuditSink::File {
+            path: path.to_path_buf(),
+            out: BufWriter::new(file),
+        })
     }
 
     fn target(&self) -> String {
@@ -55,7 +63,10 @@ impl AuditSink {
             AuditSink::File { out, .. } => out.write_all(&line),
             AuditSink::Stderr => io::stderr().lock().write_all(&line),
         };
-        res.map_err(|source| SinkError::Write { target: self.target(), source })
+        res.map_err(|source| SinkError::Write {
+            target: self.target(),
+            source,
+        })
     }
 
     pub fn flush(&mut self) -> Result<(), SinkError> {
@@ -63,6 +74,9 @@ impl AuditSink {
             AuditSink::File { out, .. } => out.flush(),
             AuditSink::Stderr => Ok(()),
         };
-        res.map_err(|source| SinkError::Write { target: self.target(), source })
+        res.map_err(|source| SinkError::Write {
+            target: self.target(),
+            source,
+        })
     }
 }

@@ -9,7 +9,11 @@ use clap::{Parser, Subcommand};
 use cork::run::{self, RunOptions};
 
 #[derive(Parser)]
-#[command(name = "cork", version, about = "Kernel-enforced egress control for sandboxed AI agents")]
+#[command(
+    name = "cork",
+    version,
+    about = "Kernel-enforced egress control for sandboxed AI agents"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -51,7 +55,10 @@ fn parse_user(s: &str) -> Result<run::UserSpec, String> {
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CORK_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 fn main() -> ExitCode {
@@ -59,8 +66,18 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Cmd::Check { manifest } => check(&manifest),
-        Cmd::Run { manifest, audit_log, user, command } => {
-            match run::run(RunOptions { manifest, audit_log, user, command }) {
+        Cmd::Run {
+            manifest,
+            audit_log,
+            user,
+            command,
+        } => {
+            match run::run(RunOptions {
+                manifest,
+                audit_log,
+                user,
+                command,
+            }) {
                 Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
                 Err(e) => {
                     eprintln!("cork run: {}", chain(&e));
@@ -113,7 +130,11 @@ fn clean() -> ExitCode {
             for p in &report.problems {
                 eprintln!("cork clean: {p}");
             }
-            if report.problems.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) }
+            if report.problems.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
         }
         Err(e) => {
             eprintln!("cork clean: {}", chain(&e));

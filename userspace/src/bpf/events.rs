@@ -33,15 +33,31 @@ struct Reader {
 
 impl EventReader {
     /// Takes the ring buffer and loss counter out of the bottle's map object.
-    pub fn start(ebpf: &mut Ebpf, enrichment: Enrichment, sink: AuditSink) -> Result<Self, MapError> {
+    pub fn start(
+        ebpf: &mut Ebpf,
+        enrichment: Enrichment,
+        sink: AuditSink,
+    ) -> Result<Self, MapError> {
         let map = ebpf.take_map(EVENTS).ok_or(MapError::Missing(EVENTS))?;
-        let ring = RingBuf::try_from(map)
-            .map_err(|source| MapError::Aya { map: EVENTS, operation: "open", source })?;
+        let ring = RingBuf::try_from(map).map_err(|source| MapError::Aya {
+            map: EVENTS,
+            operation: "open",
+            source,
+        })?;
         let map = ebpf.take_map(LOST).ok_or(MapError::Missing(LOST))?;
-        let lost = PerCpuArray::try_from(map)
-            .map_err(|source| MapError::Aya { map: LOST, operation: "open", source })?;
+        let lost = PerCpuArray::try_from(map).map_err(|source| MapError::Aya {
+            map: LOST,
+            operation: "open",
+            source,
+        })?;
         let stop = Arc::new(AtomicBool::new(false));
-        let mut reader = Reader { ring, lost, lost_seen: 0, enrichment, sink };
+        let mut reader = Reader {
+            ring,
+            lost,
+            lost_seen: 0,
+            enrichment,
+            sink,
+        };
         let stop2 = stop.clone();
         let thread = std::thread::Builder::new()
             .name("cork-audit".into())
@@ -50,7 +66,10 @@ impl EventReader {
                 reader.sink
             })
             .expect("spawning the audit thread");
-        Ok(EventReader { stop, thread: Some(thread) })
+        Ok(EventReader {
+            stop,
+            thread: Some(thread),
+        })
     }
 
     /// Stops the thread after a final drain; returns the sink for further events.

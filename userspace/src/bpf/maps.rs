@@ -31,12 +31,19 @@ pub enum MapError {
 }
 
 fn aya_err(map: &'static str, operation: &'static str) -> impl Fn(aya::maps::MapError) -> MapError {
-    move |source| MapError::Aya { map, operation, source }
+    move |source| MapError::Aya {
+        map,
+        operation,
+        source,
+    }
 }
 
 /// The kernel value for one prefix entry.
 pub fn prefix_value(entry: &PrefixEntry) -> cork_prefix_value {
-    let mut v = cork_prefix_value { count: entry.slots.len() as u32, ..Default::default() };
+    let mut v = cork_prefix_value {
+        count: entry.slots.len() as u32,
+        ..Default::default()
+    };
     for (dst, s) in v.slots.iter_mut().zip(&entry.slots) {
         *dst = cork_port_rule {
             port_lo: s.port_lo,
@@ -60,7 +67,10 @@ fn v4_entries(plan: &KernelPlan) -> BTreeMap<(u32, [u8; 4]), Vec<u8>> {
     plan.v4
         .iter()
         .filter_map(|e| match e.prefix.addr() {
-            IpAddr::V4(a) => Some(((e.prefix.len() as u32, a.octets()), value_bytes(&prefix_value(e)))),
+            IpAddr::V4(a) => Some((
+                (e.prefix.len() as u32, a.octets()),
+                value_bytes(&prefix_value(e)),
+            )),
             IpAddr::V6(_) => None,
         })
         .collect()
@@ -70,7 +80,10 @@ fn v6_entries(plan: &KernelPlan) -> BTreeMap<(u32, [u8; 16]), Vec<u8>> {
     plan.v6
         .iter()
         .filter_map(|e| match e.prefix.addr() {
-            IpAddr::V6(a) => Some(((e.prefix.len() as u32, a.octets()), value_bytes(&prefix_value(e)))),
+            IpAddr::V6(a) => Some((
+                (e.prefix.len() as u32, a.octets()),
+                value_bytes(&prefix_value(e)),
+            )),
             IpAddr::V4(_) => None,
         })
         .collect()
@@ -98,7 +111,8 @@ pub fn write_plan(ebpf: &mut Ebpf, plan: &KernelPlan) -> Result<(), MapError> {
         for e in &plan.v4 {
             if let IpAddr::V4(a) = e.prefix.addr() {
                 let key = Key::new(e.prefix.len() as u32, a.octets());
-                trie.insert(&key, prefix_value(e), 0).map_err(aya_err(RULES_V4, "insert"))?;
+                trie.insert(&key, prefix_value(e), 0)
+                    .map_err(aya_err(RULES_V4, "insert"))?;
             }
         }
     }
@@ -109,15 +123,20 @@ pub fn write_plan(ebpf: &mut Ebpf, plan: &KernelPlan) -> Result<(), MapError> {
         for e in &plan.v6 {
             if let IpAddr::V6(a) = e.prefix.addr() {
                 let key = Key::new(e.prefix.len() as u32, a.octets());
-                trie.insert(&key, prefix_value(e), 0).map_err(aya_err(RULES_V6, "insert"))?;
+                trie.insert(&key, prefix_value(e), 0)
+                    .map_err(aya_err(RULES_V6, "insert"))?;
             }
         }
     }
-    let map = ebpf.map_mut(HOST_PORTS).ok_or(MapError::Missing(HOST_PORTS))?;
+    let map = ebpf
+        .map_mut(HOST_PORTS)
+        .ok_or(MapError::Missing(HOST_PORTS))?;
     let mut ports: HashMap<&mut MapData, u16, u8> =
         HashMap::try_from(map).map_err(aya_err(HOST_PORTS, "open"))?;
     for p in &plan.host_ports {
-        ports.insert(p, 1, 0).map_err(aya_err(HOST_PORTS, "insert"))?;
+        ports
+            .insert(p, 1, 0)
+            .map_err(aya_err(HOST_PORTS, "insert"))?;
     }
     Ok(())
 }
@@ -133,7 +152,10 @@ pub fn verify_plan(ebpf: &Ebpf, plan: &KernelPlan) -> Result<(), MapError> {
         got.insert((k.prefix_len(), k.data()), value_bytes(&v));
     }
     if got != v4_entries(plan) {
-        return Err(MapError::Mismatch { map: RULES_V4, detail: format!("{} entries", got.len()) });
+        return Err(MapError::Mismatch {
+            map: RULES_V4,
+            detail: format!("{} entries", got.len()),
+        });
     }
 
     let map = ebpf.map(RULES_V6).ok_or(MapError::Missing(RULES_V6))?;
@@ -145,19 +167,28 @@ pub fn verify_plan(ebpf: &Ebpf, plan: &KernelPlan) -> Result<(), MapError> {
         got.insert((k.prefix_len(), k.data()), value_bytes(&v));
     }
     if got != v6_entries(plan) {
-        return Err(MapError::Mismatch { map: RULES_V6, detail: format!("{} entries", got.len()) });
+        return Err(MapError::Mismatch {
+            map: RULES_V6,
+            detail: format!("{} entries", got.len()),
+        });
     }
 
     let map = ebpf.map(HOST_PORTS).ok_or(MapError::Missing(HOST_PORTS))?;
     let ports: HashMap<&MapData, u16, u8> =
         HashMap::try_from(map).map_err(aya_err(HOST_PORTS, "open"))?;
-    let mut got: Vec<u16> = ports.keys().collect::<Result<_, _>>().map_err(aya_err(HOST_PORTS, "iterate"))?;
+    let mut got: Vec<u16> = ports
+        .keys()
+        .collect::<Result<_, _>>()
+        .map_err(aya_err(HOST_PORTS, "iterate"))?;
     got.sort_unstable();
     let mut want = plan.host_ports.clone();
     want.sort_unstable();
     want.dedup();
     if got != want {
-        return Err(MapError::Mismatch { map: HOST_PORTS, detail: format!("{got:?} != {want:?}") });
+        return Err(MapError::Mismatch {
+            map: HOST_PORTS,
+            detail: format!("{got:?} != {want:?}"),
+        });
     }
     Ok(())
 }

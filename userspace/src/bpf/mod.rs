@@ -38,7 +38,10 @@ pub enum BpfError {
         source: EbpfError,
     },
     #[error("program {program} is missing from object {object}")]
-    MissingProgram { object: &'static str, program: &'static str },
+    MissingProgram {
+        object: &'static str,
+        program: &'static str,
+    },
     #[error("program {program}: {operation}")]
     Program {
         program: &'static str,
@@ -84,7 +87,12 @@ pub enum BpfError {
         "verification failed: {attach:?} on {path} has programs {found:?}, expected exactly \
          [{expected}]"
     )]
-    NotAttached { path: PathBuf, attach: AttachType, found: Vec<u32>, expected: u32 },
+    NotAttached {
+        path: PathBuf,
+        attach: AttachType,
+        found: Vec<u32>,
+        expected: u32,
+    },
 }
 
 /// One attached program: its name, kernel attach type, id and the pin keeping it attached.
@@ -162,8 +170,10 @@ impl Enforcement {
         cgroup_dir: &Path,
         plan: &KernelPlan,
     ) -> Result<(), BpfError> {
-        fs::create_dir(&self.pin_dir)
-            .map_err(|source| BpfError::PinDir { path: self.pin_dir.clone(), source })?;
+        fs::create_dir(&self.pin_dir).map_err(|source| BpfError::PinDir {
+            path: self.pin_dir.clone(),
+            source,
+        })?;
         let btf = Btf::from_sys_fs().map_err(BpfError::Btf)?;
         for spec in OBJECTS {
             let ebpf = EbpfLoader::new()
@@ -171,7 +181,10 @@ impl Enforcement {
                 .default_map_pin_directory(&self.pin_dir)
                 .override_global("CORK_BOTTLE_ID", &bottle_id, true)
                 .load(spec.bytes)
-                .map_err(|source| BpfError::LoadObject { object: spec.name, source })?;
+                .map_err(|source| BpfError::LoadObject {
+                    object: spec.name,
+                    source,
+                })?;
             self.objects.push(ebpf);
             if spec.name == "sock_create" {
                 // The maps exist now; fill them before any program can run.
@@ -179,8 +192,10 @@ impl Enforcement {
             }
         }
 
-        let cgroup = File::open(cgroup_dir)
-            .map_err(|source| BpfError::Cgroup { path: cgroup_dir.to_path_buf(), source })?;
+        let cgroup = File::open(cgroup_dir).map_err(|source| BpfError::Cgroup {
+            path: cgroup_dir.to_path_buf(),
+            source,
+        })?;
         for (spec, ebpf) in OBJECTS.iter().zip(self.objects.iter_mut()) {
             for &(program, attach) in spec.programs {
                 let att = attach_one(ebpf, spec.name, program, attach, &cgroup, &self.pin_dir)?;
@@ -194,9 +209,12 @@ impl Enforcement {
     /// map contents equal to the plan.
     fn verify(&self, cgroup_dir: &Path, cgroup: &File, plan: &KernelPlan) -> Result<(), BpfError> {
         for att in &self.attachments {
-            let found = query::attached_programs(cgroup, att.attach).map_err(|source| {
-                BpfError::Query { path: cgroup_dir.to_path_buf(), attach: att.attach, source }
-            })?;
+            let found =
+                query::attached_programs(cgroup, att.attach).map_err(|source| BpfError::Query {
+                    path: cgroup_dir.to_path_buf(),
+                    attach: att.attach,
+                    source,
+                })?;
             if found != [att.prog_id] {
                 return Err(BpfError::NotAttached {
                     path: cgroup_dir.to_path_buf(),
@@ -289,14 +307,22 @@ fn attach_one(
     pin_dir: &Path,
 ) -> Result<Attachment, BpfError> {
     let err = |operation: &'static str| {
-        move |source: ProgramError| BpfError::Program { program, operation, source }
+        move |source: ProgramError| BpfError::Program {
+            program,
+            operation,
+            source,
+        }
     };
-    let prog = ebpf.program_mut(program).ok_or(BpfError::MissingProgram { object, program })?;
+    let prog = ebpf
+        .program_mut(program)
+        .ok_or(BpfError::MissingProgram { object, program })?;
     let fd_link: FdLink = match attach {
         AttachType::SockCreate => {
             let p: &mut CgroupSock = prog.try_into().map_err(err("type check"))?;
             p.load().map_err(err("load"))?;
-            let id = p.attach(cgroup, CgroupAttachMode::Single).map_err(err("attach"))?;
+            let id = p
+                .attach(cgroup, CgroupAttachMode::Single)
+                .map_err(err("attach"))?;
             let link = p.take_link(id).map_err(err("take link"))?;
             FdLink::try_from(link).map_err(|source| BpfError::Link { program, source })?
         }
@@ -304,7 +330,11 @@ fn attach_one(
             let p: &mut CgroupSkb = prog.try_into().map_err(err("type check"))?;
             p.load().map_err(err("load"))?;
             let id = p
-                .attach(cgroup, CgroupSkbAttachType::Egress, CgroupAttachMode::Single)
+                .attach(
+                    cgroup,
+                    CgroupSkbAttachType::Egress,
+                    CgroupAttachMode::Single,
+                )
                 .map_err(err("attach"))?;
             let link = p.take_link(id).map_err(err("take link"))?;
             FdLink::try_from(link).map_err(|source| BpfError::Link { program, source })?
@@ -312,16 +342,27 @@ fn attach_one(
         _ => {
             let p: &mut CgroupSockAddr = prog.try_into().map_err(err("type check"))?;
             p.load().map_err(err("load"))?;
-            let id = p.attach(cgroup, CgroupAttachMode::Single).map_err(err("attach"))?;
+            let id = p
+                .attach(cgroup, CgroupAttachMode::Single)
+                .map_err(err("attach"))?;
             let link = p.take_link(id).map_err(err("take link"))?;
             FdLink::try_from(link).map_err(|source| BpfError::Link { program, source })?
         }
     };
-    let prog = ebpf.program(program).ok_or(BpfError::MissingProgram { object, program })?;
+    let prog = ebpf
+        .program(program)
+        .ok_or(BpfError::MissingProgram { object, program })?;
     let prog_id = prog.info().map_err(err("info"))?.id();
     let path = pin_dir.join(format!("link_{program}"));
-    let link = fd_link
-        .pin(&path)
-        .map_err(|source| BpfError::PinLink { program, path: path.clone(), source })?;
-    Ok(Attachment { program, attach, prog_id, link: Some(link) })
+    let link = fd_link.pin(&path).map_err(|source| BpfError::PinLink {
+        program,
+        path: path.clone(),
+        source,
+    })?;
+    Ok(Attachment {
+        program,
+        attach,
+        prog_id,
+        link: Some(link),
+    })
 }

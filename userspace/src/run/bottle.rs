@@ -36,7 +36,11 @@ impl Bottle {
         let cgroup = BottleCgroup::create(cgroup_root, key)?;
         // If install fails, `cgroup` drops here and removes the (empty) directory.
         let enforcement = Enforcement::install(bottle_id, cgroup.path(), &bpffs.join(key), plan)?;
-        Ok(Bottle { key: key.to_string(), cgroup: Some(cgroup), enforcement: Some(enforcement) })
+        Ok(Bottle {
+            key: key.to_string(),
+            cgroup: Some(cgroup),
+            enforcement: Some(enforcement),
+        })
     }
 
     pub fn key(&self) -> &str {
@@ -55,8 +59,10 @@ impl Bottle {
     /// met (empty when clean).
     pub fn teardown(&mut self) -> Vec<String> {
         let mut problems = Vec::new();
-        if let Some(cg) = self.cgroup.take() {
-            if let Err(e) = cg.remove() {
+        if let Some(cg) = self.cgroup.take()
+            && let Err(e) = cg.remove()
+        {
+            {
                 problems.push(format!("{e}"));
                 problems.push(format!(
                     "enforcement for {} stays pinned because its processes could not be \

@@ -34,7 +34,11 @@ pub struct ChildSetup {
 }
 
 impl ChildSetup {
-    pub fn prepare(procs_path: &Path, mounts: &[Mount], user: Option<UserSpec>) -> io::Result<Self> {
+    pub fn prepare(
+        procs_path: &Path,
+        mounts: &[Mount],
+        user: Option<UserSpec>,
+    ) -> io::Result<Self> {
         let cgroup_procs = OpenOptions::new().write(true).open(procs_path)?;
         let readonly = mounts
             .iter()
@@ -42,7 +46,11 @@ impl ChildSetup {
             .map(|m| CString::new(m.target.as_os_str().as_encoded_bytes()))
             .collect::<Result<_, _>>()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        Ok(ChildSetup { cgroup_procs, readonly, user })
+        Ok(ChildSetup {
+            cgroup_procs,
+            readonly,
+            user,
+        })
     }
 
     /// Runs in the child after fork. Any error aborts the spawn (the parent sees it).
@@ -55,7 +63,13 @@ impl ChildSetup {
         }
         unshare(CloneFlags::CLONE_NEWNS)?;
         // Stop our changes from propagating back to the host's mount namespace.
-        mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_SLAVE, None::<&str>)?;
+        mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            MsFlags::MS_REC | MsFlags::MS_SLAVE,
+            None::<&str>,
+        )?;
         for target in &self.readonly {
             mount(
                 None::<&str>,
@@ -91,7 +105,10 @@ pub fn parse_user(spec: &str) -> Result<UserSpec, String> {
     }
     let (uid, primary) = match u.parse::<u32>() {
         Ok(uid) => {
-            let primary = nix::unistd::User::from_uid(Uid::from_raw(uid)).ok().flatten().map(|p| p.gid.as_raw());
+            let primary = nix::unistd::User::from_uid(Uid::from_raw(uid))
+                .ok()
+                .flatten()
+                .map(|p| p.gid.as_raw());
             (uid, primary.unwrap_or(uid))
         }
         Err(_) => match nix::unistd::User::from_name(u) {

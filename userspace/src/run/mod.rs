@@ -57,7 +57,7 @@ pub enum RunError {
     Bottle {
         key: String,
         #[source]
-        source: BottleError,
+        source: Box<BottleError>,
     },
     #[error(transparent)]
     Audit(#[from] SinkError),
@@ -79,7 +79,9 @@ impl RunError {
     /// The exit status `cork run` reports for this failure.
     pub fn exit_code(&self) -> i32 {
         match self {
-            RunError::Spawn { source, .. } if source.kind() == io::ErrorKind::NotFound => EXIT_NOT_FOUND,
+            RunError::Spawn { source, .. } if source.kind() == io::ErrorKind::NotFound => {
+                EXIT_NOT_FOUND
+            }
             RunError::Spawn { source, .. } if source.kind() == io::ErrorKind::PermissionDenied => {
                 EXIT_CANNOT_EXEC
             }
@@ -90,8 +92,10 @@ impl RunError {
 
 /// Runs the command in a fresh bottle and returns the exit status to report.
 pub fn run(opts: RunOptions) -> Result<i32, RunError> {
-    let src = std::fs::read_to_string(&opts.manifest)
-        .map_err(|source| RunError::ReadManifest { path: opts.manifest.clone(), source })?;
+    let src = std::fs::read_to_string(&opts.manifest).map_err(|source| RunError::ReadManifest {
+        path: opts.manifest.clone(),
+        source,
+    })?;
     let policy = cork_policy::compile(&src, &opts.manifest.display().to_string())?;
     let (program, args) = opts.command.split_first().ok_or(RunError::NoCommand)?;
     if !nix::unistd::geteuid().is_root() {
@@ -103,15 +107,23 @@ pub fn run(opts: RunOptions) -> Result<i32, RunError> {
     let pid = std::process::id();
     let key = format!("cork-{}-{pid}", policy.name);
     let plan = policy.kernel_plan();
-    let mut bottle = Bottle::create(&key, pid, &cgroup_root, &bpffs, &plan)
-        .map_err(|source| RunError::Bottle { key: key.clone(), source })?;
+    let mut bottle = Bottle::create(&key, pid, &cgroup_root, &bpffs, &plan).map_err(|source| {
+        RunError::Bottle {
+            key: key.clone(),
+            source: Box::new(source),
+        }
+    })?;
 
     let mut sink = AuditSink::open(opts.audit_log.as_deref())?;
-    sink.write(&lifecycle(&policy.name, "enforced", format!(
-        "bottle {key}: cgroup {} enforced, pins in {}",
-        cgroup_root.join(&key).display(),
-        bottle.enforcement().pin_dir().display()
-    )))?;
+    sink.write(&lifecycle(
+        &policy.name,
+        "enforced",
+        format!(
+            "bottle {key}: cgroup {} enforced, pins in {}",
+            cgroup_root.join(&key).display(),
+            bottle.enforcement().pin_dir().display()
+        ),
+    ))?;
     sink.flush()?;
 
     let setup = child::ChildSetup::prepare(&bottle.cgroup_procs(), &mounts::mounts()?, opts.user)
@@ -122,13 +134,18 @@ pub fn run(opts: RunOptions) -> Result<i32, RunError> {
     // has no other threads yet (the audit reader starts below), so nothing it needs can be
     // held locked by a thread that does not exist in the child.
     unsafe { cmd.pre_exec(move || setup.apply()) };
-    let mut child = cmd
-        .spawn()
-        .map_err(|source| RunError::Spawn { command: program.clone(), source })?;
+    let mut child = cmd.spawn().map_err(|source| RunError::Spawn {
+        command: program.clone(),
+        source,
+    })?;
 
     // From here on the command runs; kernel events wait in the ring buffer until read.
     let rules = policy.rules.iter().map(|r| r.id.clone()).collect();
-    let reader = EventReader::start(bottle.enforcement().maps_object(), Enrichment::new(policy.name.clone(), rules), sink);
+    let reader = EventReader::start(
+        bottle.enforcement().maps_object(),
+        Enrichment::new(policy.name.clone(), rules),
+        sink,
+    );
     if let Err(e) = signals::forward_to(child.id()) {
         tracing::warn!("cannot forward signals to the command: {e}");
     }
@@ -143,14 +160,26 @@ pub fn run(opts: RunOptions) -> Result<i32, RunError> {
         tracing::error!("{p}");
     }
     let status = status?;
-    let code = status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+    let code = status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
     if let Some(sink) = sink.as_mut() {
-        sink.write(&lifecycle(&policy.name, "finished", format!("command exited with status {code}")))?;
+        sink.write(&lifecycle(
+            &policy.name,
+            "finished",
+            format!("command exited with status {code}"),
+        ))?;
         sink.flush()?;
     }
     Ok(code)
 }
 
 fn lifecycle(bottle: &str, event: &'static str, detail: String) -> LifecycleEvent {
-    LifecycleEvent { ts: audit::now_rfc3339(), bottle: bottle.to_string(), layer: "cork", event, detail }
+    LifecycleEvent {
+        ts: audit::now_rfc3339(),
+        bottle: bottle.to_string(),
+        layer: "cork",
+        event,
+        detail,
+    }
 }

@@ -7,7 +7,12 @@ use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction
 
 static CHILD: AtomicI32 = AtomicI32::new(0);
 
-const FORWARDED: &[Signal] = &[Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT];
+const FORWARDED: &[Signal] = &[
+    Signal::SIGINT,
+    Signal::SIGTERM,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+];
 
 extern "C" fn forward(sig: libc::c_int) {
     let pid = CHILD.load(Ordering::SeqCst);
@@ -20,7 +25,11 @@ extern "C" fn forward(sig: libc::c_int) {
 /// Installs the forwarding handlers for `child`.
 pub fn forward_to(child: u32) -> nix::Result<()> {
     CHILD.store(child as i32, Ordering::SeqCst);
-    let action = SigAction::new(SigHandler::Handler(forward), SaFlags::SA_RESTART, SigSet::empty());
+    let action = SigAction::new(
+        SigHandler::Handler(forward),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
     for &sig in FORWARDED {
         // SAFETY: the handler only reads an atomic and calls kill(2).
         unsafe { sigaction(sig, &action) }?;
