@@ -43,7 +43,7 @@ int cork_sock_create(struct bpf_sock *sk)
 	if (ev) {
 		cork_event_task(ev);
 		ev->family = sk->family;
-		ev->proto = sk->protocol;
+		ev->proto = sk->protocol <= 255 ? sk->protocol : 255; /* MPTCP is 262 */
 		ev->sock_type = sk->type;
 		bpf_ringbuf_submit(ev, 0);
 	}

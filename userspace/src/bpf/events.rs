@@ -2,8 +2,8 @@
 //! per-CPU loss counter and reports any increase as a loss event.
 
 use std::os::fd::AsFd;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use aya::Ebpf;
@@ -17,10 +17,10 @@ use crate::audit::{self, AuditSink, Enrichment, LossEvent};
 const EVENTS: &str = "cork_events";
 const LOST: &str = "cork_lost";
 
-/// A running reader; [`EventReader::finish`] drains what is left and returns the sink.
+/// A running reader; [`EventReader::finish`] drains what is left.
 pub struct EventReader {
     stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<AuditSink>>,
+    thread: Option<JoinHandle<()>>,
 }
 
 struct Reader {
@@ -28,7 +28,7 @@ struct Reader {
     lost: PerCpuArray<MapData, u64>,
     lost_seen: u64,
     enrichment: Enrichment,
-    sink: AuditSink,
+    sink: Arc<Mutex<AuditSink>>,
 }
 
 impl EventReader {
@@ -36,7 +36,7 @@ impl EventReader {
     pub fn start(
         ebpf: &mut Ebpf,
         enrichment: Enrichment,
-        sink: AuditSink,
+        sink: Arc<Mutex<AuditSink>>,
     ) -> Result<Self, MapError> {
         let map = ebpf.take_map(EVENTS).ok_or(MapError::Missing(EVENTS))?;
         let ring = RingBuf::try_from(map).map_err(|source| MapError::Aya {
@@ -61,10 +61,7 @@ impl EventReader {
         let stop2 = stop.clone();
         let thread = std::thread::Builder::new()
             .name("cork-audit".into())
-            .spawn(move || {
-                reader.run(&stop2);
-                reader.sink
-            })
+            .spawn(move || reader.run(&stop2))
             .expect("spawning the audit thread");
         Ok(EventReader {
             stop,
@@ -72,10 +69,12 @@ impl EventReader {
         })
     }
 
-    /// Stops the thread after a final drain; returns the sink for further events.
-    pub fn finish(mut self) -> Option<AuditSink> {
+    /// Stops the thread after a final drain.
+    pub fn finish(mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        self.thread.take().and_then(|t| t.join().ok())
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 
@@ -97,9 +96,11 @@ impl Reader {
                 // Wake at least every 100 ms to notice `stop` and new losses.
                 let _ = poll(&mut fds, PollTimeout::from(100u16));
             }
-            self.drain();
-            self.report_loss();
-            if let Err(e) = self.sink.flush() {
+            let sink = self.sink.clone();
+            let mut sink = sink.lock().unwrap_or_else(|p| p.into_inner());
+            self.drain(&mut sink);
+            self.report_loss(&mut sink);
+            if let Err(e) = sink.flush() {
                 tracing::error!("{e:#}");
             }
             if done {
@@ -108,7 +109,7 @@ impl Reader {
         }
     }
 
-    fn drain(&mut self) {
+    fn drain(&mut self, sink: &mut AuditSink) {
         while let Some(item) = self.ring.next() {
             if item.len() < std::mem::size_of::<cork_event>() {
                 tracing::error!("short audit record ({} bytes)", item.len());
@@ -120,13 +121,13 @@ impl Reader {
             let ev: cork_event = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
             drop(item);
             let out = audit::verdict_from_kernel(&ev, &self.enrichment);
-            if let Err(e) = self.sink.write(&out) {
+            if let Err(e) = sink.write(&out) {
                 tracing::error!("{e:#}");
             }
         }
     }
 
-    fn report_loss(&mut self) {
+    fn report_loss(&mut self, sink: &mut AuditSink) {
         let total: u64 = match self.lost.get(&0, 0) {
             Ok(values) => values.iter().sum(),
             Err(e) => {
@@ -145,7 +146,7 @@ impl Reader {
             };
             self.lost_seen = total;
             tracing::warn!("{} kernel audit events lost (ring buffer full)", ev.lost);
-            if let Err(e) = self.sink.write(&ev) {
+            if let Err(e) = sink.write(&ev) {
                 tracing::error!("{e:#}");
             }
         }

@@ -3,7 +3,8 @@
 //! thread (PDEATHSIG), get a private mount namespace in which every cgroup and bpf
 //! filesystem is read-only (root in the bottle could otherwise write another cgroup's
 //! `cgroup.procs` to leave, or unlink the link pins that keep enforcement attached),
-//! switch user, drop capabilities, and set no_new_privs.
+//! switch user, drop capabilities, set no_new_privs, and install the seccomp filter that
+//! reports forbidden socket(2) calls to the agent.
 //!
 //! Everything is prepared before fork. The agent is single-threaded when it spawns (the
 //! audit thread starts after), so the allocation the caps crate may do here is safe.
@@ -11,13 +12,14 @@
 use std::ffi::CString;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
+use std::os::fd::RawFd;
 use std::path::Path;
 
 use nix::mount::{MsFlags, mount};
 use nix::sched::{CloneFlags, unshare};
 use nix::unistd::{Gid, Uid, setgid, setgroups, setuid};
 
-use super::caps;
+use super::{caps, seccomp};
 use crate::mounts::Mount;
 
 /// `--user UID[:GID]` resolved to numbers.
@@ -29,6 +31,8 @@ pub struct UserSpec {
 
 pub struct ChildSetup {
     cgroup_procs: File,
+    /// Where the child sends its seccomp listener (see run/seccomp.rs).
+    listener_channel: RawFd,
     readonly: Vec<CString>,
     user: Option<UserSpec>,
 }
@@ -38,6 +42,7 @@ impl ChildSetup {
         procs_path: &Path,
         mounts: &[Mount],
         user: Option<UserSpec>,
+        listener_channel: RawFd,
     ) -> io::Result<Self> {
         let cgroup_procs = OpenOptions::new().write(true).open(procs_path)?;
         let readonly = mounts
@@ -48,6 +53,7 @@ impl ChildSetup {
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         Ok(ChildSetup {
             cgroup_procs,
+            listener_channel,
             readonly,
             user,
         })
@@ -89,7 +95,7 @@ impl ChildSetup {
         if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
             return Err(io::Error::last_os_error());
         }
-        Ok(())
+        seccomp::install_in_child(self.listener_channel)
     }
 }
 

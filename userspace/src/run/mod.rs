@@ -6,13 +6,16 @@
 mod bottle;
 mod caps;
 mod child;
+mod seccomp;
 mod signals;
 
 use std::ffi::OsString;
 use std::io;
+use std::os::fd::AsRawFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::{Arc, Mutex};
 
 pub use bottle::{Bottle, BottleError};
 pub use caps::DROPPED as DROPPED_CAPABILITIES;
@@ -125,13 +128,20 @@ pub fn run(opts: RunOptions) -> Result<i32, RunError> {
         ),
     ))?;
     sink.flush()?;
+    let sink = Arc::new(Mutex::new(sink));
 
-    let setup = child::ChildSetup::prepare(&bottle.cgroup_procs(), &mounts::mounts()?, opts.user)
-        .map_err(RunError::Prepare)?;
+    let channel = seccomp::ListenerChannel::new().map_err(RunError::Prepare)?;
+    let setup = child::ChildSetup::prepare(
+        &bottle.cgroup_procs(),
+        &mounts::mounts()?,
+        opts.user,
+        channel.child.as_raw_fd(),
+    )
+    .map_err(RunError::Prepare)?;
     let mut cmd = Command::new(program);
     cmd.args(args);
     // SAFETY: the closure only makes syscalls on data prepared before fork; this process
-    // has no other threads yet (the audit reader starts below), so nothing it needs can be
+    // has no other threads yet (the audit threads start below), so nothing it needs can be
     // held locked by a thread that does not exist in the child.
     unsafe { cmd.pre_exec(move || setup.apply()) };
     let mut child = cmd.spawn().map_err(|source| RunError::Spawn {
@@ -140,11 +150,25 @@ pub fn run(opts: RunOptions) -> Result<i32, RunError> {
     })?;
 
     // From here on the command runs; kernel events wait in the ring buffer until read.
+    // The child sent its seccomp listener before exec, so it is already queued.
+    let auditor = match channel.receive() {
+        Ok(listener) => Some(seccomp::SocketAuditor::start(
+            listener,
+            policy.name.clone(),
+            sink.clone(),
+        )),
+        Err(e) => {
+            // Forbidden sockets still fail (ENOSYS without a listener); only their audit
+            // is missing, and that is said in the log.
+            tracing::error!("socket refusals will not be audited: {e}");
+            None
+        }
+    };
     let rules = policy.rules.iter().map(|r| r.id.clone()).collect();
     let reader = EventReader::start(
         bottle.enforcement().maps_object(),
         Enrichment::new(policy.name.clone(), rules),
-        sink,
+        sink.clone(),
     );
     if let Err(e) = signals::forward_to(child.id()) {
         tracing::warn!("cannot forward signals to the command: {e}");
@@ -155,7 +179,8 @@ pub fn run(opts: RunOptions) -> Result<i32, RunError> {
     // The command is done: kill what it left behind while still enforced, then read the
     // last events, then take enforcement down.
     let problems = bottle.teardown();
-    let mut sink = reader.finish();
+    reader.finish();
+    drop(auditor);
     for p in &problems {
         tracing::error!("{p}");
     }
@@ -163,14 +188,13 @@ pub fn run(opts: RunOptions) -> Result<i32, RunError> {
     let code = status
         .code()
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
-    if let Some(sink) = sink.as_mut() {
-        sink.write(&lifecycle(
-            &policy.name,
-            "finished",
-            format!("command exited with status {code}"),
-        ))?;
-        sink.flush()?;
-    }
+    let mut sink = sink.lock().unwrap_or_else(|p| p.into_inner());
+    sink.write(&lifecycle(
+        &policy.name,
+        "finished",
+        format!("command exited with status {code}"),
+    ))?;
+    sink.flush()?;
     Ok(code)
 }
 
