@@ -19,15 +19,21 @@ impl Audit {
     /// Reads a JSON-lines log; an absent file is an error (cork run writes it), a line
     /// that is not a JSON object too.
     pub fn read(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("read audit log {}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("read audit log {}", path.display()))?;
         Self::parse(&text).with_context(|| format!("parse audit log {}", path.display()))
     }
 
     /// Parses JSON lines (blank lines skipped).
     pub fn parse(text: &str) -> Result<Self> {
         let mut events = Vec::new();
-        for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-            let v: Value = serde_json::from_str(line).with_context(|| format!("line {}: {line}", i + 1))?;
+        for (i, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
+            let v: Value =
+                serde_json::from_str(line).with_context(|| format!("line {}: {line}", i + 1))?;
             if !v.is_object() {
                 bail!("line {}: not a JSON object: {line}", i + 1);
             }
@@ -99,8 +105,15 @@ impl Audit {
                 if f(e, "event") == "verdict" {
                     format!(
                         "{:<5} {:<10} {:<6} {:>22} port {:<5} {:<18} rule {:<16} ({} pid {})",
-                        f(e, "verdict"), f(e, "hook"), f(e, "proto"), f(e, "dst"), f(e, "dport"),
-                        f(e, "reason"), f(e, "rule"), f(e, "comm"), f(e, "pid")
+                        f(e, "verdict"),
+                        f(e, "hook"),
+                        f(e, "proto"),
+                        f(e, "dst"),
+                        f(e, "dport"),
+                        f(e, "reason"),
+                        f(e, "rule"),
+                        f(e, "comm"),
+                        f(e, "pid")
                     )
                 } else {
                     e.to_string()

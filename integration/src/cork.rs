@@ -23,7 +23,11 @@ pub fn cork_bin() -> Result<PathBuf> {
     }
     bail!(
         "cork binary not found (looked at {}); build it with `cargo build -p cork` or set CORK_BIN",
-        candidates.iter().map(|c| c.display().to_string()).collect::<Vec<_>>().join(", ")
+        candidates
+            .iter()
+            .map(|c| c.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
     )
 }
 

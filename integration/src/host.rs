@@ -27,7 +27,9 @@ pub fn cgroup2_mount() -> Result<PathBuf> {
 
 /// Entries of `dir` whose names start with `prefix` (an absent dir has none).
 pub fn entries_with_prefix(dir: &Path, prefix: &str) -> Vec<PathBuf> {
-    let Ok(rd) = std::fs::read_dir(dir) else { return Vec::new() };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
     let mut v: Vec<PathBuf> = rd
         .filter_map(|e| e.ok())
         .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
@@ -56,7 +58,10 @@ pub fn cork_nft_tables() -> Result<Vec<String>> {
         .output()
         .context("spawn nft list tables")?;
     if !out.status.success() {
-        bail!("nft list tables: {}", String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "nft list tables: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -82,7 +87,8 @@ pub fn remove_cgroup(path: &Path) -> Result<()> {
 
 fn populated(path: &Path) -> Result<bool> {
     let events = path.join("cgroup.events");
-    let text = std::fs::read_to_string(&events).with_context(|| format!("read {}", events.display()))?;
+    let text =
+        std::fs::read_to_string(&events).with_context(|| format!("read {}", events.display()))?;
     Ok(text.lines().any(|l| l == "populated 1"))
 }
 

@@ -36,8 +36,15 @@ impl Netns {
     pub fn open(name: &str) -> Result<Self> {
         let path = format!("/run/netns/{name}");
         let file = File::open(&path).with_context(|| format!("open {path}"))?;
-        let inode = file.metadata().with_context(|| format!("stat {path}"))?.ino();
-        Ok(Self { name: name.to_owned(), file, inode })
+        let inode = file
+            .metadata()
+            .with_context(|| format!("stat {path}"))?
+            .ino();
+        Ok(Self {
+            name: name.to_owned(),
+            file,
+            inode,
+        })
     }
 
     /// The namespace's name under /run/netns.

@@ -61,7 +61,7 @@ def op_socket(family, kind, proto):
     k = {"raw": socket.SOCK_RAW, "dgram": socket.SOCK_DGRAM, "stream": socket.SOCK_STREAM}[kind]
     p = {"icmp": socket.IPPROTO_ICMP, "icmpv6": socket.IPPROTO_ICMPV6,
          "udp": socket.IPPROTO_UDP, "tcp": socket.IPPROTO_TCP,
-         "all": socket.htons(0x0003)}[proto]
+         "mptcp": 262, "sctp": 132, "all": socket.htons(0x0003)}[proto]
     socket.socket(f, k, p).close()
     return "ok"
 

@@ -101,6 +101,12 @@ impl Probe {
         self.push(&["status"])
     }
 
+    /// Appends the operations of `other`.
+    pub fn extend(mut self, other: &Probe) -> Self {
+        self.ops.extend(other.ops.iter().cloned());
+        self
+    }
+
     /// `python3 -c SCRIPT OPS...`.
     pub fn argv(&self) -> Vec<String> {
         let mut v = vec!["python3".to_owned(), "-c".to_owned(), SCRIPT.to_owned()];
@@ -112,6 +118,10 @@ impl Probe {
     /// trailing command keeps dash from exec'ing python in place of the shell).
     pub fn argv_via_shell(&self) -> Vec<String> {
         let line: Vec<String> = self.argv().iter().map(|a| shell_quote(a)).collect();
-        vec!["sh".into(), "-c".into(), format!("{}; exit $?", line.join(" "))]
+        vec![
+            "sh".into(),
+            "-c".into(),
+            format!("{}; exit $?", line.join(" ")),
+        ]
     }
 }

@@ -53,7 +53,11 @@ impl RunOutput {
 
     /// Non-empty stdout lines, trimmed.
     pub fn lines(&self) -> Vec<&str> {
-        self.stdout.lines().map(str::trim).filter(|l| !l.is_empty()).collect()
+        self.stdout
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect()
     }
 }
 
@@ -63,7 +67,11 @@ impl std::fmt::Display for RunOutput {
             f,
             "exit {}{}\n--- stdout ---\n{}--- stderr ---\n{}",
             self.code(),
-            if self.timed_out { " (timed out, killed)" } else { "" },
+            if self.timed_out {
+                " (timed out, killed)"
+            } else {
+                ""
+            },
             self.stdout,
             self.stderr
         )
@@ -102,7 +110,12 @@ pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Result<RunOutpu
     let timed_out = watchdog.join().unwrap_or(false);
     let stdout = String::from_utf8_lossy(&out_t.join().unwrap_or_default()).into_owned();
     let stderr = String::from_utf8_lossy(&err_t.join().unwrap_or_default()).into_owned();
-    Ok(RunOutput { status, stdout, stderr, timed_out })
+    Ok(RunOutput {
+        status,
+        stdout,
+        stderr,
+        timed_out,
+    })
 }
 
 /// The nsfs inode of a process's network namespace, if it still has one.
@@ -115,7 +128,9 @@ pub fn netns_inode_of(pid: i32) -> Option<u64> {
 /// Pids of processes (other than this one) whose main thread is in netns `inode`.
 pub fn pids_in_netns(inode: u64) -> Vec<i32> {
     let me = std::process::id() as i32;
-    let Ok(rd) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
     rd.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
         .filter(|&pid| pid != me && netns_inode_of(pid) == Some(inode))
         .collect()
@@ -141,8 +156,130 @@ pub fn kill_in_netns(inode: u64) -> Vec<i32> {
 
 /// Quotes `s` for `sh -c`.
 pub fn shell_quote(s: &str) -> String {
-    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./:=@,%+".contains(&b)) {
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./:=@,%+".contains(&b))
+    {
         return s.to_owned();
     }
     format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// A running child whose stdout lines arrive on a channel (readiness markers), with its
+/// stderr collected; [`Spawned::finish`] waits for it with a deadline.
+#[derive(Debug)]
+pub struct Spawned {
+    child: std::process::Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+    stderr: Option<std::thread::JoinHandle<Vec<u8>>>,
+    stderr_text: String,
+}
+
+impl Spawned {
+    /// Spawns `cmd` with piped stdout and stderr.
+    pub fn start(cmd: &mut Command) -> Result<Self> {
+        use std::io::BufRead;
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().with_context(|| format!("spawn {cmd:?}"))?;
+        let out = child.stdout.take().context("stdout pipe")?;
+        let mut err = child.stderr.take().context("stderr pipe")?;
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = std::thread::spawn(move || {
+            let mut s = Vec::new();
+            let _ = err.read_to_end(&mut s);
+            s
+        });
+        Ok(Self {
+            child,
+            lines,
+            seen: Vec::new(),
+            stderr: Some(stderr),
+            stderr_text: String::new(),
+        })
+    }
+
+    /// The child's pid.
+    pub fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.id() as i32)
+    }
+
+    /// Waits until a stdout line equals `marker`; returns the lines read so far.
+    pub fn wait_line(&mut self, marker: &str, timeout: Duration) -> Result<Vec<String>> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    let done = line.trim() == marker;
+                    self.seen.push(line);
+                    if done {
+                        return Ok(self.seen.clone());
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    // Stdout is closed: the child is gone, so its stderr ends too.
+                    let err = self.collect_stderr();
+                    bail!(
+                        "no line {marker:?} before stdout closed; stdout: {:?}\nstderr:\n{err}",
+                        self.seen
+                    )
+                }
+                Err(e) => bail!("no line {marker:?} ({e}); stdout so far: {:?}", self.seen),
+            }
+        }
+    }
+
+    /// SIGKILLs the child and reaps it.
+    pub fn kill(&mut self) -> Result<ExitStatus> {
+        kill(self.pid(), Signal::SIGKILL).context("kill child")?;
+        self.child.wait().context("reap child")
+    }
+
+    /// Waits (SIGKILL after `timeout`) and collects everything.
+    pub fn finish(mut self, timeout: Duration) -> Result<RunOutput> {
+        let pid = self.pid();
+        let (done_tx, done_rx) = mpsc::channel::<()>();
+        let watchdog = std::thread::spawn(move || {
+            if done_rx.recv_timeout(timeout) == Err(mpsc::RecvTimeoutError::Timeout) {
+                let _ = kill(pid, Signal::SIGKILL);
+                return true;
+            }
+            false
+        });
+        let status = self.child.wait().context("wait for child")?;
+        let _ = done_tx.send(());
+        let timed_out = watchdog.join().unwrap_or(false);
+        let mut stdout = self.seen.join("\n");
+        if !stdout.is_empty() {
+            stdout.push('\n');
+        }
+        // The reader thread ends at EOF, after the child and its heirs closed stdout.
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
+            stdout.push_str(&line);
+            stdout.push('\n');
+        }
+        let stderr = self.collect_stderr();
+        Ok(RunOutput {
+            status,
+            stdout,
+            stderr,
+            timed_out,
+        })
+    }
+
+    fn collect_stderr(&mut self) -> String {
+        if let Some(t) = self.stderr.take() {
+            self.stderr_text = String::from_utf8_lossy(&t.join().unwrap_or_default()).into_owned();
+        }
+        self.stderr_text.clone()
+    }
 }

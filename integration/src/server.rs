@@ -27,11 +27,17 @@ pub struct Seen<T> {
 
 impl<T: Clone> Seen<T> {
     fn new() -> Arc<Self> {
-        Arc::new(Self { items: Mutex::new(Vec::new()), changed: Condvar::new() })
+        Arc::new(Self {
+            items: Mutex::new(Vec::new()),
+            changed: Condvar::new(),
+        })
     }
 
     fn push(&self, item: T) {
-        self.items.lock().unwrap_or_else(|e| e.into_inner()).push(item);
+        self.items
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(item);
         self.changed.notify_all();
     }
 
@@ -49,7 +55,11 @@ impl<T: Clone> Seen<T> {
             if left.is_zero() {
                 break;
             }
-            items = self.changed.wait_timeout(items, left).unwrap_or_else(|e| e.into_inner()).0;
+            items = self
+                .changed
+                .wait_timeout(items, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
         }
         items.clone()
     }
@@ -138,7 +148,8 @@ impl UdpServer {
 
     /// Waits (bounded) until a datagram with this payload arrived; returns all datagrams.
     pub fn wait_payload(&self, payload: &str, timeout: Duration) -> Vec<Datagram> {
-        self.seen.wait_until(timeout, |d| d.iter().any(|x| x.payload == payload))
+        self.seen
+            .wait_until(timeout, |d| d.iter().any(|x| x.payload == payload))
     }
 
     /// The port.
@@ -153,28 +164,38 @@ impl UdpServer {
 }
 
 /// Starts a TCP server bound to `addr` inside `ns`.
-pub fn start_tcp(ns: &Netns, addr: SocketAddr, greeting: String) -> Result<(TcpServer, ServerStop)> {
+pub fn start_tcp(
+    ns: &Netns,
+    addr: SocketAddr,
+    greeting: String,
+) -> Result<(TcpServer, ServerStop)> {
     let seen = Seen::new();
     let record = seen.clone();
-    start(ns, format!("tcp server {addr} in {}", ns.name()), move |stop, ready| {
-        let listener = TcpListener::bind(addr).with_context(|| format!("bind tcp {addr}"))?;
-        listener.set_nonblocking(true)?;
-        ready(listener.local_addr()?);
-        serve(&stop, listener.as_fd(), || loop {
-            match listener.accept() {
-                Ok((mut conn, peer)) => {
-                    record.push(peer);
-                    let _ = conn.set_nonblocking(false);
-                    let _ = conn.set_write_timeout(Some(Duration::from_secs(1)));
-                    // The client may already be gone (benchmarks close at once).
-                    let _ = conn.write_all(greeting.as_bytes());
+    start(
+        ns,
+        format!("tcp server {addr} in {}", ns.name()),
+        move |stop, ready| {
+            let listener = TcpListener::bind(addr).with_context(|| format!("bind tcp {addr}"))?;
+            listener.set_nonblocking(true)?;
+            ready(listener.local_addr()?);
+            serve(&stop, listener.as_fd(), || {
+                loop {
+                    match listener.accept() {
+                        Ok((mut conn, peer)) => {
+                            record.push(peer);
+                            let _ = conn.set_nonblocking(false);
+                            let _ = conn.set_write_timeout(Some(Duration::from_secs(1)));
+                            // The client may already be gone (benchmarks close at once).
+                            let _ = conn.write_all(greeting.as_bytes());
+                        }
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
+                        Err(e) if e.kind() == ErrorKind::ConnectionAborted => continue,
+                        Err(e) => return Err(anyhow!(e).context("accept")),
+                    }
                 }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
-                Err(e) if e.kind() == ErrorKind::ConnectionAborted => continue,
-                Err(e) => return Err(anyhow!(e).context("accept")),
-            }
-        })
-    })
+            })
+        },
+    )
     .map(|(bound, stop)| (TcpServer { addr: bound, seen }, stop))
 }
 
@@ -182,24 +203,30 @@ pub fn start_tcp(ns: &Netns, addr: SocketAddr, greeting: String) -> Result<(TcpS
 pub fn start_udp(ns: &Netns, addr: SocketAddr) -> Result<(UdpServer, ServerStop)> {
     let seen = Seen::new();
     let record = seen.clone();
-    start(ns, format!("udp server {addr} in {}", ns.name()), move |stop, ready| {
-        let sock = UdpSocket::bind(addr).with_context(|| format!("bind udp {addr}"))?;
-        sock.set_nonblocking(true)?;
-        ready(sock.local_addr()?);
-        let mut buf = vec![0u8; 65536];
-        serve(&stop, sock.as_fd(), || loop {
-            match sock.recv_from(&mut buf) {
-                Ok((n, peer)) => record.push(Datagram {
-                    peer,
-                    payload: String::from_utf8_lossy(&buf[..n]).into_owned(),
-                }),
-                Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
-                // ICMP errors from earlier sends surface here; they are not ours to judge.
-                Err(e) if e.kind() == ErrorKind::ConnectionRefused => continue,
-                Err(e) => return Err(anyhow!(e).context("recv_from")),
-            }
-        })
-    })
+    start(
+        ns,
+        format!("udp server {addr} in {}", ns.name()),
+        move |stop, ready| {
+            let sock = UdpSocket::bind(addr).with_context(|| format!("bind udp {addr}"))?;
+            sock.set_nonblocking(true)?;
+            ready(sock.local_addr()?);
+            let mut buf = vec![0u8; 65536];
+            serve(&stop, sock.as_fd(), || {
+                loop {
+                    match sock.recv_from(&mut buf) {
+                        Ok((n, peer)) => record.push(Datagram {
+                            peer,
+                            payload: String::from_utf8_lossy(&buf[..n]).into_owned(),
+                        }),
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => return Ok(()),
+                        // ICMP errors from earlier sends surface here; they are not ours to judge.
+                        Err(e) if e.kind() == ErrorKind::ConnectionRefused => continue,
+                        Err(e) => return Err(anyhow!(e).context("recv_from")),
+                    }
+                }
+            })
+        },
+    )
     .map(|(bound, stop)| (UdpServer { addr: bound, seen }, stop))
 }
 
@@ -224,7 +251,10 @@ where
     match rx.recv_timeout(Duration::from_secs(10)) {
         Ok(bound) => Ok((bound, stop)),
         Err(_) => {
-            let err = stop.stop().err().unwrap_or_else(|| anyhow!("never became ready"));
+            let err = stop
+                .stop()
+                .err()
+                .unwrap_or_else(|| anyhow!("never became ready"));
             Err(err.context(format!("start {what}")))
         }
     }

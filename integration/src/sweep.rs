@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 use anyhow::{Context, Result};
 use nix::fcntl::{Flock, FlockArg};
 
-use crate::{host, netns, process};
+use crate::{host, netns};
 
 /// Lock files of live worlds.
 pub const LOCK_DIR: &str = "/run/cork-integration";
@@ -29,17 +29,29 @@ pub const SWEPT_LOG: &str = "/run/cork-integration/swept.log";
 pub type WorldLock = Flock<File>;
 
 /// Takes the lock of world `id`; fails if someone holds it.
+///
+/// The usual lock-file dance: a sweeper may unlink the file between our open and our
+/// flock, so after locking check that the path still names the file we locked.
 pub fn lock(id: &str) -> Result<WorldLock> {
+    use std::os::unix::fs::MetadataExt;
     std::fs::create_dir_all(LOCK_DIR).with_context(|| format!("create {LOCK_DIR}"))?;
     let path = lock_path(id);
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .with_context(|| format!("open {}", path.display()))?;
-    Flock::lock(file, FlockArg::LockExclusiveNonblock)
-        .map_err(|(_, e)| anyhow::anyhow!(e).context(format!("lock {}", path.display())))
+    for _ in 0..8 {
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("open {}", path.display()))?;
+        let held = Flock::lock(file, FlockArg::LockExclusiveNonblock)
+            .map_err(|(_, e)| anyhow::anyhow!(e).context(format!("lock {}", path.display())))?;
+        let ours = held.metadata().map(|m| m.ino()).ok();
+        let now = std::fs::metadata(&path).map(|m| m.ino()).ok();
+        if ours.is_some() && ours == now {
+            return Ok(held);
+        }
+    }
+    anyhow::bail!("lock {}: the file keeps being replaced", path.display())
 }
 
 /// The lock file of world `id`.
@@ -49,7 +61,11 @@ pub fn lock_path(id: &str) -> PathBuf {
 
 /// Whether `s` is a world id: `ck` + 6 lowercase hex digits.
 pub fn is_world_id(s: &str) -> bool {
-    s.len() == 8 && s.starts_with("ck") && s[2..].bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 8
+        && s.starts_with("ck")
+        && s[2..]
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// The world id a netns name belongs to (`<id>b` or `<id>i`).
@@ -79,8 +95,15 @@ pub fn cleanup_stale() -> Result<Vec<String>> {
             add(id);
         }
     }
-    for p in host::cork_cgroups("ck").into_iter().chain(host::cork_pins("ck")) {
-        if let Some(id) = p.file_name().and_then(|n| n.to_str()).and_then(world_of_cork_name) {
+    for p in host::cork_cgroups("ck")
+        .into_iter()
+        .chain(host::cork_pins("ck"))
+    {
+        if let Some(id) = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(world_of_cork_name)
+        {
             add(id);
         }
     }
@@ -160,17 +183,14 @@ pub fn suite_guard() {
 
 fn record_swept(removed: &[String]) -> Result<()> {
     std::fs::create_dir_all(LOCK_DIR)?;
-    let mut f = OpenOptions::new().create(true).append(true).open(SWEPT_LOG)?;
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(SWEPT_LOG)?;
     for r in removed {
         writeln!(f, "pid {}: {r}", std::process::id())?;
     }
     Ok(())
-}
-
-/// Kills any process left in a namespace name we are about to reuse (unused helper kept
-/// for callers that inspect a netns by name).
-pub fn pids_in_named_netns(name: &str) -> Vec<i32> {
-    netns::Netns::open(name).map(|ns| process::pids_in_netns(ns.inode())).unwrap_or_default()
 }
 
 #[cfg(test)]

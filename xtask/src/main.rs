@@ -119,6 +119,17 @@ fn test(extra: &[String]) -> Result<()> {
     }
     run(cargo().args(["build", "-p", "cork", "--bin", "cork"]))?;
     let bin = cork_bin("debug");
+    // Leftovers of an earlier, killed run would fail the leak check: sweep them first.
+    run(cargo()
+        .args([
+            "run",
+            "--quiet",
+            "-p",
+            "cork-integration",
+            "--bin",
+            "cork-sweep",
+        ])
+        .env("CORK_BIN", &bin))?;
     // The leak check runs alone, after every other test binary has finished.
     run(cargo()
         .args(["test", "-p", "cork-integration", "--no-fail-fast"])

@@ -3,8 +3,9 @@
 //! thread (PDEATHSIG), get a private mount namespace in which every cgroup and bpf
 //! filesystem is read-only (root in the bottle could otherwise write another cgroup's
 //! `cgroup.procs` to leave, or unlink the link pins that keep enforcement attached),
-//! switch user, drop capabilities, set no_new_privs, and install the seccomp filter that
-//! reports forbidden socket(2) calls to the agent.
+//! switch user, drop capabilities, set no_new_privs, install the seccomp filter that
+//! reports forbidden socket(2) calls to the agent, and let no descriptor but 0-2 survive
+//! exec.
 //!
 //! Everything is prepared before fork. The agent is single-threaded when it spawns (the
 //! audit thread starts after), so the allocation the caps crate may do here is safe.
@@ -95,8 +96,23 @@ impl ChildSetup {
         if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
             return Err(io::Error::last_os_error());
         }
-        seccomp::install_in_child(self.listener_channel)
+        seccomp::install_in_child(self.listener_channel)?;
+        close_inherited_fds()
     }
+}
+
+/// Marks every descriptor above stderr close-on-exec. A socket created outside the bottle
+/// belongs to the cgroup it was created in (the kernel binds a socket to its creator's
+/// cgroup), so none of the bottle's programs would judge it: CMD must not inherit one.
+/// CLOEXEC rather than close, so std's exec-error pipe still works until exec.
+fn close_inherited_fds() -> io::Result<()> {
+    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+    // SAFETY: close_range only changes flags on this process's descriptors.
+    let rc = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, CLOSE_RANGE_CLOEXEC) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Parses `UID[:GID]` or `NAME[:GROUP]`; a missing group is the user's primary group

@@ -1,0 +1,91 @@
+//! `cork-demo`: builds a test world, runs one bottle with an embedded manifest that makes
+//! a few allowed and denied attempts, prints what the client saw and what cork audited,
+//! then tears everything down.
+
+use anyhow::Result;
+use cork_integration::{Probe, Side, World};
+
+const MANIFEST: &str = r#"
+[[egress.allow]]
+cidr = "198.51.100.0/24"
+ports = [443]
+
+[[egress.allow]]
+cidr = "2001:db8::/64"
+ports = [443]
+
+[[egress.allow]]
+cidr = "198.51.100.53/32"
+ports = [53]
+proto = "udp"
+
+[[egress.deny]]
+cidr = "198.51.100.66/32"
+"#;
+
+fn main() -> Result<()> {
+    let world = World::new("cork-demo")?;
+    world.tcp_server(Side::Internet, "198.51.100.10:443")?;
+    world.tcp_server(Side::Internet, "198.51.100.10:80")?;
+    world.tcp_server(Side::Internet, "198.51.100.66:443")?;
+    world.tcp_server(Side::Internet, "[2001:db8::10]:443")?;
+    world.udp_server(Side::Internet, "198.51.100.53:53")?;
+    world.udp_server(Side::Internet, "198.51.100.10:53")?;
+    world.tcp_server(Side::Bottle, "127.0.0.1:8125")?;
+
+    let attempts: Vec<(&str, Probe)> = vec![
+        (
+            "tcp 198.51.100.10:443   (allowed CIDR + port)",
+            Probe::new().tcp("198.51.100.10", 443)?,
+        ),
+        (
+            "tcp 198.51.100.10:80    (port not listed)",
+            Probe::new().tcp("198.51.100.10", 80)?,
+        ),
+        (
+            "tcp 198.51.100.66:443   (deny beats allow)",
+            Probe::new().tcp("198.51.100.66", 443)?,
+        ),
+        (
+            "tcp [2001:db8::10]:443  (allowed, IPv6)",
+            Probe::new().tcp("2001:db8::10", 443)?,
+        ),
+        (
+            "udp 198.51.100.53:53    (allowed UDP)",
+            Probe::new().udp_sendto("198.51.100.53", 53, "q")?,
+        ),
+        (
+            "udp 198.51.100.10:53    (UDP not allowed)",
+            Probe::new().udp_sendto("198.51.100.10", 53, "q")?,
+        ),
+        (
+            "tcp 127.0.0.1:8125      (host loopback)",
+            Probe::new().tcp("127.0.0.1", 8125)?,
+        ),
+        (
+            "ping socket             (ICMP)",
+            Probe::new().socket("inet", "dgram", "icmp"),
+        ),
+    ];
+    let mut all = Probe::new();
+    for (_, p) in &attempts {
+        all = all.extend(p);
+    }
+    println!(
+        "world {}: bottle netns {}, internet netns {}",
+        world.id(),
+        world.bottle().name(),
+        world.internet().name()
+    );
+    println!("manifest:{MANIFEST}");
+    let (out, audit) = world.run_probe("demo", MANIFEST, &all)?;
+    println!("client results:");
+    for ((label, _), result) in attempts.iter().zip(out.lines()) {
+        println!("  {label:<48} -> {result}");
+    }
+    println!("\naudit ({} events):", audit.events.len());
+    for line in audit.pretty() {
+        println!("  {line}");
+    }
+    Ok(())
+}

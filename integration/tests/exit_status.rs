@@ -1,0 +1,100 @@
+//! `cork run` exit status: CMD's code, 128+N for a signal, 127 for a missing CMD, 125
+//! for cork's own failures; bad manifests are reported as file:line:col and create
+//! nothing.
+
+use anyhow::Result;
+use cork_integration::{World, host};
+
+fn sh(script: &str) -> Vec<String> {
+    ["sh", "-c", script].map(String::from).to_vec()
+}
+
+#[test]
+fn exit_code_of_cmd_is_propagated() -> Result<()> {
+    let world = World::new("exit_code_of_cmd_is_propagated")?;
+    let m = world.manifest("a", "")?;
+    let out = world.run(&mut world.cork_run(&m, "a", &sh("exit 7")))?;
+    assert_eq!(out.code(), 7, "{out}");
+    let out = world.run(&mut world.cork_run(&m, "a", &sh("exit 0")))?;
+    assert_eq!(out.code(), 0, "{out}");
+    Ok(())
+}
+
+#[test]
+fn death_by_signal_becomes_128_plus_signal() -> Result<()> {
+    let world = World::new("death_by_signal_becomes_128_plus_signal")?;
+    let m = world.manifest("a", "")?;
+    let out = world.run(&mut world.cork_run(&m, "a", &sh("kill -TERM $$")))?;
+    assert_eq!(out.code(), 128 + 15, "{out}");
+    let out = world.run(&mut world.cork_run(&m, "a", &sh("kill -KILL $$")))?;
+    assert_eq!(out.code(), 128 + 9, "{out}");
+    assert!(
+        out.status.code().is_some(),
+        "cork itself exits normally: {out}"
+    );
+    Ok(())
+}
+
+#[test]
+fn missing_cmd_exits_127() -> Result<()> {
+    let world = World::new("missing_cmd_exits_127")?;
+    let m = world.manifest("a", "")?;
+    let argv = vec!["/nonexistent/cork-test-no-such-program".to_owned()];
+    let out = world.run(&mut world.cork_run(&m, "a", &argv))?;
+    assert_eq!(out.code(), 127, "{out}");
+    Ok(())
+}
+
+#[test]
+fn bad_manifest_is_located_and_creates_nothing() -> Result<()> {
+    let world = World::new("bad_manifest_is_located_and_creates_nothing")?;
+    let name = world.bottle_name("bad");
+    // Line 6, column 8: the value of `cidr`.
+    let text = format!(
+        "version = 1\n[bottle]\nname = \"{name}\"\n\n[[egress.allow]]\ncidr = \"198.51.100.0/33\"\n"
+    );
+    let m = world.write_manifest(&text)?;
+    let located = format!("{}:6:8:", m.display());
+
+    let check = world.run(world.cork(["check".as_ref(), m.as_os_str()]))?;
+    assert_eq!(check.code(), 1, "{check}");
+    assert!(
+        check.stderr.contains(&located),
+        "want {located} in:\n{check}"
+    );
+
+    let out = world.run(&mut world.cork_run(&m, "bad", &sh("exit 0")))?;
+    assert_eq!(out.code(), 125, "{out}");
+    assert!(out.stderr.contains(&located), "want {located} in:\n{out}");
+    assert!(
+        host::cork_cgroups(&format!("{name}-")).is_empty(),
+        "no cgroup for a bad manifest"
+    );
+    assert!(
+        host::cork_pins(&format!("{name}-")).is_empty(),
+        "no pins for a bad manifest"
+    );
+    Ok(())
+}
+
+#[test]
+fn valid_manifest_checks_clean() -> Result<()> {
+    let world = World::new("valid_manifest_checks_clean")?;
+    let m = world.manifest(
+        "a",
+        "[[egress.allow]]\ncidr = \"198.51.100.0/24\"\nports = [443, \"8000-8100\"]\n\n\
+         [[egress.deny]]\ncidr = \"2001:db8::66/128\"\n\n[loopback]\nhost_ports = [8125]",
+    )?;
+    let out = world.run(world.cork(["check".as_ref(), m.as_os_str()]))?;
+    assert_eq!(out.code(), 0, "{out}");
+    Ok(())
+}
+
+#[test]
+fn missing_manifest_file_is_cork_own_failure() -> Result<()> {
+    let world = World::new("missing_manifest_file_is_cork_own_failure")?;
+    let m = world.dir().join("absent.toml");
+    let out = world.run(&mut world.cork_run(&m, "a", &sh("exit 0")))?;
+    assert_eq!(out.code(), 125, "{out}");
+    Ok(())
+}

@@ -1,0 +1,109 @@
+//! Agent crash is not an open door: after `cork run` is SIGKILLed, its leftover bottle
+//! processes stay denied; `cork clean` then kills them and removes cgroup and pins.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+use cork_integration::process::{Spawned, shell_quote};
+use cork_integration::{Probe, Side, World, host};
+
+/// Lines of the loop's result file (bounded polling on a file is the readiness signal).
+fn wait_lines(path: &Path, at_least: usize, timeout: Duration) -> Result<Vec<String>> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        // Only complete lines count: the writer may be mid-line.
+        let lines: Vec<String> = text
+            .split_inclusive('\n')
+            .filter(|l| l.ends_with('\n'))
+            .map(|l| l.trim().to_owned())
+            .collect();
+        if lines.len() >= at_least {
+            return Ok(lines);
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "{} has {} lines, wanted {at_least}: {lines:?}",
+                path.display(),
+                lines.len()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn alive(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            !s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+        .unwrap_or(false)
+}
+
+#[test]
+fn sigkilled_cork_leaves_bottle_denied_and_cork_clean_removes_it() -> Result<()> {
+    let world = World::new("sigkilled_cork_leaves_bottle_denied_and_cork_clean_removes_it")?;
+    let srv = world.tcp_server(Side::Internet, "198.51.100.11:8002")?;
+    let results = world.dir().join("loop.txt");
+    let lp = Probe::new().connect_loop(&results.display().to_string(), &srv.ip(), 8002, 120)?;
+    let line: Vec<String> = lp.argv().iter().map(|a| shell_quote(a)).collect();
+    let argv = vec![
+        "sh".into(),
+        "-c".into(),
+        format!("{} & echo started; wait", line.join(" ")),
+    ];
+    let m = world.manifest("a", "")?;
+    let mut cork = Spawned::start(&mut world.cork_run(&m, "a", &argv))?;
+    cork.wait_line("started", Duration::from_secs(30))?;
+    wait_lines(&results, 2, Duration::from_secs(30))?;
+
+    let prefix = format!("{}-", world.bottle_name("a"));
+    let cgroups = host::cork_cgroups(&prefix);
+    assert_eq!(cgroups.len(), 1, "{cgroups:?}");
+    let members: Vec<i32> = std::fs::read_to_string(cgroups[0].join("cgroup.procs"))?
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    assert!(!members.is_empty());
+
+    cork.kill()?;
+    let before = wait_lines(&results, 1, Duration::from_secs(1))?.len();
+    let after = wait_lines(&results, before + 5, Duration::from_secs(30))?;
+    for l in &after[before..] {
+        assert!(
+            l.ends_with(" EPERM"),
+            "denied after cork died: {l} (all: {after:?})"
+        );
+    }
+    assert!(srv.peers().is_empty(), "{:?}", srv.peers());
+    assert!(
+        members.iter().any(|&p| alive(p)),
+        "the leftover is still running before clean"
+    );
+
+    let clean = world.run(world.cork(["clean"]))?;
+    assert_eq!(clean.code(), 0, "{clean}");
+    assert!(
+        clean.stdout.contains(&prefix) || clean.stderr.contains(&prefix),
+        "reports what it removed: {clean}"
+    );
+    assert!(
+        host::cork_cgroups(&prefix).is_empty(),
+        "{:?}",
+        host::cork_cgroups(&prefix)
+    );
+    assert!(
+        host::cork_pins(&prefix).is_empty(),
+        "{:?}",
+        host::cork_pins(&prefix)
+    );
+    for p in members {
+        assert!(!alive(p), "leftover {p} still alive after cork clean");
+    }
+    Ok(())
+}

@@ -1,0 +1,55 @@
+//! Runs after every other integration test (xtask orders it last): nothing cork or the
+//! test worlds create may remain — no `ck*` netns, no `cork-*` cgroups or bpffs pins, no
+//! nftables table mentioning cork, no live world locks, and no leftovers that a test
+//! binary's guard had to sweep away.
+
+use std::path::Path;
+
+use anyhow::Result;
+use cork_integration::{host, netns, sweep};
+
+#[test]
+fn no_network_namespaces_remain() {
+    let left: Vec<String> = netns::list()
+        .into_iter()
+        .filter(|n| n.starts_with("ck"))
+        .collect();
+    assert!(left.is_empty(), "netns left behind: {left:?}");
+}
+
+#[test]
+fn no_cgroups_remain() -> Result<()> {
+    let left = host::entries_with_prefix(&host::cgroup2_mount()?, "cork-");
+    assert!(left.is_empty(), "cgroups left behind: {left:?}");
+    Ok(())
+}
+
+#[test]
+fn no_bpf_pins_remain() {
+    let left = host::entries_with_prefix(Path::new(host::BPFFS), "cork-");
+    assert!(left.is_empty(), "pins left behind: {left:?}");
+}
+
+#[test]
+fn no_nft_tables_remain() -> Result<()> {
+    let left = host::cork_nft_tables()?;
+    assert!(left.is_empty(), "nftables tables left behind: {left:?}");
+    Ok(())
+}
+
+#[test]
+fn no_world_is_alive_or_was_swept() {
+    let locks: Vec<_> = host::entries_with_prefix(Path::new(sweep::LOCK_DIR), "ck");
+    assert!(
+        locks.is_empty(),
+        "world locks left (a World was leaked or is still alive): {locks:?}"
+    );
+    let dirs = host::entries_with_prefix(Path::new(sweep::TMP_DIR), "ck");
+    assert!(dirs.is_empty(), "world temp dirs left behind: {dirs:?}");
+    let swept = std::fs::read_to_string(sweep::SWEPT_LOG).unwrap_or_default();
+    assert!(
+        swept.trim().is_empty(),
+        "a test binary swept leftovers of dead worlds (a World was not torn down); \
+         run `cargo run -p cork-integration --bin cork-sweep` to reset:\n{swept}"
+    );
+}
