@@ -185,7 +185,18 @@ fn bench(extra: &[String]) -> Result<()> {
     if !is_root() {
         bail!("the benchmark runs bottles: run it as root");
     }
-    run(cargo().args(["build", "--release", "-p", "cork", "--bin", "cork"]))?;
+    // The client loop is the same binary inside and outside the bottle.
+    run(cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "cork",
+        "--bin",
+        "cork",
+        "-p",
+        "cork-integration",
+        "--bins",
+    ]))?;
     run(cargo()
         .args([
             "run",
