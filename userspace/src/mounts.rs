@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum MountError {
-    #[error("reading /proc/self/mounts")]
+    #[error("reading /proc/self/mounts or taking the bpffs mount lock")]
     Read(#[source] io::Error),
     #[error("no cgroup2 filesystem is mounted (see /proc/self/mounts); cork needs cgroup v2")]
     NoCgroup2,
@@ -81,6 +81,9 @@ pub const BPFFS: &str = "/sys/fs/bpf";
 /// minimal hosts and containers do not), mounting it if not.
 pub fn ensure_bpffs() -> Result<PathBuf, MountError> {
     let path = Path::new(BPFFS);
+    // Two agents starting at once must not both mount: the second mount would hide the
+    // first one's pins beneath it. The lock is released when `_lock` closes.
+    let _lock = lock_file(Path::new("/run/cork-bpffs.lock")).map_err(MountError::Read)?;
     if mounts()?
         .iter()
         .any(|m| m.fstype == "bpf" && m.target == path)
@@ -100,6 +103,21 @@ pub fn ensure_bpffs() -> Result<PathBuf, MountError> {
         source,
     })?;
     Ok(path.to_path_buf())
+}
+
+/// An exclusive flock on `path` (created if needed), held while the file stays open.
+fn lock_file(path: &Path) -> io::Result<fs::File> {
+    use std::os::fd::AsRawFd;
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)?;
+    // SAFETY: flock on a descriptor we own.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(file)
 }
 
 #[cfg(test)]

@@ -63,32 +63,6 @@ pub fn prefix_value(entry: &PrefixEntry) -> cork_prefix_value {
     v
 }
 
-fn v4_entries(plan: &KernelPlan) -> BTreeMap<(u32, [u8; 4]), Vec<u8>> {
-    plan.v4
-        .iter()
-        .filter_map(|e| match e.prefix.addr() {
-            IpAddr::V4(a) => Some((
-                (e.prefix.len() as u32, a.octets()),
-                value_bytes(&prefix_value(e)),
-            )),
-            IpAddr::V6(_) => None,
-        })
-        .collect()
-}
-
-fn v6_entries(plan: &KernelPlan) -> BTreeMap<(u32, [u8; 16]), Vec<u8>> {
-    plan.v6
-        .iter()
-        .filter_map(|e| match e.prefix.addr() {
-            IpAddr::V6(a) => Some((
-                (e.prefix.len() as u32, a.octets()),
-                value_bytes(&prefix_value(e)),
-            )),
-            IpAddr::V4(_) => None,
-        })
-        .collect()
-}
-
 fn value_bytes(v: &cork_prefix_value) -> Vec<u8> {
     // Compare values as their used slots only: unused slots are zero on both sides.
     let used = &v.slots[..(v.count as usize).min(v.slots.len())];
@@ -102,32 +76,69 @@ fn value_bytes(v: &cork_prefix_value) -> Vec<u8> {
     out
 }
 
+/// One family's entries as trie keys (prefix length, address bytes) and kernel values.
+/// N picks the family: 4 or 16 address bytes.
+fn trie_entries<const N: usize>(
+    entries: &[PrefixEntry],
+) -> BTreeMap<(u32, [u8; N]), cork_prefix_value> {
+    entries
+        .iter()
+        .filter_map(|e| {
+            let bytes = match e.prefix.addr() {
+                IpAddr::V4(a) => a.octets().to_vec(),
+                IpAddr::V6(a) => a.octets().to_vec(),
+            };
+            let addr: [u8; N] = bytes.try_into().ok()?;
+            Some(((e.prefix.len() as u32, addr), prefix_value(e)))
+        })
+        .collect()
+}
+
+fn write_trie<const N: usize>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    entries: &[PrefixEntry],
+) -> Result<(), MapError> {
+    let map = ebpf.map_mut(name).ok_or(MapError::Missing(name))?;
+    let mut trie: LpmTrie<&mut MapData, [u8; N], cork_prefix_value> =
+        LpmTrie::try_from(map).map_err(aya_err(name, "open"))?;
+    for ((len, addr), value) in trie_entries::<N>(entries) {
+        trie.insert(&Key::new(len, addr), value, 0)
+            .map_err(aya_err(name, "insert"))?;
+    }
+    Ok(())
+}
+
+fn verify_trie<const N: usize>(
+    ebpf: &Ebpf,
+    name: &'static str,
+    entries: &[PrefixEntry],
+) -> Result<(), MapError> {
+    let map = ebpf.map(name).ok_or(MapError::Missing(name))?;
+    let trie: LpmTrie<&MapData, [u8; N], cork_prefix_value> =
+        LpmTrie::try_from(map).map_err(aya_err(name, "open"))?;
+    let mut got = BTreeMap::new();
+    for item in trie.iter() {
+        let (k, v) = item.map_err(aya_err(name, "iterate"))?;
+        got.insert((k.prefix_len(), k.data()), value_bytes(&v));
+    }
+    let want: BTreeMap<_, _> = trie_entries::<N>(entries)
+        .into_iter()
+        .map(|(k, v)| (k, value_bytes(&v)))
+        .collect();
+    if got != want {
+        return Err(MapError::Mismatch {
+            map: name,
+            detail: format!("{} entries, {} expected", got.len(), want.len()),
+        });
+    }
+    Ok(())
+}
+
 /// Fills empty maps of a freshly loaded bottle.
 pub fn write_plan(ebpf: &mut Ebpf, plan: &KernelPlan) -> Result<(), MapError> {
-    {
-        let map = ebpf.map_mut(RULES_V4).ok_or(MapError::Missing(RULES_V4))?;
-        let mut trie: LpmTrie<&mut MapData, [u8; 4], cork_prefix_value> =
-            LpmTrie::try_from(map).map_err(aya_err(RULES_V4, "open"))?;
-        for e in &plan.v4 {
-            if let IpAddr::V4(a) = e.prefix.addr() {
-                let key = Key::new(e.prefix.len() as u32, a.octets());
-                trie.insert(&key, prefix_value(e), 0)
-                    .map_err(aya_err(RULES_V4, "insert"))?;
-            }
-        }
-    }
-    {
-        let map = ebpf.map_mut(RULES_V6).ok_or(MapError::Missing(RULES_V6))?;
-        let mut trie: LpmTrie<&mut MapData, [u8; 16], cork_prefix_value> =
-            LpmTrie::try_from(map).map_err(aya_err(RULES_V6, "open"))?;
-        for e in &plan.v6 {
-            if let IpAddr::V6(a) = e.prefix.addr() {
-                let key = Key::new(e.prefix.len() as u32, a.octets());
-                trie.insert(&key, prefix_value(e), 0)
-                    .map_err(aya_err(RULES_V6, "insert"))?;
-            }
-        }
-    }
+    write_trie::<4>(ebpf, RULES_V4, &plan.v4)?;
+    write_trie::<16>(ebpf, RULES_V6, &plan.v6)?;
     let map = ebpf
         .map_mut(HOST_PORTS)
         .ok_or(MapError::Missing(HOST_PORTS))?;
@@ -143,36 +154,8 @@ pub fn write_plan(ebpf: &mut Ebpf, plan: &KernelPlan) -> Result<(), MapError> {
 
 /// Reads every map back and compares it with the plan, entry for entry.
 pub fn verify_plan(ebpf: &Ebpf, plan: &KernelPlan) -> Result<(), MapError> {
-    let map = ebpf.map(RULES_V4).ok_or(MapError::Missing(RULES_V4))?;
-    let trie: LpmTrie<&MapData, [u8; 4], cork_prefix_value> =
-        LpmTrie::try_from(map).map_err(aya_err(RULES_V4, "open"))?;
-    let mut got = BTreeMap::new();
-    for item in trie.iter() {
-        let (k, v) = item.map_err(aya_err(RULES_V4, "iterate"))?;
-        got.insert((k.prefix_len(), k.data()), value_bytes(&v));
-    }
-    if got != v4_entries(plan) {
-        return Err(MapError::Mismatch {
-            map: RULES_V4,
-            detail: format!("{} entries", got.len()),
-        });
-    }
-
-    let map = ebpf.map(RULES_V6).ok_or(MapError::Missing(RULES_V6))?;
-    let trie: LpmTrie<&MapData, [u8; 16], cork_prefix_value> =
-        LpmTrie::try_from(map).map_err(aya_err(RULES_V6, "open"))?;
-    let mut got = BTreeMap::new();
-    for item in trie.iter() {
-        let (k, v) = item.map_err(aya_err(RULES_V6, "iterate"))?;
-        got.insert((k.prefix_len(), k.data()), value_bytes(&v));
-    }
-    if got != v6_entries(plan) {
-        return Err(MapError::Mismatch {
-            map: RULES_V6,
-            detail: format!("{} entries", got.len()),
-        });
-    }
-
+    verify_trie::<4>(ebpf, RULES_V4, &plan.v4)?;
+    verify_trie::<16>(ebpf, RULES_V6, &plan.v6)?;
     let map = ebpf.map(HOST_PORTS).ok_or(MapError::Missing(HOST_PORTS))?;
     let ports: HashMap<&MapData, u16, u8> =
         HashMap::try_from(map).map_err(aya_err(HOST_PORTS, "open"))?;

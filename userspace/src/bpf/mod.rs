@@ -316,37 +316,30 @@ fn attach_one(
     let prog = ebpf
         .program_mut(program)
         .ok_or(BpfError::MissingProgram { object, program })?;
+    // Load, attach as a (single) bpf link, and take the link out of aya's table so that
+    // dropping the program does not detach it: the same steps for each program type.
+    macro_rules! attach_link {
+        ($ty:ty, $($attach_arg:expr),+) => {{
+            let p: &mut $ty = prog.try_into().map_err(err("type check"))?;
+            p.load().map_err(err("load"))?;
+            let id = p.attach($($attach_arg),+).map_err(err("attach"))?;
+            let link = p.take_link(id).map_err(err("take link"))?;
+            FdLink::try_from(link).map_err(|source| BpfError::Link { program, source })?
+        }};
+    }
     let fd_link: FdLink = match attach {
-        AttachType::SockCreate => {
-            let p: &mut CgroupSock = prog.try_into().map_err(err("type check"))?;
-            p.load().map_err(err("load"))?;
-            let id = p
-                .attach(cgroup, CgroupAttachMode::Single)
-                .map_err(err("attach"))?;
-            let link = p.take_link(id).map_err(err("take link"))?;
-            FdLink::try_from(link).map_err(|source| BpfError::Link { program, source })?
-        }
-        AttachType::SkbEgress => {
-            let p: &mut CgroupSkb = prog.try_into().map_err(err("type check"))?;
-            p.load().map_err(err("load"))?;
-            let id = p
-                .attach(
-                    cgroup,
-                    CgroupSkbAttachType::Egress,
-                    CgroupAttachMode::Single,
-                )
-                .map_err(err("attach"))?;
-            let link = p.take_link(id).map_err(err("take link"))?;
-            FdLink::try_from(link).map_err(|source| BpfError::Link { program, source })?
-        }
-        _ => {
-            let p: &mut CgroupSockAddr = prog.try_into().map_err(err("type check"))?;
-            p.load().map_err(err("load"))?;
-            let id = p
-                .attach(cgroup, CgroupAttachMode::Single)
-                .map_err(err("attach"))?;
-            let link = p.take_link(id).map_err(err("take link"))?;
-            FdLink::try_from(link).map_err(|source| BpfError::Link { program, source })?
+        AttachType::SockCreate => attach_link!(CgroupSock, cgroup, CgroupAttachMode::Single),
+        AttachType::SkbEgress => attach_link!(
+            CgroupSkb,
+            cgroup,
+            CgroupSkbAttachType::Egress,
+            CgroupAttachMode::Single
+        ),
+        AttachType::Connect4
+        | AttachType::Connect6
+        | AttachType::Sendmsg4
+        | AttachType::Sendmsg6 => {
+            attach_link!(CgroupSockAddr, cgroup, CgroupAttachMode::Single)
         }
     };
     let prog = ebpf
