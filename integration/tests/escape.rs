@@ -121,3 +121,39 @@ fn grandchildren_are_confined_and_denied_too() -> Result<()> {
     audit.expect(json!({"dst": "2001:db8::10", "verdict": "deny"}))?;
     Ok(())
 }
+
+#[test]
+fn user_switch_runs_cmd_unprivileged_and_still_enforced() -> Result<()> {
+    let world = World::new("user_switch_runs_cmd_unprivileged_and_still_enforced")?;
+    let srv = world.tcp_server(Side::Internet, "198.51.100.10:8443")?;
+    let manifest = world.manifest("a", "")?;
+    let audit_path = world.audit_path();
+    // Debian's python3: the toolchain's may live under /root, which nobody cannot enter.
+    let script = "import os, socket, errno\n\
+                  print(os.getuid(), os.getgid(), os.getgroups())\n\
+                  s = socket.socket()\n\
+                  try:\n    s.connect(('198.51.100.10', 8443)); print('ok')\n\
+                  except OSError as e:\n    print(errno.errorcode[e.errno])\n";
+    let mut cmd = world.cork(["run", "--manifest"]);
+    cmd.arg(&manifest)
+        .arg("--audit-log")
+        .arg(&audit_path)
+        .args([
+            "--user",
+            "65534:65534",
+            "--",
+            "/usr/bin/python3",
+            "-c",
+            script,
+        ]);
+    let out = world.run(&mut cmd)?;
+    assert_eq!(out.code(), 0, "{out}");
+    assert_eq!(out.lines(), ["65534 65534 [65534]", "EPERM"], "{out}");
+    assert!(srv.peers().is_empty());
+    let audit = cork_integration::Audit::read(&audit_path)?;
+    audit.expect(
+        json!({"dst": "198.51.100.10", "dport": 8443, "verdict": "deny",
+                        "reason": "default_deny", "comm": "python3"}),
+    )?;
+    Ok(())
+}

@@ -23,16 +23,23 @@ pub const DROPPED: &[Capability] = &[
     Capability::CAP_SETPCAP,
 ];
 
-/// Drops [`DROPPED`] from every set of the calling process. CAP_SETPCAP is needed to
-/// shrink the bounding set, so it is dropped from the bounding set last.
-pub fn drop_dangerous() -> Result<(), caps::errors::CapsError> {
+/// Drops [`DROPPED`] from the bounding set and clears the ambient set. Needs CAP_SETPCAP,
+/// so it runs before any user switch; CAP_SETPCAP itself goes last.
+pub fn drop_bounding() -> Result<(), caps::errors::CapsError> {
     for &cap in DROPPED.iter().filter(|&&c| c != Capability::CAP_SETPCAP) {
         caps::drop(None, CapSet::Bounding, cap)?;
     }
     caps::drop(None, CapSet::Bounding, Capability::CAP_SETPCAP)?;
-    caps::clear(None, CapSet::Ambient)?;
+    caps::clear(None, CapSet::Ambient)
+}
+
+/// Drops [`DROPPED`] from the inheritable, effective and permitted sets (a process that
+/// stays root keeps the rest of its capabilities). After a switch to a non-root user these
+/// sets are already empty and there is nothing to drop.
+pub fn drop_remaining() -> Result<(), caps::errors::CapsError> {
     for set in [CapSet::Inheritable, CapSet::Effective, CapSet::Permitted] {
-        for &cap in DROPPED {
+        let have = caps::read(None, set)?;
+        for &cap in DROPPED.iter().filter(|c| have.contains(c)) {
             caps::drop(None, set, cap)?;
         }
     }

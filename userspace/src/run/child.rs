@@ -86,12 +86,14 @@ impl ChildSetup {
                 None::<&str>,
             )?;
         }
+        let caps_err = |e: ::caps::errors::CapsError| io::Error::other(e.to_string());
+        caps::drop_bounding().map_err(caps_err)?;
         if let Some(u) = self.user {
             setgroups(&[Gid::from_raw(u.gid)])?;
             setgid(Gid::from_raw(u.gid))?;
             setuid(Uid::from_raw(u.uid))?;
         }
-        caps::drop_dangerous().map_err(|e| io::Error::other(e.to_string()))?;
+        caps::drop_remaining().map_err(caps_err)?;
         // SAFETY: prctl with integer arguments only.
         if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
             return Err(io::Error::last_os_error());
