@@ -11,6 +11,7 @@ pub mod events;
 mod maps;
 mod objects;
 mod query;
+pub mod test_run;
 
 use std::fs::{self, File};
 use std::io;
@@ -170,6 +171,23 @@ impl Enforcement {
         cgroup_dir: &Path,
         plan: &KernelPlan,
     ) -> Result<(), BpfError> {
+        self.load_objects(bottle_id, plan)?;
+        let cgroup = File::open(cgroup_dir).map_err(|source| BpfError::Cgroup {
+            path: cgroup_dir.to_path_buf(),
+            source,
+        })?;
+        for (spec, ebpf) in OBJECTS.iter().zip(self.objects.iter_mut()) {
+            for &(program, attach) in spec.programs {
+                let att = attach_one(ebpf, spec.name, program, attach, &cgroup, &self.pin_dir)?;
+                self.attachments.push(att);
+            }
+        }
+        self.verify(cgroup_dir, &cgroup, plan)
+    }
+
+    /// Creates the pin directory, loads every object into it (sharing one set of maps) and
+    /// fills the maps from the plan. Nothing is attached yet.
+    fn load_objects(&mut self, bottle_id: u32, plan: &KernelPlan) -> Result<(), BpfError> {
         fs::create_dir(&self.pin_dir).map_err(|source| BpfError::PinDir {
             path: self.pin_dir.clone(),
             source,
@@ -191,18 +209,7 @@ impl Enforcement {
                 maps::write_plan(&mut self.objects[0], plan)?;
             }
         }
-
-        let cgroup = File::open(cgroup_dir).map_err(|source| BpfError::Cgroup {
-            path: cgroup_dir.to_path_buf(),
-            source,
-        })?;
-        for (spec, ebpf) in OBJECTS.iter().zip(self.objects.iter_mut()) {
-            for &(program, attach) in spec.programs {
-                let att = attach_one(ebpf, spec.name, program, attach, &cgroup, &self.pin_dir)?;
-                self.attachments.push(att);
-            }
-        }
-        self.verify(cgroup_dir, &cgroup, plan)
+        Ok(())
     }
 
     /// Reads back what the kernel has: exactly our program on each hook of the cgroup, and
