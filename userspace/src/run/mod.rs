@@ -8,6 +8,7 @@ mod caps;
 mod child;
 mod seccomp;
 mod signals;
+mod test_seams;
 
 use std::ffi::OsString;
 use std::io;
@@ -74,6 +75,8 @@ pub enum RunError {
         #[source]
         source: io::Error,
     },
+    #[error(transparent)]
+    Seam(#[from] test_seams::SeamError),
     #[error("waiting for the command")]
     Wait(#[source] io::Error),
 }
@@ -101,6 +104,7 @@ pub fn run(opts: RunOptions) -> Result<i32, RunError> {
     })?;
     let policy = cork_policy::compile(&src, &opts.manifest.display().to_string())?;
     let (program, args) = opts.command.split_first().ok_or(RunError::NoCommand)?;
+    let seams = test_seams::from_env()?;
     if !nix::unistd::geteuid().is_root() {
         return Err(RunError::NotRoot);
     }
@@ -164,6 +168,9 @@ pub fn run(opts: RunOptions) -> Result<i32, RunError> {
             None
         }
     };
+    if let Some(delay) = seams.reader_delay {
+        std::thread::sleep(delay);
+    }
     let rules = policy.rules.iter().map(|r| r.id.clone()).collect();
     let reader = EventReader::start(
         bottle.enforcement().maps_object(),
