@@ -1,12 +1,19 @@
 //! From a validated [`Manifest`] to a [`Policy`]: assigns rule ids and refuses policies
 //! the kernel maps cannot hold, pointing at the rule that does not fit.
 
+use crate::dns::DnsConfig;
+use crate::domain_rule::DomainRule;
 use crate::error::ManifestError;
 use crate::manifest::{Manifest, parse_manifest};
 use crate::plan::{
     self, KernelPlan, MAX_PREFIXES_PER_FAMILY, MAX_SLOTS_PER_PREFIX, PlanError, RULE_ID_NONE,
 };
-use crate::rule::RuleInfo;
+use crate::rule::{self, RuleInfo};
+
+/// What [`compile`] and [`Policy::from_manifest`] say about a domain rule: this build
+/// cannot enforce one, and cork fails closed rather than ignore it.
+const DOMAINS_NOT_ENFORCED: &str = "domain rules are parsed but not enforced by this build yet \
+                                    (the DNS proxy is not implemented)";
 
 /// A compiled policy: what a bottle may reach, ready to become kernel map entries.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,27 +21,59 @@ pub struct Policy {
     /// The bottle name.
     pub name: String,
     /// Rule table; a rule's index is the `rule_id` the kernel reports (always below
-    /// [`RULE_ID_NONE`]). Allow entries in manifest order, then deny entries.
+    /// [`RULE_ID_NONE`]). Allow entries in manifest order, then deny entries; prefix and
+    /// domain rules share the table.
     pub rules: Vec<RuleInfo>,
+    /// The domain rules of `rules`, in the same order, for [`Policy::match_domain`] and
+    /// [`Policy::allowed_slots`]. Always empty in a policy from [`compile`] or
+    /// [`Policy::from_manifest`].
+    pub domains: Vec<DomainRule>,
     /// Host loopback ports the bottle may reach, sorted and deduplicated.
     pub host_ports: Vec<u16>,
+    /// `[dns]` settings. Accepted by [`compile`] but without effect until domain rules are
+    /// enforced.
+    pub dns: DnsConfig,
     /// Built once at compile time, because building it is what proves the policy fits.
     plan: KernelPlan,
 }
 
-/// Parses, validates and compiles manifest text; `origin` names it in errors.
+/// Parses, validates and compiles manifest text; `origin` names it in errors. Refuses
+/// domain rules (see [`Policy::from_manifest`]).
 pub fn compile(src: &str, origin: &str) -> Result<Policy, ManifestError> {
     Policy::from_manifest(parse_manifest(src, origin)?)
 }
 
 impl Policy {
-    /// Compiles a validated manifest, checking every kernel capacity.
+    /// Compiles a validated manifest, checking every kernel capacity. A domain rule is
+    /// refused at its `domain` value: this build has no DNS proxy to learn its addresses,
+    /// and ignoring the rule would silently change what the bottle may reach.
     pub fn from_manifest(manifest: Manifest) -> Result<Self, ManifestError> {
+        if let Some(domain) = manifest.domains.first() {
+            let rule = manifest.rules.get(usize::from(domain.rule_id));
+            return Err(ManifestError {
+                origin: manifest.origin,
+                line: domain.line,
+                col: domain.col,
+                path: rule.map_or_else(String::new, |r| format!("{}.domain", r.id)),
+                message: DOMAINS_NOT_ENFORCED.to_owned(),
+            });
+        }
+        Self::from_manifest_unenforced(manifest)
+    }
+
+    /// [`Policy::from_manifest`] without the domain-rule refusal: the full policy,
+    /// `domains` included, for the DNS proxy under construction and for tests. Domain
+    /// rules add nothing to the kernel plan, so **a bottle run with this policy would deny
+    /// every domain rule's traffic** (and ignore its deny rules, which only matter once
+    /// names resolve): do not enforce it.
+    pub fn from_manifest_unenforced(manifest: Manifest) -> Result<Self, ManifestError> {
         let Manifest {
             origin,
             name,
             rules,
+            domains,
             host_ports,
+            dns,
         } = manifest;
         let at = |rule: &RuleInfo, message: String| ManifestError {
             origin: origin.clone(),
@@ -44,10 +83,18 @@ impl Policy {
             message,
         };
         if let Some(rule) = rules.get(usize::from(RULE_ID_NONE)) {
-            return Err(at(
-                rule,
-                format!("too many rules; at most {RULE_ID_NONE} are supported"),
-            ));
+            return Err(rule::too_many_rules(rule, &origin));
+        }
+        if let Some((line, col, path)) = mismatched_domain(&rules, &domains) {
+            return Err(ManifestError {
+                origin,
+                line,
+                col,
+                path,
+                message: "`Manifest::domains` does not list the domain rules of \
+                          `Manifest::rules`; build manifests with `parse_manifest`"
+                    .to_owned(),
+            });
         }
         let plan = plan::build(&rules, &host_ports).map_err(|e| match e {
             PlanError::TooManyPrefixes { rule } => at(
@@ -55,7 +102,7 @@ impl Policy {
                 format!(
                     "too many distinct {} prefixes; the kernel holds at most \
                      {MAX_PREFIXES_PER_FAMILY} per address family",
-                    if rules[rule].net.is_ipv4() {
+                    if rules[rule].prefix().is_some_and(|p| p.is_ipv4()) {
                         "IPv4"
                     } else {
                         "IPv6"
@@ -79,7 +126,9 @@ impl Policy {
         Ok(Self {
             name,
             rules,
+            domains,
             host_ports,
+            dns,
             plan,
         })
     }
@@ -93,4 +142,29 @@ impl Policy {
     pub fn rule(&self, rule_id: u16) -> Option<&RuleInfo> {
         self.rules.get(usize::from(rule_id))
     }
+}
+
+/// Where `domains` first fails to mirror the domain rules of `rules` (an entry missing,
+/// extra or different), as (line, col, path). Only a hand-built [`Manifest`] can get this
+/// wrong; `allowed_slots` relies on it being right.
+fn mismatched_domain(rules: &[RuleInfo], domains: &[DomainRule]) -> Option<(usize, usize, String)> {
+    let mut listed = domains.iter();
+    for (i, rule) in rules.iter().enumerate() {
+        let Some(pattern) = rule.domain() else {
+            continue;
+        };
+        let same = listed.next().is_some_and(|d| {
+            usize::from(d.rule_id) == i
+                && &d.pattern == pattern
+                && d.action == rule.action
+                && d.ports == rule.ports
+                && d.proto == rule.proto
+        });
+        if !same {
+            return Some((rule.line, rule.col, rule.id.clone()));
+        }
+    }
+    listed
+        .next()
+        .map(|extra| (extra.line, extra.col, String::new()))
 }

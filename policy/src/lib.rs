@@ -24,8 +24,20 @@
 //!   denote, because the kernel normalises mapped destinations to IPv4. Consequently an
 //!   IPv6 prefix such as `::/0` does not cover IPv4-mapped destinations: write
 //!   `0.0.0.0/0` for those.
+//! - Domain rules (`domain = "api.example.test"` or `"*.pkg.example.test"`) and the
+//!   `[dns]` table are parsed and validated, but this build cannot enforce domain rules:
+//!   [`compile`] refuses them at their `domain` value, so cork fails closed. The full
+//!   policy, for the DNS proxy being built and for tests, comes from [`parse_manifest`]
+//!   and [`Policy::from_manifest_unenforced`]; there, [`Policy::match_domain`] and
+//!   [`Policy::allowed_slots`] decide names. Domain rules never add kernel plan entries.
+//! - A wildcard `*.a.test` matches every name below `a.test` but not `a.test` itself; a
+//!   matching deny domain rule beats every allow domain rule. Deny domain rules refuse the
+//!   name whatever the port, so they take no `ports` or `proto`.
 
 mod compile;
+mod dns;
+mod domain;
+mod domain_rule;
 mod error;
 mod evaluate;
 mod locate;
@@ -37,6 +49,9 @@ mod rule;
 mod schema;
 
 pub use compile::{Policy, compile};
+pub use dns::DnsConfig;
+pub use domain::{DomainError, DomainPattern};
+pub use domain_rule::{DomainRule, DomainVerdict};
 pub use error::ManifestError;
 pub use evaluate::{Verdict, evaluate};
 pub use manifest::{MANIFEST_VERSION, Manifest, parse_manifest};
@@ -46,4 +61,4 @@ pub use plan::{
 };
 pub use ports::{PortError, PortRange, Proto};
 pub use prefix::{Prefix, PrefixError};
-pub use rule::{Action, RuleInfo};
+pub use rule::{Action, RuleInfo, RuleTarget};

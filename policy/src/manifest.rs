@@ -1,16 +1,20 @@
 //! Manifest v1: from TOML text to a validated [`Manifest`], every refusal located.
 //!
 //! This module owns the meaning of each key (defaults, allowed values, naming rules);
-//! `schema.rs` owns the TOML shape and `compile.rs` the kernel capacity limits.
+//! `schema.rs` owns the TOML shape, `domain.rs` and `dns.rs` the meaning of domain names
+//! and of `[dns]`, and `compile.rs` the kernel capacity limits.
 
 use toml::Spanned;
 
+use crate::dns::{DnsConfig, dns_config};
+use crate::domain::{DomainError, DomainPattern};
+use crate::domain_rule::DomainRule;
 use crate::error::ManifestError;
 use crate::locate::Locator;
 use crate::plan::MAX_HOST_PORTS;
 use crate::ports::{PortRange, Proto, user_port};
 use crate::prefix::Prefix;
-use crate::rule::{Action, RuleInfo};
+use crate::rule::{self, Action, RuleInfo, RuleTarget};
 use crate::schema::{PortValue, RawBottle, RawManifest, RawRule};
 
 /// The only manifest version this crate reads.
@@ -26,8 +30,12 @@ pub struct Manifest {
     pub name: String,
     /// `egress.allow` entries in manifest order, then `egress.deny` entries.
     pub rules: Vec<RuleInfo>,
+    /// The `domain` entries of `rules`, in the same order, each naming its rule by index.
+    pub domains: Vec<DomainRule>,
     /// `loopback.host_ports`, sorted and deduplicated.
     pub host_ports: Vec<u16>,
+    /// `[dns]`, defaults filled in.
+    pub dns: DnsConfig,
 }
 
 /// Parses and validates manifest text. `origin` names the text in errors (a file path).
@@ -59,11 +67,25 @@ pub fn parse_manifest(src: &str, origin: &str) -> Result<Manifest, ManifestError
     let name = bottle_name(&loc, raw.bottle)?;
 
     let mut rules = Vec::new();
+    let mut domains = Vec::new();
     if let Some(egress) = raw.egress {
         let lists = [(Action::Allow, egress.allow), (Action::Deny, egress.deny)];
         for (action, entries) in lists {
             for (index, entry) in entries.unwrap_or_default().into_iter().enumerate() {
-                rules.push(rule(&loc, action, index, entry)?);
+                let (info, domain_at) = rule(&loc, action, index, entry)?;
+                if let (RuleTarget::Domain(pattern), Some((line, col))) = (&info.target, domain_at)
+                {
+                    domains.push(DomainRule {
+                        rule_id: rule::rule_id(rules.len(), &info, origin)?,
+                        pattern: pattern.clone(),
+                        action,
+                        ports: info.ports.clone(),
+                        proto: info.proto,
+                        line,
+                        col,
+                    });
+                }
+                rules.push(info);
             }
         }
     }
@@ -73,11 +95,15 @@ pub fn parse_manifest(src: &str, origin: &str) -> Result<Manifest, ManifestError
         Some(list) => host_ports(&loc, list)?,
     };
 
+    let dns = dns_config(&loc, raw.dns)?;
+
     Ok(Manifest {
         origin: origin.to_owned(),
         name,
         rules,
+        domains,
         host_ports,
+        dns,
     })
 }
 
@@ -122,12 +148,13 @@ fn valid_name(name: &str) -> bool {
     }
 }
 
+/// One egress entry, and for a domain rule the (line, col) of its `domain` value.
 fn rule(
     loc: &Locator<'_>,
     action: Action,
     index: usize,
     entry: Spanned<RawRule>,
-) -> Result<RuleInfo, ManifestError> {
+) -> Result<(RuleInfo, Option<(usize, usize)>), ManifestError> {
     let id = match action {
         Action::Allow => format!("egress.allow[{index}]"),
         Action::Deny => format!("egress.deny[{index}]"),
@@ -135,23 +162,45 @@ fn rule(
     let span = entry.span();
     let raw = entry.into_inner();
 
-    let cidr = match (raw.cidr, raw.domain) {
+    let (target, domain_at) = match (raw.cidr, raw.domain) {
         (Some(_), Some(_)) => {
             return Err(loc.error(span, id, "give either `cidr` or `domain`, not both"));
         }
+        (None, None) => return Err(loc.error(span, id, "needs `cidr` or `domain`")),
+        (Some(cidr), None) => {
+            let net: Prefix = cidr.get_ref().parse().map_err(|e: crate::PrefixError| {
+                loc.error(cidr.span(), format!("{id}.cidr"), e.to_string())
+            })?;
+            (RuleTarget::Prefix(net), None)
+        }
         (None, Some(domain)) => {
+            let pattern: DomainPattern = domain.get_ref().parse().map_err(|e: DomainError| {
+                loc.error(domain.span(), format!("{id}.domain"), e.to_string())
+            })?;
+            (
+                RuleTarget::Domain(pattern),
+                Some(loc.line_col(domain.span().start)),
+            )
+        }
+    };
+    if domain_at.is_some() && action == Action::Deny {
+        // A domain deny refuses the name itself (the proxy answers nothing for it), so a
+        // port or protocol would suggest a narrowing that does not happen.
+        let narrowing = [
+            ("ports", raw.ports.as_ref().map(Spanned::span)),
+            ("proto", raw.proto.as_ref().map(Spanned::span)),
+        ];
+        if let Some((key, Some(at))) = narrowing.into_iter().find(|(_, at)| at.is_some()) {
             return Err(loc.error(
-                domain.span(),
-                format!("{id}.domain"),
-                "domain rules are not supported yet",
+                at,
+                format!("{id}.{key}"),
+                format!(
+                    "a domain deny rule refuses the name for every port and protocol; remove \
+                     `{key}` (only `cidr` deny rules can be narrowed by `{key}`)"
+                ),
             ));
         }
-        (None, None) => return Err(loc.error(span, id, "needs `cidr`")),
-        (Some(cidr), None) => cidr,
-    };
-    let net: Prefix = cidr.get_ref().parse().map_err(|e: crate::PrefixError| {
-        loc.error(cidr.span(), format!("{id}.cidr"), e.to_string())
-    })?;
+    }
 
     let mut ports = Vec::new();
     if let Some(list) = raw.ports {
@@ -193,15 +242,16 @@ fn rule(
     };
 
     let (line, col) = loc.line_col(span.start);
-    Ok(RuleInfo {
+    let info = RuleInfo {
         id,
         action,
-        net,
+        target,
         ports,
         proto,
         line,
         col,
-    })
+    };
+    Ok((info, domain_at))
 }
 
 fn host_ports(

@@ -74,14 +74,16 @@ pub(crate) enum PlanError {
     },
 }
 
-/// Builds the plan. Callers guarantee `rules.len() < RULE_ID_NONE`.
+/// Builds the plan. Callers guarantee `rules.len() < RULE_ID_NONE`. Domain rules add no
+/// entry: the kernel learns their addresses from the DNS proxy at run time.
 pub(crate) fn build(rules: &[RuleInfo], host_ports: &[u16]) -> Result<KernelPlan, PlanError> {
     let mut v4 = BTreeSet::new();
     let mut v6 = BTreeSet::new();
     for (i, rule) in rules.iter().enumerate() {
-        let family = if rule.net.is_ipv4() { &mut v4 } else { &mut v6 };
+        let Some(net) = rule.prefix() else { continue };
+        let family = if net.is_ipv4() { &mut v4 } else { &mut v6 };
         // Rules sharing a prefix share its entry, so only new prefixes count.
-        if family.insert(rule.net) && family.len() > MAX_PREFIXES_PER_FAMILY {
+        if family.insert(net) && family.len() > MAX_PREFIXES_PER_FAMILY {
             return Err(PlanError::TooManyPrefixes { rule: i });
         }
     }
@@ -97,7 +99,11 @@ pub(crate) fn build(rules: &[RuleInfo], host_ports: &[u16]) -> Result<KernelPlan
 
 fn entry(prefix: Prefix, rules: &[RuleInfo]) -> Result<PrefixEntry, PlanError> {
     let mut covering: Vec<usize> = (0..rules.len())
-        .filter(|&i| rules[i].net.contains_prefix(&prefix))
+        .filter(|&i| {
+            rules[i]
+                .prefix()
+                .is_some_and(|p| p.contains_prefix(&prefix))
+        })
         .collect();
 
     // Blame the rule that, taken in manifest order, first pushes the entry past the limit:
@@ -112,7 +118,7 @@ fn entry(prefix: Prefix, rules: &[RuleInfo]) -> Result<PrefixEntry, PlanError> {
         });
     }
 
-    covering.sort_by_key(|&i| (Reverse(rules[i].net.len()), i));
+    covering.sort_by_key(|&i| (Reverse(rules[i].prefix().map_or(0, |p| p.len())), i));
     Ok(PrefixEntry {
         prefix,
         slots: slots(&covering, rules),
@@ -121,7 +127,7 @@ fn entry(prefix: Prefix, rules: &[RuleInfo]) -> Result<PrefixEntry, PlanError> {
 
 /// The slots of `order`'s rules, in that order; a slot equal to an earlier one except for
 /// its rule id is dropped, since it cannot change a verdict.
-fn slots(order: &[usize], rules: &[RuleInfo]) -> Vec<Slot> {
+pub(crate) fn slots(order: &[usize], rules: &[RuleInfo]) -> Vec<Slot> {
     let mut seen = HashSet::new();
     let mut out = Vec::new();
     for &i in order {

@@ -17,6 +17,7 @@ pub(crate) struct RawManifest {
     pub bottle: Option<Spanned<RawBottle>>,
     pub egress: Option<RawEgress>,
     pub loopback: Option<RawLoopback>,
+    pub dns: Option<RawDns>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -33,8 +34,7 @@ pub(crate) struct RawEgress {
 }
 
 /// One `[[egress.allow]]` or `[[egress.deny]]` entry. Exactly one of `cidr` and `domain`
-/// must be present; `domain` is accepted by the schema so the refusal can say it is a
-/// known but not yet supported key.
+/// must be present, which `manifest.rs` checks so the refusal can point at the entry.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawRule {
@@ -48,6 +48,15 @@ pub(crate) struct RawRule {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawLoopback {
     pub host_ports: Option<Spanned<Vec<Spanned<i64>>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDns {
+    pub upstream: Option<Spanned<Vec<Spanned<String>>>>,
+    pub min_ttl: Option<Spanned<i64>>,
+    pub max_ttl: Option<Spanned<i64>>,
+    pub queries_per_second: Option<Spanned<i64>>,
 }
 
 /// A `ports` element: `443` or `"8000-8100"`, checked later by `PortRange`.

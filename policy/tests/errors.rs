@@ -178,11 +178,12 @@ fn rule_fields() {
         ),
         (
             "domain = \"api.example.com\"\n",
-            "bottle.toml:6:10: egress.allow[0].domain: domain rules are not supported yet",
+            "bottle.toml:6:10: egress.allow[0].domain: domain rules are parsed but not enforced \
+             by this build yet (the DNS proxy is not implemented)",
         ),
         (
             "ports = [443]\n",
-            "bottle.toml:5:1: egress.allow[0]: needs `cidr`",
+            "bottle.toml:5:1: egress.allow[0]: needs `cidr` or `domain`",
         ),
         (
             "cidr = \"10.0.0.0/8\"\ndomain = \"a.example\"\n",
@@ -209,7 +210,7 @@ fn paths_count_entries_per_list() {
     let inline = format!("{HEAD}[egress]\ndeny = [{{ cidr = \"10.0.0.1\" }}, {{ ports = [1] }}]\n");
     assert_eq!(
         err(&inline),
-        "bottle.toml:5:32: egress.deny[1]: needs `cidr`"
+        "bottle.toml:5:32: egress.deny[1]: needs `cidr` or `domain`"
     );
 }
 

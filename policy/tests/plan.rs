@@ -63,7 +63,10 @@ fn golden_plan() {
     );
     let lines: Vec<usize> = policy.rules.iter().map(|r| r.line).collect();
     assert_eq!(lines, [5, 9, 14, 18, 22, 25, 28]);
-    assert_eq!(policy.rules[2].net.to_string(), "203.0.113.0/24");
+    assert_eq!(
+        policy.rules[2].prefix().unwrap().to_string(),
+        "203.0.113.0/24"
+    );
     assert_eq!(policy.rules[4].proto, Proto::Any, "deny defaults to any");
     assert_eq!(policy.rules[0].proto, Proto::Tcp, "allow defaults to tcp");
 
