@@ -86,10 +86,13 @@ struct cork_port_rule {
 	__u16 rule_id;/* index into the policy's rule table, or CORK_RULE_NONE */
 };
 
-/* Value of both prefix tries. */
+/* Value of both prefix tries. slots[0, static_count) come from the manifest's prefix
+ * rules and always apply; slots[static_count, count) were learned (a DNS answer for an
+ * allowed name) and apply while bpf_ktime_get_boot_ns() < learned_until_ns. */
 struct cork_prefix_value {
-	__u32 count;  /* used slots */
-	__u32 _pad;
+	__u32 count;        /* used slots */
+	__u32 static_count; /* how many of them are static */
+	__u64 learned_until_ns;
 	struct cork_port_rule slots[CORK_PREFIX_SLOTS];
 };
 
@@ -148,7 +151,7 @@ struct cork_event {
 
 #define CORK_ABI_ASSERT(cond) _Static_assert(cond, #cond)
 CORK_ABI_ASSERT(sizeof(struct cork_port_rule) == 8);
-CORK_ABI_ASSERT(sizeof(struct cork_prefix_value) == 8 + 8 * CORK_PREFIX_SLOTS);
+CORK_ABI_ASSERT(sizeof(struct cork_prefix_value) == 16 + 8 * CORK_PREFIX_SLOTS);
 CORK_ABI_ASSERT(sizeof(struct cork_lpm_v4_key) == 8);
 CORK_ABI_ASSERT(sizeof(struct cork_lpm_v6_key) == 20);
 CORK_ABI_ASSERT(sizeof(struct cork_sock_state) == 32);

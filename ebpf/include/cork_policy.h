@@ -31,13 +31,17 @@ static __always_inline struct cork_decision cork_scan(const struct cork_prefix_v
 	__u16 allow_rule = CORK_RULE_NONE;
 	int allowed = 0;
 	__u32 count = v->count;
+	__u32 live = v->static_count;
 
 	if (count > CORK_PREFIX_SLOTS)
 		count = CORK_PREFIX_SLOTS;
+	/* Learned slots count only until their DNS answer expires. */
+	if (v->learned_until_ns > bpf_ktime_get_boot_ns())
+		live = count;
 	for (__u32 i = 0; i < CORK_PREFIX_SLOTS; i++) {
 		const struct cork_port_rule *s = &v->slots[i];
 
-		if (i >= count)
+		if (i >= count || i >= live)
 			break;
 		if (!cork_slot_matches(s, proto, port))
 			continue;

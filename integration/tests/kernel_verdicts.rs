@@ -167,3 +167,76 @@ fn skb_drops_unknown_sockets_loopback_and_non_tcp_udp() -> Result<()> {
     }
     Ok(())
 }
+
+/// A learned host entry (what the DNS proxy will install for an allowed name's address)
+/// adds its slots only until it expires, and never hides the manifest's prefix rules.
+#[test]
+fn learned_entries_apply_until_they_expire_and_never_hide_static_rules() -> Result<()> {
+    use cork::bpf::test_run::boot_ns;
+    use cork_policy::Slot;
+
+    let policy = cork_policy::compile(MANIFEST, "verdicts.toml")?;
+    let plan = policy.kernel_plan();
+    let bpffs = cork::mounts::ensure_bpffs()?;
+    let pin_dir = bpffs.join(format!("cork-verdicts-{}-learn", std::process::id()));
+    let mut h = Harness {
+        run: None,
+        pin_dir: pin_dir.clone(),
+    };
+    h.run = Some(SkbTestRun::load(7, &pin_dir, &plan)?);
+    let run = h.run.as_mut().expect("loaded");
+
+    let name_slot = Slot {
+        port_lo: 9443,
+        port_hi: 9443,
+        proto: Proto::Tcp,
+        action: Action::Allow,
+        rule_id: 7,
+    };
+    let src4: IpAddr = "198.51.100.1".parse()?;
+    let src6: IpAddr = "2001:db8::1".parse()?;
+    let fresh = boot_ns() + 60_000_000_000;
+    let stale = boot_ns() - 1;
+    let tcp = |src, dst: &str, port| -> Result<Vec<u8>> {
+        Ok(ip_packet(src, dst.parse()?, 6, 40000, port))
+    };
+
+    // Inside 198.51.100.0/24 (static: 443 and 8000-8100): learned 9443 adds to them.
+    let e = plan.learned_entry("198.51.100.77".parse()?, &[name_slot])?;
+    run.learn(&e, fresh)?;
+    assert!(
+        run.passes(&tcp(src4, "198.51.100.77", 9443)?)?,
+        "learned port"
+    );
+    assert!(
+        run.passes(&tcp(src4, "198.51.100.77", 443)?)?,
+        "static port still"
+    );
+    assert!(!run.passes(&tcp(src4, "198.51.100.77", 9444)?)?);
+    run.learn(&e, stale)?;
+    assert!(
+        !run.passes(&tcp(src4, "198.51.100.77", 9443)?)?,
+        "expired: learned port gone"
+    );
+    assert!(
+        run.passes(&tcp(src4, "198.51.100.77", 443)?)?,
+        "expired: static port stays"
+    );
+
+    // A name resolving into a denied prefix stays denied.
+    let e = plan.learned_entry("198.51.100.66".parse()?, &[name_slot])?;
+    run.learn(&e, fresh)?;
+    assert!(
+        !run.passes(&tcp(src4, "198.51.100.66", 9443)?)?,
+        "cidr deny beats the name"
+    );
+
+    // Outside every prefix (IPv6 beyond the /64): only the learned slot, only while fresh.
+    let e = plan.learned_entry("2001:db8:1::10".parse()?, &[name_slot])?;
+    run.learn(&e, fresh)?;
+    assert!(run.passes(&tcp(src6, "2001:db8:1::10", 9443)?)?);
+    assert!(!run.passes(&tcp(src6, "2001:db8:1::10", 443)?)?);
+    run.learn(&e, stale)?;
+    assert!(!run.passes(&tcp(src6, "2001:db8:1::10", 9443)?)?);
+    Ok(())
+}

@@ -7,7 +7,7 @@
 
 use std::net::IpAddr;
 
-use crate::plan::{KernelPlan, PrefixEntry};
+use crate::plan::KernelPlan;
 use crate::ports::Proto;
 use crate::prefix::normalise_addr;
 use crate::rule::Action;
@@ -25,12 +25,7 @@ pub struct Verdict {
 /// protocol and only matches slots whose protocol is `Any`.
 pub fn evaluate(plan: &KernelPlan, dst: IpAddr, proto: Proto, port: u16) -> Verdict {
     let dst = normalise_addr(dst);
-    let entries = if dst.is_ipv4() { &plan.v4 } else { &plan.v6 };
-    let best: Option<&PrefixEntry> = entries
-        .iter()
-        .filter(|e| e.prefix.contains(dst))
-        .max_by_key(|e| e.prefix.len());
-    let Some(entry) = best else {
+    let Some(entry) = plan.covering(dst) else {
         return Verdict {
             action: Action::Deny,
             rule_id: None,

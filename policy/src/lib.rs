@@ -40,6 +40,7 @@ mod domain;
 mod domain_rule;
 mod error;
 mod evaluate;
+mod learn;
 mod locate;
 mod manifest;
 mod plan;
@@ -54,6 +55,7 @@ pub use domain::{DomainError, DomainPattern};
 pub use domain_rule::{DomainRule, DomainVerdict};
 pub use error::ManifestError;
 pub use evaluate::{Verdict, evaluate};
+pub use learn::{LearnError, LearnedEntry};
 pub use manifest::{MANIFEST_VERSION, Manifest, parse_manifest};
 pub use plan::{
     KernelPlan, MAX_HOST_PORTS, MAX_PREFIXES_PER_FAMILY, MAX_SLOTS_PER_PREFIX, PrefixEntry,

@@ -8,5 +8,6 @@ pub mod audit;
 pub mod bpf;
 pub mod cgroup;
 pub mod clean;
+pub mod dns;
 pub mod mounts;
 pub mod run;

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use aya::Ebpf;
 use aya::maps::lpm_trie::{Key, LpmTrie};
 use aya::maps::{HashMap, MapData};
-use cork_policy::{Action, KernelPlan, PrefixEntry, Proto};
+use cork_policy::{Action, KernelPlan, LearnedEntry, PrefixEntry, Proto};
 
 use super::abi::{cork_action, cork_port_rule, cork_prefix_value, cork_proto_sel};
 
@@ -42,6 +42,7 @@ fn aya_err(map: &'static str, operation: &'static str) -> impl Fn(aya::maps::Map
 pub fn prefix_value(entry: &PrefixEntry) -> cork_prefix_value {
     let mut v = cork_prefix_value {
         count: entry.slots.len() as u32,
+        static_count: entry.slots.len() as u32,
         ..Default::default()
     };
     for (dst, s) in v.slots.iter_mut().zip(&entry.slots) {
@@ -67,6 +68,8 @@ fn value_bytes(v: &cork_prefix_value) -> Vec<u8> {
     // Compare values as their used slots only: unused slots are zero on both sides.
     let used = &v.slots[..(v.count as usize).min(v.slots.len())];
     let mut out = v.count.to_le_bytes().to_vec();
+    out.extend_from_slice(&v.static_count.to_le_bytes());
+    out.extend_from_slice(&v.learned_until_ns.to_le_bytes());
     for s in used {
         out.extend_from_slice(&s.port_lo.to_le_bytes());
         out.extend_from_slice(&s.port_hi.to_le_bytes());
@@ -133,6 +136,41 @@ fn verify_trie<const N: usize>(
         });
     }
     Ok(())
+}
+
+/// The kernel value for a learned host entry, valid until `until_boot_ns`
+/// (CLOCK_BOOTTIME, as `bpf_ktime_get_boot_ns`).
+fn learned_value(entry: &LearnedEntry, until_boot_ns: u64) -> cork_prefix_value {
+    let mut v = prefix_value(&PrefixEntry {
+        prefix: entry.prefix,
+        slots: entry.slots.clone(),
+    });
+    v.static_count = entry.static_count as u32;
+    v.learned_until_ns = until_boot_ns;
+    v
+}
+
+fn insert_host<const N: usize>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    addr: [u8; N],
+    value: cork_prefix_value,
+) -> Result<(), MapError> {
+    let map = ebpf.map_mut(name).ok_or(MapError::Missing(name))?;
+    let mut trie: LpmTrie<&mut MapData, [u8; N], cork_prefix_value> =
+        LpmTrie::try_from(map).map_err(aya_err(name, "open"))?;
+    trie.insert(&Key::new((N * 8) as u32, addr), value, 0)
+        .map_err(aya_err(name, "insert learned"))
+}
+
+/// Installs (or refreshes) a learned host entry. One map update: the kernel sees the old
+/// value or the new one, never a mix.
+pub fn learn(ebpf: &mut Ebpf, entry: &LearnedEntry, until_boot_ns: u64) -> Result<(), MapError> {
+    let value = learned_value(entry, until_boot_ns);
+    match entry.prefix.addr() {
+        IpAddr::V4(a) => insert_host(ebpf, RULES_V4, a.octets(), value),
+        IpAddr::V6(a) => insert_host(ebpf, RULES_V6, a.octets(), value),
+    }
 }
 
 /// Fills empty maps of a freshly loaded bottle.

@@ -82,6 +82,15 @@ impl SkbTestRun {
         Ok(SkbTestRun { enforcement })
     }
 
+    /// Installs a learned host entry valid until `until_boot_ns` (CLOCK_BOOTTIME).
+    pub fn learn(
+        &mut self,
+        entry: &cork_policy::LearnedEntry,
+        until_boot_ns: u64,
+    ) -> Result<(), super::MapError> {
+        super::maps::learn(self.enforcement.maps_object(), entry, until_boot_ns)
+    }
+
     /// Runs the program on one IP packet; true when it passes the packet.
     pub fn passes(&mut self, ip_packet: &[u8]) -> io::Result<bool> {
         let ebpf = self
@@ -158,4 +167,15 @@ pub fn ip_packet(src: IpAddr, dst: IpAddr, proto: u8, sport: u16, dport: u16) ->
         }
         _ => panic!("ip_packet: source and destination must be the same family"),
     }
+}
+
+/// CLOCK_BOOTTIME now, in nanoseconds: the clock of `bpf_ktime_get_boot_ns`.
+pub fn boot_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid timespec to write to.
+    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
