@@ -96,11 +96,75 @@ static __always_inline void cork_mark_vetted(struct bpf_sock_addr *ctx, const st
 	st->conn_family = dst->family;
 }
 
+/*
+ * DNS (port 53, UDP or TCP, to any address) goes to the bottle's own DNS proxy instead:
+ * remember where the bottle meant to send it (recvmsg shows replies as coming from
+ * there), then rewrite the destination to the proxy on loopback.
+ */
+static __always_inline void cork_redirect_dns(struct bpf_sock_addr *ctx, struct cork_dst *dst,
+					      int is_v6, int is_connect)
+{
+	struct cork_sock_state *st = 0;
+	struct bpf_sock *sk = ctx->sk;
+
+	if (sk)
+		st = bpf_sk_storage_get(&cork_sock, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (st) {
+		st->bottle_id = CORK_BOTTLE_ID;
+		st->dns_port = 53;
+		if (is_v6) {
+			__u32 w[4] = { ctx->user_ip6[0], ctx->user_ip6[1], ctx->user_ip6[2],
+				       ctx->user_ip6[3] };
+
+			__builtin_memcpy(st->dns_addr, w, 16);
+			st->dns_family = CORK_AF_INET6;
+		} else {
+			__u32 a = ctx->user_ip4;
+
+			__builtin_memcpy(st->dns_addr, &a, 4);
+			st->dns_family = CORK_AF_INET;
+		}
+	}
+	ctx->user_port = bpf_htons(CORK_DNS_PORT);
+	if (!is_v6) {
+		ctx->user_ip4 = bpf_htonl(0x7f000001);
+	} else if (dst->family == CORK_AF_INET) {
+		/* an IPv4-mapped destination stays IPv4: ::ffff:127.0.0.1 */
+		ctx->user_ip6[0] = 0;
+		ctx->user_ip6[1] = 0;
+		ctx->user_ip6[2] = bpf_htonl(0xffff);
+		ctx->user_ip6[3] = bpf_htonl(0x7f000001);
+	} else {
+		ctx->user_ip6[0] = 0;
+		ctx->user_ip6[1] = 0;
+		ctx->user_ip6[2] = 0;
+		ctx->user_ip6[3] = bpf_htonl(1);
+	}
+	if (is_connect && st) {
+		struct cork_dst proxy = {};
+
+		proxy.family = dst->family;
+		proxy.port = CORK_DNS_PORT;
+		if (dst->family == CORK_AF_INET) {
+			__u32 lo = bpf_htonl(0x7f000001);
+
+			__builtin_memcpy(proxy.addr, &lo, 4);
+		} else {
+			proxy.addr[15] = 1;
+		}
+		st->flags |= CORK_SOCK_VETTED;
+		__builtin_memcpy(st->conn_addr, proxy.addr, 16);
+		st->conn_port = proxy.port;
+		st->conn_family = proxy.family;
+	}
+}
+
 static __always_inline int cork_sock_addr(struct bpf_sock_addr *ctx, struct cork_dst *dst,
 					  __u8 hook, int is_connect)
 {
 	struct cork_decision d;
 	struct cork_event *ev;
+	int is_v6 = hook == CORK_HOOK_CONNECT6 || hook == CORK_HOOK_SENDMSG6;
 
 	if (ctx->protocol == IPPROTO_TCP)
 		dst->proto = IPPROTO_TCP;
@@ -110,9 +174,16 @@ static __always_inline int cork_sock_addr(struct bpf_sock_addr *ctx, struct cork
 		return CORK_BLOCK; /* sock_create admits no other protocol */
 	dst->port = bpf_ntohs((__u16)ctx->user_port);
 
-	d = cork_judge(ctx, dst);
-	if (d.verdict == CORK_VERDICT_ALLOW && is_connect)
-		cork_mark_vetted(ctx, dst);
+	if (CORK_DNS_PORT && dst->port == 53) {
+		d.verdict = CORK_VERDICT_ALLOW;
+		d.reason = CORK_REASON_DNS_REDIRECT;
+		d.rule_id = CORK_RULE_NONE;
+		cork_redirect_dns(ctx, dst, is_v6, is_connect);
+	} else {
+		d = cork_judge(ctx, dst);
+		if (d.verdict == CORK_VERDICT_ALLOW && is_connect)
+			cork_mark_vetted(ctx, dst);
+	}
 	if (d.verdict == CORK_VERDICT_ALLOW && !is_connect && !cork_first_send(ctx, dst))
 		return CORK_PASS;
 
@@ -163,4 +234,51 @@ int cork_sendmsg6(struct bpf_sock_addr *ctx)
 	cork_dst_from_v6(&dst, ctx->user_ip6[0], ctx->user_ip6[1], ctx->user_ip6[2],
 			 ctx->user_ip6[3]);
 	return cork_sock_addr(ctx, &dst, CORK_HOOK_SENDMSG6, 0);
+}
+
+/*
+ * cgroup/recvmsg4|6: a reply from the DNS proxy is shown as coming from the server the
+ * bottle addressed (resolvers drop answers from anywhere else). Must return 1.
+ */
+static __always_inline void cork_restore_dns_source(struct bpf_sock_addr *ctx, int is_v6)
+{
+	struct cork_sock_state *st;
+	struct bpf_sock *sk = ctx->sk;
+
+	if (!CORK_DNS_PORT || !sk || ctx->user_port != bpf_htons(CORK_DNS_PORT))
+		return;
+	st = bpf_sk_storage_get(&cork_sock, sk, 0, 0);
+	if (!st || !st->dns_family)
+		return;
+	if (!is_v6 && st->dns_family == CORK_AF_INET &&
+	    ctx->user_ip4 == bpf_htonl(0x7f000001)) {
+		__u32 a;
+
+		__builtin_memcpy(&a, st->dns_addr, 4);
+		ctx->user_ip4 = a;
+		ctx->user_port = bpf_htons(st->dns_port);
+	} else if (is_v6 && st->dns_family == CORK_AF_INET6) {
+		__u32 w[4];
+
+		__builtin_memcpy(w, st->dns_addr, 16);
+		ctx->user_ip6[0] = w[0];
+		ctx->user_ip6[1] = w[1];
+		ctx->user_ip6[2] = w[2];
+		ctx->user_ip6[3] = w[3];
+		ctx->user_port = bpf_htons(st->dns_port);
+	}
+}
+
+SEC("cgroup/recvmsg4")
+int cork_recvmsg4(struct bpf_sock_addr *ctx)
+{
+	cork_restore_dns_source(ctx, 0);
+	return 1;
+}
+
+SEC("cgroup/recvmsg6")
+int cork_recvmsg6(struct bpf_sock_addr *ctx)
+{
+	cork_restore_dns_source(ctx, 1);
+	return 1;
 }

@@ -50,6 +50,8 @@ enum cork_hook {
 	CORK_HOOK_SENDMSG6 = 4,
 	CORK_HOOK_SOCK_CREATE = 5,
 	CORK_HOOK_SKB_EGRESS = 6,
+	CORK_HOOK_RECVMSG4 = 7,
+	CORK_HOOK_RECVMSG6 = 8,
 };
 
 enum cork_verdict {
@@ -69,6 +71,8 @@ enum cork_reason {
 	CORK_REASON_ICMP_SOCKET = 8,     /* ICMP datagram ("ping") socket refused at creation */
 	CORK_REASON_UNSUPPORTED_SOCKET = 9, /* inet socket that is neither TCP nor UDP */
 	CORK_REASON_UNVETTED_PACKET = 10,/* packet outside the policy seen at cgroup_skb egress */
+	CORK_REASON_PACKET_SOCKET = 11,  /* AF_PACKET socket refused (seccomp, in userspace) */
+	CORK_REASON_DNS_REDIRECT = 12,   /* port 53 sent to the bottle's DNS proxy instead */
 };
 
 /* Flags in struct cork_sock_state. */
@@ -115,6 +119,13 @@ struct cork_sock_state {
 	__u16 conn_port;     /* host byte order */
 	__u8 conn_family;
 	__u8 _pad[5];
+	/* Where the bottle last sent DNS before it was redirected to the proxy, as the
+	 * socket addressed it (IPv4-mapped kept for IPv6 sockets): recvmsg shows replies as
+	 * coming from there. */
+	__u8 dns_addr[16];
+	__u16 dns_port;      /* host byte order */
+	__u8 dns_family;
+	__u8 _pad2[5];
 };
 
 /* Key of the "allow already logged" LRU for unconnected UDP. */
@@ -154,7 +165,7 @@ CORK_ABI_ASSERT(sizeof(struct cork_port_rule) == 8);
 CORK_ABI_ASSERT(sizeof(struct cork_prefix_value) == 16 + 8 * CORK_PREFIX_SLOTS);
 CORK_ABI_ASSERT(sizeof(struct cork_lpm_v4_key) == 8);
 CORK_ABI_ASSERT(sizeof(struct cork_lpm_v6_key) == 20);
-CORK_ABI_ASSERT(sizeof(struct cork_sock_state) == 32);
+CORK_ABI_ASSERT(sizeof(struct cork_sock_state) == 56);
 CORK_ABI_ASSERT(sizeof(struct cork_flow_key) == 32);
 CORK_ABI_ASSERT(sizeof(struct cork_event) == 96);
 

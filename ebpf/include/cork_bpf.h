@@ -27,6 +27,8 @@
 /* Set by the loader per bottle (aya EbpfLoader::set_global): which bottle these program
  * instances enforce. The attach point (the bottle's cgroup) is what ties a process to it. */
 const volatile __u32 CORK_BOTTLE_ID = 0;
+/* The bottle's DNS proxy listens on 127.0.0.1 and ::1 at this port; 0 = no redirect. */
+const volatile __u16 CORK_DNS_PORT = 0;
 
 /* A destination as the policy sees it: IPv4-mapped IPv6 folded to IPv4, unspecified
  * folded to loopback. addr holds IPv4 in its first 4 bytes. */

@@ -8,8 +8,14 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
 use anyhow::Result;
+use cork::bpf::LoadConstants;
 use cork::bpf::test_run::{SkbTestRun, ip_packet};
 use cork_policy::{Action, Proto};
+
+const CONSTS: LoadConstants = LoadConstants {
+    bottle_id: 7,
+    dns_port: 0,
+};
 
 const MANIFEST: &str = r#"
 version = 1
@@ -90,7 +96,7 @@ fn skb_verdicts_match_the_policy_model() -> Result<()> {
         run: None,
         pin_dir: pin_dir.clone(),
     };
-    h.run = Some(SkbTestRun::load(7, &pin_dir, &plan)?);
+    h.run = Some(SkbTestRun::load(CONSTS, &pin_dir, &plan)?);
     let run = h.run.as_mut().expect("loaded");
 
     let src4 = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1));
@@ -142,7 +148,7 @@ fn skb_drops_unknown_sockets_loopback_and_non_tcp_udp() -> Result<()> {
         run: None,
         pin_dir: pin_dir.clone(),
     };
-    h.run = Some(SkbTestRun::load(7, &pin_dir, &plan)?);
+    h.run = Some(SkbTestRun::load(CONSTS, &pin_dir, &plan)?);
     let run = h.run.as_mut().expect("loaded");
 
     let lo4 = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -183,7 +189,7 @@ fn learned_entries_apply_until_they_expire_and_never_hide_static_rules() -> Resu
         run: None,
         pin_dir: pin_dir.clone(),
     };
-    h.run = Some(SkbTestRun::load(7, &pin_dir, &plan)?);
+    h.run = Some(SkbTestRun::load(CONSTS, &pin_dir, &plan)?);
     let run = h.run.as_mut().expect("loaded");
 
     let name_slot = Slot {

@@ -1,7 +1,9 @@
 //! Kernel records (`struct cork_event`) → audit events, enriched with what only userspace
 //! knows: the bottle's name, the manifest rule behind a rule id, wall-clock time.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use super::VerdictEvent;
@@ -14,14 +16,21 @@ pub struct Enrichment {
     pub rules: Vec<String>,
     /// Wall clock minus CLOCK_BOOTTIME, to place kernel boot-time stamps.
     pub boot_offset: Duration,
+    /// Addresses the DNS proxy learned, with the name asked for them.
+    pub names: Arc<Mutex<HashMap<IpAddr, String>>>,
 }
 
 impl Enrichment {
-    pub fn new(bottle: String, rules: Vec<String>) -> Self {
+    pub fn new(
+        bottle: String,
+        rules: Vec<String>,
+        names: Arc<Mutex<HashMap<IpAddr, String>>>,
+    ) -> Self {
         Enrichment {
             bottle,
             rules,
             boot_offset: boot_offset(),
+            names,
         }
     }
 }
@@ -51,6 +60,8 @@ fn hook_name(hook: u8) -> &'static str {
         cork_hook::CORK_HOOK_SENDMSG6 => "sendmsg6",
         cork_hook::CORK_HOOK_SOCK_CREATE => "sock_create",
         cork_hook::CORK_HOOK_SKB_EGRESS => "skb_egress",
+        cork_hook::CORK_HOOK_RECVMSG4 => "recvmsg4",
+        cork_hook::CORK_HOOK_RECVMSG6 => "recvmsg6",
         _ => "unknown",
     }
 }
@@ -67,6 +78,8 @@ fn reason_name(reason: u8) -> &'static str {
         cork_reason::CORK_REASON_ICMP_SOCKET => "icmp_socket",
         cork_reason::CORK_REASON_UNSUPPORTED_SOCKET => "unsupported_socket",
         cork_reason::CORK_REASON_UNVETTED_PACKET => "unvetted_packet",
+        cork_reason::CORK_REASON_PACKET_SOCKET => "packet_socket",
+        cork_reason::CORK_REASON_DNS_REDIRECT => "dns_redirect",
         _ => "unknown",
     }
 }
@@ -100,6 +113,11 @@ fn comm(raw: &[u8; 16]) -> Option<String> {
 /// Turns one kernel record into its audit event.
 pub fn verdict_from_kernel(ev: &cork_event, en: &Enrichment) -> VerdictEvent {
     let ts = en.boot_offset + Duration::from_nanos(ev.ts_boot_ns);
+    let dst = if ev.hook != cork_hook::CORK_HOOK_SOCK_CREATE as u8 {
+        addr(ev.family, &ev.dst)
+    } else {
+        None
+    };
     let has_dst = ev.hook != cork_hook::CORK_HOOK_SOCK_CREATE as u8;
     let is_skb = ev.hook == cork_hook::CORK_HOOK_SKB_EGRESS as u8;
     VerdictEvent {
@@ -124,11 +142,14 @@ pub fn verdict_from_kernel(ev: &cork_event, en: &Enrichment) -> VerdictEvent {
             None
         },
         sport: is_skb.then_some(ev.sport).filter(|&p| p != 0),
-        dst: if has_dst {
-            addr(ev.family, &ev.dst).map(|a| a.to_string())
-        } else {
-            None
-        },
+        domain: dst.and_then(|a| {
+            en.names
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&a)
+                .cloned()
+        }),
+        dst: dst.map(|a| a.to_string()),
         dport: has_dst.then_some(ev.dport),
         pid: (ev.pid != 0).then_some(ev.pid),
         comm: comm(&ev.comm),
@@ -146,6 +167,7 @@ mod tests {
             bottle: "b".into(),
             rules: vec!["egress.allow[0]".into()],
             boot_offset: Duration::ZERO,
+            names: Arc::default(),
         }
     }
 

@@ -25,6 +25,8 @@ pub struct VerdictEvent {
     pub sport: Option<u16>,
     pub dst: Option<String>,
     pub dport: Option<u16>,
+    /// The name the DNS proxy learned `dst` for, when it did.
+    pub domain: Option<String>,
     pub pid: Option<u32>,
     pub comm: Option<String>,
     pub cgroup_id: u64,

@@ -17,7 +17,7 @@ const _: () = assert!(cork_policy::MAX_PREFIXES_PER_FAMILY <= CORK_MAX_PREFIXES 
 // Sizes the C header asserts too: a mismatch means the header and this build disagree.
 const _: () = assert!(std::mem::size_of::<cork_event>() == 96);
 const _: () = assert!(std::mem::size_of::<cork_prefix_value>() == 16 + 8 * 16);
-const _: () = assert!(std::mem::size_of::<cork_sock_state>() == 32);
+const _: () = assert!(std::mem::size_of::<cork_sock_state>() == 56);
 // aya's LPM key is {u32 prefix_len, K data}: the same layout as the header's keys.
 const _: () = assert!(
     std::mem::size_of::<aya::maps::lpm_trie::Key<[u8; 4]>>()

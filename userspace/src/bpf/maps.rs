@@ -140,7 +140,7 @@ fn verify_trie<const N: usize>(
 
 /// The kernel value for a learned host entry, valid until `until_boot_ns`
 /// (CLOCK_BOOTTIME, as `bpf_ktime_get_boot_ns`).
-fn learned_value(entry: &LearnedEntry, until_boot_ns: u64) -> cork_prefix_value {
+pub(super) fn learned_value(entry: &LearnedEntry, until_boot_ns: u64) -> cork_prefix_value {
     let mut v = prefix_value(&PrefixEntry {
         prefix: entry.prefix,
         slots: entry.slots.clone(),

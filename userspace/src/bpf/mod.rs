@@ -8,6 +8,7 @@
 
 pub mod abi;
 pub mod events;
+pub mod learned;
 mod maps;
 mod objects;
 mod query;
@@ -96,6 +97,15 @@ pub enum BpfError {
     },
 }
 
+/// Load-time constants of a bottle's programs (`const volatile` globals in cork_bpf.h).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoadConstants {
+    /// Which bottle these program instances enforce.
+    pub bottle_id: u32,
+    /// The bottle's DNS proxy port on 127.0.0.1 and ::1; 0 = no DNS redirect.
+    pub dns_port: u16,
+}
+
 /// One attached program: its name, kernel attach type, id and the pin keeping it attached.
 struct Attachment {
     program: &'static str,
@@ -136,6 +146,8 @@ const OBJECTS: &[ObjectSpec] = &[
             ("cork_connect6", AttachType::Connect6),
             ("cork_sendmsg4", AttachType::Sendmsg4),
             ("cork_sendmsg6", AttachType::Sendmsg6),
+            ("cork_recvmsg4", AttachType::Recvmsg4),
+            ("cork_recvmsg6", AttachType::Recvmsg6),
         ],
     },
     ObjectSpec {
@@ -149,7 +161,7 @@ impl Enforcement {
     /// Loads, fills, attaches, pins and verifies. On any error everything done so far is
     /// undone before returning: a bottle is either fully enforced or not started.
     pub fn install(
-        bottle_id: u32,
+        consts: LoadConstants,
         cgroup_dir: &Path,
         pin_dir: &Path,
         plan: &KernelPlan,
@@ -161,17 +173,17 @@ impl Enforcement {
             removed: false,
         };
         // On error `this` drops here and removes whatever was created.
-        this.install_inner(bottle_id, cgroup_dir, plan)?;
+        this.install_inner(consts, cgroup_dir, plan)?;
         Ok(this)
     }
 
     fn install_inner(
         &mut self,
-        bottle_id: u32,
+        consts: LoadConstants,
         cgroup_dir: &Path,
         plan: &KernelPlan,
     ) -> Result<(), BpfError> {
-        self.load_objects(bottle_id, plan)?;
+        self.load_objects(consts, plan)?;
         let cgroup = File::open(cgroup_dir).map_err(|source| BpfError::Cgroup {
             path: cgroup_dir.to_path_buf(),
             source,
@@ -187,7 +199,7 @@ impl Enforcement {
 
     /// Creates the pin directory, loads every object into it (sharing one set of maps) and
     /// fills the maps from the plan. Nothing is attached yet.
-    fn load_objects(&mut self, bottle_id: u32, plan: &KernelPlan) -> Result<(), BpfError> {
+    fn load_objects(&mut self, consts: LoadConstants, plan: &KernelPlan) -> Result<(), BpfError> {
         fs::create_dir(&self.pin_dir).map_err(|source| BpfError::PinDir {
             path: self.pin_dir.clone(),
             source,
@@ -197,7 +209,9 @@ impl Enforcement {
             let ebpf = EbpfLoader::new()
                 .btf(Some(&btf))
                 .default_map_pin_directory(&self.pin_dir)
-                .override_global("CORK_BOTTLE_ID", &bottle_id, true)
+                .override_global("CORK_BOTTLE_ID", &consts.bottle_id, true)
+                // Only the sock_addr object reads it.
+                .override_global("CORK_DNS_PORT", &consts.dns_port, false)
                 .load(spec.bytes)
                 .map_err(|source| BpfError::LoadObject {
                     object: spec.name,
@@ -284,6 +298,17 @@ impl Drop for Enforcement {
     }
 }
 
+/// CLOCK_BOOTTIME now, in nanoseconds: the clock of `bpf_ktime_get_boot_ns`.
+pub fn boot_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid timespec to write to.
+    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
 /// Removes a bottle pin directory and everything pinned in it (used by `cork clean` too).
 /// Unlinking a link pin whose fd nobody holds detaches the program.
 pub fn remove_pin_dir(dir: &Path) -> Vec<String> {
@@ -345,7 +370,9 @@ fn attach_one(
         AttachType::Connect4
         | AttachType::Connect6
         | AttachType::Sendmsg4
-        | AttachType::Sendmsg6 => {
+        | AttachType::Sendmsg6
+        | AttachType::Recvmsg4
+        | AttachType::Recvmsg6 => {
             attach_link!(CgroupSockAddr, cgroup, CgroupAttachMode::Single)
         }
     };

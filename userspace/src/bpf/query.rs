@@ -15,6 +15,8 @@ pub enum AttachType {
     Connect6 = 11,
     Sendmsg4 = 14,
     Sendmsg6 = 15,
+    Recvmsg4 = 19,
+    Recvmsg6 = 20,
 }
 
 const BPF_PROG_QUERY: libc::c_long = 16;

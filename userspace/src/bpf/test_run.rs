@@ -12,7 +12,7 @@ use std::path::Path;
 use aya::programs::CgroupSkb;
 use cork_policy::KernelPlan;
 
-use super::{BpfError, Enforcement};
+use super::{BpfError, Enforcement, LoadConstants};
 
 const BPF_PROG_TEST_RUN: libc::c_long = 10;
 const SKB_PROGRAM: &str = "cork_skb_egress";
@@ -46,14 +46,18 @@ pub struct SkbTestRun {
 
 impl SkbTestRun {
     /// Loads everything into `pin_dir` (which must not exist; removed on drop).
-    pub fn load(bottle_id: u32, pin_dir: &Path, plan: &KernelPlan) -> Result<Self, BpfError> {
+    pub fn load(
+        consts: LoadConstants,
+        pin_dir: &Path,
+        plan: &KernelPlan,
+    ) -> Result<Self, BpfError> {
         let mut enforcement = Enforcement {
             pin_dir: pin_dir.to_path_buf(),
             objects: Vec::new(),
             attachments: Vec::new(),
             removed: false,
         };
-        enforcement.load_objects(bottle_id, plan)?;
+        enforcement.load_objects(consts, plan)?;
         let ebpf = enforcement
             .objects
             .iter_mut()
@@ -169,13 +173,4 @@ pub fn ip_packet(src: IpAddr, dst: IpAddr, proto: u8, sport: u16, dport: u16) ->
     }
 }
 
-/// CLOCK_BOOTTIME now, in nanoseconds: the clock of `bpf_ktime_get_boot_ns`.
-pub fn boot_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: ts is a valid timespec to write to.
-    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
+pub use super::boot_ns;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use cork_policy::KernelPlan;
 
-use crate::bpf::{BpfError, Enforcement};
+use crate::bpf::{BpfError, Enforcement, LoadConstants};
 use crate::cgroup::{BottleCgroup, CgroupError};
 
 pub struct Bottle {
@@ -28,14 +28,14 @@ impl Bottle {
     /// `<bpffs>/<key>`. Nothing runs in the cgroup yet.
     pub fn create(
         key: &str,
-        bottle_id: u32,
+        consts: LoadConstants,
         cgroup_root: &Path,
         bpffs: &Path,
         plan: &KernelPlan,
     ) -> Result<Self, BottleError> {
         let cgroup = BottleCgroup::create(cgroup_root, key)?;
         // If install fails, `cgroup` drops here and removes the (empty) directory.
-        let enforcement = Enforcement::install(bottle_id, cgroup.path(), &bpffs.join(key), plan)?;
+        let enforcement = Enforcement::install(consts, cgroup.path(), &bpffs.join(key), plan)?;
         Ok(Bottle {
             key: key.to_string(),
             cgroup: Some(cgroup),

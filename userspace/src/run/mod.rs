@@ -23,8 +23,8 @@ pub use caps::DROPPED as DROPPED_CAPABILITIES;
 pub use child::{UserSpec, parse_user};
 
 use crate::audit::{self, AuditSink, Enrichment, LifecycleEvent, SinkError};
-use crate::bpf::MapError;
 use crate::bpf::events::EventReader;
+use crate::bpf::{LoadConstants, MapError};
 use crate::mounts::{self, MountError};
 
 /// Exit status of `cork run` when cork itself fails (as `env`, `docker run` do).
@@ -114,11 +114,19 @@ pub fn run(opts: RunOptions) -> Result<i32, RunError> {
     let pid = std::process::id();
     let key = format!("cork-{}-{pid}", policy.name);
     let plan = policy.kernel_plan();
-    let mut bottle = Bottle::create(&key, pid, &cgroup_root, &bpffs, &plan).map_err(|source| {
-        RunError::Bottle {
-            key: key.clone(),
-            source: Box::new(source),
-        }
+    let mut bottle = Bottle::create(
+        &key,
+        LoadConstants {
+            bottle_id: pid,
+            dns_port: 0,
+        },
+        &cgroup_root,
+        &bpffs,
+        &plan,
+    )
+    .map_err(|source| RunError::Bottle {
+        key: key.clone(),
+        source: Box::new(source),
     })?;
 
     let mut sink = AuditSink::open(opts.audit_log.as_deref())?;
@@ -174,7 +182,7 @@ pub fn run(opts: RunOptions) -> Result<i32, RunError> {
     let rules = policy.rules.iter().map(|r| r.id.clone()).collect();
     let reader = EventReader::start(
         bottle.enforcement().maps_object(),
-        Enrichment::new(policy.name.clone(), rules),
+        Enrichment::new(policy.name.clone(), rules, Arc::default()),
         sink.clone(),
     );
     if let Err(e) = signals::forward_to(child.id()) {

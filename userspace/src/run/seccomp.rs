@@ -253,6 +253,7 @@ fn answer_one(listener: &OwnedFd, bottle: &str, sink: &Mutex<AuditSink>) {
         sport: None,
         dst: None,
         dport: None,
+        domain: None,
         pid: Some(req.pid),
         comm,
         cgroup_id: 0,
