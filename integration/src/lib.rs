@@ -12,6 +12,7 @@
 pub mod addr;
 pub mod audit;
 pub mod cork;
+pub mod dns_server;
 pub mod host;
 pub mod netns;
 pub mod probe;

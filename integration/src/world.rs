@@ -422,3 +422,18 @@ fn claim_id(test_name: &str) -> Result<(String, WorldLock)> {
     }
     bail!("no free world id for {test_name}")
 }
+
+impl World {
+    /// Starts an authoritative DNS server for `zone` on the internet side, listening on
+    /// UDP and TCP at `addr` ("198.51.100.53:53", "[2001:db8::53]:53"); the address is
+    /// added on demand, and the call returns once both sockets are bound. The server runs
+    /// until the last [`crate::dns_server::DnsServer`] handle is dropped.
+    pub fn dns_server(
+        &self,
+        addr: &str,
+        zone: crate::dns_server::Zone,
+    ) -> Result<crate::dns_server::DnsServer> {
+        let sa = self.prepare_bind(Side::Internet, addr)?;
+        crate::dns_server::start(self.internet(), sa, zone)
+    }
+}
