@@ -113,32 +113,27 @@ static __always_inline void cork_redirect_dns(struct bpf_sock_addr *ctx, struct 
 		st->bottle_id = CORK_BOTTLE_ID;
 		st->dns_port = 53;
 		if (is_v6) {
-			__u32 w[4] = { ctx->user_ip6[0], ctx->user_ip6[1], ctx->user_ip6[2],
-				       ctx->user_ip6[3] };
-
-			__builtin_memcpy(st->dns_addr, w, 16);
+			__builtin_memcpy(st->dns_addr, dst->raw, 16);
 			st->dns_family = CORK_AF_INET6;
 		} else {
-			__u32 a = ctx->user_ip4;
-
-			__builtin_memcpy(st->dns_addr, &a, 4);
+			__builtin_memcpy(st->dns_addr, dst->raw, 4);
 			st->dns_family = CORK_AF_INET;
 		}
 	}
-	ctx->user_port = bpf_htons(CORK_DNS_PORT);
+	CORK_CTX_STORE32(ctx, user_port, bpf_htons(CORK_DNS_PORT));
 	if (!is_v6) {
-		ctx->user_ip4 = bpf_htonl(0x7f000001);
+		CORK_CTX_STORE32(ctx, user_ip4, bpf_htonl(0x7f000001));
 	} else if (dst->family == CORK_AF_INET) {
 		/* an IPv4-mapped destination stays IPv4: ::ffff:127.0.0.1 */
-		ctx->user_ip6[0] = 0;
-		ctx->user_ip6[1] = 0;
-		ctx->user_ip6[2] = bpf_htonl(0xffff);
-		ctx->user_ip6[3] = bpf_htonl(0x7f000001);
+		CORK_CTX_STORE32(ctx, user_ip6[0], 0);
+		CORK_CTX_STORE32(ctx, user_ip6[1], 0);
+		CORK_CTX_STORE32(ctx, user_ip6[2], bpf_htonl(0xffff));
+		CORK_CTX_STORE32(ctx, user_ip6[3], bpf_htonl(0x7f000001));
 	} else {
-		ctx->user_ip6[0] = 0;
-		ctx->user_ip6[1] = 0;
-		ctx->user_ip6[2] = 0;
-		ctx->user_ip6[3] = bpf_htonl(1);
+		CORK_CTX_STORE32(ctx, user_ip6[0], 0);
+		CORK_CTX_STORE32(ctx, user_ip6[1], 0);
+		CORK_CTX_STORE32(ctx, user_ip6[2], 0);
+		CORK_CTX_STORE32(ctx, user_ip6[3], bpf_htonl(1));
 	}
 	if (is_connect && st) {
 		struct cork_dst proxy = {};
@@ -237,35 +232,36 @@ int cork_sendmsg6(struct bpf_sock_addr *ctx)
 }
 
 /*
- * cgroup/recvmsg4|6: a reply from the DNS proxy is shown as coming from the server the
- * bottle addressed (resolvers drop answers from anywhere else). Must return 1.
+ * cgroup/recvmsg4|6 (and getpeername4|6 below): a reply from the DNS proxy is shown as
+ * coming from the server the bottle addressed (resolvers drop answers from anywhere
+ * else). Must return 1.
  */
 static __always_inline void cork_restore_dns_source(struct bpf_sock_addr *ctx, int is_v6)
 {
 	struct cork_sock_state *st;
 	struct bpf_sock *sk = ctx->sk;
 
-	if (!CORK_DNS_PORT || !sk || ctx->user_port != bpf_htons(CORK_DNS_PORT))
+	if (!CORK_DNS_PORT || !sk || CORK_CTX_LOAD32(ctx, user_port) != bpf_htons(CORK_DNS_PORT))
 		return;
 	st = bpf_sk_storage_get(&cork_sock, sk, 0, 0);
 	if (!st || !st->dns_family)
 		return;
 	if (!is_v6 && st->dns_family == CORK_AF_INET &&
-	    ctx->user_ip4 == bpf_htonl(0x7f000001)) {
+	    CORK_CTX_LOAD32(ctx, user_ip4) == bpf_htonl(0x7f000001)) {
 		__u32 a;
 
 		__builtin_memcpy(&a, st->dns_addr, 4);
-		ctx->user_ip4 = a;
-		ctx->user_port = bpf_htons(st->dns_port);
+		CORK_CTX_STORE32(ctx, user_ip4, a);
+		CORK_CTX_STORE32(ctx, user_port, bpf_htons(st->dns_port));
 	} else if (is_v6 && st->dns_family == CORK_AF_INET6) {
 		__u32 w[4];
 
 		__builtin_memcpy(w, st->dns_addr, 16);
-		ctx->user_ip6[0] = w[0];
-		ctx->user_ip6[1] = w[1];
-		ctx->user_ip6[2] = w[2];
-		ctx->user_ip6[3] = w[3];
-		ctx->user_port = bpf_htons(st->dns_port);
+		CORK_CTX_STORE32(ctx, user_ip6[0], w[0]);
+		CORK_CTX_STORE32(ctx, user_ip6[1], w[1]);
+		CORK_CTX_STORE32(ctx, user_ip6[2], w[2]);
+		CORK_CTX_STORE32(ctx, user_ip6[3], w[3]);
+		CORK_CTX_STORE32(ctx, user_port, bpf_htons(st->dns_port));
 	}
 }
 
@@ -278,6 +274,21 @@ int cork_recvmsg4(struct bpf_sock_addr *ctx)
 
 SEC("cgroup/recvmsg6")
 int cork_recvmsg6(struct bpf_sock_addr *ctx)
+{
+	cork_restore_dns_source(ctx, 1);
+	return 1;
+}
+
+/* getpeername() on a redirected TCP DNS connection names the server the bottle dialled. */
+SEC("cgroup/getpeername4")
+int cork_getpeername4(struct bpf_sock_addr *ctx)
+{
+	cork_restore_dns_source(ctx, 0);
+	return 1;
+}
+
+SEC("cgroup/getpeername6")
+int cork_getpeername6(struct bpf_sock_addr *ctx)
 {
 	cork_restore_dns_source(ctx, 1);
 	return 1;

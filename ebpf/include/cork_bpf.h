@@ -30,6 +30,25 @@ const volatile __u32 CORK_BOTTLE_ID = 0;
 /* The bottle's DNS proxy listens on 127.0.0.1 and ::1 at this port; 0 = no redirect. */
 const volatile __u16 CORK_DNS_PORT = 0;
 
+/* Store to / load from a context field at a constant offset from the unmodified ctx
+ * pointer. Plain C lets clang hoist `&ctx->field` into another register, and the verifier
+ * refuses context access through a modified pointer ("dereference of modified ctx ptr"). */
+#define CORK_CTX_STORE32(ctx, field, val)                                                   \
+	asm volatile("*(u32 *)(%[c] + %[o]) = %[v]"                                        \
+		     :                                                                      \
+		     : [c] "r"(ctx), [o] "i"(__builtin_offsetof(typeof(*(ctx)), field)),    \
+		       [v] "r"((__u32)(val))                                                \
+		     : "memory")
+#define CORK_CTX_LOAD32(ctx, field)                                                         \
+	({                                                                                  \
+		__u32 __v;                                                                  \
+		asm volatile("%[v] = *(u32 *)(%[c] + %[o])"                                 \
+			     : [v] "=r"(__v)                                                \
+			     : [c] "r"(ctx), [o] "i"(__builtin_offsetof(typeof(*(ctx)), field)) \
+			     : "memory");                                                   \
+		__v;                                                                        \
+	})
+
 /* A destination as the policy sees it: IPv4-mapped IPv6 folded to IPv4, unspecified
  * folded to loopback. addr holds IPv4 in its first 4 bytes. */
 struct cork_dst {
@@ -37,6 +56,9 @@ struct cork_dst {
 	__u16 port; /* host byte order */
 	__u8 family;
 	__u8 proto; /* IANA protocol number */
+	/* The address words exactly as the socket gave them (user_ip4, or user_ip6[0..3]),
+	 * read once at entry: the verifier wants every ctx access at a constant offset. */
+	__u32 raw[4];
 };
 
 #endif

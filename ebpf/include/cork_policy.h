@@ -109,6 +109,10 @@ static __always_inline int cork_host_port_allowed(__u16 port)
 static __always_inline void cork_dst_from_v6(struct cork_dst *dst, __u32 w0, __u32 w1,
 					     __u32 w2, __u32 w3)
 {
+	dst->raw[0] = w0;
+	dst->raw[1] = w1;
+	dst->raw[2] = w2;
+	dst->raw[3] = w3;
 	if (w0 == 0 && w1 == 0 && w2 == bpf_htonl(0xffff)) {
 		dst->family = CORK_AF_INET;
 		if (w3 == 0)
@@ -127,6 +131,7 @@ static __always_inline void cork_dst_from_v6(struct cork_dst *dst, __u32 w0, __u
 
 static __always_inline void cork_dst_from_v4(struct cork_dst *dst, __u32 ip4)
 {
+	dst->raw[0] = ip4;
 	dst->family = CORK_AF_INET;
 	if (ip4 == 0)
 		ip4 = bpf_htonl(0x7f000001);

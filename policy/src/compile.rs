@@ -12,9 +12,6 @@ use crate::rule::{self, RuleInfo};
 
 /// What [`compile`] and [`Policy::from_manifest`] say about a domain rule: this build
 /// cannot enforce one, and cork fails closed rather than ignore it.
-const DOMAINS_NOT_ENFORCED: &str = "domain rules are parsed but not enforced by this build yet \
-                                    (the DNS proxy is not implemented)";
-
 /// A compiled policy: what a bottle may reach, ready to become kernel map entries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
@@ -37,35 +34,21 @@ pub struct Policy {
     plan: KernelPlan,
 }
 
-/// Parses, validates and compiles manifest text; `origin` names it in errors. Refuses
-/// domain rules (see [`Policy::from_manifest`]).
+/// Parses, validates and compiles manifest text; `origin` names it in errors.
 pub fn compile(src: &str, origin: &str) -> Result<Policy, ManifestError> {
     Policy::from_manifest(parse_manifest(src, origin)?)
 }
 
 impl Policy {
-    /// Compiles a validated manifest, checking every kernel capacity. A domain rule is
-    /// refused at its `domain` value: this build has no DNS proxy to learn its addresses,
-    /// and ignoring the rule would silently change what the bottle may reach.
+    /// Compiles a validated manifest, checking every kernel capacity. Domain rules add
+    /// nothing to the kernel plan: the agent's DNS proxy learns their addresses at run time
+    /// (see `Policy::allowed_slots` and `KernelPlan::learned_entry`).
     pub fn from_manifest(manifest: Manifest) -> Result<Self, ManifestError> {
-        if let Some(domain) = manifest.domains.first() {
-            let rule = manifest.rules.get(usize::from(domain.rule_id));
-            return Err(ManifestError {
-                origin: manifest.origin,
-                line: domain.line,
-                col: domain.col,
-                path: rule.map_or_else(String::new, |r| format!("{}.domain", r.id)),
-                message: DOMAINS_NOT_ENFORCED.to_owned(),
-            });
-        }
         Self::from_manifest_unenforced(manifest)
     }
 
-    /// [`Policy::from_manifest`] without the domain-rule refusal: the full policy,
-    /// `domains` included, for the DNS proxy under construction and for tests. Domain
-    /// rules add nothing to the kernel plan, so **a bottle run with this policy would deny
-    /// every domain rule's traffic** (and ignore its deny rules, which only matter once
-    /// names resolve): do not enforce it.
+    /// The same as [`Policy::from_manifest`]; the name is kept from before the DNS proxy
+    /// existed, when only this path accepted domain rules.
     pub fn from_manifest_unenforced(manifest: Manifest) -> Result<Self, ManifestError> {
         let Manifest {
             origin,

@@ -25,11 +25,9 @@
 //!   IPv6 prefix such as `::/0` does not cover IPv4-mapped destinations: write
 //!   `0.0.0.0/0` for those.
 //! - Domain rules (`domain = "api.example.test"` or `"*.pkg.example.test"`) and the
-//!   `[dns]` table are parsed and validated, but this build cannot enforce domain rules:
-//!   [`compile`] refuses them at their `domain` value, so cork fails closed. The full
-//!   policy, for the DNS proxy being built and for tests, comes from [`parse_manifest`]
-//!   and [`Policy::from_manifest_unenforced`]; there, [`Policy::match_domain`] and
-//!   [`Policy::allowed_slots`] decide names. Domain rules never add kernel plan entries.
+//!   `[dns]` table are parsed and validated; [`Policy::match_domain`] and
+//!   [`Policy::allowed_slots`] decide names for the agent's DNS proxy, which teaches the
+//!   kernel the addresses of allowed answers. Domain rules never add kernel plan entries.
 //! - A wildcard `*.a.test` matches every name below `a.test` but not `a.test` itself; a
 //!   matching deny domain rule beats every allow domain rule. Deny domain rules refuse the
 //!   name whatever the port, so they take no `ports` or `proto`.

@@ -239,18 +239,10 @@ min_ttl = 10
 "#;
 
 #[test]
-fn compile_refuses_domain_rules_but_accepts_dns() {
-    assert_eq!(
-        compile(MANIFEST, "bottle.toml").unwrap_err().to_string(),
-        "bottle.toml:6:10: egress.allow[0].domain: domain rules are parsed but not enforced by \
-         this build yet (the DNS proxy is not implemented)"
-    );
-    let deny_only = format!("{HEAD}[[egress.deny]]\ndomain = \"a.test\"\n");
-    assert_eq!(
-        compile(&deny_only, "b").unwrap_err().to_string(),
-        "b:5:10: egress.deny[0].domain: domain rules are parsed but not enforced by this build \
-         yet (the DNS proxy is not implemented)"
-    );
+fn compile_accepts_domain_rules_and_dns() {
+    let policy = compile(MANIFEST, "bottle.toml").unwrap();
+    assert_eq!(policy, unenforced(MANIFEST).unwrap());
+    assert!(!policy.domains.is_empty());
     let dns_only = format!("{HEAD}[dns]\nupstream = [\"198.51.100.53\"]\nmax_ttl = 60\n");
     let policy = compile(&dns_only, "b").unwrap();
     assert!(policy.domains.is_empty());

@@ -177,11 +177,6 @@ fn rule_fields() {
              \"udp\" or \"any\"",
         ),
         (
-            "domain = \"api.example.com\"\n",
-            "bottle.toml:6:10: egress.allow[0].domain: domain rules are parsed but not enforced \
-             by this build yet (the DNS proxy is not implemented)",
-        ),
-        (
             "ports = [443]\n",
             "bottle.toml:5:1: egress.allow[0]: needs `cidr` or `domain`",
         ),

@@ -105,3 +105,9 @@ fn sweep_expired<const N: usize>(trie: &mut Trie<N>, plan: &KernelPlan) {
         };
     }
 }
+
+impl crate::dns::Learner for MapLearner {
+    fn learn(&self, addr: IpAddr, slots: &[Slot], ttl: u32) -> Result<(), String> {
+        MapLearner::learn(self, addr, slots, ttl)
+    }
+}

@@ -148,6 +148,8 @@ const OBJECTS: &[ObjectSpec] = &[
             ("cork_sendmsg6", AttachType::Sendmsg6),
             ("cork_recvmsg4", AttachType::Recvmsg4),
             ("cork_recvmsg6", AttachType::Recvmsg6),
+            ("cork_getpeername4", AttachType::GetPeerName4),
+            ("cork_getpeername6", AttachType::GetPeerName6),
         ],
     },
     ObjectSpec {
@@ -372,7 +374,9 @@ fn attach_one(
         | AttachType::Sendmsg4
         | AttachType::Sendmsg6
         | AttachType::Recvmsg4
-        | AttachType::Recvmsg6 => {
+        | AttachType::Recvmsg6
+        | AttachType::GetPeerName4
+        | AttachType::GetPeerName6 => {
             attach_link!(CgroupSockAddr, cgroup, CgroupAttachMode::Single)
         }
     };

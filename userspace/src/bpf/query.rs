@@ -17,6 +17,8 @@ pub enum AttachType {
     Sendmsg6 = 15,
     Recvmsg4 = 19,
     Recvmsg6 = 20,
+    GetPeerName4 = 29,
+    GetPeerName6 = 30,
 }
 
 const BPF_PROG_QUERY: libc::c_long = 16;

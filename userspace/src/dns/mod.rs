@@ -23,8 +23,13 @@
 
 mod answer;
 mod error;
+mod events;
+pub mod proxy;
 mod query;
+mod rate;
 mod reply;
+mod tcp;
+mod upstream;
 mod wire;
 
 #[cfg(test)]
@@ -32,6 +37,8 @@ mod tests;
 
 pub use answer::{FilteredAnswer, TtlBounds, clamp_ttl, filter_answer};
 pub use error::{AnswerError, Echo, QueryRefusal};
+pub use events::DnsQueryEvent;
+pub use proxy::{BindError, BoundProxy, Learner, ProxyConfig, RunningProxy};
 pub use query::{ClientEdns, Query, QueryType, check_query};
 pub use reply::{Rcode, refuse};
 

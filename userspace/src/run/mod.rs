@@ -9,6 +9,7 @@ mod child;
 mod seccomp;
 mod signals;
 mod test_seams;
+mod upstream;
 
 use std::ffi::OsString;
 use std::io;
@@ -17,6 +18,7 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 pub use bottle::{Bottle, BottleError};
 pub use caps::DROPPED as DROPPED_CAPABILITIES;
@@ -24,7 +26,9 @@ pub use child::{UserSpec, parse_user};
 
 use crate::audit::{self, AuditSink, Enrichment, LifecycleEvent, SinkError};
 use crate::bpf::events::EventReader;
+use crate::bpf::learned::MapLearner;
 use crate::bpf::{LoadConstants, MapError};
+use crate::dns::{BoundProxy, ProxyConfig};
 use crate::mounts::{self, MountError};
 
 /// Exit status of `cork run` when cork itself fails (as `env`, `docker run` do).
@@ -77,6 +81,15 @@ pub enum RunError {
     },
     #[error(transparent)]
     Seam(#[from] test_seams::SeamError),
+    #[error(
+        "the manifest allows names but no DNS upstream is known: set [dns] upstream or list a \
+         nameserver in /etc/resolv.conf"
+    )]
+    NoUpstream,
+    #[error("binding the bottle's DNS proxy on 127.0.0.1 and ::1")]
+    DnsBind(#[source] io::Error),
+    #[error("opening the bottle's prefix maps for the DNS proxy")]
+    Learner(#[source] MapError),
     #[error("waiting for the command")]
     Wait(#[source] io::Error),
 }
@@ -102,12 +115,22 @@ pub fn run(opts: RunOptions) -> Result<i32, RunError> {
         path: opts.manifest.clone(),
         source,
     })?;
-    let policy = cork_policy::compile(&src, &opts.manifest.display().to_string())?;
+    let policy = Arc::new(cork_policy::compile(
+        &src,
+        &opts.manifest.display().to_string(),
+    )?);
     let (program, args) = opts.command.split_first().ok_or(RunError::NoCommand)?;
     let seams = test_seams::from_env()?;
     if !nix::unistd::geteuid().is_root() {
         return Err(RunError::NotRoot);
     }
+
+    let upstreams = upstream::upstreams(&policy);
+    if upstreams.is_empty() && !policy.domains.is_empty() {
+        return Err(RunError::NoUpstream);
+    }
+    // Every DNS packet the bottle sends is redirected to this port (127.0.0.1 and ::1).
+    let dns = BoundProxy::bind(0).map_err(RunError::DnsBind)?;
 
     let cgroup_root = mounts::cgroup2_root()?;
     let bpffs = mounts::ensure_bpffs()?;
@@ -118,7 +141,7 @@ pub fn run(opts: RunOptions) -> Result<i32, RunError> {
         &key,
         LoadConstants {
             bottle_id: pid,
-            dns_port: 0,
+            dns_port: dns.port(),
         },
         &cgroup_root,
         &bpffs,
@@ -179,21 +202,43 @@ pub fn run(opts: RunOptions) -> Result<i32, RunError> {
     if let Some(delay) = seams.reader_delay {
         std::thread::sleep(delay);
     }
+    let names = Arc::default();
+    let learner = MapLearner::open(bottle.enforcement().pin_dir(), plan.clone());
+    let dns = match learner {
+        Ok(learner) => Ok(dns.start(
+            ProxyConfig {
+                bottle: policy.name.clone(),
+                policy: policy.clone(),
+                upstreams,
+                upstream_timeout: Duration::from_secs(2),
+            },
+            Arc::new(learner),
+            sink.clone(),
+            Arc::clone(&names),
+        )),
+        Err(e) => Err(RunError::Learner(e)),
+    };
     let rules = policy.rules.iter().map(|r| r.id.clone()).collect();
     let reader = EventReader::start(
         bottle.enforcement().maps_object(),
-        Enrichment::new(policy.name.clone(), rules, Arc::default()),
+        Enrichment::new(policy.name.clone(), rules, names),
         sink.clone(),
     );
     if let Err(e) = signals::forward_to(child.id()) {
         tracing::warn!("cannot forward signals to the command: {e}");
     }
+    // Without its DNS proxy or audit reader the bottle must not go on: stop the command.
+    if dns.is_err() || reader.is_err() {
+        let _ = child.kill();
+    }
     let status = child.wait().map_err(RunError::Wait);
+    let dns = dns?;
     let reader = reader?;
 
     // The command is done: kill what it left behind while still enforced, then read the
     // last events, then take enforcement down.
     let problems = bottle.teardown();
+    dns.stop();
     reader.finish();
     drop(auditor);
     for p in &problems {

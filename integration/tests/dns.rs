@@ -1,0 +1,393 @@
+//! Domain rules end to end: every DNS query a bottle sends (UDP or TCP port 53, to any
+//! address) is answered by cork's per-bottle proxy; only allowed names reach the upstream
+//! (the test world's DNS server), and only addresses an allowed answer returned become
+//! reachable, for the allowing rule's ports, until the answer's TTL runs out.
+
+use anyhow::Result;
+use cork_integration::dns_server::Zone;
+use cork_integration::{Side, World};
+use serde_json::json;
+
+const CLIENT: &str = include_str!("../src/dns_client.py");
+
+fn argv(ops: &[&str]) -> Vec<String> {
+    let mut v = vec!["python3".to_string(), "-c".into(), CLIENT.into()];
+    v.extend(ops.iter().map(|s| s.to_string()));
+    v
+}
+
+fn zone() -> Zone {
+    Zone::new()
+        .a("api.example.test", "198.51.100.10", 300)
+        .aaaa("api.example.test", "2001:db8::10", 300)
+        .a("www.pkg.example.test", "198.51.100.11", 300)
+        .a("pkg.example.test", "198.51.100.12", 300)
+        .a("evil.pkg.example.test", "198.51.100.13", 300)
+        .cname("alias.example.test", "api.example.test", 300)
+        .a("short.example.test", "198.51.100.14", 1)
+        .txt("api.example.test", "exfil-channel", 300)
+}
+
+const MANIFEST: &str = r#"
+[[egress.allow]]
+domain = "api.example.test"
+ports = [8443]
+
+[[egress.allow]]
+domain = "alias.example.test"
+ports = [8443]
+
+[[egress.allow]]
+domain = "*.pkg.example.test"
+ports = [8443]
+
+[[egress.deny]]
+domain = "evil.pkg.example.test"
+
+[dns]
+upstream = ["198.51.100.53"]
+"#;
+
+#[test]
+fn resolved_names_become_reachable_and_nothing_else_does() -> Result<()> {
+    let world = World::new("resolved_names_become_reachable_and_nothing_else_does")?;
+    let upstream = world.dns_server("198.51.100.53:53", zone())?;
+    let srv = world.tcp_server(Side::Internet, "198.51.100.10:8443")?;
+    let _other = world.tcp_server(Side::Internet, "198.51.100.10:8444")?;
+    let (out, audit) = world.run_argv(
+        "a",
+        MANIFEST,
+        &argv(&[
+            "connect",
+            "198.51.100.10",
+            "8443", // not resolved yet
+            "udp",
+            "198.51.100.53",
+            "api.example.test",
+            "A",
+            "connect",
+            "198.51.100.10",
+            "8443",
+            "connect",
+            "198.51.100.10",
+            "8444", // not the rule's port
+            "udp",
+            "198.51.100.53",
+            "nope.example.test",
+            "A",
+        ]),
+    )?;
+    assert_eq!(
+        out.lines(),
+        [
+            "EPERM",
+            "NOERROR 198.51.100.10 from=198.51.100.53",
+            "ok",
+            "EPERM",
+            "REFUSED - from=198.51.100.53",
+        ],
+        "{out}"
+    );
+    assert_eq!(srv.peers().len(), 1);
+    let names: Vec<String> = upstream.queries().into_iter().map(|q| q.0).collect();
+    assert_eq!(
+        names,
+        ["api.example.test"],
+        "only the allowed name went upstream"
+    );
+    audit.expect(
+        json!({"layer": "dns", "name": "api.example.test", "qtype": "A",
+                        "verdict": "allow", "rule": "egress.allow[0]",
+                        "answers": ["198.51.100.10"]}),
+    )?;
+    audit.expect(
+        json!({"layer": "dns", "name": "nope.example.test", "verdict": "deny",
+                        "reason": "not_allowed"}),
+    )?;
+    audit.expect(
+        json!({"layer": "kernel", "hook": "connect4", "dst": "198.51.100.10",
+                        "dport": 8443, "verdict": "allow", "domain": "api.example.test",
+                        "rule": "egress.allow[0]"}),
+    )?;
+    audit.expect(
+        json!({"layer": "kernel", "hook": "sendmsg4", "dst": "198.51.100.53",
+                        "dport": 53, "verdict": "allow", "reason": "dns_redirect"}),
+    )?;
+    Ok(())
+}
+
+#[test]
+fn wildcard_apex_deny_cname_and_any_resolver_address() -> Result<()> {
+    let world = World::new("wildcard_apex_deny_cname_and_any_resolver_address")?;
+    let upstream = world.dns_server("198.51.100.53:53", zone())?;
+    let (out, audit) = world.run_argv(
+        "a",
+        MANIFEST,
+        &argv(&[
+            "udp",
+            "198.51.100.53",
+            "www.pkg.example.test",
+            "A",
+            "udp",
+            "198.51.100.53",
+            "pkg.example.test",
+            "A", // apex: no rule
+            "udp",
+            "198.51.100.53",
+            "evil.pkg.example.test",
+            "A", // deny beats allow
+            "udp",
+            "198.51.100.53",
+            "alias.example.test",
+            "A", // CNAME chain
+            // resolv.conf pointing elsewhere: still the proxy answers, from where asked
+            "udp",
+            "198.51.100.99",
+            "api.example.test",
+            "A",
+            "tcp",
+            "198.51.100.53",
+            "www.pkg.example.test",
+            "A",
+        ]),
+    )?;
+    assert_eq!(
+        out.lines(),
+        [
+            "NOERROR 198.51.100.11 from=198.51.100.53",
+            "REFUSED - from=198.51.100.53",
+            "REFUSED - from=198.51.100.53",
+            "NOERROR 198.51.100.10 from=198.51.100.53",
+            "NOERROR 198.51.100.10 from=198.51.100.99",
+            "NOERROR 198.51.100.11 from=198.51.100.53",
+        ],
+        "{out}"
+    );
+    audit.expect(
+        json!({"layer": "dns", "name": "evil.pkg.example.test", "verdict": "deny",
+                        "reason": "denied", "rule": "egress.deny[0]"}),
+    )?;
+    audit.expect(json!({"layer": "dns", "transport": "tcp", "name": "www.pkg.example.test"}))?;
+    let names: Vec<String> = upstream.queries().into_iter().map(|q| q.0).collect();
+    assert!(
+        !names
+            .iter()
+            .any(|n| n == "evil.pkg.example.test" || n == "pkg.example.test"),
+        "{names:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn ipv6_upstream_and_aaaa_answers() -> Result<()> {
+    let world = World::new("ipv6_upstream_and_aaaa_answers")?;
+    let _upstream = world.dns_server("[2001:db8::53]:53", zone())?;
+    let srv = world.tcp_server(Side::Internet, "[2001:db8::10]:8443")?;
+    let manifest = MANIFEST.replace("198.51.100.53", "2001:db8::53");
+    let (out, _audit) = world.run_argv(
+        "a",
+        &manifest,
+        &argv(&[
+            "connect",
+            "2001:db8::10",
+            "8443",
+            "udp",
+            "2001:db8::53",
+            "api.example.test",
+            "AAAA",
+            "connect",
+            "2001:db8::10",
+            "8443",
+        ]),
+    )?;
+    assert_eq!(
+        out.lines(),
+        ["EPERM", "NOERROR 2001:db8::10 from=2001:db8::53", "ok"],
+        "{out}"
+    );
+    assert_eq!(srv.peers().len(), 1);
+    Ok(())
+}
+
+#[test]
+fn learned_addresses_expire_with_the_clamped_ttl() -> Result<()> {
+    let world = World::new("learned_addresses_expire_with_the_clamped_ttl")?;
+    let _upstream = world.dns_server("198.51.100.53:53", zone())?;
+    let _srv = world.tcp_server(Side::Internet, "198.51.100.14:8443")?;
+    let manifest = r#"
+[[egress.allow]]
+domain = "short.example.test"
+ports = [8443]
+
+[dns]
+upstream = ["198.51.100.53"]
+min_ttl = 1
+max_ttl = 1
+"#;
+    let (out, _audit) = world.run_argv(
+        "a",
+        manifest,
+        &argv(&[
+            "udp",
+            "198.51.100.53",
+            "short.example.test",
+            "A",
+            "connect",
+            "198.51.100.14",
+            "8443",
+            "sleep",
+            "1.5", // the TTL itself is what is under test
+            "connect",
+            "198.51.100.14",
+            "8443",
+            "udp",
+            "198.51.100.53",
+            "short.example.test",
+            "A",
+            "connect",
+            "198.51.100.14",
+            "8443",
+        ]),
+    )?;
+    assert_eq!(
+        out.lines(),
+        [
+            "NOERROR 198.51.100.14 from=198.51.100.53",
+            "ok",
+            "slept",
+            "EPERM",
+            "NOERROR 198.51.100.14 from=198.51.100.53",
+            "ok",
+        ],
+        "{out}"
+    );
+    Ok(())
+}
+
+#[test]
+fn exfiltration_shaped_queries_are_refused_before_the_upstream() -> Result<()> {
+    let world = World::new("exfiltration_shaped_queries_are_refused_before_the_upstream")?;
+    let upstream = world.dns_server("198.51.100.53:53", zone())?;
+    let long_label = format!("{}.api.example.test", "a".repeat(63));
+    let too_long = format!("{}.example.test", vec!["b".repeat(60); 5].join("."));
+    let (out, audit) = world.run_argv(
+        "a",
+        MANIFEST,
+        &argv(&[
+            "udp",
+            "198.51.100.53",
+            "api.example.test",
+            "TXT",
+            "udp",
+            "198.51.100.53",
+            "api.example.test",
+            "ANY",
+            "udp",
+            "198.51.100.53",
+            &long_label,
+            "A",
+            "udp",
+            "198.51.100.53",
+            &too_long,
+            "A",
+        ]),
+    )?;
+    let lines = out.lines();
+    assert_eq!(lines[0], "REFUSED - from=198.51.100.53", "{out}");
+    assert_eq!(lines[1], "REFUSED - from=198.51.100.53", "{out}");
+    assert_eq!(
+        lines[2], "REFUSED - from=198.51.100.53",
+        "not allowed: {out}"
+    );
+    assert!(
+        lines[3].starts_with("REFUSED") || lines[3].starts_with("FORMERR"),
+        "{out}"
+    );
+    assert!(upstream.queries().is_empty(), "{:?}", upstream.queries());
+    audit.expect(
+        json!({"layer": "dns", "qtype": "TXT", "verdict": "deny", "reason": "qtype_refused"}),
+    )?;
+    Ok(())
+}
+
+#[test]
+fn upstream_down_is_servfail_not_a_hang() -> Result<()> {
+    let world = World::new("upstream_down_is_servfail_not_a_hang")?;
+    let upstream = world.dns_server("198.51.100.53:53", zone())?;
+    upstream.set_silent(true);
+    let (out, audit) = world.run_argv(
+        "a",
+        MANIFEST,
+        &argv(&["udp", "198.51.100.53", "api.example.test", "A"]),
+    )?;
+    assert_eq!(out.lines(), ["SERVFAIL - from=198.51.100.53"], "{out}");
+    audit
+        .expect(json!({"layer": "dns", "name": "api.example.test", "reason": "upstream_failed"}))?;
+    Ok(())
+}
+
+#[test]
+fn queries_over_the_rate_limit_are_refused() -> Result<()> {
+    let world = World::new("queries_over_the_rate_limit_are_refused")?;
+    let _upstream = world.dns_server("198.51.100.53:53", zone())?;
+    let manifest = format!("{MANIFEST}queries_per_second = 2\n");
+    let mut ops = Vec::new();
+    for _ in 0..6 {
+        ops.extend(["udp", "198.51.100.53", "api.example.test", "A"]);
+    }
+    let (out, audit) = world.run_argv("a", &manifest, &argv(&ops))?;
+    let refused = out
+        .lines()
+        .iter()
+        .filter(|l| l.starts_with("REFUSED"))
+        .count();
+    assert!(refused >= 3, "6 queries at once with 2/s allowed: {out}");
+    audit.expect(json!({"layer": "dns", "reason": "rate_limited", "verdict": "deny"}))?;
+    Ok(())
+}
+
+#[test]
+fn bottles_do_not_share_learned_addresses() -> Result<()> {
+    let world = World::new("bottles_do_not_share_learned_addresses")?;
+    let _upstream = world.dns_server("198.51.100.53:53", zone())?;
+    let _srv = world.tcp_server(Side::Internet, "198.51.100.10:8443")?;
+    // Bottle a resolves and connects; bottle b, allowed nothing by name, runs after it
+    // and must not reach the address a learned.
+    let (out_a, _) = world.run_argv(
+        "a",
+        MANIFEST,
+        &argv(&[
+            "udp",
+            "198.51.100.53",
+            "api.example.test",
+            "A",
+            "connect",
+            "198.51.100.10",
+            "8443",
+        ]),
+    )?;
+    assert_eq!(out_a.lines()[1], "ok", "{out_a}");
+    let other = "[dns]\nupstream = [\"198.51.100.53\"]\n[[egress.allow]]\ndomain = \"www.pkg.example.test\"\nports = [8443]\n";
+    let (out_b, _) = world.run_argv(
+        "b",
+        other,
+        &argv(&[
+            "connect",
+            "198.51.100.10",
+            "8443",
+            "udp",
+            "198.51.100.53",
+            "api.example.test",
+            "A",
+            "connect",
+            "198.51.100.10",
+            "8443",
+        ]),
+    )?;
+    assert_eq!(
+        out_b.lines(),
+        ["EPERM", "REFUSED - from=198.51.100.53", "EPERM"],
+        "{out_b}"
+    );
+    Ok(())
+}
