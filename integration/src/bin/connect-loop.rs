@@ -1,6 +1,8 @@
 //! `connect-loop ADDR PORT COUNT`: COUNT × (TCP connect + close) to ADDR:PORT, then
 //! prints `connects=N failed=F secs=S rate=R/s`. The same client runs inside and outside
 //! a bottle in `cork-bench`, so the two rates compare the enforcement alone.
+//! `connect-loop --dns SERVER NAME COUNT`: COUNT sequential UDP A queries for NAME to
+//! SERVER:53, printing `queries=N failed=F secs=S rate=R/s p50=…us p99=…us`.
 //! `connect-loop --serve ADDR PORT` is the other end: accept and close, nothing else, so
 //! the server is never what is measured.
 
@@ -37,6 +39,11 @@ fn main() -> Result<()> {
         && mode == "--serve"
     {
         return serve(addr, port);
+    }
+    if let [mode, server, name, count] = args.as_slice()
+        && mode == "--dns"
+    {
+        return dns_loop(server, name, count);
     }
     let [addr, port, count] = args.as_slice() else {
         bail!("usage: connect-loop ADDR PORT COUNT");
@@ -82,4 +89,69 @@ fn serve(addr: &str, port: &str) -> Result<()> {
         // Accept errors (a client that already reset) are not the server's business.
         let _ = listener.accept();
     }
+}
+
+/// One A query for `name` with id `id`, recursion desired.
+fn dns_query(name: &str, id: u16) -> Vec<u8> {
+    let mut q = Vec::with_capacity(64);
+    q.extend_from_slice(&id.to_be_bytes());
+    q.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
+    for label in name.split('.').filter(|l| !l.is_empty()) {
+        q.push(label.len() as u8);
+        q.extend_from_slice(label.as_bytes());
+    }
+    q.extend_from_slice(&[0, 0, 1, 0, 1]);
+    q
+}
+
+fn dns_loop(server: &str, name: &str, count: &str) -> Result<()> {
+    let ip: IpAddr = server.parse().context("SERVER")?;
+    if !cork_integration::addr::is_test_ip(ip) {
+        bail!("{ip} is outside the test ranges");
+    }
+    let count: u16 = count.parse().context("COUNT (at most 65535)")?;
+    let bind: SocketAddr = if ip.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse()?;
+    let sock = std::net::UdpSocket::bind(bind)?;
+    sock.set_read_timeout(Some(Duration::from_secs(2)))?;
+    let to = SocketAddr::new(ip, 53);
+    let mut buf = [0u8; 1500];
+    let mut rtts = Vec::with_capacity(count as usize);
+    let mut failed = 0u32;
+    let start = Instant::now();
+    for id in 0..count {
+        let t = Instant::now();
+        sock.send_to(&dns_query(name, id), to)?;
+        // Wait for this id (a late answer to an earlier one is skipped); rcode must be 0.
+        loop {
+            match sock.recv_from(&mut buf) {
+                Ok((n, _)) if n >= 12 && u16::from_be_bytes([buf[0], buf[1]]) == id => {
+                    if buf[3] & 0x0f != 0 {
+                        failed += 1;
+                    }
+                    rtts.push(t.elapsed());
+                    break;
+                }
+                Ok(_) => continue,
+                Err(_) => {
+                    failed += 1;
+                    break;
+                }
+            }
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    rtts.sort_unstable();
+    let pct =
+        |p: f64| rtts.get(((rtts.len() as f64 * p) as usize).min(rtts.len().saturating_sub(1)));
+    let us = |d: Option<&Duration>| d.map_or(0, |d| d.as_micros());
+    println!(
+        "queries={count} failed={failed} secs={secs:.3} rate={:.1}/s p50={}us p99={}us",
+        f64::from(count) / secs,
+        us(pct(0.50)),
+        us(pct(0.99))
+    );
+    if failed > 0 {
+        bail!("{failed} of {count} queries failed");
+    }
+    Ok(())
 }

@@ -4,6 +4,7 @@
 //! medians and the ratio.
 
 use anyhow::{Context, Result, bail};
+use cork_integration::dns_server::Zone;
 use cork_integration::process::Spawned;
 use cork_integration::{Side, World};
 
@@ -73,10 +74,83 @@ fn main() -> Result<()> {
     println!("  ratio inside/outside    : {:.3}", b / a);
     println!("  audit verdicts: {events} (lost {lost})");
     server.kill()?;
+    dns_bench(&world, &client, rounds)?;
     Ok(())
 }
 
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
+}
+
+/// Sequential UDP queries for an allowed name: straight to the test world's authoritative
+/// server (outside a bottle), then from inside a bottle, where the kernel redirects them to
+/// cork's DNS proxy, which checks, forwards, filters, learns the answer into the kernel and
+/// replies. The difference is what the proxy adds.
+fn dns_bench(world: &World, client: &str, rounds: usize) -> Result<()> {
+    const QUERIES: &str = "2000";
+    let _upstream = world.dns_server(
+        "198.51.100.53:53",
+        Zone::new().a("bench.example.test", "198.51.100.10", 300),
+    )?;
+    let manifest = "[[egress.allow]]\ndomain = \"bench.example.test\"\nports = [443]\n\n\
+                    [dns]\nupstream = [\"198.51.100.53\"]\nqueries_per_second = 10000\n";
+    let args = ["--dns", "198.51.100.53", "bench.example.test", QUERIES];
+    let argv: Vec<String> = std::iter::once(client.to_string())
+        .chain(args.iter().map(|a| a.to_string()))
+        .collect();
+    println!("\nDNS A queries, {QUERIES} sequential per run, {rounds} interleaved rounds");
+    let (mut direct, mut proxied) = (Vec::new(), Vec::new());
+    for round in 1..=rounds {
+        let plain = world.run(world.command(Side::Bottle, client).args(args))?;
+        if plain.code() != 0 {
+            bail!("direct: {plain}");
+        }
+        let (bottled, _) = world.run_argv(&format!("dns{round}"), manifest, &argv)?;
+        let (a, b) = (dns_stats(&plain)?, dns_stats(&bottled)?);
+        println!(
+            "  round {round}: direct {:>8.1}/s p50 {:>5}us p99 {:>5}us   via cork {:>8.1}/s p50 {:>5}us p99 {:>5}us",
+            a.0, a.1, a.2, b.0, b.1, b.2
+        );
+        direct.push(a);
+        proxied.push(b);
+    }
+    let med = |v: &mut Vec<(f64, u64, u64)>, i: usize| {
+        let mut x: Vec<f64> = v.iter().map(|t| [t.0, t.1 as f64, t.2 as f64][i]).collect();
+        median(&mut x)
+    };
+    let (dr, dp50, dp99) = (
+        med(&mut direct, 0),
+        med(&mut direct, 1),
+        med(&mut direct, 2),
+    );
+    let (pr, pp50, pp99) = (
+        med(&mut proxied, 0),
+        med(&mut proxied, 1),
+        med(&mut proxied, 2),
+    );
+    println!("  median direct   : {dr:>9.1}/s  p50 {dp50:>6.0}us  p99 {dp99:>6.0}us");
+    println!("  median via cork : {pr:>9.1}/s  p50 {pp50:>6.0}us  p99 {pp99:>6.0}us");
+    println!(
+        "  added by cork   : p50 {:+.0}us  p99 {:+.0}us  (rate ratio {:.3})",
+        pp50 - dp50,
+        pp99 - dp99,
+        pr / dr
+    );
+    Ok(())
+}
+
+/// (rate, p50 µs, p99 µs) from a `connect-loop --dns` line.
+fn dns_stats(out: &cork_integration::RunOutput) -> Result<(f64, u64, u64)> {
+    let field = |key: &str| -> Result<&str> {
+        out.stdout
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(key))
+            .with_context(|| format!("no {key} in output:\n{out}"))
+    };
+    Ok((
+        field("rate=")?.trim_end_matches("/s").parse()?,
+        field("p50=")?.trim_end_matches("us").parse()?,
+        field("p99=")?.trim_end_matches("us").parse()?,
+    ))
 }
