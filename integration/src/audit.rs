@@ -103,8 +103,12 @@ impl Audit {
             .iter()
             .map(|e| {
                 if f(e, "event") == "verdict" {
+                    let domain = match f(e, "domain").as_str() {
+                        "-" => String::new(),
+                        d => format!(" [{d}]"),
+                    };
                     format!(
-                        "{:<5} {:<10} {:<6} {:>22} port {:<5} {:<18} rule {:<16} ({} pid {})",
+                        "{:<5} {:<10} {:<6} {:>22} port {:<5} {:<18} rule {:<16} ({} pid {}){domain}",
                         f(e, "verdict"),
                         f(e, "hook"),
                         f(e, "proto"),
@@ -114,6 +118,17 @@ impl Audit {
                         f(e, "rule"),
                         f(e, "comm"),
                         f(e, "pid")
+                    )
+                } else if f(e, "layer") == "dns" {
+                    format!(
+                        "dns   {:<5} {:<5} {:<28} {:<9} {:<14} rule {:<16} answers {}",
+                        f(e, "verdict"),
+                        f(e, "qtype"),
+                        f(e, "name"),
+                        f(e, "rcode"),
+                        f(e, "reason"),
+                        f(e, "rule"),
+                        f(e, "answers")
                     )
                 } else {
                     e.to_string()
