@@ -1,5 +1,6 @@
 # A tiny DNS client for the bottle side of DNS tests: one line of output per operation.
-#   udp|tcp SERVER NAME TYPE  -> "RCODE ip,ip... from=ADDR"   (from: the reply's source)
+#   udp|tcp SERVER NAME TYPE  -> "RCODE ip,ip... from=ADDR"   (from: the reply's source;
+#                                HTTPS/SVCB records show as "svcb:<param keys>", e.g. svcb:1,5)
 #   connect IP PORT           -> "ok" or the errno name
 #   sleep SECONDS             -> "slept"
 # Addresses are checked against the test ranges by the Rust side that builds argv.
@@ -25,6 +26,17 @@ def skip_name(msg, i):
         i += n + 1
 
 
+def svc_keys(rdata):
+    # SvcPriority, TargetName (uncompressed), then (key, length, value) parameters.
+    i = skip_name(rdata, 2)
+    keys = []
+    while i + 4 <= len(rdata):
+        key, length = struct.unpack(">HH", rdata[i:i + 4])
+        keys.append(key)
+        i += 4 + length
+    return keys
+
+
 def parse(msg):
     _, flags, qd, an, _, _ = struct.unpack(">HHHHHH", msg[:12])
     i = 12
@@ -41,6 +53,8 @@ def parse(msg):
             ips.append(socket.inet_ntop(socket.AF_INET, rdata))
         elif rtype == 28:
             ips.append(socket.inet_ntop(socket.AF_INET6, rdata))
+        elif rtype in (64, 65):
+            ips.append("svcb:" + ",".join(str(k) for k in svc_keys(rdata)))
     return RCODES.get(flags & 0xF, str(flags & 0xF)), ips
 
 

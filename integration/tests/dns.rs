@@ -391,3 +391,32 @@ fn bottles_do_not_share_learned_addresses() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn https_records_lose_their_ech_parameter() -> Result<()> {
+    let world = World::new("https_records_lose_their_ech_parameter")?;
+    let zone = zone().https("api.example.test", true);
+    let _upstream = world.dns_server("198.51.100.53:53", zone)?;
+    // The same question straight to the upstream, outside any bottle, shows ech (key 5).
+    let direct = world.run(
+        world
+            .command(Side::Bottle, "python3")
+            .args(argv(&["udp", "198.51.100.53", "api.example.test", "HTTPS"])[1..].iter()),
+    )?;
+    assert_eq!(
+        direct.lines(),
+        ["NOERROR svcb:1,5 from=198.51.100.53"],
+        "{direct}"
+    );
+    let (out, _) = world.run_argv(
+        "a",
+        MANIFEST,
+        &argv(&["udp", "198.51.100.53", "api.example.test", "HTTPS"]),
+    )?;
+    assert_eq!(
+        out.lines(),
+        ["NOERROR svcb:1 from=198.51.100.53"],
+        "alpn kept, ech gone: {out}"
+    );
+    Ok(())
+}
