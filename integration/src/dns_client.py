@@ -3,6 +3,9 @@
 #                                HTTPS/SVCB records show as "svcb:<param keys>", e.g. svcb:1,5)
 #   connect IP PORT           -> "ok" or the errno name
 #   sleep SECONDS             -> "slept"
+#   udpconn IP PORT           -> "ok" or errno: a connected UDP socket, kept for udpsend
+#   udpsend PAYLOAD           -> "ok" or errno: send on the last udpconn socket
+#   sendto IP PORT PAYLOAD    -> "ok" or errno: from a new, unconnected socket
 # Addresses are checked against the test ranges by the Rust side that builds argv.
 import errno, socket, struct, sys, time
 
@@ -100,6 +103,28 @@ def connect(ip, port):
         return errno.errorcode.get(e.errno, str(e))
 
 
+kept = []
+
+
+def guarded(fn):
+    try:
+        fn()
+        return "ok"
+    except OSError as e:
+        return errno.errorcode.get(e.errno, str(e))
+
+
+def udpconn(ip, port):
+    s = socket.socket(fam(ip), socket.SOCK_DGRAM)
+    kept.append(s)
+    return guarded(lambda: s.connect((ip, int(port))))
+
+
+def sendto(ip, port, payload):
+    s = socket.socket(fam(ip), socket.SOCK_DGRAM)
+    return guarded(lambda: s.sendto(payload.encode(), (ip, int(port))))
+
+
 args = sys.argv[1:]
 while args:
     op = args.pop(0)
@@ -107,6 +132,13 @@ while args:
         out = dns(op, args.pop(0), args.pop(0), args.pop(0))
     elif op == "connect":
         out = connect(args.pop(0), args.pop(0))
+    elif op == "udpconn":
+        out = udpconn(args.pop(0), args.pop(0))
+    elif op == "udpsend":
+        payload = args.pop(0).encode()
+        out = guarded(lambda: kept[-1].send(payload))
+    elif op == "sendto":
+        out = sendto(args.pop(0), args.pop(0), args.pop(0))
     elif op == "sleep":
         time.sleep(float(args.pop(0)))
         out = "slept"

@@ -420,3 +420,63 @@ fn https_records_lose_their_ech_parameter() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn a_flow_opened_in_time_outlives_the_learned_address() -> Result<()> {
+    let world = World::new("a_flow_opened_in_time_outlives_the_learned_address")?;
+    let _upstream = world.dns_server("198.51.100.53:53", zone())?;
+    let sink = world.udp_server(Side::Internet, "198.51.100.14:5300")?;
+    let manifest = r#"
+[[egress.allow]]
+domain = "short.example.test"
+ports = [5300]
+proto = "udp"
+
+[dns]
+upstream = ["198.51.100.53"]
+min_ttl = 1
+max_ttl = 1
+"#;
+    let (out, _audit) = world.run_argv(
+        "a",
+        manifest,
+        &argv(&[
+            "udp",
+            "198.51.100.53",
+            "short.example.test",
+            "A",
+            "udpconn",
+            "198.51.100.14",
+            "5300",
+            "udpsend",
+            "before-expiry",
+            "sleep",
+            "1.5", // the TTL itself is what is under test
+            "udpsend",
+            "after-expiry", // the vetted flow goes on
+            "sendto",
+            "198.51.100.14",
+            "5300",
+            "new-flow", // a new one does not
+        ]),
+    )?;
+    assert_eq!(
+        out.lines(),
+        [
+            "NOERROR 198.51.100.14 from=198.51.100.53",
+            "ok",
+            "ok",
+            "slept",
+            "ok",
+            "EPERM"
+        ],
+        "{out}"
+    );
+    sink.wait_payload("after-expiry", std::time::Duration::from_secs(5));
+    world.udp_sentinel(&sink)?;
+    let got = sink.payloads();
+    assert!(got.iter().any(|p| p == "before-expiry"), "{got:?}");
+    assert!(got.iter().any(|p| p == "after-expiry"), "{got:?}");
+    assert!(!got.iter().any(|p| p == "new-flow"), "{got:?}");
+    Ok(())
+}
