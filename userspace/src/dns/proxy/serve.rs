@@ -1,10 +1,12 @@
-//! The proxy's threads: the poll thread over the four sockets, a thread per allowed UDP
-//! query and per TCP connection.
+//! The proxy's threads: the poll thread over the four sockets, a fixed pool of UDP workers
+//! (a thread per query cost more than the query itself: clone + first schedule was most of
+//! the proxy's latency), and a thread per TCP connection.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::AsFd;
 use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::Instant;
@@ -27,11 +29,21 @@ pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// The poll thread: receives datagrams, accepts connections, hands work to threads and
 /// joins them all before returning.
 pub(super) fn serve(shared: &Arc<Shared>, sockets: &BoundProxy) {
-    let mut udp_tasks: Vec<JoinHandle<()>> = Vec::new();
+    let (udp_jobs, queue) = sync_channel::<UdpJob>(MAX_UDP_IN_FLIGHT);
+    let queue = Arc::new(Mutex::new(queue));
+    let mut udp_tasks: Vec<JoinHandle<()>> = (0..UDP_WORKERS)
+        .filter_map(|i| {
+            let (shared, queue) = (Arc::clone(shared), Arc::clone(&queue));
+            thread::Builder::new()
+                .name(format!("cork-dns-udp{i}"))
+                .spawn(move || udp_worker(&shared, &queue))
+                .map_err(|e| tracing::error!(error = %e, "spawning a DNS UDP worker"))
+                .ok()
+        })
+        .collect();
     let mut tcp_tasks: Vec<JoinHandle<()>> = Vec::new();
     let mut buf = vec![0u8; usize::from(u16::MAX)];
     while !shared.stop.load(Ordering::Relaxed) {
-        udp_tasks.retain(|t| !t.is_finished());
         tcp_tasks.retain(|t| !t.is_finished());
         let ready = {
             let mut fds = [
@@ -53,7 +65,7 @@ pub(super) fn serve(shared: &Arc<Shared>, sockets: &BoundProxy) {
         };
         for (i, sock) in sockets.udp.iter().enumerate() {
             if ready[i] {
-                drain_udp(shared, sock, &mut buf, &mut udp_tasks);
+                drain_udp(shared, sock, &mut buf, &udp_jobs);
             }
         }
         for (i, listener) in sockets.tcp.iter().enumerate() {
@@ -62,21 +74,54 @@ pub(super) fn serve(shared: &Arc<Shared>, sockets: &BoundProxy) {
             }
         }
     }
-    for task in udp_tasks.into_iter().chain(tcp_tasks) {
+    // Closing the queue ends the workers once they finish what they hold.
+    drop(udp_jobs);
+    for task in udp_tasks.drain(..).chain(tcp_tasks) {
         if task.join().is_err() {
             tracing::error!("a DNS proxy query thread panicked");
         }
     }
 }
 
+/// UDP worker threads: enough for queries waiting on a slow upstream not to hold up
+/// others, few enough to stay cheap.
+const UDP_WORKERS: usize = 4;
+
+/// One UDP query for a worker.
+struct UdpJob {
+    packet: Vec<u8>,
+    client: SocketAddr,
+    sock: Arc<UdpSocket>,
+}
+
+fn udp_worker(shared: &Arc<Shared>, queue: &Mutex<Receiver<UdpJob>>) {
+    loop {
+        // One worker waits on the queue at a time; the others wait for the lock.
+        let job = lock(queue).recv_timeout(POLL_INTERVAL);
+        match job {
+            Ok(job) => {
+                if let Some(reply) = shared.decide(&job.packet, Transport::Udp, job.client) {
+                    send_udp(&job.sock, &reply, job.client);
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                if shared.stop.load(Ordering::Relaxed) {
+                    return;
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+    }
+}
+
 /// Reads the datagrams waiting on `sock` (a bounded number, so one family cannot starve
-/// the other). Rate-limited and overload refusals are answered here; allowed work goes to
-/// a thread.
+/// the other). Rate-limited and overload refusals are answered here; the rest goes to the
+/// workers.
 fn drain_udp(
     shared: &Arc<Shared>,
     sock: &Arc<UdpSocket>,
     buf: &mut [u8],
-    tasks: &mut Vec<JoinHandle<()>>,
+    jobs: &SyncSender<UdpJob>,
 ) {
     for _ in 0..64 {
         let (n, client) = match sock.recv_from(buf) {
@@ -89,31 +134,25 @@ fn drain_udp(
         };
         let packet = buf[..n].to_vec();
         let early = if !shared.take_token() {
-            Some(("rate_limited", Rcode::Refused))
-        } else if tasks.len() >= MAX_UDP_IN_FLIGHT {
-            Some(("overloaded", Rcode::ServFail))
+            Some(("rate_limited", Rcode::Refused, packet))
         } else {
-            None
-        };
-        if let Some((reason, rcode)) = early {
-            if let Some(reply) = shared.refuse_early(&packet, reason, rcode, Transport::Udp, client)
-            {
-                send_udp(sock, &reply, client);
-            }
-            continue;
-        }
-        let task_shared = Arc::clone(shared);
-        let task_sock = Arc::clone(sock);
-        let spawned = thread::Builder::new()
-            .name("cork-dns-udp".into())
-            .spawn(move || {
-                if let Some(reply) = task_shared.decide(&packet, Transport::Udp, client) {
-                    send_udp(&task_sock, &reply, client);
+            let job = UdpJob {
+                packet,
+                client,
+                sock: Arc::clone(sock),
+            };
+            match jobs.try_send(job) {
+                Ok(()) => None,
+                // More than MAX_UDP_IN_FLIGHT waiting: answer now rather than queue forever.
+                Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => {
+                    Some(("overloaded", Rcode::ServFail, job.packet))
                 }
-            });
-        match spawned {
-            Ok(task) => tasks.push(task),
-            Err(e) => tracing::warn!(error = %e, "spawning a DNS query thread; query dropped"),
+            }
+        };
+        if let Some((reason, rcode, packet)) = early
+            && let Some(reply) = shared.refuse_early(&packet, reason, rcode, Transport::Udp, client)
+        {
+            send_udp(sock, &reply, client);
         }
     }
 }
