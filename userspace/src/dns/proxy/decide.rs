@@ -12,6 +12,9 @@ use crate::dns::events::DnsQueryEvent;
 use crate::dns::upstream::{Ask, UpstreamError, resolve};
 use crate::dns::{Query, QueryRefusal, Rcode, check_query, refuse};
 
+/// Learned addresses remembered for naming kernel events (see `names`).
+const MAX_REMEMBERED_NAMES: usize = 65_536;
+
 impl Shared {
     pub(super) fn take_token(&self) -> bool {
         lock(&self.rate).take(Instant::now())
@@ -136,7 +139,13 @@ impl Shared {
                 tracing::warn!(name = %q.name, %addr, error = %e, "learning a DNS answer");
                 return refused(ev, &q, "learn_failed", Rcode::ServFail);
             }
-            lock(&self.names).insert(addr, q.name.clone());
+            let mut names = lock(&self.names);
+            // Only audit enrichment depends on this map: bound it rather than let a bottle
+            // that resolves endlessly many names grow the agent without limit.
+            if names.len() >= MAX_REMEMBERED_NAMES && !names.contains_key(&addr) {
+                names.clear();
+            }
+            names.insert(addr, q.name.clone());
         }
         ev.reason = "allowed";
         ev.rcode = Some(answer.rcode.as_str());
