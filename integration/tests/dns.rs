@@ -3,8 +3,11 @@
 //! (the test world's DNS server), and only addresses an allowed answer returned become
 //! reachable, for the allowing rule's ports, until the answer's TTL runs out.
 
+use std::time::Duration;
+
 use anyhow::Result;
 use cork_integration::dns_server::Zone;
+use cork_integration::process::Spawned;
 use cork_integration::{Side, World};
 use serde_json::json;
 
@@ -351,11 +354,12 @@ fn bottles_do_not_share_learned_addresses() -> Result<()> {
     let world = World::new("bottles_do_not_share_learned_addresses")?;
     let _upstream = world.dns_server("198.51.100.53:53", zone())?;
     let _srv = world.tcp_server(Side::Internet, "198.51.100.10:8443")?;
-    // Bottle a resolves and connects; bottle b, allowed nothing by name, runs after it
-    // and must not reach the address a learned.
-    let (out_a, _) = world.run_argv(
+    // Bottle a resolves and connects, then stays alive while bottle b — allowed another
+    // name only — tries the address a learned.
+    let manifest_a = world.manifest("a", MANIFEST)?;
+    let mut a = Spawned::start(&mut world.cork_run(
+        &manifest_a,
         "a",
-        MANIFEST,
         &argv(&[
             "udp",
             "198.51.100.53",
@@ -364,9 +368,11 @@ fn bottles_do_not_share_learned_addresses() -> Result<()> {
             "connect",
             "198.51.100.10",
             "8443",
+            "sleep",
+            "5",
         ]),
-    )?;
-    assert_eq!(out_a.lines()[1], "ok", "{out_a}");
+    ))?;
+    a.wait_line("ok", Duration::from_secs(10))?;
     let other = "[dns]\nupstream = [\"198.51.100.53\"]\n[[egress.allow]]\ndomain = \"www.pkg.example.test\"\nports = [8443]\n";
     let (out_b, _) = world.run_argv(
         "b",
@@ -389,6 +395,8 @@ fn bottles_do_not_share_learned_addresses() -> Result<()> {
         ["EPERM", "REFUSED - from=198.51.100.53", "EPERM"],
         "{out_b}"
     );
+    let out_a = a.finish(Duration::from_secs(15))?;
+    assert_eq!(out_a.code(), 0, "{out_a}");
     Ok(())
 }
 
