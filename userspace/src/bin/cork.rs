@@ -101,12 +101,14 @@ fn check(path: &PathBuf) -> ExitCode {
         Ok(policy) => {
             let plan = policy.kernel_plan();
             println!(
-                "{}: ok — bottle {:?}, {} rules, {} IPv4 and {} IPv6 prefixes, {} host loopback ports",
+                "{}: ok — bottle {:?}, {} rules, {} IPv4 and {} IPv6 prefixes, {} domain rules, \
+                 {} host loopback ports",
                 path.display(),
                 policy.name,
                 policy.rules.len(),
                 plan.v4.len(),
                 plan.v6.len(),
+                policy.domains.len(),
                 plan.host_ports.len()
             );
             ExitCode::SUCCESS
