@@ -8,6 +8,8 @@ pub mod audit;
 pub mod bpf;
 pub mod cgroup;
 pub mod clean;
+pub mod dlp;
 pub mod dns;
 pub mod mounts;
+pub mod proxy;
 pub mod run;
