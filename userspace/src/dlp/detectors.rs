@@ -13,7 +13,7 @@ use super::{DlpError, MAX_MATCH_LEN};
 #[derive(Debug, Clone, PartialEq)]
 pub struct Detector {
     pub name: String,
-    /// ASCII case-insensitive literals; the regex runs only on data holding one of them.
+    /// ASCII case-insensitive literals; the regex runs only where one of them occurs.
     /// Every match of `regex` must contain one, or matches without one are missed.
     /// Empty: the regex always runs.
     pub keywords: Vec<String>,
@@ -149,6 +149,16 @@ pub(super) struct Compiled {
     pub check: Check,
     /// Longest possible match, in bytes.
     pub max_len: usize,
+    /// How far before a keyword occurrence a match can start: 0 when every match starts
+    /// with one of the keywords, else `max_len`.
+    pub lead: usize,
+    /// Every match starts with one of the keywords exactly (same case), so the prefilter
+    /// need not fold case for this detector.
+    pub starts_exact: bool,
+    /// `\A(?:regex)`, when every match starts with a keyword and the regex has no
+    /// look-around: then a match at a keyword start depends only on the bytes from there,
+    /// and an anchored search stops as soon as the match fails, instead of running on.
+    anchored: Option<Regex>,
 }
 
 impl Compiled {
@@ -187,12 +197,22 @@ impl Compiled {
                 detector: detector(),
             });
         }
+        let start = keyword_start(&hir, &d.keywords);
+        let lead = if start.is_some() { 0 } else { max_len };
+        let anchored = if start.is_some() && props.look_set().is_empty() {
+            anchored(&d.regex, &hir)
+        } else {
+            None
+        };
         Ok(Compiled {
             name: d.name.clone(),
             keywords: d.keywords.clone(),
             regex,
             check: d.check,
             max_len,
+            lead,
+            starts_exact: start == Some(KeywordStart::Exact),
+            anchored,
         })
     }
 
@@ -210,6 +230,77 @@ impl Compiled {
                 Some((whole, ok))
             }
         }
+    }
+
+    pub fn has_anchored(&self) -> bool {
+        self.anchored.is_some()
+    }
+
+    /// Like [`Compiled::find_at`] for a match starting exactly at the start of `hay`;
+    /// `None` when there is none or the detector has no anchored form.
+    pub fn find_anchored(&self, hay: &[u8]) -> Option<(std::ops::Range<usize>, bool)> {
+        let re = self.anchored.as_ref()?;
+        let m = re.find(hay)?;
+        match self.check {
+            Check::None => Some((m.range(), true)),
+            Check::Entropy { min_len, min_bits } => {
+                let ok = re
+                    .captures(&hay[..m.end()])
+                    .and_then(|c| c.get(1))
+                    .is_some_and(|v| looks_random(v.as_bytes(), min_len, min_bits));
+                Some((m.range(), ok))
+            }
+        }
+    }
+}
+
+/// The anchored form of `regex`, if it compiles to exactly `\A` followed by `hir` (a
+/// pattern ending in an `(?x)` comment, say, would not: then the detector goes without).
+fn anchored(regex: &str, hir: &regex_syntax::hir::Hir) -> Option<Regex> {
+    use regex_syntax::hir::{Hir, Look};
+    let pattern = format!(r"\A(?:{regex})");
+    let parsed = regex_syntax::ParserBuilder::new()
+        .utf8(false)
+        .build()
+        .parse(&pattern)
+        .ok()?;
+    if parsed != Hir::concat(vec![Hir::look(Look::Start), hir.clone()]) {
+        return None;
+    }
+    Regex::new(&pattern).ok()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum KeywordStart {
+    Exact,
+    FoldedCase,
+}
+
+/// Whether every match of `hir` provably starts with one of `keywords`, exactly or ASCII
+/// case-insensitively; the scanner then tries the regex only where a keyword starts.
+/// Prefix literal extraction gives a finite set every match starts with; the limits are
+/// raised so that case-insensitive keywords (2^n variants each) are spelled out in full.
+fn keyword_start(hir: &regex_syntax::hir::Hir, keywords: &[String]) -> Option<KeywordStart> {
+    let seq = regex_syntax::hir::literal::Extractor::new()
+        .kind(regex_syntax::hir::literal::ExtractKind::Prefix)
+        .limit_literal_len(64)
+        .limit_total(8192)
+        .extract(hir);
+    let literals = seq.literals().filter(|l| !l.is_empty())?;
+    let all = |same: fn(&[u8], &[u8]) -> bool| {
+        literals.iter().all(|lit| {
+            let lit = lit.as_bytes();
+            keywords
+                .iter()
+                .any(|k| lit.len() >= k.len() && same(&lit[..k.len()], k.as_bytes()))
+        })
+    };
+    if all(|a, b| a == b) {
+        Some(KeywordStart::Exact)
+    } else if all(|a, b| a.eq_ignore_ascii_case(b)) {
+        Some(KeywordStart::FoldedCase)
+    } else {
+        None
     }
 }
 

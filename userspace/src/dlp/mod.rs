@@ -20,6 +20,7 @@
 //! that must block *before* forwarding a secret holds back the bytes past `settled()`.
 
 mod detectors;
+mod keywords;
 mod known;
 mod redact;
 mod scanner;

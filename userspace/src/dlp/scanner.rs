@@ -6,10 +6,19 @@
 //! from then on no later byte can change it (matches are bounded, and `\b` looks one
 //! character ahead). So the carry-over never exceeds [`Scanner::max_carry`], and the
 //! findings do not depend on how the stream was split.
+//!
+//! Regexes do not run over the whole buffer. The keyword prefilter reads each byte once
+//! and records where each detector's keywords start; as every match holds a keyword, a
+//! detector's regex runs only at those starts (anchored, when its matches begin with the
+//! keyword) or in windows reaching back `lead` bytes from them. A match is reported only
+//! once every keyword start it could depend on has been seen, which the keyword scan
+//! lags behind the data by less than the longest keyword. Detectors without keywords
+//! search the whole buffer.
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use std::collections::VecDeque;
 
 use super::detectors::Compiled;
+use super::keywords::Keywords;
 use super::known::KnownSet;
 use super::{Config, DlpError, Finding, MIN_KNOWN_SECRET_LEN, builtin_detectors};
 
@@ -20,13 +29,9 @@ const LOOKAROUND: usize = 8;
 /// Built from a [`Config`] once per policy; cheap to share between streams (`Arc`).
 #[derive(Debug)]
 pub struct Scanner {
-    detectors: Vec<Compiled>,
-    /// Keyword prefilter over every detector's keywords (ASCII case-insensitive).
-    keywords: Option<AhoCorasick>,
-    /// Keyword pattern id → the detectors it wakes.
-    keyword_owners: Vec<Vec<usize>>,
-    /// Detectors with no keywords: they always run.
-    always: Vec<bool>,
+    pub(super) detectors: Vec<Compiled>,
+    /// Keyword prefilter over every detector's keywords.
+    keywords: Option<Keywords>,
     known: Option<KnownSet>,
     max_carry: usize,
 }
@@ -55,35 +60,7 @@ impl Scanner {
             detectors.push(Compiled::new(d)?);
         }
 
-        let mut words: Vec<String> = Vec::new();
-        let mut keyword_owners: Vec<Vec<usize>> = Vec::new();
-        for (i, d) in detectors.iter().enumerate() {
-            for k in &d.keywords {
-                let k = k.to_ascii_lowercase();
-                match words.iter().position(|w| *w == k) {
-                    Some(p) => keyword_owners[p].push(i),
-                    None => {
-                        words.push(k);
-                        keyword_owners.push(vec![i]);
-                    }
-                }
-            }
-        }
-        let keywords = if words.is_empty() {
-            None
-        } else {
-            Some(
-                AhoCorasickBuilder::new()
-                    .ascii_case_insensitive(true)
-                    .match_kind(MatchKind::Standard)
-                    .build(&words)
-                    .map_err(|source| DlpError::Automaton {
-                        what: "keyword",
-                        source,
-                    })?,
-            )
-        };
-        let always = detectors.iter().map(|d| d.keywords.is_empty()).collect();
+        let keywords = Keywords::new(&detectors)?;
         let known = KnownSet::new(&config.known_secrets, config.fragment_min_len)?;
 
         let longest = detectors
@@ -92,13 +69,16 @@ impl Scanner {
             .chain(known.as_ref().map(|k| k.max_len))
             .max()
             .unwrap_or(0);
+        // Keyword starts are known up to the longest keyword before the end of the data,
+        // and a match may start up to its detector's `lead` before its keyword.
+        let keyword_lag = keywords.as_ref().map_or(0, |k| {
+            k.max_len + detectors.iter().map(|d| d.lead).max().unwrap_or(0)
+        });
         Ok(Scanner {
             detectors,
             keywords,
-            keyword_owners,
-            always,
             known,
-            max_carry: longest + 2 * LOOKAROUND,
+            max_carry: (longest + LOOKAROUND).max(keyword_lag) + LOOKAROUND,
         })
     }
 
@@ -110,6 +90,9 @@ impl Scanner {
             base: 0,
             next: vec![0; self.detectors.len()],
             known_next: 0,
+            hits: vec![VecDeque::new(); self.detectors.len()],
+            keywords_next: 0,
+            lower: Vec::new(),
         }
     }
 
@@ -122,31 +105,10 @@ impl Scanner {
     pub fn detector_names(&self) -> impl Iterator<Item = &str> {
         self.detectors.iter().map(|d| d.name.as_str())
     }
-
-    /// Which detectors have a keyword in `hay` (or no keywords at all).
-    fn wanted(&self, hay: &[u8]) -> Vec<bool> {
-        let mut wanted = self.always.clone();
-        let Some(ac) = &self.keywords else {
-            return wanted;
-        };
-        let mut left = wanted.iter().filter(|w| !**w).count();
-        for m in ac.find_overlapping_iter(hay) {
-            for &d in &self.keyword_owners[m.pattern().as_usize()] {
-                if !wanted[d] {
-                    wanted[d] = true;
-                    left -= 1;
-                }
-            }
-            if left == 0 {
-                break;
-            }
-        }
-        wanted
-    }
 }
 
 /// Scanning state for one stream. Memory: at most [`Scanner::max_carry`] bytes carried
-/// over, plus the chunk being fed.
+/// over (and one keyword offset per byte of it), plus twice the chunk being fed.
 #[derive(Debug)]
 pub struct StreamScan<'s> {
     scanner: &'s Scanner,
@@ -156,6 +118,13 @@ pub struct StreamScan<'s> {
     /// Per detector: the stream offset where its next search starts.
     next: Vec<u64>,
     known_next: u64,
+    /// Per detector: stream offsets where one of its keywords starts, in order; those
+    /// before the detector's `next` are dropped as the search passes them.
+    hits: Vec<VecDeque<u64>>,
+    /// Keyword starts before this offset are in `hits`.
+    keywords_next: u64,
+    /// Scratch for the keyword prefilter (about one chunk), reused between feeds.
+    lower: Vec<u8>,
 }
 
 impl StreamScan<'_> {
@@ -199,52 +168,136 @@ impl StreamScan<'_> {
         let end = self.position();
         let base = self.base;
         let hay = &self.buf[..];
-        // A match starting at or before `horizon` cannot change with more data.
-        let horizon = |max_len: usize| {
+        // Matches starting before `settle(max_len)` cannot change with more data.
+        let settle = |max_len: usize| {
             if last {
                 end
             } else {
-                end.saturating_sub((max_len + LOOKAROUND) as u64)
+                (end + 1).saturating_sub((max_len + LOOKAROUND) as u64)
             }
         };
         let idx = |off: u64| usize::try_from(off - base).unwrap_or(usize::MAX);
         let mut out = Vec::new();
 
-        let wanted = sc.wanted(hay);
+        if let Some(kw) = &sc.keywords {
+            // Keywords starting this close to the end may still be cut short.
+            let until = if last {
+                end
+            } else {
+                end.saturating_sub(kw.max_len as u64 - 1)
+            };
+            let from = self.keywords_next.max(base);
+            if until > from {
+                let hits = &mut self.hits;
+                kw.scan(hay, idx(from), idx(until), &mut self.lower, |p, ds| {
+                    for &d in ds {
+                        hits[d].push_back(base + p as u64);
+                    }
+                });
+                self.keywords_next = until;
+            }
+        }
+
         for (i, d) in sc.detectors.iter().enumerate() {
-            let h = horizon(d.max_len);
             let mut at = self.next[i];
-            if wanted[i] {
+            let mut report = |m: std::ops::Range<usize>, ok: bool| {
+                if ok {
+                    out.push(Finding {
+                        start: base + m.start as u64,
+                        len: m.len(),
+                        detector: d.name.clone(),
+                    });
+                }
+            };
+            let fin = if d.keywords.is_empty() {
+                let fin = settle(d.max_len);
                 while at < end {
                     let Some((m, ok)) = d.find_at(hay, idx(at)) else {
                         break;
                     };
-                    let start = base + m.start as u64;
-                    if start > h {
+                    if base + m.start as u64 >= fin {
                         break;
                     }
                     at = base + m.end as u64;
-                    if ok {
-                        out.push(Finding {
-                            start,
-                            len: m.len(),
-                            detector: d.name.clone(),
-                        });
+                    report(m, ok);
+                }
+                fin
+            } else {
+                // Only keyword starts before `keywords_next` are known, and a match may
+                // start `lead` bytes before its keyword.
+                let known_to = if last {
+                    end
+                } else {
+                    self.keywords_next.saturating_sub(d.lead as u64)
+                };
+                let fin = settle(d.max_len).min(known_to);
+                let hits = &mut self.hits[i];
+                if d.has_anchored() {
+                    // Every match starts at a keyword: try each in turn, anchored.
+                    while let Some(&p) = hits.front() {
+                        if p >= fin {
+                            break;
+                        }
+                        hits.pop_front();
+                        if p < at {
+                            continue;
+                        }
+                        let s = idx(p);
+                        let limit = idx((p + d.max_len as u64).min(end));
+                        at = p + 1;
+                        if let Some((m, ok)) = d.find_anchored(&hay[s..limit]) {
+                            at = p + m.len() as u64;
+                            report(s + m.start..s + m.end, ok);
+                        }
+                    }
+                } else {
+                    // Every match holds a keyword, so it starts at most `lead` bytes
+                    // before one: try the regex only on those windows, each cut off where
+                    // no match starting in it can reach (plus look-around context).
+                    let lead = d.lead as u64;
+                    loop {
+                        while hits.front().is_some_and(|&p| p < at) {
+                            hits.pop_front();
+                        }
+                        let Some(&first) = hits.front() else {
+                            break;
+                        };
+                        let from = first.saturating_sub(lead).max(at);
+                        if from >= fin {
+                            break;
+                        }
+                        let mut last_start = first;
+                        for &p in hits.iter().skip(1) {
+                            if p.saturating_sub(lead) > last_start + 1 {
+                                break;
+                            }
+                            last_start = p;
+                        }
+                        let last_start = last_start.min(fin - 1);
+                        let limit = (last_start + (d.max_len + LOOKAROUND) as u64).min(end);
+                        match d.find_at(&hay[..idx(limit)], idx(from)) {
+                            Some((m, ok)) if base + m.start as u64 <= last_start => {
+                                at = base + m.end as u64;
+                                report(m, ok);
+                            }
+                            _ => at = last_start + 1,
+                        }
                     }
                 }
-            }
-            self.next[i] = at.max(h);
+                fin
+            };
+            self.next[i] = at.max(fin);
         }
 
         if let Some(k) = &sc.known {
-            let h = horizon(k.max_len);
+            let fin = settle(k.max_len);
             let mut at = self.known_next;
             while at < end {
                 let Some((m, name)) = k.find_at(hay, idx(at)) else {
                     break;
                 };
                 let start = base + m.start as u64;
-                if start > h {
+                if start >= fin {
                     break;
                 }
                 at = base + m.end as u64;
@@ -254,7 +307,7 @@ impl StreamScan<'_> {
                     detector: name.to_string(),
                 });
             }
-            self.known_next = at.max(h);
+            self.known_next = at.max(fin);
         }
         out.sort();
         out

@@ -3,6 +3,7 @@
 mod builtin;
 mod config;
 mod known;
+mod reference;
 mod stream;
 
 use super::{Config, Finding, KnownSecret, Scanner};
