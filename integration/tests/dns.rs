@@ -19,6 +19,14 @@ fn argv(ops: &[&str]) -> Vec<String> {
     v
 }
 
+/// Allows `short.example.test` on one port with every learned address living one second.
+fn one_second_ttl(port: u16, proto: &str) -> String {
+    format!(
+        "[[egress.allow]]\ndomain = \"short.example.test\"\nports = [{port}]\nproto = \"{proto}\"\n\n\
+         [dns]\nupstream = [\"198.51.100.53\"]\nmin_ttl = 1\nmax_ttl = 1\n"
+    )
+}
+
 fn zone() -> Zone {
     Zone::new()
         .a("api.example.test", "198.51.100.10", 300)
@@ -217,19 +225,9 @@ fn learned_addresses_expire_with_the_clamped_ttl() -> Result<()> {
     let world = World::new("learned_addresses_expire_with_the_clamped_ttl")?;
     let _upstream = world.dns_server("198.51.100.53:53", zone())?;
     let _srv = world.tcp_server(Side::Internet, "198.51.100.14:8443")?;
-    let manifest = r#"
-[[egress.allow]]
-domain = "short.example.test"
-ports = [8443]
-
-[dns]
-upstream = ["198.51.100.53"]
-min_ttl = 1
-max_ttl = 1
-"#;
     let (out, _audit) = world.run_argv(
         "a",
-        manifest,
+        &one_second_ttl(8443, "tcp"),
         &argv(&[
             "udp",
             "198.51.100.53",
@@ -434,20 +432,9 @@ fn a_flow_opened_in_time_outlives_the_learned_address() -> Result<()> {
     let world = World::new("a_flow_opened_in_time_outlives_the_learned_address")?;
     let _upstream = world.dns_server("198.51.100.53:53", zone())?;
     let sink = world.udp_server(Side::Internet, "198.51.100.14:5300")?;
-    let manifest = r#"
-[[egress.allow]]
-domain = "short.example.test"
-ports = [5300]
-proto = "udp"
-
-[dns]
-upstream = ["198.51.100.53"]
-min_ttl = 1
-max_ttl = 1
-"#;
     let (out, _audit) = world.run_argv(
         "a",
-        manifest,
+        &one_second_ttl(5300, "udp"),
         &argv(&[
             "udp",
             "198.51.100.53",

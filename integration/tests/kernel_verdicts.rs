@@ -69,6 +69,20 @@ impl Drop for Harness {
     }
 }
 
+/// The manifest's plan, and its programs loaded (not attached) with their pins under a
+/// name `cork clean` leaves alone (not `cork-<name>-<pid>`: other tests run it meanwhile).
+fn load(tag: &str) -> Result<(cork_policy::KernelPlan, Harness)> {
+    let plan = cork_policy::compile(MANIFEST, "verdicts.toml")?.kernel_plan();
+    let pin_dir =
+        cork::mounts::ensure_bpffs()?.join(format!("cork-verdicts-{}-{tag}", std::process::id()));
+    let mut h = Harness {
+        run: None,
+        pin_dir: pin_dir.clone(),
+    };
+    h.run = Some(SkbTestRun::load(CONSTS, &pin_dir, &plan)?);
+    Ok((plan, h))
+}
+
 /// A small deterministic generator: the same cases every run.
 struct Lcg(u64);
 
@@ -87,16 +101,7 @@ impl Lcg {
 
 #[test]
 fn skb_verdicts_match_the_policy_model() -> Result<()> {
-    let policy = cork_policy::compile(MANIFEST, "verdicts.toml")?;
-    let plan = policy.kernel_plan();
-    let bpffs = cork::mounts::ensure_bpffs()?;
-    // Not `cork-<name>-<pid>`: `cork clean`, run by other tests, must leave it alone.
-    let pin_dir = bpffs.join(format!("cork-verdicts-{}-test", std::process::id()));
-    let mut h = Harness {
-        run: None,
-        pin_dir: pin_dir.clone(),
-    };
-    h.run = Some(SkbTestRun::load(CONSTS, &pin_dir, &plan)?);
+    let (plan, mut h) = load("test")?;
     let run = h.run.as_mut().expect("loaded");
 
     let src4 = IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1));
@@ -140,15 +145,7 @@ fn skb_verdicts_match_the_policy_model() -> Result<()> {
 
 #[test]
 fn skb_drops_unknown_sockets_loopback_and_non_tcp_udp() -> Result<()> {
-    let policy = cork_policy::compile(MANIFEST, "verdicts.toml")?;
-    let plan = policy.kernel_plan();
-    let bpffs = cork::mounts::ensure_bpffs()?;
-    let pin_dir = bpffs.join(format!("cork-verdicts-{}-loop", std::process::id()));
-    let mut h = Harness {
-        run: None,
-        pin_dir: pin_dir.clone(),
-    };
-    h.run = Some(SkbTestRun::load(CONSTS, &pin_dir, &plan)?);
+    let (_plan, mut h) = load("loop")?;
     let run = h.run.as_mut().expect("loaded");
 
     let lo4 = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -181,15 +178,7 @@ fn learned_entries_apply_until_they_expire_and_never_hide_static_rules() -> Resu
     use cork::bpf::test_run::boot_ns;
     use cork_policy::Slot;
 
-    let policy = cork_policy::compile(MANIFEST, "verdicts.toml")?;
-    let plan = policy.kernel_plan();
-    let bpffs = cork::mounts::ensure_bpffs()?;
-    let pin_dir = bpffs.join(format!("cork-verdicts-{}-learn", std::process::id()));
-    let mut h = Harness {
-        run: None,
-        pin_dir: pin_dir.clone(),
-    };
-    h.run = Some(SkbTestRun::load(CONSTS, &pin_dir, &plan)?);
+    let (plan, mut h) = load("learn")?;
     let run = h.run.as_mut().expect("loaded");
 
     let name_slot = Slot {
