@@ -110,7 +110,9 @@ static __always_inline struct cork_decision cork_judge_packet(struct __sk_buff *
 	}
 	struct cork_decision d = cork_judge_remote(&pkt->dst);
 
-	if (d.verdict == CORK_VERDICT_ALLOW)
+	/* A flow the policy sends through the proxy never goes direct: only a connect()
+	 * rewritten to the proxy (vetted above) carries it. */
+	if (d.verdict == CORK_VERDICT_ALLOW && !d.redirect)
 		return pass;
 	drop.rule_id = d.rule_id;
 	return drop;

@@ -48,7 +48,7 @@ static __always_inline int cork_loopback_owned(struct bpf_sock_addr *ctx,
 static __always_inline struct cork_decision cork_judge(struct bpf_sock_addr *ctx,
 						       const struct cork_dst *dst)
 {
-	struct cork_decision d = { CORK_VERDICT_ALLOW, 0, CORK_RULE_NONE };
+	struct cork_decision d = { CORK_VERDICT_ALLOW, 0, CORK_RULE_NONE, 0 };
 
 	if (!cork_is_loopback(dst))
 		return cork_judge_remote(dst);
@@ -97,6 +97,50 @@ static __always_inline void cork_mark_vetted(struct bpf_sock_addr *ctx, const st
 }
 
 /*
+ * Rewrite the destination to one of the agent's loopback listeners (the DNS proxy or the
+ * inspecting proxy) at `port`, keeping the address family the socket used: 127.0.0.1 for
+ * IPv4, ::1 for IPv6, ::ffff:127.0.0.1 for an IPv4-mapped destination on an IPv6 socket.
+ * A connect()ed socket is marked vetted for that listener so cgroup_skb lets it talk.
+ */
+static __always_inline void cork_rewrite_to_agent(struct bpf_sock_addr *ctx,
+						  struct cork_sock_state *st,
+						  const struct cork_dst *dst, int is_v6,
+						  int is_connect, __u16 port)
+{
+	CORK_CTX_STORE32(ctx, user_port, bpf_htons(port));
+	if (!is_v6) {
+		CORK_CTX_STORE32(ctx, user_ip4, bpf_htonl(0x7f000001));
+	} else if (dst->family == CORK_AF_INET) {
+		CORK_CTX_STORE32(ctx, user_ip6[0], 0);
+		CORK_CTX_STORE32(ctx, user_ip6[1], 0);
+		CORK_CTX_STORE32(ctx, user_ip6[2], bpf_htonl(0xffff));
+		CORK_CTX_STORE32(ctx, user_ip6[3], bpf_htonl(0x7f000001));
+	} else {
+		CORK_CTX_STORE32(ctx, user_ip6[0], 0);
+		CORK_CTX_STORE32(ctx, user_ip6[1], 0);
+		CORK_CTX_STORE32(ctx, user_ip6[2], 0);
+		CORK_CTX_STORE32(ctx, user_ip6[3], bpf_htonl(1));
+	}
+	if (is_connect && st) {
+		struct cork_dst agent = {};
+
+		agent.family = dst->family;
+		agent.port = port;
+		if (dst->family == CORK_AF_INET) {
+			__u32 lo = bpf_htonl(0x7f000001);
+
+			__builtin_memcpy(agent.addr, &lo, 4);
+		} else {
+			agent.addr[15] = 1;
+		}
+		st->flags |= CORK_SOCK_VETTED;
+		__builtin_memcpy(st->conn_addr, agent.addr, 16);
+		st->conn_port = agent.port;
+		st->conn_family = agent.family;
+	}
+}
+
+/*
  * DNS (port 53, UDP or TCP, to any address) goes to the bottle's own DNS proxy instead:
  * remember where the bottle meant to send it (recvmsg shows replies as coming from
  * there), then rewrite the destination to the proxy on loopback.
@@ -120,38 +164,34 @@ static __always_inline void cork_redirect_dns(struct bpf_sock_addr *ctx, struct 
 			st->dns_family = CORK_AF_INET;
 		}
 	}
-	CORK_CTX_STORE32(ctx, user_port, bpf_htons(CORK_DNS_PORT));
-	if (!is_v6) {
-		CORK_CTX_STORE32(ctx, user_ip4, bpf_htonl(0x7f000001));
-	} else if (dst->family == CORK_AF_INET) {
-		/* an IPv4-mapped destination stays IPv4: ::ffff:127.0.0.1 */
-		CORK_CTX_STORE32(ctx, user_ip6[0], 0);
-		CORK_CTX_STORE32(ctx, user_ip6[1], 0);
-		CORK_CTX_STORE32(ctx, user_ip6[2], bpf_htonl(0xffff));
-		CORK_CTX_STORE32(ctx, user_ip6[3], bpf_htonl(0x7f000001));
-	} else {
-		CORK_CTX_STORE32(ctx, user_ip6[0], 0);
-		CORK_CTX_STORE32(ctx, user_ip6[1], 0);
-		CORK_CTX_STORE32(ctx, user_ip6[2], 0);
-		CORK_CTX_STORE32(ctx, user_ip6[3], bpf_htonl(1));
-	}
-	if (is_connect && st) {
-		struct cork_dst proxy = {};
+	cork_rewrite_to_agent(ctx, st, dst, is_v6, is_connect, CORK_DNS_PORT);
+}
 
-		proxy.family = dst->family;
-		proxy.port = CORK_DNS_PORT;
-		if (dst->family == CORK_AF_INET) {
-			__u32 lo = bpf_htonl(0x7f000001);
+/*
+ * A TCP connect() the policy sends through the inspecting proxy: record the destination
+ * the bottle dialled (for sock_ops to publish once the source port exists, and for
+ * getpeername to show), then rewrite it to the proxy. Without socket storage or without a
+ * proxy the connect is refused: the flow must not go direct.
+ */
+static __always_inline int cork_redirect_proxy(struct bpf_sock_addr *ctx, struct cork_dst *dst,
+					       int is_v6, __u16 rule_id)
+{
+	struct cork_sock_state *st = 0;
+	struct bpf_sock *sk = ctx->sk;
 
-			__builtin_memcpy(proxy.addr, &lo, 4);
-		} else {
-			proxy.addr[15] = 1;
-		}
-		st->flags |= CORK_SOCK_VETTED;
-		__builtin_memcpy(st->conn_addr, proxy.addr, 16);
-		st->conn_port = proxy.port;
-		st->conn_family = proxy.family;
-	}
+	if (!CORK_PROXY_PORT)
+		return 0;
+	if (sk)
+		st = bpf_sk_storage_get(&cork_sock, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!st)
+		return 0;
+	st->bottle_id = CORK_BOTTLE_ID;
+	__builtin_memcpy(st->redir_addr, dst->addr, 16);
+	st->redir_port = dst->port;
+	st->redir_family = dst->family;
+	st->redir_rule = rule_id;
+	cork_rewrite_to_agent(ctx, st, dst, is_v6, 1, CORK_PROXY_PORT);
+	return 1;
 }
 
 static __always_inline int cork_sock_addr(struct bpf_sock_addr *ctx, struct cork_dst *dst,
@@ -176,8 +216,16 @@ static __always_inline int cork_sock_addr(struct bpf_sock_addr *ctx, struct cork
 		cork_redirect_dns(ctx, dst, is_v6, is_connect);
 	} else {
 		d = cork_judge(ctx, dst);
-		if (d.verdict == CORK_VERDICT_ALLOW && is_connect)
+		if (d.verdict == CORK_VERDICT_ALLOW && d.redirect) {
+			/* Only TCP connect() gets here: UDP to a redirected port is refused by
+			 * the scan itself. */
+			if (!is_connect || !cork_redirect_proxy(ctx, dst, is_v6, d.rule_id)) {
+				d.verdict = CORK_VERDICT_DENY;
+				d.redirect = 0;
+			}
+		} else if (d.verdict == CORK_VERDICT_ALLOW && is_connect) {
 			cork_mark_vetted(ctx, dst);
+		}
 	}
 	if (d.verdict == CORK_VERDICT_ALLOW && !is_connect && !cork_first_send(ctx, dst))
 		return CORK_PASS;
@@ -279,11 +327,46 @@ int cork_recvmsg6(struct bpf_sock_addr *ctx)
 	return 1;
 }
 
-/* getpeername() on a redirected TCP DNS connection names the server the bottle dialled. */
+/* getpeername() on a connection redirected to the inspecting proxy names the server the
+ * bottle dialled, as the socket's family spells it. */
+static __always_inline void cork_restore_proxy_peer(struct bpf_sock_addr *ctx, int is_v6)
+{
+	struct cork_sock_state *st;
+	struct bpf_sock *sk = ctx->sk;
+
+	if (!CORK_PROXY_PORT || !sk ||
+	    CORK_CTX_LOAD32(ctx, user_port) != bpf_htons(CORK_PROXY_PORT))
+		return;
+	st = bpf_sk_storage_get(&cork_sock, sk, 0, 0);
+	if (!st || !st->redir_port)
+		return;
+	__u32 w[4] = {};
+
+	__builtin_memcpy(w, st->redir_addr, 16);
+	if (!is_v6) {
+		if (st->redir_family != CORK_AF_INET)
+			return;
+		CORK_CTX_STORE32(ctx, user_ip4, w[0]);
+	} else if (st->redir_family == CORK_AF_INET) {
+		CORK_CTX_STORE32(ctx, user_ip6[0], 0);
+		CORK_CTX_STORE32(ctx, user_ip6[1], 0);
+		CORK_CTX_STORE32(ctx, user_ip6[2], bpf_htonl(0xffff));
+		CORK_CTX_STORE32(ctx, user_ip6[3], w[0]);
+	} else {
+		CORK_CTX_STORE32(ctx, user_ip6[0], w[0]);
+		CORK_CTX_STORE32(ctx, user_ip6[1], w[1]);
+		CORK_CTX_STORE32(ctx, user_ip6[2], w[2]);
+		CORK_CTX_STORE32(ctx, user_ip6[3], w[3]);
+	}
+	CORK_CTX_STORE32(ctx, user_port, bpf_htons(st->redir_port));
+}
+
+/* getpeername() on a redirected TCP connection names the server the bottle dialled. */
 SEC("cgroup/getpeername4")
 int cork_getpeername4(struct bpf_sock_addr *ctx)
 {
 	cork_restore_dns_source(ctx, 0);
+	cork_restore_proxy_peer(ctx, 0);
 	return 1;
 }
 
@@ -291,5 +374,6 @@ SEC("cgroup/getpeername6")
 int cork_getpeername6(struct bpf_sock_addr *ctx)
 {
 	cork_restore_dns_source(ctx, 1);
+	cork_restore_proxy_peer(ctx, 1);
 	return 1;
 }

@@ -27,12 +27,20 @@
 /* rule_id value meaning "no manifest rule decided this" (default deny, loopback...). */
 #define CORK_RULE_NONE 0xffff
 
-/* What a matching slot does. REDIRECT is reserved for the proxy/DNS issues. */
+/* Capacity of the map from a redirected connection's client address to its original
+ * destination (LRU: an entry lives from the bottle's connect() until the proxy accepts). */
+#define CORK_MAX_REDIRECTS 16384
+
+/* What a matching slot does. The REDIRECT actions allow TCP through the bottle's
+ * inspecting proxy (connect() is rewritten to it) and refuse UDP to the same ports, so
+ * HTTP/3 falls back to TCP where it can be inspected. REDIRECT covers every port of the
+ * slot; REDIRECT_WEB only ports 80 and 443 and plainly allows the slot's other ports. */
 enum cork_action {
 	CORK_ACTION_NONE = 0,
 	CORK_ACTION_ALLOW = 1,
 	CORK_ACTION_DENY = 2,
 	CORK_ACTION_REDIRECT = 3,
+	CORK_ACTION_REDIRECT_WEB = 4,
 };
 
 /* Protocol selector in a slot: IANA numbers, 0 matches TCP and UDP alike. */
@@ -73,6 +81,8 @@ enum cork_reason {
 	CORK_REASON_UNVETTED_PACKET = 10,/* packet outside the policy seen at cgroup_skb egress */
 	CORK_REASON_PACKET_SOCKET = 11,  /* AF_PACKET socket refused (seccomp, in userspace) */
 	CORK_REASON_DNS_REDIRECT = 12,   /* port 53 sent to the bottle's DNS proxy instead */
+	CORK_REASON_PROXY_REDIRECT = 13, /* allowed, through the bottle's inspecting proxy */
+	CORK_REASON_QUIC_REFUSED = 14,   /* UDP to a port whose TCP is inspected (HTTP/3) */
 };
 
 /* Flags in struct cork_sock_state. */
@@ -126,6 +136,37 @@ struct cork_sock_state {
 	__u16 dns_port;      /* host byte order */
 	__u8 dns_family;
 	__u8 _pad2[5];
+	/* Where a connect() redirected to the inspecting proxy was going, and the rule that
+	 * allowed it; sock_ops copies this into cork_redirects once the source port exists. */
+	__u8 redir_addr[16];
+	__u16 redir_port;    /* host byte order; 0 = not redirected */
+	__u8 redir_family;
+	__u8 _pad3;
+	__u16 redir_rule;
+	__u8 _pad4[2];
+};
+
+/* Key of cork_redirects: the redirected socket's own address as the proxy sees the peer
+ * of the connection it accepts (IPv4-mapped folded to IPv4). */
+struct cork_redirect_key {
+	__u8 addr[16];
+	__u16 port;          /* host byte order */
+	__u8 family;
+	__u8 _pad[5];
+};
+
+/* Value of cork_redirects: the destination the bottle dialled. Written only by this
+ * bottle's kernel programs, so the proxy never trusts anything the bottle sends for it. */
+struct cork_redirect_value {
+	__u8 addr[16];       /* IPv4 in the first 4 bytes when family is AF_INET */
+	__u16 port;          /* host byte order */
+	__u8 family;
+	__u8 _pad;
+	__u16 rule_id;
+	__u8 _pad2[2];
+	__u64 sock_cookie;
+	__u32 pid;           /* tgid that called connect() */
+	__u32 _pad3;
 };
 
 /* Key of the "allow already logged" LRU for unconnected UDP. */
@@ -165,7 +206,9 @@ CORK_ABI_ASSERT(sizeof(struct cork_port_rule) == 8);
 CORK_ABI_ASSERT(sizeof(struct cork_prefix_value) == 16 + 8 * CORK_PREFIX_SLOTS);
 CORK_ABI_ASSERT(sizeof(struct cork_lpm_v4_key) == 8);
 CORK_ABI_ASSERT(sizeof(struct cork_lpm_v6_key) == 20);
-CORK_ABI_ASSERT(sizeof(struct cork_sock_state) == 56);
+CORK_ABI_ASSERT(sizeof(struct cork_sock_state) == 80);
+CORK_ABI_ASSERT(sizeof(struct cork_redirect_key) == 24);
+CORK_ABI_ASSERT(sizeof(struct cork_redirect_value) == 40);
 CORK_ABI_ASSERT(sizeof(struct cork_flow_key) == 32);
 CORK_ABI_ASSERT(sizeof(struct cork_event) == 96);
 

@@ -70,4 +70,14 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } cork_flows SEC(".maps");
 
+/* Redirected connections not yet accepted by the proxy: client address → original
+ * destination (see struct cork_redirect_value). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, CORK_MAX_REDIRECTS);
+	__type(key, struct cork_redirect_key);
+	__type(value, struct cork_redirect_value);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cork_redirects SEC(".maps");
+
 #endif

@@ -14,7 +14,16 @@ struct cork_decision {
 	__u8 verdict; /* enum cork_verdict */
 	__u8 reason;  /* enum cork_reason */
 	__u16 rule_id;
+	__u8 redirect; /* allowed only through the inspecting proxy */
 };
+
+/* Does this allow slot send its traffic to this port through the proxy? */
+static __always_inline int cork_slot_redirects(const struct cork_port_rule *s, __u16 port)
+{
+	if (s->action == CORK_ACTION_REDIRECT)
+		return 1;
+	return s->action == CORK_ACTION_REDIRECT_WEB && (port == 80 || port == 443);
+}
 
 static __always_inline int cork_slot_matches(const struct cork_port_rule *s, __u8 proto,
 					     __u16 port)
@@ -27,9 +36,10 @@ static __always_inline int cork_slot_matches(const struct cork_port_rule *s, __u
 static __always_inline struct cork_decision cork_scan(const struct cork_prefix_value *v,
 						      __u8 proto, __u16 port)
 {
-	struct cork_decision d = { CORK_VERDICT_DENY, CORK_REASON_DEFAULT_DENY, CORK_RULE_NONE };
+	struct cork_decision d = { CORK_VERDICT_DENY, CORK_REASON_DEFAULT_DENY, CORK_RULE_NONE, 0 };
 	__u16 allow_rule = CORK_RULE_NONE;
-	int allowed = 0;
+	__u16 quic_rule = CORK_RULE_NONE;
+	int allowed = 0, redirect = 0, quic = 0;
 	__u32 count = v->count;
 	__u32 live = v->static_count;
 
@@ -50,15 +60,32 @@ static __always_inline struct cork_decision cork_scan(const struct cork_prefix_v
 			d.rule_id = s->rule_id;
 			return d;
 		}
-		if (s->action == CORK_ACTION_ALLOW && !allowed) {
+		if (s->action == CORK_ACTION_NONE)
+			continue;
+		if (cork_slot_redirects(s, port)) {
+			/* UDP to an inspected port is HTTP/3 the proxy cannot see: refuse it, so
+			 * the client falls back to TCP (a deny slot, if any, still wins). */
+			if (proto == IPPROTO_UDP) {
+				if (!quic)
+					quic_rule = s->rule_id;
+				quic = 1;
+				continue;
+			}
+			redirect = 1;
+		}
+		if (!allowed) {
 			allowed = 1;
 			allow_rule = s->rule_id;
 		}
 	}
-	if (allowed) {
+	if (quic) {
+		d.reason = CORK_REASON_QUIC_REFUSED;
+		d.rule_id = quic_rule;
+	} else if (allowed) {
 		d.verdict = CORK_VERDICT_ALLOW;
-		d.reason = CORK_REASON_ALLOW_RULE;
+		d.reason = redirect ? CORK_REASON_PROXY_REDIRECT : CORK_REASON_ALLOW_RULE;
 		d.rule_id = allow_rule;
+		d.redirect = redirect;
 	}
 	return d;
 }
@@ -66,7 +93,7 @@ static __always_inline struct cork_decision cork_scan(const struct cork_prefix_v
 /* Judge a non-loopback destination against the bottle's prefix rules. */
 static __always_inline struct cork_decision cork_judge_remote(const struct cork_dst *dst)
 {
-	struct cork_decision deny = { CORK_VERDICT_DENY, CORK_REASON_DEFAULT_DENY, CORK_RULE_NONE };
+	struct cork_decision deny = { CORK_VERDICT_DENY, CORK_REASON_DEFAULT_DENY, CORK_RULE_NONE, 0 };
 	const struct cork_prefix_value *v;
 
 	if (dst->family == CORK_AF_INET) {

@@ -15,6 +15,7 @@ use cork_policy::{Action, Proto};
 const CONSTS: LoadConstants = LoadConstants {
     bottle_id: 7,
     dns_port: 0,
+    proxy_port: 0,
 };
 
 const MANIFEST: &str = r#"

@@ -80,6 +80,8 @@ fn reason_name(reason: u8) -> &'static str {
         cork_reason::CORK_REASON_UNVETTED_PACKET => "unvetted_packet",
         cork_reason::CORK_REASON_PACKET_SOCKET => "packet_socket",
         cork_reason::CORK_REASON_DNS_REDIRECT => "dns_redirect",
+        cork_reason::CORK_REASON_PROXY_REDIRECT => "proxy_redirect",
+        cork_reason::CORK_REASON_QUIC_REFUSED => "quic_refused",
         _ => "unknown",
     }
 }

@@ -17,7 +17,9 @@ const _: () = assert!(cork_policy::MAX_PREFIXES_PER_FAMILY <= CORK_MAX_PREFIXES 
 // Sizes the C header asserts too: a mismatch means the header and this build disagree.
 const _: () = assert!(std::mem::size_of::<cork_event>() == 96);
 const _: () = assert!(std::mem::size_of::<cork_prefix_value>() == 16 + 8 * 16);
-const _: () = assert!(std::mem::size_of::<cork_sock_state>() == 56);
+const _: () = assert!(std::mem::size_of::<cork_sock_state>() == 80);
+const _: () = assert!(std::mem::size_of::<cork_redirect_key>() == 24);
+const _: () = assert!(std::mem::size_of::<cork_redirect_value>() == 40);
 // aya's LPM key is {u32 prefix_len, K data}: the same layout as the header's keys.
 const _: () = assert!(
     std::mem::size_of::<aya::maps::lpm_trie::Key<[u8; 4]>>()
@@ -31,3 +33,7 @@ const _: () = assert!(
 // SAFETY: plain C structs of fixed-width integers with explicit padding (see the header):
 // every bit pattern is a valid value.
 unsafe impl aya::Pod for cork_prefix_value {}
+// SAFETY: plain C structs of fixed-width integers with explicit padding (cork_abi.h rules).
+unsafe impl aya::Pod for cork_redirect_key {}
+// SAFETY: as above.
+unsafe impl aya::Pod for cork_redirect_value {}

@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use aya::programs::links::{FdLink, PinnedLink};
 use aya::programs::{
     CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock, CgroupSockAddr, ProgramError,
+    SockOps,
 };
 use aya::{Btf, Ebpf, EbpfError, EbpfLoader};
 use cork_policy::KernelPlan;
@@ -104,6 +105,9 @@ pub struct LoadConstants {
     pub bottle_id: u32,
     /// The bottle's DNS proxy port on 127.0.0.1 and ::1; 0 = no DNS redirect.
     pub dns_port: u16,
+    /// The bottle's inspecting proxy port on 127.0.0.1/::1; 0 = none (redirected flows
+    /// are refused).
+    pub proxy_port: u16,
 }
 
 /// One attached program: its name, kernel attach type, id and the pin keeping it attached.
@@ -156,6 +160,11 @@ const OBJECTS: &[ObjectSpec] = &[
         name: "skb",
         bytes: objects::SKB,
         programs: &[("cork_skb_egress", AttachType::SkbEgress)],
+    },
+    ObjectSpec {
+        name: "sock_ops",
+        bytes: objects::SOCK_OPS,
+        programs: &[("cork_sock_ops", AttachType::SockOps)],
     },
 ];
 
@@ -214,6 +223,7 @@ impl Enforcement {
                 .override_global("CORK_BOTTLE_ID", &consts.bottle_id, true)
                 // Only the sock_addr object reads it.
                 .override_global("CORK_DNS_PORT", &consts.dns_port, false)
+                .override_global("CORK_PROXY_PORT", &consts.proxy_port, false)
                 .load(spec.bytes)
                 .map_err(|source| BpfError::LoadObject {
                     object: spec.name,
@@ -363,6 +373,7 @@ fn attach_one(
     }
     let fd_link: FdLink = match attach {
         AttachType::SockCreate => attach_link!(CgroupSock, cgroup, CgroupAttachMode::Single),
+        AttachType::SockOps => attach_link!(SockOps, cgroup, CgroupAttachMode::Single),
         AttachType::SkbEgress => attach_link!(
             CgroupSkb,
             cgroup,

@@ -11,6 +11,7 @@ use std::os::fd::AsRawFd;
 pub enum AttachType {
     SkbEgress = 1,
     SockCreate = 2,
+    SockOps = 3,
     Connect4 = 10,
     Connect6 = 11,
     Sendmsg4 = 14,

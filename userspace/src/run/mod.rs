@@ -142,6 +142,7 @@ pub fn run(opts: RunOptions) -> Result<i32, RunError> {
         LoadConstants {
             bottle_id: pid,
             dns_port: dns.port(),
+            proxy_port: 0,
         },
         &cgroup_root,
         &bpffs,

@@ -1,0 +1,62 @@
+// SPDX-License-Identifier: GPL-2.0 OR BSD-2-Clause
+/*
+ * sockops on the bottle's cgroup: when a TCP connect() that cgroup/connect4|6 redirected to
+ * the inspecting proxy is about to send its SYN, the socket's source address and port
+ * exist (they do not yet in the connect hook). Publish source → original destination in
+ * cork_redirects, where the proxy looks up the peer of each connection it accepts. The
+ * entry is written by this bottle's kernel program only, so the proxy learns bottle and
+ * destination from kernel state, never from anything the bottle sends.
+ */
+#include "cork_policy.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+SEC("sockops")
+int cork_sock_ops(struct bpf_sock_ops *skops)
+{
+	struct cork_redirect_key k = {};
+	struct cork_redirect_value v = {};
+	struct cork_sock_state *st;
+	struct bpf_sock *sk;
+
+	if (skops->op != BPF_SOCK_OPS_TCP_CONNECT_CB)
+		return 1;
+	sk = skops->sk;
+	if (!sk)
+		return 1;
+	st = bpf_sk_storage_get(&cork_sock, sk, 0, 0);
+	if (!st || st->bottle_id != CORK_BOTTLE_ID || !st->redir_port)
+		return 1;
+
+	if (skops->family == CORK_AF_INET) {
+		__u32 a = skops->local_ip4;
+
+		k.family = CORK_AF_INET;
+		__builtin_memcpy(k.addr, &a, 4);
+	} else {
+		__u32 w0 = skops->local_ip6[0], w1 = skops->local_ip6[1];
+		__u32 w2 = skops->local_ip6[2], w3 = skops->local_ip6[3];
+
+		if (w0 == 0 && w1 == 0 && w2 == bpf_htonl(0xffff)) {
+			/* an IPv6 socket on an IPv4-mapped path: the proxy sees an IPv4 peer */
+			k.family = CORK_AF_INET;
+			__builtin_memcpy(k.addr, &w3, 4);
+		} else {
+			k.family = CORK_AF_INET6;
+			__builtin_memcpy(k.addr, &w0, 4);
+			__builtin_memcpy(k.addr + 4, &w1, 4);
+			__builtin_memcpy(k.addr + 8, &w2, 4);
+			__builtin_memcpy(k.addr + 12, &w3, 4);
+		}
+	}
+	k.port = (__u16)skops->local_port; /* host byte order in bpf_sock_ops */
+
+	__builtin_memcpy(v.addr, st->redir_addr, 16);
+	v.port = st->redir_port;
+	v.family = st->redir_family;
+	v.rule_id = st->redir_rule;
+	v.sock_cookie = bpf_get_socket_cookie(skops);
+	v.pid = bpf_get_current_pid_tgid() >> 32;
+	bpf_map_update_elem(&cork_redirects, &k, &v, BPF_ANY);
+	return 1;
+}
