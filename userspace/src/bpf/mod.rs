@@ -9,6 +9,7 @@
 pub mod abi;
 pub mod events;
 pub mod learned;
+pub mod redirects;
 mod maps;
 mod objects;
 mod query;

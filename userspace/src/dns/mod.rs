@@ -28,6 +28,7 @@ pub mod proxy;
 mod query;
 mod rate;
 mod reply;
+mod resolved;
 mod tcp;
 mod upstream;
 mod wire;
@@ -41,6 +42,7 @@ pub use events::DnsQueryEvent;
 pub use proxy::{BindError, BoundProxy, Learner, ProxyConfig, RunningProxy};
 pub use query::{ClientEdns, Query, QueryType, check_query};
 pub use reply::{Rcode, refuse};
+pub use resolved::Resolved;
 
 /// Longest query name accepted, in presentation form without the trailing dot (RFC 1035
 /// §2.3.4: 255 bytes on the wire).

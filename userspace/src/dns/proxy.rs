@@ -72,6 +72,9 @@ pub struct ProxyConfig {
     pub upstreams: Vec<SocketAddr>,
     /// Per attempt (UDP, and TCP again when the UDP answer is truncated), e.g. 2 s.
     pub upstream_timeout: Duration,
+    /// Every (name, address) answered to the bottle, for the inspecting proxy's check
+    /// that a flow goes where its name resolved.
+    pub resolved: Arc<super::Resolved>,
 }
 
 /// Installs learned addresses in the kernel; cork's map code in production, a fake in

@@ -1,15 +1,35 @@
-//! The transparent TLS proxy will live here: it accepts the TCP flows the kernel redirects
-//! from a bottle (ports 80/443 by default), reads the SNI, and by policy passes the flow
-//! through, inspects it (terminates TLS with a leaf certificate from the bottle's CA, checks
-//! Host/:authority against the SNI, runs DLP, swaps credentials) or denies it.
+//! The inspecting proxy. The kernel redirects a bottle's TCP to inspected ports (80/443 of
+//! domain rules by default) to the bottle's proxy listener and records where each
+//! connection was going; the proxy reads the SNI before any TLS is terminated and, by
+//! policy, refuses the flow, passes it through by SNI, or terminates TLS with a leaf from
+//! the bottle's CA, checks every request's Host/:authority against the SNI, applies L7
+//! routes, runs DLP on URL, headers and streamed bodies, swaps placeholder credentials for
+//! real ones, and streams the response back. Every decision is an audit event.
 //!
-//! What is here so far:
-//! - [`client_hello`]: a pure parser for the first bytes a client sends, used before any TLS
-//!   is terminated to decide pass-through / inspect / deny by SNI, and to refuse flows that
-//!   have no SNI, hide it (ECH), or are not TLS at all (plain HTTP on 443).
+//! - [`client_hello`]: pure parser of the first bytes (SNI, ALPN, ECH, plain HTTP).
+//! - [`ca`]: the per-bottle CA and leaf cache. [`setup`]: credentials, scanner, bundle.
+//! - `server` (listeners, runtime), `flow` (per connection), `http` (per request),
+//!   `body` (streamed bodies), `upstream` (verified TLS to the real server), `codings`,
+//!   `swap`, `websocket_relay`, [`events`].
 
+pub mod ca;
 pub mod client_hello;
+mod body;
+mod codings;
+pub mod events;
+mod flow;
+mod http;
+mod server;
+pub mod setup;
+mod swap;
+pub mod upstream;
+pub mod websocket;
+mod websocket_relay;
 
 pub use client_hello::{
     ClientHelloInfo, HelloError, MAX_PEEK_LEN, NameError, normalize_host_name, peek_client_hello,
 };
+pub use server::{BoundWebProxy, LoadedCredential, RunningWebProxy, WebProxyConfig};
+
+/// Errors that end a body or an upstream exchange.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -139,6 +139,7 @@ impl Shared {
                 tracing::warn!(name = %q.name, %addr, error = %e, "learning a DNS answer");
                 return refused(ev, &q, "learn_failed", Rcode::ServFail);
             }
+            self.cfg.resolved.record(&q.name, addr, ttl);
             let mut names = lock(&self.names);
             // Only audit enrichment depends on this map: bound it rather than let a bottle
             // that resolves endlessly many names grow the agent without limit.

@@ -283,6 +283,7 @@ domain = "bad.allowed.test"
         policy: Arc::clone(&policy),
         upstreams: policy.dns.upstream.clone().unwrap(),
         upstream_timeout: opts.timeout,
+        resolved: Arc::default(),
     };
     let proxy = bound.start(cfg, learner.clone(), sink, Arc::clone(&names));
     Harness {

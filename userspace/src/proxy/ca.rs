@@ -1,0 +1,187 @@
+//! The bottle's certificate authority: made in memory when the bottle starts, never
+//! written anywhere the bottle can read (only its certificate is), and gone when the agent
+//! exits. Leaf certificates are minted per SNI name on first use and cached.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
+    IsCa, Issuer, KeyPair, KeyUsagePurpose,
+};
+use rustls::crypto::ring::sign::any_supported_type;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+/// Leaves cached per bottle; past this the cache starts over (a bottle naming endlessly
+/// many hosts must not grow the agent without bound). Names are policy-allowed anyway.
+const MAX_CACHED_LEAVES: usize = 4096;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CaError {
+    #[error("generating a key pair")]
+    Key(#[source] rcgen::Error),
+    #[error("making the bottle CA certificate")]
+    CaCert(#[source] rcgen::Error),
+    #[error("minting a leaf certificate for {name}")]
+    Leaf {
+        name: String,
+        #[source]
+        source: rcgen::Error,
+    },
+    #[error("loading the leaf key into rustls")]
+    Signer(#[source] rustls::Error),
+}
+
+/// A per-bottle CA. `Debug` shows the subject only.
+pub struct BottleCa {
+    issuer: Issuer<'static, KeyPair>,
+    cert_pem: String,
+    /// One key for every leaf of this bottle: minting is then one signature, and the
+    /// key is as secret as the CA key (memory of the agent only).
+    leaf_key: KeyPair,
+    leaf_signer: Arc<dyn rustls::sign::SigningKey>,
+    subject: String,
+    leaves: Mutex<HashMap<String, Arc<CertifiedKey>>>,
+}
+
+impl fmt::Debug for BottleCa {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BottleCa")
+            .field("subject", &self.subject)
+            .finish_non_exhaustive()
+    }
+}
+
+impl BottleCa {
+    /// Makes a fresh CA for bottle `bottle` (its name goes in the subject, so a user who
+    /// sees the certificate knows which cork bottle minted it).
+    pub fn new(bottle: &str) -> Result<Self, CaError> {
+        let subject = format!("cork bottle {bottle} CA");
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, subject.clone());
+        dn.push(DnType::OrganizationName, "cork");
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let now = time_now();
+        params.not_before = now - std::time::Duration::from_secs(3600);
+        params.not_after = now + std::time::Duration::from_secs(30 * 24 * 3600);
+        let key = KeyPair::generate().map_err(CaError::Key)?;
+        let cert = params.self_signed(&key).map_err(CaError::CaCert)?;
+        let leaf_key = KeyPair::generate().map_err(CaError::Key)?;
+        let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
+        let leaf_signer = any_supported_type(&der).map_err(CaError::Signer)?;
+        Ok(BottleCa {
+            cert_pem: cert.pem(),
+            issuer: Issuer::new(params, key),
+            leaf_key,
+            leaf_signer,
+            subject,
+            leaves: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The CA certificate, PEM: what the bottle trusts.
+    pub fn cert_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    /// The leaf for `name` (already validated as a host name), minted on first use.
+    pub fn leaf(&self, name: &str) -> Result<Arc<CertifiedKey>, CaError> {
+        if let Some(k) = lock(&self.leaves).get(name) {
+            return Ok(k.clone());
+        }
+        let leaf = self.mint(name)?;
+        let mut leaves = lock(&self.leaves);
+        if leaves.len() >= MAX_CACHED_LEAVES {
+            leaves.clear();
+        }
+        leaves.insert(name.to_owned(), leaf.clone());
+        Ok(leaf)
+    }
+
+    fn mint(&self, name: &str) -> Result<Arc<CertifiedKey>, CaError> {
+        let err = |source| CaError::Leaf {
+            name: name.to_owned(),
+            source,
+        };
+        // Only the SNI name: one certificate, one name, so a client cannot coalesce other
+        // hosts onto this connection.
+        let mut params = CertificateParams::new(vec![name.to_owned()]).map_err(err)?;
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, name);
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        let now = time_now();
+        params.not_before = now - std::time::Duration::from_secs(3600);
+        params.not_after = now + std::time::Duration::from_secs(7 * 24 * 3600);
+        let cert = params
+            .signed_by(&self.leaf_key, &self.issuer)
+            .map_err(err)?;
+        let chain: Vec<CertificateDer<'static>> = vec![cert.der().clone()];
+        Ok(Arc::new(CertifiedKey::new(chain, self.leaf_signer.clone())))
+    }
+}
+
+fn time_now() -> time::OffsetDateTime {
+    time::OffsetDateTime::now_utc()
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Serves the leaf for whatever SNI the handshake carries. The flow was already decided
+/// on the same SNI (peeked before the handshake); a handshake without one gets nothing.
+#[derive(Debug)]
+pub struct LeafResolver {
+    pub ca: Arc<BottleCa>,
+}
+
+impl ResolvesServerCert for LeafResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let name = hello.server_name()?;
+        match self.ca.leaf(name) {
+            Ok(k) => Some(k),
+            Err(e) => {
+                tracing::error!("minting a certificate for {name}: {e}");
+                None
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leaves_are_cached_per_name_and_carry_only_that_name() {
+        let ca = BottleCa::new("t").unwrap();
+        assert!(ca.cert_pem().starts_with("-----BEGIN CERTIFICATE-----"));
+        let a = ca.leaf("api.example.test").unwrap();
+        let b = ca.leaf("api.example.test").unwrap();
+        assert!(Arc::ptr_eq(&a, &b));
+        let c = ca.leaf("other.example.test").unwrap();
+        assert!(!Arc::ptr_eq(&a, &c));
+        // The DER holds the name once as a SAN (and once in the CN) and not the other.
+        let der = a.cert[0].as_ref();
+        let has = |n: &[u8]| der.windows(n.len()).any(|w| w == n);
+        assert!(has(b"api.example.test"));
+        assert!(!has(b"other.example.test"));
+    }
+
+    #[test]
+    fn debug_does_not_print_keys() {
+        let ca = BottleCa::new("dbg").unwrap();
+        let s = format!("{ca:?}");
+        assert!(s.contains("cork bottle dbg CA"));
+        assert!(!s.contains("PRIVATE"));
+    }
+}
