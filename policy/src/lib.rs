@@ -49,6 +49,7 @@ mod request_target;
 mod route;
 mod rule;
 mod schema;
+mod web;
 
 pub use compile::{Policy, compile};
 pub use dns::DnsConfig;
@@ -67,3 +68,4 @@ pub use ports::{PortError, PortRange, Proto};
 pub use prefix::{Prefix, PrefixError};
 pub use route::{HttpRoute, RouteVerdict, route_decision};
 pub use rule::{Action, RuleInfo, RuleTarget};
+pub use web::WebDecision;
