@@ -6,8 +6,10 @@ use std::cmp::Reverse;
 
 use crate::compile::Policy;
 use crate::domain::{DomainPattern, normalise_query};
-use crate::plan::{self, Slot};
+use crate::inspect::InspectMode;
+use crate::plan::{self, Redirect, Slot};
 use crate::ports::{PortRange, Proto};
+use crate::route::HttpRoute;
 use crate::rule::Action;
 
 /// A `domain` rule of the manifest. Its rule is also in [`Policy::rules`] at `rule_id`,
@@ -22,6 +24,12 @@ pub struct DomainRule {
     pub ports: Vec<PortRange>,
     /// `tcp` by default for allow rules; always `any` for deny rules.
     pub proto: Proto,
+    /// `inspect`: whether the inspecting proxy terminates this rule's TLS (see
+    /// [`DomainRule::inspects`]). Always [`InspectMode::Default`] for deny rules.
+    pub inspect: InspectMode,
+    /// `[[egress.allow.http]]` entries, in manifest order; empty means any request. Only
+    /// ever set on a rule that inspects some port (see [`crate::route_decision`]).
+    pub routes: Vec<HttpRoute>,
     /// 1-based manifest line of the `domain` value.
     pub line: usize,
     /// 1-based column of the `domain` value.
@@ -47,18 +55,8 @@ impl Policy {
     /// its trailing dot. Names that cannot be a host name in dotted text (empty labels,
     /// labels over 63 bytes, bytes outside `[A-Za-z0-9_-]`, over 253 bytes) match no rule.
     pub fn match_domain(&self, name: &str) -> DomainVerdict {
-        let Some(name) = normalise_query(name) else {
-            return DomainVerdict::NoMatch;
-        };
-        if let Some(rule) = self.matching(&name, Action::Deny).first() {
-            return DomainVerdict::Deny {
-                rule_id: rule.rule_id,
-            };
-        }
-        match self.matching(&name, Action::Allow).first() {
-            Some(rule) => DomainVerdict::Allow {
-                rule_id: rule.rule_id,
-            },
+        match normalise_query(name) {
+            Some(name) => verdict(&self.domains, &name),
             None => DomainVerdict::NoMatch,
         }
     }
@@ -66,7 +64,8 @@ impl Policy {
     /// For a name [`Policy::match_domain`] allows, the slots of **every** allow rule
     /// matching it (most specific rule first, then manifest order; a slot equal to an
     /// earlier one but for its rule id is dropped, as in the kernel plan); empty when the
-    /// name is denied or matches nothing. All slots have [`Action::Allow`].
+    /// name is denied or matches nothing. All slots have [`Action::Allow`], and a
+    /// [`Redirect`] other than `None` (see [`DomainRule::redirects`]).
     ///
     /// These are the name's own slots only. The kernel entry for an address learned from
     /// the answer must also carry the slots of every `cidr` rule whose prefix contains
@@ -76,25 +75,44 @@ impl Policy {
         let Some(name) = normalise_query(name) else {
             return Vec::new();
         };
-        if !self.matching(&name, Action::Deny).is_empty() {
+        if !matching(&self.domains, &name, Action::Deny).is_empty() {
             return Vec::new();
         }
-        let order: Vec<usize> = self
-            .matching(&name, Action::Allow)
+        let order: Vec<(usize, Redirect)> = matching(&self.domains, &name, Action::Allow)
             .iter()
-            .map(|r| usize::from(r.rule_id))
+            .map(|r| (usize::from(r.rule_id), r.inspect.redirect()))
             .collect();
         plan::slots(&order, &self.rules)
     }
+}
 
-    /// The domain rules with `action` matching the normalised `name`, most specific first.
-    fn matching(&self, name: &str, action: Action) -> Vec<&DomainRule> {
-        let mut hits: Vec<&DomainRule> = self
-            .domains
-            .iter()
-            .filter(|r| r.action == action && r.pattern.matches_normalised(name))
-            .collect();
-        hits.sort_by_key(|r| (Reverse(r.pattern.specificity()), r.rule_id));
-        hits
+/// [`Policy::match_domain`] over `domains`, for a name already normalised; `manifest.rs`
+/// needs it before there is a `Policy`.
+pub(crate) fn verdict(domains: &[DomainRule], name: &str) -> DomainVerdict {
+    if let Some(rule) = matching(domains, name, Action::Deny).first() {
+        return DomainVerdict::Deny {
+            rule_id: rule.rule_id,
+        };
     }
+    match matching(domains, name, Action::Allow).first() {
+        Some(rule) => DomainVerdict::Allow {
+            rule_id: rule.rule_id,
+        },
+        None => DomainVerdict::NoMatch,
+    }
+}
+
+/// The rules of `domains` with `action` matching the normalised `name`, most specific
+/// first.
+pub(crate) fn matching<'a>(
+    domains: &'a [DomainRule],
+    name: &str,
+    action: Action,
+) -> Vec<&'a DomainRule> {
+    let mut hits: Vec<&DomainRule> = domains
+        .iter()
+        .filter(|r| r.action == action && r.pattern.matches_normalised(name))
+        .collect();
+    hits.sort_by_key(|r| (Reverse(r.pattern.specificity()), r.rule_id));
+    hits
 }

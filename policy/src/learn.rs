@@ -82,6 +82,7 @@ mod tests {
     use super::*;
     use crate::compile;
     use crate::evaluate::evaluate;
+    use crate::plan::Redirect;
     use crate::ports::Proto;
     use crate::rule::Action;
 
@@ -103,6 +104,7 @@ cidr = "198.51.100.66/32"
             proto: Proto::Tcp,
             action: Action::Allow,
             rule_id: 9,
+            redirect: Redirect::Web,
         }
     }
 

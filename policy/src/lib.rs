@@ -38,14 +38,18 @@ mod domain;
 mod domain_rule;
 mod error;
 mod evaluate;
+mod inspect;
 mod learn;
 mod locate;
 mod manifest;
 mod plan;
 mod ports;
 mod prefix;
+mod request_target;
+mod route;
 mod rule;
 mod schema;
+mod web;
 
 pub use compile::{Policy, compile};
 pub use dns::DnsConfig;
@@ -53,12 +57,15 @@ pub use domain::{DomainError, DomainPattern};
 pub use domain_rule::{DomainRule, DomainVerdict};
 pub use error::ManifestError;
 pub use evaluate::{Verdict, evaluate};
+pub use inspect::InspectMode;
 pub use learn::{LearnError, LearnedEntry};
 pub use manifest::{MANIFEST_VERSION, Manifest, parse_manifest};
 pub use plan::{
     KernelPlan, MAX_HOST_PORTS, MAX_PREFIXES_PER_FAMILY, MAX_SLOTS_PER_PREFIX, PrefixEntry,
-    RULE_ID_NONE, Slot,
+    RULE_ID_NONE, Redirect, Slot,
 };
 pub use ports::{PortError, PortRange, Proto};
 pub use prefix::{Prefix, PrefixError};
+pub use route::{HttpRoute, RouteVerdict, route_decision};
 pub use rule::{Action, RuleInfo, RuleTarget};
+pub use web::WebDecision;

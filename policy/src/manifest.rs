@@ -10,10 +10,12 @@ use crate::dns::{DnsConfig, dns_config};
 use crate::domain::{DomainError, DomainPattern};
 use crate::domain_rule::DomainRule;
 use crate::error::ManifestError;
+use crate::inspect::{InspectMode, inspection};
 use crate::locate::Locator;
 use crate::plan::MAX_HOST_PORTS;
 use crate::ports::{PortRange, Proto, user_port};
 use crate::prefix::Prefix;
+use crate::route::HttpRoute;
 use crate::rule::{self, Action, RuleInfo, RuleTarget};
 use crate::schema::{PortValue, RawBottle, RawManifest, RawRule};
 
@@ -72,7 +74,12 @@ pub fn parse_manifest(src: &str, origin: &str) -> Result<Manifest, ManifestError
         let lists = [(Action::Allow, egress.allow), (Action::Deny, egress.deny)];
         for (action, entries) in lists {
             for (index, entry) in entries.unwrap_or_default().into_iter().enumerate() {
-                let (info, domain_at) = rule(&loc, action, index, entry)?;
+                let Entry {
+                    info,
+                    domain_at,
+                    inspect,
+                    routes,
+                } = rule(&loc, action, index, entry)?;
                 if let (RuleTarget::Domain(pattern), Some((line, col))) = (&info.target, domain_at)
                 {
                     domains.push(DomainRule {
@@ -81,6 +88,8 @@ pub fn parse_manifest(src: &str, origin: &str) -> Result<Manifest, ManifestError
                         action,
                         ports: info.ports.clone(),
                         proto: info.proto,
+                        inspect,
+                        routes,
                         line,
                         col,
                     });
@@ -148,13 +157,21 @@ fn valid_name(name: &str) -> bool {
     }
 }
 
-/// One egress entry, and for a domain rule the (line, col) of its `domain` value.
+/// One validated egress entry.
+struct Entry {
+    info: RuleInfo,
+    /// For a domain rule, the (line, col) of its `domain` value.
+    domain_at: Option<(usize, usize)>,
+    inspect: InspectMode,
+    routes: Vec<HttpRoute>,
+}
+
 fn rule(
     loc: &Locator<'_>,
     action: Action,
     index: usize,
     entry: Spanned<RawRule>,
-) -> Result<(RuleInfo, Option<(usize, usize)>), ManifestError> {
+) -> Result<Entry, ManifestError> {
     let id = match action {
         Action::Allow => format!("egress.allow[{index}]"),
         Action::Deny => format!("egress.deny[{index}]"),
@@ -251,7 +268,13 @@ fn rule(
         line,
         col,
     };
-    Ok((info, domain_at))
+    let (inspect, routes) = inspection(loc, &info.id, &info, raw.inspect, raw.http)?;
+    Ok(Entry {
+        info,
+        domain_at,
+        inspect,
+        routes,
+    })
 }
 
 fn host_ports(

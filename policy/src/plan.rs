@@ -52,12 +52,39 @@ pub struct Slot {
     pub action: Action,
     /// Index into [`crate::Policy::rules`].
     pub rule_id: u16,
+    /// Which of the slot's ports the kernel hands to the inspecting proxy.
+    pub redirect: Redirect,
+}
+
+/// Which TCP connections an allow slot sends to the inspecting proxy instead of letting
+/// them go straight out. UDP a slot would redirect is refused instead (see
+/// [`crate::evaluate`]): the proxy takes TCP only, so HTTP/3 must fall back to TCP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Redirect {
+    /// Straight out: `cidr` rules (the proxy needs a name to decide) and deny slots.
+    None,
+    /// Ports 80 and 443 only: domain allow rules, unless `inspect = true`. With
+    /// `inspect = false` the proxy still sees the flow, to check the TLS server name
+    /// before passing it through.
+    Web,
+    /// Every port of the slot: domain allow rules with `inspect = true`.
+    All,
 }
 
 impl Slot {
     /// Whether traffic of protocol `proto` to `port` hits this slot.
     pub fn matches(&self, proto: Proto, port: u16) -> bool {
         self.proto.matches(proto) && (self.port_lo..=self.port_hi).contains(&port)
+    }
+
+    /// Whether this slot sends `port` to the proxy. Only meaningful for a port the slot
+    /// matches.
+    pub fn redirects(&self, port: u16) -> bool {
+        match self.redirect {
+            Redirect::None => false,
+            Redirect::Web => port == 80 || port == 443,
+            Redirect::All => true,
+        }
     }
 }
 
@@ -106,9 +133,13 @@ fn entry(prefix: Prefix, rules: &[RuleInfo]) -> Result<PrefixEntry, PlanError> {
         })
         .collect();
 
+    // Prefix rules are never redirected: the proxy decides by name, which they lack.
+    let unredirected = |order: &[usize]| -> Vec<(usize, Redirect)> {
+        order.iter().map(|&i| (i, Redirect::None)).collect()
+    };
     // Blame the rule that, taken in manifest order, first pushes the entry past the limit:
     // that is the entry the author added last and can most easily reconsider.
-    let in_manifest_order = slots(&covering, rules);
+    let in_manifest_order = slots(&unredirected(&covering), rules);
     if in_manifest_order.len() > MAX_SLOTS_PER_PREFIX {
         let culprit = in_manifest_order[MAX_SLOTS_PER_PREFIX].rule_id;
         return Err(PlanError::TooManySlots {
@@ -121,16 +152,16 @@ fn entry(prefix: Prefix, rules: &[RuleInfo]) -> Result<PrefixEntry, PlanError> {
     covering.sort_by_key(|&i| (Reverse(rules[i].prefix().map_or(0, |p| p.len())), i));
     Ok(PrefixEntry {
         prefix,
-        slots: slots(&covering, rules),
+        slots: slots(&unredirected(&covering), rules),
     })
 }
 
-/// The slots of `order`'s rules, in that order; a slot equal to an earlier one except for
-/// its rule id is dropped, since it cannot change a verdict.
-pub(crate) fn slots(order: &[usize], rules: &[RuleInfo]) -> Vec<Slot> {
+/// The slots of `order`'s rules, in that order, each with its rule's redirect; a slot equal
+/// to an earlier one except for its rule id is dropped, since it cannot change a verdict.
+pub(crate) fn slots(order: &[(usize, Redirect)], rules: &[RuleInfo]) -> Vec<Slot> {
     let mut seen = HashSet::new();
     let mut out = Vec::new();
-    for &i in order {
+    for &(i, redirect) in order {
         let rule = &rules[i];
         let ranges: &[PortRange] = if rule.ports.is_empty() {
             &[PortRange::ALL]
@@ -145,8 +176,16 @@ pub(crate) fn slots(order: &[usize], rules: &[RuleInfo]) -> Vec<Slot> {
                 action: rule.action,
                 // `build`'s caller keeps rule counts below `RULE_ID_NONE`.
                 rule_id: u16::try_from(i).unwrap_or(RULE_ID_NONE),
+                redirect,
             };
-            if seen.insert((slot.port_lo, slot.port_hi, slot.proto, slot.action)) {
+            let key = (
+                slot.port_lo,
+                slot.port_hi,
+                slot.proto,
+                slot.action,
+                redirect,
+            );
+            if seen.insert(key) {
                 out.push(slot);
             }
         }
@@ -155,7 +194,8 @@ pub(crate) fn slots(order: &[usize], rules: &[RuleInfo]) -> Vec<Slot> {
 }
 
 /// One line per entry, for golden tests and `cork` diagnostics:
-/// `v4 198.51.100.0/24: allow tcp 443-443 #0, ...`.
+/// `v4 198.51.100.0/24: allow tcp 443-443 #0, ...`; a redirecting slot ends in
+/// ` redirect web` or ` redirect all` (static entries never have one today).
 impl fmt::Display for KernelPlan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (family, entries) in [("v4", &self.v4), ("v6", &self.v6)] {
@@ -168,6 +208,11 @@ impl fmt::Display for KernelPlan {
                         "{sep}{} {} {}-{} #{}",
                         s.action, s.proto, s.port_lo, s.port_hi, s.rule_id
                     )?;
+                    match s.redirect {
+                        Redirect::None => {}
+                        Redirect::Web => f.write_str(" redirect web")?,
+                        Redirect::All => f.write_str(" redirect all")?,
+                    }
                 }
                 writeln!(f)?;
             }

@@ -42,6 +42,17 @@ pub(crate) struct RawRule {
     pub domain: Option<Spanned<String>>,
     pub ports: Option<Spanned<Vec<Spanned<PortValue>>>>,
     pub proto: Option<Spanned<String>>,
+    pub inspect: Option<Spanned<bool>>,
+    /// `[[egress.allow.http]]` entries: TOML appends them to the last `[[egress.allow]]`.
+    pub http: Option<Vec<Spanned<RawRoute>>>,
+}
+
+/// One `[[egress.allow.http]]` entry; `inspect.rs` and `route.rs` give it meaning.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRoute {
+    pub methods: Option<Spanned<Vec<Spanned<String>>>>,
+    pub paths: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -5,7 +5,7 @@
 use std::cmp::Reverse;
 use std::collections::BTreeSet;
 
-use cork_policy::{DomainVerdict, Policy, Proto, parse_manifest};
+use cork_policy::{DomainVerdict, Policy, Proto, Redirect, parse_manifest};
 use proptest::prelude::*;
 
 #[derive(Debug, Clone)]
@@ -151,6 +151,8 @@ proptest! {
             for s in &slots {
                 let r = ordered[usize::from(s.rule_id)];
                 prop_assert!(!r.deny && hits(r, &labels) && s.proto == Proto::Tcp);
+                // No rule here sets `inspect`, so each goes to the proxy on 80 and 443 only.
+                prop_assert_eq!(s.redirect, Redirect::Web);
                 prop_assert!(r.ports.is_empty() || r.ports.contains(&s.port_lo));
             }
             if let (Some(first), DomainVerdict::Allow { rule_id }) = (slots.first(), want) {

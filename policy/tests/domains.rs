@@ -4,8 +4,8 @@
 use std::net::SocketAddr;
 
 use cork_policy::{
-    Action, DnsConfig, DomainPattern, DomainVerdict, Policy, Proto, RuleTarget, Slot, compile,
-    parse_manifest,
+    Action, DnsConfig, DomainPattern, DomainVerdict, Policy, Proto, Redirect, RuleTarget, Slot,
+    compile, parse_manifest,
 };
 
 /// Lines 1-3 of every case; the part under test starts on line 4.
@@ -415,6 +415,7 @@ fn allowed_slots() {
         proto,
         action: Action::Allow,
         rule_id,
+        redirect: Redirect::Web,
     };
     // Every matching allow rule, most specific first; rule 4's duplicate 80 is merged.
     assert_eq!(

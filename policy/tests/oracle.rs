@@ -119,6 +119,8 @@ proptest! {
                     let got = evaluate(&plan, dst, proto, port);
                     let want = oracle(&policy, dst, proto, port);
                     prop_assert_eq!(got.action, want, "{} {} {}\n{}\n{}", dst, proto, port, src, plan);
+                    // Prefix rules never send anything to the proxy.
+                    prop_assert!(!got.redirect);
                     // The reported rule really covers this traffic with that action.
                     if let Some(id) = got.rule_id {
                         let rule = policy.rule(id).unwrap();

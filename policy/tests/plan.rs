@@ -96,14 +96,17 @@ fn golden_verdicts() {
     let allow = |id| Verdict {
         action: Action::Allow,
         rule_id: Some(id),
+        redirect: false,
     };
     let deny = |id| Verdict {
         action: Action::Deny,
         rule_id: Some(id),
+        redirect: false,
     };
     let default_deny = Verdict {
         action: Action::Deny,
         rule_id: None,
+        redirect: false,
     };
     use Proto::{Tcp, Udp};
     let cases = [
