@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use aya::Ebpf;
 use aya::maps::lpm_trie::{Key, LpmTrie};
 use aya::maps::{HashMap, MapData};
-use cork_policy::{Action, KernelPlan, LearnedEntry, PrefixEntry, Proto};
+use cork_policy::{Action, KernelPlan, LearnedEntry, PrefixEntry, Proto, Redirect};
 
 use super::abi::{cork_action, cork_port_rule, cork_prefix_value, cork_proto_sel};
 
@@ -54,9 +54,11 @@ pub fn prefix_value(entry: &PrefixEntry) -> cork_prefix_value {
                 Proto::Udp => cork_proto_sel::CORK_PROTO_UDP as u8,
                 Proto::Any => cork_proto_sel::CORK_PROTO_ANY as u8,
             },
-            action: match s.action {
-                Action::Allow => cork_action::CORK_ACTION_ALLOW as u8,
-                Action::Deny => cork_action::CORK_ACTION_DENY as u8,
+            action: match (s.action, s.redirect) {
+                (Action::Deny, _) => cork_action::CORK_ACTION_DENY as u8,
+                (Action::Allow, Redirect::None) => cork_action::CORK_ACTION_ALLOW as u8,
+                (Action::Allow, Redirect::Web) => cork_action::CORK_ACTION_REDIRECT_WEB as u8,
+                (Action::Allow, Redirect::All) => cork_action::CORK_ACTION_REDIRECT as u8,
             },
             rule_id: s.rule_id,
         };

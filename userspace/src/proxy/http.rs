@@ -24,7 +24,7 @@ use super::{codings, swap, websocket_relay};
 use crate::bpf::redirects::Original;
 use crate::dlp::Finding;
 
-pub type DownBody = http_body_util::combinators::BoxBody<Bytes, BoxError>;
+pub type DownBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1) and framing the proxy owns on each side.
 const HOP_BY_HOP: &[&str] = &[
@@ -94,7 +94,7 @@ fn refusal(status: StatusCode, reason: &str, detectors: &[String]) -> Response<D
     let mut resp = Response::new(
         Full::new(Bytes::from(body.to_string()))
             .map_err(|never| match never {})
-            .boxed(),
+            .boxed_unsync(),
     );
     *resp.status_mut() = status;
     let h = resp.headers_mut();
@@ -321,7 +321,7 @@ pub async fn handle(conn: Arc<Conn>, mut req: Request<Incoming>) -> Response<Dow
         headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
     }
     let pq = new_pq.unwrap_or(pq);
-    let mut up_req = Request::new(body.boxed());
+    let mut up_req = Request::new(body.boxed_unsync());
     *up_req.method_mut() = req_method(&r.ev);
     if up_h2 {
         headers.remove(header::HOST);
@@ -348,7 +348,7 @@ pub async fn handle(conn: Arc<Conn>, mut req: Request<Incoming>) -> Response<Dow
     *up_req.headers_mut() = headers;
 
     let result = match ws_sender.as_mut() {
-        Some(s) => send(s, up_req).await,
+        Some(s) => send(s, up_req).await.map_err(BoxError::from),
         None => send_shared(&conn, up_req).await,
     };
     let mut resp = match result {
@@ -406,7 +406,7 @@ pub async fn handle(conn: Arc<Conn>, mut req: Request<Incoming>) -> Response<Dow
             ));
         }
         return builder
-            .body(http_body_util::Empty::new().map_err(|n| match n {}).boxed())
+            .body(http_body_util::Empty::new().map_err(|n| match n {}).boxed_unsync())
             .unwrap_or_else(|_| refusal(StatusCode::BAD_GATEWAY, "upstream_failed", &[]));
     }
 
@@ -417,7 +417,7 @@ pub async fn handle(conn: Arc<Conn>, mut req: Request<Incoming>) -> Response<Dow
         report: Some(report),
     };
     let body = ReturnBody::new(resp.into_body(), swap_back.map(swap::stream_back), audit);
-    let mut out = Response::new(body.boxed());
+    let mut out = Response::new(body.boxed_unsync());
     *out.status_mut() = status;
     *out.headers_mut() = out_headers;
     out

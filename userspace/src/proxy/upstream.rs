@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::combinators::BoxBody;
+use http_body_util::combinators::UnsyncBoxBody;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::pem::PemObject;
@@ -83,7 +83,7 @@ pub fn client_config(roots: Arc<RootCertStore>, alpn: &[&[u8]]) -> Arc<ClientCon
     Arc::new(cfg)
 }
 
-pub type UpBody = BoxBody<Bytes, BoxError>;
+pub type UpBody = UnsyncBoxBody<Bytes, BoxError>;
 
 /// A ready connection to the real server.
 pub enum Sender {

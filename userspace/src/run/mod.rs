@@ -10,6 +10,7 @@ mod seccomp;
 mod signals;
 mod test_seams;
 mod upstream;
+mod web;
 
 use std::ffi::OsString;
 use std::io;
@@ -90,6 +91,8 @@ pub enum RunError {
     DnsBind(#[source] io::Error),
     #[error("opening the bottle's prefix maps for the DNS proxy")]
     Learner(#[source] MapError),
+    #[error("setting up the bottle's inspecting proxy")]
+    Web(#[from] web::WebError),
     #[error("waiting for the command")]
     Wait(#[source] io::Error),
 }
@@ -132,17 +135,20 @@ pub fn run(opts: RunOptions) -> Result<i32, RunError> {
     // Every DNS packet the bottle sends is redirected to this port (127.0.0.1 and ::1).
     let dns = BoundProxy::bind(0).map_err(RunError::DnsBind)?;
 
-    let cgroup_root = mounts::cgroup2_root()?;
-    let bpffs = mounts::ensure_bpffs()?;
     let pid = std::process::id();
     let key = format!("cork-{}-{pid}", policy.name);
+    // TCP to inspected ports is redirected to this listener (127.0.0.1 and ::1).
+    let web = web::WebSetup::prepare(&policy, &key)?;
+
+    let cgroup_root = mounts::cgroup2_root()?;
+    let bpffs = mounts::ensure_bpffs()?;
     let plan = policy.kernel_plan();
     let mut bottle = Bottle::create(
         &key,
         LoadConstants {
             bottle_id: pid,
             dns_port: dns.port(),
-            proxy_port: 0,
+            proxy_port: web.as_ref().map_or(0, web::WebSetup::port),
         },
         &cgroup_root,
         &bpffs,
@@ -176,6 +182,9 @@ pub fn run(opts: RunOptions) -> Result<i32, RunError> {
     .map_err(RunError::Prepare)?;
     let mut cmd = Command::new(program);
     cmd.args(args);
+    if let Some(w) = web.as_ref() {
+        w.child_env(&mut cmd);
+    }
     // SAFETY: the closure only makes syscalls on data prepared before fork; this process
     // has no other threads yet (the audit threads start below), so nothing it needs can be
     // held locked by a thread that does not exist in the child.
@@ -204,6 +213,18 @@ pub fn run(opts: RunOptions) -> Result<i32, RunError> {
         std::thread::sleep(delay);
     }
     let names = Arc::default();
+    let resolved = Arc::new(crate::dns::Resolved::default());
+    let web = match web {
+        None => Ok(None),
+        Some(w) => w
+            .start(
+                policy.clone(),
+                bottle.enforcement().pin_dir(),
+                resolved.clone(),
+                sink.clone(),
+            )
+            .map(Some),
+    };
     let learner = MapLearner::open(bottle.enforcement().pin_dir(), plan.clone());
     let dns = match learner {
         Ok(learner) => Ok(dns.start(
@@ -212,6 +233,7 @@ pub fn run(opts: RunOptions) -> Result<i32, RunError> {
                 policy: policy.clone(),
                 upstreams,
                 upstream_timeout: Duration::from_secs(2),
+                resolved,
             },
             Arc::new(learner),
             sink.clone(),
@@ -228,18 +250,23 @@ pub fn run(opts: RunOptions) -> Result<i32, RunError> {
     if let Err(e) = signals::forward_to(child.id()) {
         tracing::warn!("cannot forward signals to the command: {e}");
     }
-    // Without its DNS proxy or audit reader the bottle must not go on: stop the command.
-    if dns.is_err() || reader.is_err() {
+    // Without its proxies or audit reader the bottle must not go on: stop the command.
+    if dns.is_err() || reader.is_err() || web.is_err() {
         let _ = child.kill();
     }
     let status = child.wait().map_err(RunError::Wait);
     let dns = dns?;
     let reader = reader?;
+    let web = web?;
 
     // The command is done: kill what it left behind while still enforced, then read the
     // last events, then take enforcement down.
     let problems = bottle.teardown();
     dns.stop();
+    if let Some((proxy, bundle)) = web {
+        proxy.stop();
+        drop(bundle);
+    }
     reader.finish();
     drop(auditor);
     for p in &problems {
