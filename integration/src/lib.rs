@@ -14,6 +14,7 @@ pub mod audit;
 pub mod cork;
 pub mod dns_server;
 pub mod host;
+pub mod https_upstream;
 pub mod netns;
 pub mod probe;
 pub mod process;
