@@ -33,6 +33,8 @@
 //!   name whatever the port, so they take no `ports` or `proto`.
 
 mod compile;
+mod credential;
+mod dlp;
 mod dns;
 mod domain;
 mod domain_rule;
@@ -49,9 +51,12 @@ mod request_target;
 mod route;
 mod rule;
 mod schema;
+mod tls;
 mod web;
 
 pub use compile::{Policy, compile};
+pub use credential::Credential;
+pub use dlp::{CustomDetector, DlpAction, DlpConfig};
 pub use dns::DnsConfig;
 pub use domain::{DomainError, DomainPattern};
 pub use domain_rule::{DomainRule, DomainVerdict};
@@ -68,4 +73,5 @@ pub use ports::{PortError, PortRange, Proto};
 pub use prefix::{Prefix, PrefixError};
 pub use route::{HttpRoute, RouteVerdict, route_decision};
 pub use rule::{Action, RuleInfo, RuleTarget};
+pub use tls::TlsConfig;
 pub use web::WebDecision;
