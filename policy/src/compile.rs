@@ -1,6 +1,8 @@
 //! From a validated [`Manifest`] to a [`Policy`]: assigns rule ids and refuses policies
 //! the kernel maps cannot hold, pointing at the rule that does not fit.
 
+use crate::credential::{self, Credential};
+use crate::dlp::DlpConfig;
 use crate::dns::DnsConfig;
 use crate::domain_rule::DomainRule;
 use crate::error::ManifestError;
@@ -9,9 +11,8 @@ use crate::plan::{
     self, KernelPlan, MAX_PREFIXES_PER_FAMILY, MAX_SLOTS_PER_PREFIX, PlanError, RULE_ID_NONE,
 };
 use crate::rule::{self, RuleInfo};
+use crate::tls::TlsConfig;
 
-/// What [`compile`] and [`Policy::from_manifest`] say about a domain rule: this build
-/// cannot enforce one, and cork fails closed rather than ignore it.
 /// A compiled policy: what a bottle may reach, ready to become kernel map entries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
@@ -21,15 +22,20 @@ pub struct Policy {
     /// [`RULE_ID_NONE`]). Allow entries in manifest order, then deny entries; prefix and
     /// domain rules share the table.
     pub rules: Vec<RuleInfo>,
-    /// The domain rules of `rules`, in the same order, for [`Policy::match_domain`] and
-    /// [`Policy::allowed_slots`]. Always empty in a policy from [`compile`] or
-    /// [`Policy::from_manifest`].
+    /// The domain rules of `rules`, in the same order, for [`Policy::match_domain`],
+    /// [`Policy::allowed_slots`] and [`Policy::web_decision`].
     pub domains: Vec<DomainRule>,
     /// Host loopback ports the bottle may reach, sorted and deduplicated.
     pub host_ports: Vec<u16>,
-    /// `[dns]` settings. Accepted by [`compile`] but without effect until domain rules are
-    /// enforced.
+    /// `[dns]` settings, for the agent's DNS proxy.
     pub dns: DnsConfig,
+    /// `[tls]` settings, for the inspecting proxy's upstream connections.
+    pub tls: TlsConfig,
+    /// `[[credentials]]`, in manifest order; see [`Policy::credentials_for`]. Each one's
+    /// host is inspected by some port of the rule that allows it.
+    pub credentials: Vec<Credential>,
+    /// `[dlp]` settings, for the inspecting proxy's scanner.
+    pub dlp: DlpConfig,
     /// Built once at compile time, because building it is what proves the policy fits.
     plan: KernelPlan,
 }
@@ -57,6 +63,9 @@ impl Policy {
             domains,
             host_ports,
             dns,
+            tls,
+            credentials,
+            dlp,
         } = manifest;
         let at = |rule: &RuleInfo, message: String| ManifestError {
             origin: origin.clone(),
@@ -78,6 +87,18 @@ impl Policy {
                           `Manifest::rules`; build manifests with `parse_manifest`"
                     .to_owned(),
             });
+        }
+        // `parse_manifest` checked this; a hand-built manifest may not have.
+        for (i, c) in credentials.iter().enumerate() {
+            if let Err(message) = credential::inspected(&c.domain, &rules, &domains) {
+                return Err(ManifestError {
+                    origin,
+                    line: c.line,
+                    col: c.col,
+                    path: format!("credentials[{i}].domain"),
+                    message,
+                });
+            }
         }
         let plan = plan::build(&rules, &host_ports).map_err(|e| match e {
             PlanError::TooManyPrefixes { rule } => at(
@@ -112,6 +133,9 @@ impl Policy {
             domains,
             host_ports,
             dns,
+            tls,
+            credentials,
+            dlp,
             plan,
         })
     }

@@ -31,8 +31,46 @@
 //! - A wildcard `*.a.test` matches every name below `a.test` but not `a.test` itself; a
 //!   matching deny domain rule beats every allow domain rule. Deny domain rules refuse the
 //!   name whatever the port, so they take no `ports` or `proto`.
+//! - The inspecting proxy sees TCP to a domain allow rule's ports 80 and 443 (all its
+//!   ports with `inspect = true`): the rule's learned slots carry a [`Redirect`], and
+//!   [`evaluate`] reports `redirect`. With `inspect = false` those flows still reach the
+//!   proxy, which checks the TLS server name and passes them through. UDP that a slot would
+//!   redirect is denied, so that HTTP/3 falls back to TCP. `cidr` rules are never
+//!   redirected, and `inspect` on a `cidr` or deny rule is refused.
+//!   [`Policy::web_decision`] is the proxy's per-flow choice.
+//! - `[[egress.allow.http]]` after an inspected domain rule lists the requests it allows
+//!   (`methods`, `paths` as segment-boundary prefixes; none = any request). A git push
+//!   (`git-receive-pack`) needs a route naming its path, and a request path that servers
+//!   could read differently is refused: see [`route_decision`].
+//! - `[tls] upstream_ca` adds roots for upstream verification (absolute paths, not read
+//!   here). `[[credentials]]` gives the bottle a placeholder that the proxy swaps for the
+//!   real value in one header to one exact host, which must be inspected
+//!   ([`Policy::credentials_for`]). `[dlp]` sets the action on a finding (`block` by
+//!   default, `redact`, `log`) and adds `[[dlp.detectors]]`, whose regexes the DLP crate
+//!   compiles.
+//!
+//! ```toml
+//! [[egress.allow]]
+//! domain = "api.example.test"
+//! ports = [443]
+//! [[egress.allow.http]]
+//! methods = ["GET", "POST"]
+//! paths = ["/v1/"]
+//!
+//! [[credentials]]
+//! domain = "api.example.test"
+//! header = "x-api-key"
+//! placeholder = "cork-placeholder-acme"
+//! env = "ACME_API_KEY"
+//! value_env = "ACME_REAL_KEY"
+//!
+//! [dlp]
+//! action = "block"
+//! ```
 
 mod compile;
+mod credential;
+mod dlp;
 mod dns;
 mod domain;
 mod domain_rule;
@@ -49,9 +87,12 @@ mod request_target;
 mod route;
 mod rule;
 mod schema;
+mod tls;
 mod web;
 
 pub use compile::{Policy, compile};
+pub use credential::Credential;
+pub use dlp::{CustomDetector, DlpAction, DlpConfig};
 pub use dns::DnsConfig;
 pub use domain::{DomainError, DomainPattern};
 pub use domain_rule::{DomainRule, DomainVerdict};
@@ -68,4 +109,5 @@ pub use ports::{PortError, PortRange, Proto};
 pub use prefix::{Prefix, PrefixError};
 pub use route::{HttpRoute, RouteVerdict, route_decision};
 pub use rule::{Action, RuleInfo, RuleTarget};
+pub use tls::TlsConfig;
 pub use web::WebDecision;

@@ -2,10 +2,14 @@
 //!
 //! This module owns the meaning of each key (defaults, allowed values, naming rules);
 //! `schema.rs` owns the TOML shape, `domain.rs` and `dns.rs` the meaning of domain names
-//! and of `[dns]`, and `compile.rs` the kernel capacity limits.
+//! and of `[dns]`, `inspect.rs` and `route.rs` that of `inspect` and
+//! `[[egress.allow.http]]`, `tls.rs`, `credential.rs` and `dlp.rs` that of their tables,
+//! and `compile.rs` the kernel capacity limits.
 
 use toml::Spanned;
 
+use crate::credential::{Credential, credentials};
+use crate::dlp::{DlpConfig, dlp_config};
 use crate::dns::{DnsConfig, dns_config};
 use crate::domain::{DomainError, DomainPattern};
 use crate::domain_rule::DomainRule;
@@ -18,6 +22,7 @@ use crate::prefix::Prefix;
 use crate::route::HttpRoute;
 use crate::rule::{self, Action, RuleInfo, RuleTarget};
 use crate::schema::{PortValue, RawBottle, RawManifest, RawRule};
+use crate::tls::{TlsConfig, tls_config};
 
 /// The only manifest version this crate reads.
 pub const MANIFEST_VERSION: i64 = 1;
@@ -38,6 +43,12 @@ pub struct Manifest {
     pub host_ports: Vec<u16>,
     /// `[dns]`, defaults filled in.
     pub dns: DnsConfig,
+    /// `[tls]`, defaults filled in.
+    pub tls: TlsConfig,
+    /// `[[credentials]]`, in manifest order; each one's host is inspected.
+    pub credentials: Vec<Credential>,
+    /// `[dlp]`, defaults filled in.
+    pub dlp: DlpConfig,
 }
 
 /// Parses and validates manifest text. `origin` names the text in errors (a file path).
@@ -105,6 +116,9 @@ pub fn parse_manifest(src: &str, origin: &str) -> Result<Manifest, ManifestError
     };
 
     let dns = dns_config(&loc, raw.dns)?;
+    let tls = tls_config(&loc, raw.tls)?;
+    let credentials = credentials(&loc, raw.credentials, &rules, &domains)?;
+    let dlp = dlp_config(&loc, raw.dlp)?;
 
     Ok(Manifest {
         origin: origin.to_owned(),
@@ -113,6 +127,9 @@ pub fn parse_manifest(src: &str, origin: &str) -> Result<Manifest, ManifestError
         domains,
         host_ports,
         dns,
+        tls,
+        credentials,
+        dlp,
     })
 }
 

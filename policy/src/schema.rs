@@ -18,6 +18,9 @@ pub(crate) struct RawManifest {
     pub egress: Option<RawEgress>,
     pub loopback: Option<RawLoopback>,
     pub dns: Option<RawDns>,
+    pub tls: Option<Spanned<RawTls>>,
+    pub credentials: Option<Vec<Spanned<RawCredential>>>,
+    pub dlp: Option<Spanned<RawDlp>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -68,6 +71,37 @@ pub(crate) struct RawDns {
     pub min_ttl: Option<Spanned<i64>>,
     pub max_ttl: Option<Spanned<i64>>,
     pub queries_per_second: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTls {
+    pub upstream_ca: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawCredential {
+    pub domain: Option<Spanned<String>>,
+    pub header: Option<Spanned<String>>,
+    pub placeholder: Option<Spanned<String>>,
+    pub env: Option<Spanned<String>>,
+    pub value_env: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDlp {
+    pub action: Option<Spanned<String>>,
+    pub detectors: Option<Vec<Spanned<RawDetector>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDetector {
+    pub name: Option<Spanned<String>>,
+    pub regex: Option<Spanned<String>>,
+    pub keywords: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// A `ports` element: `443` or `"8000-8100"`, checked later by `PortRange`.
