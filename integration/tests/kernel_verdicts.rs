@@ -188,6 +188,7 @@ fn learned_entries_apply_until_they_expire_and_never_hide_static_rules() -> Resu
         proto: Proto::Tcp,
         action: Action::Allow,
         rule_id: 7,
+        redirect: cork_policy::Redirect::None,
     };
     let src4: IpAddr = "198.51.100.1".parse()?;
     let src6: IpAddr = "2001:db8::1".parse()?;

@@ -16,8 +16,8 @@ pub enum WebDecision {
     Inspect { rule_id: u16 },
     /// Relay the bytes without interception (`inspect = false`).
     PassThrough { rule_id: u16 },
-    /// Refuse the flow. `reason` is one of `"denied-domain"`, `"unknown-name"` and
-    /// `"port-not-allowed"`, fixed strings for audit events.
+    /// Refuse the flow. `reason` is one of `"denied_domain"`, `"unknown_name"` and
+    /// `"port_not_allowed"`, fixed strings for audit events.
     Deny {
         rule_id: Option<u16>,
         reason: &'static str,
@@ -36,13 +36,13 @@ impl Policy {
             DomainVerdict::Deny { rule_id } => {
                 return WebDecision::Deny {
                     rule_id: Some(rule_id),
-                    reason: "denied-domain",
+                    reason: "denied_domain",
                 };
             }
             DomainVerdict::NoMatch => {
                 return WebDecision::Deny {
                     rule_id: None,
-                    reason: "unknown-name",
+                    reason: "unknown_name",
                 };
             }
             DomainVerdict::Allow { .. } => {}
@@ -62,7 +62,7 @@ impl Policy {
             // for this name covers the port (as the kernel's default deny has none).
             other => WebDecision::Deny {
                 rule_id: other.map(|r| r.rule_id),
-                reason: "port-not-allowed",
+                reason: "port_not_allowed",
             },
         }
     }

@@ -47,21 +47,21 @@ fn web_decisions() {
         (
             "pinned.example.test",
             8443,
-            deny(Some(0), "port-not-allowed"),
+            deny(Some(0), "port_not_allowed"),
         ),
-        ("api.example.test", 8443, deny(Some(0), "port-not-allowed")),
+        ("api.example.test", 8443, deny(Some(0), "port_not_allowed")),
         ("grpc.example.test", 9000, inspect(2)),
         // The exact rule covers only 9000; on 443 the wildcard speaks.
         ("grpc.example.test", 443, inspect(0)),
-        ("grpc.example.test", 22, deny(None, "port-not-allowed")),
-        ("ssh.example.test", 22, deny(Some(3), "port-not-allowed")),
+        ("grpc.example.test", 22, deny(None, "port_not_allowed")),
+        ("ssh.example.test", 22, deny(Some(3), "port_not_allowed")),
         ("ssh.example.test", 443, inspect(0)),
         // A UDP-only rule is not a TCP rule: the wildcard decides 443.
         ("quic.example.test", 443, inspect(0)),
-        ("bad.example.test", 443, deny(Some(5), "denied-domain")),
-        ("example.test", 443, deny(None, "unknown-name")),
-        ("other.test", 443, deny(None, "unknown-name")),
-        ("a..example.test", 443, deny(None, "unknown-name")),
+        ("bad.example.test", 443, deny(Some(5), "denied_domain")),
+        ("example.test", 443, deny(None, "unknown_name")),
+        ("other.test", 443, deny(None, "unknown_name")),
+        ("a..example.test", 443, deny(None, "unknown_name")),
     ];
     for (host, port, want) in cases {
         assert_eq!(p.web_decision(host, port), want, "{host}:{port}");

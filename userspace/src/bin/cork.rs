@@ -99,17 +99,23 @@ fn check(path: &PathBuf) -> ExitCode {
     };
     match cork_policy::compile(&src, &path.display().to_string()) {
         Ok(policy) => {
+            // The manifest's DLP detectors compile only here, in the scanner.
+            if let Err(e) = cork::proxy::setup::scanner(&policy, &[]) {
+                eprintln!("{}: {e}", path.display());
+                return ExitCode::from(1);
+            }
             let plan = policy.kernel_plan();
             println!(
                 "{}: ok — bottle {:?}, {} rules, {} IPv4 and {} IPv6 prefixes, {} domain rules, \
-                 {} host loopback ports",
+                 {} host loopback ports, {} credentials",
                 path.display(),
                 policy.name,
                 policy.rules.len(),
                 plan.v4.len(),
                 plan.v6.len(),
                 policy.domains.len(),
-                plan.host_ports.len()
+                plan.host_ports.len(),
+                policy.credentials.len()
             );
             ExitCode::SUCCESS
         }

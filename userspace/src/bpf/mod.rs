@@ -9,10 +9,10 @@
 pub mod abi;
 pub mod events;
 pub mod learned;
-pub mod redirects;
 mod maps;
 mod objects;
 mod query;
+pub mod redirects;
 pub mod test_run;
 
 use std::fs::{self, File};

@@ -72,6 +72,9 @@ mod tests {
             .lock()
             .unwrap()
             .insert(("old.test".into(), a), Instant::now());
-        assert!(!r.resolved("old.test", a), "an expired answer does not count");
+        assert!(
+            !r.resolved("old.test", a),
+            "an expired answer does not count"
+        );
     }
 }

@@ -158,7 +158,10 @@ impl InspectedBody {
         let findings = match self.decoder.as_mut() {
             None => {
                 self.held.extend_from_slice(&data);
-                self.scan.as_mut().expect("scan while streaming").feed(&data)
+                self.scan
+                    .as_mut()
+                    .expect("scan while streaming")
+                    .feed(&data)
             }
             Some(d) => {
                 let mut plain = Vec::new();
@@ -255,6 +258,8 @@ pub struct AuditOnEnd {
     pub started: Instant,
     pub sink: Arc<Mutex<AuditSink>>,
     pub report: Option<SharedReport>,
+    /// What DLP did with body findings (the request was let through, so not `block`).
+    pub dlp_action: DlpAction,
 }
 
 impl AuditOnEnd {
@@ -265,6 +270,17 @@ impl AuditOnEnd {
             for d in &r.detectors {
                 if !self.event.detectors.contains(d) {
                     self.event.detectors.push(d.clone());
+                }
+            }
+            if !r.detectors.is_empty() {
+                let (action, reason) = match self.dlp_action {
+                    DlpAction::Redact => ("redact", "dlp_redacted"),
+                    DlpAction::Log => ("log", "dlp_logged"),
+                    DlpAction::Block => ("block", "dlp_blocked"),
+                };
+                self.event.dlp_action = Some(action);
+                if self.event.reason == "allowed" {
+                    self.event.reason = reason;
                 }
             }
         }

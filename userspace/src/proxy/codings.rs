@@ -11,7 +11,9 @@ use super::body::Decode;
 pub fn decoder_for(headers: &HeaderMap) -> Result<Option<Box<dyn Decode>>, &'static str> {
     for v in headers.get_all(CONTENT_ENCODING) {
         let v = v.to_str().map_err(|_| "bad_content_encoding")?;
-        if v.split(',').any(|c| !c.trim().eq_ignore_ascii_case("identity")) {
+        if v.split(',')
+            .any(|c| !c.trim().eq_ignore_ascii_case("identity"))
+        {
             return Err("unsupported_content_encoding");
         }
     }

@@ -45,8 +45,15 @@ pub async fn handle(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
     match peek_hello(&stream).await {
         Ok(hello) => {
             let Some(sni) = hello.sni else {
-                return refuse_tls(&shared, stream, ev, started, "no_sni", ALERT_UNRECOGNIZED_NAME)
-                    .await;
+                return refuse_tls(
+                    &shared,
+                    stream,
+                    ev,
+                    started,
+                    "no_sni",
+                    ALERT_UNRECOGNIZED_NAME,
+                )
+                .await;
             };
             ev.sni = Some(sni.clone());
             tls_flow(shared, stream, ev, started, orig, sni, peer).await;
@@ -161,7 +168,15 @@ async fn tls_flow(
                 }
             };
             let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-            let conn = Arc::new(Conn::new(shared.clone(), orig, sni, rule_id, h2, true, peer));
+            let conn = Arc::new(Conn::new(
+                shared.clone(),
+                orig,
+                sni,
+                rule_id,
+                h2,
+                true,
+                peer,
+            ));
             serve(conn, TokioIo::new(tls), h2).await;
         }
         WebDecision::Deny { .. } => unreachable!("refused above"),
@@ -170,7 +185,15 @@ async fn tls_flow(
 
 /// Plain HTTP: the name comes from each request's Host header, checked per request.
 async fn plain_flow(shared: Arc<Shared>, stream: TcpStream, orig: Original, peer: SocketAddr) {
-    let conn = Arc::new(Conn::new(shared, orig, String::new(), 0, false, false, peer));
+    let conn = Arc::new(Conn::new(
+        shared,
+        orig,
+        String::new(),
+        0,
+        false,
+        false,
+        peer,
+    ));
     serve(conn, TokioIo::new(stream), false).await;
 }
 

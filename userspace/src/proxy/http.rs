@@ -98,7 +98,10 @@ fn refusal(status: StatusCode, reason: &str, detectors: &[String]) -> Response<D
     );
     *resp.status_mut() = status;
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     if let Ok(v) = HeaderValue::from_str(reason) {
         h.insert(HeaderName::from_static("x-cork-refused"), v);
     }
@@ -273,7 +276,10 @@ pub async fn handle(conn: Arc<Conn>, mut req: Request<Incoming>) -> Response<Dow
         }
     }
     if !creds.is_empty() {
-        headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+        headers.insert(
+            header::ACCEPT_ENCODING,
+            HeaderValue::from_static("identity"),
+        );
     }
 
     // The request body: decoded for scanning when compressed, forwarded as it came.
@@ -377,7 +383,10 @@ pub async fn handle(conn: Arc<Conn>, mut req: Request<Incoming>) -> Response<Dow
     };
     let swap_back = swap::back_for(&creds);
     let mut out_headers = std::mem::take(resp.headers_mut());
-    strip_hop_by_hop(&mut out_headers, websocket && status == StatusCode::SWITCHING_PROTOCOLS);
+    strip_hop_by_hop(
+        &mut out_headers,
+        websocket && status == StatusCode::SWITCHING_PROTOCOLS,
+    );
     if let Some(sw) = swap_back.as_ref() {
         swap::headers_back(sw, &mut out_headers);
         out_headers.remove(header::CONTENT_LENGTH);
@@ -396,6 +405,7 @@ pub async fn handle(conn: Arc<Conn>, mut req: Request<Incoming>) -> Response<Dow
             started: r.started,
             sink: shared.cfg.sink.clone(),
             report: Some(report),
+            dlp_action: action,
         };
         if let Some(down) = down_upgrade {
             tokio::spawn(websocket_relay::relay(
@@ -406,7 +416,11 @@ pub async fn handle(conn: Arc<Conn>, mut req: Request<Incoming>) -> Response<Dow
             ));
         }
         return builder
-            .body(http_body_util::Empty::new().map_err(|n| match n {}).boxed_unsync())
+            .body(
+                http_body_util::Empty::new()
+                    .map_err(|n| match n {})
+                    .boxed_unsync(),
+            )
             .unwrap_or_else(|_| refusal(StatusCode::BAD_GATEWAY, "upstream_failed", &[]));
     }
 
@@ -415,6 +429,7 @@ pub async fn handle(conn: Arc<Conn>, mut req: Request<Incoming>) -> Response<Dow
         started: r.started,
         sink: shared.cfg.sink.clone(),
         report: Some(report),
+        dlp_action: action,
     };
     let body = ReturnBody::new(resp.into_body(), swap_back.map(swap::stream_back), audit);
     let mut out = Response::new(body.boxed_unsync());
@@ -454,10 +469,7 @@ async fn current_upstream(conn: &Conn, host: &str) -> Result<bool, upstream::Ups
     Ok(h2)
 }
 
-async fn send(
-    s: &mut Sender,
-    req: Request<UpBody>,
-) -> Result<Response<Incoming>, hyper::Error> {
+async fn send(s: &mut Sender, req: Request<UpBody>) -> Result<Response<Incoming>, hyper::Error> {
     match s {
         Sender::H1(s) => {
             s.ready().await?;
@@ -472,10 +484,7 @@ async fn send(
 
 /// Sends on the connection's shared upstream. HTTP/2 multiplexes; HTTP/1.1 takes turns
 /// (the lock is held only until the request is handed to the connection).
-async fn send_shared(
-    conn: &Conn,
-    req: Request<UpBody>,
-) -> Result<Response<Incoming>, BoxError> {
+async fn send_shared(conn: &Conn, req: Request<UpBody>) -> Result<Response<Incoming>, BoxError> {
     let fut = {
         let mut up = conn.upstream.lock().await;
         let Some(s) = up.as_mut() else {

@@ -12,9 +12,9 @@
 //!   `body` (streamed bodies), `upstream` (verified TLS to the real server), `codings`,
 //!   `swap`, `websocket_relay`, [`events`].
 
+mod body;
 pub mod ca;
 pub mod client_hello;
-mod body;
 mod codings;
 pub mod events;
 mod flow;

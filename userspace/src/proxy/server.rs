@@ -110,15 +110,12 @@ impl BoundWebProxy {
             .thread_name("cork-proxy")
             .enable_all()
             .build()?;
-        let mut server = ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(io::Error::other)?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(LeafResolver {
-            ca: cfg.ca.clone(),
-        }));
+        let mut server =
+            ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .map_err(io::Error::other)?
+                .with_no_client_auth()
+                .with_cert_resolver(Arc::new(LeafResolver { ca: cfg.ca.clone() }));
         server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         let roots = cfg.upstream_roots.clone();
         let shared = Arc::new(Shared {

@@ -1,0 +1,537 @@
+//! The inspecting proxy end to end: a bottle's real clients (curl, python3) reach HTTPS
+//! and HTTP servers in the test world through cork's kernel redirect and TLS-terminating
+//! proxy. Each test asserts what the client saw, what the upstream received (its request
+//! log), and the audit events.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use cork_integration::World;
+use cork_integration::audit::Audit;
+use cork_integration::dns_server::{DnsServer, Zone};
+use cork_integration::https_upstream::{BodyEnd, HttpsUpstream, TestCa, UpstreamConfig};
+use cork_integration::process::RunOutput;
+use serde_json::json;
+
+const API: &str = "api.example.test";
+const WAIT: Duration = Duration::from_secs(5);
+/// An AWS access key id shape the built-in detectors know (not a real key).
+const AWS_KEY: &str = "AKIAZ7QX2J4K5L6M7N8P";
+
+struct Setup {
+    world: World,
+    _dns: DnsServer,
+    api: HttpsUpstream,
+    pinned: HttpsUpstream,
+    ca_path: PathBuf,
+}
+
+fn zone() -> Zone {
+    Zone::new()
+        .a(API, "198.51.100.10", 300)
+        .aaaa(API, "2001:db8::10", 300)
+        .a("other.example.test", "198.51.100.10", 300)
+        .a("pinned.example.test", "198.51.100.11", 300)
+}
+
+fn setup(test: &str) -> Result<Setup> {
+    let world = World::new(test)?;
+    let dns = world.dns_server("198.51.100.53:53", zone())?;
+    let ca = TestCa::new()?;
+    let ca_path = world.path("upstream-ca", "pem");
+    ca.write_pem(&ca_path)?;
+    let api = world.https_upstream(
+        &ca,
+        UpstreamConfig::new()
+            .name(API)
+            .name("other.example.test")
+            .tls("198.51.100.10:443".parse()?)
+            .tls("[2001:db8::10]:443".parse()?)
+            .plain("198.51.100.10:80".parse()?),
+    )?;
+    let pinned = world.https_upstream(
+        &ca,
+        UpstreamConfig::new()
+            .name("pinned.example.test")
+            .tls("198.51.100.11:443".parse()?),
+    )?;
+    Ok(Setup {
+        world,
+        _dns: dns,
+        api,
+        pinned,
+        ca_path,
+    })
+}
+
+impl Setup {
+    /// The manifest body: the test's rules, then DNS and the upstream CA.
+    fn manifest(&self, rules: &str) -> String {
+        format!(
+            "{rules}\n[dns]\nupstream = [\"198.51.100.53\"]\n\n[tls]\nupstream_ca = [\"{}\"]\n",
+            self.ca_path.display()
+        )
+    }
+
+    /// Runs `script` with `sh -c` in a bottle; returns output and audit.
+    fn run_sh(&self, label: &str, rules: &str, script: &str) -> Result<(RunOutput, Audit)> {
+        let argv = vec!["sh".to_string(), "-c".into(), script.into()];
+        self.world.run_argv(label, &self.manifest(rules), &argv)
+    }
+}
+
+const API_RULE: &str = r#"
+[[egress.allow]]
+domain = "api.example.test"
+ports = [443, 80]
+"#;
+
+/// `curl` printing `<status>` after the body, with a deadline; no --cacert: the bottle's
+/// environment points curl at the bundle holding the bottle CA.
+fn curl(args: &str) -> String {
+    format!("curl -sS --max-time 10 -w ' status=%{{http_code}}\\n' {args}; echo \" rc=$?\"")
+}
+
+#[test]
+fn inspected_https_reaches_upstream_over_h1_h2_v4_v6() -> Result<()> {
+    let s = setup("inspected_https_reaches_upstream_over_h1_h2_v4_v6")?;
+    let script = [
+        curl("--http1.1 -4 https://api.example.test/one?token=abc"),
+        curl("--http2 -4 https://api.example.test/two"),
+        curl("--http1.1 -6 https://api.example.test/three"),
+        curl("--http2 -6 -X POST --data-binary hello https://api.example.test/four"),
+    ]
+    .join("\n");
+    let (out, audit) = s.run_sh("a", API_RULE, &script)?;
+    assert_eq!(
+        out.stdout.matches("status=200").count(),
+        4,
+        "{out}\n{}",
+        audit.dump()
+    );
+    let reqs = s.api.log().wait_settled(4, WAIT);
+    let paths: Vec<&str> = reqs.iter().map(|r| r.path()).collect();
+    assert_eq!(paths, ["/one", "/two", "/three", "/four"], "{reqs:#?}");
+    for r in &reqs {
+        assert_eq!(
+            r.sni.as_deref(),
+            Some(API),
+            "cork verified and named the upstream"
+        );
+    }
+    assert_eq!(
+        reqs[1].version, "HTTP/2.0",
+        "h2 end to end when both sides speak it"
+    );
+    assert_eq!(reqs[3].body, b"hello");
+    for path in ["/one?…", "/two", "/three", "/four"] {
+        audit.expect(
+            json!({"layer": "proxy", "event": "request", "verdict": "allow",
+            "sni": API, "host": API, "path": path, "status": 200}),
+        )?;
+    }
+    audit.expect(json!({"layer": "kernel", "reason": "proxy_redirect", "dport": 443}))?;
+    let _ = &s.pinned;
+    Ok(())
+}
+
+/// Python client: `post_chunks URL CHUNK...` sends a chunked POST, pausing between chunks;
+/// `sse URL` prints each event line with its arrival time in ms since the request.
+const PY_CLIENT: &str = r#"
+import http.client, ssl, sys, time, urllib.parse
+mode, url = sys.argv[1], sys.argv[2]
+u = urllib.parse.urlsplit(url)
+conn = http.client.HTTPSConnection(u.hostname, u.port or 443, timeout=10, context=ssl.create_default_context())
+path = u.path + ("?" + u.query if u.query else "")
+if mode == "post_chunks":
+    chunks = [c.encode() for c in sys.argv[3:]]
+    def gen():
+        for c in chunks:
+            yield c
+            time.sleep(0.3)
+    try:
+        conn.request("POST", path, body=gen(), encode_chunked=True, headers={"content-type": "text/plain"})
+        r = conn.getresponse()
+        print("status=%d" % r.status)
+        print(r.read().decode(errors="replace"))
+    except Exception as e:
+        print("error=%r" % (e,))
+elif mode == "sse":
+    t0 = time.monotonic()
+    conn.request("GET", path)
+    r = conn.getresponse()
+    print("status=%d" % r.status)
+    while True:
+        line = r.readline()
+        if not line:
+            break
+        if line.startswith(b"data:"):
+            print("event %s at %d" % (line.strip().decode(), (time.monotonic() - t0) * 1000))
+"#;
+
+fn py(args: &[&str]) -> String {
+    let mut s = format!("python3 -c '{}'", PY_CLIENT.replace('\'', r"'\''"));
+    for a in args {
+        s.push_str(&format!(" '{a}'"));
+    }
+    s
+}
+
+#[test]
+fn secrets_in_body_header_or_query_are_blocked_before_upstream() -> Result<()> {
+    let s = setup("secrets_in_body_header_or_query_are_blocked_before_upstream")?;
+    let script = [
+        curl(&format!(
+            "--data-binary 'key id {AWS_KEY} here' https://api.example.test/body"
+        )),
+        curl(&format!(
+            "-H 'x-note: {AWS_KEY}' https://api.example.test/header"
+        )),
+        curl(&format!("'https://api.example.test/query?k={AWS_KEY}'")),
+        curl("--data-binary 'nothing to see' https://api.example.test/clean"),
+    ]
+    .join("\n");
+    let (out, audit) = s.run_sh("a", API_RULE, &script)?;
+    assert_eq!(out.stdout.matches("status=403").count(), 3, "{out}");
+    assert!(
+        out.stdout.contains("aws-access-key-id"),
+        "the refusal names the detector: {out}"
+    );
+    assert!(
+        !out.stdout.contains(AWS_KEY),
+        "the refusal never echoes the secret: {out}"
+    );
+    // The body request reached upstream only as a head and a cut body; the header and
+    // query requests never left.
+    let reqs = s
+        .api
+        .log()
+        .wait_until(WAIT, |r| r.iter().any(|r| r.path() == "/clean"));
+    for r in &reqs {
+        match r.path() {
+            "/clean" => assert_eq!(r.body_end, BodyEnd::Complete),
+            "/body" => assert_ne!(r.body_end, BodyEnd::Complete, "{r:#?}"),
+            other => panic!("{other} reached upstream: {r:#?}"),
+        }
+    }
+    assert!(!s.api.log().saw(AWS_KEY.as_bytes()));
+    for path in ["/body", "/header", "/query?…"] {
+        audit.expect(
+            json!({"layer": "proxy", "verdict": "deny", "reason": "dlp_blocked",
+            "path": path, "status": 403, "detectors": ["aws-access-key-id"]}),
+        )?;
+    }
+    assert!(
+        !audit.dump().contains(AWS_KEY),
+        "the audit log never holds the secret"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_secret_split_across_chunks_is_caught_and_never_arrives() -> Result<()> {
+    let s = setup("a_secret_split_across_chunks_is_caught_and_never_arrives")?;
+    let (a, b) = AWS_KEY.split_at(9);
+    let script = py(&[
+        "post_chunks",
+        "https://api.example.test/split",
+        "lead text ",
+        a,
+        b,
+        " tail",
+    ]);
+    let (out, audit) = s.run_sh("a", API_RULE, &script)?;
+    assert!(out.stdout.contains("status=403"), "{out}");
+    audit.expect(json!({"layer": "proxy", "reason": "dlp_blocked", "path": "/split"}))?;
+    // The upstream may have seen the request start (bytes before the secret) but never
+    // the secret, and the body did not end normally.
+    let reqs = s.api.log().requests();
+    assert!(!s.api.log().saw(AWS_KEY.as_bytes()), "{reqs:#?}");
+    assert!(
+        !s.api.log().saw(a.as_bytes()),
+        "no prefix of the secret either: {reqs:#?}"
+    );
+    for r in &reqs {
+        assert_ne!(r.body_end, BodyEnd::Complete, "{r:#?}");
+    }
+    Ok(())
+}
+
+#[test]
+fn redact_mode_forwards_the_body_with_the_secret_replaced() -> Result<()> {
+    let s = setup("redact_mode_forwards_the_body_with_the_secret_replaced")?;
+    let rules = format!("{API_RULE}\n[dlp]\naction = \"redact\"\n");
+    let script = curl(&format!(
+        "--data-binary 'before {AWS_KEY} after' https://api.example.test/r"
+    ));
+    let (out, audit) = s.run_sh("a", &rules, &script)?;
+    assert!(out.stdout.contains("status=200"), "{out}");
+    let reqs = s.api.log().wait_settled(1, WAIT);
+    assert_eq!(reqs[0].body, b"before [REDACTED] after", "{reqs:#?}");
+    audit.expect(
+        json!({"layer": "proxy", "verdict": "allow", "reason": "dlp_redacted",
+        "dlp_action": "redact", "detectors": ["aws-access-key-id"]}),
+    )?;
+    Ok(())
+}
+
+#[test]
+fn fronting_no_sni_and_unresolved_destinations_are_refused() -> Result<()> {
+    let s = setup("fronting_no_sni_and_unresolved_destinations_are_refused")?;
+    let rules = format!(
+        "{API_RULE}\n[[egress.allow]]\ndomain = \"other.example.test\"\nports = [443]\n\n\
+         [[egress.allow]]\ndomain = \"pinned.example.test\"\nports = [443]\n"
+    );
+    let script = [
+        // resolve all three names first, so the kernel allows their addresses
+        "getent ahosts api.example.test other.example.test pinned.example.test >/dev/null"
+            .to_string(),
+        curl("--http1.1 -H 'Host: other.example.test' https://api.example.test/front1"),
+        curl("--http2 -H 'Host: other.example.test' https://api.example.test/front2"),
+        // an IP literal: no SNI
+        curl("-k https://198.51.100.10/nosni"),
+        // a name the policy does not know, at an allowed address
+        curl("--resolve evil.test:443:198.51.100.10 https://evil.test/unknown"),
+        // an allowed name at an address resolved only for another name
+        curl("--resolve api.example.test:443:198.51.100.11 https://api.example.test/wrongip"),
+    ]
+    .join("\n");
+    let (out, audit) = s.run_sh("a", &rules, &script)?;
+    assert!(
+        out.stdout.contains("status=403"),
+        "HTTP/1.1 fronting: {out}"
+    );
+    assert!(
+        out.stdout.contains("status=421"),
+        "HTTP/2 coalescing: {out}"
+    );
+    assert_eq!(
+        out.stdout.matches("status=000").count(),
+        3,
+        "TLS refused: {out}"
+    );
+    assert!(
+        s.api.log().requests().is_empty(),
+        "{:#?}",
+        s.api.log().requests()
+    );
+    assert!(s.pinned.log().requests().is_empty());
+    audit.expect(json!({"layer": "proxy", "reason": "host_mismatch", "status": 403}))?;
+    audit.expect(json!({"layer": "proxy", "reason": "host_mismatch", "status": 421}))?;
+    audit.expect(json!({"layer": "proxy", "event": "connection", "reason": "no_sni"}))?;
+    audit.expect(
+        json!({"layer": "proxy", "event": "connection", "sni": "evil.test",
+        "reason": "unknown_name"}),
+    )?;
+    audit.expect(json!({"layer": "proxy", "event": "connection", "sni": API,
+        "reason": "not_resolved_for_name", "dst": "198.51.100.11:443"}))?;
+    Ok(())
+}
+
+#[test]
+fn pass_through_rules_relay_tls_untouched() -> Result<()> {
+    let s = setup("pass_through_rules_relay_tls_untouched")?;
+    let rules =
+        "[[egress.allow]]\ndomain = \"pinned.example.test\"\nports = [443]\ninspect = false\n";
+    // The client trusts only the upstream's own CA: it works only without interception.
+    let script = curl(&format!(
+        "--cacert {} https://pinned.example.test/pinned",
+        s.ca_path.display()
+    ));
+    let (out, audit) = s.run_sh("a", rules, &script)?;
+    assert!(out.stdout.contains("status=200"), "{out}");
+    let reqs = s.pinned.log().wait_settled(1, WAIT);
+    assert_eq!(reqs[0].path(), "/pinned");
+    audit.expect(
+        json!({"layer": "proxy", "event": "connection", "mode": "passthrough",
+        "verdict": "allow", "sni": "pinned.example.test"}),
+    )?;
+    audit.expect_none(json!({"layer": "proxy", "event": "request"}))?;
+    Ok(())
+}
+
+#[test]
+fn sse_streams_through_the_proxy() -> Result<()> {
+    let s = setup("sse_streams_through_the_proxy")?;
+    let script = py(&["sse", "https://api.example.test/sse?n=4&interval_ms=300"]);
+    let (out, _audit) = s.run_sh("a", API_RULE, &script)?;
+    let times: Vec<u64> = out
+        .stdout
+        .lines()
+        .filter_map(|l| {
+            l.rsplit_once(" at ")
+                .and_then(|(_, t)| t.trim().parse().ok())
+        })
+        .collect();
+    assert_eq!(times.len(), 4, "{out}");
+    assert!(
+        times[3] >= times[0] + 600,
+        "events arrive as sent, not all at the end: {times:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn git_push_and_unrouted_requests_are_refused() -> Result<()> {
+    let s = setup("git_push_and_unrouted_requests_are_refused")?;
+    // api: routes; other: no routes (any request but a push).
+    let rules = r#"
+[[egress.allow]]
+domain = "api.example.test"
+ports = [443]
+
+[[egress.allow.http]]
+methods = ["GET"]
+paths = ["/v1/"]
+
+[[egress.allow]]
+domain = "other.example.test"
+ports = [443]
+"#;
+    let script = [
+        curl("https://api.example.test/v1/ok"),
+        curl("https://api.example.test/v1x"),
+        curl("-X POST https://api.example.test/v1/post"),
+        curl("'https://other.example.test/repo.git/info/refs?service=git-upload-pack'"),
+        curl("-X POST https://other.example.test/repo.git/git-receive-pack"),
+        curl("'https://other.example.test/repo.git/info/refs?service=git-receive-pack'"),
+    ]
+    .join("\n");
+    let (out, audit) = s.run_sh("a", rules, &script)?;
+    let statuses: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter_map(|l| l.split("status=").nth(1))
+        .collect();
+    assert_eq!(
+        statuses,
+        ["200", "403", "403", "200", "403", "403"],
+        "{out}"
+    );
+    let paths: Vec<String> = s
+        .api
+        .log()
+        .wait_settled(2, WAIT)
+        .iter()
+        .map(|r| r.path().to_string())
+        .collect();
+    assert_eq!(paths, ["/v1/ok", "/repo.git/info/refs"]);
+    audit.expect(json!({"layer": "proxy", "reason": "no_route", "path": "/v1x"}))?;
+    audit.expect(json!({"layer": "proxy", "reason": "no_route", "method": "POST"}))?;
+    audit.expect(json!({"layer": "proxy", "reason": "git_push_refused",
+        "path": "/repo.git/git-receive-pack"}))?;
+    audit.expect(json!({"layer": "proxy", "reason": "git_push_refused",
+        "path": "/repo.git/info/refs?…"}))?;
+    Ok(())
+}
+
+#[test]
+fn credentials_are_swapped_in_upstream_and_never_reach_the_bottle() -> Result<()> {
+    let s = setup("credentials_are_swapped_in_upstream_and_never_reach_the_bottle")?;
+    let real = "real-acme-key-0d9f8e7c6b5a";
+    let rules = format!(
+        "{API_RULE}\n[[egress.allow]]\ndomain = \"other.example.test\"\nports = [443]\n\n\
+         [[credentials]]\ndomain = \"api.example.test\"\nheader = \"x-api-key\"\n\
+         placeholder = \"cork-placeholder-acme\"\nenv = \"ACME_API_KEY\"\nvalue_env = \"ACME_REAL_KEY\"\n"
+    );
+    let script = [
+        "echo \"env=$ACME_API_KEY\"".to_string(),
+        "env | grep -c real-acme || true".to_string(),
+        curl(
+            "-H \"x-api-key: $ACME_API_KEY\" 'https://api.example.test/echo-header?name=x-api-key'",
+        ),
+        // the placeholder sent to another domain is not swapped
+        curl("-H \"x-api-key: $ACME_API_KEY\" https://other.example.test/elsewhere"),
+    ]
+    .join("\n");
+    let manifest = s.world.manifest("a", &s.manifest(&rules))?;
+    let argv = vec!["sh".to_string(), "-c".into(), script];
+    let mut cmd = s.world.cork_run(&manifest, "a", &argv);
+    cmd.env("ACME_REAL_KEY", real);
+    let out = s.world.run(&mut cmd)?;
+    assert_eq!(out.code(), 0, "{out}");
+    let audit = Audit::read(&s.world.audit_path_for("a"))?;
+    assert!(out.stdout.contains("env=cork-placeholder-acme"), "{out}");
+    assert!(
+        out.stdout.starts_with("env=cork-placeholder-acme\n0\n"),
+        "no real value in the bottle's env: {out}"
+    );
+    assert!(
+        !out.stdout.contains(real),
+        "an echoed credential is swapped back: {out}"
+    );
+    assert!(
+        out.stdout.contains("cork-placeholder-acme status=200"),
+        "{out}"
+    );
+    let reqs = s.api.log().wait_settled(2, WAIT);
+    let first = reqs
+        .iter()
+        .find(|r| r.path() == "/echo-header")
+        .context("echo")?;
+    assert_eq!(
+        first.header("x-api-key"),
+        Some(real),
+        "upstream got the real value"
+    );
+    let second = reqs
+        .iter()
+        .find(|r| r.path() == "/elsewhere")
+        .context("other")?;
+    assert_eq!(second.header("x-api-key"), Some("cork-placeholder-acme"));
+    audit.expect(
+        json!({"layer": "proxy", "path": "/echo-header?…", "credentials": ["ACME_API_KEY"]}),
+    )?;
+    assert!(
+        !audit.dump().contains(real),
+        "the audit log never holds the real value"
+    );
+    Ok(())
+}
+
+#[test]
+fn quic_to_an_inspected_port_is_refused_in_the_kernel() -> Result<()> {
+    let s = setup("quic_to_an_inspected_port_is_refused_in_the_kernel")?;
+    let script = "getent ahosts api.example.test >/dev/null; \
+        python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ntry:\n s.sendto(b\"q\", (\"198.51.100.10\", 443)); print(\"sent\")\nexcept OSError as e: print(\"errno\", e.errno)'";
+    // UDP is allowed to the name (proto "any"), but not to the port whose TCP is inspected.
+    let rules = "[[egress.allow]]\ndomain = \"api.example.test\"\nports = [443]\nproto = \"any\"\n";
+    let (out, audit) = s.run_sh("a", rules, script)?;
+    assert!(out.stdout.contains("errno 1"), "EPERM: {out}");
+    audit.expect(
+        json!({"layer": "kernel", "verdict": "deny", "reason": "quic_refused",
+        "proto": "udp", "dport": 443}),
+    )?;
+    Ok(())
+}
+
+#[test]
+fn plain_http_gets_the_same_host_checks() -> Result<()> {
+    let s = setup("plain_http_gets_the_same_host_checks")?;
+    let rules =
+        format!("{API_RULE}\n[[egress.allow]]\ndomain = \"other.example.test\"\nports = [443]\n");
+    let script = [
+        curl("-4 http://api.example.test/plain"),
+        curl("-4 -H 'Host: other.example.test' http://api.example.test/other-port"),
+        curl("-4 -H 'Host: evil.test' http://api.example.test/unknown"),
+        curl(&format!(
+            "-4 --data-binary '{AWS_KEY}' http://api.example.test/secret"
+        )),
+    ]
+    .join("\n");
+    let (out, audit) = s.run_sh("a", &rules, &script)?;
+    let statuses: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter_map(|l| l.split("status=").nth(1))
+        .collect();
+    assert_eq!(statuses, ["200", "403", "403", "403"], "{out}");
+    let reqs = s.api.log().wait_settled(1, WAIT);
+    assert_eq!(reqs.len(), 1);
+    assert_eq!(reqs[0].sni, None, "plain HTTP upstream");
+    audit
+        .expect(json!({"layer": "proxy", "mode": "plain", "verdict": "allow", "path": "/plain"}))?;
+    audit.expect(json!({"layer": "proxy", "mode": "plain", "reason": "unknown_name"}))?;
+    Ok(())
+}
