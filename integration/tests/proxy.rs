@@ -535,3 +535,99 @@ fn plain_http_gets_the_same_host_checks() -> Result<()> {
     audit.expect(json!({"layer": "proxy", "mode": "plain", "reason": "unknown_name"}))?;
     Ok(())
 }
+
+#[test]
+fn node_and_git_work_unchanged_and_git_push_is_refused() -> Result<()> {
+    let s = setup("node_and_git_work_unchanged_and_git_push_is_refused")?;
+    let node = "node -e 'require(\"https\").get(\"https://api.example.test/from-node\", r => { \
+        let b = \"\"; r.on(\"data\", d => b += d); r.on(\"end\", () => console.log(\"node status=\" + r.statusCode)); \
+        }).on(\"error\", e => console.log(\"node error \" + e.message))'";
+    let script = [
+        node.to_string(),
+        // git over smart HTTP: discovery reaches upstream (which is no git server)...
+        "git ls-remote https://api.example.test/repo.git 2>&1 | tail -1; echo \"ls rc=$?\"".to_string(),
+        // ...a push is refused by cork before upstream sees it.
+        "cd /tmp && rm -rf cork-push-$$ && git init -q cork-push-$$ && cd cork-push-$$ && \
+         git -c user.email=a@b.test -c user.name=a commit -q --allow-empty -m x && \
+         git push https://api.example.test/repo.git HEAD:main 2>&1 | tail -2; cd /tmp && rm -rf cork-push-$$"
+            .to_string(),
+    ]
+    .join("\n");
+    let (out, audit) = s.run_sh("a", API_RULE, &script)?;
+    if which("node") {
+        assert!(out.stdout.contains("node status=200"), "{out}");
+    }
+    assert!(
+        out.stdout.contains("403"),
+        "git push refused with 403: {out}"
+    );
+    let reqs = s.api.log().requests();
+    assert!(
+        reqs.iter()
+            .any(|r| r.target == "/repo.git/info/refs?service=git-upload-pack"),
+        "git's TLS trusted the bottle CA via GIT_SSL_CAINFO: {reqs:#?}"
+    );
+    assert!(
+        !reqs.iter().any(|r| r.target.contains("git-receive-pack")),
+        "{reqs:#?}"
+    );
+    audit.expect(json!({"layer": "proxy", "reason": "git_push_refused"}))?;
+    Ok(())
+}
+
+fn which(program: &str) -> bool {
+    std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[test]
+fn an_unverifiable_upstream_is_a_502_with_a_reason() -> Result<()> {
+    let s = setup("an_unverifiable_upstream_is_a_502_with_a_reason")?;
+    // No [tls] upstream_ca: the test CA is unknown to cork, so upstream TLS must fail.
+    let manifest = format!("{API_RULE}\n[dns]\nupstream = [\"198.51.100.53\"]\n");
+    let argv = vec![
+        "sh".to_string(),
+        "-c".into(),
+        curl("https://api.example.test/x"),
+    ];
+    let (out, audit) = s.world.run_argv("a", &manifest, &argv)?;
+    assert!(
+        out.stdout.contains("upstream_tls") && out.stdout.contains("status=502"),
+        "{out}"
+    );
+    let ev = audit.expect(json!({"layer": "proxy", "reason": "upstream_tls", "status": 502}))?;
+    assert!(
+        ev["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("certificate")),
+        "{ev}"
+    );
+    assert!(s.api.log().requests().is_empty());
+    Ok(())
+}
+
+#[test]
+fn connect_and_h2c_upgrades_are_refused() -> Result<()> {
+    let s = setup("connect_and_h2c_upgrades_are_refused")?;
+    let script = [
+        curl("--http1.1 -X CONNECT https://api.example.test/x"),
+        curl("--http1.1 -H 'Upgrade: h2c' -H 'Connection: Upgrade, HTTP2-Settings' -H 'HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA' https://api.example.test/up"),
+        curl("--http1.1 -4 --http2 http://api.example.test/h2c"),
+    ]
+    .join("\n");
+    let (out, audit) = s.run_sh("a", API_RULE, &script)?;
+    assert_eq!(out.stdout.matches("status=403").count(), 3, "{out}");
+    audit.expect(json!({"layer": "proxy", "reason": "connect_refused"}))?;
+    audit.expect(json!({"layer": "proxy", "reason": "upgrade_refused", "path": "/up"}))?;
+    audit.expect(
+        json!({"layer": "proxy", "reason": "upgrade_refused", "path": "/h2c", "mode": "plain"}),
+    )?;
+    assert!(
+        s.api.log().requests().is_empty(),
+        "{:#?}",
+        s.api.log().requests()
+    );
+    Ok(())
+}
