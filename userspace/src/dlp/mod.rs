@@ -20,8 +20,8 @@
 //! that must block *before* forwarding a secret holds back the bytes past `settled()`.
 
 mod detectors;
-mod keywords;
 mod known;
+mod needles;
 mod redact;
 mod scanner;
 
