@@ -2,6 +2,7 @@
 
 mod builtin;
 mod config;
+mod decode;
 mod known;
 mod reference;
 mod stream;
