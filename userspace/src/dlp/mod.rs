@@ -11,7 +11,8 @@
 //! into audit events.
 //!
 //! Bodies reach the scanner through [`decode`], which undoes their `Content-Encoding`
-//! as they stream.
+//! as they stream. [`swap`] puts real credentials in place of the placeholders a bottle
+//! holds, and back.
 //!
 //! # Semantics
 //! Every detector's match length is bounded (at most [`MAX_MATCH_LEN`] bytes; checked when
@@ -28,6 +29,7 @@ mod known;
 mod needles;
 mod redact;
 mod scanner;
+pub mod swap;
 
 #[cfg(test)]
 mod tests;

@@ -6,6 +6,7 @@ mod decode;
 mod known;
 mod reference;
 mod stream;
+mod swap;
 
 use super::{Config, Finding, KnownSecret, Scanner};
 
