@@ -7,8 +7,11 @@
 //! - [`client_hello`]: a pure parser for the first bytes a client sends, used before any TLS
 //!   is terminated to decide pass-through / inspect / deny by SNI, and to refuse flows that
 //!   have no SNI, hide it (ECH), or are not TLS at all (plain HTTP on 443).
+//! - [`websocket`]: a frame reader for relayed WebSocket traffic, so DLP can scan each
+//!   message's payload as one stream while the original bytes are forwarded.
 
 pub mod client_hello;
+pub mod websocket;
 
 pub use client_hello::{
     ClientHelloInfo, HelloError, MAX_PEEK_LEN, NameError, normalize_host_name, peek_client_hello,
