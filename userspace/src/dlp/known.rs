@@ -1,5 +1,5 @@
 //! Known secrets: every real credential value cork holds, in each encoding an agent could
-//! pass it through, in one Aho-Corasick automaton.
+//! pass it through, as needles for the scanner's one automaton (see `needles`).
 //!
 //! Per secret: the value verbatim; standard base64 and base64url at each of the three
 //! alignments it can have inside a larger base64 stream (only the characters fully
@@ -8,8 +8,6 @@
 //! `fragment_min_len` bytes, which the scanner extends to the longest run of the value.
 
 use std::collections::HashMap;
-
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, Input, MatchKind};
 
 use super::{DlpError, KnownSecret, MAX_KNOWN_SECRET_LEN, MIN_KNOWN_SECRET_LEN};
 
@@ -24,10 +22,12 @@ struct Pattern {
     fragment_at: Option<usize>,
 }
 
-/// The compiled known-secret set.
+/// The known-secret patterns. Matching them is leftmost-longest over all patterns, with a
+/// fragment extended to the longest run of its value.
 #[derive(Debug)]
 pub(super) struct KnownSet {
-    ac: AhoCorasick,
+    /// The needles, numbered as `patterns`.
+    needles: Vec<Vec<u8>>,
     patterns: Vec<Pattern>,
     /// `known-secret:<name>` per secret.
     names: Vec<String>,
@@ -90,15 +90,8 @@ impl KnownSet {
         }
         let max_len = order.iter().map(Vec::len).max().unwrap_or(0);
         let patterns = order.iter().map(|b| index[b]).collect();
-        let ac = AhoCorasickBuilder::new()
-            .match_kind(MatchKind::LeftmostLongest)
-            .build(&order)
-            .map_err(|source| DlpError::Automaton {
-                what: "known-secret",
-                source,
-            })?;
         Ok(Some(KnownSet {
-            ac,
+            needles: order,
             patterns,
             names: secrets
                 .iter()
@@ -109,21 +102,25 @@ impl KnownSet {
         }))
     }
 
-    /// The leftmost-longest match at or after `at`: its range (a fragment extended to the
-    /// longest run of the value) and the detector name.
-    pub fn find_at(&self, hay: &[u8], at: usize) -> Option<(std::ops::Range<usize>, &str)> {
-        let m = self.ac.find(Input::new(hay).span(at..hay.len()))?;
-        let p = self.patterns[m.pattern().as_usize()];
-        let mut end = m.end();
+    /// Every pattern, numbered from 0.
+    pub fn needles(&self) -> impl Iterator<Item = &[u8]> {
+        self.needles.iter().map(Vec::as_slice)
+    }
+
+    /// The finding for pattern `n` found at `start` in `hay`: its range (a fragment
+    /// extended to the longest run of the value) and the detector name.
+    pub fn matched(&self, hay: &[u8], start: usize, n: usize) -> (std::ops::Range<usize>, &str) {
+        let p = self.patterns[n];
+        let mut end = start + self.needles[n].len();
         if let Some(off) = p.fragment_at {
             let value = &self.values[p.secret];
-            let mut next = off + m.len();
+            let mut next = off + self.needles[n].len();
             while next < value.len() && end < hay.len() && hay[end] == value[next] {
                 next += 1;
                 end += 1;
             }
         }
-        Some((m.start()..end, &self.names[p.secret]))
+        (start..end, &self.names[p.secret])
     }
 }
 

@@ -10,6 +10,10 @@
 //! detector's name and a stream offset, never the matched bytes, so they can go straight
 //! into audit events.
 //!
+//! Bodies reach the scanner through [`decode`], which undoes their `Content-Encoding`
+//! as they stream. [`swap`] puts real credentials in place of the placeholders a bottle
+//! holds, and back.
+//!
 //! # Semantics
 //! Every detector's match length is bounded (at most [`MAX_MATCH_LEN`] bytes; checked when
 //! the scanner is built). The findings of a stream are exactly what a leftmost,
@@ -19,11 +23,13 @@
 //! offset that is, and [`StreamScan::finish`] reports the rest at end of stream. A proxy
 //! that must block *before* forwarding a secret holds back the bytes past `settled()`.
 
+pub mod decode;
 mod detectors;
-mod keywords;
 mod known;
+mod needles;
 mod redact;
 mod scanner;
+pub mod swap;
 
 #[cfg(test)]
 mod tests;

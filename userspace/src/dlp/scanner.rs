@@ -7,19 +7,20 @@
 //! character ahead). So the carry-over never exceeds [`Scanner::max_carry`], and the
 //! findings do not depend on how the stream was split.
 //!
-//! Regexes do not run over the whole buffer. The keyword prefilter reads each byte once
-//! and records where each detector's keywords start; as every match holds a keyword, a
+//! Regexes do not run over the whole buffer. The needle pass (see `needles`) reads each
+//! byte once and records where each detector's keywords and each known-secret pattern
+//! start; known-secret findings come straight from it. As every match holds a keyword, a
 //! detector's regex runs only at those starts (anchored, when its matches begin with the
 //! keyword) or in windows reaching back `lead` bytes from them. A match is reported only
-//! once every keyword start it could depend on has been seen, which the keyword scan
-//! lags behind the data by less than the longest keyword. Detectors without keywords
+//! once every keyword start it could depend on has been seen, which the needle pass
+//! lags behind the data by less than the longest needle. Detectors without keywords
 //! search the whole buffer.
 
 use std::collections::VecDeque;
 
 use super::detectors::Compiled;
-use super::keywords::Keywords;
 use super::known::KnownSet;
+use super::needles::Needles;
 use super::{Config, DlpError, Finding, MIN_KNOWN_SECRET_LEN, builtin_detectors};
 
 /// Bytes of context kept around a match for look-around assertions (`\b`, `(?m)^`),
@@ -30,8 +31,8 @@ const LOOKAROUND: usize = 8;
 #[derive(Debug)]
 pub struct Scanner {
     pub(super) detectors: Vec<Compiled>,
-    /// Keyword prefilter over every detector's keywords.
-    keywords: Option<Keywords>,
+    /// Every detector's keywords and every known-secret pattern.
+    needles: Option<Needles>,
     known: Option<KnownSet>,
     max_carry: usize,
 }
@@ -60,8 +61,12 @@ impl Scanner {
             detectors.push(Compiled::new(d)?);
         }
 
-        let keywords = Keywords::new(&detectors)?;
         let known = KnownSet::new(&config.known_secrets, config.fragment_min_len)?;
+        let known_needles: Vec<&[u8]> = known
+            .as_ref()
+            .map(|k| k.needles().collect())
+            .unwrap_or_default();
+        let needles = Needles::new(&detectors, &known_needles)?;
 
         let longest = detectors
             .iter()
@@ -69,14 +74,14 @@ impl Scanner {
             .chain(known.as_ref().map(|k| k.max_len))
             .max()
             .unwrap_or(0);
-        // Keyword starts are known up to the longest keyword before the end of the data,
+        // Keyword starts are known up to the longest needle before the end of the data,
         // and a match may start up to its detector's `lead` before its keyword.
-        let keyword_lag = keywords.as_ref().map_or(0, |k| {
+        let keyword_lag = needles.as_ref().map_or(0, |k| {
             k.max_len + detectors.iter().map(|d| d.lead).max().unwrap_or(0)
         });
         Ok(Scanner {
             detectors,
-            keywords,
+            needles,
             known,
             max_carry: (longest + LOOKAROUND).max(keyword_lag) + LOOKAROUND,
         })
@@ -91,7 +96,8 @@ impl Scanner {
             next: vec![0; self.detectors.len()],
             known_next: 0,
             hits: vec![VecDeque::new(); self.detectors.len()],
-            keywords_next: 0,
+            known_hits: VecDeque::new(),
+            needles_next: 0,
             lower: Vec::new(),
         }
     }
@@ -121,9 +127,12 @@ pub struct StreamScan<'s> {
     /// Per detector: stream offsets where one of its keywords starts, in order; those
     /// before the detector's `next` are dropped as the search passes them.
     hits: Vec<VecDeque<u64>>,
-    /// Keyword starts before this offset are in `hits`.
-    keywords_next: u64,
-    /// Scratch for the keyword prefilter (about one chunk), reused between feeds.
+    /// Stream offsets where a known-secret pattern starts, with the longest pattern
+    /// there; those before `known_next` are dropped as the search passes them.
+    known_hits: VecDeque<(u64, usize)>,
+    /// Needles starting before this offset are in `hits` and `known_hits`.
+    needles_next: u64,
+    /// Scratch for the needle pass (about one chunk), reused between feeds.
     lower: Vec<u8>,
 }
 
@@ -179,22 +188,35 @@ impl StreamScan<'_> {
         let idx = |off: u64| usize::try_from(off - base).unwrap_or(usize::MAX);
         let mut out = Vec::new();
 
-        if let Some(kw) = &sc.keywords {
-            // Keywords starting this close to the end may still be cut short.
+        if let Some(needles) = &sc.needles {
+            // Needles starting this close to the end may still be cut short.
             let until = if last {
                 end
             } else {
-                end.saturating_sub(kw.max_len as u64 - 1)
+                end.saturating_sub(needles.max_len as u64 - 1)
             };
-            let from = self.keywords_next.max(base);
+            let from = self.needles_next.max(base);
             if until > from {
-                let hits = &mut self.hits;
-                kw.scan(hay, idx(from), idx(until), &mut self.lower, |p, ds| {
-                    for &d in ds {
-                        hits[d].push_back(base + p as u64);
-                    }
-                });
-                self.keywords_next = until;
+                let (hits, known_hits) = (&mut self.hits, &mut self.known_hits);
+                needles.scan(
+                    hay,
+                    idx(from),
+                    idx(until),
+                    &mut self.lower,
+                    |p, ds, known| {
+                        let p = base + p as u64;
+                        for &d in ds {
+                            // Two keywords of one detector may start at one position.
+                            if hits[d].back() != Some(&p) {
+                                hits[d].push_back(p);
+                            }
+                        }
+                        if let Some(n) = known {
+                            known_hits.push_back((p, n));
+                        }
+                    },
+                );
+                self.needles_next = until;
             }
         }
 
@@ -228,7 +250,7 @@ impl StreamScan<'_> {
                 let known_to = if last {
                     end
                 } else {
-                    self.keywords_next.saturating_sub(d.lead as u64)
+                    self.needles_next.saturating_sub(d.lead as u64)
                 };
                 let fin = settle(d.max_len).min(known_to);
                 let hits = &mut self.hits[i];
@@ -290,19 +312,26 @@ impl StreamScan<'_> {
         }
 
         if let Some(k) = &sc.known {
-            let fin = settle(k.max_len);
+            // Leftmost-longest, non-overlapping: the next pattern start at or after the
+            // end of the previous finding, once the needle pass has covered it.
+            let fin = if last {
+                end
+            } else {
+                settle(k.max_len).min(self.needles_next)
+            };
             let mut at = self.known_next;
-            while at < end {
-                let Some((m, name)) = k.find_at(hay, idx(at)) else {
-                    break;
-                };
-                let start = base + m.start as u64;
-                if start >= fin {
+            while let Some(&(p, n)) = self.known_hits.front() {
+                if p >= fin {
                     break;
                 }
+                self.known_hits.pop_front();
+                if p < at {
+                    continue;
+                }
+                let (m, name) = k.matched(hay, idx(p), n);
                 at = base + m.end as u64;
                 out.push(Finding {
-                    start,
+                    start: p,
                     len: m.len(),
                     detector: name.to_string(),
                 });

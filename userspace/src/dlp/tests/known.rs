@@ -116,3 +116,39 @@ fn whole_value_is_one_finding() {
     assert_eq!((found[0].start, found[0].len), (2, VALUE.len()));
     assert_eq!(found[1].start, 2 + VALUE.len() as u64);
 }
+
+#[test]
+fn a_secret_and_a_keyword_starting_at_one_place_are_both_found() {
+    // Keywords and known-secret patterns share one automaton, which reports only the
+    // longest needle at a position: the shorter one must still be found.
+    use super::{ALNUM, fake, scan_split};
+    let token = format!("ghp_{}", fake(ALNUM, 36));
+    let sc = scanner(Config {
+        known_secrets: vec![
+            // Longer than the `ghp_` keyword it starts with.
+            secret("GH", token.as_bytes()),
+            // Shorter than the `pypi-AgEIcHlwaS5vcmc` keyword that starts with it.
+            secret("PYPI_PREFIX", b"pypi-AgEIcH"),
+        ],
+        ..Config::default()
+    });
+    // A different alphabet, so that it holds no fragment of `token`.
+    let pypi = format!("pypi-AgEIcHlwaS5vcmc{}", fake("Zq8Xw2Rt5Yu7Io9Pl", 60));
+    let text = format!("a {token} b {pypi} c");
+    let mut want = vec![
+        ("github-token", 2),
+        ("known-secret:GH", 2),
+        ("pypi-token", 2 + token.len() + 3),
+        ("known-secret:PYPI_PREFIX", 2 + token.len() + 3),
+    ];
+    want.sort();
+    for at in 0..=text.len() {
+        let mut got: Vec<(&str, usize)> = Vec::new();
+        let found = scan_split(&sc, text.as_bytes(), &[at]);
+        for f in &found {
+            got.push((f.detector.as_str(), f.start as usize));
+        }
+        got.sort();
+        assert_eq!(got, want, "split at {at}");
+    }
+}

@@ -2,9 +2,11 @@
 
 mod builtin;
 mod config;
+mod decode;
 mod known;
 mod reference;
 mod stream;
+mod swap;
 
 use super::{Config, Finding, KnownSecret, Scanner};
 
