@@ -631,3 +631,176 @@ fn connect_and_h2c_upgrades_are_refused() -> Result<()> {
     );
     Ok(())
 }
+
+/// A minimal WebSocket client (python3 has none built in): `ws URL MSG...` sends each
+/// message as a masked text frame (`a|b` as two fragments, a ping between them) and prints
+/// each reply: `echo <text>` or `close <code>`.
+const PY_WS: &str = r#"
+import base64, os, socket, ssl, struct, sys, urllib.parse
+u = urllib.parse.urlsplit(sys.argv[1])
+ctx = ssl.create_default_context()
+s = ctx.wrap_socket(socket.create_connection((u.hostname, 443), timeout=10), server_hostname=u.hostname)
+key = base64.b64encode(os.urandom(16)).decode()
+s.sendall(("GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+           "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n" % (u.path, u.hostname, key)).encode())
+head = b""
+while b"\r\n\r\n" not in head:
+    c = s.recv(1)
+    if not c:
+        break
+    head += c
+print("handshake", head.split(b"\r\n")[0].decode())
+def frame(op, payload, fin=True):
+    m = os.urandom(4)
+    b = bytes([(0x80 if fin else 0) | op, 0x80 | len(payload)])
+    return b + m + bytes(x ^ m[i % 4] for i, x in enumerate(payload))
+def recvn(n):
+    d = b""
+    while len(d) < n:
+        c = s.recv(n - len(d))
+        if not c:
+            raise EOFError
+        d += c
+    return d
+def read():
+    while True:
+        h = recvn(2)
+        op, n = h[0] & 15, h[1] & 127
+        if n == 126:
+            n = struct.unpack(">H", recvn(2))[0]
+        p = recvn(n)
+        if op == 10:
+            continue
+        return op, p
+for msg in sys.argv[2:]:
+    parts = [p.encode() for p in msg.split("|")]
+    try:
+        for i, p in enumerate(parts):
+            s.sendall(frame(1 if i == 0 else 0, p, fin=(i == len(parts) - 1)))
+            if i < len(parts) - 1:
+                s.sendall(frame(9, b"ping"))
+        op, p = read()
+        if op == 8:
+            print("close %d" % struct.unpack(">H", p[:2])[0])
+            break
+        print("echo " + p.decode())
+    except (EOFError, OSError) as e:
+        print("closed %r" % (e,))
+        break
+"#;
+
+#[test]
+fn websocket_frames_are_inspected_and_a_secret_closes_the_socket() -> Result<()> {
+    let s = setup("websocket_frames_are_inspected_and_a_secret_closes_the_socket")?;
+    let (a, b) = AWS_KEY.split_at(7);
+    let mut script = format!("python3 -c '{}'", PY_WS.replace('\'', r"'\''"));
+    for m in [
+        "https://api.example.test/ws".to_string(),
+        "hello".into(),
+        "frag|mented".into(),
+        format!("key {a}|{b} end"),
+        "after".into(),
+    ] {
+        script.push_str(&format!(" '{m}'"));
+    }
+    let (out, audit) = s.run_sh("a", API_RULE, &script)?;
+    assert!(out.stdout.contains("handshake HTTP/1.1 101"), "{out}");
+    assert!(
+        out.stdout
+            .contains("echo hello\necho fragmented\nclose 1008"),
+        "{out}"
+    );
+    assert!(!out.stdout.contains("after"), "{out}");
+    let reqs = s
+        .api
+        .log()
+        .wait_until(WAIT, |r| r.iter().any(|r| r.ws_messages.len() >= 2));
+    assert!(!s.api.log().saw(AWS_KEY.as_bytes()), "{reqs:#?}");
+    assert!(
+        !s.api.log().saw(a.as_bytes()),
+        "not even the first fragment: {reqs:#?}"
+    );
+    audit.expect(
+        json!({"layer": "proxy", "path": "/ws", "status": 101, "verdict": "deny",
+        "reason": "dlp_blocked", "detectors": ["aws-access-key-id"]}),
+    )?;
+    Ok(())
+}
+
+#[test]
+fn compressed_request_bodies_are_scanned_decoded() -> Result<()> {
+    let s = setup("compressed_request_bodies_are_scanned_decoded")?;
+    let script = [
+        format!("printf 'gz {AWS_KEY} gz' | gzip -c > /tmp/cork-gz-$$"),
+        curl("-H 'Content-Encoding: gzip' --data-binary @/tmp/cork-gz-$$ https://api.example.test/gz"),
+        "printf 'harmless text' | gzip -c > /tmp/cork-gz-$$".to_string(),
+        curl("-H 'Content-Encoding: gzip' --data-binary @/tmp/cork-gz-$$ https://api.example.test/gz-ok"),
+        curl("-H 'Content-Encoding: compress' --data-binary x https://api.example.test/lzw"),
+        "rm -f /tmp/cork-gz-$$".to_string(),
+    ]
+    .join("\n");
+    let (out, audit) = s.run_sh("a", API_RULE, &script)?;
+    let statuses: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter_map(|l| l.split("status=").nth(1))
+        .collect();
+    assert_eq!(statuses, ["403", "200", "415"], "{out}");
+    audit.expect(
+        json!({"layer": "proxy", "path": "/gz", "reason": "dlp_blocked",
+        "detectors": ["aws-access-key-id"]}),
+    )?;
+    audit.expect(
+        json!({"layer": "proxy", "path": "/lzw", "reason": "unsupported_content_encoding"}),
+    )?;
+    let reqs = s
+        .api
+        .log()
+        .wait_until(WAIT, |r| r.iter().any(|r| r.path() == "/gz-ok"));
+    let ok = reqs
+        .iter()
+        .find(|r| r.path() == "/gz-ok")
+        .context("gz-ok")?;
+    assert_eq!(
+        ok.header("content-encoding"),
+        Some("gzip"),
+        "forwarded as sent"
+    );
+    assert!(
+        reqs.iter()
+            .all(|r| r.path() != "/gz" || r.body_end != BodyEnd::Complete)
+    );
+    Ok(())
+}
+
+#[test]
+fn base64_of_a_known_credential_is_blocked_anywhere() -> Result<()> {
+    let s = setup("base64_of_a_known_credential_is_blocked_anywhere")?;
+    let real = "real-acme-key-0d9f8e7c6b5a";
+    let rules = format!(
+        "{API_RULE}\n[[credentials]]\ndomain = \"api.example.test\"\nheader = \"x-api-key\"\n\
+         placeholder = \"cork-placeholder-acme\"\nenv = \"ACME_API_KEY\"\nvalue_env = \"ACME_REAL_KEY\"\n"
+    );
+    // The bottle never holds the real value, but if it got it (say from a file it should
+    // not have read), every encoding of it is stopped.
+    let b64 = base64_std(real.as_bytes());
+    let script = curl(&format!(
+        "--data-binary 'v={b64}' https://api.example.test/b64"
+    ));
+    let manifest = s.world.manifest("a", &s.manifest(&rules))?;
+    let argv = vec!["sh".to_string(), "-c".into(), script];
+    let mut cmd = s.world.cork_run(&manifest, "a", &argv);
+    cmd.env("ACME_REAL_KEY", real);
+    let out = s.world.run(&mut cmd)?;
+    assert!(out.stdout.contains("status=403"), "{out}");
+    let audit = Audit::read(&s.world.audit_path_for("a"))?;
+    audit.expect(json!({"layer": "proxy", "reason": "dlp_blocked",
+        "detectors": ["known-secret:ACME_API_KEY"]}))?;
+    assert!(!s.api.log().saw(b64.as_bytes()));
+    Ok(())
+}
+
+fn base64_std(data: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(data)
+}

@@ -263,7 +263,7 @@ pub struct AuditOnEnd {
 }
 
 impl AuditOnEnd {
-    fn write(&mut self) {
+    pub fn write(&mut self) {
         if let Some(r) = self.report.take() {
             let r = lock(&r);
             self.event.bytes_up = r.bytes;

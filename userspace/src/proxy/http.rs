@@ -20,7 +20,7 @@ use super::client_hello::normalize_host_name;
 use super::events::{ProxyEvent, audit_path};
 use super::server::Shared;
 use super::upstream::{self, Sender, UpBody};
-use super::{codings, swap, websocket_relay};
+use super::{codings, websocket_relay};
 use crate::bpf::redirects::Original;
 use crate::dlp::Finding;
 
@@ -243,39 +243,14 @@ pub async fn handle(conn: Arc<Conn>, mut req: Request<Incoming>) -> Response<Dow
     // Credentials: the placeholder becomes the real value in the credential's header, on
     // its domain only. Upstream is asked for identity encoding so an echoed value can be
     // swapped back before the bottle sees it.
-    let creds: Vec<_> = shared
-        .cfg
-        .credentials
-        .iter()
-        .filter(|c| c.credential.domain == host)
-        .collect();
-    for c in &creds {
-        let name = match HeaderName::from_bytes(c.credential.header.as_bytes()) {
-            Ok(n) => n,
-            Err(_) => continue,
-        };
-        let values: Vec<HeaderValue> = headers.get_all(&name).iter().cloned().collect();
-        let mut swapped = false;
-        let mut out = Vec::with_capacity(values.len());
-        for v in values {
-            let s = v.as_bytes();
-            match swap::replace_all(s, c.credential.placeholder.as_bytes(), c.real.as_bytes()) {
-                Some(new) => {
-                    swapped = true;
-                    out.push(HeaderValue::from_bytes(&new).unwrap_or(v));
-                }
-                None => out.push(v),
+    let creds = shared.cfg.credentials.for_host(&host);
+    if let Some(hc) = creds {
+        for inject in &hc.inject {
+            if inject.apply(&mut headers) {
+                r.ev.credentials
+                    .push(inject.credential.credential.env.clone());
             }
         }
-        if swapped {
-            headers.remove(&name);
-            for v in out {
-                headers.append(name.clone(), v);
-            }
-            r.ev.credentials.push(c.credential.env.clone());
-        }
-    }
-    if !creds.is_empty() {
         headers.insert(
             header::ACCEPT_ENCODING,
             HeaderValue::from_static("identity"),
@@ -381,14 +356,13 @@ pub async fn handle(conn: Arc<Conn>, mut req: Request<Incoming>) -> Response<Dow
         (false, DlpAction::Redact) => "dlp_redacted",
         (false, _) => "dlp_logged",
     };
-    let swap_back = swap::back_for(&creds);
     let mut out_headers = std::mem::take(resp.headers_mut());
     strip_hop_by_hop(
         &mut out_headers,
         websocket && status == StatusCode::SWITCHING_PROTOCOLS,
     );
-    if let Some(sw) = swap_back.as_ref() {
-        swap::headers_back(sw, &mut out_headers);
+    if let Some(hc) = creds {
+        hc.headers_back(&mut out_headers);
         out_headers.remove(header::CONTENT_LENGTH);
     }
 
@@ -431,7 +405,7 @@ pub async fn handle(conn: Arc<Conn>, mut req: Request<Incoming>) -> Response<Dow
         report: Some(report),
         dlp_action: action,
     };
-    let body = ReturnBody::new(resp.into_body(), swap_back.map(swap::stream_back), audit);
+    let body = ReturnBody::new(resp.into_body(), creds.map(|hc| hc.stream_back()), audit);
     let mut out = Response::new(body.boxed_unsync());
     *out.status_mut() = status;
     *out.headers_mut() = out_headers;

@@ -21,7 +21,7 @@ mod flow;
 mod http;
 mod server;
 pub mod setup;
-mod swap;
+pub mod swap;
 pub mod upstream;
 pub mod websocket;
 mod websocket_relay;

@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 
 use super::ca::{BottleCa, LeafResolver};
 use super::flow;
+use super::swap::Credentials;
 use super::upstream::client_config;
 use crate::audit::AuditSink;
 use crate::bpf::redirects::RedirectMap;
@@ -47,7 +48,8 @@ pub struct WebProxyConfig {
     pub upstream_roots: Arc<RootCertStore>,
     /// Built once per bottle and kept for the agent's life: every stream borrows it.
     pub scanner: &'static Scanner,
-    pub credentials: Vec<LoadedCredential>,
+    /// Built once per bottle and kept for the agent's life, like the scanner.
+    pub credentials: &'static Credentials,
     pub resolved: Arc<Resolved>,
     pub redirects: RedirectMap,
     pub sink: Arc<Mutex<AuditSink>>,

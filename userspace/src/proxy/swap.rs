@@ -1,154 +1,163 @@
 //! Credential swapping at the proxy: placeholder → real value in the credential's header
-//! on its domain; real value → placeholder in anything the upstream sends back, so an
-//! echoed credential never reaches the bottle.
+//! on its domain; real value → placeholder in anything the upstream sends back (headers and
+//! streamed body), so an echoed credential never reaches the bottle. The swappers are
+//! built once per bottle (`Credentials::new`), before the command starts.
+
+use std::collections::HashMap;
 
 use http::HeaderMap;
-use http::header::HeaderValue;
+use http::header::{HeaderName, HeaderValue};
 
 use super::body::SwapBack;
 use super::server::LoadedCredential;
+use crate::dlp::swap::{SwapError, SwapStream, Swapper};
 
-/// Pairs of (from, to), replaced leftmost-first.
-pub struct Swapper {
-    pairs: Vec<(Vec<u8>, Vec<u8>)>,
+/// One credential and its forward swapper.
+pub struct Inject {
+    pub credential: LoadedCredential,
+    pub header: HeaderName,
+    forward: Swapper,
 }
 
-/// `input` with every `from` replaced by `to`; `None` when there is none.
-pub fn replace_all(input: &[u8], from: &[u8], to: &[u8]) -> Option<Vec<u8>> {
-    Swapper {
-        pairs: vec![(from.to_vec(), to.to_vec())],
-    }
-    .swap_all(input)
+/// The credentials of one host and the swapper that takes their real values back out.
+pub struct HostCredentials {
+    pub inject: Vec<Inject>,
+    pub back: Swapper,
 }
 
-impl Swapper {
-    pub fn swap_all(&self, input: &[u8]) -> Option<Vec<u8>> {
-        let (out, n) = self.swap(input, input.len());
-        (n > 0).then_some(out)
-    }
+/// Every host's credentials.
+#[derive(Default)]
+pub struct Credentials {
+    by_host: HashMap<String, HostCredentials>,
+}
 
-    /// Replaces matches starting before `limit`; returns the output and how many.
-    fn swap(&self, input: &[u8], limit: usize) -> (Vec<u8>, usize) {
-        let mut out = Vec::with_capacity(input.len());
-        let mut i = 0;
-        let mut n = 0;
-        'outer: while i < input.len() {
-            if i < limit {
-                for (from, to) in &self.pairs {
-                    if !from.is_empty() && input[i..].starts_with(from) {
-                        out.extend_from_slice(to);
-                        i += from.len();
-                        n += 1;
-                        continue 'outer;
-                    }
-                }
-            }
-            out.push(input[i]);
-            i += 1;
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialError {
+    #[error("credential {env}: header {header:?} is not a valid header name")]
+    Header { env: String, header: String },
+    #[error("credential {env}")]
+    Swap {
+        env: String,
+        #[source]
+        source: SwapError,
+    },
+}
+
+impl Credentials {
+    pub fn new(loaded: &[LoadedCredential]) -> Result<Self, CredentialError> {
+        let mut grouped: HashMap<String, Vec<&LoadedCredential>> = HashMap::new();
+        for c in loaded {
+            grouped
+                .entry(c.credential.domain.clone())
+                .or_default()
+                .push(c);
         }
-        (out, n)
-    }
-
-    fn longest(&self) -> usize {
-        self.pairs.iter().map(|(f, _)| f.len()).max().unwrap_or(0)
-    }
-}
-
-/// Real → placeholder for the credentials of one host; `None` when it has none.
-pub fn back_for(creds: &[&LoadedCredential]) -> Option<Swapper> {
-    if creds.is_empty() {
-        return None;
-    }
-    Some(Swapper {
-        pairs: creds
-            .iter()
-            .map(|c| {
-                (
-                    c.real.as_bytes().to_vec(),
+        let mut by_host = HashMap::new();
+        for (host, creds) in grouped {
+            let swap_err = |c: &LoadedCredential| {
+                let env = c.credential.env.clone();
+                move |source| CredentialError::Swap { env, source }
+            };
+            let mut inject = Vec::new();
+            for c in &creds {
+                let header =
+                    HeaderName::from_bytes(c.credential.header.as_bytes()).map_err(|_| {
+                        CredentialError::Header {
+                            env: c.credential.env.clone(),
+                            header: c.credential.header.clone(),
+                        }
+                    })?;
+                let forward = Swapper::new(vec![(
                     c.credential.placeholder.as_bytes().to_vec(),
-                )
-            })
-            .collect(),
-    })
-}
-
-pub fn headers_back(sw: &Swapper, headers: &mut HeaderMap) {
-    for v in headers.values_mut() {
-        if let Some(new) = sw.swap_all(v.as_bytes())
-            && let Ok(nv) = HeaderValue::from_bytes(&new)
-        {
-            *v = nv;
+                    c.real.as_bytes().to_vec(),
+                )])
+                .map_err(swap_err(c))?;
+                inject.push(Inject {
+                    credential: (*c).clone(),
+                    header,
+                    forward,
+                });
+            }
+            let back = Swapper::new(
+                creds
+                    .iter()
+                    .map(|c| {
+                        (
+                            c.real.as_bytes().to_vec(),
+                            c.credential.placeholder.as_bytes().to_vec(),
+                        )
+                    })
+                    .collect(),
+            )
+            .map_err(swap_err(creds[0]))?;
+            by_host.insert(host, HostCredentials { inject, back });
         }
+        Ok(Credentials { by_host })
+    }
+
+    pub fn for_host(&self, host: &str) -> Option<&HostCredentials> {
+        self.by_host.get(host)
     }
 }
 
-pub fn stream_back(sw: Swapper) -> Box<dyn SwapBack> {
-    Box::new(Stream {
-        sw,
-        carry: Vec::new(),
-    })
-}
-
-/// Streaming replacement: the last (longest − 1) bytes wait for the next chunk, since a
-/// match may start there and end in it.
-struct Stream {
-    sw: Swapper,
-    carry: Vec<u8>,
-}
-
-impl SwapBack for Stream {
-    fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {
-        self.carry.extend_from_slice(chunk);
-        let keep = self.sw.longest().saturating_sub(1).min(self.carry.len());
-        let cut = self.carry.len() - keep;
-        // Matches may start only before `cut`; one that starts there may run into the
-        // kept tail, so emit up to where the replacement pass stopped consuming.
-        let mut out = Vec::new();
-        let mut i = 0;
-        'outer: while i < cut {
-            for (from, to) in &self.sw.pairs {
-                if !from.is_empty() && self.carry[i..].starts_with(from) {
-                    out.extend_from_slice(to);
-                    i += from.len();
-                    continue 'outer;
+impl Inject {
+    /// Swaps the placeholder for the real value in every value of this credential's
+    /// header; true when one was swapped.
+    pub fn apply(&self, headers: &mut HeaderMap) -> bool {
+        let values: Vec<HeaderValue> = headers.get_all(&self.header).iter().cloned().collect();
+        let mut swapped = false;
+        let mut out = Vec::with_capacity(values.len());
+        for v in values {
+            match self
+                .forward
+                .swap_all(v.as_bytes())
+                .and_then(|new| HeaderValue::from_bytes(&new).ok())
+            {
+                Some(new) => {
+                    swapped = true;
+                    out.push(new);
                 }
+                None => out.push(v),
             }
-            out.push(self.carry[i]);
-            i += 1;
         }
-        self.carry.drain(..i);
-        out
+        if swapped {
+            headers.remove(&self.header);
+            for v in out {
+                headers.append(self.header.clone(), v);
+            }
+        }
+        swapped
+    }
+}
+
+impl HostCredentials {
+    /// Real values in response headers become placeholders again.
+    pub fn headers_back(&'static self, headers: &mut HeaderMap) {
+        for v in headers.values_mut() {
+            if let Some(new) = self.back.swap_all(v.as_bytes())
+                && let Ok(nv) = HeaderValue::from_bytes(&new)
+            {
+                *v = nv;
+            }
+        }
+    }
+
+    pub fn stream_back(&'static self) -> Box<dyn SwapBack> {
+        Box::new(Back(Some(self.back.stream())))
+    }
+}
+
+struct Back(Option<SwapStream<'static>>);
+
+impl SwapBack for Back {
+    fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {
+        match self.0.as_mut() {
+            Some(s) => s.feed(chunk),
+            None => chunk.to_vec(),
+        }
     }
 
     fn finish(&mut self) -> Vec<u8> {
-        let rest = std::mem::take(&mut self.carry);
-        self.sw.swap(&rest, rest.len()).0
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sw() -> Swapper {
-        Swapper {
-            pairs: vec![(b"REALSECRET".to_vec(), b"placeholder".to_vec())],
-        }
-    }
-
-    #[test]
-    fn streaming_equals_whole_for_every_split() {
-        let input = b"xxREALSECRETyyREALSECRETREALSECRzz".to_vec();
-        let whole = sw().swap_all(&input).unwrap();
-        for a in 0..=input.len() {
-            for b in a..=input.len() {
-                let mut s = stream_back(sw());
-                let mut out = s.feed(&input[..a]);
-                out.extend(s.feed(&input[a..b]));
-                out.extend(s.feed(&input[b..]));
-                out.extend(s.finish());
-                assert_eq!(out, whole, "split at {a},{b}");
-            }
-        }
+        self.0.take().map(SwapStream::finish).unwrap_or_default()
     }
 }

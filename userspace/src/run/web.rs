@@ -17,6 +17,7 @@ use crate::dlp::Scanner;
 use crate::dns::Resolved;
 use crate::proxy::ca::{BottleCa, CaError};
 use crate::proxy::setup::{self, CA_ENV_VARS, CaBundle, SetupError};
+use crate::proxy::swap::{CredentialError, Credentials};
 use crate::proxy::upstream::{self, RootsError};
 use crate::proxy::{BoundWebProxy, LoadedCredential, RunningWebProxy, WebProxyConfig};
 
@@ -31,6 +32,8 @@ pub enum WebError {
     Ca(#[from] CaError),
     #[error(transparent)]
     Roots(#[from] RootsError),
+    #[error(transparent)]
+    Credentials(#[from] CredentialError),
     #[error("creating {RUN_DIR}")]
     RunDir(#[source] std::io::Error),
     #[error("binding the bottle's inspecting proxy on 127.0.0.1 and ::1")]
@@ -45,6 +48,7 @@ pub struct WebSetup {
     bound: BoundWebProxy,
     ca: Arc<BottleCa>,
     creds: Vec<LoadedCredential>,
+    swaps: &'static Credentials,
     scanner: &'static Scanner,
     roots: Arc<RootCertStore>,
     bundle: CaBundle,
@@ -61,6 +65,7 @@ impl WebSetup {
         let scanner: &'static Scanner = Box::leak(Box::new(
             setup::scanner(policy, &creds).map_err(SetupError::from)?,
         ));
+        let swaps: &'static Credentials = Box::leak(Box::new(Credentials::new(&creds)?));
         let roots = Arc::new(upstream::roots(&policy.tls.upstream_ca)?);
         let ca = Arc::new(BottleCa::new(&policy.name)?);
         std::fs::create_dir_all(RUN_DIR).map_err(WebError::RunDir)?;
@@ -70,6 +75,7 @@ impl WebSetup {
             bound,
             ca,
             creds,
+            swaps,
             scanner,
             roots,
             bundle,
@@ -109,7 +115,7 @@ impl WebSetup {
                 ca: self.ca,
                 upstream_roots: self.roots,
                 scanner: self.scanner,
-                credentials: self.creds,
+                credentials: self.swaps,
                 resolved,
                 redirects,
                 sink,
