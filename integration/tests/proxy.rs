@@ -736,6 +736,7 @@ fn compressed_request_bodies_are_scanned_decoded() -> Result<()> {
         "printf 'harmless text' | gzip -c > /tmp/cork-gz-$$".to_string(),
         curl("-H 'Content-Encoding: gzip' --data-binary @/tmp/cork-gz-$$ https://api.example.test/gz-ok"),
         curl("-H 'Content-Encoding: compress' --data-binary x https://api.example.test/lzw"),
+        curl("-H 'Content-Encoding: gzip' --data-binary 'not gzip at all' https://api.example.test/corrupt"),
         "rm -f /tmp/cork-gz-$$".to_string(),
     ]
     .join("\n");
@@ -745,7 +746,8 @@ fn compressed_request_bodies_are_scanned_decoded() -> Result<()> {
         .lines()
         .filter_map(|l| l.split("status=").nth(1))
         .collect();
-    assert_eq!(statuses, ["403", "200", "415"], "{out}");
+    assert_eq!(statuses, ["403", "200", "415", "400"], "{out}");
+    audit.expect(json!({"layer": "proxy", "path": "/corrupt", "reason": "body_undecodable"}))?;
     audit.expect(
         json!({"layer": "proxy", "path": "/gz", "reason": "dlp_blocked",
         "detectors": ["aws-access-key-id"]}),

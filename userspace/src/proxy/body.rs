@@ -26,6 +26,9 @@ use crate::dlp::{Finding, StreamScan, redact};
 pub struct BodyReport {
     pub detectors: Vec<String>,
     pub blocked: bool,
+    /// The body could not be decoded for scanning (corrupt, truncated, a bomb): it was
+    /// cut, since what cannot be scanned is not forwarded.
+    pub undecodable: bool,
     pub bytes: u64,
 }
 
@@ -165,7 +168,10 @@ impl InspectedBody {
             }
             Some(d) => {
                 let mut plain = Vec::new();
-                d.feed(&data, &mut plain)?;
+                if let Err(e) = d.feed(&data, &mut plain) {
+                    lock(&self.report).undecodable = true;
+                    return Err(e);
+                }
                 let scan = self.scan.as_mut().expect("scan while streaming");
                 let f = scan.feed(&plain);
                 self.encoded.push_back((data, scan.position()));
@@ -183,7 +189,10 @@ impl InspectedBody {
         let mut findings = Vec::new();
         if let Some(d) = self.decoder.as_mut() {
             let mut plain = Vec::new();
-            d.finish(&mut plain)?;
+            if let Err(e) = d.finish(&mut plain) {
+                lock(&self.report).undecodable = true;
+                return Err(e);
+            }
             findings = self.scan.as_mut().expect("scan at end").feed(&plain);
         }
         findings.extend(self.scan.take().expect("scan at end").finish());

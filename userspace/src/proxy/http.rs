@@ -342,6 +342,10 @@ pub async fn handle(conn: Arc<Conn>, mut req: Request<Incoming>) -> Response<Dow
                 drop(rep);
                 return r.deny(&shared, StatusCode::FORBIDDEN, "dlp_blocked");
             }
+            if rep.undecodable {
+                drop(rep);
+                return r.deny(&shared, StatusCode::BAD_REQUEST, "body_undecodable");
+            }
             drop(rep);
             r.ev.error = Some(e.to_string());
             return r.deny(&shared, StatusCode::BAD_GATEWAY, "upstream_failed");
