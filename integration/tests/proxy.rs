@@ -806,3 +806,51 @@ fn base64_std(data: &[u8]) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(data)
 }
+
+#[test]
+fn large_bodies_stream_both_ways_and_h2_meets_an_http1_upstream() -> Result<()> {
+    let world = World::new("large_bodies_stream_both_ways_and_h2_meets_an_http1_upstream")?;
+    let _dns = world.dns_server("198.51.100.53:53", zone())?;
+    let ca = TestCa::new()?;
+    let ca_path = world.path("upstream-ca", "pem");
+    ca.write_pem(&ca_path)?;
+    // This upstream speaks HTTP/1.1 only, like most origins behind a CDN edge.
+    let api = world.https_upstream(
+        &ca,
+        UpstreamConfig::new()
+            .name(API)
+            .http1_only()
+            .tls("198.51.100.10:443".parse()?),
+    )?;
+    let body = format!(
+        "{API_RULE}\n[dns]\nupstream = [\"198.51.100.53\"]\n\n[tls]\nupstream_ca = [\"{}\"]\n",
+        ca_path.display()
+    );
+    let script = [
+        "head -c 8388608 /dev/urandom | base64 -w 0 > /tmp/cork-big-$$".to_string(),
+        curl("-4 --http2 --data-binary @/tmp/cork-big-$$ -o /dev/null https://api.example.test/up"),
+        curl("-4 --http2 -o /tmp/cork-down-$$ 'https://api.example.test/bytes?n=8388608'"),
+        "wc -c < /tmp/cork-down-$$; rm -f /tmp/cork-big-$$ /tmp/cork-down-$$".to_string(),
+        // two requests multiplexed on one HTTP/2 connection, one HTTP/1.1 upstream
+        curl("-4 --http2 --parallel --parallel-immediate https://api.example.test/p1 https://api.example.test/p2"),
+    ]
+    .join("\n");
+    let argv = vec!["sh".to_string(), "-c".into(), script];
+    let (out, audit) = world.run_argv("a", &body, &argv)?;
+    assert_eq!(out.stdout.matches("status=200").count(), 4, "{out}");
+    assert!(
+        out.stdout.contains("\n8388608\n"),
+        "download complete: {out}"
+    );
+    let reqs = api.log().wait_settled(4, WAIT);
+    let up = reqs.iter().find(|r| r.path() == "/up").context("upload")?;
+    // 8 MiB of random bytes in base64: 11 184 812 bytes, all forwarded and ended cleanly.
+    assert_eq!(up.body_len, 11_184_812, "{up:#?}");
+    assert_eq!(up.body_end, BodyEnd::Complete);
+    assert!(reqs.iter().all(|r| r.version == "HTTP/1.1"));
+    let ev = audit.expect(json!({"layer": "proxy", "path": "/up"}))?;
+    assert_eq!(ev["bytes_up"], 11_184_812, "{ev}");
+    let ev = audit.expect(json!({"layer": "proxy", "path": "/bytes?…"}))?;
+    assert_eq!(ev["bytes_down"], 8_388_608, "{ev}");
+    Ok(())
+}

@@ -1,5 +1,6 @@
 //! Agent crash is not an open door: after `cork run` is SIGKILLed, its leftover bottle
-//! processes stay denied; `cork clean` then kills them and removes cgroup and pins.
+//! processes stay denied; `cork clean` then kills them and removes cgroup, pins and CA
+//! bundle.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -57,7 +58,11 @@ fn sigkilled_cork_leaves_bottle_denied_and_cork_clean_removes_it() -> Result<()>
         "-c".into(),
         format!("{} & echo started; wait", line.join(" ")),
     ];
-    let m = world.manifest("a", "")?;
+    // A domain rule: the bottle gets an inspecting proxy and a CA bundle on disk too.
+    let m = world.manifest(
+        "a",
+        "[[egress.allow]]\ndomain = \"api.example.test\"\n\n[dns]\nupstream = [\"198.51.100.53\"]\n",
+    )?;
     let mut cork = Spawned::start(&mut world.cork_run(&m, "a", &argv))?;
     cork.wait_line("started", Duration::from_secs(30))?;
     wait_lines(&results, 2, Duration::from_secs(30))?;
@@ -70,6 +75,8 @@ fn sigkilled_cork_leaves_bottle_denied_and_cork_clean_removes_it() -> Result<()>
         .filter_map(|l| l.trim().parse().ok())
         .collect();
     assert!(!members.is_empty());
+    let bundle_dir = std::path::Path::new("/run/cork").join(cgroups[0].file_name().unwrap());
+    assert!(bundle_dir.join("ca-bundle.pem").exists(), "{bundle_dir:?}");
 
     cork.kill()?;
     let before = wait_lines(&results, 1, Duration::from_secs(1))?.len();
@@ -101,6 +108,10 @@ fn sigkilled_cork_leaves_bottle_denied_and_cork_clean_removes_it() -> Result<()>
         host::cork_pins(&prefix).is_empty(),
         "{:?}",
         host::cork_pins(&prefix)
+    );
+    assert!(
+        !bundle_dir.exists(),
+        "cork clean removes the CA bundle: {bundle_dir:?}"
     );
     for p in members {
         assert!(!alive(p), "leftover {p} still alive after cork clean");

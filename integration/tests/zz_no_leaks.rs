@@ -1,5 +1,6 @@
 //! Runs after every other integration test (xtask orders it last): nothing cork or the
-//! test worlds create may remain — no `ck*` netns, no `cork-*` cgroups or bpffs pins, no
+//! test worlds create may remain — no `ck*` netns, no `cork-*` cgroups, bpffs pins or CA
+//! bundle directories, no
 //! nftables table mentioning cork, no live world locks, and no leftovers that a test
 //! binary's guard had to sweep away.
 
@@ -28,6 +29,15 @@ fn no_cgroups_remain() -> Result<()> {
 fn no_bpf_pins_remain() {
     let left = host::entries_with_prefix(Path::new(host::BPFFS), "cork-");
     assert!(left.is_empty(), "pins left behind: {left:?}");
+}
+
+#[test]
+fn no_ca_bundles_remain() {
+    let left = host::entries_with_prefix(Path::new("/run/cork"), "cork-");
+    assert!(
+        left.is_empty(),
+        "CA bundle directories left behind: {left:?}"
+    );
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! `cork clean`: removes what a `cork run` that was killed (SIGKILL, OOM, power cut of the
-//! agent alone) left behind — its cgroup with any processes still in it, and its pins.
+//! agent alone) left behind — its cgroup with any processes still in it, its pins, and
+//! its CA bundle directory.
 //! Only names cork creates (`cork-<bottle>-<pid>`) are touched, and only when the agent
 //! process `<pid>` is gone.
 
@@ -82,6 +83,19 @@ pub fn clean() -> Result<CleanReport, MountError> {
             report.removed.push(path);
         }
         report.problems.extend(problems);
+    }
+    // CA bundles (public certificates only; the CA key died with the agent).
+    for (path, live) in stale_entries(Path::new(crate::run::RUN_DIR)) {
+        if live {
+            report.kept_live.push(path);
+            continue;
+        }
+        match fs::remove_dir_all(&path) {
+            Ok(()) => report.removed.push(path),
+            Err(e) => report
+                .problems
+                .push(format!("removing {}: {e}", path.display())),
+        }
     }
     Ok(report)
 }

@@ -24,6 +24,7 @@ use std::time::Duration;
 pub use bottle::{Bottle, BottleError};
 pub use caps::DROPPED as DROPPED_CAPABILITIES;
 pub use child::{UserSpec, parse_user};
+pub use web::RUN_DIR;
 
 use crate::audit::{self, AuditSink, Enrichment, LifecycleEvent, SinkError};
 use crate::bpf::events::EventReader;

@@ -22,7 +22,7 @@ use crate::proxy::upstream::{self, RootsError};
 use crate::proxy::{BoundWebProxy, LoadedCredential, RunningWebProxy, WebProxyConfig};
 
 /// Where bundles live: `/run/cork/<bottle key>/ca-bundle.pem`.
-const RUN_DIR: &str = "/run/cork";
+pub const RUN_DIR: &str = "/run/cork";
 
 #[derive(Debug, thiserror::Error)]
 pub enum WebError {
