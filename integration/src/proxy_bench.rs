@@ -150,6 +150,8 @@ pub struct CompareOpts {
     pub warmup: Duration,
     /// Measured time of each run.
     pub duration: Duration,
+    /// Rounds; each runs every peer in turn, so drift on the machine hits all alike.
+    pub rounds: usize,
     /// Path and query of every request.
     pub path: String,
     /// POST a body of this many bytes instead of a GET.
@@ -165,6 +167,8 @@ pub struct CompareOpts {
 pub struct PeerResult {
     /// Which peer.
     pub peer: Peer,
+    /// Which round (from 1).
+    pub round: usize,
     /// Closed loop: the maximum rate.
     pub max: LoadResult,
     /// Open loop at half that rate: the latency.
@@ -208,7 +212,9 @@ pub fn compare(opts: &CompareOpts, mut report: impl FnMut(&PeerResult)) -> Resul
         )
     };
     let mut results = Vec::new();
-    for &peer in &opts.peers {
+    for (round, &peer) in
+        (1..=opts.rounds.max(1)).flat_map(|r| opts.peers.iter().map(move |p| (r, p)))
+    {
         let running = peer.start(&env)?;
         let mut spec = LoadSpec {
             host: HOST.to_owned(),
@@ -230,7 +236,12 @@ pub fn compare(opts: &CompareOpts, mut report: impl FnMut(&PeerResult)) -> Resul
         let paced = run_load(&bench, &running, &opts.load_bin, &spec)
             .with_context(|| format!("{}: latency at half the maximum", peer.name()))?;
         drop(running);
-        let r = PeerResult { peer, max, paced };
+        let r = PeerResult {
+            peer,
+            round,
+            max,
+            paced,
+        };
         report(&r);
         results.push(r);
     }
@@ -265,4 +276,56 @@ fn run_load(
         peer.log_tail()
     );
     Ok(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> LoadSpec {
+        LoadSpec {
+            host: "bench.test".into(),
+            port: 8443,
+            path: "/bytes?n=1024".into(),
+            connect_to: "127.0.0.1:8443".parse().unwrap(),
+            proxy: Some("127.0.0.1:3128".parse().unwrap()),
+            connect_by_name: true,
+            cacert: "/tmp/ca.pem".into(),
+            concurrency: 8,
+            warmup: Duration::from_millis(500),
+            duration: Duration::from_secs(3),
+            rate: Some(1234.5),
+            body: Some(1024),
+        }
+    }
+
+    #[test]
+    fn load_args_round_trip() {
+        let s = spec();
+        let (back, threads) = LoadSpec::from_args(&s.to_args()).unwrap();
+        assert_eq!(format!("{back:?}"), format!("{s:?}"));
+        assert_eq!(threads, 1);
+        assert_eq!(back.authority(), "bench.test:8443");
+    }
+
+    #[test]
+    fn load_args_refuse_addresses_outside_the_test_ranges() {
+        let mut a = spec().to_args();
+        let i = a.iter().position(|x| x == "--connect-to").unwrap();
+        a[i + 1] = "192.0.2.1:443".into();
+        assert!(LoadSpec::from_args(&a).is_err());
+    }
+
+    #[test]
+    fn load_result_line_round_trips() {
+        let r = LoadResult {
+            requests: 10,
+            errors: 1,
+            rate: 3.5,
+            p50_us: 700,
+            p99_us: 9000,
+        };
+        let back = LoadResult::parse(&format!("noise\n{r}\n")).unwrap();
+        assert_eq!(format!("{back}"), format!("{r}"));
+    }
 }

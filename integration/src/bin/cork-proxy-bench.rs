@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! cork-proxy-bench compare [--peers direct,mitmproxy,squid] [-c 16] [--warmup 1]
-//!                          [--duration 10] [--path /bytes?n=1024] [--post BYTES]
+//!                          [--duration 10] [--rounds 1] [--path /bytes?n=1024]
+//!                          [--post BYTES]
 //! cork-proxy-bench load --url https://bench.test/bytes?n=1024 [--connect-to ADDR]
 //!                       [--proxy ADDR] [--cacert FILE] [-c 16] [--warmup 1]
 //!                       [--duration 10] [--rate R] [--post BYTES] [--threads 1]
@@ -15,9 +16,14 @@
 //! `compare` creates one network namespace (only `lo` up) and runs everything in it: the
 //! test upstream on 127.0.0.1:8443 with a `bench.test` certificate, one peer proxy at a
 //! time, and `load` as a child process. Each peer gets two runs: closed loop for the
-//! maximum rate, then open loop at half that rate for p50/p99 latency (counted from when
-//! each request was due). The namespace is removed on every exit path (its Drop; a
-//! killed run leaves a world-named netns that `cargo xtask clean` removes).
+//! maximum rate, then open loop at half that rate for p50/p99 latency. A request counts
+//! from when it fell due if its connection was still busy then, else from when the timer
+//! woke the client: tokio's timer ticks in milliseconds, so above ~10k req/s requests
+//! leave in per-tick bursts, which weighs on direct's latency most. With `--rounds N`
+//! every round runs every peer in turn and the summary gives each figure's median. The
+//! namespace, its processes and the temp dir go on every exit path: `Drop`, and a
+//! signal thread for SIGINT/SIGTERM/SIGHUP; after a SIGKILL, `cargo xtask clean` (or the
+//! test suite's sweeper) removes the world-named leftovers.
 //!
 //! `load` is the client alone. It connects to `--connect-to` (or the URL's host,
 //! resolved) and speaks TLS to it directly, or sends `CONNECT` to `--proxy` first; it
@@ -49,7 +55,10 @@ fn main() -> Result<()> {
             println!("{result}");
             Ok(())
         }
-        Some("compare") => compare(&args[1..]),
+        Some("compare") => {
+            proxy_bench::ns::cleanup_on_signal()?;
+            compare(&args[1..])
+        }
         _ => bail!("usage: cork-proxy-bench compare [OPTIONS] | load --url URL [OPTIONS]"),
     }
 }
@@ -60,6 +69,7 @@ fn compare(args: &[String]) -> Result<()> {
         concurrency: 16,
         warmup: Duration::from_secs(1),
         duration: Duration::from_secs(10),
+        rounds: 1,
         path: "/bytes?n=1024".to_owned(),
         body: None,
         load_bin: std::env::current_exe().context("own path")?,
@@ -81,6 +91,7 @@ fn compare(args: &[String]) -> Result<()> {
             "--concurrency" | "-c" => opts.concurrency = value()?.parse()?,
             "--warmup" => opts.warmup = Duration::from_secs_f64(value()?.parse()?),
             "--duration" => opts.duration = Duration::from_secs_f64(value()?.parse()?),
+            "--rounds" => opts.rounds = value()?.parse()?,
             "--path" => opts.path = value()?.clone(),
             "--post" => opts.body = Some(value()?.parse()?),
             other => bail!("unknown compare option {other:?}"),
@@ -91,32 +102,58 @@ fn compare(args: &[String]) -> Result<()> {
         None => format!("GET {}", opts.path),
     };
     println!(
-        "HTTPS keep-alive, HTTP/1.1, {what}, {} connections, {:?} per run after {:?} warm-up",
-        opts.concurrency, opts.duration, opts.warmup
+        "HTTPS keep-alive, HTTP/1.1, {what}, {} connections, {:?} per run after {:?} warm-up, \
+         {} round(s)",
+        opts.concurrency, opts.duration, opts.warmup, opts.rounds
     );
-    println!(
-        "{:<10} {:>10} {:>7} {:>9} {:>9} {:>8} {:>8} {:>7}",
-        "peer", "max req/s", "ratio", "p50 us", "p99 us", "p50 x", "p99 x", "errors"
-    );
-    let mut direct: Option<PeerResult> = None;
-    proxy_bench::compare(&opts, |r| {
-        if r.peer == Peer::Direct {
-            direct = Some(r.clone());
-        }
-        let ratio = |a: f64, b: Option<f64>| b.map_or("-".to_owned(), |b| format!("{:.2}", a / b));
-        let base = direct.as_ref();
+    println!("  round peer        max req/s   p50 us   p99 us  errors   (latency at half the max)");
+    let results = proxy_bench::compare(&opts, |r| {
         println!(
-            "{:<10} {:>10.0} {:>7} {:>9} {:>9} {:>8} {:>8} {:>7}",
+            "  {:>5} {:<10} {:>10.0} {:>8} {:>8} {:>7}",
+            r.round,
             r.peer.name(),
             r.max.rate,
-            ratio(r.max.rate, base.map(|d| d.max.rate)),
             r.paced.p50_us,
             r.paced.p99_us,
-            ratio(r.paced.p50_us as f64, base.map(|d| d.paced.p50_us as f64)),
-            ratio(r.paced.p99_us as f64, base.map(|d| d.paced.p99_us as f64)),
-            r.max.errors + r.paced.errors,
+            r.max.errors + r.paced.errors
         );
     })?;
-    println!("(latency at half of each peer's own maximum rate; ratios against direct)");
+    summary(&opts.peers, &results);
     Ok(())
+}
+
+/// Medians per peer, with ratios against direct when it ran.
+fn summary(peers: &[Peer], results: &[PeerResult]) {
+    let median = |peer: Peer, f: &dyn Fn(&PeerResult) -> f64| -> f64 {
+        let mut v: Vec<f64> = results.iter().filter(|r| r.peer == peer).map(f).collect();
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+    };
+    let figures = |p: Peer| {
+        [
+            median(p, &|r| r.max.rate),
+            median(p, &|r| r.paced.p50_us as f64),
+            median(p, &|r| r.paced.p99_us as f64),
+        ]
+    };
+    let base = peers.contains(&Peer::Direct).then(|| figures(Peer::Direct));
+    println!(
+        "\n{:<10} {:>10} {:>7} {:>9} {:>9} {:>7} {:>7}",
+        "median", "max req/s", "x", "p50 us", "p99 us", "p50 x", "p99 x"
+    );
+    for &p in peers {
+        let f = figures(p);
+        let ratio = |i: usize| base.map_or("-".to_owned(), |b| format!("{:.2}", f[i] / b[i]));
+        println!(
+            "{:<10} {:>10.0} {:>7} {:>9.0} {:>9.0} {:>7} {:>7}",
+            p.name(),
+            f[0],
+            ratio(0),
+            f[1],
+            f[2],
+            ratio(1),
+            ratio(2)
+        );
+    }
+    println!("(x: ratio to direct; latency measured open-loop at half each peer's own maximum)");
 }

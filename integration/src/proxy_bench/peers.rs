@@ -190,6 +190,10 @@ fn start_squid(env: &PeerEnv<'_>) -> Result<RunningPeer> {
         }
     }
     let dir = env.dir.join("squid");
+    // A fresh state for every run (the certificate db must not exist yet).
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("remove {}", dir.display()))?;
+    }
     std::fs::create_dir_all(&dir)?;
     let db = dir.join("ssl_db");
     let out = Command::new(CERTGEN)
