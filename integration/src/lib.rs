@@ -18,6 +18,7 @@ pub mod https_upstream;
 pub mod netns;
 pub mod probe;
 pub mod process;
+pub mod proxy_bench;
 pub mod server;
 pub mod sweep;
 pub mod world;

@@ -1,4 +1,5 @@
-//! Project tasks: `cargo xtask deps | build | lint | test | demo | bench | clean`.
+//! Project tasks: `cargo xtask deps | build | lint | test | demo | bench | bench-deps |
+//! bench-proxy | clean`.
 //! CI runs `.ci/run`, which runs `cargo xtask deps` and `cargo xtask test`, the same
 //! commands the README gives.
 
@@ -33,6 +34,8 @@ fn main() -> Result<()> {
         Some("test") => test(rest),
         Some("demo") => demo(),
         Some("bench") => bench(rest),
+        Some("bench-deps") => bench_deps(),
+        Some("bench-proxy") => bench_proxy(rest),
         Some("clean") => clean(),
         _ => {
             eprintln!(
@@ -43,6 +46,8 @@ fn main() -> Result<()> {
                  \x20 test   lint, unit tests, then the privileged integration suite (root)\n\
                  \x20 demo   a bottle in a throwaway netns world: allowed and denied flows + audit\n\
                  \x20 bench  connect()+close rate inside a bottle vs outside\n\
+                 \x20 bench-deps   install the peer proxies bench-proxy compares with (root)\n\
+                 \x20 bench-proxy  HTTPS req/s and latency: direct, mitmproxy, squid ssl-bump\n\
                  \x20 clean  remove leftovers of killed runs (cork-* cgroups/pins, ck* netns)"
             );
             bail!("unknown or missing task")
@@ -210,6 +215,65 @@ fn bench(extra: &[String]) -> Result<()> {
         ])
         .args(extra)
         .env("CORK_BIN", cork_bin("release")))
+}
+
+/// Debian packages of the peer proxies `bench-proxy` measures (not CI's: `deps` stays
+/// lean). `squid-openssl` is the squid build with ssl-bump and `security_file_certgen`.
+const BENCH_APT_PACKAGES: &[&str] = &["squid-openssl", "python3-venv"];
+
+/// Where `bench-deps` puts mitmproxy's virtualenv; `cork-proxy-bench` looks there.
+const BENCH_VENV: &str = "/var/cache/cork-bench/venv";
+
+fn bench_deps() -> Result<()> {
+    if !is_root() {
+        bail!("cargo xtask bench-deps installs Debian packages: run it as root");
+    }
+    run(Command::new("apt-get").args(["update", "-qq"]))?;
+    // squid's maintainer scripts start a system squid listening in the host's network
+    // namespace; the bench runs its own inside a namespace and wants none outside it.
+    // policy-rc.d exiting 101 tells invoke-rc.d not to start services (Debian policy
+    // 9.3.3.1); put one in place for the install unless the machine has its own.
+    let policy = Path::new("/usr/sbin/policy-rc.d");
+    let ours = !policy.exists();
+    if ours {
+        std::fs::write(policy, "#!/bin/sh\nexit 101\n").context("write policy-rc.d")?;
+        std::fs::set_permissions(policy, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .context("chmod policy-rc.d")?;
+    }
+    let installed = run(Command::new("apt-get")
+        .args(["install", "-y", "-qq", "--no-install-recommends"])
+        .args(BENCH_APT_PACKAGES)
+        .env("DEBIAN_FRONTEND", "noninteractive"));
+    if ours {
+        std::fs::remove_file(policy).context("remove policy-rc.d")?;
+    }
+    installed?;
+    let venv = Path::new(BENCH_VENV);
+    if !venv.join("bin/python").exists() {
+        run(Command::new("python3").args(["-m", "venv"]).arg(venv))?;
+    }
+    run(Command::new(venv.join("bin/pip")).args(["install", "-q", "--upgrade", "pip"]))?;
+    run(Command::new(venv.join("bin/pip")).args(["install", "-q", "mitmproxy"]))
+}
+
+fn bench_proxy(extra: &[String]) -> Result<()> {
+    if !is_root() {
+        bail!("the proxy benchmark creates a network namespace: run it as root");
+    }
+    run(cargo()
+        .args([
+            "run",
+            "--release",
+            "--quiet",
+            "-p",
+            "cork-integration",
+            "--bin",
+            "cork-proxy-bench",
+            "--",
+            "compare",
+        ])
+        .args(extra)
+        .env("CORK_BENCH_VENV", BENCH_VENV))
 }
 
 fn clean() -> Result<()> {

@@ -28,11 +28,16 @@ impl std::fmt::Debug for TestCa {
 }
 
 impl TestCa {
-    /// Generates a new CA key and self-signed certificate.
+    /// Generates a new CA key and self-signed certificate named [`CA_NAME`].
     pub fn new() -> Result<Self> {
+        Self::named(CA_NAME)
+    }
+
+    /// Like [`TestCa::new`] with another common name (a second CA in the same test).
+    pub fn named(common_name: &str) -> Result<Self> {
         let mut params = CertificateParams::new(Vec::<String>::new()).context("CA params")?;
         let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, CA_NAME);
+        dn.push(DnType::CommonName, common_name);
         params.distinguished_name = dn;
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params.key_usages = vec![
@@ -53,6 +58,12 @@ impl TestCa {
     /// The CA certificate, DER.
     pub fn der(&self) -> CertificateDer<'static> {
         self.issuer.der().clone()
+    }
+
+    /// The CA's private key, PEM (PKCS#8): for a test proxy that mints certificates with
+    /// this CA (squid's `tls-key=`, mitmproxy's `mitmproxy-ca.pem`).
+    pub fn key_pem(&self) -> String {
+        self.issuer.key().serialize_pem()
     }
 
     /// Writes the CA certificate as PEM (what `curl --cacert` or `SSL_CERT_FILE` takes).

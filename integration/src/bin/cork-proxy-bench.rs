@@ -1,0 +1,159 @@
+//! `cork-proxy-bench`: keep-alive HTTPS requests per second and latency through
+//! intercepting proxies, each peer measured the same way in one run.
+//!
+//! ```text
+//! cork-proxy-bench compare [--peers direct,mitmproxy,squid] [-c 16] [--warmup 1]
+//!                          [--duration 10] [--rounds 1] [--path /bytes?n=1024]
+//!                          [--post BYTES]
+//! cork-proxy-bench load --url https://bench.test/bytes?n=1024 [--connect-to ADDR]
+//!                       [--proxy ADDR] [--cacert FILE] [-c 16] [--warmup 1]
+//!                       [--duration 10] [--rate R] [--post BYTES] [--threads 1]
+//! ```
+//! `cargo xtask bench-proxy [compare options]` builds in release mode and runs
+//! `compare`; `cargo xtask bench-deps` installs the peers (squid-openssl, mitmproxy in a
+//! virtualenv under /var/cache/cork-bench).
+//!
+//! `compare` creates one network namespace (only `lo` up) and runs everything in it: the
+//! test upstream on 127.0.0.1:8443 with a `bench.test` certificate, one peer proxy at a
+//! time, and `load` as a child process. Each peer gets two runs: closed loop for the
+//! maximum rate, then open loop at half that rate for p50/p99 latency. A request counts
+//! from when it fell due if its connection was still busy then, else from when the timer
+//! woke the client: tokio's timer ticks in milliseconds, so above ~10k req/s requests
+//! leave in per-tick bursts, which weighs on direct's latency most. With `--rounds N`
+//! every round runs every peer in turn and the summary gives each figure's median. The
+//! namespace, its processes and the temp dir go on every exit path: `Drop`, and a
+//! signal thread for SIGINT/SIGTERM/SIGHUP; after a SIGKILL, `cargo xtask clean` (or the
+//! test suite's sweeper) removes the world-named leftovers.
+//!
+//! `load` is the client alone. It connects to `--connect-to` (or the URL's host,
+//! resolved) and speaks TLS to it directly, or sends `CONNECT` to `--proxy` first; it
+//! trusts `--cacert`, else the file `SSL_CERT_FILE` names. It prints one line,
+//! `rate=…/s requests=… errors=… p50=…us p99=…us`.
+//!
+//! Adding cork as a peer: `Peer::Cork` in `proxy_bench::peers`, whose `start` adds
+//! 198.51.100.2 on a dummy link in the bench namespace (cork leaves loopback alone, so
+//! the upstream must be reached on a routed address; `UpstreamConfig::tls` gets that
+//! address too), writes a manifest allowing `198.51.100.2/32` port 443 with inspection
+//! and the upstream CA as the proxy's upstream trust, and returns no `proxy`: the
+//! client connects transparently and cork's eBPF redirects it to the agent's proxy.
+//! Its arm of `RunningPeer::load_command` runs `cork run --manifest M -- <this binary>
+//! load --url https://bench.test/… --connect-to 198.51.100.2:443` with `SSL_CERT_FILE`
+//! set to the bottle's CA; nothing else in the comparison changes.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use cork_integration::proxy_bench::{self, CompareOpts, LoadSpec, Peer, PeerResult};
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("load") => {
+            let (spec, threads) = LoadSpec::from_args(&args[1..])?;
+            let result = proxy_bench::load::run(spec, threads)?;
+            println!("{result}");
+            Ok(())
+        }
+        Some("compare") => {
+            proxy_bench::ns::cleanup_on_signal()?;
+            compare(&args[1..])
+        }
+        _ => bail!("usage: cork-proxy-bench compare [OPTIONS] | load --url URL [OPTIONS]"),
+    }
+}
+
+fn compare(args: &[String]) -> Result<()> {
+    let mut opts = CompareOpts {
+        peers: Peer::ALL.to_vec(),
+        concurrency: 16,
+        warmup: Duration::from_secs(1),
+        duration: Duration::from_secs(10),
+        rounds: 1,
+        path: "/bytes?n=1024".to_owned(),
+        body: None,
+        load_bin: std::env::current_exe().context("own path")?,
+        venv: std::env::var_os("CORK_BENCH_VENV").map_or_else(
+            || PathBuf::from("/var/cache/cork-bench/venv"),
+            PathBuf::from,
+        ),
+    };
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--peers" => {
+                opts.peers = value()?
+                    .split(',')
+                    .map(Peer::parse)
+                    .collect::<Result<_>>()?
+            }
+            "--concurrency" | "-c" => opts.concurrency = value()?.parse()?,
+            "--warmup" => opts.warmup = Duration::from_secs_f64(value()?.parse()?),
+            "--duration" => opts.duration = Duration::from_secs_f64(value()?.parse()?),
+            "--rounds" => opts.rounds = value()?.parse()?,
+            "--path" => opts.path = value()?.clone(),
+            "--post" => opts.body = Some(value()?.parse()?),
+            other => bail!("unknown compare option {other:?}"),
+        }
+    }
+    let what = match opts.body {
+        Some(n) => format!("POST {} with {n} B", opts.path),
+        None => format!("GET {}", opts.path),
+    };
+    println!(
+        "HTTPS keep-alive, HTTP/1.1, {what}, {} connections, {:?} per run after {:?} warm-up, \
+         {} round(s)",
+        opts.concurrency, opts.duration, opts.warmup, opts.rounds
+    );
+    println!("  round peer        max req/s   p50 us   p99 us  errors   (latency at half the max)");
+    let results = proxy_bench::compare(&opts, |r| {
+        println!(
+            "  {:>5} {:<10} {:>10.0} {:>8} {:>8} {:>7}",
+            r.round,
+            r.peer.name(),
+            r.max.rate,
+            r.paced.p50_us,
+            r.paced.p99_us,
+            r.max.errors + r.paced.errors
+        );
+    })?;
+    summary(&opts.peers, &results);
+    Ok(())
+}
+
+/// Medians per peer, with ratios against direct when it ran.
+fn summary(peers: &[Peer], results: &[PeerResult]) {
+    let median = |peer: Peer, f: &dyn Fn(&PeerResult) -> f64| -> f64 {
+        let mut v: Vec<f64> = results.iter().filter(|r| r.peer == peer).map(f).collect();
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+    };
+    let figures = |p: Peer| {
+        [
+            median(p, &|r| r.max.rate),
+            median(p, &|r| r.paced.p50_us as f64),
+            median(p, &|r| r.paced.p99_us as f64),
+        ]
+    };
+    let base = peers.contains(&Peer::Direct).then(|| figures(Peer::Direct));
+    println!(
+        "\n{:<10} {:>10} {:>7} {:>9} {:>9} {:>7} {:>7}",
+        "median", "max req/s", "x", "p50 us", "p99 us", "p50 x", "p99 x"
+    );
+    for &p in peers {
+        let f = figures(p);
+        let ratio = |i: usize| base.map_or("-".to_owned(), |b| format!("{:.2}", f[i] / b[i]));
+        println!(
+            "{:<10} {:>10.0} {:>7} {:>9.0} {:>9.0} {:>7} {:>7}",
+            p.name(),
+            f[0],
+            ratio(0),
+            f[1],
+            f[2],
+            ratio(1),
+            ratio(2)
+        );
+    }
+    println!("(x: ratio to direct; latency measured open-loop at half each peer's own maximum)");
+}
