@@ -18,7 +18,7 @@ use anyhow::{Context, Result, bail, ensure};
 
 pub use load::{LoadResult, LoadSpec};
 pub use ns::BenchNs;
-pub use peers::{HOST, Peer, PeerEnv, RunningPeer, UPSTREAM};
+pub use peers::{DNS, HOST, Peer, PeerEnv, ROUTED_UPSTREAM, RunningPeer, UPSTREAM};
 
 use crate::addr::check_ip;
 use crate::https_upstream::{HttpsUpstream, TestCa, UpstreamConfig};
@@ -191,12 +191,25 @@ pub fn compare(opts: &CompareOpts, mut report: impl FnMut(&PeerResult)) -> Resul
         venv: opts.venv.clone(),
     };
     let upstream_addr: SocketAddr = UPSTREAM.parse()?;
+    let routed: SocketAddr = ROUTED_UPSTREAM.parse()?;
+    let dns_addr: SocketAddr = DNS.parse()?;
+    // Addresses for the cork peer, on `lo` (this kernel has no dummy links): traffic to
+    // them stays in the namespace, but to cork's hooks they are not loopback addresses.
+    let ns = bench.ns();
+    ns.ip(&["addr", "add", &format!("{}/32", routed.ip()), "dev", "lo"])?;
+    ns.ip(&["addr", "add", &format!("{}/32", dns_addr.ip()), "dev", "lo"])?;
+    let _dns = crate::dns_server::start(
+        ns,
+        dns_addr,
+        crate::dns_server::Zone::new().a(HOST, &routed.ip().to_string(), 300),
+    )?;
     let upstream = HttpsUpstream::start(
         bench.ns(),
         &upstream_ca,
         UpstreamConfig::new()
             .name(HOST)
             .tls(upstream_addr)
+            .tls(routed)
             .http1_only(),
     )?;
     let upstream_report = || {
@@ -218,7 +231,11 @@ pub fn compare(opts: &CompareOpts, mut report: impl FnMut(&PeerResult)) -> Resul
         let running = peer.start(&env)?;
         let mut spec = LoadSpec {
             host: HOST.to_owned(),
-            port: upstream_addr.port(),
+            port: if running.transparent() {
+                routed.port()
+            } else {
+                upstream_addr.port()
+            },
             path: opts.path.clone(),
             connect_to: upstream_addr,
             proxy: running.proxy,
@@ -261,7 +278,7 @@ fn run_load(
     bin: &Path,
     spec: &LoadSpec,
 ) -> Result<LoadResult> {
-    let mut cmd = peer.load_command(bench.ns(), bin, &spec.to_args());
+    let mut cmd = peer.load_command(bench.ns(), bin, &spec.to_args())?;
     let limit = spec.warmup + spec.duration + Duration::from_secs(60);
     let out = run_with_timeout(&mut cmd, limit)?;
     ensure!(

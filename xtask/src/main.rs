@@ -47,7 +47,7 @@ fn main() -> Result<()> {
                  \x20 demo   a bottle in a throwaway netns world: allowed and denied flows + audit\n\
                  \x20 bench  connect()+close rate inside a bottle vs outside\n\
                  \x20 bench-deps   install the peer proxies bench-proxy compares with (root)\n\
-                 \x20 bench-proxy  HTTPS req/s and latency: direct, mitmproxy, squid ssl-bump\n\
+                 \x20 bench-proxy  HTTPS req/s and latency: direct, cork, mitmproxy, squid ssl-bump\n\
                  \x20 clean  remove leftovers of killed runs (cork-* cgroups/pins, ck* netns)"
             );
             bail!("unknown or missing task")
@@ -260,6 +260,8 @@ fn bench_proxy(extra: &[String]) -> Result<()> {
     if !is_root() {
         bail!("the proxy benchmark creates a network namespace: run it as root");
     }
+    // The cork peer runs the release agent, like every other peer's release build.
+    run(cargo().args(["build", "--release", "-p", "cork", "--bin", "cork"]))?;
     run(cargo()
         .args([
             "run",
@@ -273,7 +275,8 @@ fn bench_proxy(extra: &[String]) -> Result<()> {
             "compare",
         ])
         .args(extra)
-        .env("CORK_BENCH_VENV", BENCH_VENV))
+        .env("CORK_BENCH_VENV", BENCH_VENV)
+        .env("CORK_BIN", cork_bin("release")))
 }
 
 fn clean() -> Result<()> {

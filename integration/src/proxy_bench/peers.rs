@@ -34,11 +34,16 @@ pub enum Peer {
     /// squid with ssl-bump: explicit CONNECT proxy, certificates minted per host name
     /// by `security_file_certgen`, upstream verified against the upstream CA.
     Squid,
+    /// cork: the client runs in a bottle (`cork run`), resolves `bench.test` through the
+    /// bottle's DNS proxy and connects to it on port 443 as if nothing were in between;
+    /// the kernel redirects the connection to the bottle's inspecting proxy (DLP on, one
+    /// audit line per request), which verifies the upstream against the upstream CA.
+    Cork,
 }
 
 impl Peer {
     /// Every peer, in the order the comparison runs them.
-    pub const ALL: [Peer; 3] = [Peer::Direct, Peer::Mitmproxy, Peer::Squid];
+    pub const ALL: [Peer; 4] = [Peer::Direct, Peer::Cork, Peer::Mitmproxy, Peer::Squid];
 
     /// The name on the command line and in the table.
     pub fn name(self) -> &'static str {
@@ -46,6 +51,7 @@ impl Peer {
             Peer::Direct => "direct",
             Peer::Mitmproxy => "mitmproxy",
             Peer::Squid => "squid",
+            Peer::Cork => "cork",
         }
     }
 
@@ -54,7 +60,7 @@ impl Peer {
         Self::ALL
             .into_iter()
             .find(|p| p.name() == s)
-            .with_context(|| format!("unknown peer {s:?} (direct, mitmproxy, squid)"))
+            .with_context(|| format!("unknown peer {s:?} (direct, cork, mitmproxy, squid)"))
     }
 
     /// Starts the peer in `env`'s namespace and returns once it accepts connections.
@@ -67,7 +73,9 @@ impl Peer {
                 connect_by_name: false,
                 cacert: env.upstream_ca.clone(),
                 logs: Vec::new(),
+                cork: None,
             }),
+            Peer::Cork => start_cork(env),
             Peer::Mitmproxy => start_mitmproxy(env),
             Peer::Squid => start_squid(env),
         }
@@ -105,6 +113,8 @@ pub struct RunningPeer {
     pub cacert: PathBuf,
     /// The proxy's log files, shown when a run fails.
     pub logs: Vec<PathBuf>,
+    /// For cork: the manifest and audit log `cork run` uses.
+    cork: Option<(PathBuf, PathBuf)>,
 }
 
 impl RunningPeer {
@@ -126,14 +136,36 @@ impl RunningPeer {
     /// The command that runs the load generator (`bin load ARGS...`) on this peer's path,
     /// in `ns`. Every peer so far runs it bare in the namespace; a peer that must run
     /// the client somewhere else (inside `cork run`) wraps it here.
-    pub fn load_command(&self, ns: &Netns, bin: &Path, load_args: &[String]) -> Command {
-        match self.peer {
-            Peer::Direct | Peer::Mitmproxy | Peer::Squid => {
+    pub fn load_command(&self, ns: &Netns, bin: &Path, load_args: &[String]) -> Result<Command> {
+        match (&self.cork, self.peer) {
+            (Some((manifest, audit)), Peer::Cork) => {
+                // In the bottle the client resolves the name (cork's DNS proxy learns
+                // it) and trusts the bundle cork run gives it (SSL_CERT_FILE).
+                let mut argv = vec![bin.display().to_string(), "load".to_owned()];
+                let mut it = load_args.iter();
+                while let Some(a) = it.next() {
+                    if a == "--connect-to" || a == "--cacert" {
+                        it.next();
+                        continue;
+                    }
+                    argv.push(a.clone());
+                }
+                let mut cmd = ns.command(crate::cork::cork_bin()?);
+                cmd.args(crate::cork::run_args(manifest, audit, &argv));
+                Ok(cmd)
+            }
+            _ => {
                 let mut cmd = ns.command(bin);
                 cmd.arg("load").args(load_args);
-                cmd
+                Ok(cmd)
             }
         }
+    }
+
+    /// Whether the client connects to the upstream's routed address on port 443 by name
+    /// (cork: transparent), rather than to [`UPSTREAM`].
+    pub fn transparent(&self) -> bool {
+        self.cork.is_some()
     }
 }
 
@@ -144,6 +176,37 @@ impl Drop for RunningPeer {
             let _ = c.wait();
         }
     }
+}
+
+/// The upstream's routed address, where cork's bottle reaches it (cork leaves loopback
+/// alone: a bottle only reaches loopback services it owns).
+pub const ROUTED_UPSTREAM: &str = "198.51.100.2:443";
+/// The bench namespace's authoritative DNS server for `bench.test`.
+pub const DNS: &str = "198.51.100.53:53";
+
+fn start_cork(env: &PeerEnv<'_>) -> Result<RunningPeer> {
+    let manifest = env.dir.join("cork-bench.toml");
+    let audit = env.dir.join("cork-audit.jsonl");
+    let dns: SocketAddr = DNS.parse()?;
+    std::fs::write(
+        &manifest,
+        format!(
+            "version = 1\n\n[bottle]\nname = \"proxy-bench\"\n\n[[egress.allow]]\n\
+             domain = \"{HOST}\"\nports = [443]\n\n[dns]\nupstream = [\"{}\"]\n\
+             queries_per_second = 1000\n\n[tls]\nupstream_ca = [\"{}\"]\n",
+            dns.ip(),
+            env.upstream_ca.display()
+        ),
+    )?;
+    Ok(RunningPeer {
+        peer: Peer::Cork,
+        child: None,
+        proxy: None,
+        connect_by_name: false,
+        cacert: env.upstream_ca.clone(),
+        logs: vec![audit.clone()],
+        cork: Some((manifest, audit)),
+    })
 }
 
 fn start_mitmproxy(env: &PeerEnv<'_>) -> Result<RunningPeer> {
@@ -312,6 +375,7 @@ fn spawn(
         connect_by_name,
         cacert: env.proxy_ca_cert.clone(),
         logs,
+        cork: None,
     };
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {

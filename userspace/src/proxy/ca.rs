@@ -137,23 +137,22 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Serves the leaf for whatever SNI the handshake carries. The flow was already decided
-/// on the same SNI (peeked before the handshake); a handshake without one gets nothing.
+/// Serves the one leaf the flow was decided for. The name rustls parses from the
+/// handshake must be the name cork's own parser read before deciding (compared
+/// case-insensitively); if the two parsers ever disagree, there is no certificate and the
+/// handshake fails.
 #[derive(Debug)]
-pub struct LeafResolver {
-    pub ca: Arc<BottleCa>,
+pub struct DecidedLeaf {
+    pub name: String,
+    pub leaf: Arc<CertifiedKey>,
 }
 
-impl ResolvesServerCert for LeafResolver {
+impl ResolvesServerCert for DecidedLeaf {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         let name = hello.server_name()?;
-        match self.ca.leaf(name) {
-            Ok(k) => Some(k),
-            Err(e) => {
-                tracing::error!("minting a certificate for {name}: {e}");
-                None
-            }
-        }
+        let name = name.strip_suffix('.').unwrap_or(name);
+        name.eq_ignore_ascii_case(&self.name)
+            .then(|| self.leaf.clone())
     }
 }
 

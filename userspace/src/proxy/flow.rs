@@ -24,6 +24,7 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// TLS alert codes (RFC 8446 §6) sent when a flow is refused before the handshake.
 const ALERT_HANDSHAKE_FAILURE: u8 = 40;
 const ALERT_ACCESS_DENIED: u8 = 49;
+const ALERT_INTERNAL_ERROR: u8 = 80;
 const ALERT_UNRECOGNIZED_NAME: u8 = 112;
 
 pub async fn handle(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
@@ -156,7 +157,22 @@ async fn tls_flow(
             pass_through(shared, stream, ev, started, orig).await;
         }
         WebDecision::Inspect { rule_id } => {
-            let acceptor = TlsAcceptor::from(shared.server_tls.clone());
+            let server_tls = match shared.server_tls(&sni) {
+                Ok(c) => c,
+                Err(e) => {
+                    ev.error = Some(e);
+                    return refuse_tls(
+                        &shared,
+                        stream,
+                        ev,
+                        started,
+                        "leaf_failed",
+                        ALERT_INTERNAL_ERROR,
+                    )
+                    .await;
+                }
+            };
+            let acceptor = TlsAcceptor::from(server_tls);
             let tls = match acceptor.accept(stream).await {
                 Ok(tls) => tls,
                 Err(e) => {

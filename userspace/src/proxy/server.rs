@@ -11,7 +11,7 @@ use cork_policy::{Credential, DlpAction, Policy};
 use rustls::{RootCertStore, ServerConfig};
 use tokio::net::TcpListener;
 
-use super::ca::{BottleCa, LeafResolver};
+use super::ca::{BottleCa, DecidedLeaf};
 use super::flow;
 use super::swap::Credentials;
 use super::upstream::client_config;
@@ -59,13 +59,29 @@ pub struct WebProxyConfig {
 pub struct Shared {
     pub cfg: WebProxyConfig,
     pub dlp_action: DlpAction,
-    pub server_tls: Arc<ServerConfig>,
     /// Upstream TLS offering HTTP/1.1 only (bottle spoke HTTP/1.1) or h2 first.
     pub client_h1: Arc<rustls::ClientConfig>,
     pub client_h2: Arc<rustls::ClientConfig>,
 }
 
 impl Shared {
+    /// The TLS server side for one inspected flow: the leaf for its decided SNI, ALPN
+    /// h2 and HTTP/1.1.
+    pub fn server_tls(&self, sni: &str) -> Result<Arc<ServerConfig>, String> {
+        let leaf = self.cfg.ca.leaf(sni).map_err(|e| e.to_string())?;
+        let mut server =
+            ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .map_err(|e| e.to_string())?
+                .with_no_client_auth()
+                .with_cert_resolver(Arc::new(DecidedLeaf {
+                    name: sni.to_owned(),
+                    leaf,
+                }));
+        server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(Arc::new(server))
+    }
+
     pub fn rule_name(&self, rule_id: u16) -> Option<String> {
         self.cfg.policy.rule(rule_id).map(|r| r.id.clone())
     }
@@ -112,18 +128,10 @@ impl BoundWebProxy {
             .thread_name("cork-proxy")
             .enable_all()
             .build()?;
-        let mut server =
-            ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                .with_safe_default_protocol_versions()
-                .map_err(io::Error::other)?
-                .with_no_client_auth()
-                .with_cert_resolver(Arc::new(LeafResolver { ca: cfg.ca.clone() }));
-        server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         let roots = cfg.upstream_roots.clone();
         let shared = Arc::new(Shared {
             dlp_action: cfg.policy.dlp.action,
             cfg,
-            server_tls: Arc::new(server),
             client_h1: client_config(roots.clone(), &[b"http/1.1"]),
             client_h2: client_config(roots, &[b"h2", b"http/1.1"]),
         });
