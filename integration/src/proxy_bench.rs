@@ -160,6 +160,9 @@ pub struct CompareOpts {
     pub load_bin: PathBuf,
     /// mitmproxy's virtualenv.
     pub venv: PathBuf,
+    /// Measure latency at this rate (or half the peer's maximum if that is lower), so
+    /// that peers which reach it are compared at the same load.
+    pub latency_rate: Option<f64>,
 }
 
 /// One peer's figures.
@@ -249,7 +252,8 @@ pub fn compare(opts: &CompareOpts, mut report: impl FnMut(&PeerResult)) -> Resul
         };
         let max = run_load(&bench, &running, &opts.load_bin, &spec)
             .with_context(|| format!("{}: maximum rate; {}", peer.name(), upstream_report()))?;
-        spec.rate = Some(max.rate / 2.0);
+        let half = max.rate / 2.0;
+        spec.rate = Some(opts.latency_rate.map_or(half, |r| r.min(half)));
         let paced = run_load(&bench, &running, &opts.load_bin, &spec)
             .with_context(|| format!("{}: latency at half the maximum", peer.name()))?;
         drop(running);
