@@ -263,12 +263,17 @@ fn redact_mode_forwards_the_body_with_the_secret_replaced() -> Result<()> {
     let s = setup("redact_mode_forwards_the_body_with_the_secret_replaced")?;
     let rules = format!("{API_RULE}\n[dlp]\naction = \"redact\"\n");
     let script = curl(&format!(
-        "--data-binary 'before {AWS_KEY} after' https://api.example.test/r"
+        "--data-binary 'before {AWS_KEY} after' -H 'x-note: a {AWS_KEY} b' -H 'x-other: fine' \
+         'https://api.example.test/r?k={AWS_KEY}'"
     ));
     let (out, audit) = s.run_sh("a", &rules, &script)?;
     assert!(out.stdout.contains("status=200"), "{out}");
     let reqs = s.api.log().wait_settled(1, WAIT);
     assert_eq!(reqs[0].body, b"before [REDACTED] after", "{reqs:#?}");
+    assert_eq!(reqs[0].header("x-note"), Some("a [REDACTED] b"));
+    assert_eq!(reqs[0].header("x-other"), Some("fine"));
+    assert_eq!(reqs[0].target, "/r?k=%5BREDACTED%5D");
+    assert!(!s.api.log().saw(AWS_KEY.as_bytes()));
     audit.expect(
         json!({"layer": "proxy", "verdict": "allow", "reason": "dlp_redacted",
         "dlp_action": "redact", "detectors": ["aws-access-key-id"]}),

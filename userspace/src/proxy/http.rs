@@ -256,39 +256,44 @@ pub async fn handle(conn: Arc<Conn>, req: Request<Incoming>) -> Response<DownBod
     let action = shared.dlp_action;
     r.ev.dlp_action = None;
     let mut new_pq = None;
-    let url_findings = scan_all(&shared, pq.as_bytes());
-    if !url_findings.is_empty() {
-        note(&mut r.ev, &url_findings, action);
-        match action {
-            DlpAction::Block => return r.deny(&shared, StatusCode::FORBIDDEN, "dlp_blocked"),
-            DlpAction::Redact => {
-                let red = crate::dlp::redact(pq.as_bytes(), 0, &url_findings);
-                new_pq = Some(percent_safe(&red));
-            }
-            DlpAction::Log => {}
-        }
-    }
+    // One DLP pass over the URL and every header value, each on a line of its own (a
+    // stream per value would cost a scanner setup each, at tens of thousands of req/s).
     let mut headers = std::mem::take(req.headers_mut());
-    let mut redacted_headers = Vec::new();
-    for (name, value) in headers.iter() {
-        let findings = scan_all(&shared, value.as_bytes());
-        if findings.is_empty() {
-            continue;
-        }
+    let mut joined = Vec::with_capacity(pq.len() + 64 * headers.len());
+    let mut spans = Vec::with_capacity(headers.len() + 1);
+    for v in std::iter::once(pq.as_bytes()).chain(headers.values().map(HeaderValue::as_bytes)) {
+        spans.push(joined.len()..joined.len() + v.len());
+        joined.extend_from_slice(v);
+        joined.push(b'\n');
+    }
+    let findings = scan_all(&shared, &joined);
+    if !findings.is_empty() {
         note(&mut r.ev, &findings, action);
         match action {
             DlpAction::Block => return r.deny(&shared, StatusCode::FORBIDDEN, "dlp_blocked"),
             DlpAction::Redact => {
-                let red = crate::dlp::redact(value.as_bytes(), 0, &findings);
-                if let Ok(v) = HeaderValue::from_bytes(&red) {
-                    redacted_headers.push((name.clone(), v));
+                let redacted = |i: usize| {
+                    let span = spans[i].clone();
+                    let start = span.start as u64;
+                    let hit = findings
+                        .iter()
+                        .any(|f| f.start < span.end as u64 && f.end() > start);
+                    hit.then(|| crate::dlp::redact(&joined[span], start, &findings))
+                };
+                if let Some(red) = redacted(0) {
+                    new_pq = Some(percent_safe(&red));
                 }
+                let mut out = HeaderMap::with_capacity(headers.len());
+                for (i, (name, value)) in headers.iter().enumerate() {
+                    let v = redacted(i + 1)
+                        .and_then(|red| HeaderValue::from_bytes(&red).ok())
+                        .unwrap_or_else(|| value.clone());
+                    out.append(name.clone(), v);
+                }
+                headers = out;
             }
             DlpAction::Log => {}
         }
-    }
-    for (name, v) in redacted_headers {
-        headers.insert(name, v);
     }
 
     // Credentials: the placeholder becomes the real value in the credential's header, on
