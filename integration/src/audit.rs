@@ -130,6 +130,19 @@ impl Audit {
                         f(e, "rule"),
                         f(e, "answers")
                     )
+                } else if f(e, "layer") == "proxy" {
+                    format!(
+                        "proxy {:<5} {:<10} {:<6} {:<18} {:<14} status {:<4} {:<16} detectors {} credentials {}",
+                        f(e, "verdict"),
+                        f(e, "event"),
+                        f(e, "method"),
+                        f(e, "path"),
+                        f(e, "host"),
+                        f(e, "status"),
+                        f(e, "reason"),
+                        f(e, "detectors"),
+                        f(e, "credentials")
+                    )
                 } else {
                     e.to_string()
                 }

@@ -1,9 +1,11 @@
-//! `cork-demo`: builds a test world, runs one bottle with an embedded manifest that makes
-//! a few allowed and denied attempts, prints what the client saw and what cork audited,
-//! then tears everything down.
+//! `cork-demo`: builds a test world, runs bottles with embedded manifests that make a few
+//! allowed and denied attempts — by address, by name, and through the inspecting proxy —
+//! prints what the client saw and what cork audited, then tears everything down.
 
-use anyhow::Result;
+use anyhow::{Result, bail};
+use cork_integration::audit::Audit;
 use cork_integration::dns_server::Zone;
+use cork_integration::https_upstream::{BodyEnd, TestCa, UpstreamConfig};
 use cork_integration::{Probe, Side, World};
 
 const MANIFEST: &str = r#"
@@ -130,6 +132,111 @@ fn main() -> Result<()> {
     }
     println!("\naudit ({} events):", audit.events.len());
     for line in audit.pretty() {
+        println!("  {line}");
+    }
+    proxy_phase(&world)
+}
+
+/// The inspecting proxy: TLS terminated per bottle, DLP, fronting refused, credentials
+/// swapped in on the way out.
+const PROXY_RULES: &str = r#"
+[[egress.allow]]
+domain = "llm.example.test"
+ports = [443]
+
+[[credentials]]
+domain = "llm.example.test"
+header = "x-api-key"
+placeholder = "cork-placeholder-llm"
+env = "LLM_API_KEY"
+value_env = "DEMO_REAL_LLM_KEY"
+"#;
+
+/// A made-up value standing in for a real key, held only by cork.
+const DEMO_REAL_KEY: &str = "demo-real-llm-key-5f1e2d";
+
+fn proxy_phase(world: &World) -> Result<()> {
+    let ca = TestCa::new()?;
+    let ca_path = world.path("upstream-ca", "pem");
+    ca.write_pem(&ca_path)?;
+    let upstream = world.https_upstream(
+        &ca,
+        UpstreamConfig::new()
+            .name("llm.example.test")
+            .tls("198.51.100.30:443".parse()?),
+    )?;
+    let _dns = world.dns_server(
+        "[2001:db8::53]:53",
+        Zone::new().a("llm.example.test", "198.51.100.30", 60),
+    )?;
+    let manifest = format!(
+        "{PROXY_RULES}\n[dns]\nupstream = [\"[2001:db8::53]:53\"]\n\n[tls]\nupstream_ca = [\"{}\"]\n",
+        ca_path.display()
+    );
+    let steps: [(&str, &str); 4] = [
+        (
+            "GET  https://llm.example.test/v1/models",
+            "https://llm.example.test/v1/models",
+        ),
+        (
+            "POST a GitHub token in the body",
+            "--data-binary 'token ghp_Z3x9Kq2Lm8Np4Rt6Vw1Yb5Cd7Ef0Gh2Ij4Kl' https://llm.example.test/v1/chat",
+        ),
+        (
+            "GET  with Host: evil.test (fronting)",
+            "-H 'Host: evil.test' https://llm.example.test/v1/models",
+        ),
+        (
+            "GET  with x-api-key: $LLM_API_KEY",
+            "-H \"x-api-key: $LLM_API_KEY\" https://llm.example.test/v1/me",
+        ),
+    ];
+    let script: Vec<String> =
+        std::iter::once("echo \"LLM_API_KEY in the bottle: $LLM_API_KEY\"".to_owned())
+            .chain(steps.iter().map(|(_, args)| {
+                format!("curl -s -o /dev/null --max-time 10 -w '%{{http_code}}\\n' {args}")
+            }))
+            .collect();
+    let argv = vec!["sh".to_string(), "-c".into(), script.join("\n")];
+    let path = world.manifest("demo-proxy", &manifest)?;
+    let mut cmd = world.cork_run(&path, "demo-proxy", &argv);
+    cmd.env("DEMO_REAL_LLM_KEY", DEMO_REAL_KEY);
+    let out = world.run(&mut cmd)?;
+    if out.code() != 0 {
+        bail!("cork run exited {}:\n{out}", out.code());
+    }
+    let audit = Audit::read(&world.audit_path_for("demo-proxy"))?;
+    println!("\nmanifest (inspecting proxy):{PROXY_RULES}");
+    let mut lines = out.stdout.lines();
+    if let Some(first) = lines.next() {
+        println!("  {first}");
+    }
+    println!("client results (HTTPS through cork's proxy):");
+    for ((label, _), status) in steps.iter().zip(lines) {
+        println!("  {label:<48} -> HTTP {status}");
+    }
+    for r in upstream.log().requests() {
+        let body = match r.body_end {
+            BodyEnd::Complete => format!("{} body bytes", r.body_len),
+            _ if r.body.is_empty() => "body cut by cork: none of it was forwarded".to_owned(),
+            _ => format!(
+                "body cut by cork after {:?}, before the secret",
+                String::from_utf8_lossy(&r.body)
+            ),
+        };
+        println!(
+            "  upstream received {} {} x-api-key: {} ({body})",
+            r.method,
+            r.path(),
+            r.header("x-api-key").unwrap_or("-"),
+        );
+    }
+    println!("\naudit (kernel redirects and proxy decisions):");
+    for line in audit
+        .pretty()
+        .iter()
+        .filter(|l| l.starts_with("proxy ") || l.contains("proxy_redirect"))
+    {
         println!("  {line}");
     }
     Ok(())
