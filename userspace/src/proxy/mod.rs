@@ -9,8 +9,9 @@
 //! - [`client_hello`]: pure parser of the first bytes (SNI, ALPN, ECH, plain HTTP).
 //! - [`ca`]: the per-bottle CA and leaf cache. [`setup`]: credentials, scanner, bundle.
 //! - `server` (listeners, runtime), `flow` (per connection), `http` (per request),
-//!   `body` (streamed bodies), `upstream` (verified TLS to the real server), `codings`,
-//!   `swap`, `websocket_relay`, [`events`].
+//!   `body` (streamed request bodies), `return_body` (responses and their audit event),
+//!   `upstream` (verified TLS to the real server), `codings`, `swap`, `websocket_relay`,
+//!   [`events`].
 
 mod body;
 pub mod ca;
@@ -19,6 +20,7 @@ mod codings;
 pub mod events;
 mod flow;
 mod http;
+mod return_body;
 mod server;
 pub mod setup;
 pub mod swap;

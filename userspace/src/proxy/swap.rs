@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use http::HeaderMap;
 use http::header::{HeaderName, HeaderValue};
 
-use super::body::SwapBack;
+use super::return_body::SwapBack;
 use super::server::LoadedCredential;
 use crate::dlp::swap::{SwapError, SwapStream, Swapper};
 

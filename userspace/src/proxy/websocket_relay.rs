@@ -14,7 +14,7 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::body::AuditOnEnd;
+use super::return_body::AuditOnEnd;
 use super::server::Shared;
 use super::websocket::{FrameReader, Opcode, Sender, WsEvent};
 use crate::dlp::{Scanner, StreamScan};
