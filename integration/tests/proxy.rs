@@ -859,3 +859,69 @@ fn large_bodies_stream_both_ways_and_h2_meets_an_http1_upstream() -> Result<()> 
     assert_eq!(ev["bytes_down"], 8_388_608, "{ev}");
     Ok(())
 }
+
+#[test]
+fn custom_detectors_and_log_mode_forward_and_audit() -> Result<()> {
+    let s = setup("custom_detectors_and_log_mode_forward_and_audit")?;
+    let rules = format!(
+        "{API_RULE}\n[dlp]\naction = \"log\"\n\n[[dlp.detectors]]\nname = \"acme-order-id\"\n\
+         regex = \"ACME-[0-9]{{12}}\"\nkeywords = [\"ACME-\"]\n"
+    );
+    let script = [
+        curl("--data-binary 'order ACME-123456789012 shipped' https://api.example.test/orders"),
+        curl(&format!(
+            "-H 'x-note: {AWS_KEY}' https://api.example.test/logged"
+        )),
+    ]
+    .join("\n");
+    let (out, audit) = s.run_sh("a", &rules, &script)?;
+    assert_eq!(
+        out.stdout.matches("status=200").count(),
+        2,
+        "log forwards: {out}"
+    );
+    let reqs = s.api.log().wait_settled(2, WAIT);
+    assert!(
+        reqs.iter()
+            .any(|r| r.body == b"order ACME-123456789012 shipped")
+    );
+    audit.expect(
+        json!({"layer": "proxy", "path": "/orders", "verdict": "allow",
+        "reason": "dlp_logged", "dlp_action": "log", "detectors": ["acme-order-id"]}),
+    )?;
+    audit.expect(
+        json!({"layer": "proxy", "path": "/logged", "verdict": "allow",
+        "reason": "dlp_logged", "detectors": ["aws-access-key-id"]}),
+    )?;
+    assert!(
+        !audit.dump().contains("ACME-123456789012"),
+        "findings never carry the match"
+    );
+    Ok(())
+}
+
+#[test]
+fn cork_check_refuses_credentials_on_a_domain_that_is_not_inspected() -> Result<()> {
+    let world = World::new("cork_check_refuses_credentials_on_a_domain_that_is_not_inspected")?;
+    let manifest = world.manifest(
+        "a",
+        "[[egress.allow]]\ndomain = \"pinned.example.test\"\nports = [443]\ninspect = false\n\n\
+         [[credentials]]\ndomain = \"pinned.example.test\"\nheader = \"authorization\"\n\
+         placeholder = \"cork-placeholder-pin\"\nenv = \"PIN_TOKEN\"\nvalue_env = \"PIN_REAL\"\n",
+    )?;
+    let out = world.run(world.cork(["check".as_ref(), manifest.as_os_str()]))?;
+    assert_eq!(out.code(), 1, "{out}");
+    assert!(out.stderr.contains("credentials"), "{out}");
+    assert!(
+        out.stderr.contains(":12:10: credentials[0].domain"),
+        "located: {out}"
+    );
+    let bad_regex = world.manifest(
+        "b",
+        "[[dlp.detectors]]\nname = \"greedy\"\nregex = \"x+\"\n",
+    )?;
+    let out = world.run(world.cork(["check".as_ref(), bad_regex.as_os_str()]))?;
+    assert_eq!(out.code(), 1, "{out}");
+    assert!(out.stderr.contains("greedy"), "names the detector: {out}");
+    Ok(())
+}

@@ -12,7 +12,7 @@ use crate::bpf::abi::{CORK_RULE_NONE, cork_event, cork_hook, cork_reason, cork_v
 /// What the agent adds to every kernel record of one bottle.
 pub struct Enrichment {
     pub bottle: String,
-    /// Manifest rule names by rule id ("egress.allow[0]").
+    /// Manifest rule names by rule id (`egress.allow[0]`).
     pub rules: Vec<String>,
     /// Wall clock minus CLOCK_BOOTTIME, to place kernel boot-time stamps.
     pub boot_offset: Duration,
