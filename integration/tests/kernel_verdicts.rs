@@ -237,3 +237,97 @@ fn learned_entries_apply_until_they_expire_and_never_hide_static_rules() -> Resu
     assert!(!run.passes(&tcp(src6, "2001:db8:1::10", 9443)?)?);
     Ok(())
 }
+
+const PROXY_MANIFEST: &str = r#"
+version = 1
+[bottle]
+name = "verdicts-proxy"
+
+[[egress.allow]]
+domain = "web.example.test"          # default: 80 and 443 go through the proxy
+proto = "any"
+
+[[egress.allow]]
+domain = "all.example.test"          # every port of the rule through the proxy
+ports = [8443, "9000-9001"]
+inspect = true
+
+[[egress.allow]]
+domain = "pinned.example.test"       # pass-through by SNI: still redirected on 443
+ports = [443, 22]
+inspect = false
+
+[[egress.allow]]
+cidr = "198.51.100.0/25"
+ports = [443, 9000]
+proto = "any"
+
+[[egress.deny]]
+cidr = "198.51.100.66/32"
+ports = [443]
+"#;
+
+/// The real skb program on addresses learned for names with redirecting rules agrees with
+/// the policy model: a packet passes (on a socket no connect() vetted) exactly when the
+/// model allows it without the proxy — traffic the policy sends through the proxy never
+/// goes direct, and UDP to an inspected port (HTTP/3) is refused.
+#[test]
+fn skb_verdicts_for_proxied_names_match_the_policy_model() -> Result<()> {
+    use cork::bpf::test_run::boot_ns;
+    use cork_policy::{PrefixEntry, compile};
+
+    let policy = compile(PROXY_MANIFEST, "verdicts-proxy.toml")?;
+    let plan = policy.kernel_plan();
+    let pin_dir =
+        cork::mounts::ensure_bpffs()?.join(format!("cork-verdicts-{}-proxy", std::process::id()));
+    let mut h = Harness {
+        run: None,
+        pin_dir: pin_dir.clone(),
+    };
+    h.run = Some(SkbTestRun::load(CONSTS, &pin_dir, &plan)?);
+    let run = h.run.as_mut().expect("loaded");
+
+    let src: IpAddr = "198.51.100.1".parse()?;
+    let fresh = boot_ns() + 60_000_000_000;
+    let names = [
+        "web.example.test",
+        "all.example.test",
+        "pinned.example.test",
+    ];
+    let hosts = [10u8, 66, 200];
+    let ports = [22u16, 80, 443, 8443, 9000, 9001, 9002];
+    // Each name learned at its own host (the kernel's trie and the model alike).
+    let mut model = plan.clone();
+    for (name, host) in names.iter().zip(hosts) {
+        let dst = IpAddr::V4(Ipv4Addr::new(198, 51, 100, host));
+        let e = plan.learned_entry(dst, &policy.allowed_slots(name))?;
+        run.learn(&e, fresh)?;
+        model.v4.retain(|p| p.prefix != e.prefix);
+        model.v4.push(PrefixEntry {
+            prefix: e.prefix,
+            slots: e.slots,
+        });
+    }
+    let (mut redirected, mut passed, mut dropped) = (0, 0, 0);
+    for (name, host) in names.iter().zip(hosts) {
+        let dst = IpAddr::V4(Ipv4Addr::new(198, 51, 100, host));
+        for proto in [Proto::Tcp, Proto::Udp] {
+            for port in ports {
+                let v = cork_policy::evaluate(&model, dst, proto, port);
+                let want = v.action == Action::Allow && !v.redirect;
+                let got = run.passes(&ip_packet(src, dst, proto.ip_proto(), 40000, port))?;
+                assert_eq!(
+                    got, want,
+                    "{name}@{dst} {proto:?} {port}: kernel passes={got}, model {v:?}"
+                );
+                redirected += usize::from(v.redirect);
+                if got { passed += 1 } else { dropped += 1 }
+            }
+        }
+    }
+    assert!(
+        redirected >= 6 && passed >= 6 && dropped >= 6,
+        "redirected {redirected}, passed {passed}, dropped {dropped}"
+    );
+    Ok(())
+}
