@@ -925,3 +925,91 @@ fn cork_check_refuses_credentials_on_a_domain_that_is_not_inspected() -> Result<
     assert!(out.stderr.contains("greedy"), "names the detector: {out}");
     Ok(())
 }
+
+#[test]
+fn an_unprivileged_command_trusts_the_bottle_ca_too() -> Result<()> {
+    let s = setup("an_unprivileged_command_trusts_the_bottle_ca_too")?;
+    let manifest = s.world.manifest("a", &s.manifest(API_RULE))?;
+    let audit_path = s.world.audit_path_for("a");
+    let script = format!("id -u; {}", curl("https://api.example.test/as-nobody"));
+    let out = s.world.run(s.world.cork([
+        "run",
+        "--manifest",
+        &manifest.display().to_string(),
+        "--audit-log",
+        &audit_path.display().to_string(),
+        "--user",
+        "65534:65534",
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ]))?;
+    assert_eq!(out.code(), 0, "{out}");
+    assert!(out.stdout.starts_with("65534\n"), "{out}");
+    assert!(
+        out.stdout.contains("status=200"),
+        "the bundle is readable by any user: {out}"
+    );
+    let audit = Audit::read(&audit_path)?;
+    audit.expect(json!({"layer": "proxy", "path": "/as-nobody", "verdict": "allow"}))?;
+    Ok(())
+}
+
+#[test]
+fn two_bottles_have_their_own_proxies_cas_and_credentials() -> Result<()> {
+    use cork_integration::process::Spawned;
+
+    let s = setup("two_bottles_have_their_own_proxies_cas_and_credentials")?;
+    let rules = format!(
+        "{API_RULE}\n[[credentials]]\ndomain = \"api.example.test\"\nheader = \"x-api-key\"\n\
+         placeholder = \"cork-placeholder-acme\"\nenv = \"ACME_API_KEY\"\nvalue_env = \"ACME_REAL_KEY\"\n"
+    );
+    let go = s.world.dir().join("go");
+    let req = |path: &str| {
+        curl(&format!(
+            "-H \"x-api-key: $ACME_API_KEY\" https://api.example.test/{path}"
+        ))
+    };
+    // Bottle A makes a request, keeps its proxy alive until B is done, then another.
+    let script_a = format!(
+        "{}\necho ready\nwhile [ ! -e {} ]; do sleep 0.05; done\n{}\ncat \"$SSL_CERT_FILE\" | tail -n 3",
+        req("a1"),
+        go.display(),
+        req("a2")
+    );
+    let manifest_a = s.world.manifest("a", &s.manifest(&rules))?;
+    let argv_a = vec!["sh".to_string(), "-c".into(), script_a];
+    let mut cmd_a = s.world.cork_run(&manifest_a, "a", &argv_a);
+    cmd_a.env("ACME_REAL_KEY", "real-key-of-bottle-a-1111");
+    let mut bottle_a = Spawned::start(&mut cmd_a)?;
+    bottle_a.wait_line("ready", Duration::from_secs(30))?;
+
+    let manifest_b = s.world.manifest("b", &s.manifest(&rules))?;
+    let script_b = format!("{}\ncat \"$SSL_CERT_FILE\" | tail -n 3", req("b1"));
+    let argv_b = vec!["sh".to_string(), "-c".into(), script_b];
+    let mut cmd_b = s.world.cork_run(&manifest_b, "b", &argv_b);
+    cmd_b.env("ACME_REAL_KEY", "real-key-of-bottle-b-2222");
+    let out_b = s.world.run(&mut cmd_b)?;
+    assert_eq!(out_b.code(), 0, "{out_b}");
+    std::fs::write(&go, "")?;
+    let out_a = bottle_a.finish(Duration::from_secs(60))?;
+    assert_eq!(out_a.code(), 0, "{out_a}");
+    assert_eq!(out_a.stdout.matches("status=200").count(), 2, "{out_a}");
+    assert!(out_b.stdout.contains("status=200"), "{out_b}");
+
+    let reqs = s.api.log().wait_settled(3, WAIT);
+    let key = |path: &str| {
+        reqs.iter()
+            .find(|r| r.path() == path)
+            .and_then(|r| r.header("x-api-key"))
+            .map(str::to_owned)
+    };
+    assert_eq!(key("/a1").as_deref(), Some("real-key-of-bottle-a-1111"));
+    assert_eq!(key("/a2").as_deref(), Some("real-key-of-bottle-a-1111"));
+    assert_eq!(key("/b1").as_deref(), Some("real-key-of-bottle-b-2222"));
+    // Each bottle trusts its own CA: the last certificate of the two bundles differs.
+    let tail = |o: &str| o.lines().rev().nth(1).unwrap_or_default().to_owned();
+    assert_ne!(tail(&out_a.stdout), tail(&out_b.stdout), "{out_a}\n{out_b}");
+    Ok(())
+}
