@@ -349,27 +349,43 @@ impl World {
             ns.kill_all();
         }
         errors.extend(remove_cork_state(&self.id));
-        for ns in [self.bottle.take(), self.internet.take()]
-            .into_iter()
-            .flatten()
-        {
-            let name = ns.name().to_owned();
-            if let Err(e) = ns.delete() {
-                errors.push(format!("delete netns {name}: {e:#}"));
-            }
-        }
-        if self.dir.exists()
-            && let Err(e) = std::fs::remove_dir_all(&self.dir)
-        {
-            errors.push(format!("remove {}: {e}", self.dir.display()));
-        }
-        if errors.is_empty() {
-            let _ = std::fs::remove_file(sweep::lock_path(&self.id));
-        }
-        // Dropping the lock lets the sweeper take whatever is left.
-        drop(self.lock.take());
+        let namespaces = [self.bottle.take(), self.internet.take()];
+        release(
+            &self.id,
+            namespaces.into_iter().flatten(),
+            &self.dir,
+            self.lock.take(),
+            &mut errors,
+        );
         errors
     }
+}
+
+/// The end of every world-named teardown (processes already killed): delete the
+/// namespaces and the temp dir, then remove the lock file only if all of that worked, and
+/// let the lock go — the sweeper takes whatever is left.
+pub(crate) fn release(
+    id: &str,
+    namespaces: impl IntoIterator<Item = Netns>,
+    dir: &Path,
+    lock: Option<WorldLock>,
+    errors: &mut Vec<String>,
+) {
+    for ns in namespaces {
+        let name = ns.name().to_owned();
+        if let Err(e) = ns.delete() {
+            errors.push(format!("delete netns {name}: {e:#}"));
+        }
+    }
+    if dir.exists()
+        && let Err(e) = std::fs::remove_dir_all(dir)
+    {
+        errors.push(format!("remove {}: {e}", dir.display()));
+    }
+    if errors.is_empty() {
+        let _ = std::fs::remove_file(sweep::lock_path(id));
+    }
+    drop(lock);
 }
 
 impl Drop for World {
@@ -401,7 +417,9 @@ fn remove_cork_state(id: &str) -> Vec<String> {
 }
 
 /// Picks an unused id from hash(test name, pid, counter) and locks it.
-fn claim_id(test_name: &str) -> Result<(String, WorldLock)> {
+/// A free world id (`ck` + 6 hex digits) and its lock. Also used by the proxy benchmark's
+/// namespace, so the sweeper and `cargo xtask clean` treat both alike.
+pub(crate) fn claim_id(test_name: &str) -> Result<(String, WorldLock)> {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let existing = netns::list();
     for _ in 0..64 {

@@ -6,14 +6,14 @@
 //! sweeper would not remove, and nothing either removes while the benchmark runs.
 //! [`cleanup_on_signal`] covers Ctrl-C and SIGTERM, which skip `Drop`.
 
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 
-use crate::netns::{self, Netns};
+use crate::netns::Netns;
 use crate::sweep::{self, TMP_DIR, WorldLock};
+use crate::world;
 
 /// The benchmark's namespace and temp dir; dropping it kills what runs inside and
 /// removes both.
@@ -62,7 +62,7 @@ pub fn cleanup_on_signal() -> Result<()> {
 impl BenchNs {
     /// Creates the namespace (loopback up) and the temp dir; a partial setup is undone.
     pub fn new() -> Result<Self> {
-        let (id, lock) = claim()?;
+        let (id, lock) = world::claim_id("cork-proxy-bench")?;
         *LIVE.lock().unwrap_or_else(|e| e.into_inner()) = Some(id.clone());
         let mut me = Self {
             ns: None,
@@ -95,40 +95,18 @@ impl Drop for BenchNs {
         let mut live = LIVE.lock().unwrap_or_else(|e| e.into_inner());
         live.take();
         let mut errors = Vec::new();
-        if let Some(ns) = self.ns.take() {
+        if let Some(ns) = self.ns.as_ref() {
             ns.kill_all();
-            let name = ns.name().to_owned();
-            if let Err(e) = ns.delete() {
-                errors.push(format!("delete netns {name}: {e:#}"));
-            }
         }
-        if self.dir.exists()
-            && let Err(e) = std::fs::remove_dir_all(&self.dir)
-        {
-            errors.push(format!("remove {}: {e}", self.dir.display()));
-        }
-        if errors.is_empty() {
-            let _ = std::fs::remove_file(sweep::lock_path(&self.id));
-        }
-        drop(self.lock.take());
+        world::release(
+            &self.id,
+            self.ns.take(),
+            &self.dir,
+            self.lock.take(),
+            &mut errors,
+        );
         for e in errors {
             eprintln!("cork-proxy-bench: teardown: {e}");
         }
     }
-}
-
-fn claim() -> Result<(String, WorldLock)> {
-    let existing = netns::list();
-    for n in 0u32..64 {
-        let mut h = DefaultHasher::new();
-        ("cork-proxy-bench", std::process::id(), n).hash(&mut h);
-        let id = format!("ck{:06x}", h.finish() & 0xff_ffff);
-        if existing.iter().any(|e| e.starts_with(&id)) || sweep::lock_path(&id).exists() {
-            continue;
-        }
-        if let Ok(lock) = sweep::lock(&id) {
-            return Ok((id, lock));
-        }
-    }
-    bail!("no free namespace id for the benchmark")
 }
