@@ -96,6 +96,16 @@ static __always_inline void cork_mark_vetted(struct bpf_sock_addr *ctx, const st
 	st->conn_family = dst->family;
 }
 
+/* Set the IPv6 address of a sock_addr context, word by word (network order). */
+static __always_inline void cork_ctx_set_ip6(struct bpf_sock_addr *ctx, __u32 w0, __u32 w1,
+					     __u32 w2, __u32 w3)
+{
+	CORK_CTX_STORE32(ctx, user_ip6[0], w0);
+	CORK_CTX_STORE32(ctx, user_ip6[1], w1);
+	CORK_CTX_STORE32(ctx, user_ip6[2], w2);
+	CORK_CTX_STORE32(ctx, user_ip6[3], w3);
+}
+
 /*
  * Rewrite the destination to one of the agent's loopback listeners (the DNS proxy or the
  * inspecting proxy) at `port`, keeping the address family the socket used: 127.0.0.1 for
@@ -111,15 +121,9 @@ static __always_inline void cork_rewrite_to_agent(struct bpf_sock_addr *ctx,
 	if (!is_v6) {
 		CORK_CTX_STORE32(ctx, user_ip4, bpf_htonl(0x7f000001));
 	} else if (dst->family == CORK_AF_INET) {
-		CORK_CTX_STORE32(ctx, user_ip6[0], 0);
-		CORK_CTX_STORE32(ctx, user_ip6[1], 0);
-		CORK_CTX_STORE32(ctx, user_ip6[2], bpf_htonl(0xffff));
-		CORK_CTX_STORE32(ctx, user_ip6[3], bpf_htonl(0x7f000001));
+		cork_ctx_set_ip6(ctx, 0, 0, bpf_htonl(0xffff), bpf_htonl(0x7f000001));
 	} else {
-		CORK_CTX_STORE32(ctx, user_ip6[0], 0);
-		CORK_CTX_STORE32(ctx, user_ip6[1], 0);
-		CORK_CTX_STORE32(ctx, user_ip6[2], 0);
-		CORK_CTX_STORE32(ctx, user_ip6[3], bpf_htonl(1));
+		cork_ctx_set_ip6(ctx, 0, 0, 0, bpf_htonl(1));
 	}
 	if (is_connect && st) {
 		struct cork_dst agent = {};
@@ -305,10 +309,7 @@ static __always_inline void cork_restore_dns_source(struct bpf_sock_addr *ctx, i
 		__u32 w[4];
 
 		__builtin_memcpy(w, st->dns_addr, 16);
-		CORK_CTX_STORE32(ctx, user_ip6[0], w[0]);
-		CORK_CTX_STORE32(ctx, user_ip6[1], w[1]);
-		CORK_CTX_STORE32(ctx, user_ip6[2], w[2]);
-		CORK_CTX_STORE32(ctx, user_ip6[3], w[3]);
+		cork_ctx_set_ip6(ctx, w[0], w[1], w[2], w[3]);
 		CORK_CTX_STORE32(ctx, user_port, bpf_htons(st->dns_port));
 	}
 }
@@ -348,15 +349,9 @@ static __always_inline void cork_restore_proxy_peer(struct bpf_sock_addr *ctx, i
 			return;
 		CORK_CTX_STORE32(ctx, user_ip4, w[0]);
 	} else if (st->redir_family == CORK_AF_INET) {
-		CORK_CTX_STORE32(ctx, user_ip6[0], 0);
-		CORK_CTX_STORE32(ctx, user_ip6[1], 0);
-		CORK_CTX_STORE32(ctx, user_ip6[2], bpf_htonl(0xffff));
-		CORK_CTX_STORE32(ctx, user_ip6[3], w[0]);
+		cork_ctx_set_ip6(ctx, 0, 0, bpf_htonl(0xffff), w[0]);
 	} else {
-		CORK_CTX_STORE32(ctx, user_ip6[0], w[0]);
-		CORK_CTX_STORE32(ctx, user_ip6[1], w[1]);
-		CORK_CTX_STORE32(ctx, user_ip6[2], w[2]);
-		CORK_CTX_STORE32(ctx, user_ip6[3], w[3]);
+		cork_ctx_set_ip6(ctx, w[0], w[1], w[2], w[3]);
 	}
 	CORK_CTX_STORE32(ctx, user_port, bpf_htons(st->redir_port));
 }

@@ -74,12 +74,41 @@ impl Setup {
         )
     }
 
+    /// Like `run_sh`, with `real` as the value of `ACME_REAL_KEY` in cork's environment.
+    fn run_sh_holding(
+        &self,
+        label: &str,
+        rules: &str,
+        script: &str,
+        real: &str,
+    ) -> Result<(RunOutput, Audit)> {
+        let manifest = self.world.manifest(label, &self.manifest(rules))?;
+        let argv = vec!["sh".to_string(), "-c".into(), script.to_owned()];
+        let mut cmd = self.world.cork_run(&manifest, label, &argv);
+        cmd.env("ACME_REAL_KEY", real);
+        let out = self.world.run(&mut cmd)?;
+        anyhow::ensure!(out.code() == 0, "cork run exited {}:\n{out}", out.code());
+        let audit = Audit::read(&self.world.audit_path_for(label))?;
+        Ok((out, audit))
+    }
+
     /// Runs `script` with `sh -c` in a bottle; returns output and audit.
     fn run_sh(&self, label: &str, rules: &str, script: &str) -> Result<(RunOutput, Audit)> {
         let argv = vec!["sh".to_string(), "-c".into(), script.into()];
         self.world.run_argv(label, &self.manifest(rules), &argv)
     }
 }
+
+/// A credential for api.example.test whose real value `cork run` reads from
+/// `ACME_REAL_KEY` (see `Setup::run_sh_holding`).
+const ACME_CREDENTIAL: &str = r#"
+[[credentials]]
+domain = "api.example.test"
+header = "x-api-key"
+placeholder = "cork-placeholder-acme"
+env = "ACME_API_KEY"
+value_env = "ACME_REAL_KEY"
+"#;
 
 const API_RULE: &str = r#"
 [[egress.allow]]
@@ -132,7 +161,6 @@ fn inspected_https_reaches_upstream_over_h1_h2_v4_v6() -> Result<()> {
         )?;
     }
     audit.expect(json!({"layer": "kernel", "reason": "proxy_redirect", "dport": 443}))?;
-    let _ = &s.pinned;
     Ok(())
 }
 
@@ -169,6 +197,14 @@ elif mode == "sse":
         if line.startswith(b"data:"):
             print("event %s at %d" % (line.strip().decode(), (time.monotonic() - t0) * 1000))
 "#;
+
+/// The `status=` values `curl()` printed, in order.
+fn statuses(out: &RunOutput) -> Vec<&str> {
+    out.stdout
+        .lines()
+        .filter_map(|l| l.split("status=").nth(1))
+        .collect()
+}
 
 fn py(args: &[&str]) -> String {
     let mut s = format!("python3 -c '{}'", PY_CLIENT.replace('\'', r"'\''"));
@@ -404,13 +440,8 @@ ports = [443]
     ]
     .join("\n");
     let (out, audit) = s.run_sh("a", rules, &script)?;
-    let statuses: Vec<&str> = out
-        .stdout
-        .lines()
-        .filter_map(|l| l.split("status=").nth(1))
-        .collect();
     assert_eq!(
-        statuses,
+        statuses(&out),
         ["200", "403", "403", "200", "403", "403"],
         "{out}"
     );
@@ -436,9 +467,7 @@ fn credentials_are_swapped_in_upstream_and_never_reach_the_bottle() -> Result<()
     let s = setup("credentials_are_swapped_in_upstream_and_never_reach_the_bottle")?;
     let real = "real-acme-key-0d9f8e7c6b5a";
     let rules = format!(
-        "{API_RULE}\n[[egress.allow]]\ndomain = \"other.example.test\"\nports = [443]\n\n\
-         [[credentials]]\ndomain = \"api.example.test\"\nheader = \"x-api-key\"\n\
-         placeholder = \"cork-placeholder-acme\"\nenv = \"ACME_API_KEY\"\nvalue_env = \"ACME_REAL_KEY\"\n"
+        "{API_RULE}\n[[egress.allow]]\ndomain = \"other.example.test\"\nports = [443]\n{ACME_CREDENTIAL}"
     );
     let script = [
         "echo \"env=$ACME_API_KEY\"".to_string(),
@@ -450,13 +479,7 @@ fn credentials_are_swapped_in_upstream_and_never_reach_the_bottle() -> Result<()
         curl("-H \"x-api-key: $ACME_API_KEY\" https://other.example.test/elsewhere"),
     ]
     .join("\n");
-    let manifest = s.world.manifest("a", &s.manifest(&rules))?;
-    let argv = vec!["sh".to_string(), "-c".into(), script];
-    let mut cmd = s.world.cork_run(&manifest, "a", &argv);
-    cmd.env("ACME_REAL_KEY", real);
-    let out = s.world.run(&mut cmd)?;
-    assert_eq!(out.code(), 0, "{out}");
-    let audit = Audit::read(&s.world.audit_path_for("a"))?;
+    let (out, audit) = s.run_sh_holding("a", &rules, &script, real)?;
     assert!(out.stdout.contains("env=cork-placeholder-acme"), "{out}");
     assert!(
         out.stdout.starts_with("env=cork-placeholder-acme\n0\n"),
@@ -526,12 +549,7 @@ fn plain_http_gets_the_same_host_checks() -> Result<()> {
     ]
     .join("\n");
     let (out, audit) = s.run_sh("a", &rules, &script)?;
-    let statuses: Vec<&str> = out
-        .stdout
-        .lines()
-        .filter_map(|l| l.split("status=").nth(1))
-        .collect();
-    assert_eq!(statuses, ["200", "403", "403", "403"], "{out}");
+    assert_eq!(statuses(&out), ["200", "403", "403", "403"], "{out}");
     let reqs = s.api.log().wait_settled(1, WAIT);
     assert_eq!(reqs.len(), 1);
     assert_eq!(reqs[0].sni, None, "plain HTTP upstream");
@@ -746,12 +764,7 @@ fn compressed_request_bodies_are_scanned_decoded() -> Result<()> {
     ]
     .join("\n");
     let (out, audit) = s.run_sh("a", API_RULE, &script)?;
-    let statuses: Vec<&str> = out
-        .stdout
-        .lines()
-        .filter_map(|l| l.split("status=").nth(1))
-        .collect();
-    assert_eq!(statuses, ["403", "200", "415", "400"], "{out}");
+    assert_eq!(statuses(&out), ["403", "200", "415", "400"], "{out}");
     audit.expect(json!({"layer": "proxy", "path": "/corrupt", "reason": "body_undecodable"}))?;
     audit.expect(
         json!({"layer": "proxy", "path": "/gz", "reason": "dlp_blocked",
@@ -784,23 +797,15 @@ fn compressed_request_bodies_are_scanned_decoded() -> Result<()> {
 fn base64_of_a_known_credential_is_blocked_anywhere() -> Result<()> {
     let s = setup("base64_of_a_known_credential_is_blocked_anywhere")?;
     let real = "real-acme-key-0d9f8e7c6b5a";
-    let rules = format!(
-        "{API_RULE}\n[[credentials]]\ndomain = \"api.example.test\"\nheader = \"x-api-key\"\n\
-         placeholder = \"cork-placeholder-acme\"\nenv = \"ACME_API_KEY\"\nvalue_env = \"ACME_REAL_KEY\"\n"
-    );
+    let rules = format!("{API_RULE}\n{ACME_CREDENTIAL}");
     // The bottle never holds the real value, but if it got it (say from a file it should
     // not have read), every encoding of it is stopped.
     let b64 = base64_std(real.as_bytes());
     let script = curl(&format!(
         "--data-binary 'v={b64}' https://api.example.test/b64"
     ));
-    let manifest = s.world.manifest("a", &s.manifest(&rules))?;
-    let argv = vec!["sh".to_string(), "-c".into(), script];
-    let mut cmd = s.world.cork_run(&manifest, "a", &argv);
-    cmd.env("ACME_REAL_KEY", real);
-    let out = s.world.run(&mut cmd)?;
+    let (out, audit) = s.run_sh_holding("a", &rules, &script, real)?;
     assert!(out.stdout.contains("status=403"), "{out}");
-    let audit = Audit::read(&s.world.audit_path_for("a"))?;
     audit.expect(json!({"layer": "proxy", "reason": "dlp_blocked",
         "detectors": ["known-secret:ACME_API_KEY"]}))?;
     assert!(!s.api.log().saw(b64.as_bytes()));
@@ -961,10 +966,7 @@ fn two_bottles_have_their_own_proxies_cas_and_credentials() -> Result<()> {
     use cork_integration::process::Spawned;
 
     let s = setup("two_bottles_have_their_own_proxies_cas_and_credentials")?;
-    let rules = format!(
-        "{API_RULE}\n[[credentials]]\ndomain = \"api.example.test\"\nheader = \"x-api-key\"\n\
-         placeholder = \"cork-placeholder-acme\"\nenv = \"ACME_API_KEY\"\nvalue_env = \"ACME_REAL_KEY\"\n"
-    );
+    let rules = format!("{API_RULE}\n{ACME_CREDENTIAL}");
     let go = s.world.dir().join("go");
     let req = |path: &str| {
         curl(&format!(
@@ -1011,5 +1013,34 @@ fn two_bottles_have_their_own_proxies_cas_and_credentials() -> Result<()> {
     // Each bottle trusts its own CA: the last certificate of the two bundles differs.
     let tail = |o: &str| o.lines().rev().nth(1).unwrap_or_default().to_owned();
     assert_ne!(tail(&out_a.stdout), tail(&out_b.stdout), "{out_a}\n{out_b}");
+    Ok(())
+}
+
+#[test]
+fn a_redirected_connection_still_names_the_server_it_dialled() -> Result<()> {
+    let s = setup("a_redirected_connection_still_names_the_server_it_dialled")?;
+    // getpeername() on a socket the kernel sent to the proxy shows the original
+    // destination, in the family the socket used (IPv4, IPv6, IPv4-mapped on IPv6).
+    let py = "import socket\n\
+        socket.getaddrinfo(\"api.example.test\", 443)\n\
+        for fam, addr in [(socket.AF_INET, \"198.51.100.10\"), (socket.AF_INET6, \"2001:db8::10\"), (socket.AF_INET6, \"::ffff:198.51.100.10\")]:\n\
+        \x20   c = socket.socket(fam, socket.SOCK_STREAM)\n\
+        \x20   c.connect((addr, 443))\n\
+        \x20   print(\"peer\", c.getpeername()[0], c.getpeername()[1])\n\
+        \x20   c.close()\n";
+    let script = format!("python3 -c '{py}'");
+    let (out, audit) = s.run_sh("a", API_RULE, &script)?;
+    assert_eq!(
+        out.stdout.lines().collect::<Vec<_>>(),
+        [
+            "peer 198.51.100.10 443",
+            "peer 2001:db8::10 443",
+            "peer ::ffff:198.51.100.10 443"
+        ],
+        "{out}"
+    );
+    for dst in ["198.51.100.10", "2001:db8::10"] {
+        audit.expect(json!({"layer": "kernel", "reason": "proxy_redirect", "dst": dst}))?;
+    }
     Ok(())
 }

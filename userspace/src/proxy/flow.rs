@@ -122,17 +122,25 @@ async fn send_alert(mut stream: TcpStream, description: u8) {
     let _ = stream.shutdown().await;
 }
 
-/// Does policy let this bottle reach `name` at `orig`? The name must be allowed for the
-/// port, and the address must be one the bottle was told for that very name.
-fn decide(shared: &Shared, name: &str, orig: &Original) -> Result<WebDecision, &'static str> {
-    let decision = shared.cfg.policy.web_decision(name, orig.dst.port());
-    if let WebDecision::Deny { reason, .. } = decision {
-        return Err(reason);
-    }
+/// What policy lets a flow to a name do.
+pub enum Allowed {
+    Inspect { rule_id: u16 },
+    PassThrough { rule_id: u16 },
+}
+
+/// Does policy let this bottle reach `name` at `orig` (the SNI of a TLS flow, or the Host
+/// of a plain-HTTP request)? The name must be allowed for the port, and the address must
+/// be one the bottle was told for that very name. `Err` is the audit reason.
+pub fn decide(shared: &Shared, name: &str, orig: &Original) -> Result<Allowed, &'static str> {
+    let allowed = match shared.cfg.policy.web_decision(name, orig.dst.port()) {
+        WebDecision::Deny { reason, .. } => return Err(reason),
+        WebDecision::Inspect { rule_id } => Allowed::Inspect { rule_id },
+        WebDecision::PassThrough { rule_id } => Allowed::PassThrough { rule_id },
+    };
     if !shared.cfg.resolved.resolved(name, orig.dst.ip()) {
         return Err("not_resolved_for_name");
     }
-    Ok(decision)
+    Ok(allowed)
 }
 
 async fn tls_flow(
@@ -151,12 +159,12 @@ async fn tls_flow(
         }
     };
     match decision {
-        WebDecision::PassThrough { rule_id } => {
+        Allowed::PassThrough { rule_id } => {
             ev.mode = "passthrough";
             ev.rule = shared.rule_name(rule_id);
             pass_through(shared, stream, ev, started, orig).await;
         }
-        WebDecision::Inspect { rule_id } => {
+        Allowed::Inspect { rule_id } => {
             let server_tls = match shared.server_tls(&sni) {
                 Ok(c) => c,
                 Err(e) => {
@@ -195,7 +203,6 @@ async fn tls_flow(
             ));
             serve(conn, TokioIo::new(tls), h2).await;
         }
-        WebDecision::Deny { .. } => unreachable!("refused above"),
     }
 }
 
@@ -265,13 +272,4 @@ async fn pass_through(
     }
     ev.finish(started);
     shared.audit(&ev);
-}
-
-/// Used by `http` for plain-HTTP requests: policy for the Host a request names.
-pub fn decide_plain(
-    shared: &Shared,
-    host: &str,
-    orig: &Original,
-) -> Result<WebDecision, &'static str> {
-    decide(shared, host, orig)
 }

@@ -2,14 +2,14 @@
 //! SNI, or against policy on plain HTTP; then CONNECT, upgrades and the L7 routes. All
 //! before anything is scanned or sent upstream.
 
-use cork_policy::{RouteVerdict, WebDecision, route_decision};
+use cork_policy::{RouteVerdict, route_decision};
 use http::{Method, Request, StatusCode, header};
 use hyper::body::Incoming;
 
 use super::Conn;
 use super::head::{is_websocket, request_authority, split_authority};
 use super::refusal::{Refusal, RequestAudit};
-use crate::proxy::flow;
+use crate::proxy::flow::{self, Allowed};
 
 /// What admission established about a request.
 pub struct Admitted {
@@ -74,13 +74,10 @@ pub fn admit(
 /// HTTP policy's for the name.
 fn rule_for(conn: &Conn, host: &str) -> Result<u16, Refusal> {
     if !conn.tls {
-        return match flow::decide_plain(&conn.shared, host, &conn.orig) {
-            Ok(WebDecision::Inspect { rule_id } | WebDecision::PassThrough { rule_id }) => {
-                Ok(rule_id)
-            }
-            Ok(WebDecision::Deny { reason, .. }) | Err(reason) => {
-                Err(Refusal::new(StatusCode::FORBIDDEN, reason))
-            }
+        // Plain HTTP has nothing to pass through untouched: both are inspected.
+        return match flow::decide(&conn.shared, host, &conn.orig) {
+            Ok(Allowed::Inspect { rule_id } | Allowed::PassThrough { rule_id }) => Ok(rule_id),
+            Err(reason) => Err(Refusal::new(StatusCode::FORBIDDEN, reason)),
         };
     }
     if host != conn.sni {
