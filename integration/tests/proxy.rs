@@ -760,11 +760,15 @@ fn compressed_request_bodies_are_scanned_decoded() -> Result<()> {
         curl("-H 'Content-Encoding: gzip' --data-binary @/tmp/cork-gz-$$ https://api.example.test/gz-ok"),
         curl("-H 'Content-Encoding: compress' --data-binary x https://api.example.test/lzw"),
         curl("-H 'Content-Encoding: gzip' --data-binary 'not gzip at all' https://api.example.test/corrupt"),
+        // 50 MB of zeros in ~50 KB: past the decoder's 256:1 ratio, a bomb.
+        "head -c 50000000 /dev/zero | gzip -c > /tmp/cork-gz-$$".to_string(),
+        curl("-H 'Content-Encoding: gzip' --data-binary @/tmp/cork-gz-$$ https://api.example.test/bomb"),
         "rm -f /tmp/cork-gz-$$".to_string(),
     ]
     .join("\n");
     let (out, audit) = s.run_sh("a", API_RULE, &script)?;
-    assert_eq!(statuses(&out), ["403", "200", "415", "400"], "{out}");
+    assert_eq!(statuses(&out), ["403", "200", "415", "400", "400"], "{out}");
+    audit.expect(json!({"layer": "proxy", "path": "/bomb", "reason": "body_undecodable"}))?;
     audit.expect(json!({"layer": "proxy", "path": "/corrupt", "reason": "body_undecodable"}))?;
     audit.expect(
         json!({"layer": "proxy", "path": "/gz", "reason": "dlp_blocked",
