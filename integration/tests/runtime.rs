@@ -8,7 +8,7 @@
 
 use std::ffi::CString;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 
@@ -34,7 +34,7 @@ fn manifest(world: &World, label: &str, name: &str, v4: &str, v6: &str, port: u1
 
 /// Runs the DNS client in the bottle whose `cgroup.procs` is `procs`: the child moves
 /// itself into the cgroup before exec, so everything it does is judged.
-fn run_in(procs: &PathBuf, ops: &[&str]) -> Result<Vec<String>> {
+fn run_in(procs: &Path, ops: &[&str]) -> Result<Vec<String>> {
     let procs = CString::new(procs.as_os_str().as_encoded_bytes()).context("procs path")?;
     let mut cmd = Command::new("python3");
     cmd.arg("-c").arg(CLIENT).args(ops);
