@@ -25,8 +25,8 @@ pub trait EventHandler: Send + 'static {
     fn drained(&mut self);
 }
 
-const EVENTS: &str = "cork_events";
-const LOST: &str = "cork_lost";
+const EVENTS: &str = super::abi::map_names::CORK_EVENTS;
+const LOST: &str = super::abi::map_names::CORK_LOST;
 
 /// A running reader; [`EventReader::finish`] drains what is left.
 pub struct EventReader {

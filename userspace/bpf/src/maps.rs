@@ -11,9 +11,9 @@ use cork_policy::{Action, KernelPlan, LearnedEntry, PrefixEntry, Proto, Redirect
 
 use super::abi::{cork_action, cork_port_rule, cork_prefix_value, cork_proto_sel};
 
-pub const RULES_V4: &str = "cork_rules_v4";
-pub const RULES_V6: &str = "cork_rules_v6";
-pub const HOST_PORTS: &str = "cork_host_ports";
+pub const RULES_V4: &str = super::abi::map_names::CORK_RULES_V4;
+pub const RULES_V6: &str = super::abi::map_names::CORK_RULES_V6;
+pub const HOST_PORTS: &str = super::abi::map_names::CORK_HOST_PORTS;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MapError {
