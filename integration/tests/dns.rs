@@ -467,7 +467,7 @@ fn a_flow_opened_in_time_outlives_the_learned_address() -> Result<()> {
         ],
         "{out}"
     );
-    sink.wait_payload("after-expiry", std::time::Duration::from_secs(5));
+    sink.wait_payload("after-expiry", std::time::Duration::from_secs(5))?;
     world.udp_sentinel(&sink)?;
     let got = sink.payloads();
     assert!(got.iter().any(|p| p == "before-expiry"), "{got:?}");

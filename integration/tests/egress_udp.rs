@@ -71,8 +71,8 @@ proto = "any"
         .udp_sendmsg(&u6.ip(), 5300, "msg-v6")?;
     let (out, audit) = world.run_probe("a", manifest, &probe)?;
     assert_eq!(out.lines(), ["ok", "ok"], "{out}");
-    let got4 = u4.wait_payload("to-v4", WAIT);
-    let got6 = u6.wait_payload("msg-v6", WAIT);
+    let got4 = u4.wait_payload("to-v4", WAIT)?;
+    let got6 = u6.wait_payload("msg-v6", WAIT)?;
     assert_eq!(
         got4.first().map(|d| d.peer.ip().to_string()).as_deref(),
         Some("198.51.100.1")
@@ -141,8 +141,8 @@ proto = "udp"
         .udp_connect(&no6.ip(), 5300, "x-v6")?;
     let (out, audit) = world.run_probe("a", manifest, &probe)?;
     assert_eq!(out.lines(), ["ok", "ok", "EPERM", "EPERM"], "{out}");
-    assert_eq!(ok4.wait_payload("c-v4", WAIT).len(), 1);
-    assert_eq!(ok6.wait_payload("c-v6", WAIT).len(), 1);
+    assert_eq!(ok4.wait_payload("c-v4", WAIT)?.len(), 1);
+    assert_eq!(ok6.wait_payload("c-v6", WAIT)?.len(), 1);
     world.udp_sentinel(&no4)?;
     world.udp_sentinel(&no6)?;
     assert!(

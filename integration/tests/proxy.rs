@@ -139,7 +139,7 @@ fn inspected_https_reaches_upstream_over_h1_h2_v4_v6() -> Result<()> {
         "{out}\n{}",
         audit.dump()
     );
-    let reqs = s.api.log().wait_settled(4, WAIT);
+    let reqs = s.api.log().wait_settled(4, WAIT)?;
     let paths: Vec<&str> = reqs.iter().map(|r| r.path()).collect();
     assert_eq!(paths, ["/one", "/two", "/three", "/four"], "{reqs:#?}");
     for r in &reqs {
@@ -240,10 +240,9 @@ fn secrets_in_body_header_or_query_are_blocked_before_upstream() -> Result<()> {
     );
     // The body request reached upstream only as a head and a cut body; the header and
     // query requests never left.
-    let reqs = s
-        .api
-        .log()
-        .wait_until(WAIT, |r| r.iter().any(|r| r.path() == "/clean"));
+    let reqs = s.api.log().wait_until("a request for /clean", WAIT, |r| {
+        r.iter().any(|r| r.path() == "/clean")
+    })?;
     for r in &reqs {
         match r.path() {
             "/clean" => assert_eq!(r.body_end, BodyEnd::Complete),
@@ -304,7 +303,7 @@ fn redact_mode_forwards_the_body_with_the_secret_replaced() -> Result<()> {
     ));
     let (out, audit) = s.run_sh("a", &rules, &script)?;
     assert!(out.stdout.contains("status=200"), "{out}");
-    let reqs = s.api.log().wait_settled(1, WAIT);
+    let reqs = s.api.log().wait_settled(1, WAIT)?;
     assert_eq!(reqs[0].body, b"before [REDACTED] after", "{reqs:#?}");
     assert_eq!(reqs[0].header("x-note"), Some("a [REDACTED] b"));
     assert_eq!(reqs[0].header("x-other"), Some("fine"));
@@ -382,7 +381,7 @@ fn pass_through_rules_relay_tls_untouched() -> Result<()> {
     ));
     let (out, audit) = s.run_sh("a", rules, &script)?;
     assert!(out.stdout.contains("status=200"), "{out}");
-    let reqs = s.pinned.log().wait_settled(1, WAIT);
+    let reqs = s.pinned.log().wait_settled(1, WAIT)?;
     assert_eq!(reqs[0].path(), "/pinned");
     audit.expect(
         json!({"layer": "proxy", "event": "connection", "mode": "passthrough",
@@ -448,7 +447,7 @@ ports = [443]
     let paths: Vec<String> = s
         .api
         .log()
-        .wait_settled(2, WAIT)
+        .wait_settled(2, WAIT)?
         .iter()
         .map(|r| r.path().to_string())
         .collect();
@@ -493,7 +492,7 @@ fn credentials_are_swapped_in_upstream_and_never_reach_the_bottle() -> Result<()
         out.stdout.contains("cork-placeholder-acme status=200"),
         "{out}"
     );
-    let reqs = s.api.log().wait_settled(2, WAIT);
+    let reqs = s.api.log().wait_settled(2, WAIT)?;
     let first = reqs
         .iter()
         .find(|r| r.path() == "/echo-header")
@@ -550,7 +549,7 @@ fn plain_http_gets_the_same_host_checks() -> Result<()> {
     .join("\n");
     let (out, audit) = s.run_sh("a", &rules, &script)?;
     assert_eq!(statuses(&out), ["200", "403", "403", "403"], "{out}");
-    let reqs = s.api.log().wait_settled(1, WAIT);
+    let reqs = s.api.log().wait_settled(1, WAIT)?;
     assert_eq!(reqs.len(), 1);
     assert_eq!(reqs[0].sni, None, "plain HTTP upstream");
     audit
@@ -737,7 +736,9 @@ fn websocket_frames_are_inspected_and_a_secret_closes_the_socket() -> Result<()>
     let reqs = s
         .api
         .log()
-        .wait_until(WAIT, |r| r.iter().any(|r| r.ws_messages.len() >= 2));
+        .wait_until("two WebSocket messages", WAIT, |r| {
+            r.iter().any(|r| r.ws_messages.len() >= 2)
+        })?;
     assert!(!s.api.log().saw(AWS_KEY.as_bytes()), "{reqs:#?}");
     assert!(
         !s.api.log().saw(a.as_bytes()),
@@ -777,10 +778,9 @@ fn compressed_request_bodies_are_scanned_decoded() -> Result<()> {
     audit.expect(
         json!({"layer": "proxy", "path": "/lzw", "reason": "unsupported_content_encoding"}),
     )?;
-    let reqs = s
-        .api
-        .log()
-        .wait_until(WAIT, |r| r.iter().any(|r| r.path() == "/gz-ok"));
+    let reqs = s.api.log().wait_until("a request for /gz-ok", WAIT, |r| {
+        r.iter().any(|r| r.path() == "/gz-ok")
+    })?;
     let ok = reqs
         .iter()
         .find(|r| r.path() == "/gz-ok")
@@ -856,7 +856,7 @@ fn large_bodies_stream_both_ways_and_h2_meets_an_http1_upstream() -> Result<()> 
         out.stdout.contains("\n8388608\n"),
         "download complete: {out}"
     );
-    let reqs = api.log().wait_settled(4, WAIT);
+    let reqs = api.log().wait_settled(4, WAIT)?;
     let up = reqs.iter().find(|r| r.path() == "/up").context("upload")?;
     // 8 MiB of random bytes in base64: 11 184 812 bytes, all forwarded and ended cleanly.
     assert_eq!(up.body_len, 11_184_812, "{up:#?}");
@@ -889,7 +889,7 @@ fn custom_detectors_and_log_mode_forward_and_audit() -> Result<()> {
         2,
         "log forwards: {out}"
     );
-    let reqs = s.api.log().wait_settled(2, WAIT);
+    let reqs = s.api.log().wait_settled(2, WAIT)?;
     assert!(
         reqs.iter()
             .any(|r| r.body == b"order ACME-123456789012 shipped")
@@ -1004,7 +1004,7 @@ fn two_bottles_have_their_own_proxies_cas_and_credentials() -> Result<()> {
     assert_eq!(out_a.stdout.matches("status=200").count(), 2, "{out_a}");
     assert!(out_b.stdout.contains("status=200"), "{out_b}");
 
-    let reqs = s.api.log().wait_settled(3, WAIT);
+    let reqs = s.api.log().wait_settled(3, WAIT)?;
     let key = |path: &str| {
         reqs.iter()
             .find(|r| r.path() == path)

@@ -29,8 +29,8 @@ fn world_sets_up_and_tears_down_without_residue() -> Result<()> {
         let tcp6 = world.tcp_server(Side::Internet, "[2001:db8::10]:8080")?;
         world.connect_from_bottle(tcp4.addr)?;
         world.connect_from_bottle(tcp6.addr)?;
-        let p4 = tcp4.wait_peers(1, Duration::from_secs(5));
-        let p6 = tcp6.wait_peers(1, Duration::from_secs(5));
+        let p4 = tcp4.wait_peers(1, Duration::from_secs(5))?;
+        let p6 = tcp6.wait_peers(1, Duration::from_secs(5))?;
         assert_eq!(p4[0].ip(), std::net::IpAddr::V4(BOTTLE_V4), "{p4:?}");
         assert_eq!(p6[0].ip().to_string(), "2001:db8::1", "{p6:?}");
 
@@ -38,7 +38,7 @@ fn world_sets_up_and_tears_down_without_residue() -> Result<()> {
         // and reachable on loopback from the bottle side.
         let local = world.tcp_server(Side::Bottle, "127.0.0.1:0")?;
         world.connect_from_bottle(local.addr)?;
-        assert_eq!(local.wait_peers(1, Duration::from_secs(5)).len(), 1);
+        assert_eq!(local.wait_peers(1, Duration::from_secs(5))?.len(), 1);
 
         let udp = world.udp_server(Side::Internet, "[2001:db8::11]:5353")?;
         world.udp_sentinel(&udp)?;
@@ -87,8 +87,8 @@ fn real_clients_run_in_the_bottle_netns_without_cork() -> Result<()> {
     );
     assert!(lines[4].starts_with("ok "), "{out}");
     assert_eq!(lines[5], "ok", "{out}");
-    assert_eq!(srv.wait_peers(1, Duration::from_secs(5)).len(), 1);
-    assert_eq!(udp.wait_payload("hello", Duration::from_secs(5)).len(), 1);
+    assert_eq!(srv.wait_peers(1, Duration::from_secs(5))?.len(), 1);
+    assert_eq!(udp.wait_payload("hello", Duration::from_secs(5))?.len(), 1);
     Ok(())
 }
 
