@@ -367,9 +367,11 @@ fn queries_over_the_rate_limit_are_refused() -> Result<()> {
 fn bottles_do_not_share_learned_addresses() -> Result<()> {
     let world = World::new("bottles_do_not_share_learned_addresses")?;
     let _upstream = world.dns_server("198.51.100.53:53", zone())?;
-    let _srv = world.tcp_server(Side::Internet, "198.51.100.10:8443")?;
-    // Bottle a resolves and connects, then stays alive while bottle b — allowed another
-    // name only — tries the address a learned.
+    let srv = world.tcp_server(Side::Internet, "198.51.100.10:8443")?;
+    let go = world.dir().join("go");
+    // Bottle a resolves and connects, then holds until the test says go, while bottle b —
+    // allowed another name only — tries the address a learned. Then a connects again: its
+    // learned address was live the whole time b was refused.
     let manifest_a = world.manifest("a", MANIFEST)?;
     let mut a = Spawned::start(&mut world.cork_run(
         &manifest_a,
@@ -382,13 +384,21 @@ fn bottles_do_not_share_learned_addresses() -> Result<()> {
             "connect",
             "198.51.100.10",
             "8443",
-            "sleep",
-            "5",
+            "waitfile",
+            &go.display().to_string(),
+            "connect",
+            "198.51.100.10",
+            "8443",
         ]),
     ))?;
-    a.wait_line("ok", Duration::from_secs(10))?;
+    let first = a.wait_line("ok", Duration::from_secs(30))?;
+    assert_eq!(
+        first,
+        ["NOERROR 198.51.100.10 from=198.51.100.53", "ok"],
+        "bottle a learned the address"
+    );
     let other = "[dns]\nupstream = [\"198.51.100.53\"]\n[[egress.allow]]\ndomain = \"www.pkg.example.test\"\nports = [8443]\n";
-    let (out_b, _) = world.run_argv(
+    let (out_b, audit_b) = world.run_argv(
         "b",
         other,
         &argv(&[
@@ -404,13 +414,32 @@ fn bottles_do_not_share_learned_addresses() -> Result<()> {
             "8443",
         ]),
     )?;
+    std::fs::write(&go, "")?;
+    let out_a = a.finish(Duration::from_secs(30))?;
     assert_eq!(
         out_b.lines(),
         ["EPERM", "REFUSED - from=198.51.100.53", "EPERM"],
         "{out_b}"
     );
-    let out_a = a.finish(Duration::from_secs(15))?;
     assert_eq!(out_a.code(), 0, "{out_a}");
+    assert_eq!(
+        out_a.lines(),
+        ["NOERROR 198.51.100.10 from=198.51.100.53", "ok", "go", "ok"],
+        "bottle a held until b was done, and its address stayed learned: {out_a}"
+    );
+    assert_eq!(
+        srv.wait_peers(2, Duration::from_secs(5))?.len(),
+        2,
+        "both of a's"
+    );
+    audit_b.expect(
+        json!({"layer": "kernel", "hook": "connect4", "dst": "198.51.100.10",
+                          "dport": 8443, "verdict": "deny", "reason": "default_deny"}),
+    )?;
+    audit_b.expect(
+        json!({"layer": "dns", "name": "api.example.test", "verdict": "deny",
+                          "reason": "not_allowed"}),
+    )?;
     Ok(())
 }
 
