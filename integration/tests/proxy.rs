@@ -567,41 +567,51 @@ fn node_and_git_work_unchanged_and_git_push_is_refused() -> Result<()> {
     let script = [
         node.to_string(),
         // git over smart HTTP: discovery reaches upstream (which is no git server)...
-        "git ls-remote https://api.example.test/repo.git 2>&1 | tail -1; echo \"ls rc=$?\"".to_string(),
+        "git ls-remote https://api.example.test/repo.git 2>&1 | tail -1; echo \"ls rc=$?\""
+            .to_string(),
         // ...a push is refused by cork before upstream sees it.
         "cd /tmp && rm -rf cork-push-$$ && git init -q cork-push-$$ && cd cork-push-$$ && \
          git -c user.email=a@b.test -c user.name=a commit -q --allow-empty -m x && \
-         git push https://api.example.test/repo.git HEAD:main 2>&1 | tail -2; cd /tmp && rm -rf cork-push-$$"
+         git push https://api.example.test/repo.git HEAD:main 2>&1; echo \"push rc=$?\"; \
+         cd /tmp && rm -rf cork-push-$$"
             .to_string(),
+        // The sentinel the upstream's log is waited on.
+        curl("https://api.example.test/after"),
     ]
     .join("\n");
     let (out, audit) = s.run_sh("a", API_RULE, &script)?;
-    if which("node") {
-        assert!(out.stdout.contains("node status=200"), "{out}");
-    }
+    // node is a dependency (`cargo xtask deps` installs Debian's nodejs): missing, it fails.
     assert!(
-        out.stdout.contains("403"),
+        out.stdout.contains("node status=200\n"),
+        "node in the bottle reached the upstream (is nodejs installed?): {out}"
+    );
+    // git's own words for a 403 on discovery (http.c, HTTP_NOAUTH is 401 only).
+    assert!(
+        out.stdout.contains(
+            "fatal: unable to access 'https://api.example.test/repo.git/': \
+             The requested URL returned error: 403\npush rc=128\n"
+        ),
         "git push refused with 403: {out}"
     );
-    let reqs = s.api.log().requests();
+    let reqs = s.api.log().wait_sentinel("/after", WAIT)?;
     assert!(
         reqs.iter()
             .any(|r| r.target == "/repo.git/info/refs?service=git-upload-pack"),
         "git's TLS trusted the bottle CA via GIT_SSL_CAINFO: {reqs:#?}"
     );
     assert!(
+        reqs.iter().any(|r| r.path() == "/from-node"),
+        "node's TLS trusted the bottle CA: {reqs:#?}"
+    );
+    assert!(
         !reqs.iter().any(|r| r.target.contains("git-receive-pack")),
         "{reqs:#?}"
     );
-    audit.expect(json!({"layer": "proxy", "reason": "git_push_refused"}))?;
+    audit.expect(
+        json!({"layer": "proxy", "verdict": "deny", "reason": "git_push_refused",
+        "path": "/repo.git/info/refs?…", "status": 403}),
+    )?;
     Ok(())
-}
-
-fn which(program: &str) -> bool {
-    std::process::Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
 }
 
 #[test]
