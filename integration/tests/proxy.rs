@@ -267,26 +267,35 @@ fn secrets_in_body_header_or_query_are_blocked_before_upstream() -> Result<()> {
 fn a_secret_split_across_chunks_is_caught_and_never_arrives() -> Result<()> {
     let s = setup("a_secret_split_across_chunks_is_caught_and_never_arrives")?;
     let (a, b) = AWS_KEY.split_at(9);
-    let script = py(&[
-        "post_chunks",
-        "https://api.example.test/split",
-        "lead text ",
-        a,
-        b,
-        " tail",
-    ]);
+    // A clean request follows the split one: once it is in the upstream's log, whatever
+    // cork let through of the first is there too.
+    let script = [
+        py(&[
+            "post_chunks",
+            "https://api.example.test/split",
+            "lead text ",
+            a,
+            b,
+            " tail",
+        ]),
+        curl("--data-binary 'clean after' https://api.example.test/after"),
+    ]
+    .join("\n");
     let (out, audit) = s.run_sh("a", API_RULE, &script)?;
-    assert!(out.stdout.contains("status=403"), "{out}");
-    audit.expect(json!({"layer": "proxy", "reason": "dlp_blocked", "path": "/split"}))?;
+    assert_eq!(statuses(&out), ["403", "200"], "{out}");
+    audit.expect(
+        json!({"layer": "proxy", "verdict": "deny", "reason": "dlp_blocked",
+        "path": "/split", "status": 403, "detectors": ["aws-access-key-id"]}),
+    )?;
     // The upstream may have seen the request start (bytes before the secret) but never
     // the secret, and the body did not end normally.
-    let reqs = s.api.log().requests();
+    let reqs = s.api.log().wait_sentinel("/after", WAIT)?;
     assert!(!s.api.log().saw(AWS_KEY.as_bytes()), "{reqs:#?}");
     assert!(
         !s.api.log().saw(a.as_bytes()),
         "no prefix of the secret either: {reqs:#?}"
     );
-    for r in &reqs {
+    for r in reqs.iter().filter(|r| r.path() == "/split") {
         assert_ne!(r.body_end, BodyEnd::Complete, "{r:#?}");
     }
     Ok(())
@@ -814,14 +823,25 @@ fn base64_of_a_known_credential_is_blocked_anywhere() -> Result<()> {
     // The bottle never holds the real value, but if it got it (say from a file it should
     // not have read), every encoding of it is stopped.
     let b64 = base64_std(real.as_bytes());
-    let script = curl(&format!(
-        "--data-binary 'v={b64}' https://api.example.test/b64"
-    ));
+    // The clean request after it is what the upstream's log is waited on.
+    let script = [
+        curl(&format!(
+            "--data-binary 'v={b64}' https://api.example.test/b64"
+        )),
+        curl("--data-binary 'clean after' https://api.example.test/after"),
+    ]
+    .join("\n");
     let (out, audit) = s.run_sh_holding("a", &rules, &script, real)?;
-    assert!(out.stdout.contains("status=403"), "{out}");
-    audit.expect(json!({"layer": "proxy", "reason": "dlp_blocked",
-        "detectors": ["known-secret:ACME_API_KEY"]}))?;
-    assert!(!s.api.log().saw(b64.as_bytes()));
+    assert_eq!(statuses(&out), ["403", "200"], "{out}");
+    audit.expect(
+        json!({"layer": "proxy", "verdict": "deny", "reason": "dlp_blocked",
+        "path": "/b64", "status": 403, "detectors": ["known-secret:ACME_API_KEY"]}),
+    )?;
+    let reqs = s.api.log().wait_sentinel("/after", WAIT)?;
+    assert!(!s.api.log().saw(b64.as_bytes()), "{reqs:#?}");
+    for r in reqs.iter().filter(|r| r.path() == "/b64") {
+        assert_ne!(r.body_end, BodyEnd::Complete, "{r:#?}");
+    }
     Ok(())
 }
 
