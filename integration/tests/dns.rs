@@ -195,7 +195,7 @@ fn ipv6_upstream_and_aaaa_answers() -> Result<()> {
     let _upstream = world.dns_server("[2001:db8::53]:53", zone())?;
     let srv = world.tcp_server(Side::Internet, "[2001:db8::10]:8443")?;
     let manifest = MANIFEST.replace("198.51.100.53", "2001:db8::53");
-    let (out, _audit) = world.run_argv(
+    let (out, audit) = world.run_argv(
         "a",
         &manifest,
         &argv(&[
@@ -217,6 +217,10 @@ fn ipv6_upstream_and_aaaa_answers() -> Result<()> {
         "{out}"
     );
     assert_eq!(srv.peers().len(), 1);
+    audit.expect(
+        json!({"layer": "kernel", "hook": "connect6", "dst": "2001:db8::10",
+                        "dport": 8443, "verdict": "deny", "reason": "default_deny"}),
+    )?;
     Ok(())
 }
 
@@ -225,7 +229,7 @@ fn learned_addresses_expire_with_the_clamped_ttl() -> Result<()> {
     let world = World::new("learned_addresses_expire_with_the_clamped_ttl")?;
     let _upstream = world.dns_server("198.51.100.53:53", zone())?;
     let _srv = world.tcp_server(Side::Internet, "198.51.100.14:8443")?;
-    let (out, _audit) = world.run_argv(
+    let (out, audit) = world.run_argv(
         "a",
         &one_second_ttl(8443, "tcp"),
         &argv(&[
@@ -262,6 +266,11 @@ fn learned_addresses_expire_with_the_clamped_ttl() -> Result<()> {
         ],
         "{out}"
     );
+    // The one refusal: the learned address had expired.
+    let denied = audit.find(json!({"layer": "kernel", "hook": "connect4",
+                                   "dst": "198.51.100.14", "dport": 8443, "verdict": "deny",
+                                   "reason": "default_deny"}));
+    assert_eq!(denied.len(), 1, "{}", audit.dump());
     Ok(())
 }
 
@@ -499,7 +508,7 @@ fn a_flow_opened_in_time_outlives_the_learned_address() -> Result<()> {
     let world = World::new("a_flow_opened_in_time_outlives_the_learned_address")?;
     let _upstream = world.dns_server("198.51.100.53:53", zone())?;
     let sink = world.udp_server(Side::Internet, "198.51.100.14:5300")?;
-    let (out, _audit) = world.run_argv(
+    let (out, audit) = world.run_argv(
         "a",
         &one_second_ttl(5300, "udp"),
         &argv(&[
@@ -534,6 +543,10 @@ fn a_flow_opened_in_time_outlives_the_learned_address() -> Result<()> {
         ],
         "{out}"
     );
+    audit.expect(
+        json!({"layer": "kernel", "hook": "sendmsg4", "dst": "198.51.100.14",
+                        "dport": 5300, "verdict": "deny", "reason": "default_deny"}),
+    )?;
     sink.wait_payload("after-expiry", std::time::Duration::from_secs(5))?;
     world.udp_sentinel(&sink)?;
     let got = sink.payloads();

@@ -110,8 +110,14 @@ ports = [5300]
     let probe = Probe::new()
         .udp_sendto(&u4.ip(), 5300, "to-v4")?
         .udp_sendto(&u6.ip(), 5300, "to-v6")?;
-    let (out, _audit) = world.run_probe("a", manifest, &probe)?;
+    let (out, audit) = world.run_probe("a", manifest, &probe)?;
     assert_eq!(out.lines(), ["EPERM", "EPERM"], "{out}");
+    for (hook, dst) in [("sendmsg4", "198.51.100.10"), ("sendmsg6", "2001:db8::10")] {
+        audit.expect(
+            json!({"hook": hook, "proto": "udp", "dst": dst, "dport": 5300,
+                            "verdict": "deny", "reason": "default_deny"}),
+        )?;
+    }
     world.udp_sentinel(&u4)?;
     world.udp_sentinel(&u6)?;
     assert!(payloads_except_sentinels(&u4).is_empty() && payloads_except_sentinels(&u6).is_empty());
