@@ -2,7 +2,7 @@
 //! chunked. The first byte picks the codings and the chunk size; the rest is the body.
 #![no_main]
 
-use cork::dlp::decode::{BodyDecoder, ContentCoding, DecodeLimits};
+use cork_dlp::decode::{BodyDecoder, ContentCoding, DecodeLimits};
 use libfuzzer_sys::fuzz_target;
 
 /// Decoded bytes, or `None` on error (where the error surfaces may depend on chunking).

@@ -5,7 +5,7 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(info) = cork::proxy::peek_client_hello(data) {
+    if let Ok(info) = cork_inspect::peek_client_hello(data) {
         assert!(info.records_len <= data.len());
     }
 });

@@ -4,7 +4,7 @@
 
 use std::sync::OnceLock;
 
-use cork::dlp::{Config, Finding, KnownSecret, Scanner};
+use cork_dlp::{Config, Finding, KnownSecret, Scanner};
 use libfuzzer_sys::fuzz_target;
 
 fn scanner() -> &'static Scanner {

@@ -3,7 +3,7 @@
 //! the sender and the chunk size; the rest is the stream.
 #![no_main]
 
-use cork::proxy::websocket::{FrameReader, Sender, WsError, WsEvent};
+use cork_inspect::websocket::{FrameReader, Sender, WsError, WsEvent};
 use libfuzzer_sys::fuzz_target;
 
 /// Frame headers and end marks, payload (unmasked), raw bytes, and the error if any.

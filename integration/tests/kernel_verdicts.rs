@@ -8,8 +8,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;
 
 use anyhow::Result;
-use cork::bpf::LoadConstants;
-use cork::bpf::test_run::{SkbTestRun, ip_packet};
+use cork_bpf::LoadConstants;
+use cork_bpf::test_run::{SkbTestRun, ip_packet};
 use cork_policy::{Action, Proto};
 
 const CONSTS: LoadConstants = LoadConstants {
@@ -74,8 +74,8 @@ impl Drop for Harness {
 /// name `cork clean` leaves alone (not `cork-<name>-<pid>`: other tests run it meanwhile).
 fn load(tag: &str) -> Result<(cork_policy::KernelPlan, Harness)> {
     let plan = cork_policy::compile(MANIFEST, "verdicts.toml")?.kernel_plan();
-    let pin_dir =
-        cork::mounts::ensure_bpffs()?.join(format!("cork-verdicts-{}-{tag}", std::process::id()));
+    let pin_dir = cork_agent::mounts::ensure_bpffs()?
+        .join(format!("cork-verdicts-{}-{tag}", std::process::id()));
     let mut h = Harness {
         run: None,
         pin_dir: pin_dir.clone(),
@@ -176,7 +176,7 @@ fn skb_drops_unknown_sockets_loopback_and_non_tcp_udp() -> Result<()> {
 /// adds its slots only until it expires, and never hides the manifest's prefix rules.
 #[test]
 fn learned_entries_apply_until_they_expire_and_never_hide_static_rules() -> Result<()> {
-    use cork::bpf::test_run::boot_ns;
+    use cork_bpf::test_run::boot_ns;
     use cork_policy::Slot;
 
     let (plan, mut h) = load("learn")?;
@@ -273,13 +273,13 @@ ports = [443]
 /// goes direct, and UDP to an inspected port (HTTP/3) is refused.
 #[test]
 fn skb_verdicts_for_proxied_names_match_the_policy_model() -> Result<()> {
-    use cork::bpf::test_run::boot_ns;
+    use cork_bpf::test_run::boot_ns;
     use cork_policy::{PrefixEntry, compile};
 
     let policy = compile(PROXY_MANIFEST, "verdicts-proxy.toml")?;
     let plan = policy.kernel_plan();
-    let pin_dir =
-        cork::mounts::ensure_bpffs()?.join(format!("cork-verdicts-{}-proxy", std::process::id()));
+    let pin_dir = cork_agent::mounts::ensure_bpffs()?
+        .join(format!("cork-verdicts-{}-proxy", std::process::id()));
     let mut h = Harness {
         run: None,
         pin_dir: pin_dir.clone(),

@@ -1,0 +1,33 @@
+//! The bottle's kernel maps, seen through the interfaces the proxies define: the DNS
+//! proxy learns addresses through [`cork_dns::Learner`], the inspecting proxy asks where a
+//! connection was going through [`cork_inspect::Redirects`]. Neither proxy crate depends
+//! on the bpf crate; this is where they meet.
+
+use std::net::{IpAddr, SocketAddr};
+
+use cork_bpf::learned::MapLearner;
+use cork_bpf::redirects::RedirectMap;
+use cork_policy::Slot;
+
+/// The bottle's prefix tries, written by the DNS proxy.
+pub struct KernelLearner(pub MapLearner);
+
+impl cork_dns::Learner for KernelLearner {
+    fn learn(&self, addr: IpAddr, slots: &[Slot], ttl: u32) -> Result<(), cork_dns::LearnFailed> {
+        self.0.learn(addr, slots, ttl).map_err(Into::into)
+    }
+}
+
+/// The bottle's `cork_redirects` map, read by the inspecting proxy.
+pub struct KernelRedirects(pub RedirectMap);
+
+impl cork_inspect::Redirects for KernelRedirects {
+    fn take(&self, peer: SocketAddr) -> Option<cork_inspect::Original> {
+        self.0.take(peer).map(|o| cork_inspect::Original {
+            dst: o.dst,
+            rule_id: o.rule_id,
+            pid: o.pid,
+            sock_cookie: o.sock_cookie,
+        })
+    }
+}

@@ -1,0 +1,110 @@
+//! A running bottle's kernel state (cgroup + enforcement) with a teardown that keeps the
+//! order safe: processes die first, enforcement goes last, and if the processes cannot be
+//! killed the enforcement stays pinned (fail closed; `cork clean` finishes later).
+
+use std::path::{Path, PathBuf};
+
+use cork_policy::KernelPlan;
+
+use cork_bpf::{BpfError, Enforcement, LoadConstants};
+
+use crate::cgroup::{BottleCgroup, CgroupError};
+use crate::key::BottleKey;
+
+pub struct Bottle {
+    key: BottleKey,
+    cgroup: Option<BottleCgroup>,
+    enforcement: Option<Enforcement>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BottleError {
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
+    #[error("enforcing the policy on the bottle's cgroup")]
+    Bpf(#[from] BpfError),
+    #[error("the bottle has been torn down")]
+    Gone,
+}
+
+impl Bottle {
+    /// Creates the cgroup `<cgroup_root>/<key>` and enforces `plan` on it with pins in
+    /// `<bpffs>/<key>`. Nothing runs in the cgroup yet.
+    pub fn create(
+        key: &BottleKey,
+        consts: LoadConstants,
+        cgroup_root: &Path,
+        bpffs: &Path,
+        plan: &KernelPlan,
+    ) -> Result<Self, BottleError> {
+        let cgroup = BottleCgroup::create(cgroup_root, &key.to_string())?;
+        // If install fails, `cgroup` drops here and removes the (empty) directory.
+        let enforcement = Enforcement::install(consts, cgroup.path(), &key.pin_dir(bpffs), plan)?;
+        Ok(Bottle {
+            key: key.clone(),
+            cgroup: Some(cgroup),
+            enforcement: Some(enforcement),
+        })
+    }
+
+    pub fn key(&self) -> &BottleKey {
+        &self.key
+    }
+
+    /// The cgroup's `cgroup.procs`; `None` once torn down.
+    pub fn cgroup_procs(&self) -> Option<PathBuf> {
+        self.cgroup.as_ref().map(BottleCgroup::procs_path)
+    }
+
+    /// The cgroup's directory; `None` once torn down.
+    pub fn cgroup_path(&self) -> Option<&Path> {
+        self.cgroup.as_ref().map(BottleCgroup::path)
+    }
+
+    /// The enforcement; `None` once torn down.
+    pub fn enforcement(&mut self) -> Option<&mut Enforcement> {
+        self.enforcement.as_mut()
+    }
+
+    /// Reads back programs and maps against `plan` (see [`Enforcement::verify`]).
+    pub fn verify(&self, plan: &KernelPlan) -> Result<(), BottleError> {
+        match (&self.cgroup, &self.enforcement) {
+            (Some(cg), Some(enf)) => Ok(enf.verify(cg.path(), plan)?),
+            _ => Err(BottleError::Gone),
+        }
+    }
+
+    /// Kills everything left in the bottle, then removes enforcement. Returns the problems
+    /// met (empty when clean).
+    pub fn teardown(&mut self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let Some(cg) = self.cgroup.take()
+            && let Err(e) = cg.remove()
+        {
+            {
+                problems.push(format!("{e}"));
+                problems.push(format!(
+                    "enforcement for {} stays pinned because its processes could not be \
+                     removed; run `cork clean` once they are gone",
+                    self.key
+                ));
+                if let Some(enf) = self.enforcement.take() {
+                    enf.abandon();
+                }
+                return problems;
+            }
+        }
+        if let Some(enf) = self.enforcement.take() {
+            problems.extend(enf.remove());
+        }
+        problems
+    }
+}
+
+impl Drop for Bottle {
+    fn drop(&mut self) {
+        for p in self.teardown() {
+            tracing::warn!("bottle teardown: {p}");
+        }
+    }
+}

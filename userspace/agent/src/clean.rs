@@ -1,0 +1,115 @@
+//! `cork clean`: removes what a `cork run` that was killed (SIGKILL, OOM, power cut of the
+//! agent alone) left behind — its cgroup with any processes still in it, its pins, and
+//! its CA bundle directory.
+//! Only names that parse as a [`BottleKey`] are touched, and only when the agent process
+//! that owns the key is gone.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::cgroup;
+use crate::key::{BottleKey, RUN_DIR};
+use crate::mounts::{self, MountError};
+
+/// What one sweep did.
+#[derive(Debug, Default)]
+pub struct CleanReport {
+    pub removed: Vec<PathBuf>,
+    pub kept_live: Vec<PathBuf>,
+    pub problems: Vec<String>,
+}
+
+/// The agent pid encoded in a bottle key, if the name is one of ours.
+pub fn owner_pid(name: &str) -> Option<u32> {
+    BottleKey::parse(name).map(|k| k.agent_pid())
+}
+
+/// Is `pid` a live cork agent? (A reused pid running something else does not count.)
+fn agent_alive(pid: u32) -> bool {
+    let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else {
+        return false;
+    };
+    let argv0 = cmdline.split(|&b| b == 0).next().unwrap_or_default();
+    Path::new(std::str::from_utf8(argv0).unwrap_or_default())
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with("cork"))
+}
+
+fn stale_entries(dir: &Path) -> Vec<(PathBuf, bool)> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let pid = owner_pid(&name)?;
+            Some((e.path(), agent_alive(pid)))
+        })
+        .collect()
+}
+
+/// Sweeps the cgroup2 hierarchy and bpffs. Cgroups first: processes die while the pins
+/// still enforce; a bottle whose processes cannot be killed keeps its pins.
+pub fn clean() -> Result<CleanReport, MountError> {
+    let mut report = CleanReport::default();
+    let cg_root = mounts::cgroup2_root()?;
+    let mut failed_keys = Vec::new();
+    for (path, live) in stale_entries(&cg_root) {
+        if live {
+            report.kept_live.push(path);
+            continue;
+        }
+        match cgroup::kill_and_remove(&path) {
+            Ok(()) => report.removed.push(path),
+            Err(e) => {
+                failed_keys.push(path.file_name().map(|n| n.to_os_string()));
+                report.problems.push(e.to_string());
+            }
+        }
+    }
+    let bpffs = Path::new(mounts::BPFFS);
+    for (path, live) in stale_entries(bpffs) {
+        if live {
+            report.kept_live.push(path);
+            continue;
+        }
+        if failed_keys.contains(&path.file_name().map(|n| n.to_os_string())) {
+            continue;
+        }
+        let problems = cork_bpf::remove_pin_dir(&path);
+        if problems.is_empty() {
+            report.removed.push(path);
+        }
+        report.problems.extend(problems);
+    }
+    // CA bundles (public certificates only; the CA key died with the agent).
+    for (path, live) in stale_entries(Path::new(RUN_DIR)) {
+        if live {
+            report.kept_live.push(path);
+            continue;
+        }
+        match fs::remove_dir_all(&path) {
+            Ok(()) => report.removed.push(path),
+            Err(e) => report
+                .problems
+                .push(format!("removing {}: {e}", path.display())),
+        }
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn owner_pid_only_for_cork_names() {
+        assert_eq!(owner_pid("cork-agent-1-4242"), Some(4242));
+        assert_eq!(owner_pid("cork-a-1"), Some(1));
+        assert_eq!(owner_pid("cork-agent-1-4242_3"), Some(4242));
+        assert_eq!(owner_pid("corkscrew-1"), None);
+        assert_eq!(owner_pid("cork-agent-x"), None);
+        assert_eq!(owner_pid("system.slice"), None);
+    }
+}

@@ -1,0 +1,253 @@
+//! Kernel records (`struct cork_event`) → audit events, enriched with what only userspace
+//! knows: the bottle's name, the manifest rule behind a rule id, wall-clock time, the name
+//! the DNS proxy learned an address for. [`AuditWriter`] is the bottle's
+//! [`EventHandler`]: the bpf reader hands it records, it writes them to the sink.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use cork_audit::{AuditSink, LossEvent, VerdictEvent};
+use cork_bpf::abi::{self, CORK_RULE_NONE, cork_event, cork_hook};
+use cork_bpf::events::EventHandler;
+
+/// What the agent adds to every kernel record of one bottle.
+pub struct Enrichment {
+    pub bottle: String,
+    /// Manifest rule names by rule id (`egress.allow[0]`).
+    pub rules: Vec<String>,
+    /// Wall clock minus CLOCK_BOOTTIME, to place kernel boot-time stamps.
+    pub boot_offset: Duration,
+    /// Addresses the DNS proxy learned, with the name asked for them.
+    pub names: Arc<Mutex<HashMap<IpAddr, String>>>,
+}
+
+impl Enrichment {
+    pub fn new(
+        bottle: String,
+        rules: Vec<String>,
+        names: Arc<Mutex<HashMap<IpAddr, String>>>,
+    ) -> Self {
+        Enrichment {
+            bottle,
+            rules,
+            boot_offset: boot_offset(),
+            names,
+        }
+    }
+}
+
+fn boot_offset() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid timespec to write to.
+    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    let boot = Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32);
+    let wall = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    wall.saturating_sub(boot)
+}
+
+const AF_INET: u8 = libc::AF_INET as u8;
+const AF_INET6: u8 = libc::AF_INET6 as u8;
+
+fn proto_name(proto: u8, sock_type: u8) -> String {
+    match proto {
+        6 => "tcp".into(),
+        17 => "udp".into(),
+        1 => "icmp".into(),
+        58 => "icmpv6".into(),
+        0 | 255 if sock_type == libc::SOCK_RAW as u8 => "raw".into(),
+        n => n.to_string(),
+    }
+}
+
+fn addr(family: u8, bytes: &[u8; 16]) -> Option<IpAddr> {
+    match family {
+        AF_INET => Some(IpAddr::V4(Ipv4Addr::new(
+            bytes[0], bytes[1], bytes[2], bytes[3],
+        ))),
+        AF_INET6 => Some(IpAddr::V6(Ipv6Addr::from(*bytes))),
+        _ => None,
+    }
+}
+
+fn comm(raw: &[u8; 16]) -> Option<String> {
+    let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
+    (end > 0).then(|| String::from_utf8_lossy(&raw[..end]).into_owned())
+}
+
+/// The header's spelling of a code; a code the header does not know means the programs
+/// and this build disagree, which is said in the log (and the event still written).
+fn spelled(name: fn(u32) -> Option<&'static str>, code: u8, what: &str) -> &'static str {
+    name(u32::from(code)).unwrap_or_else(|| {
+        tracing::error!("kernel audit record with unknown {what} code {code}");
+        "unknown"
+    })
+}
+
+/// The bottle's handler for kernel records: enrich, write, flush when drained.
+pub struct AuditWriter {
+    pub enrichment: Enrichment,
+    pub sink: Arc<Mutex<AuditSink>>,
+}
+
+impl EventHandler for AuditWriter {
+    fn event(&mut self, ev: &cork_event) {
+        let out = verdict_from_kernel(ev, &self.enrichment);
+        let mut sink = self.sink.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = sink.write(&out) {
+            tracing::error!("{e:#}");
+        }
+    }
+
+    fn lost(&mut self, lost: u64, lost_total: u64) {
+        let ev = LossEvent {
+            ts: cork_audit::now_rfc3339(),
+            bottle: self.enrichment.bottle.clone(),
+            layer: "audit",
+            event: "loss",
+            lost,
+            lost_total,
+        };
+        let mut sink = self.sink.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = sink.write(&ev) {
+            tracing::error!("{e:#}");
+        }
+    }
+
+    fn drained(&mut self) {
+        let mut sink = self.sink.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = sink.flush() {
+            tracing::error!("{e:#}");
+        }
+    }
+}
+
+/// Turns one kernel record into its audit event.
+pub fn verdict_from_kernel(ev: &cork_event, en: &Enrichment) -> VerdictEvent {
+    let ts = en.boot_offset + Duration::from_nanos(ev.ts_boot_ns);
+    let dst = if ev.hook != cork_hook::CORK_HOOK_SOCK_CREATE as u8 {
+        addr(ev.family, &ev.dst)
+    } else {
+        None
+    };
+    let has_dst = ev.hook != cork_hook::CORK_HOOK_SOCK_CREATE as u8;
+    let is_skb = ev.hook == cork_hook::CORK_HOOK_SKB_EGRESS as u8;
+    VerdictEvent {
+        ts: humantime::format_rfc3339_nanos(SystemTime::UNIX_EPOCH + ts).to_string(),
+        bottle: en.bottle.clone(),
+        layer: "kernel",
+        event: "verdict",
+        hook: spelled(abi::hook_name, ev.hook, "hook"),
+        verdict: spelled(abi::verdict_name, ev.verdict, "verdict"),
+        reason: spelled(abi::reason_name, ev.reason, "reason"),
+        rule: (ev.rule_id != CORK_RULE_NONE as u16)
+            .then(|| en.rules.get(ev.rule_id as usize).cloned())
+            .flatten(),
+        proto: proto_name(ev.proto, ev.sock_type),
+        src: if is_skb {
+            addr(ev.family, &ev.src).map(|a| a.to_string())
+        } else {
+            None
+        },
+        sport: is_skb.then_some(ev.sport).filter(|&p| p != 0),
+        domain: dst.and_then(|a| {
+            en.names
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&a)
+                .cloned()
+        }),
+        dst: dst.map(|a| a.to_string()),
+        dport: has_dst.then_some(ev.dport),
+        pid: (ev.pid != 0).then_some(ev.pid),
+        comm: comm(&ev.comm),
+        cgroup_id: ev.cgroup_id,
+        cookie: ev.sock_cookie,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cork_bpf::abi::{cork_reason, cork_verdict};
+
+    fn enrichment() -> Enrichment {
+        Enrichment {
+            bottle: "b".into(),
+            rules: vec!["egress.allow[0]".into()],
+            boot_offset: Duration::ZERO,
+            names: Arc::default(),
+        }
+    }
+
+    #[test]
+    fn connect_deny_names_everything() {
+        let mut ev = cork_event {
+            hook: cork_hook::CORK_HOOK_CONNECT6 as u8,
+            verdict: cork_verdict::CORK_VERDICT_DENY as u8,
+            reason: cork_reason::CORK_REASON_DEFAULT_DENY as u8,
+            rule_id: CORK_RULE_NONE as u16,
+            family: AF_INET6,
+            proto: 6,
+            dport: 443,
+            pid: 42,
+            ..Default::default()
+        };
+        ev.dst = "2001:db8::10".parse::<Ipv6Addr>().unwrap().octets();
+        ev.comm[..4].copy_from_slice(b"curl");
+        let out = verdict_from_kernel(&ev, &enrichment());
+        assert_eq!(out.hook, "connect6");
+        assert_eq!(out.verdict, "deny");
+        assert_eq!(out.reason, "default_deny");
+        assert_eq!(out.rule, None);
+        assert_eq!(out.dst.as_deref(), Some("2001:db8::10"));
+        assert_eq!(out.dport, Some(443));
+        assert_eq!(out.comm.as_deref(), Some("curl"));
+        assert_eq!(out.pid, Some(42));
+    }
+
+    #[test]
+    fn allow_names_its_rule_and_v4_is_v4() {
+        let mut ev = cork_event {
+            hook: cork_hook::CORK_HOOK_CONNECT6 as u8,
+            verdict: cork_verdict::CORK_VERDICT_ALLOW as u8,
+            reason: cork_reason::CORK_REASON_ALLOW_RULE as u8,
+            rule_id: 0,
+            family: AF_INET,
+            proto: 17,
+            dport: 53,
+            ..Default::default()
+        };
+        ev.dst[..4].copy_from_slice(&[198, 51, 100, 10]);
+        let out = verdict_from_kernel(&ev, &enrichment());
+        assert_eq!(out.rule.as_deref(), Some("egress.allow[0]"));
+        assert_eq!(out.dst.as_deref(), Some("198.51.100.10"));
+        assert_eq!(out.proto, "udp");
+        assert_eq!(out.pid, None);
+    }
+
+    #[test]
+    fn sock_create_has_no_destination() {
+        let ev = cork_event {
+            hook: cork_hook::CORK_HOOK_SOCK_CREATE as u8,
+            verdict: cork_verdict::CORK_VERDICT_DENY as u8,
+            reason: cork_reason::CORK_REASON_RAW_SOCKET as u8,
+            rule_id: CORK_RULE_NONE as u16,
+            family: AF_INET,
+            proto: 255,
+            sock_type: libc::SOCK_RAW as u8,
+            ..Default::default()
+        };
+        let out = verdict_from_kernel(&ev, &enrichment());
+        assert_eq!(out.dst, None);
+        assert_eq!(out.dport, None);
+        assert_eq!(out.proto, "raw");
+        assert_eq!(out.reason, "raw_socket");
+    }
+}

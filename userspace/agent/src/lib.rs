@@ -1,0 +1,27 @@
+//! The agent layer: everything cork holds for one bottle while it lives, whoever runs it
+//! (`cork run` today; `cork vm` and the daemon on the same types).
+//!
+//! - [`key`]: a bottle's identity — [`BottleId`] and the [`BottleKey`] that owns every name
+//!   and path derived from it (cgroup, pin dir, run dir), and their parsing for `cork clean`.
+//! - [`runtime`]: [`BottleRuntime`], one bottle's enforcement, DNS proxy, inspecting proxy
+//!   and audit reader, with explicit start / verify / stop.
+//! - [`bottle`]: the kernel half (cgroup + eBPF enforcement) and its safe teardown order.
+//! - [`kernel_audit`]: kernel records → audit events.
+//! - [`adapters`]: the bpf maps behind the DNS proxy's learner and the inspecting proxy's
+//!   redirect lookups.
+//! - [`cgroup`], [`mounts`], [`clean`], [`upstream`], [`web`].
+
+pub mod adapters;
+pub mod bottle;
+pub mod cgroup;
+pub mod clean;
+pub mod kernel_audit;
+pub mod key;
+pub mod mounts;
+pub mod runtime;
+pub mod upstream;
+pub mod web;
+
+pub use bottle::{Bottle, BottleError};
+pub use key::{BottleId, BottleKey};
+pub use runtime::{BottleRuntime, RuntimeError};

@@ -1,0 +1,308 @@
+//! [`BottleRuntime`]: everything cork holds for one live bottle — its id lease and key, its
+//! cgroup and verified eBPF enforcement, its DNS proxy, its inspecting proxy and its audit
+//! reader — with an explicit lifecycle:
+//!
+//! 1. [`BottleRuntime::enforce`]: everything that can fail before anything runs in the
+//!    bottle (listeners bound, CA and bundle made, credentials read, cgroup created,
+//!    programs loaded, attached, pinned and read back). The bottle is fenced: default
+//!    deny, and its DNS/web redirects lead to listeners that do not answer yet.
+//! 2. [`BottleRuntime::start`]: the services start serving — on the caller's tokio
+//!    runtime for the inspecting proxy (one runtime per agent process, bottles are tasks).
+//!    `cork run` forks its command between 1 and 2, so no service thread exists at fork.
+//! 3. [`BottleRuntime::verify`]: reads the kernel state back again at any time.
+//! 4. [`BottleRuntime::stop`]: kills whatever still runs in the bottle while it is still
+//!    enforced, stops the services, reads the last audit events, then removes the
+//!    enforcement — or leaves it pinned (fenced) when the processes cannot be killed.
+//!
+//! Dropping a runtime without `stop` does the same, logging instead of returning problems.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cork_audit::{AuditSink, LifecycleEvent, SinkError};
+use cork_bpf::LoadConstants;
+use cork_bpf::events::EventReader;
+use cork_bpf::learned::MapLearner;
+use cork_dns::{BoundDnsProxy, DnsProxyConfig, Resolved, RunningDnsProxy};
+use cork_inspect::RunningInspectingProxy;
+use cork_inspect::setup::CaBundle;
+use cork_policy::Policy;
+
+use crate::adapters::KernelLearner;
+use crate::bottle::{Bottle, BottleError};
+use crate::kernel_audit::{AuditWriter, Enrichment};
+use crate::key::{BottleKey, IdLease, KeyError};
+use crate::mounts::{self, MountError};
+use crate::upstream;
+use crate::web::{self, WebSetup};
+
+/// How long the DNS proxy waits for one upstream attempt.
+const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error(
+        "the manifest allows names but no DNS upstream is known: set [dns] upstream or list a \
+         nameserver in /etc/resolv.conf"
+    )]
+    NoUpstream,
+    #[error("allocating a bottle id")]
+    Id(#[from] KeyError),
+    #[error("binding the bottle's DNS proxy on 127.0.0.1 and ::1")]
+    DnsBind(#[source] std::io::Error),
+    #[error("setting up the bottle's inspecting proxy")]
+    Web(#[from] web::WebError),
+    #[error(transparent)]
+    Mount(#[from] MountError),
+    #[error("setting up bottle {key}")]
+    Bottle {
+        key: String,
+        #[source]
+        source: Box<BottleError>,
+    },
+    #[error("verifying bottle {key}")]
+    Verify {
+        key: String,
+        #[source]
+        source: Box<BottleError>,
+    },
+    #[error(transparent)]
+    Audit(#[from] SinkError),
+    #[error("opening the bottle's prefix maps for the DNS proxy")]
+    Learner(#[source] cork_bpf::MapError),
+    #[error("starting the audit reader")]
+    Events(#[source] cork_bpf::MapError),
+    #[error("bottle {0} was already started")]
+    AlreadyStarted(String),
+}
+
+/// The services of a started bottle.
+struct Services {
+    dns: Option<RunningDnsProxy>,
+    web: Option<(RunningInspectingProxy, CaBundle)>,
+    reader: Option<EventReader>,
+}
+
+/// One bottle, alive while this value lives.
+pub struct BottleRuntime {
+    policy: Arc<Policy>,
+    key: BottleKey,
+    sink: Arc<Mutex<AuditSink>>,
+    bottle: Bottle,
+    /// Bound, not serving yet (until `start`).
+    dns: Option<BoundDnsProxy>,
+    web: Option<WebSetup>,
+    services: Option<Services>,
+    upstreams: Vec<std::net::SocketAddr>,
+    /// Held for the bottle's life: the id is ours until this drops.
+    _lease: IdLease,
+}
+
+impl BottleRuntime {
+    /// Enforces `policy` on a new bottle: when this returns, the bottle's cgroup exists
+    /// with every program attached and verified, and nothing runs in it yet. Writes the
+    /// `enforced` lifecycle event to `sink`.
+    pub fn enforce(policy: Arc<Policy>, sink: Arc<Mutex<AuditSink>>) -> Result<Self, RuntimeError> {
+        let upstreams = upstream::upstreams(&policy);
+        if upstreams.is_empty() && !policy.domains.is_empty() {
+            return Err(RuntimeError::NoUpstream);
+        }
+        let lease = IdLease::allocate()?;
+        let key = BottleKey::new(&policy.name, lease.id());
+        // Every DNS packet the bottle sends is redirected to this port (127.0.0.1 and ::1).
+        let dns = BoundDnsProxy::bind(0).map_err(RuntimeError::DnsBind)?;
+        // TCP to inspected ports is redirected to this listener (127.0.0.1 and ::1).
+        let web = WebSetup::prepare(&policy, &key)?;
+
+        let cgroup_root = mounts::cgroup2_root()?;
+        let bpffs = mounts::ensure_bpffs()?;
+        let bottle = Bottle::create(
+            &key,
+            LoadConstants {
+                bottle_id: lease.id().get(),
+                dns_port: dns.port(),
+                proxy_port: web.as_ref().map_or(0, WebSetup::port),
+            },
+            &cgroup_root,
+            &bpffs,
+            &policy.kernel_plan(),
+        )
+        .map_err(|source| RuntimeError::Bottle {
+            key: key.to_string(),
+            source: Box::new(source),
+        })?;
+        let this = BottleRuntime {
+            policy,
+            key,
+            sink,
+            bottle,
+            dns: Some(dns),
+            web,
+            services: None,
+            upstreams,
+            _lease: lease,
+        };
+        this.lifecycle(
+            "enforced",
+            format!(
+                "bottle {}: cgroup {} enforced, pins in {}",
+                this.key,
+                this.key.cgroup_path(&cgroup_root).display(),
+                this.key.pin_dir(&bpffs).display()
+            ),
+        )?;
+        Ok(this)
+    }
+
+    pub fn key(&self) -> &BottleKey {
+        &self.key
+    }
+
+    pub fn policy(&self) -> &Arc<Policy> {
+        &self.policy
+    }
+
+    pub fn sink(&self) -> &Arc<Mutex<AuditSink>> {
+        &self.sink
+    }
+
+    /// The bottle cgroup's `cgroup.procs`: a process that writes its pid there is in the
+    /// bottle. `None` once stopped.
+    pub fn cgroup_procs(&self) -> Option<PathBuf> {
+        self.bottle.cgroup_procs()
+    }
+
+    /// What a command in this bottle needs in its environment: the CA bundle for every
+    /// common TLS client, each credential's placeholder, none of the real values.
+    pub fn command_env(&self, cmd: &mut Command) {
+        if let Some(w) = &self.web {
+            w.child_env(cmd);
+        }
+    }
+
+    /// Starts the DNS proxy, the inspecting proxy (as tasks on `runtime`) and the audit
+    /// reader. On error, whatever started is stopped again and the bottle stays fenced.
+    pub fn start(&mut self, runtime: &tokio::runtime::Handle) -> Result<(), RuntimeError> {
+        if self.services.is_some() {
+            return Err(RuntimeError::AlreadyStarted(self.key.to_string()));
+        }
+        let Some(enforcement) = self.bottle.enforcement() else {
+            return Err(RuntimeError::Verify {
+                key: self.key.to_string(),
+                source: Box::new(BottleError::Gone),
+            });
+        };
+        let pin_dir = enforcement.pin_dir().to_path_buf();
+        let names: Arc<Mutex<HashMap<IpAddr, String>>> = Arc::default();
+        let resolved = Arc::new(Resolved::default());
+        let mut services = Services {
+            dns: None,
+            web: None,
+            reader: None,
+        };
+        if let Some(w) = self.web.take() {
+            services.web = Some(w.start(
+                self.policy.clone(),
+                &pin_dir,
+                resolved.clone(),
+                self.sink.clone(),
+                runtime,
+            )?);
+        }
+        if let Some(dns) = self.dns.take() {
+            let learner = MapLearner::open(&pin_dir, self.policy.kernel_plan())
+                .map_err(RuntimeError::Learner)?;
+            services.dns = Some(dns.start(
+                DnsProxyConfig {
+                    bottle: self.policy.name.clone(),
+                    policy: self.policy.clone(),
+                    upstreams: self.upstreams.clone(),
+                    upstream_timeout: UPSTREAM_TIMEOUT,
+                    resolved,
+                },
+                Arc::new(KernelLearner(learner)),
+                self.sink.clone(),
+                names.clone(),
+            ));
+        }
+        let rules = self.policy.rules.iter().map(|r| r.id.clone()).collect();
+        let writer = AuditWriter {
+            enrichment: Enrichment::new(self.policy.name.clone(), rules, names),
+            sink: self.sink.clone(),
+        };
+        let Some(enforcement) = self.bottle.enforcement() else {
+            return Err(RuntimeError::Verify {
+                key: self.key.to_string(),
+                source: Box::new(BottleError::Gone),
+            });
+        };
+        services.reader = Some(
+            EventReader::start(enforcement.maps_object(), writer).map_err(RuntimeError::Events)?,
+        );
+        self.services = Some(services);
+        Ok(())
+    }
+
+    /// Reads back what the kernel holds for this bottle: our programs on every hook of its
+    /// cgroup and the manifest's entries in its maps.
+    pub fn verify(&self) -> Result<(), RuntimeError> {
+        self.bottle
+            .verify(&self.policy.kernel_plan())
+            .map_err(|source| RuntimeError::Verify {
+                key: self.key.to_string(),
+                source: Box::new(source),
+            })
+    }
+
+    /// Tears the bottle down (see the module docs for the order). Returns the problems
+    /// met; empty when everything was removed.
+    pub fn stop(mut self) -> Vec<String> {
+        self.teardown()
+    }
+
+    fn teardown(&mut self) -> Vec<String> {
+        // Processes die while the programs still enforce.
+        let problems = self.bottle.teardown();
+        if let Some(services) = self.services.take() {
+            if let Some(dns) = services.dns {
+                dns.stop();
+            }
+            if let Some((proxy, bundle)) = services.web {
+                proxy.stop();
+                drop(bundle);
+            }
+            if let Some(reader) = services.reader {
+                reader.finish();
+            }
+        }
+        // Never started: listeners and the bundle go with these.
+        self.dns = None;
+        self.web = None;
+        problems
+    }
+
+    /// Writes one lifecycle event for this bottle and flushes.
+    pub fn lifecycle(&self, event: &'static str, detail: String) -> Result<(), SinkError> {
+        let mut sink = self.sink.lock().unwrap_or_else(|p| p.into_inner());
+        sink.write(&LifecycleEvent {
+            ts: cork_audit::now_rfc3339(),
+            bottle: self.policy.name.clone(),
+            layer: "cork",
+            event,
+            detail,
+        })?;
+        sink.flush()
+    }
+}
+
+impl Drop for BottleRuntime {
+    fn drop(&mut self) {
+        for p in self.teardown() {
+            tracing::warn!("bottle teardown: {p}");
+        }
+    }
+}

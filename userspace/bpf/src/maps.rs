@@ -1,0 +1,232 @@
+//! Writes a [`KernelPlan`] into a bottle's maps and reads it back. The plan is pure data
+//! from the policy crate; this is the only place it becomes ABI structs.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use aya::Ebpf;
+use aya::maps::lpm_trie::{Key, LpmTrie};
+use aya::maps::{HashMap, MapData};
+use cork_policy::{Action, KernelPlan, LearnedEntry, PrefixEntry, Proto, Redirect};
+
+use super::abi::{cork_action, cork_port_rule, cork_prefix_value, cork_proto_sel};
+
+pub const RULES_V4: &str = "cork_rules_v4";
+pub const RULES_V6: &str = "cork_rules_v6";
+pub const HOST_PORTS: &str = "cork_host_ports";
+
+#[derive(Debug, thiserror::Error)]
+pub enum MapError {
+    #[error("map {0} is missing from the loaded object")]
+    Missing(&'static str),
+    #[error("map {map}: {operation}")]
+    Aya {
+        map: &'static str,
+        operation: &'static str,
+        #[source]
+        source: aya::maps::MapError,
+    },
+    #[error("map {map} does not hold what the policy says after writing it: {detail}")]
+    Mismatch { map: &'static str, detail: String },
+    #[error("starting the audit reader thread")]
+    Thread(#[source] std::io::Error),
+}
+
+fn aya_err(map: &'static str, operation: &'static str) -> impl Fn(aya::maps::MapError) -> MapError {
+    move |source| MapError::Aya {
+        map,
+        operation,
+        source,
+    }
+}
+
+/// The kernel value for one prefix entry.
+pub fn prefix_value(entry: &PrefixEntry) -> cork_prefix_value {
+    let mut v = cork_prefix_value {
+        count: entry.slots.len() as u32,
+        static_count: entry.slots.len() as u32,
+        ..Default::default()
+    };
+    for (dst, s) in v.slots.iter_mut().zip(&entry.slots) {
+        *dst = cork_port_rule {
+            port_lo: s.port_lo,
+            port_hi: s.port_hi,
+            proto: match s.proto {
+                Proto::Tcp => cork_proto_sel::CORK_PROTO_TCP as u8,
+                Proto::Udp => cork_proto_sel::CORK_PROTO_UDP as u8,
+                Proto::Any => cork_proto_sel::CORK_PROTO_ANY as u8,
+            },
+            action: match (s.action, s.redirect) {
+                (Action::Deny, _) => cork_action::CORK_ACTION_DENY as u8,
+                (Action::Allow, Redirect::None) => cork_action::CORK_ACTION_ALLOW as u8,
+                (Action::Allow, Redirect::Web) => cork_action::CORK_ACTION_REDIRECT_WEB as u8,
+                (Action::Allow, Redirect::All) => cork_action::CORK_ACTION_REDIRECT as u8,
+            },
+            rule_id: s.rule_id,
+        };
+    }
+    v
+}
+
+fn value_bytes(v: &cork_prefix_value) -> Vec<u8> {
+    // Compare values as their used slots only: unused slots are zero on both sides.
+    let used = &v.slots[..(v.count as usize).min(v.slots.len())];
+    let mut out = v.count.to_le_bytes().to_vec();
+    out.extend_from_slice(&v.static_count.to_le_bytes());
+    out.extend_from_slice(&v.learned_until_ns.to_le_bytes());
+    for s in used {
+        out.extend_from_slice(&s.port_lo.to_le_bytes());
+        out.extend_from_slice(&s.port_hi.to_le_bytes());
+        out.extend_from_slice(&[s.proto, s.action]);
+        out.extend_from_slice(&s.rule_id.to_le_bytes());
+    }
+    out
+}
+
+/// One family's entries as trie keys (prefix length, address bytes) and kernel values.
+/// N picks the family: 4 or 16 address bytes.
+fn trie_entries<const N: usize>(
+    entries: &[PrefixEntry],
+) -> BTreeMap<(u32, [u8; N]), cork_prefix_value> {
+    entries
+        .iter()
+        .filter_map(|e| {
+            let bytes = match e.prefix.addr() {
+                IpAddr::V4(a) => a.octets().to_vec(),
+                IpAddr::V6(a) => a.octets().to_vec(),
+            };
+            let addr: [u8; N] = bytes.try_into().ok()?;
+            Some(((e.prefix.len() as u32, addr), prefix_value(e)))
+        })
+        .collect()
+}
+
+fn write_trie<const N: usize>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    entries: &[PrefixEntry],
+) -> Result<(), MapError> {
+    let map = ebpf.map_mut(name).ok_or(MapError::Missing(name))?;
+    let mut trie: LpmTrie<&mut MapData, [u8; N], cork_prefix_value> =
+        LpmTrie::try_from(map).map_err(aya_err(name, "open"))?;
+    for ((len, addr), value) in trie_entries::<N>(entries) {
+        trie.insert(&Key::new(len, addr), value, 0)
+            .map_err(aya_err(name, "insert"))?;
+    }
+    Ok(())
+}
+
+fn verify_trie<const N: usize>(
+    ebpf: &Ebpf,
+    name: &'static str,
+    entries: &[PrefixEntry],
+    learned: bool,
+) -> Result<(), MapError> {
+    let map = ebpf.map(name).ok_or(MapError::Missing(name))?;
+    let trie: LpmTrie<&MapData, [u8; N], cork_prefix_value> =
+        LpmTrie::try_from(map).map_err(aya_err(name, "open"))?;
+    let want: BTreeMap<_, _> = trie_entries::<N>(entries)
+        .into_iter()
+        .map(|(k, v)| (k, value_bytes(&v)))
+        .collect();
+    let mut got = BTreeMap::new();
+    for item in trie.iter() {
+        let (k, mut v) = item.map_err(aya_err(name, "iterate"))?;
+        let key = (k.prefix_len(), k.data());
+        if learned && v.learned_until_ns != 0 {
+            if !want.contains_key(&key) {
+                continue;
+            }
+            // Back to the manifest prefix's own value: its static slots, nothing learned.
+            v.count = v.static_count;
+            v.learned_until_ns = 0;
+        }
+        got.insert(key, value_bytes(&v));
+    }
+    if got != want {
+        return Err(MapError::Mismatch {
+            map: name,
+            detail: format!("{} entries, {} expected", got.len(), want.len()),
+        });
+    }
+    Ok(())
+}
+
+/// The kernel value for a learned host entry, valid until `until_boot_ns`
+/// (CLOCK_BOOTTIME, as `bpf_ktime_get_boot_ns`).
+pub(super) fn learned_value(entry: &LearnedEntry, until_boot_ns: u64) -> cork_prefix_value {
+    let mut v = prefix_value(&PrefixEntry {
+        prefix: entry.prefix,
+        slots: entry.slots.clone(),
+    });
+    v.static_count = entry.static_count as u32;
+    v.learned_until_ns = until_boot_ns;
+    v
+}
+
+fn insert_host<const N: usize>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    addr: [u8; N],
+    value: cork_prefix_value,
+) -> Result<(), MapError> {
+    let map = ebpf.map_mut(name).ok_or(MapError::Missing(name))?;
+    let mut trie: LpmTrie<&mut MapData, [u8; N], cork_prefix_value> =
+        LpmTrie::try_from(map).map_err(aya_err(name, "open"))?;
+    trie.insert(&Key::new((N * 8) as u32, addr), value, 0)
+        .map_err(aya_err(name, "insert learned"))
+}
+
+/// Installs (or refreshes) a learned host entry. One map update: the kernel sees the old
+/// value or the new one, never a mix.
+pub fn learn(ebpf: &mut Ebpf, entry: &LearnedEntry, until_boot_ns: u64) -> Result<(), MapError> {
+    let value = learned_value(entry, until_boot_ns);
+    match entry.prefix.addr() {
+        IpAddr::V4(a) => insert_host(ebpf, RULES_V4, a.octets(), value),
+        IpAddr::V6(a) => insert_host(ebpf, RULES_V6, a.octets(), value),
+    }
+}
+
+/// Fills empty maps of a freshly loaded bottle.
+pub fn write_plan(ebpf: &mut Ebpf, plan: &KernelPlan) -> Result<(), MapError> {
+    write_trie::<4>(ebpf, RULES_V4, &plan.v4)?;
+    write_trie::<16>(ebpf, RULES_V6, &plan.v6)?;
+    let map = ebpf
+        .map_mut(HOST_PORTS)
+        .ok_or(MapError::Missing(HOST_PORTS))?;
+    let mut ports: HashMap<&mut MapData, u16, u8> =
+        HashMap::try_from(map).map_err(aya_err(HOST_PORTS, "open"))?;
+    for p in &plan.host_ports {
+        ports
+            .insert(p, 1, 0)
+            .map_err(aya_err(HOST_PORTS, "insert"))?;
+    }
+    Ok(())
+}
+
+/// Reads every map back and compares it with the plan, entry for entry.
+/// Reads the maps back and compares them with the plan. `learned` = the bottle has been
+/// running: entries the DNS proxy learned are set aside (a learned entry on a manifest
+/// prefix must still hold that prefix's own slots first, unchanged).
+pub fn verify_plan(ebpf: &Ebpf, plan: &KernelPlan, learned: bool) -> Result<(), MapError> {
+    verify_trie::<4>(ebpf, RULES_V4, &plan.v4, learned)?;
+    verify_trie::<16>(ebpf, RULES_V6, &plan.v6, learned)?;
+    let map = ebpf.map(HOST_PORTS).ok_or(MapError::Missing(HOST_PORTS))?;
+    let ports: HashMap<&MapData, u16, u8> =
+        HashMap::try_from(map).map_err(aya_err(HOST_PORTS, "open"))?;
+    let mut got: Vec<u16> = ports
+        .keys()
+        .collect::<Result<_, _>>()
+        .map_err(aya_err(HOST_PORTS, "iterate"))?;
+    got.sort_unstable();
+    let mut want = plan.host_ports.clone();
+    want.sort_unstable();
+    want.dedup();
+    if got != want {
+        return Err(MapError::Mismatch {
+            map: HOST_PORTS,
+            detail: format!("{got:?} != {want:?}"),
+        });
+    }
+    Ok(())
+}

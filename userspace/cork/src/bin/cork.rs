@@ -1,0 +1,164 @@
+//! The `cork` command line: check manifests, run a command in a bottle, clean up after
+//! agents that were killed.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use cork::run::{self, RunOptions};
+
+#[derive(Parser)]
+#[command(
+    name = "cork",
+    version,
+    about = "Kernel-enforced egress control for sandboxed AI agents"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Validate a manifest: exit 0, or 1 with FILE:LINE:COL and what is wrong.
+    Check {
+        /// The manifest (TOML).
+        manifest: PathBuf,
+    },
+    /// Run CMD in a new bottle enforcing the manifest; exits with CMD's status
+    /// (128+N if it died of signal N, 125 if cork itself failed, 126/127 if CMD could not
+    /// be executed / was not found).
+    Run {
+        /// The bottle's manifest (TOML).
+        #[arg(long, short = 'm')]
+        manifest: PathBuf,
+        /// Append audit events (JSON lines) to this file instead of standard error.
+        #[arg(long)]
+        audit_log: Option<PathBuf>,
+        /// Run CMD as UID[:GID] (numbers or names).
+        #[arg(long, value_parser = parse_user)]
+        user: Option<run::UserSpec>,
+        /// The command and its arguments.
+        #[arg(last = true, required = true, num_args = 1..)]
+        command: Vec<OsString>,
+    },
+    /// Remove cgroups and pins left by cork agents that no longer run (killing any
+    /// processes still in those bottles).
+    Clean,
+}
+
+fn parse_user(s: &str) -> Result<run::UserSpec, String> {
+    run::parse_user(s)
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CORK_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> ExitCode {
+    init_logging();
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::Check { manifest } => check(&manifest),
+        Cmd::Run {
+            manifest,
+            audit_log,
+            user,
+            command,
+        } => {
+            match run::run(RunOptions {
+                manifest,
+                audit_log,
+                user,
+                command,
+            }) {
+                Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+                Err(e) => {
+                    eprintln!("cork run: {}", chain(&e));
+                    ExitCode::from(e.exit_code() as u8)
+                }
+            }
+        }
+        Cmd::Clean => clean(),
+    }
+}
+
+fn check(path: &PathBuf) -> ExitCode {
+    let src = match std::fs::read_to_string(path) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("cork check: reading {}: {e}", path.display());
+            return ExitCode::from(1);
+        }
+    };
+    match cork_policy::compile(&src, &path.display().to_string()) {
+        Ok(policy) => {
+            // The manifest's DLP detectors compile only here, in the scanner.
+            if let Err(e) = cork_agent::web::check_scanner(&policy) {
+                eprintln!("{}: {e}", path.display());
+                return ExitCode::from(1);
+            }
+            let plan = policy.kernel_plan();
+            println!(
+                "{}: ok — bottle {:?}, {} rules, {} IPv4 and {} IPv6 prefixes, {} domain rules, \
+                 {} host loopback ports, {} credentials",
+                path.display(),
+                policy.name,
+                policy.rules.len(),
+                plan.v4.len(),
+                plan.v6.len(),
+                policy.domains.len(),
+                plan.host_ports.len(),
+                policy.credentials.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn clean() -> ExitCode {
+    match cork_agent::clean::clean() {
+        Ok(report) => {
+            for p in &report.removed {
+                println!("removed {}", p.display());
+            }
+            for p in &report.kept_live {
+                println!("kept {} (its agent is running)", p.display());
+            }
+            for p in &report.problems {
+                eprintln!("cork clean: {p}");
+            }
+            if report.problems.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("cork clean: {}", chain(&e));
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// "outer: inner: innermost" for an error and its sources.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        src = s.source();
+    }
+    out
+}

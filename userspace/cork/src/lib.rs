@@ -1,0 +1,10 @@
+//! cork: kernel-enforced egress control for sandboxed AI agents — the `cork` command.
+//!
+//! This crate is the top of the stack: the command line, and [`run`], which is about the
+//! command (fork, cgroup join, capabilities, seccomp, signals, exit status). Everything
+//! about the bottle itself — identity, enforcement, DNS and inspecting proxies, audit — is
+//! [`cork_agent`]'s, below it.
+
+pub mod run;
+
+pub use cork_agent as agent;

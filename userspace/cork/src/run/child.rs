@@ -1,0 +1,172 @@
+//! What the bottled command's process does between fork and exec, in this order:
+//! join the bottle's cgroup (so everything after is enforced), die with the agent's
+//! thread (PDEATHSIG), get a private mount namespace in which every cgroup and bpf
+//! filesystem is read-only (root in the bottle could otherwise write another cgroup's
+//! `cgroup.procs` to leave, or unlink the link pins that keep enforcement attached),
+//! switch user, drop capabilities, set no_new_privs, install the seccomp filter that
+//! reports forbidden socket(2) calls to the agent, and let no descriptor but 0-2 survive
+//! exec.
+//!
+//! Everything is prepared before fork. The agent is single-threaded when it spawns (the
+//! audit thread starts after), so the allocation the caps crate may do here is safe.
+
+use std::ffi::CString;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::fd::RawFd;
+use std::path::Path;
+
+use nix::mount::{MsFlags, mount};
+use nix::sched::{CloneFlags, unshare};
+use nix::unistd::{Gid, Uid, setgid, setgroups, setuid};
+
+use super::{caps, seccomp};
+use cork_agent::mounts::Mount;
+
+/// `--user UID[:GID]` resolved to numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UserSpec {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+pub struct ChildSetup {
+    cgroup_procs: File,
+    /// Where the child sends its seccomp listener (see run/seccomp.rs).
+    listener_channel: RawFd,
+    readonly: Vec<CString>,
+    user: Option<UserSpec>,
+}
+
+impl ChildSetup {
+    pub fn prepare(
+        procs_path: &Path,
+        mounts: &[Mount],
+        user: Option<UserSpec>,
+        listener_channel: RawFd,
+    ) -> io::Result<Self> {
+        let cgroup_procs = OpenOptions::new().write(true).open(procs_path)?;
+        let readonly = mounts
+            .iter()
+            .filter(|m| matches!(m.fstype.as_str(), "cgroup" | "cgroup2" | "bpf"))
+            .map(|m| CString::new(m.target.as_os_str().as_encoded_bytes()))
+            .collect::<Result<_, _>>()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        Ok(ChildSetup {
+            cgroup_procs,
+            listener_channel,
+            readonly,
+            user,
+        })
+    }
+
+    /// Runs in the child after fork. Any error aborts the spawn (the parent sees it).
+    pub fn apply(&self) -> io::Result<()> {
+        // "0" moves the writing process (cgroup v2, Documentation/admin-guide/cgroup-v2.rst).
+        (&self.cgroup_procs).write_all(b"0")?;
+        // SAFETY: prctl with integer arguments only.
+        if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        unshare(CloneFlags::CLONE_NEWNS)?;
+        // Stop our changes from propagating back to the host's mount namespace.
+        mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            MsFlags::MS_REC | MsFlags::MS_SLAVE,
+            None::<&str>,
+        )?;
+        for target in &self.readonly {
+            mount(
+                None::<&str>,
+                target.as_c_str(),
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+                None::<&str>,
+            )?;
+        }
+        let caps_err = |e: ::caps::errors::CapsError| io::Error::other(e.to_string());
+        caps::drop_bounding().map_err(caps_err)?;
+        if let Some(u) = self.user {
+            setgroups(&[Gid::from_raw(u.gid)])?;
+            setgid(Gid::from_raw(u.gid))?;
+            setuid(Uid::from_raw(u.uid))?;
+        }
+        caps::drop_remaining().map_err(caps_err)?;
+        // SAFETY: prctl with integer arguments only.
+        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        seccomp::install_in_child(self.listener_channel)?;
+        close_inherited_fds()
+    }
+}
+
+/// Marks every descriptor above stderr close-on-exec. A socket created outside the bottle
+/// belongs to the cgroup it was created in (the kernel binds a socket to its creator's
+/// cgroup), so none of the bottle's programs would judge it: CMD must not inherit one.
+/// CLOEXEC rather than close, so std's exec-error pipe still works until exec.
+fn close_inherited_fds() -> io::Result<()> {
+    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+    // SAFETY: close_range only changes flags on this process's descriptors.
+    let rc = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, CLOSE_RANGE_CLOEXEC) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Parses `UID[:GID]` or `NAME[:GROUP]`; a missing group is the user's primary group
+/// (or the same number for a numeric uid without a passwd entry).
+pub fn parse_user(spec: &str) -> Result<UserSpec, String> {
+    let (u, g) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    if u.is_empty() {
+        return Err(format!("--user {spec:?}: empty user"));
+    }
+    let (uid, primary) = match u.parse::<u32>() {
+        Ok(uid) => {
+            let primary = nix::unistd::User::from_uid(Uid::from_raw(uid))
+                .ok()
+                .flatten()
+                .map(|p| p.gid.as_raw());
+            (uid, primary.unwrap_or(uid))
+        }
+        Err(_) => match nix::unistd::User::from_name(u) {
+            Ok(Some(p)) => (p.uid.as_raw(), p.gid.as_raw()),
+            _ => return Err(format!("--user {spec:?}: no such user {u:?}")),
+        },
+    };
+    let gid = match g {
+        None => primary,
+        Some(g) => match g.parse::<u32>() {
+            Ok(gid) => gid,
+            Err(_) => match nix::unistd::Group::from_name(g) {
+                Ok(Some(gr)) => gr.gid.as_raw(),
+                _ => return Err(format!("--user {spec:?}: no such group {g:?}")),
+            },
+        },
+    };
+    Ok(UserSpec { uid, gid })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numeric_user_and_group() {
+        assert_eq!(parse_user("1234:99"), Ok(UserSpec { uid: 1234, gid: 99 }));
+        assert_eq!(parse_user("0").map(|u| u.uid), Ok(0));
+    }
+
+    #[test]
+    fn bad_user_is_named() {
+        let e = parse_user("no-such-user-cork").unwrap_err();
+        assert!(e.contains("no such user"), "{e}");
+        assert!(parse_user(":5").unwrap_err().contains("empty user"));
+    }
+}

@@ -1,0 +1,197 @@
+//! `cork run`: one bottle for one command. Compile the manifest, create the bottle's
+//! cgroup, enforce the policy on it (verified), start the command inside it with
+//! dangerous capabilities dropped, pass on stop signals, wait, kill whatever is left,
+//! remove everything, and return the command's exit status.
+
+mod caps;
+mod child;
+mod seccomp;
+mod signals;
+mod test_seams;
+
+use std::ffi::OsString;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+
+pub use caps::DROPPED as DROPPED_CAPABILITIES;
+pub use child::{UserSpec, parse_user};
+pub use cork_agent::key::RUN_DIR;
+
+use cork_agent::mounts::{self, MountError};
+use cork_agent::{BottleRuntime, RuntimeError};
+use cork_audit::{AuditSink, SinkError};
+
+/// Exit status of `cork run` when cork itself fails (as `env`, `docker run` do).
+pub const EXIT_CORK_FAILED: i32 = 125;
+/// The command exists but could not be executed.
+pub const EXIT_CANNOT_EXEC: i32 = 126;
+/// The command was not found.
+pub const EXIT_NOT_FOUND: i32 = 127;
+
+pub struct RunOptions {
+    pub manifest: PathBuf,
+    pub audit_log: Option<PathBuf>,
+    pub user: Option<UserSpec>,
+    pub command: Vec<OsString>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("reading manifest {path}")]
+    ReadManifest {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    // Transparent: the manifest error already names file:line:col; a `{0}` wrapper would
+    // print it twice (once itself, once as its own source).
+    #[error(transparent)]
+    Manifest(#[from] cork_policy::ManifestError),
+    #[error("cork run must run as root (it creates cgroups and loads eBPF programs)")]
+    NotRoot,
+    #[error("no command given: cork run --manifest FILE -- CMD [ARGS...]")]
+    NoCommand,
+    #[error(transparent)]
+    Mount(#[from] MountError),
+    #[error(transparent)]
+    Bottle(#[from] RuntimeError),
+    #[error(transparent)]
+    Audit(#[from] SinkError),
+    #[error("preparing the command's process")]
+    Prepare(#[source] io::Error),
+    #[error("starting {command:?} in the bottle")]
+    Spawn {
+        command: OsString,
+        #[source]
+        source: io::Error,
+    },
+    #[error(transparent)]
+    Seam(#[from] test_seams::SeamError),
+    #[error("starting the agent's runtime")]
+    Runtime(#[source] io::Error),
+    #[error("the bottle's cgroup is gone before the command started")]
+    NoCgroup,
+    #[error("waiting for the command")]
+    Wait(#[source] io::Error),
+}
+
+impl RunError {
+    /// The exit status `cork run` reports for this failure.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            RunError::Spawn { source, .. } if source.kind() == io::ErrorKind::NotFound => {
+                EXIT_NOT_FOUND
+            }
+            RunError::Spawn { source, .. } if source.kind() == io::ErrorKind::PermissionDenied => {
+                EXIT_CANNOT_EXEC
+            }
+            _ => EXIT_CORK_FAILED,
+        }
+    }
+}
+
+/// Runs the command in a fresh bottle and returns the exit status to report.
+pub fn run(opts: RunOptions) -> Result<i32, RunError> {
+    let src = std::fs::read_to_string(&opts.manifest).map_err(|source| RunError::ReadManifest {
+        path: opts.manifest.clone(),
+        source,
+    })?;
+    let policy = Arc::new(cork_policy::compile(
+        &src,
+        &opts.manifest.display().to_string(),
+    )?);
+    let (program, args) = opts.command.split_first().ok_or(RunError::NoCommand)?;
+    let seams = test_seams::from_env()?;
+    if !nix::unistd::geteuid().is_root() {
+        return Err(RunError::NotRoot);
+    }
+
+    let sink = Arc::new(Mutex::new(AuditSink::open(opts.audit_log.as_deref())?));
+    let mut bottle = BottleRuntime::enforce(policy.clone(), sink.clone())?;
+
+    let channel = seccomp::ListenerChannel::new().map_err(RunError::Prepare)?;
+    let procs = bottle.cgroup_procs().ok_or(RunError::NoCgroup)?;
+    let setup = child::ChildSetup::prepare(
+        &procs,
+        &mounts::mounts()?,
+        opts.user,
+        channel.child.as_raw_fd(),
+    )
+    .map_err(RunError::Prepare)?;
+    let mut cmd = Command::new(program);
+    cmd.args(args);
+    bottle.command_env(&mut cmd);
+    // SAFETY: the closure only makes syscalls on data prepared before fork; this process
+    // has no other threads yet (the runtime and the audit threads start below), so nothing
+    // it needs can be held locked by a thread that does not exist in the child.
+    unsafe { cmd.pre_exec(move || setup.apply()) };
+    let mut child = cmd.spawn().map_err(|source| RunError::Spawn {
+        command: program.clone(),
+        source,
+    })?;
+
+    // From here on the command runs; kernel events wait in the ring buffer until read.
+    // The child sent its seccomp listener before exec, so it is already queued.
+    let auditor = match channel.receive() {
+        Ok(listener) => Some(seccomp::SocketAuditor::start(
+            listener,
+            policy.name.clone(),
+            sink.clone(),
+        )),
+        Err(e) => {
+            // Forbidden sockets still fail (ENOSYS without a listener); only their audit
+            // is missing, and that is said in the log.
+            tracing::error!("socket refusals will not be audited: {e}");
+            None
+        }
+    };
+    if let Some(delay) = seams.reader_delay {
+        std::thread::sleep(delay);
+    }
+    // One runtime for the agent process; the bottle's services are tasks on it.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("cork-agent")
+        .enable_all()
+        .build();
+    let started = match &runtime {
+        Ok(rt) => bottle.start(rt.handle()).map_err(RunError::from),
+        Err(e) => Err(RunError::Runtime(io::Error::new(e.kind(), e.to_string()))),
+    };
+    if let Err(e) = signals::forward_to(child.id()) {
+        tracing::warn!("cannot forward signals to the command: {e}");
+    }
+    // Without its proxies or audit reader the bottle must not go on: stop the command.
+    if started.is_err() {
+        let _ = child.kill();
+    }
+    let status = child.wait().map_err(RunError::Wait);
+
+    // The command is done: kill what it left behind while still enforced, then read the
+    // last events, then take enforcement down.
+    let problems = bottle.stop();
+    drop(runtime);
+    drop(auditor);
+    for p in &problems {
+        tracing::error!("{p}");
+    }
+    started?;
+    let status = status?;
+    let code = status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+    let mut sink = sink.lock().unwrap_or_else(|p| p.into_inner());
+    sink.write(&cork_audit::LifecycleEvent {
+        ts: cork_audit::now_rfc3339(),
+        bottle: policy.name.clone(),
+        layer: "cork",
+        event: "finished",
+        detail: format!("command exited with status {code}"),
+    })?;
+    sink.flush()?;
+    Ok(code)
+}

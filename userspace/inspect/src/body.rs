@@ -1,0 +1,252 @@
+//! Request bodies on an inspected flow. Towards upstream, [`InspectedBody`] scans the
+//! bottle's bytes as they stream and forwards only bytes DLP has settled (so a secret
+//! straddling two chunks is still caught before any of it leaves); a `block` finding ends
+//! the body with an error, which makes hyper abort the upstream request. The response
+//! direction is in `return_body`.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, ready};
+
+use bytes::Bytes;
+use cork_policy::DlpAction;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+
+use super::BoxError;
+use cork_dlp::{Finding, StreamScan, redact};
+
+/// What happened to a request body, read by the request handler after the upstream
+/// exchange (the body runs inside hyper's client).
+#[derive(Debug, Default)]
+pub struct BodyReport {
+    pub detectors: Vec<String>,
+    pub blocked: bool,
+    /// The body could not be decoded for scanning (corrupt, truncated, a bomb): it was
+    /// cut, since what cannot be scanned is not forwarded.
+    pub undecodable: bool,
+    pub bytes: u64,
+}
+
+pub type SharedReport = Arc<Mutex<BodyReport>>;
+
+pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The error a blocked body ends with. Never carries the secret.
+#[derive(Debug, thiserror::Error)]
+#[error("DLP blocked the request body")]
+pub struct Blocked;
+
+/// Decodes a `Content-Encoding` for scanning only: the bytes forwarded stay encoded.
+pub trait Decode: Send {
+    /// Decoded bytes of `chunk`, appended to `out`.
+    fn feed(&mut self, chunk: &[u8], out: &mut Vec<u8>) -> Result<(), BoxError>;
+    fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), BoxError>;
+}
+
+pub struct InspectedBody {
+    inner: Incoming,
+    scan: Option<StreamScan<'static>>,
+    action: DlpAction,
+    /// Forwardable bytes not released yet: they start at stream offset `held_start` of
+    /// the scanned stream when not decoding.
+    held: Vec<u8>,
+    held_start: u64,
+    /// With a decoder: compressed chunks waiting for the decoded bytes they produced to
+    /// settle, each with the decoded stream offset it ends at.
+    encoded: VecDeque<(Bytes, u64)>,
+    decoder: Option<Box<dyn Decode>>,
+    /// Findings still overlapping unreleased bytes (`redact`).
+    pending: Vec<Finding>,
+    ready: VecDeque<Bytes>,
+    trailers: Option<hyper::HeaderMap>,
+    done: bool,
+    report: SharedReport,
+}
+
+impl InspectedBody {
+    /// `decoder`: scan the decoded stream but forward the encoded bytes (then `redact`
+    /// cannot rewrite them and behaves as `block`).
+    pub fn new(
+        inner: Incoming,
+        scan: StreamScan<'static>,
+        action: DlpAction,
+        decoder: Option<Box<dyn Decode>>,
+        report: SharedReport,
+    ) -> Self {
+        let action = match (&decoder, action) {
+            (Some(_), DlpAction::Redact) => DlpAction::Block,
+            (_, a) => a,
+        };
+        InspectedBody {
+            inner,
+            scan: Some(scan),
+            action,
+            held: Vec::new(),
+            held_start: 0,
+            encoded: VecDeque::new(),
+            decoder,
+            pending: Vec::new(),
+            ready: VecDeque::new(),
+            trailers: None,
+            done: false,
+            report,
+        }
+    }
+
+    /// Records findings; true when the body must stop here.
+    fn judge(&mut self, findings: Vec<Finding>) -> bool {
+        if findings.is_empty() {
+            return false;
+        }
+        let mut r = lock(&self.report);
+        for f in &findings {
+            if !r.detectors.contains(&f.detector) {
+                r.detectors.push(f.detector.clone());
+            }
+        }
+        match self.action {
+            DlpAction::Block => {
+                r.blocked = true;
+                true
+            }
+            DlpAction::Redact => {
+                self.pending.extend(findings);
+                false
+            }
+            DlpAction::Log => false,
+        }
+    }
+
+    /// Moves bytes DLP has settled (everything when `all`) to `ready`.
+    fn release(&mut self, all: bool) {
+        let settled = match (&self.scan, all) {
+            (Some(s), false) => s.settled(),
+            _ => u64::MAX,
+        };
+        if self.decoder.is_some() {
+            while let Some((_, end)) = self.encoded.front() {
+                if *end > settled {
+                    break;
+                }
+                let (chunk, _) = self.encoded.pop_front().expect("front exists");
+                self.ready.push_back(chunk);
+            }
+            return;
+        }
+        let upto = settled.min(self.held_start + self.held.len() as u64);
+        let n = (upto - self.held_start) as usize;
+        if n == 0 {
+            return;
+        }
+        let chunk: Vec<u8> = self.held.drain(..n).collect();
+        let out = if self.pending.is_empty() {
+            chunk
+        } else {
+            redact(&chunk, self.held_start, &self.pending)
+        };
+        self.held_start += n as u64;
+        let start = self.held_start;
+        self.pending.retain(|f| f.end() > start);
+        self.ready.push_back(Bytes::from(out));
+    }
+
+    fn on_data(&mut self, data: Bytes) -> Result<(), BoxError> {
+        let findings = match self.decoder.as_mut() {
+            None => {
+                self.held.extend_from_slice(&data);
+                self.scan
+                    .as_mut()
+                    .expect("scan while streaming")
+                    .feed(&data)
+            }
+            Some(d) => {
+                let mut plain = Vec::new();
+                if let Err(e) = d.feed(&data, &mut plain) {
+                    lock(&self.report).undecodable = true;
+                    return Err(e);
+                }
+                let scan = self.scan.as_mut().expect("scan while streaming");
+                let f = scan.feed(&plain);
+                self.encoded.push_back((data, scan.position()));
+                f
+            }
+        };
+        if self.judge(findings) {
+            return Err(Box::new(Blocked));
+        }
+        self.release(false);
+        Ok(())
+    }
+
+    fn on_end(&mut self) -> Result<(), BoxError> {
+        let mut findings = Vec::new();
+        if let Some(d) = self.decoder.as_mut() {
+            let mut plain = Vec::new();
+            if let Err(e) = d.finish(&mut plain) {
+                lock(&self.report).undecodable = true;
+                return Err(e);
+            }
+            findings = self.scan.as_mut().expect("scan at end").feed(&plain);
+        }
+        findings.extend(self.scan.take().expect("scan at end").finish());
+        if self.judge(findings) {
+            return Err(Box::new(Blocked));
+        }
+        self.release(true);
+        self.done = true;
+        Ok(())
+    }
+}
+
+impl Body for InspectedBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        loop {
+            if let Some(b) = this.ready.pop_front() {
+                lock(&this.report).bytes += b.len() as u64;
+                return Poll::Ready(Some(Ok(Frame::data(b))));
+            }
+            if this.done {
+                return Poll::Ready(this.trailers.take().map(|t| Ok(Frame::trailers(t))));
+            }
+            let step = match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
+                None => this.on_end(),
+                Some(Err(e)) => Err(Box::new(e) as BoxError),
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => this.on_data(data),
+                    Err(frame) => {
+                        // Trailers end the body: scanning ends first, they follow the data.
+                        this.trailers = frame.into_trailers().ok();
+                        this.on_end()
+                    }
+                },
+            };
+            if let Err(e) = step {
+                this.done = true;
+                this.ready.clear();
+                return Poll::Ready(Some(Err(e)));
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done && self.ready.is_empty() && self.trailers.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        // Redaction changes the length; otherwise the bytes are exactly the bottle's.
+        match self.action {
+            DlpAction::Redact => SizeHint::default(),
+            _ => self.inner.size_hint(),
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! The proxy's audit event (`layer: "proxy"`): one per request on an inspected connection,
+//! one per refused or passed-through connection. Never a secret: paths lose their query,
+//! findings are detector names, credentials appear nowhere.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ProxyEvent {
+    pub ts: String,
+    pub bottle: String,
+    /// Always `proxy`.
+    pub layer: &'static str,
+    /// `request` (an HTTP request on an inspected flow) or `connection` (a flow refused
+    /// before any request, or passed through by SNI).
+    pub event: &'static str,
+    /// `allow` or `deny`.
+    pub verdict: &'static str,
+    /// Why, as a stable word: `allowed`, `passthrough`, `dlp_blocked`, `host_mismatch`...
+    pub reason: &'static str,
+    /// `inspect`, `passthrough` or `plain` (HTTP without TLS).
+    pub mode: &'static str,
+    /// The manifest rule that decided, when one did.
+    pub rule: Option<String>,
+    pub sni: Option<String>,
+    /// Host / :authority of the request.
+    pub host: Option<String>,
+    pub method: Option<String>,
+    /// The request path without its query (queries carry tokens).
+    pub path: Option<String>,
+    /// Status sent to the bottle.
+    pub status: Option<u16>,
+    /// DLP detectors that matched (names only).
+    pub detectors: Vec<String>,
+    /// The DLP action taken on them: `block`, `redact` or `log`.
+    pub dlp_action: Option<&'static str>,
+    /// Credentials swapped into the request, by env var name.
+    pub credentials: Vec<String>,
+    /// Body bytes from the bottle forwarded upstream.
+    pub bytes_up: u64,
+    /// Body bytes from upstream forwarded to the bottle.
+    pub bytes_down: u64,
+    pub duration_ms: f64,
+    /// The destination the bottle dialled (kernel record).
+    pub dst: Option<String>,
+    /// The bottle's socket as the proxy saw it.
+    pub client: String,
+    /// The process that connected (kernel record).
+    pub pid: Option<u32>,
+    /// Why the upstream failed, for 502s (a TLS or connect error, never a secret).
+    pub error: Option<String>,
+}
+
+impl ProxyEvent {
+    pub fn new(bottle: &str, event: &'static str, client: SocketAddr) -> Self {
+        ProxyEvent {
+            ts: cork_audit::now_rfc3339(),
+            bottle: bottle.to_owned(),
+            layer: "proxy",
+            event,
+            verdict: "deny",
+            reason: "",
+            mode: "inspect",
+            rule: None,
+            sni: None,
+            host: None,
+            method: None,
+            path: None,
+            status: None,
+            detectors: Vec::new(),
+            dlp_action: None,
+            credentials: Vec::new(),
+            bytes_up: 0,
+            bytes_down: 0,
+            duration_ms: 0.0,
+            dst: None,
+            client: client.to_string(),
+            pid: None,
+            error: None,
+        }
+    }
+
+    pub fn finish(&mut self, started: Instant) {
+        self.duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+    }
+}
+
+/// `path_and_query` without the query, for audit.
+pub fn audit_path(path_and_query: &str) -> String {
+    match path_and_query.split_once('?') {
+        Some((p, _)) => format!("{p}?…"),
+        None => path_and_query.to_owned(),
+    }
+}

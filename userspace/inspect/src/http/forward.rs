@@ -1,0 +1,195 @@
+//! Forwarding: the request body wrapped for streaming DLP, the upstream (the connection's
+//! shared one, or a dedicated one for a WebSocket upgrade), the request rebuilt for the
+//! protocol the upstream speaks, and sending it.
+
+use std::sync::Arc;
+
+use cork_policy::DlpAction;
+use http::header::{self, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+use super::admit::Admitted;
+use super::draining::Draining;
+use super::head::{Head, strip_hop_by_hop};
+use super::refusal::{Refusal, RequestAudit};
+use super::respond::Exchanged;
+use super::{BoxError, Conn};
+use crate::body::{InspectedBody, SharedReport, lock};
+use crate::codings;
+use crate::swap::HostCredentials;
+use crate::upstream::{self, Sender, UpBody};
+
+/// Sends the admitted, scanned request upstream; returns the response head, or why the
+/// bottle is refused instead.
+pub async fn forward(
+    conn: &Conn,
+    req: &mut Draining,
+    admitted: Admitted,
+    mut head: Head,
+    creds: Option<&'static HostCredentials>,
+    audit: &mut RequestAudit,
+) -> Result<Exchanged, Refusal> {
+    let shared = &conn.shared;
+    let action = shared.dlp_action;
+    // The request body: decoded for scanning when compressed, forwarded as it came.
+    let decoder = codings::decoder_for(&head.headers)
+        .map_err(|reason| Refusal::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, reason))?;
+    if action == DlpAction::Redact && decoder.is_none() {
+        head.headers.remove(header::CONTENT_LENGTH);
+    }
+    let report: SharedReport = Arc::default();
+    let mut req = req.take();
+    let method = req.method().clone();
+    let down_upgrade = admitted.websocket.then(|| hyper::upgrade::on(&mut req));
+    let body = InspectedBody::new(
+        req.into_body(),
+        shared.cfg.scanner.stream(),
+        action,
+        decoder,
+        report.clone(),
+    );
+
+    let sender = if admitted.websocket {
+        // A dedicated HTTP/1.1 connection: upgrades cannot share one.
+        upstream::connect(
+            conn.orig.dst,
+            &admitted.host,
+            conn.tls.then_some(&shared.client_h1),
+        )
+        .await
+        .map(Some)
+    } else {
+        Ok(None)
+    };
+    let mut ws_sender = sender.map_err(|e| upstream_failed(audit, e))?;
+    let up_h2 = match ws_sender.as_ref() {
+        Some(s) => s.is_h2(),
+        None => current_upstream(conn, &admitted.host)
+            .await
+            .map_err(|e| upstream_failed(audit, e))?,
+    };
+
+    let up_req = upstream_request(method, body, head, &admitted, up_h2)?;
+    let result = match ws_sender.as_mut() {
+        Some(s) => send(s, up_req).await.map_err(BoxError::from),
+        None => send_shared(conn, up_req).await,
+    };
+    let resp = result.map_err(|e| send_failed(&report, audit, e))?;
+    Ok(Exchanged {
+        resp,
+        down_upgrade,
+        creds,
+        report,
+    })
+}
+
+/// The request as sent upstream: hop-by-hop headers dropped, the name as `:authority` on
+/// HTTP/2 or as `Host` on HTTP/1.1.
+fn upstream_request(
+    method: Method,
+    body: InspectedBody,
+    head: Head,
+    admitted: &Admitted,
+    up_h2: bool,
+) -> Result<Request<UpBody>, Refusal> {
+    let Head { mut headers, pq } = head;
+    strip_hop_by_hop(&mut headers, admitted.websocket);
+    if admitted.websocket {
+        headers.remove(HeaderName::from_static("sec-websocket-extensions"));
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    }
+    let bad_path = || Refusal::new(StatusCode::BAD_REQUEST, "bad_path");
+    let mut up_req = Request::new(body.boxed_unsync());
+    *up_req.method_mut() = method;
+    if up_h2 {
+        headers.remove(header::HOST);
+        *up_req.uri_mut() = Uri::builder()
+            .scheme("https")
+            .authority(admitted.authority.as_str())
+            .path_and_query(pq.as_str())
+            .build()
+            .map_err(|_| bad_path())?;
+        *up_req.version_mut() = Version::HTTP_2;
+    } else {
+        if let Ok(v) = HeaderValue::from_str(&admitted.authority) {
+            headers.insert(header::HOST, v);
+        }
+        *up_req.uri_mut() = pq.parse().map_err(|_| bad_path())?;
+        *up_req.version_mut() = Version::HTTP_11;
+    }
+    *up_req.headers_mut() = headers;
+    Ok(up_req)
+}
+
+fn upstream_failed(audit: &mut RequestAudit, e: upstream::UpstreamError) -> Refusal {
+    audit.ev.error = Some(e.to_string());
+    Refusal::new(StatusCode::BAD_GATEWAY, e.reason())
+}
+
+/// A failed exchange: the request body's own verdict (it ended the body with an error)
+/// comes before the upstream's failure.
+fn send_failed(report: &SharedReport, audit: &mut RequestAudit, e: BoxError) -> Refusal {
+    let rep = lock(report);
+    if rep.blocked {
+        audit.ev.detectors.clone_from(&rep.detectors);
+        audit.ev.bytes_up = rep.bytes;
+        return Refusal::new(StatusCode::FORBIDDEN, "dlp_blocked");
+    }
+    if rep.undecodable {
+        return Refusal::new(StatusCode::BAD_REQUEST, "body_undecodable");
+    }
+    audit.ev.error = Some(e.to_string());
+    Refusal::new(StatusCode::BAD_GATEWAY, "upstream_failed")
+}
+
+/// Makes sure the connection's upstream is up; returns whether it speaks HTTP/2.
+async fn current_upstream(conn: &Conn, host: &str) -> Result<bool, upstream::UpstreamError> {
+    let mut up = conn.upstream.lock().await;
+    if let Some(s) = up.as_ref()
+        && !s.is_closed()
+    {
+        return Ok(s.is_h2());
+    }
+    let s = upstream::connect(conn.orig.dst, host, conn.tls_config()).await?;
+    let h2 = s.is_h2();
+    *up = Some(s);
+    Ok(h2)
+}
+
+async fn send(s: &mut Sender, req: Request<UpBody>) -> Result<Response<Incoming>, hyper::Error> {
+    match s {
+        Sender::H1(s) => {
+            s.ready().await?;
+            s.send_request(req).await
+        }
+        Sender::H2(s) => {
+            s.ready().await?;
+            s.send_request(req).await
+        }
+    }
+}
+
+/// Sends on the connection's shared upstream. HTTP/2 multiplexes; HTTP/1.1 takes turns
+/// (the lock is held only until the request is handed to the connection).
+async fn send_shared(conn: &Conn, req: Request<UpBody>) -> Result<Response<Incoming>, BoxError> {
+    let fut = {
+        let mut up = conn.upstream.lock().await;
+        let Some(s) = up.as_mut() else {
+            return Err("upstream connection closed".into());
+        };
+        match s {
+            Sender::H1(s) => {
+                s.ready().await?;
+                futures_util::future::Either::Left(s.send_request(req))
+            }
+            Sender::H2(s) => {
+                s.ready().await?;
+                futures_util::future::Either::Right(s.send_request(req))
+            }
+        }
+    };
+    Ok(fut.await?)
+}

@@ -1,0 +1,129 @@
+//! Every HTTP request on an inspected connection: the name it asks for must be the SNI
+//! (no fronting, no HTTP/2 coalescing), the route must be allowed, DLP looks at the URL,
+//! headers and streamed body, credentials are swapped in on their domain only, and the
+//! response streams back with real values swapped back out.
+//!
+//! [`handle`] is the pipeline, a step per submodule: `admit` (the name and the route),
+//! `head` (DLP on URL and headers), credentials (here), `forward` (the request body and
+//! the upstream exchange), `respond` (the response or WebSocket back to the bottle). A
+//! step that refuses returns a `Refusal`, which `refusal` writes as the audit event and
+//! the response; `draining` reads a refused request's body away.
+
+mod admit;
+mod draining;
+mod forward;
+mod head;
+mod refusal;
+mod respond;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Request, Response};
+use hyper::body::Incoming;
+
+use super::BoxError;
+use super::server::Shared;
+use super::swap::HostCredentials;
+use super::upstream::Sender;
+use crate::redirects::Original;
+use draining::Draining;
+use refusal::{Refusal, RequestAudit};
+use respond::Exchanged;
+
+pub type DownBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
+
+/// One bottle connection on the proxy and its upstream.
+pub struct Conn {
+    pub shared: Arc<Shared>,
+    pub orig: Original,
+    /// The SNI the flow was allowed for; empty for plain HTTP (decided per request).
+    pub sni: String,
+    pub rule_id: u16,
+    pub h2: bool,
+    pub tls: bool,
+    pub client: SocketAddr,
+    upstream: tokio::sync::Mutex<Option<Sender>>,
+}
+
+impl Conn {
+    pub fn new(
+        shared: Arc<Shared>,
+        orig: Original,
+        sni: String,
+        rule_id: u16,
+        h2: bool,
+        tls: bool,
+        client: SocketAddr,
+    ) -> Self {
+        Conn {
+            shared,
+            orig,
+            sni,
+            rule_id,
+            h2,
+            tls,
+            client,
+            upstream: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    fn tls_config(&self) -> Option<&Arc<rustls::ClientConfig>> {
+        match (self.tls, self.h2) {
+            (false, _) => None,
+            (true, true) => Some(&self.shared.client_h2),
+            (true, false) => Some(&self.shared.client_h1),
+        }
+    }
+}
+
+pub async fn handle(conn: Arc<Conn>, req: Request<Incoming>) -> Response<DownBody> {
+    let mut req = Draining::new(req);
+    let shared = conn.shared.clone();
+    let pq = head::path_and_query(&req);
+    let mut audit = RequestAudit::new(&conn, &req, &pq);
+    match exchange(&conn, &mut req, pq, &mut audit).await {
+        Ok(exchanged) => respond::respond(&shared, exchanged, audit),
+        Err(refused) => audit.deny(&shared, refused),
+    }
+}
+
+/// The steps up to the upstream's response head, in order; the first refusal ends them.
+async fn exchange(
+    conn: &Conn,
+    req: &mut Draining,
+    pq: String,
+    audit: &mut RequestAudit,
+) -> Result<Exchanged, Refusal> {
+    let admitted = admit::admit(conn, req, &pq, audit)?;
+    let mut head = head::scan(&conn.shared, req, pq, audit)?;
+    let creds = inject_credentials(&conn.shared, &admitted.host, &mut head.headers, audit);
+    forward::forward(conn, req, admitted, head, creds, audit).await
+}
+
+/// Credentials: the placeholder becomes the real value in the credential's header, on
+/// its domain only. Upstream is asked for identity encoding so an echoed value can be
+/// swapped back before the bottle sees it.
+fn inject_credentials(
+    shared: &Shared,
+    host: &str,
+    headers: &mut HeaderMap,
+    audit: &mut RequestAudit,
+) -> Option<&'static HostCredentials> {
+    let hc = shared.cfg.credentials.for_host(host)?;
+    for inject in &hc.inject {
+        if inject.apply(headers) {
+            audit
+                .ev
+                .credentials
+                .push(inject.credential.credential.env.clone());
+        }
+    }
+    headers.insert(
+        header::ACCEPT_ENCODING,
+        HeaderValue::from_static("identity"),
+    );
+    Some(hc)
+}

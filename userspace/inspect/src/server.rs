@@ -1,0 +1,194 @@
+//! The bottle's inspecting proxy: listeners on 127.0.0.1 and ::1 at one port (the port the
+//! kernel redirects the bottle's inspected connections to), served as tasks on the
+//! agent's one tokio runtime, and what every connection shares.
+
+use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener as StdListener};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use cork_policy::{Credential, DlpAction, Policy};
+use rustls::{RootCertStore, ServerConfig};
+use tokio::net::TcpListener;
+
+use super::ca::{BottleCa, DecidedLeaf};
+use super::flow;
+use super::swap::Credentials;
+use super::upstream::client_config;
+use crate::redirects::Redirects;
+use cork_audit::AuditSink;
+use cork_dlp::Scanner;
+use cork_dns::Resolved;
+
+/// Attempts at finding a port free on both loopback addresses.
+const BIND_ATTEMPTS: usize = 8;
+
+/// A credential with its real value, read from cork's own environment at start.
+/// `Debug` never shows the value.
+#[derive(Clone)]
+pub struct LoadedCredential {
+    pub credential: Credential,
+    pub real: String,
+}
+
+impl std::fmt::Debug for LoadedCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedCredential")
+            .field("domain", &self.credential.domain)
+            .field("env", &self.credential.env)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Everything the proxy of one bottle needs.
+pub struct InspectConfig {
+    pub bottle: String,
+    pub policy: Arc<Policy>,
+    pub ca: Arc<BottleCa>,
+    pub upstream_roots: Arc<RootCertStore>,
+    /// Built once per bottle and kept for the agent's life: every stream borrows it.
+    pub scanner: &'static Scanner,
+    /// Built once per bottle and kept for the agent's life, like the scanner.
+    pub credentials: &'static Credentials,
+    pub resolved: Arc<Resolved>,
+    pub redirects: Arc<dyn Redirects>,
+    pub sink: Arc<Mutex<AuditSink>>,
+}
+
+/// What every connection of one proxy shares.
+pub struct Shared {
+    pub cfg: InspectConfig,
+    pub dlp_action: DlpAction,
+    /// Upstream TLS offering HTTP/1.1 only (bottle spoke HTTP/1.1) or h2 first.
+    pub client_h1: Arc<rustls::ClientConfig>,
+    pub client_h2: Arc<rustls::ClientConfig>,
+}
+
+impl Shared {
+    /// The TLS server side for one inspected flow: the leaf for its decided SNI, ALPN
+    /// h2 and HTTP/1.1.
+    pub fn server_tls(&self, sni: &str) -> Result<Arc<ServerConfig>, String> {
+        let leaf = self.cfg.ca.leaf(sni).map_err(|e| e.to_string())?;
+        let mut server =
+            ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .map_err(|e| e.to_string())?
+                .with_no_client_auth()
+                .with_cert_resolver(Arc::new(DecidedLeaf {
+                    name: sni.to_owned(),
+                    leaf,
+                }));
+        server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(Arc::new(server))
+    }
+
+    pub fn rule_name(&self, rule_id: u16) -> Option<String> {
+        self.cfg.policy.rule(rule_id).map(|r| r.id.clone())
+    }
+
+    pub fn audit<E: serde::Serialize>(&self, ev: &E) {
+        let mut sink = super::body::lock(&self.cfg.sink);
+        if let Err(e) = sink.write(ev).and_then(|()| sink.flush()) {
+            tracing::error!("writing a proxy audit event: {e}");
+        }
+    }
+}
+
+/// Listeners bound before the bottle's programs are loaded (the port is a load-time
+/// constant of the kernel programs).
+pub struct BoundInspectingProxy {
+    v4: StdListener,
+    v6: StdListener,
+    port: u16,
+}
+
+impl BoundInspectingProxy {
+    pub fn bind() -> io::Result<Self> {
+        let mut last = None;
+        for _ in 0..BIND_ATTEMPTS {
+            let v4 = StdListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+            let port = v4.local_addr()?.port();
+            match bind_v6_only(port) {
+                Ok(v6) => return Ok(BoundInspectingProxy { v4, v6, port }),
+                Err(e) if e.kind() == io::ErrorKind::AddrInUse => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| io::Error::other("no free port")))
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Starts serving as tasks on `runtime` (the agent's, shared by every bottle).
+    pub fn start(
+        self,
+        cfg: InspectConfig,
+        runtime: &tokio::runtime::Handle,
+    ) -> io::Result<RunningInspectingProxy> {
+        let roots = cfg.upstream_roots.clone();
+        let shared = Arc::new(Shared {
+            dlp_action: cfg.policy.dlp.action,
+            cfg,
+            client_h1: client_config(roots.clone(), &[b"http/1.1"]),
+            client_h2: client_config(roots, &[b"h2", b"http/1.1"]),
+        });
+        let _guard = runtime.enter();
+        let mut accepts = Vec::new();
+        for std in [self.v4, self.v6] {
+            std.set_nonblocking(true)?;
+            let listener = TcpListener::from_std(std)?;
+            accepts.push(runtime.spawn(accept_loop(listener, shared.clone())));
+        }
+        Ok(RunningInspectingProxy { accepts })
+    }
+}
+
+/// [::1] only: binding the loopback address (not `::`) never takes IPv4 connections, so
+/// the IPv4 listener keeps 127.0.0.1 at the same port.
+fn bind_v6_only(port: u16) -> io::Result<StdListener> {
+    StdListener::bind(SocketAddr::from((Ipv6Addr::LOCALHOST, port)))
+}
+
+/// Accepts connections; each flow is a task in this loop's own set, so aborting the loop
+/// drops every connection it accepted.
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    let mut flows = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    flows.spawn(flow::handle(shared.clone(), stream, peer));
+                }
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!("proxy accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            // Reap finished flows so the set holds only live ones.
+            Some(_) = flows.join_next(), if !flows.is_empty() => {}
+        }
+    }
+}
+
+/// A serving proxy; stopping (or dropping) it stops accepting and drops every connection.
+pub struct RunningInspectingProxy {
+    accepts: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl RunningInspectingProxy {
+    /// Stops accepting and drops every connection.
+    pub fn stop(self) {
+        drop(self);
+    }
+}
+
+impl Drop for RunningInspectingProxy {
+    fn drop(&mut self) {
+        for task in &self.accepts {
+            task.abort();
+        }
+    }
+}

@@ -1,0 +1,158 @@
+//! What a bottle's proxy needs before the command starts: real credential values from
+//! cork's own environment, the DLP scanner (built-ins, the manifest's detectors, and every
+//! real credential as a known secret), and the CA bundle file the bottle trusts.
+
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use cork_policy::Policy;
+
+use super::server::LoadedCredential;
+use super::upstream::SYSTEM_ROOTS;
+use cork_dlp::{self as dlp, Detector, DlpError, KnownSecret, Scanner};
+
+/// Environment variables that point common clients at the bundle: OpenSSL (and Python's
+/// ssl, Ruby...), curl, Python requests, Node.js (adds to its own roots), git.
+pub const CA_ENV_VARS: [&str; 5] = [
+    "SSL_CERT_FILE",
+    "CURL_CA_BUNDLE",
+    "REQUESTS_CA_BUNDLE",
+    "NODE_EXTRA_CA_CERTS",
+    "GIT_SSL_CAINFO",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error(
+        "credential {env} (line {line}): cork's environment has no {value_env}; export the \
+         real value as {value_env} before `cork run`"
+    )]
+    MissingValue {
+        env: String,
+        value_env: String,
+        line: usize,
+    },
+    #[error("credential {env} (line {line}): {value_env} is empty")]
+    EmptyValue {
+        env: String,
+        value_env: String,
+        line: usize,
+    },
+    #[error(transparent)]
+    Dlp(#[from] DlpError),
+    #[error("writing the bottle's CA bundle {path}")]
+    Bundle {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Reads each credential's real value through `lookup` (cork's environment in `cork run`).
+pub fn load_credentials(
+    policy: &Policy,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<Vec<LoadedCredential>, SetupError> {
+    policy
+        .credentials
+        .iter()
+        .map(|c| {
+            let real = lookup(&c.value_env).ok_or_else(|| SetupError::MissingValue {
+                env: c.env.clone(),
+                value_env: c.value_env.clone(),
+                line: c.line,
+            })?;
+            if real.is_empty() {
+                return Err(SetupError::EmptyValue {
+                    env: c.env.clone(),
+                    value_env: c.value_env.clone(),
+                    line: c.line,
+                });
+            }
+            Ok(LoadedCredential {
+                credential: c.clone(),
+                real,
+            })
+        })
+        .collect()
+}
+
+/// The scanner for `policy`. `cork check` builds it with no credentials to validate the
+/// manifest's detectors.
+pub fn scanner(policy: &Policy, creds: &[LoadedCredential]) -> Result<Scanner, DlpError> {
+    let custom = policy
+        .dlp
+        .detectors
+        .iter()
+        .map(|d| {
+            let kw: Vec<&str> = d.keywords.iter().map(String::as_str).collect();
+            Detector::custom(&d.name, &d.regex, &kw)
+        })
+        .collect();
+    let known_secrets = creds
+        .iter()
+        .map(|c| KnownSecret {
+            name: c.credential.env.clone(),
+            value: c.real.as_bytes().to_vec(),
+        })
+        .collect();
+    Scanner::new(&dlp::Config {
+        custom,
+        known_secrets,
+        ..dlp::Config::default()
+    })
+}
+
+/// The CA bundle a bottle trusts: the system roots plus the bottle's CA, in a directory of
+/// its own, removed on drop.
+#[derive(Debug)]
+pub struct CaBundle {
+    dir: PathBuf,
+    path: PathBuf,
+}
+
+impl CaBundle {
+    /// Writes `<dir>/ca-bundle.pem` (mode 0644, readable by a bottle running as any user).
+    pub fn write(dir: &Path, ca_pem: &str) -> Result<Self, SetupError> {
+        let path = dir.join("ca-bundle.pem");
+        let err = |source| SetupError::Bundle {
+            path: path.clone(),
+            source,
+        };
+        fs::DirBuilder::new().mode(0o755).create(dir).map_err(err)?;
+        let bundle = CaBundle {
+            dir: dir.to_path_buf(),
+            path: path.clone(),
+        };
+        let mut text = match fs::read_to_string(SYSTEM_ROOTS) {
+            Ok(s) => s,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => String::new(),
+            Err(e) => return Err(err(e)),
+        };
+        if !text.is_empty() && !text.ends_with('\n') {
+            text.push('\n');
+        }
+        text.push_str(ca_pem);
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&path)
+            .map_err(err)?;
+        f.write_all(text.as_bytes()).map_err(err)?;
+        Ok(bundle)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for CaBundle {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+        let _ = fs::remove_dir(&self.dir);
+    }
+}
