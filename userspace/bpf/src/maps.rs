@@ -28,8 +28,8 @@ pub enum MapError {
     },
     #[error("map {map} does not hold what the policy says after writing it: {detail}")]
     Mismatch { map: &'static str, detail: String },
-    #[error("starting the audit reader thread")]
-    Thread(#[source] std::io::Error),
+    #[error("registering the audit ring buffer with the runtime")]
+    Register(#[source] std::io::Error),
 }
 
 fn aya_err(map: &'static str, operation: &'static str) -> impl Fn(aya::maps::MapError) -> MapError {
