@@ -126,6 +126,7 @@ impl BottleRuntime {
                 bottle_id: lease.id().get(),
                 dns_port: dns.port(),
                 proxy_port: web.as_ref().map_or(0, WebSetup::port),
+                guest: None,
             },
             &cgroup_root,
             &bpffs,
