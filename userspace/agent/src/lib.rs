@@ -20,6 +20,7 @@ pub mod key;
 pub mod mounts;
 pub mod runtime;
 pub mod upstream;
+pub mod vm;
 pub mod web;
 
 pub use bottle::{Bottle, BottleError};
