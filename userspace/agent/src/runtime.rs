@@ -16,8 +16,6 @@
 //!
 //! Dropping a runtime without `stop` does the same, logging instead of returning problems.
 
-use std::collections::HashMap;
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
@@ -197,7 +195,6 @@ impl BottleRuntime {
             });
         };
         let pin_dir = enforcement.pin_dir().to_path_buf();
-        let names: Arc<Mutex<HashMap<IpAddr, String>>> = Arc::default();
         let resolved = Arc::new(Resolved::default());
         let mut services = Services {
             dns: None,
@@ -222,16 +219,15 @@ impl BottleRuntime {
                     policy: self.policy.clone(),
                     upstreams: self.upstreams.clone(),
                     upstream_timeout: UPSTREAM_TIMEOUT,
-                    resolved,
+                    resolved: resolved.clone(),
                 },
                 Arc::new(KernelLearner(learner)),
                 self.sink.clone(),
-                names.clone(),
             ));
         }
         let rules = self.policy.rules.iter().map(|r| r.id.clone()).collect();
         let writer = AuditWriter {
-            enrichment: Enrichment::new(self.policy.name.clone(), rules, names),
+            enrichment: Enrichment::new(self.policy.name.clone(), rules, resolved),
             sink: self.sink.clone(),
         };
         let Some(enforcement) = self.bottle.enforcement() else {

@@ -28,7 +28,6 @@
 //!
 //! [`DnsConfig::queries_per_second`]: cork_policy::DnsConfig::queries_per_second
 
-use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -72,8 +71,9 @@ pub struct DnsProxyConfig {
     pub upstreams: Vec<SocketAddr>,
     /// Per attempt (UDP, and TCP again when the UDP answer is truncated), e.g. 2 s.
     pub upstream_timeout: Duration,
-    /// Every (name, address) answered to the bottle, for the inspecting proxy's check
-    /// that a flow goes where its name resolved.
+    /// Every (name, address) answered to the bottle, recorded after the kernel learned it:
+    /// for the inspecting proxy's check that a flow goes where its name resolved, and for
+    /// naming the destinations of kernel audit events.
     pub resolved: Arc<super::Resolved>,
 }
 
@@ -153,7 +153,6 @@ impl BoundDnsProxy {
         cfg: DnsProxyConfig,
         learner: Arc<dyn Learner>,
         sink: Arc<Mutex<AuditSink>>,
-        names: Arc<Mutex<HashMap<IpAddr, String>>>,
     ) -> RunningDnsProxy {
         let dns = &cfg.policy.dns;
         let shared = Arc::new(Shared {
@@ -165,7 +164,6 @@ impl BoundDnsProxy {
             cfg,
             learner,
             sink,
-            names,
             stop: AtomicBool::new(false),
         });
         let port = self.port;
@@ -250,7 +248,6 @@ struct Shared {
     cfg: DnsProxyConfig,
     learner: Arc<dyn Learner>,
     sink: Arc<Mutex<AuditSink>>,
-    names: Arc<Mutex<HashMap<IpAddr, String>>>,
     rate: Mutex<TokenBucket>,
     ttl: TtlBounds,
     stop: AtomicBool,

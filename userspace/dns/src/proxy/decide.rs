@@ -12,9 +12,6 @@ use crate::events::DnsQueryEvent;
 use crate::upstream::{Ask, UpstreamError, resolve};
 use crate::{Query, QueryRefusal, Rcode, check_query, refuse};
 
-/// Learned addresses remembered for naming kernel events (see `names`).
-const MAX_REMEMBERED_NAMES: usize = 65_536;
-
 impl Shared {
     pub(super) fn take_token(&self) -> bool {
         lock(&self.rate).take(Instant::now())
@@ -140,13 +137,6 @@ impl Shared {
                 return refused(ev, &q, "learn_failed", Rcode::ServFail);
             }
             self.cfg.resolved.record(&q.name, addr, ttl);
-            let mut names = lock(&self.names);
-            // Only audit enrichment depends on this map: bound it rather than let a bottle
-            // that resolves endlessly many names grow the agent without limit.
-            if names.len() >= MAX_REMEMBERED_NAMES && !names.contains_key(&addr) {
-                names.clear();
-            }
-            names.insert(addr, q.name.clone());
         }
         ev.reason = "allowed";
         ev.rcode = Some(answer.rcode.as_str());

@@ -2,7 +2,6 @@
 //! `*.allowed.test` names, a recording [`Learner`], and a [`Harness`] that owns one proxy,
 //! its audit file and its upstream.
 
-use std::collections::HashMap;
 use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::PathBuf;
@@ -17,6 +16,7 @@ use hickory_proto::rr::rdata::{A, AAAA, CNAME};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use serde_json::Value;
 
+use crate::Resolved;
 use crate::proxy::{BoundDnsProxy, DnsProxyConfig, LearnFailed, Learner, RunningDnsProxy};
 use crate::tcp::write_frame;
 use cork_audit::AuditSink;
@@ -235,7 +235,7 @@ pub(super) struct Harness {
     port: u16,
     pub(super) policy: Arc<Policy>,
     pub(super) learner: Arc<FakeLearner>,
-    pub(super) names: Arc<Mutex<HashMap<IpAddr, String>>>,
+    pub(super) resolved: Arc<Resolved>,
     audit_path: PathBuf,
     pub(super) upstream: FakeUpstream,
 }
@@ -275,7 +275,7 @@ domain = "bad.allowed.test"
         fail: opts.learn_fails,
         ..FakeLearner::default()
     });
-    let names = Arc::new(Mutex::new(HashMap::new()));
+    let resolved = Arc::new(Resolved::default());
     let bound = BoundDnsProxy::bind(0).unwrap();
     let port = bound.port();
     let cfg = DnsProxyConfig {
@@ -283,15 +283,15 @@ domain = "bad.allowed.test"
         policy: Arc::clone(&policy),
         upstreams: policy.dns.upstream.clone().unwrap(),
         upstream_timeout: opts.timeout,
-        resolved: Arc::default(),
+        resolved: Arc::clone(&resolved),
     };
-    let proxy = bound.start(cfg, learner.clone(), sink, Arc::clone(&names));
+    let proxy = bound.start(cfg, learner.clone(), sink);
     Harness {
         proxy: Some(proxy),
         port,
         policy,
         learner,
-        names,
+        resolved,
         audit_path,
         upstream,
     }

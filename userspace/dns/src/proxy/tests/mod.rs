@@ -37,13 +37,10 @@ fn an_allowed_name_is_learned_before_the_reply_arrives() {
     assert!(!learned[0].slots.is_empty());
     assert!(learned[0].at < received, "learned after the reply arrived");
     assert_eq!(
-        h.names
-            .lock()
-            .unwrap()
-            .get(&learned[0].addr)
-            .map(String::as_str),
+        h.resolved.name_of(learned[0].addr).as_deref(),
         Some("a.allowed.test")
     );
+    assert!(h.resolved.resolved("a.allowed.test", learned[0].addr));
 
     let ev = h.last_audit();
     let obj = ev.as_object().unwrap();
@@ -103,9 +100,11 @@ fn a_cname_chain_is_followed_and_its_target_learned() {
     let target: IpAddr = "198.51.100.20".parse().unwrap();
     // The address is recorded under the name the bottle asked for.
     assert_eq!(
-        h.names.lock().unwrap().get(&target).map(String::as_str),
+        h.resolved.name_of(target).as_deref(),
         Some("alias.allowed.test")
     );
+    assert!(h.resolved.resolved("alias.allowed.test", target));
+    assert!(!h.resolved.resolved("target.allowed.test", target));
 }
 
 #[test]
@@ -134,7 +133,7 @@ fn denied_and_unlisted_names_are_refused_without_asking_upstream() {
     }
     assert_eq!(h.upstream.asked(), 0);
     assert_eq!(h.learner.count(), 0);
-    assert!(h.names.lock().unwrap().is_empty());
+    assert_eq!(h.resolved.name_of("198.51.100.10".parse().unwrap()), None);
 }
 
 #[test]
@@ -278,7 +277,7 @@ fn a_learn_failure_gives_servfail() {
     assert_eq!(ev["reason"], "learn_failed");
     assert_eq!(ev["rcode"], "SERVFAIL");
     assert_eq!(strings(&ev["answers"]), Vec::<String>::new());
-    assert!(h.names.lock().unwrap().is_empty());
+    assert_eq!(h.resolved.name_of("198.51.100.10".parse().unwrap()), None);
 }
 
 #[test]
