@@ -244,7 +244,8 @@ impl BottleRuntime {
             });
         };
         services.reader = Some(
-            EventReader::start(enforcement.maps_object(), writer).map_err(RuntimeError::Events)?,
+            EventReader::start(enforcement.maps_object(), writer, runtime)
+                .map_err(RuntimeError::Events)?,
         );
         self.services = Some(services);
         Ok(())

@@ -28,7 +28,7 @@ pub async fn forward(
     req: &mut Draining,
     admitted: Admitted,
     mut head: Head,
-    creds: Option<&'static HostCredentials>,
+    creds: Option<Arc<HostCredentials>>,
     audit: &mut RequestAudit,
 ) -> Result<Exchanged, Refusal> {
     let shared = &conn.shared;
@@ -45,7 +45,7 @@ pub async fn forward(
     let down_upgrade = admitted.websocket.then(|| hyper::upgrade::on(&mut req));
     let body = InspectedBody::new(
         req.into_body(),
-        shared.cfg.scanner.stream(),
+        shared.cfg.scanner.stream_shared(),
         action,
         decoder,
         report.clone(),

@@ -143,6 +143,10 @@ fn stop_ends_work_in_flight_before_it_returns() {
     assert_eq!(ev["reason"], "proxy_stopped");
     assert_eq!(ev["verdict"], "allow");
     assert_eq!(ev["rcode"], Value::Null);
+    // ...without answering it on the way out...
+    client.set_nonblocking(true).unwrap();
+    let unanswered = client.recv_from(&mut buf).unwrap_err();
+    assert_eq!(unanswered.kind(), std::io::ErrorKind::WouldBlock);
     // ...the listeners are closed...
     let refused = TcpStream::connect(h.v4()).unwrap_err();
     assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
