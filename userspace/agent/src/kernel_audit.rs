@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use cork_audit::{AuditSink, LossEvent, VerdictEvent};
+use cork_audit::{AuditSink, EventHead, LossEvent, VerdictEvent};
 use cork_bpf::abi::{self, CORK_RULE_NONE, cork_event, cork_hook};
 use cork_bpf::events::EventHandler;
 use cork_dns::Resolved;
@@ -103,10 +103,7 @@ impl EventHandler for AuditWriter {
 
     fn lost(&mut self, lost: u64, lost_total: u64) {
         let ev = LossEvent {
-            ts: cork_audit::now_rfc3339(),
-            bottle: self.enrichment.bottle.clone(),
-            layer: "audit",
-            event: "loss",
+            head: cork_audit::EventHead::now(&self.enrichment.bottle, "audit", "loss"),
             lost,
             lost_total,
         };
@@ -133,12 +130,17 @@ pub fn verdict_from_kernel(ev: &cork_event, en: &Enrichment) -> VerdictEvent {
         None
     };
     let has_dst = ev.hook != cork_hook::CORK_HOOK_SOCK_CREATE as u8;
-    let is_skb = ev.hook == cork_hook::CORK_HOOK_SKB_EGRESS as u8;
+    // Packet hooks know the packet's source (a guest's address, on a tap); socket hooks
+    // know the process instead.
+    let is_skb = ev.hook == cork_hook::CORK_HOOK_SKB_EGRESS as u8
+        || ev.hook == cork_hook::CORK_HOOK_TC_INGRESS as u8;
     VerdictEvent {
-        ts: humantime::format_rfc3339_nanos(SystemTime::UNIX_EPOCH + ts).to_string(),
-        bottle: en.bottle.clone(),
-        layer: "kernel",
-        event: "verdict",
+        head: EventHead {
+            ts: humantime::format_rfc3339_nanos(SystemTime::UNIX_EPOCH + ts).to_string(),
+            bottle: en.bottle.clone(),
+            layer: "kernel",
+            event: "verdict",
+        },
         hook: spelled(abi::hook_name, ev.hook, "hook"),
         verdict: spelled(abi::verdict_name, ev.verdict, "verdict"),
         reason: spelled(abi::reason_name, ev.reason, "reason"),

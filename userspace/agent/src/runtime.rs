@@ -294,10 +294,7 @@ impl BottleRuntime {
     pub fn lifecycle(&self, event: &'static str, detail: String) -> Result<(), SinkError> {
         let mut sink = self.sink.lock().unwrap_or_else(|p| p.into_inner());
         sink.write(&LifecycleEvent {
-            ts: cork_audit::now_rfc3339(),
-            bottle: self.policy.name.clone(),
-            layer: "cork",
-            event,
+            head: cork_audit::EventHead::now(&self.policy.name, "cork", event),
             detail,
         })?;
         sink.flush()

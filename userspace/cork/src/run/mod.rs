@@ -186,10 +186,7 @@ pub fn run(opts: RunOptions) -> Result<i32, RunError> {
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
     let mut sink = sink.lock().unwrap_or_else(|p| p.into_inner());
     sink.write(&cork_audit::LifecycleEvent {
-        ts: cork_audit::now_rfc3339(),
-        bottle: policy.name.clone(),
-        layer: "cork",
-        event: "finished",
+        head: cork_audit::EventHead::now(&policy.name, "cork", "finished"),
         detail: format!("command exited with status {code}"),
     })?;
     sink.flush()?;
