@@ -13,6 +13,7 @@ pub mod addr;
 pub mod audit;
 pub mod cork;
 pub mod dns_server;
+pub mod guest;
 pub mod host;
 pub mod https_upstream;
 pub mod netns;
@@ -24,6 +25,7 @@ pub mod sweep;
 pub mod world;
 
 pub use audit::Audit;
+pub use guest::Guest;
 pub use probe::Probe;
 pub use process::RunOutput;
 pub use server::{TcpServer, UdpServer};
