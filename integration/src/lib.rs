@@ -17,6 +17,7 @@ pub mod guest;
 pub mod host;
 pub mod https_upstream;
 pub mod netns;
+pub mod nft;
 pub mod probe;
 pub mod process;
 pub mod proxy_bench;

@@ -2,18 +2,17 @@
 //! in for the tap, the bottle's rules applied in the bottle netns ("the host"), and a
 //! test-only netdev ingress chain on the tap setting the marks the tc program will set
 //! (`Guest::mark_flows`). Real traffic from the guest end shows what the rules do.
+//! (Batches, read-back and removal: `nft_batches.rs`.)
 
 use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
-use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use cork_integration::guest::{GATEWAY_V4, GATEWAY_V6, GUEST_MAC, GUEST_V4, GUEST_V6};
+use cork_integration::nft::{apply, in_host, original_dst, vm_rules};
 use cork_integration::{Guest, Side, World};
-use cork_nft::plan::{Action, BottlePlan, RulePlan};
-use cork_nft::{MARK_DIRECT, MARK_DNS, MARK_HOST_PORT, MARK_INSPECT, Marks, NftError, VmRules};
+use cork_nft::{MARK_DIRECT, MARK_DNS, MARK_HOST_PORT, MARK_INSPECT, VmRules};
 
 const ID: u32 = 7;
 const WAIT: Duration = Duration::from_secs(5);
@@ -21,44 +20,7 @@ const WAIT: Duration = Duration::from_secs(5);
 const DROPPED: Duration = Duration::from_secs(3);
 
 fn rules(guest: &Guest) -> VmRules {
-    VmRules {
-        id: ID,
-        ifname: guest.tap().to_owned(),
-        guest_mac: GUEST_MAC,
-        guest_v4: GUEST_V4,
-        gateway_v4: GATEWAY_V4,
-        guest_v6: GUEST_V6,
-        guest_v6_prefix: 64,
-        gateway_v6: GATEWAY_V6,
-        dns_port: 5353,
-        proxy_port: 15001,
-        host_ports: vec![7000],
-        marks: Marks::CORK,
-    }
-}
-
-/// Runs `f` in the bottle netns (where cork's table lives).
-fn in_host<T: Send + 'static>(
-    world: &World,
-    f: impl FnOnce() -> Result<T, NftError> + Send + 'static,
-) -> Result<T> {
-    world.bottle().run(move || f().map_err(anyhow::Error::from))
-}
-
-fn apply(world: &World, rules: &VmRules) -> Result<BottlePlan> {
-    let rules = rules.clone();
-    in_host(world, move || cork_nft::apply(&rules))
-}
-
-/// `nft ARGS...` in the bottle netns; stdout.
-fn nft(world: &World, args: &[&str]) -> Result<String> {
-    let mut cmd: Command = world.command(Side::Bottle, "nft");
-    cmd.args(args);
-    let out = world.run(cmd)?;
-    if out.code() != 0 {
-        bail!("nft {args:?} exited {}:\n{out}", out.code());
-    }
-    Ok(out.stdout)
+    vm_rules(guest, ID)
 }
 
 fn sa(ip: impl Into<IpAddr>, port: u16) -> SocketAddr {
@@ -128,34 +90,6 @@ fn dns_to_any_address_lands_on_the_dns_proxy() -> Result<()> {
         tcp.wait_peers(1, WAIT)?;
     }
     Ok(())
-}
-
-/// SO_ORIGINAL_DST / IP6T_SO_ORIGINAL_DST of an accepted, DNATed connection.
-fn original_dst(conn: &TcpStream) -> std::io::Result<SocketAddr> {
-    let fd = conn.as_raw_fd();
-    let mut buf = [0u8; 28];
-    let mut len = buf.len() as libc::socklen_t;
-    let (level, name) = match conn.local_addr()? {
-        SocketAddr::V4(_) => (libc::SOL_IP, libc::SO_ORIGINAL_DST),
-        SocketAddr::V6(_) => (libc::SOL_IPV6, libc::IP6T_SO_ORIGINAL_DST),
-    };
-    // SAFETY: `buf` is writable for `len` bytes, enough for a sockaddr_in6.
-    let rc = unsafe { libc::getsockopt(fd, level, name, buf.as_mut_ptr().cast(), &mut len) };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    let port = u16::from_be_bytes([buf[2], buf[3]]);
-    Ok(match level {
-        libc::SOL_IP => sa(
-            std::net::Ipv4Addr::new(buf[4], buf[5], buf[6], buf[7]),
-            port,
-        ),
-        _ => {
-            let mut a = [0u8; 16];
-            a.copy_from_slice(&buf[8..24]);
-            sa(std::net::Ipv6Addr::from(a), port)
-        }
-    })
 }
 
 #[test]
@@ -326,112 +260,5 @@ fn spoofed_source_address_and_mac_are_dropped() -> Result<()> {
         guest.udp_send(Some(*genuine), srv.addr, "other mac, unguarded")?;
         srv.wait_payload("other mac, unguarded", WAIT)?;
     }
-    Ok(())
-}
-
-#[test]
-fn a_refused_batch_leaves_the_previous_rules_and_a_valid_one_replaces_them() -> Result<()> {
-    let world = World::new("a_refused_batch_leaves_the_previous_rules")?;
-    let guest = world.guest()?;
-    let old = apply(&world, &rules(&guest))?;
-    let before = nft(&world, &["list", "table", "inet", "cork"])?;
-
-    let new_rules = VmRules {
-        host_ports: vec![7000, 7001],
-        ..rules(&guest)
-    };
-    let mut bad = new_rules.plan()?;
-    // A DNAT in a filter chain, last in the batch: the kernel refuses it (EOPNOTSUPP)
-    // after accepting everything before it.
-    let input = bad
-        .chains
-        .iter_mut()
-        .find(|c| c.name == "b7_in")
-        .context("b7_in")?;
-    input
-        .rules
-        .push(RulePlan::new(vec![], Action::Dnat(sa(GATEWAY_V4, 1))));
-    let err = in_host(&world, move || cork_nft::apply_plan(&bad)).expect_err("refused");
-    let text = format!("{err:#}");
-    assert!(text.contains("b7_in") && text.contains("dnat"), "{text}");
-    assert_eq!(nft(&world, &["list", "table", "inet", "cork"])?, before);
-    let plan = old.clone();
-    in_host(&world, move || cork_nft::read_back(&plan))?;
-
-    let new = apply(&world, &new_rules)?;
-    let plan = new.clone();
-    in_host(&world, move || cork_nft::read_back(&plan))?;
-    let err = in_host(&world, move || cork_nft::read_back(&old)).expect_err("old plan");
-    assert!(format!("{err:#}").contains("b7_in"), "{err:#}");
-    Ok(())
-}
-
-#[test]
-fn read_back_detects_a_deleted_rule_and_a_dormant_table() -> Result<()> {
-    let world = World::new("read_back_detects_a_deleted_rule")?;
-    let guest = world.guest()?;
-    let plan = apply(&world, &rules(&guest))?;
-    let p = plan.clone();
-    in_host(&world, move || cork_nft::read_back(&p))?;
-
-    let listing = nft(&world, &["-a", "list", "chain", "inet", "cork", "b7_fwd"])?;
-    let handle = listing
-        .lines()
-        .find(|l| l.contains("drop") && l.contains("iifname"))
-        .and_then(|l| l.rsplit("# handle ").next())
-        .context(format!("a handle in:\n{listing}"))?
-        .trim()
-        .to_owned();
-    nft(
-        &world,
-        &[
-            "delete", "rule", "inet", "cork", "b7_fwd", "handle", &handle,
-        ],
-    )?;
-    let p = plan.clone();
-    let err = in_host(&world, move || cork_nft::read_back(&p)).expect_err("mismatch");
-    let text = format!("{err:#}");
-    assert!(
-        text.contains("chain b7_fwd: 3 rules, the plan has 4"),
-        "{text}"
-    );
-
-    apply(&world, &rules(&guest))?;
-    let p = plan.clone();
-    in_host(&world, move || cork_nft::read_back(&p))?;
-    nft(
-        &world,
-        &["add", "table", "inet", "cork", "{ flags dormant; }"],
-    )?;
-    let err = in_host(&world, move || cork_nft::read_back(&plan)).expect_err("dormant");
-    assert!(format!("{err:#}").contains("dormant"), "{err:#}");
-    Ok(())
-}
-
-#[test]
-fn remove_deletes_the_bottles_chains_and_the_last_one_the_table() -> Result<()> {
-    let world = World::new("remove_deletes_the_bottles_chains")?;
-    let guest = world.guest()?;
-    apply(&world, &rules(&guest))?;
-    let second = VmRules {
-        id: 8,
-        ifname: "ck8".into(),
-        ..rules(&guest)
-    };
-    apply(&world, &second)?;
-    assert_eq!(in_host(&world, cork_nft::bottles)?, [7, 8]);
-
-    in_host(&world, || cork_nft::remove(7))?;
-    assert_eq!(in_host(&world, cork_nft::bottles)?, [8]);
-    let plan = second.plan()?;
-    in_host(&world, move || cork_nft::read_back(&plan))?;
-    assert!(nft(&world, &["list", "tables"])?.contains("table inet cork"));
-
-    in_host(&world, || cork_nft::remove(8))?;
-    let tables = nft(&world, &["list", "tables"])?;
-    assert!(!tables.contains("cork"), "{tables}");
-    assert!(in_host(&world, cork_nft::bottles)?.is_empty());
-    // Removing again, with no table at all, is not an error.
-    in_host(&world, || cork_nft::remove(8))?;
     Ok(())
 }

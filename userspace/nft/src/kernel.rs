@@ -245,6 +245,12 @@ pub fn remove(id: u32) -> Result<(), NftError> {
     }
 }
 
+/// Whether table inet cork exists (for leak checks: it is gone when no bottle is left).
+pub fn table_exists() -> Result<bool, NftError> {
+    let mut sock = Socket::open().map_err(NftError::Socket)?;
+    Ok(our_table(&mut sock)?.is_some())
+}
+
 /// The ids of the bottles that have chains in table inet cork (for `cork clean`).
 pub fn bottles() -> Result<Vec<u32>, NftError> {
     let mut sock = Socket::open().map_err(NftError::Socket)?;

@@ -16,6 +16,8 @@ use crate::sys::FAMILY;
 /// `NLMSG_ERROR` / `NLMSG_DONE` (linux/netlink.h).
 const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
+/// `NLM_F_DUMP_INTR`: the dump was interrupted by a change (linux/netlink.h).
+const NLM_F_DUMP_INTR: u16 = 0x10;
 /// Size of `struct nlmsghdr`.
 const HDR: usize = 16;
 
@@ -47,6 +49,8 @@ impl Socket {
     /// skb) and returns every reply it caused.
     pub(crate) fn send_batch(&mut self, batch: &FinalizedBatch) -> io::Result<Vec<Reply>> {
         let bytes: Vec<u8> = batch.iter().flatten().copied().collect();
+        let replies_expected = batch.sequence_numbers().len();
+        self.size_buffers(bytes.len(), replies_expected)?;
         let sent = self.inner.send(&bytes)?;
         if sent != bytes.len() {
             return Err(io::Error::other(format!(
@@ -74,13 +78,74 @@ impl Socket {
         }
     }
 
+    /// Makes room for a batch of `len` bytes (netlink refuses a datagram larger than the
+    /// send buffer: EMSGSIZE) and for its `replies` acknowledgements, all queued before
+    /// `sendto` returns (a full receive buffer would drop some: ENOBUFS). The FORCE
+    /// options (CAP_NET_ADMIN, which changing nftables needs anyway) pass the
+    /// net.core.*mem_max caps, as nft does; acks carry no copy of the request
+    /// (NETLINK_CAP_ACK).
+    fn size_buffers(&self, len: usize, replies: usize) -> io::Result<()> {
+        let fd = self.inner.as_raw_fd();
+        let set = |level: libc::c_int, name: libc::c_int, value: usize| {
+            let v = libc::c_int::try_from(value).unwrap_or(libc::c_int::MAX);
+            // SAFETY: passes a valid c_int and its size to setsockopt on our own fd.
+            let rc = unsafe {
+                libc::setsockopt(
+                    fd,
+                    level,
+                    name,
+                    (&v as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            if rc == 0 {
+                Ok(())
+            } else {
+                Err(io::Error::last_os_error())
+            }
+        };
+        set(libc::SOL_NETLINK, libc::NETLINK_CAP_ACK, 1)?;
+        // An ack's skb costs well under 1 KiB of receive buffer; 2 KiB leaves slack.
+        for (force, plain, want) in [
+            (libc::SO_SNDBUFFORCE, libc::SO_SNDBUF, len + 64 * 1024),
+            (
+                libc::SO_RCVBUFFORCE,
+                libc::SO_RCVBUF,
+                replies * 2048 + 64 * 1024,
+            ),
+        ] {
+            if set(libc::SOL_SOCKET, force, want).is_err() {
+                set(libc::SOL_SOCKET, plain, want)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Dumps the inet objects of `msg_type` (NFT_MSG_GETTABLE/GETCHAIN/GETRULE); rules
-    /// only of `table`. Returns each reply message's bytes.
+    /// only of `table`. Returns each reply message's bytes. A dump the kernel marks as
+    /// interrupted (the ruleset changed while it was being listed: another process
+    /// committed a batch) is inconsistent and is run again.
     pub(crate) fn dump(
         &mut self,
         msg_type: libc::c_int,
         table: &std::ffi::CStr,
     ) -> io::Result<Vec<Vec<u8>>> {
+        for _ in 0..16 {
+            let (out, interrupted) = self.dump_once(msg_type, table)?;
+            if !interrupted {
+                return Ok(out);
+            }
+        }
+        Err(io::Error::other(
+            "the ruleset kept changing while it was being listed (16 interrupted dumps)",
+        ))
+    }
+
+    fn dump_once(
+        &mut self,
+        msg_type: libc::c_int,
+        table: &std::ffi::CStr,
+    ) -> io::Result<(Vec<Vec<u8>>, bool)> {
         self.seq = self.seq.wrapping_add(1);
         let seq = self.seq;
         let mut req = AlignedBuf::new();
@@ -98,6 +163,7 @@ impl Socket {
         };
         self.inner.send(req.bytes(len))?;
         let mut out = Vec::new();
+        let mut interrupted = false;
         let mut buf = AlignedBuf::new();
         loop {
             let n = recv(&self.inner, &mut buf, 0)?;
@@ -105,8 +171,9 @@ impl Socket {
                 if seq_of(msg) != seq {
                     continue;
                 }
+                interrupted |= flags_of(msg) & NLM_F_DUMP_INTR != 0;
                 match type_of(msg) {
-                    NLMSG_DONE => return Ok(out),
+                    NLMSG_DONE => return Ok((out, interrupted)),
                     NLMSG_ERROR => match error_of(msg) {
                         Some(0) | None => {}
                         Some(errno) => return Err(io::Error::from_raw_os_error(errno)),
@@ -167,6 +234,10 @@ fn messages(mut data: &[u8]) -> io::Result<Vec<&[u8]>> {
 
 fn type_of(msg: &[u8]) -> u16 {
     u16::from_ne_bytes([msg[4], msg[5]])
+}
+
+fn flags_of(msg: &[u8]) -> u16 {
+    u16::from_ne_bytes([msg[6], msg[7]])
 }
 
 fn seq_of(msg: &[u8]) -> u32 {
