@@ -195,6 +195,49 @@ impl Guest {
         })
     }
 
+    /// Sends a DHCP-shaped datagram as a client does: from port 68 of `from` (0.0.0.0
+    /// when the NIC has no IPv4 address) to port 67 of `to` (255.255.255.255 before a
+    /// lease), out of the guest NIC.
+    pub fn dhcp_send(&self, from: Ipv4Addr, to: Ipv4Addr, payload: &str) -> Result<()> {
+        check_ip(IpAddr::V4(from))?;
+        if to != Ipv4Addr::BROADCAST {
+            check_ip(IpAddr::V4(to))?;
+        }
+        let (payload, eth) = (payload.to_owned(), self.eth.clone());
+        self.ns().run(move || {
+            let s = UdpSocket::bind(SocketAddr::new(IpAddr::V4(from), 68))
+                .with_context(|| format!("bind {from}:68"))?;
+            s.set_broadcast(true)?;
+            let dev = std::ffi::CString::new(eth)?;
+            // SAFETY: passes the NUL-terminated device name and its length to
+            // setsockopt on our own socket.
+            let rc = unsafe {
+                libc::setsockopt(
+                    std::os::fd::AsRawFd::as_raw_fd(&s),
+                    libc::SOL_SOCKET,
+                    libc::SO_BINDTODEVICE,
+                    dev.as_ptr().cast(),
+                    dev.as_bytes_with_nul().len() as libc::socklen_t,
+                )
+            };
+            anyhow::ensure!(
+                rc == 0,
+                "SO_BINDTODEVICE: {}",
+                std::io::Error::last_os_error()
+            );
+            s.send_to(payload.as_bytes(), (to, 67))
+                .with_context(|| format!("send to {to}:67"))?;
+            Ok(())
+        })
+    }
+
+    /// Removes the guest NIC's IPv4 addresses (a guest before its DHCP lease).
+    pub fn flush_v4(&self) -> Result<()> {
+        self.ns()
+            .ip(&["-4", "addr", "flush", "dev", &self.eth])
+            .map(drop)
+    }
+
     /// A TCP connection from the guest to `to`: the stream, or the connect error
     /// (`TimedOut` when the SYN was dropped).
     pub fn tcp_connect(

@@ -5,7 +5,7 @@
 //! (Batches, read-back and removal: `nft_batches.rs`.)
 
 use std::io::{BufRead, BufReader};
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -260,5 +260,48 @@ fn spoofed_source_address_and_mac_are_dropped() -> Result<()> {
         guest.udp_send(Some(*genuine), srv.addr, "other mac, unguarded")?;
         srv.wait_payload("other mac, unguarded", WAIT)?;
     }
+    Ok(())
+}
+
+#[test]
+fn dhcp_reaches_the_server_on_the_tap_and_nothing_else() -> Result<()> {
+    let world = World::new("dhcp_reaches_the_server_on_the_tap")?;
+    let guest = world.guest()?;
+    // The DHCP server's socket (no marks: DHCP is the host's own business).
+    let server = world.udp_server(Side::Bottle, "0.0.0.0:67")?;
+    let other: Ipv4Addr = "198.51.100.140".parse()?;
+    let host_uplink: Ipv4Addr = "198.51.100.1".parse()?;
+    let bcast = Ipv4Addr::BROADCAST;
+    guest.add_ip(IpAddr::V4(other))?;
+    // Control: without cork's rules a foreign source, and the host's other address,
+    // get through.
+    guest.dhcp_send(other, bcast, "foreign, unguarded")?;
+    server.wait_payload("foreign, unguarded", WAIT)?;
+    guest.dhcp_send(GUEST_V4, host_uplink, "uplink, unguarded")?;
+    server.wait_payload("uplink, unguarded", WAIT)?;
+
+    apply(&world, &rules(&guest))?;
+    guest.dhcp_send(other, bcast, "foreign")?;
+    guest.dhcp_send(GUEST_V4, host_uplink, "uplink")?;
+    guest.dhcp_send(GUEST_V4, GATEWAY_V4, "renew")?;
+    server.wait_payload("renew", WAIT)?;
+    guest.flush_v4()?;
+    guest.dhcp_send(Ipv4Addr::UNSPECIFIED, bcast, "discover")?;
+    let got = server.wait_payload("discover", WAIT)?;
+    let discover = got
+        .iter()
+        .find(|d| d.payload == "discover")
+        .context("discover")?;
+    assert_eq!(discover.peer, "0.0.0.0:68".parse::<SocketAddr>()?);
+    assert_eq!(
+        server.payloads(),
+        [
+            "foreign, unguarded",
+            "uplink, unguarded",
+            "renew",
+            "discover"
+        ],
+        "the foreign source and the host's other address were dropped"
+    );
     Ok(())
 }

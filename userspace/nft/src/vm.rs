@@ -287,12 +287,18 @@ impl VmRules {
         let mut rules = vec![
             self.skip_other_interfaces(),
             accept(vec![Match::CtEstablishedRelated]),
-            accept(vec![
-                Match::NfProto(Family::Ipv4),
-                Match::L4Proto(L4::Udp),
-                Match::Dport(L4::Udp, 67),
-            ]),
         ];
+        // DHCP to the server on the tap: broadcast before a lease, unicast to renew;
+        // never to the host's other addresses.
+        for to in [Ipv4Addr::BROADCAST, self.gateway_v4] {
+            rules.push(accept(vec![
+                Match::NfProto(Family::Ipv4),
+                Match::Ip4Daddr(Cmp::Eq, to),
+                Match::L4Proto(L4::Udp),
+                Match::Sport(L4::Udp, 68),
+                Match::Dport(L4::Udp, 67),
+            ]));
+        }
         // Router solicitation, neighbour solicitation and advertisement.
         for icmp_type in [133, 135, 136] {
             rules.push(accept(vec![
