@@ -305,3 +305,41 @@ fn dhcp_reaches_the_server_on_the_tap_and_nothing_else() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn nothing_new_reaches_the_guest_from_outside() -> Result<()> {
+    let world = World::new("nothing_new_reaches_the_guest_from_outside")?;
+    let guest = world.guest()?;
+    // The internet side routes the guest's addresses via the host, as a real upstream
+    // would if it tried to reach the guest.
+    let inet = world.internet();
+    inet.ip(&["route", "add", "198.51.100.128/26", "via", "198.51.100.1"])?;
+    inet.ip(&[
+        "-6",
+        "route",
+        "add",
+        "2001:db8:100::/56",
+        "via",
+        "2001:db8::1",
+    ])?;
+    let (srv, stop) = cork_integration::server::start_tcp(
+        guest.ns(),
+        "[::]:8000".parse()?,
+        "hello from the guest\n".into(),
+    )?;
+    let targets = [sa(GUEST_V4, 8000), sa(GUEST_V6, 8000)];
+    // Control: without cork's rules the guest's service is reachable from outside.
+    for to in targets {
+        let stream = inet.run(move || Ok(TcpStream::connect_timeout(&to, WAIT)?))?;
+        assert_eq!(greeting(stream)?, "hello from the guest");
+    }
+    srv.wait_peers(2, WAIT)?;
+
+    apply(&world, &rules(&guest))?;
+    for to in targets {
+        let result = inet.run(move || Ok(TcpStream::connect_timeout(&to, DROPPED)))?;
+        assert_dropped(result, "a new connection towards the guest");
+    }
+    assert_eq!(srv.peers().len(), 2, "only the control connections");
+    stop.stop()
+}
