@@ -65,6 +65,14 @@ pub fn apply(rules: &VmRules) -> Result<BottlePlan, NftError> {
 /// Creates the table if needed and replaces bottle `plan.id`'s chains with the plan's,
 /// in one batch. Chains of the bottle that the plan no longer has are deleted too.
 pub fn apply_plan(plan: &BottlePlan) -> Result<(), NftError> {
+    let prefix = chain_prefix(plan.id);
+    if let Some(foreign) = plan.chains.iter().find(|ch| !ch.name.starts_with(&prefix)) {
+        return Err(PlanError::ForeignChain {
+            name: foreign.name.clone(),
+            id: plan.id,
+        }
+        .into());
+    }
     let mut sock = Socket::open().map_err(NftError::Socket)?;
     let old = bottle_chains(&mut sock, plan.id)?;
     let table = c(TABLE);

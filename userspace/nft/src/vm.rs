@@ -76,6 +76,8 @@ pub enum PlanError {
     ZeroPort { what: &'static str },
     #[error("{what} {addr} is not a usable unicast address")]
     Address { what: &'static str, addr: IpAddr },
+    #[error("chain {name} is not named after bottle {id} (b{id}_*)")]
+    ForeignChain { name: String, id: u32 },
     #[error("the marks are not distinct nonzero values inside their mask: {marks:x?}")]
     Marks { marks: Marks },
 }
