@@ -3,8 +3,9 @@
 //! bundle directories, no live world locks, and no leftovers that a test binary's guard
 //! had to sweep away.
 //!
-//! No nftables check: cork creates no table yet, so one could not fail. When VM bottles
-//! create theirs (`inet cork`), check for that table by family and name.
+//! nftables: the nft tests create cork's table only inside their worlds' namespaces;
+//! in the host namespace (where `cork vm` will create it) table `inet cork` must be gone
+//! with the last VM bottle.
 
 use std::path::Path;
 
@@ -18,6 +19,16 @@ fn no_network_namespaces_remain() {
         .filter(|n| n.starts_with("ck"))
         .collect();
     assert!(left.is_empty(), "netns left behind: {left:?}");
+}
+
+#[test]
+fn no_cork_nft_table_remains() -> Result<()> {
+    // A read-only netlink dump of the host namespace's tables.
+    assert!(
+        !cork_nft::table_exists()?,
+        "table inet cork left behind in the host network namespace"
+    );
+    Ok(())
 }
 
 #[test]

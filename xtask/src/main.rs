@@ -15,6 +15,10 @@ const APT_PACKAGES: &[&str] = &[
     "clang-19",
     "libclang-19-dev",
     "libbpf-dev",
+    // cork-nft links libnftnl and libmnl (the nftnl/mnl crates' features name 1.2.4 and
+    // 1.0.4, Debian 12's versions).
+    "libnftnl-dev",
+    "libmnl-dev",
     "linux-libc-dev",
     "iproute2",
     "nftables",
