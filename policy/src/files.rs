@@ -48,6 +48,8 @@ pub enum Coverage {
     Exact,
     /// The pattern matches something strictly below the path.
     Ancestor,
+    /// The path is strictly below something the pattern matches.
+    Below,
     /// Neither.
     None,
 }
@@ -128,7 +130,8 @@ impl PathPattern {
             };
             match pattern.next() {
                 Some(p) if glob_match(p, &name.to_string_lossy()) => {}
-                _ => return Coverage::None,
+                Some(_) => return Coverage::None,
+                None => return Coverage::Below,
             }
         }
         if pattern.next().is_some() {
@@ -228,6 +231,10 @@ mod tests {
         );
         assert_eq!(
             p.coverage(Some(home), Path::new("/home/u/.ssh/id_rsa/x")),
+            Coverage::Below
+        );
+        assert_eq!(
+            p.coverage(Some(home), Path::new("/home/v/.ssh/id_rsa")),
             Coverage::None
         );
         assert_eq!(

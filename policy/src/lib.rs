@@ -103,7 +103,7 @@ pub use env::EnvConfig;
 pub use error::ManifestError;
 pub use evaluate::{Verdict, evaluate};
 pub use files::{Coverage, FilesConfig, PathPattern};
-pub use glob::glob_match;
+pub use glob::{glob_match, has_wildcard};
 pub use inspect::InspectMode;
 pub use learn::{LearnError, LearnedEntry};
 pub use manifest::{MANIFEST_VERSION, Manifest, parse_manifest};

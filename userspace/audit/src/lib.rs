@@ -55,6 +55,42 @@ pub struct LifecycleEvent {
     pub detail: String,
 }
 
+/// The `enforced` lifecycle event: what [`LifecycleEvent`] says, plus every path masked
+/// in the bottle's mount namespace, each listed once.
+#[derive(Debug, Clone, Serialize)]
+pub struct EnforcedEvent {
+    pub ts: String,
+    pub bottle: String,
+    pub layer: &'static str,
+    pub event: &'static str,
+    pub detail: String,
+    pub masked: Vec<MaskedPath>,
+}
+
+/// One path the bottle's commands see read-only and empty.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MaskedPath {
+    /// The path as masked: absolute, symlinks resolved.
+    pub path: String,
+    /// `file` or `dir`.
+    pub kind: &'static str,
+    /// Which list put it there (`default ~/.aws`, `files.hide[0]`, …) and any caveat.
+    pub why: String,
+}
+
+/// One variable removed from the command's environment (`event`: `env_scrubbed`): its
+/// name and why, never its value.
+#[derive(Debug, Clone, Serialize)]
+pub struct EnvScrubEvent {
+    pub ts: String,
+    pub bottle: String,
+    pub layer: &'static str,
+    pub event: &'static str,
+    pub variable: String,
+    pub why: String,
+    pub detail: String,
+}
+
 /// Wall-clock RFC 3339 timestamp for now.
 pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string()

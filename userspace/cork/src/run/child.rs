@@ -2,8 +2,8 @@
 //! join the bottle's cgroup (so everything after is enforced), die with the agent's
 //! thread (PDEATHSIG), get a private mount namespace in which every cgroup and bpf
 //! filesystem is read-only (root in the bottle could otherwise write another cgroup's
-//! `cgroup.procs` to leave, or unlink the link pins that keep enforcement attached),
-//! switch user, drop capabilities, set no_new_privs, install the seccomp filter that
+//! `cgroup.procs` to leave, or unlink the link pins that keep enforcement attached) and
+//! the host's credential files are masked (masks.rs), switch user, drop capabilities, set no_new_privs, install the seccomp filter that
 //! reports forbidden socket(2) calls to the agent, and let no descriptor but 0-2 survive
 //! exec.
 //!
@@ -20,8 +20,10 @@ use nix::mount::{MsFlags, mount};
 use nix::sched::{CloneFlags, unshare};
 use nix::unistd::{Gid, Uid, setgid, setgroups, setuid};
 
+use super::masks::MaskMounts;
 use super::{caps, seccomp};
 use cork_agent::mounts::Mount;
+use cork_agent::secrets::Mask;
 
 /// `--user UID[:GID]` resolved to numbers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +37,7 @@ pub struct ChildSetup {
     /// Where the child sends its seccomp listener (see run/seccomp.rs).
     listener_channel: RawFd,
     readonly: Vec<CString>,
+    masks: MaskMounts,
     user: Option<UserSpec>,
 }
 
@@ -42,6 +45,7 @@ impl ChildSetup {
     pub fn prepare(
         procs_path: &Path,
         mounts: &[Mount],
+        masks: &[Mask],
         user: Option<UserSpec>,
         listener_channel: RawFd,
     ) -> io::Result<Self> {
@@ -56,6 +60,7 @@ impl ChildSetup {
             cgroup_procs,
             listener_channel,
             readonly,
+            masks: MaskMounts::prepare(masks)?,
             user,
         })
     }
@@ -86,6 +91,7 @@ impl ChildSetup {
                 None::<&str>,
             )?;
         }
+        self.masks.apply()?;
         let caps_err = |e: ::caps::errors::CapsError| io::Error::other(e.to_string());
         caps::drop_bounding().map_err(caps_err)?;
         if let Some(u) = self.user {

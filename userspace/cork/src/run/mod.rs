@@ -1,10 +1,12 @@
-//! `cork run`: one bottle for one command. Compile the manifest, create the bottle's
-//! cgroup, enforce the policy on it (verified), start the command inside it with
-//! dangerous capabilities dropped, pass on stop signals, wait, kill whatever is left,
+//! `cork run`: one bottle for one command. Compile the manifest, decide which host
+//! secrets the command does not get (variables, files), create the bottle's cgroup,
+//! enforce the policy on it (verified), start the command inside it with the variables
+//! removed, the files masked and dangerous capabilities dropped, pass on stop signals, wait, kill whatever is left,
 //! remove everything, and return the command's exit status.
 
 mod caps;
 mod child;
+mod masks;
 mod seccomp;
 mod signals;
 mod test_seams;
@@ -22,6 +24,7 @@ pub use child::{UserSpec, parse_user};
 pub use cork_agent::key::RUN_DIR;
 
 use cork_agent::mounts::{self, MountError};
+use cork_agent::secrets;
 use cork_agent::{BottleRuntime, RuntimeError};
 use cork_audit::{AuditSink, SinkError};
 
@@ -71,6 +74,8 @@ pub enum RunError {
     },
     #[error(transparent)]
     Seam(#[from] test_seams::SeamError),
+    #[error("building the DLP scanner that judges the command's environment")]
+    EnvScanner(#[source] cork_dlp::DlpError),
     #[error("starting the agent's runtime")]
     Runtime(#[source] io::Error),
     #[error("the bottle's cgroup is gone before the command started")]
@@ -110,20 +115,49 @@ pub fn run(opts: RunOptions) -> Result<i32, RunError> {
         return Err(RunError::NotRoot);
     }
 
+    for w in &policy.warnings {
+        tracing::warn!("{w}");
+    }
+
+    // What of the host's secrets the command does not get: decided before the bottle
+    // exists, so that the `enforced` event can list every mask.
+    let vars: Vec<(OsString, OsString)> = std::env::vars_os().collect();
+    let scanner = secrets::value_scanner(&policy, &vars).map_err(RunError::EnvScanner)?;
+    let removals = secrets::scrub(&policy, &vars, &scanner);
+    let removed: Vec<(OsString, OsString)> = vars
+        .iter()
+        .filter(|(n, _)| removals.iter().any(|r| &r.name == n))
+        .cloned()
+        .collect();
+    // cork runs as root, so the command is root unless --user says otherwise.
+    let homes = secrets::homes(
+        opts.user.map_or(0, |u| u.uid),
+        std::env::var("SUDO_USER").ok().as_deref(),
+        std::env::var_os("HOME").map(PathBuf::from).as_deref(),
+    );
+    let masks = secrets::masks(&policy, &homes, &removed);
+
     let sink = Arc::new(Mutex::new(AuditSink::open(opts.audit_log.as_deref())?));
-    let mut bottle = BottleRuntime::enforce(policy.clone(), sink.clone())?;
+    let mut bottle = BottleRuntime::enforce_hiding(policy.clone(), sink.clone(), masks)?;
+    bottle.audit_env_scrub(&removals)?;
 
     let channel = seccomp::ListenerChannel::new().map_err(RunError::Prepare)?;
     let procs = bottle.cgroup_procs().ok_or(RunError::NoCgroup)?;
     let setup = child::ChildSetup::prepare(
         &procs,
         &mounts::mounts()?,
+        bottle.masks(),
         opts.user,
         channel.child.as_raw_fd(),
     )
     .map_err(RunError::Prepare)?;
     let mut cmd = Command::new(program);
     cmd.args(args);
+    // std builds the environment block before fork, so the command's /proc/self/environ
+    // never held these.
+    for r in &removals {
+        cmd.env_remove(&r.name);
+    }
     bottle.command_env(&mut cmd);
     // SAFETY: the closure only makes syscalls on data prepared before fork; this process
     // has no other threads yet (the runtime and the audit threads start below), so nothing
