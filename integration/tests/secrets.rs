@@ -105,6 +105,19 @@ impl Homes {
     /// `cork run` for bottle `label`, in a private mount namespace where /etc/passwd is
     /// ours, invoked "through sudo" by `corks` with `$HOME` the env home.
     fn cork_run(&self, world: &World, manifest: &Path, label: &str, args: &[&str]) -> Command {
+        self.cork_run_binding(world, manifest, label, args, None)
+    }
+
+    /// [`Homes::cork_run`] with one more bind mount (`from`, `to`) in cork's view: a bind
+    /// mount "the host already has".
+    fn cork_run_binding(
+        &self,
+        world: &World,
+        manifest: &Path,
+        label: &str,
+        args: &[&str],
+        bind: Option<(&Path, &Path)>,
+    ) -> Command {
         let mut argv = vec![
             "run".to_owned(),
             "--manifest".to_owned(),
@@ -115,8 +128,10 @@ impl Homes {
         argv.extend(args.iter().map(|s| s.to_string()));
         let mut cmd = world.cork(argv);
         cmd.env("HOME", &self.env).env("SUDO_USER", "corks");
-        let passwd =
-            CString::new(self.passwd.as_os_str().as_bytes()).expect("no NUL in a temp path");
+        let cstr =
+            |p: &Path| CString::new(p.as_os_str().as_bytes()).expect("no NUL in a temp path");
+        let passwd = cstr(&self.passwd);
+        let bind = bind.map(|(from, to)| (cstr(from), cstr(to)));
         // SAFETY: unshare(2) and mount(2) on strings prepared before fork: no allocation.
         unsafe {
             cmd.pre_exec(move || {
@@ -145,6 +160,17 @@ impl Homes {
                 {
                     return fail();
                 }
+                if let Some((from, to)) = &bind
+                    && libc::mount(
+                        from.as_ptr(),
+                        to.as_ptr(),
+                        std::ptr::null(),
+                        libc::MS_BIND,
+                        std::ptr::null(),
+                    ) != 0
+                {
+                    return fail();
+                }
                 Ok(())
             });
         }
@@ -155,17 +181,19 @@ impl Homes {
 /// A python3 program that reports, as one JSON object, what each argument gives:
 /// `file:<content>`, `dir:<entries>` or `err:<ERRNO>` for a path; `w:PATH` writes it
 /// instead (`written` or the error); `cd:DIR` changes directory, so that later paths can
-/// be relative; `env` lists the environment's names, `environ:PATH` reads an environ file
+/// be relative; `parent:PATH` reads PATH through cork's `/proc/PID/root`; `env` lists the environment's names, `environ:PATH` reads an environ file
 /// and lists its names (`environ:parent`: cork's own, CMD's parent); `unshare:DIR` tries
 /// to unmount DIR in a new user and mount namespace and read `DIR/credentials` there.
 const READER: &str = r#"
 import errno, json, os, subprocess, sys
 out = {}
 for arg in sys.argv[1:]:
-    kind, _, p = arg.partition(":") if arg.split(":")[0] in ("w", "cd", "environ") else ("", "", arg)
+    kind, _, p = arg.partition(":") if arg.split(":")[0] in ("w", "cd", "environ", "parent") else ("", "", arg)
     try:
         if kind == "environ" and p == "parent":
             p = "/proc/%d/environ" % os.getppid()
+        if kind == "parent":
+            p = "/proc/%d/root%s" % (os.getppid(), p)
         if kind == "cd":
             os.chdir(p)
             continue
@@ -297,6 +325,7 @@ fn symlinks_relative_paths_dotdot_and_proc_root_land_on_the_mask() -> Result<()>
         "../.ssh/id_ed25519".to_owned(),
         "./gh/hosts.yml".to_owned(),
         "../notes.txt".to_owned(),
+        format!("parent:{}", p(&h.env, ".netrc")),
     ];
     let (seen, _audit, _) = read_in_bottle(&world, &h, "a", "", &[], &paths)?;
     assert_eq!(
@@ -315,6 +344,52 @@ fn symlinks_relative_paths_dotdot_and_proc_root_land_on_the_mask() -> Result<()>
         seen["../notes.txt"],
         format!("file:{}", fake(&h.env, "notes.txt")),
         "relative paths work: {seen:#}"
+    );
+    // cork's own root is the host's view; the bottle may not look through it.
+    let parent = seen[format!("parent:{}", p(&h.env, ".netrc"))]
+        .as_str()
+        .unwrap_or_default();
+    assert!(parent == "err:EACCES" || parent == "err:EPERM", "{seen:#}");
+    Ok(())
+}
+
+#[test]
+fn other_bind_mounts_of_a_masked_file_are_masked_too() -> Result<()> {
+    let world = World::new("other_bind_mounts_of_a_masked_file_are_masked_too")?;
+    let h = Homes::new(&world)?;
+    // In cork's view, the env home is mounted a second time elsewhere.
+    let alias = world.dir().join("alias");
+    std::fs::create_dir_all(&alias)?;
+    let manifest = world.manifest("a", "")?;
+    let paths = [
+        p(&alias, ".aws/credentials"),
+        p(&alias, ".netrc"),
+        p(&alias, "notes.txt"),
+    ];
+    let mut args = vec!["--", "/usr/bin/python3", "-c", READER];
+    args.extend(paths.iter().map(String::as_str));
+    let out =
+        world.run(h.cork_run_binding(&world, &manifest, "a", &args, Some((&h.env, &alias))))?;
+    assert_eq!(out.code(), 0, "{out}");
+    let seen: Value = serde_json::from_str(out.stdout.trim()).with_context(|| format!("{out}"))?;
+    assert_eq!(seen[&paths[0]], "err:ENOENT", "{seen:#}");
+    assert_eq!(seen[&paths[1]], "file:", "{seen:#}");
+    assert_eq!(
+        seen[&paths[2]],
+        format!("file:{}", fake(&h.env, "notes.txt")),
+        "{seen:#}"
+    );
+    let audit = Audit::read(&world.audit_path_for("a"))?;
+    let enforced = audit.expect(json!({"event": "enforced"}))?;
+    let masked = enforced["masked"].as_array().context("masked")?;
+    assert!(
+        masked.iter().any(|m| m["path"] == p(&alias, ".aws")
+            && m["why"]
+                == format!(
+                    "default ~/.aws of $HOME (another mount of {})",
+                    p(&h.env, ".aws")
+                )),
+        "{masked:#?}"
     );
     Ok(())
 }
@@ -563,7 +638,7 @@ fn masks_cannot_be_undone_from_a_user_namespace() -> Result<()> {
     let world = World::new("masks_cannot_be_undone_from_a_user_namespace")?;
     let h = Homes::new(&world)?;
     let arg = format!("unshare:{}", p(&h.env, ".aws"));
-    let (seen, _, _) = read_in_bottle(&world, &h, "a", "", &[], &[arg.clone()])?;
+    let (seen, _, _) = read_in_bottle(&world, &h, "a", "", &[], std::slice::from_ref(&arg))?;
     let said = seen[&arg].as_str().unwrap_or_default();
     // The kernel locks mounts that a less privileged namespace inherits (EINVAL, which
     // umount words as "not mounted"): the mask is still there afterwards.

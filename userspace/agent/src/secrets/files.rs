@@ -6,7 +6,7 @@
 //! the same file found (see `aliases.rs`). The mounting itself happens in the command's
 //! process (`cork run`'s child setup).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::ffi::OsString;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
@@ -124,6 +124,7 @@ pub fn masks(policy: &Policy, homes: &[Home], removed: &[(OsString, OsString)]) 
         homes,
         allow: &policy.files.allow,
         found: BTreeMap::new(),
+        visited: HashSet::new(),
     };
     let defaults: Vec<PathPattern> = DEFAULT_HIDDEN
         .iter()
@@ -172,6 +173,8 @@ struct Resolver<'a> {
     homes: &'a [Home],
     allow: &'a [PathPattern],
     found: BTreeMap<PathBuf, Mask>,
+    /// Canonical paths already decided.
+    visited: HashSet<PathBuf>,
 }
 
 impl Resolver<'_> {
@@ -205,6 +208,10 @@ impl Resolver<'_> {
         let Ok(real) = fs::canonicalize(path) else {
             return;
         };
+        // Symlinks can lead back here (cycles, or two spellings of one file).
+        if !self.visited.insert(real.clone()) {
+            return;
+        }
         let spelled = self.allowed(path);
         let resolved = self.allowed(&real);
         if [spelled, resolved]
@@ -237,13 +244,53 @@ impl Resolver<'_> {
         } else {
             (MaskKind::File, why.to_owned())
         };
+        if kind == MaskKind::Dir {
+            self.links_out(&real, &why);
+        }
         self.found.entry(real.clone()).or_insert(Mask {
             path: real,
             kind,
             why,
         });
     }
+
+    /// Masks what symlinks inside the masked directory `dir` lead to elsewhere in a home
+    /// (a dotfiles checkout linked file by file into `~/.ssh`): the directory's mask hides
+    /// the links, not their targets. Targets outside every home are left alone, since
+    /// directories such as `~/.config/gcloud` hold virtualenvs linked to system files.
+    /// Bounded: [`MAX_WALK`] entries, [`MAX_DEPTH`] levels.
+    fn links_out(&mut self, dir: &Path, why: &str) {
+        let mut queue = vec![(dir.to_path_buf(), 0)];
+        let mut seen = 0;
+        while let Some((d, depth)) = queue.pop() {
+            let Ok(entries) = fs::read_dir(&d) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                seen += 1;
+                if seen > MAX_WALK {
+                    return;
+                }
+                let Ok(ft) = e.file_type() else { continue };
+                let path = e.path();
+                if ft.is_dir() && depth < MAX_DEPTH {
+                    queue.push((path, depth + 1));
+                } else if ft.is_symlink()
+                    && let Ok(target) = fs::canonicalize(&path)
+                    && !target.starts_with(dir)
+                    && self.homes.iter().any(|h| target.starts_with(&h.path))
+                {
+                    self.hide(&target, &format!("{why}, linked from {}", path.display()));
+                }
+            }
+        }
+    }
 }
+
+/// How many entries of a masked directory [`Resolver::links_out`] looks at, at most.
+const MAX_WALK: usize = 4096;
+/// How deep below a masked directory it looks.
+const MAX_DEPTH: usize = 4;
 
 /// The existing paths under `base` that `components` (one glob each) match, as spelled
 /// (symlinks not resolved). Unreadable directories match nothing.
@@ -325,6 +372,10 @@ mod tests {
             }
             std::os::unix::fs::symlink(dir.join("elsewhere/key"), dir.join(".netrc"))
                 .expect("symlink");
+            fs::write(dir.join("elsewhere/ssh-key"), "fake").expect("write");
+            std::os::unix::fs::symlink(dir.join("elsewhere/ssh-key"), dir.join(".ssh/id_rsa"))
+                .expect("symlink");
+            std::os::unix::fs::symlink("/usr", dir.join(".aws/usr")).expect("symlink");
             TempHome(dir)
         }
 
@@ -369,7 +420,19 @@ mod tests {
                 (".docker/config.json".to_owned(), MaskKind::File),
                 (".ssh".to_owned(), MaskKind::Dir),
                 ("elsewhere/key".to_owned(), MaskKind::File),
+                ("elsewhere/ssh-key".to_owned(), MaskKind::File),
             ]
+        );
+        let linked = m
+            .iter()
+            .find(|m| m.path.ends_with("elsewhere/ssh-key"))
+            .expect("linked");
+        assert!(
+            linked
+                .why
+                .starts_with("default ~/.ssh of test, linked from "),
+            "{}",
+            linked.why
         );
         let netrc = m
             .iter()
