@@ -182,13 +182,14 @@ impl Homes {
 /// `file:<content>`, `dir:<entries>` or `err:<ERRNO>` for a path; `w:PATH` writes it
 /// instead (`written` or the error); `cd:DIR` changes directory, so that later paths can
 /// be relative; `parent:PATH` reads PATH through cork's `/proc/PID/root`; `env` lists the environment's names, `environ:PATH` reads an environ file
-/// and lists its names (`environ:parent`: cork's own, CMD's parent); `unshare:DIR` tries
+/// and lists its names (`environ:parent`: cork's own, CMD's parent); `connect:PATH` connects to a unix socket;
+/// `unshare:DIR` tries
 /// to unmount DIR in a new user and mount namespace and read `DIR/credentials` there.
 const READER: &str = r#"
 import errno, json, os, subprocess, sys
 out = {}
 for arg in sys.argv[1:]:
-    kind, _, p = arg.partition(":") if arg.split(":")[0] in ("w", "cd", "environ", "parent") else ("", "", arg)
+    kind, _, p = arg.partition(":") if arg.split(":")[0] in ("w", "cd", "environ", "parent", "connect") else ("", "", arg)
     try:
         if kind == "environ" and p == "parent":
             p = "/proc/%d/environ" % os.getppid()
@@ -207,6 +208,10 @@ for arg in sys.argv[1:]:
             r = subprocess.run(["unshare", "-Urm", "sh", "-c", "umount -l %s; cat %s/credentials" % (d, d)],
                                capture_output=True, text=True)
             out[arg] = r.stdout + r.stderr
+        elif kind == "connect":
+            import socket
+            socket.socket(socket.AF_UNIX).connect(p)
+            out[arg] = "connected"
         elif kind == "w":
             with open(p, "w") as f:
                 f.write("x")
@@ -422,6 +427,10 @@ fn token_variables_are_removed_and_audited_by_name_only() -> Result<()> {
     let world = World::new("token_variables_are_removed_and_audited_by_name_only")?;
     let h = Homes::new(&world)?;
     let manifest = world.manifest("a", "")?;
+    // A stand-in for the invoking user's SSH agent.
+    let agent = world.dir().join("agent.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&agent)?;
+    let connect = format!("connect:{}", agent.display());
     let mut cmd = h.cork_run(
         &world,
         &manifest,
@@ -434,9 +443,12 @@ fn token_variables_are_removed_and_audited_by_name_only() -> Result<()> {
             "env",
             "environ:/proc/self/environ",
             "environ:parent",
+            &connect,
         ],
     );
-    cmd.envs(FAKE_VARS.iter().copied()).env("KEEP_ME", "hello");
+    cmd.envs(FAKE_VARS.iter().copied())
+        .env("KEEP_ME", "hello")
+        .env("SSH_AUTH_SOCK", &agent);
     let out = world.run(cmd)?;
     assert_eq!(out.code(), 0, "{out}");
     let seen: Value = serde_json::from_str(out.stdout.trim()).with_context(|| format!("{out}"))?;
@@ -458,6 +470,8 @@ fn token_variables_are_removed_and_audited_by_name_only() -> Result<()> {
     // cork's own environment still holds them, and the bottle cannot read it.
     let parent = seen["environ:parent"].as_str().unwrap_or_default();
     assert!(parent == "err:EACCES" || parent == "err:EPERM", "{seen:#}");
+    // The agent's socket is masked, not only its variable removed.
+    assert_eq!(seen[&connect], "err:ECONNREFUSED", "{seen:#}");
 
     let audit = Audit::read(&world.audit_path_for("a"))?;
     for (name, why) in [
@@ -471,6 +485,7 @@ fn token_variables_are_removed_and_audited_by_name_only() -> Result<()> {
         ),
         ("DB_PASSWORD", "name matches *PASSWORD*"),
         ("MY_PAT", "name matches *_PAT"),
+        ("SSH_AUTH_SOCK", "name matches SSH_AUTH_SOCK"),
         (
             "INNOCENT_LOOKING",
             "value recognised by DLP detector github-token",

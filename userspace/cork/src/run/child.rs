@@ -3,9 +3,9 @@
 //! thread (PDEATHSIG), get a private mount namespace in which every cgroup and bpf
 //! filesystem is read-only (root in the bottle could otherwise write another cgroup's
 //! `cgroup.procs` to leave, or unlink the link pins that keep enforcement attached) and
-//! the host's credential files are masked (masks.rs), switch user, drop capabilities, set no_new_privs, install the seccomp filter that
-//! reports forbidden socket(2) calls to the agent, and let no descriptor but 0-2 survive
-//! exec.
+//! the host's credential files are masked (masks.rs), switch user, drop capabilities,
+//! set no_new_privs, install the seccomp filter that reports forbidden socket(2) calls to
+//! the agent, and let no descriptor but 0-2 survive exec.
 //!
 //! Everything is prepared before fork. The agent is single-threaded when it spawns (the
 //! audit thread starts after), so the allocation the caps crate may do here is safe.
