@@ -302,8 +302,10 @@ fn default_credential_files_of_every_user_concerned_are_masked() -> Result<()> {
             && m["why"] == "default ~/.netrc of CMD's user root (uid 0)"),
         "{masked:#?}"
     );
-    // 5 directories and 10 files in each of three homes.
-    assert_eq!(listed.len(), 45, "{listed:#?}");
+    // 5 directories and 10 files in each of three homes (the host may add agent sockets).
+    let homes = world.dir().join("homes").display().to_string();
+    let ours = listed.iter().filter(|l| l.starts_with(&homes)).count();
+    assert_eq!(ours, 45, "{listed:#?}");
     Ok(())
 }
 
@@ -705,4 +707,52 @@ fn the_host_sees_nothing_masked_during_or_after() -> Result<()> {
     let out = cork.finish(std::time::Duration::from_secs(30))?;
     assert_eq!(out.code(), 0, "{out}");
     check_host()
+}
+
+/// Removes a directory outside the world's own when dropped.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        if let Err(e) = std::fs::remove_dir_all(&self.0) {
+            eprintln!("removing {}: {e}", self.0.display());
+        }
+    }
+}
+
+#[test]
+fn ssh_agent_sockets_are_masked_without_a_variable() -> Result<()> {
+    let world = World::new("ssh_agent_sockets_are_masked_without_a_variable")?;
+    let h = Homes::new(&world)?;
+    // Where ssh-agent puts its socket by default; the world id keeps it ours.
+    let dir = RemoveOnDrop(PathBuf::from(format!("/tmp/ssh-{}", world.id())));
+    std::fs::create_dir_all(&dir.0)?;
+    let sock = dir.0.join("agent.4242");
+    let _listener = std::os::unix::net::UnixListener::bind(&sock)?;
+    let arg = format!("connect:{}", sock.display());
+    let manifest = world.manifest("a", "")?;
+    let mut cmd = h.cork_run(
+        &world,
+        &manifest,
+        "a",
+        &["--", "/usr/bin/python3", "-c", READER, &arg],
+    );
+    cmd.env_remove("SSH_AUTH_SOCK");
+    let out = world.run(cmd)?;
+    assert_eq!(out.code(), 0, "{out}");
+    let seen: Value = serde_json::from_str(out.stdout.trim()).with_context(|| format!("{out}"))?;
+    assert_eq!(seen[&arg], "err:ECONNREFUSED", "{seen:#}");
+    let audit = Audit::read(&world.audit_path_for("a"))?;
+    let enforced = audit.expect(json!({"event": "enforced"}))?;
+    let masked = enforced["masked"].as_array().context("masked")?;
+    assert!(
+        masked
+            .iter()
+            .any(|m| m["path"] == sock.display().to_string()
+                && m["why"] == "default /tmp/ssh-*/agent.*"),
+        "{masked:#?}"
+    );
+    // And from the host it still answers.
+    std::os::unix::net::UnixStream::connect(&sock)?;
+    Ok(())
 }

@@ -41,6 +41,17 @@ pub const DEFAULT_HIDDEN: &[&str] = &[
     "~/.terraform.d/credentials.tfrc.json",
 ];
 
+/// Key agents' sockets, by default: whoever connects uses the keys they hold (a bottle
+/// running as root reaches every user's, whether or not `SSH_AUTH_SOCK` names one).
+pub const DEFAULT_AGENT_SOCKETS: &[&str] = &[
+    "/tmp/ssh-*/agent.*",
+    "/run/user/*/ssh-agent.socket",
+    "/run/user/*/openssh_agent",
+    "/run/user/*/gnupg",
+    "/run/user/*/keyring",
+    "/run/user/*/gcr",
+];
+
 /// Variables whose value names a credential file (or an SSH agent's socket): when the
 /// variable is removed, the file is masked too.
 pub const PATH_VARIABLES: &[&str] = &[
@@ -93,6 +104,7 @@ pub fn masks(policy: &Policy, homes: &[Home], removed: &[(OsString, OsString)]) 
     };
     let defaults: Vec<PathPattern> = DEFAULT_HIDDEN
         .iter()
+        .chain(DEFAULT_AGENT_SOCKETS)
         .filter_map(|p| PathPattern::parse(p).ok())
         .collect();
     let lists = defaults
