@@ -8,8 +8,8 @@
 //!   (credential files of every user concerned, the manifest's `[files]`), symlinks
 //!   resolved, with their other mounts from [`aliases`].
 //!
-//! The command side applies both: removes the variables before exec, mounts the masks
-//! between fork and exec.
+//! [`decide`] puts them together for one command; the command side applies the result:
+//! removes the variables before exec, mounts the masks between fork and exec.
 
 mod aliases;
 pub mod env;
@@ -19,3 +19,41 @@ pub mod homes;
 pub use env::{Removal, ScrubReason, scrub, value_scanner};
 pub use files::{Mask, MaskKind, masks};
 pub use homes::{Home, homes};
+
+use std::ffi::OsString;
+use std::path::Path;
+
+use cork_policy::Policy;
+
+/// What one command started in a bottle does not get.
+#[derive(Debug, Clone)]
+pub struct Decision {
+    /// Variables to remove from its environment, each with its reason.
+    pub removals: Vec<Removal>,
+    /// Paths to mask in its mount namespace.
+    pub masks: Vec<Mask>,
+}
+
+/// Decides for a command that runs as `cmd_uid` and would inherit `vars` (the invoking
+/// environment, where `SUDO_USER` and `HOME` name the invoking user too).
+pub fn decide(
+    policy: &Policy,
+    cmd_uid: u32,
+    vars: &[(OsString, OsString)],
+) -> Result<Decision, cork_dlp::DlpError> {
+    let scanner = value_scanner(policy, vars)?;
+    let removals = scrub(policy, vars, &scanner);
+    let removed: Vec<(OsString, OsString)> = vars
+        .iter()
+        .filter(|(n, _)| removals.iter().any(|r| &r.name == n))
+        .cloned()
+        .collect();
+    let var = |name: &str| vars.iter().find(|(n, _)| n == name).map(|(_, v)| v);
+    let homes = homes(
+        cmd_uid,
+        var("SUDO_USER").and_then(|v| v.to_str()),
+        var("HOME").map(Path::new),
+    );
+    let masks = masks(policy, &homes, &removed);
+    Ok(Decision { removals, masks })
+}

@@ -1,8 +1,8 @@
 //! `cork run`: one bottle for one command. Compile the manifest, decide which host
 //! secrets the command does not get (variables, files), create the bottle's cgroup,
 //! enforce the policy on it (verified), start the command inside it with the variables
-//! removed, the files masked and dangerous capabilities dropped, pass on stop signals, wait, kill whatever is left,
-//! remove everything, and return the command's exit status.
+//! removed, the files masked and dangerous capabilities dropped, pass on stop signals,
+//! wait, kill whatever is left, remove everything, and return the command's exit status.
 
 mod caps;
 mod child;
@@ -122,20 +122,10 @@ pub fn run(opts: RunOptions) -> Result<i32, RunError> {
     // What of the host's secrets the command does not get: decided before the bottle
     // exists, so that the `enforced` event can list every mask.
     let vars: Vec<(OsString, OsString)> = std::env::vars_os().collect();
-    let scanner = secrets::value_scanner(&policy, &vars).map_err(RunError::EnvScanner)?;
-    let removals = secrets::scrub(&policy, &vars, &scanner);
-    let removed: Vec<(OsString, OsString)> = vars
-        .iter()
-        .filter(|(n, _)| removals.iter().any(|r| &r.name == n))
-        .cloned()
-        .collect();
     // cork runs as root, so the command is root unless --user says otherwise.
-    let homes = secrets::homes(
-        opts.user.map_or(0, |u| u.uid),
-        std::env::var("SUDO_USER").ok().as_deref(),
-        std::env::var_os("HOME").map(PathBuf::from).as_deref(),
-    );
-    let masks = secrets::masks(&policy, &homes, &removed);
+    let secrets::Decision { removals, masks } =
+        secrets::decide(&policy, opts.user.map_or(0, |u| u.uid), &vars)
+            .map_err(RunError::EnvScanner)?;
 
     let sink = Arc::new(Mutex::new(AuditSink::open(opts.audit_log.as_deref())?));
     let mut bottle = BottleRuntime::enforce_hiding(policy.clone(), sink.clone(), masks)?;
