@@ -183,13 +183,14 @@ impl Homes {
 /// instead (`written` or the error); `cd:DIR` changes directory, so that later paths can
 /// be relative; `parent:PATH` reads PATH through cork's `/proc/PID/root`; `env` lists the environment's names, `environ:PATH` reads an environ file
 /// and lists its names (`environ:parent`: cork's own, CMD's parent); `connect:PATH` connects to a unix socket;
+/// `handle:DIR=HEX` opens the file whose `struct file_handle` is HEX on DIR's file system;
 /// `unshare:DIR` tries
 /// to unmount DIR in a new user and mount namespace and read `DIR/credentials` there.
 const READER: &str = r#"
 import errno, json, os, subprocess, sys
 out = {}
 for arg in sys.argv[1:]:
-    kind, _, p = arg.partition(":") if arg.split(":")[0] in ("w", "cd", "environ", "parent", "connect") else ("", "", arg)
+    kind, _, p = arg.partition(":") if arg.split(":")[0] in ("w", "cd", "environ", "parent", "connect", "handle") else ("", "", arg)
     try:
         if kind == "environ" and p == "parent":
             p = "/proc/%d/environ" % os.getppid()
@@ -208,6 +209,16 @@ for arg in sys.argv[1:]:
             r = subprocess.run(["unshare", "-Urm", "sh", "-c", "umount -l %s; cat %s/credentials" % (d, d)],
                                capture_output=True, text=True)
             out[arg] = r.stdout + r.stderr
+        elif kind == "handle":
+            import ctypes
+            libc = ctypes.CDLL(None, use_errno=True)
+            mount_dir, handle_hex = p.split("=")
+            raw = bytes.fromhex(handle_hex)
+            mfd = os.open(mount_dir, os.O_RDONLY | os.O_DIRECTORY)
+            fd = libc.open_by_handle_at(mfd, ctypes.c_char_p(raw), os.O_RDONLY)
+            if fd < 0:
+                raise OSError(ctypes.get_errno(), "open_by_handle_at")
+            out[arg] = "file:" + os.read(fd, 4096).decode()
         elif kind == "connect":
             import socket
             socket.socket(socket.AF_UNIX).connect(p)
@@ -754,5 +765,42 @@ fn ssh_agent_sockets_are_masked_without_a_variable() -> Result<()> {
     );
     // And from the host it still answers.
     std::os::unix::net::UnixStream::connect(&sock)?;
+    Ok(())
+}
+
+/// `struct file_handle` of `path` as hex, by name_to_handle_at(2) on the host.
+fn file_handle(path: &Path) -> Result<String> {
+    let script = "import ctypes, os, sys\n\
+                  libc = ctypes.CDLL(None, use_errno=True)\n\
+                  buf = ctypes.create_string_buffer(8 + 128)\n\
+                  ctypes.c_uint.from_buffer(buf, 0).value = 128\n\
+                  mid = ctypes.c_int()\n\
+                  rc = libc.name_to_handle_at(-100, sys.argv[1].encode(), buf, ctypes.byref(mid), 0)\n\
+                  assert rc == 0, os.strerror(ctypes.get_errno())\n\
+                  n = ctypes.c_uint.from_buffer(buf, 0).value\n\
+                  print(buf.raw[:8 + n].hex())\n";
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(path)
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "name_to_handle_at: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8(out.stdout)?.trim().to_owned())
+}
+
+#[test]
+fn a_file_handle_does_not_open_what_is_masked() -> Result<()> {
+    let world = World::new("a_file_handle_does_not_open_what_is_masked")?;
+    let h = Homes::new(&world)?;
+    // The handle of the real file names its inode: it would open it under any mask.
+    let handle = file_handle(&h.env.join(".aws/credentials"))?;
+    let arg = format!("handle:{}={handle}", world.dir().display());
+    let (seen, _, _) = read_in_bottle(&world, &h, "a", "", &[], std::slice::from_ref(&arg))?;
+    assert_eq!(seen[&arg], "err:EPERM", "{seen:#}");
     Ok(())
 }
