@@ -804,3 +804,48 @@ fn a_file_handle_does_not_open_what_is_masked() -> Result<()> {
     assert_eq!(seen[&arg], "err:EPERM", "{seen:#}");
     Ok(())
 }
+
+/// Kills and reaps a helper process when dropped.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn host_processes_of_the_same_user_are_no_way_round() -> Result<()> {
+    let world = World::new("host_processes_of_the_same_user_are_no_way_round")?;
+    let h = Homes::new(&world)?;
+    // A process of CMD's user on the host, outside the bottle: its /proc/PID/root is the
+    // host's view of the file system, unmasked.
+    let host = KillOnDrop(
+        Command::new("setpriv")
+            .args([
+                &format!("--reuid={TEST_UID}"),
+                &format!("--regid={TEST_UID}"),
+                "--clear-groups",
+                "sleep",
+                "600",
+            ])
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .context("setpriv sleep")?,
+    );
+    let through = format!(
+        "/proc/{}/root{}",
+        host.0.id(),
+        p(&h.user, ".aws/credentials")
+    );
+    let paths = [through.clone(), p(&h.user, "notes.txt")];
+    let (seen, _, _) = read_in_bottle(&world, &h, "a", "", &["--user", "corkt"], &paths)?;
+    assert_eq!(
+        seen[&paths[1]],
+        format!("file:{}", fake(&h.user, "notes.txt")),
+        "{seen:#}"
+    );
+    assert_eq!(seen[&through], "err:EACCES", "{seen:#}");
+    Ok(())
+}

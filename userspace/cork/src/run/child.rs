@@ -4,7 +4,8 @@
 //! filesystem is read-only (root in the bottle could otherwise write another cgroup's
 //! `cgroup.procs` to leave, or unlink the link pins that keep enforcement attached) and
 //! the host's credential files are masked (masks.rs), switch user, drop capabilities,
-//! set no_new_privs, install the seccomp filter that reports forbidden socket(2) calls to
+//! set no_new_privs, enter a Landlock domain that keeps it from reaching host processes
+//! through /proc (landlock.rs), install the seccomp filter that reports forbidden socket(2) calls to
 //! the agent, and let no descriptor but 0-2 survive exec.
 //!
 //! Everything is prepared before fork. The agent is single-threaded when it spawns (the
@@ -20,6 +21,7 @@ use nix::mount::{MsFlags, mount};
 use nix::sched::{CloneFlags, unshare};
 use nix::unistd::{Gid, Uid, setgid, setgroups, setuid};
 
+use super::landlock::Domain;
 use super::masks::MaskMounts;
 use super::{caps, seccomp};
 use cork_agent::mounts::Mount;
@@ -38,6 +40,7 @@ pub struct ChildSetup {
     listener_channel: RawFd,
     readonly: Vec<CString>,
     masks: MaskMounts,
+    landlock: Domain,
     user: Option<UserSpec>,
 }
 
@@ -61,6 +64,7 @@ impl ChildSetup {
             listener_channel,
             readonly,
             masks: MaskMounts::prepare(masks)?,
+            landlock: Domain::prepare()?,
             user,
         })
     }
@@ -104,6 +108,7 @@ impl ChildSetup {
         if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
             return Err(io::Error::last_os_error());
         }
+        self.landlock.apply()?;
         seccomp::install_in_child(self.listener_channel)?;
         close_inherited_fds()
     }

@@ -6,6 +6,7 @@
 
 mod caps;
 mod child;
+mod landlock;
 mod masks;
 mod seccomp;
 mod signals;
