@@ -557,3 +557,69 @@ fn host_processes_of_the_same_user_are_no_way_round() -> Result<()> {
     assert_eq!(seen[&through], "err:EACCES", "{seen:#}");
     Ok(())
 }
+
+#[test]
+fn a_provider_key_becomes_a_placeholder_swapped_on_its_api() -> Result<()> {
+    use cork_integration::dns_server::Zone;
+    use cork_integration::https_upstream::{TestCa, UpstreamConfig};
+    let world = World::new("a_provider_key_becomes_a_placeholder_swapped_on_its_api")?;
+    let _dns = world.dns_server(
+        "198.51.100.53:53",
+        Zone::new().a("api.example.test", "198.51.100.10", 300),
+    )?;
+    let ca = TestCa::new()?;
+    let ca_path = world.path("upstream-ca", "pem");
+    ca.write_pem(&ca_path)?;
+    let api = world.https_upstream(
+        &ca,
+        UpstreamConfig::new()
+            .name("api.example.test")
+            .tls("198.51.100.10:443".parse()?),
+    )?;
+    let manifest = world.manifest(
+        "a",
+        &format!(
+            "[[egress.allow]]\ndomain = \"api.example.test\"\nports = [443]\n\n\
+             [dns]\nupstream = [\"198.51.100.53\"]\n\n[tls]\nupstream_ca = [\"{}\"]\n",
+            ca_path.display()
+        ),
+    )?;
+    let real = "fake-anthropic-key-for-tests-7f3a9c";
+    let script = "echo \"env=$ANTHROPIC_API_KEY\"; \
+                  curl -sS --max-time 10 -H \"x-api-key: $ANTHROPIC_API_KEY\" \
+                  'https://api.example.test/echo-header?name=x-api-key'; echo";
+    let argv = vec!["sh".to_owned(), "-c".into(), script.into()];
+    let mut cmd = world.cork_run(&manifest, "a", &argv);
+    // The harness points the Anthropic key at the test world's API.
+    cmd.env("ANTHROPIC_API_KEY", real).env(
+        "CORK_TEST_PROVIDER_HOST",
+        "ANTHROPIC_API_KEY=api.example.test",
+    );
+    let out = world.run(cmd)?;
+    assert_eq!(out.code(), 0, "{out}");
+    assert!(
+        out.stdout
+            .starts_with("env=cork-placeholder-anthropic-api-key-"),
+        "{out}"
+    );
+    assert!(!out.stdout.contains(real), "echoes are swapped back: {out}");
+    let reqs = api
+        .log()
+        .wait_settled(1, std::time::Duration::from_secs(5))?;
+    assert_eq!(
+        reqs[0].header("x-api-key"),
+        Some(real),
+        "upstream got the real key"
+    );
+    let audit = Audit::read(&world.audit_path_for("a"))?;
+    audit.expect(
+        json!({"event": "env_scrubbed", "variable": "ANTHROPIC_API_KEY",
+                        "why": "name matches *_API_KEY", "swapped_on": "api.example.test"}),
+    )?;
+    audit.expect(json!({"layer": "proxy", "credentials": ["ANTHROPIC_API_KEY"]}))?;
+    assert!(
+        !audit.dump().contains(real),
+        "the audit log never holds the key"
+    );
+    Ok(())
+}

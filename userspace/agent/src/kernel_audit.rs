@@ -244,7 +244,10 @@ mod tests {
         for (code, name) in reasons {
             assert_eq!(abi::reason_name(code), Some(name));
         }
-        assert_eq!(abi::hook_name(cork_hook::CORK_HOOK_TC_INGRESS), Some("tc_ingress"));
+        assert_eq!(
+            abi::hook_name(cork_hook::CORK_HOOK_TC_INGRESS),
+            Some("tc_ingress")
+        );
         // Dense from 1: no gap where a code would print as "unknown".
         let last = cork_reason::CORK_REASON_DNS_NAT;
         assert!((1..=last).all(|c| abi::reason_name(c).is_some()));

@@ -196,11 +196,19 @@ impl BottleRuntime {
                 bottle: self.policy.name.clone(),
                 layer: "cork",
                 event: "env_scrubbed",
-                detail: format!(
-                    "{variable} removed from the command's environment: {}",
-                    r.why
-                ),
+                detail: match &r.swapped_on {
+                    None => format!(
+                        "{variable} removed from the command's environment: {}",
+                        r.why
+                    ),
+                    Some(host) => format!(
+                        "{variable} removed from the command's environment: {}; it holds a \
+                         placeholder the proxy swaps for the real value on {host}",
+                        r.why
+                    ),
+                },
                 why: r.why.to_string(),
+                swapped_on: r.swapped_on.clone(),
                 variable,
             })?;
         }

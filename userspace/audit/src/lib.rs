@@ -88,6 +88,10 @@ pub struct EnvScrubEvent {
     pub event: &'static str,
     pub variable: String,
     pub why: String,
+    /// When cork holds the value as a provider key: the host the proxy swaps it in on
+    /// (the command gets a placeholder in the same variable).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub swapped_on: Option<String>,
     pub detail: String,
 }
 

@@ -79,6 +79,9 @@ impl std::fmt::Display for ScrubReason {
 pub struct Removal {
     pub name: OsString,
     pub why: ScrubReason,
+    /// The host on which the proxy swaps a placeholder for it, when cork holds it as a
+    /// provider key (see [`super::providers`]); the bottle gets the placeholder.
+    pub swapped_on: Option<String>,
 }
 
 impl Removal {
@@ -102,6 +105,7 @@ pub fn scrub(policy: &Policy, vars: &[(OsString, OsString)], scanner: &Scanner) 
             decide(policy, name, value, scanner).map(|why| Removal {
                 name: name.clone(),
                 why,
+                swapped_on: None,
             })
         })
         .collect()

@@ -75,6 +75,8 @@ pub enum RunError {
     },
     #[error(transparent)]
     Seam(#[from] test_seams::SeamError),
+    #[error("holding {env} as a credential: {why}")]
+    ProviderCredential { env: String, why: String },
     #[error("building the DLP scanner that judges the command's environment")]
     EnvScanner(#[source] cork_dlp::DlpError),
     #[error("starting the agent's runtime")]
@@ -100,16 +102,25 @@ impl RunError {
     }
 }
 
+/// The provider keys cork may hold for the command; the harness may point one at a test
+/// host.
+fn providers(seams: &test_seams::Seams) -> Vec<secrets::providers::Provider> {
+    let mut known = secrets::providers::known();
+    if let Some((env, host)) = &seams.provider_host {
+        for p in known.iter_mut().filter(|p| p.env == env) {
+            p.domain = host.clone();
+        }
+    }
+    known
+}
+
 /// Runs the command in a fresh bottle and returns the exit status to report.
 pub fn run(opts: RunOptions) -> Result<i32, RunError> {
     let src = std::fs::read_to_string(&opts.manifest).map_err(|source| RunError::ReadManifest {
         path: opts.manifest.clone(),
         source,
     })?;
-    let policy = Arc::new(cork_policy::compile(
-        &src,
-        &opts.manifest.display().to_string(),
-    )?);
+    let mut policy = cork_policy::compile(&src, &opts.manifest.display().to_string())?;
     let (program, args) = opts.command.split_first().ok_or(RunError::NoCommand)?;
     let seams = test_seams::from_env()?;
     if !nix::unistd::geteuid().is_root() {
@@ -124,9 +135,24 @@ pub fn run(opts: RunOptions) -> Result<i32, RunError> {
     // exists, so that the `enforced` event can list every mask.
     let vars: Vec<(OsString, OsString)> = std::env::vars_os().collect();
     // cork runs as root, so the command is root unless --user says otherwise.
-    let secrets::Decision { removals, masks } =
-        secrets::decide(&policy, opts.user.map_or(0, |u| u.uid), &vars)
-            .map_err(RunError::EnvScanner)?;
+    let secrets::Decision {
+        removals,
+        masks,
+        credentials,
+    } = secrets::decide(
+        &policy,
+        opts.user.map_or(0, |u| u.uid),
+        &vars,
+        &providers(&seams),
+    )
+    .map_err(RunError::EnvScanner)?;
+    for c in credentials {
+        let env = c.env.clone();
+        policy
+            .add_credential(c)
+            .map_err(|why| RunError::ProviderCredential { env, why })?;
+    }
+    let policy = Arc::new(policy);
 
     let sink = Arc::new(Mutex::new(AuditSink::open(opts.audit_log.as_deref())?));
     let mut bottle = BottleRuntime::enforce_hiding(policy.clone(), sink.clone(), masks)?;
