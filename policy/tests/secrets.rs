@@ -150,3 +150,45 @@ fn files_refusals() {
         assert!(got.starts_with(want), "\n got: {got}\nwant: {want}");
     }
 }
+
+#[test]
+fn credentials_cork_adds_are_checked_like_manifest_ones() {
+    let mut p = compile(
+        &format!(
+            "{HEAD}[[egress.allow]]\ndomain = \"api.example.test\"\nports = [443]\n\
+             [[egress.allow]]\ndomain = \"raw.example.test\"\nports = [443]\ninspect = false\n"
+        ),
+        "b",
+    )
+    .expect("valid");
+    assert!(p.inspects("API.example.test."));
+    assert!(!p.inspects("raw.example.test"));
+    assert!(!p.inspects("elsewhere.example.test"));
+    let cred = |domain: &str, env: &str, placeholder: &str| cork_policy::Credential {
+        domain: domain.into(),
+        header: "x-api-key".into(),
+        placeholder: placeholder.into(),
+        env: env.into(),
+        value_env: env.into(),
+        line: 0,
+        col: 0,
+    };
+    p.add_credential(cred("api.example.test", "K", "cork-placeholder-k-1"))
+        .expect("inspected host");
+    let e = p
+        .add_credential(cred("raw.example.test", "L", "cork-placeholder-l-1"))
+        .unwrap_err();
+    assert!(e.contains("is not inspected"), "{e}");
+    let e = p
+        .add_credential(cred("api.example.test", "K", "cork-placeholder-k-2"))
+        .unwrap_err();
+    assert!(e.contains("already a credential's `env`"), "{e}");
+    let e = p
+        .add_credential(cred("api.example.test", "M", "cork-placeholder-k-1"))
+        .unwrap_err();
+    assert!(
+        e.contains("is also the placeholder of credentials[0]"),
+        "{e}"
+    );
+    assert_eq!(p.credentials.len(), 1);
+}
