@@ -3,7 +3,6 @@
 //! the DNS proxy learned an address for. [`AuditWriter`] is the bottle's
 //! [`EventHandler`]: the bpf reader hands it records, it writes them to the sink.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -11,6 +10,7 @@ use std::time::{Duration, SystemTime};
 use cork_audit::{AuditSink, LossEvent, VerdictEvent};
 use cork_bpf::abi::{self, CORK_RULE_NONE, cork_event, cork_hook};
 use cork_bpf::events::EventHandler;
+use cork_dns::Resolved;
 
 /// What the agent adds to every kernel record of one bottle.
 pub struct Enrichment {
@@ -19,21 +19,17 @@ pub struct Enrichment {
     pub rules: Vec<String>,
     /// Wall clock minus CLOCK_BOOTTIME, to place kernel boot-time stamps.
     pub boot_offset: Duration,
-    /// Addresses the DNS proxy learned, with the name asked for them.
-    pub names: Arc<Mutex<HashMap<IpAddr, String>>>,
+    /// What the DNS proxy answered: names a destination by the name asked for it.
+    pub resolved: Arc<Resolved>,
 }
 
 impl Enrichment {
-    pub fn new(
-        bottle: String,
-        rules: Vec<String>,
-        names: Arc<Mutex<HashMap<IpAddr, String>>>,
-    ) -> Self {
+    pub fn new(bottle: String, rules: Vec<String>, resolved: Arc<Resolved>) -> Self {
         Enrichment {
             bottle,
             rules,
             boot_offset: boot_offset(),
-            names,
+            resolved,
         }
     }
 }
@@ -156,13 +152,7 @@ pub fn verdict_from_kernel(ev: &cork_event, en: &Enrichment) -> VerdictEvent {
             None
         },
         sport: is_skb.then_some(ev.sport).filter(|&p| p != 0),
-        domain: dst.and_then(|a| {
-            en.names
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(&a)
-                .cloned()
-        }),
+        domain: dst.and_then(|a| en.resolved.name_of(a)),
         dst: dst.map(|a| a.to_string()),
         dport: has_dst.then_some(ev.dport),
         pid: (ev.pid != 0).then_some(ev.pid),
@@ -182,7 +172,7 @@ mod tests {
             bottle: "b".into(),
             rules: vec!["egress.allow[0]".into()],
             boot_offset: Duration::ZERO,
-            names: Arc::default(),
+            resolved: Arc::default(),
         }
     }
 

@@ -22,6 +22,7 @@ pub mod mounts;
 pub mod runtime;
 pub mod secrets;
 pub mod upstream;
+pub mod vm;
 pub mod web;
 
 pub use bottle::{Bottle, BottleError};

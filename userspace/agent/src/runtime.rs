@@ -6,8 +6,9 @@
 //!    bottle (listeners bound, CA and bundle made, credentials read, cgroup created,
 //!    programs loaded, attached, pinned and read back). The bottle is fenced: default
 //!    deny, and its DNS/web redirects lead to listeners that do not answer yet.
-//! 2. [`BottleRuntime::start`]: the services start serving — on the caller's tokio
-//!    runtime for the inspecting proxy (one runtime per agent process, bottles are tasks).
+//! 2. [`BottleRuntime::start`]: the services start serving — the DNS proxy and the
+//!    inspecting proxy as tasks on the caller's tokio runtime (one runtime per agent
+//!    process, bottles are tasks).
 //!    `cork run` forks its command between 1 and 2, so no service thread exists at fork.
 //! 3. [`BottleRuntime::verify`]: reads the kernel state back again at any time.
 //! 4. [`BottleRuntime::stop`]: kills whatever still runs in the bottle while it is still
@@ -16,8 +17,6 @@
 //!
 //! Dropping a runtime without `stop` does the same, logging instead of returning problems.
 
-use std::collections::HashMap;
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
@@ -55,6 +54,8 @@ pub enum RuntimeError {
     Id(#[from] KeyError),
     #[error("binding the bottle's DNS proxy on 127.0.0.1 and ::1")]
     DnsBind(#[source] std::io::Error),
+    #[error("starting the bottle's DNS proxy on the agent's runtime")]
+    DnsStart(#[source] std::io::Error),
     #[error("setting up the bottle's inspecting proxy")]
     Web(#[from] web::WebError),
     #[error(transparent)]
@@ -241,7 +242,7 @@ impl BottleRuntime {
         }
     }
 
-    /// Starts the DNS proxy, the inspecting proxy (as tasks on `runtime`) and the audit
+    /// Starts the DNS proxy and the inspecting proxy (as tasks on `runtime`) and the audit
     /// reader. On error, whatever started is stopped again and the bottle stays fenced.
     pub fn start(&mut self, runtime: &tokio::runtime::Handle) -> Result<(), RuntimeError> {
         if self.services.is_some() {
@@ -254,7 +255,6 @@ impl BottleRuntime {
             });
         };
         let pin_dir = enforcement.pin_dir().to_path_buf();
-        let names: Arc<Mutex<HashMap<IpAddr, String>>> = Arc::default();
         let resolved = Arc::new(Resolved::default());
         let mut services = Services {
             dns: None,
@@ -273,22 +273,25 @@ impl BottleRuntime {
         if let Some(dns) = self.dns.take() {
             let learner = MapLearner::open(&pin_dir, self.policy.kernel_plan())
                 .map_err(RuntimeError::Learner)?;
-            services.dns = Some(dns.start(
-                DnsProxyConfig {
-                    bottle: self.policy.name.clone(),
-                    policy: self.policy.clone(),
-                    upstreams: self.upstreams.clone(),
-                    upstream_timeout: UPSTREAM_TIMEOUT,
-                    resolved,
-                },
-                Arc::new(KernelLearner(learner)),
-                self.sink.clone(),
-                names.clone(),
-            ));
+            services.dns = Some(
+                dns.start(
+                    DnsProxyConfig {
+                        bottle: self.policy.name.clone(),
+                        policy: self.policy.clone(),
+                        upstreams: self.upstreams.clone(),
+                        upstream_timeout: UPSTREAM_TIMEOUT,
+                        resolved: resolved.clone(),
+                    },
+                    Arc::new(KernelLearner(learner)),
+                    self.sink.clone(),
+                    runtime,
+                )
+                .map_err(RuntimeError::DnsStart)?,
+            );
         }
         let rules = self.policy.rules.iter().map(|r| r.id.clone()).collect();
         let writer = AuditWriter {
-            enrichment: Enrichment::new(self.policy.name.clone(), rules, names),
+            enrichment: Enrichment::new(self.policy.name.clone(), rules, resolved),
             sink: self.sink.clone(),
         };
         let Some(enforcement) = self.bottle.enforcement() else {
