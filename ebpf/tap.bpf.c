@@ -191,7 +191,7 @@ int cork_tap_ingress(struct __sk_buff *skb)
 		if (bpf_skb_load_bytes(skb, ETH_HLEN + 14, spa, 4))
 			return TC_ACT_SHOT;
 		if (cork_bytes_eq(CORK_GUEST.v4, spa, 4) || !(spa[0] | spa[1] | spa[2] | spa[3])) {
-			skb->mark = CORK_MARK_LINK;
+			skb->mark = (skb->mark & ~CORK_MARK_MASK) | CORK_MARK_LINK;
 			return TC_ACT_OK;
 		}
 		cork_audit(&pkt, cork_deny(CORK_REASON_SPOOFED_SOURCE));
@@ -208,14 +208,14 @@ int cork_tap_ingress(struct __sk_buff *skb)
 			int unspecified = !(pkt.src[0] | pkt.src[1] | pkt.src[2] | pkt.src[3]);
 
 			if (unspecified && pkt.l4 == IPPROTO_UDP && pkt.dst.port == 67) {
-				skb->mark = CORK_MARK_LINK;
+				skb->mark = (skb->mark & ~CORK_MARK_MASK) | CORK_MARK_LINK;
 				return TC_ACT_OK;
 			}
 			cork_audit(&pkt, cork_deny(CORK_REASON_SPOOFED_SOURCE));
 			return TC_ACT_SHOT;
 		}
 		if (pkt.l4 == IPPROTO_UDP && pkt.dst.port == 67 && pkt.sport == 68) {
-			skb->mark = CORK_MARK_LINK; /* DHCP renewal */
+			skb->mark = (skb->mark & ~CORK_MARK_MASK) | CORK_MARK_LINK; /* DHCP renewal */
 			return TC_ACT_OK;
 		}
 	} else {
@@ -223,7 +223,7 @@ int cork_tap_ingress(struct __sk_buff *skb)
 
 		if (pkt.l4 == CORK_ICMPV6 && cork_is_ndp(cork_icmp6_type(skb)) &&
 		    (link_local || cork_in_guest_prefix(pkt.src))) {
-			skb->mark = CORK_MARK_LINK;
+			skb->mark = (skb->mark & ~CORK_MARK_MASK) | CORK_MARK_LINK;
 			return TC_ACT_OK;
 		}
 		if (!cork_in_guest_prefix(pkt.src)) {
@@ -234,7 +234,7 @@ int cork_tap_ingress(struct __sk_buff *skb)
 
 	d = cork_judge_guest(skb, &pkt, &mark);
 	if (d.verdict == CORK_VERDICT_ALLOW) {
-		skb->mark = mark;
+		skb->mark = (skb->mark & ~CORK_MARK_MASK) | mark;
 		if (mark != CORK_MARK_DNS && cork_is_syn(skb, &pkt))
 			cork_audit(&pkt, d);
 		return TC_ACT_OK;

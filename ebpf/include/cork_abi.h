@@ -94,15 +94,16 @@ enum cork_reason {
 /*
  * Packet marks the tap program sets on what it lets through, for the nftables chains of
  * the bottle (which act on the mark, never judge again): the policy is decided once, in
- * eBPF. The high bits are cork's; the host's own marks stay clear of them.
+ * eBPF. A value (not flags) in a 4-bit field clear of the marks other software commonly
+ * uses; the Rust side is userspace/nft/src/marks.rs, asserted equal in cork-agent.
  */
 enum cork_mark {
-	CORK_MARK_MASK = 0x0c0c0f00,
-	CORK_MARK_DNS = 0x0c0c0100,     /* DNAT to the bottle's DNS proxy */
-	CORK_MARK_INSPECT = 0x0c0c0200, /* DNAT to the bottle's inspecting proxy */
-	CORK_MARK_HOST = 0x0c0c0300,    /* to the gateway on an allowed host port */
-	CORK_MARK_DIRECT = 0x0c0c0400,  /* forwarded as is (and masqueraded) */
-	CORK_MARK_LINK = 0x0c0c0500,    /* link-local plumbing: ARP, DHCP, NDP */
+	CORK_MARK_MASK = 0x0f000000,
+	CORK_MARK_DNS = 0x01000000,     /* DNAT to the bottle's DNS proxy */
+	CORK_MARK_INSPECT = 0x02000000, /* DNAT to the bottle's inspecting proxy */
+	CORK_MARK_HOST = 0x03000000,    /* to the gateway on an allowed host port */
+	CORK_MARK_DIRECT = 0x04000000,  /* forwarded as is (and masqueraded) */
+	CORK_MARK_LINK = 0x05000000,    /* link-local plumbing: ARP, DHCP, NDP */
 };
 
 /* Flags in struct cork_sock_state. */

@@ -13,6 +13,7 @@ pub mod addr;
 pub mod audit;
 pub mod cork;
 pub mod dns_server;
+pub mod fake_homes;
 pub mod guest;
 pub mod host;
 pub mod https_upstream;

@@ -22,7 +22,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cork_audit::{AuditSink, LifecycleEvent, SinkError};
+use cork_audit::{AuditSink, EnforcedEvent, EnvScrubEvent, LifecycleEvent, SinkError};
 use cork_bpf::LoadConstants;
 use cork_bpf::events::EventReader;
 use cork_bpf::learned::MapLearner;
@@ -36,6 +36,7 @@ use crate::bottle::{Bottle, BottleError};
 use crate::kernel_audit::{AuditWriter, Enrichment};
 use crate::key::{BottleKey, IdLease, KeyError};
 use crate::mounts::{self, MountError};
+use crate::secrets::{Mask, Removal};
 use crate::upstream;
 use crate::web::{self, WebSetup};
 
@@ -99,6 +100,8 @@ pub struct BottleRuntime {
     web: Option<WebSetup>,
     services: Option<Services>,
     upstreams: Vec<std::net::SocketAddr>,
+    /// Host paths every command in this bottle sees masked (see [`crate::secrets`]).
+    masks: Vec<Mask>,
     /// Held for the bottle's life: the id is ours until this drops.
     _lease: IdLease,
 }
@@ -108,6 +111,17 @@ impl BottleRuntime {
     /// with every program attached and verified, and nothing runs in it yet. Writes the
     /// `enforced` lifecycle event to `sink`.
     pub fn enforce(policy: Arc<Policy>, sink: Arc<Mutex<AuditSink>>) -> Result<Self, RuntimeError> {
+        Self::enforce_hiding(policy, sink, Vec::new())
+    }
+
+    /// [`BottleRuntime::enforce`] for a bottle whose commands get `masks` in their mount
+    /// namespace: the `enforced` event lists each of them once, and [`BottleRuntime::masks`]
+    /// keeps them for every command started in the bottle.
+    pub fn enforce_hiding(
+        policy: Arc<Policy>,
+        sink: Arc<Mutex<AuditSink>>,
+        masks: Vec<Mask>,
+    ) -> Result<Self, RuntimeError> {
         let upstreams = upstream::upstreams(&policy);
         if upstreams.is_empty() && !policy.domains.is_empty() {
             return Err(RuntimeError::NoUpstream);
@@ -146,18 +160,54 @@ impl BottleRuntime {
             web,
             services: None,
             upstreams,
+            masks,
             _lease: lease,
         };
-        this.lifecycle(
-            "enforced",
-            format!(
-                "bottle {}: cgroup {} enforced, pins in {}",
+        let event = EnforcedEvent {
+            head: cork_audit::EventHead::now(&this.policy.name, "cork", "enforced"),
+            detail: format!(
+                "bottle {}: cgroup {} enforced, pins in {}, {} host paths masked",
                 this.key,
                 this.key.cgroup_path(&cgroup_root).display(),
-                this.key.pin_dir(&bpffs).display()
+                this.key.pin_dir(&bpffs).display(),
+                this.masks.len()
             ),
-        )?;
+            masked: this.masks.iter().map(Mask::audit).collect(),
+        };
+        this.write_event(&event)?;
         Ok(this)
+    }
+
+    /// The host paths masked for every command in this bottle.
+    pub fn masks(&self) -> &[Mask] {
+        &self.masks
+    }
+
+    /// Writes one `env_scrubbed` event per removed variable: its name and why, never its
+    /// value.
+    pub fn audit_env_scrub(&self, removals: &[Removal]) -> Result<(), SinkError> {
+        let mut sink = self.sink.lock().unwrap_or_else(|p| p.into_inner());
+        for r in removals {
+            let variable = r.name.to_string_lossy().into_owned();
+            sink.write(&EnvScrubEvent {
+                head: cork_audit::EventHead::now(&self.policy.name, "cork", "env_scrubbed"),
+                detail: match &r.swapped_on {
+                    None => format!(
+                        "{variable} removed from the command's environment: {}",
+                        r.why
+                    ),
+                    Some(host) => format!(
+                        "{variable} removed from the command's environment: {}; it holds a \
+                         placeholder the proxy swaps for the real value on {host}",
+                        r.why
+                    ),
+                },
+                why: r.why.to_string(),
+                swapped_on: r.swapped_on.clone(),
+                variable,
+            })?;
+        }
+        sink.flush()
     }
 
     pub fn key(&self) -> &BottleKey {
@@ -292,11 +342,15 @@ impl BottleRuntime {
 
     /// Writes one lifecycle event for this bottle and flushes.
     pub fn lifecycle(&self, event: &'static str, detail: String) -> Result<(), SinkError> {
-        let mut sink = self.sink.lock().unwrap_or_else(|p| p.into_inner());
-        sink.write(&LifecycleEvent {
+        self.write_event(&LifecycleEvent {
             head: cork_audit::EventHead::now(&self.policy.name, "cork", event),
             detail,
-        })?;
+        })
+    }
+
+    fn write_event(&self, event: &impl serde::Serialize) -> Result<(), SinkError> {
+        let mut sink = self.sink.lock().unwrap_or_else(|p| p.into_inner());
+        sink.write(event)?;
         sink.flush()
     }
 }

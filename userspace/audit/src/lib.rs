@@ -80,6 +80,44 @@ pub struct LifecycleEvent {
     pub detail: String,
 }
 
+/// The `enforced` lifecycle event: what [`LifecycleEvent`] says, plus every path masked
+/// in the bottle's mount namespace, each listed once.
+#[derive(Debug, Clone, Serialize)]
+pub struct EnforcedEvent {
+    /// `ts`, `bottle`, `layer`, `event`: the fields every audit event starts with.
+    #[serde(flatten)]
+    pub head: EventHead,
+    pub detail: String,
+    pub masked: Vec<MaskedPath>,
+}
+
+/// One path the bottle's commands see read-only and empty.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MaskedPath {
+    /// The path as masked: absolute, symlinks resolved.
+    pub path: String,
+    /// `file` or `dir`.
+    pub kind: &'static str,
+    /// Which list put it there (`default ~/.aws`, `files.hide[0]`, …) and any caveat.
+    pub why: String,
+}
+
+/// One variable removed from the command's environment (`event`: `env_scrubbed`): its
+/// name and why, never its value.
+#[derive(Debug, Clone, Serialize)]
+pub struct EnvScrubEvent {
+    /// `ts`, `bottle`, `layer`, `event`: the fields every audit event starts with.
+    #[serde(flatten)]
+    pub head: EventHead,
+    pub variable: String,
+    pub why: String,
+    /// When cork holds the value as a provider key: the host the proxy swaps it in on
+    /// (the command gets a placeholder in the same variable).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub swapped_on: Option<String>,
+    pub detail: String,
+}
+
 /// "outer: inner: innermost" for an error and its sources: how an error is printed once,
 /// whole, in an audit field or on stderr (messages never repeat their source).
 pub fn error_chain(e: &dyn std::error::Error) -> String {

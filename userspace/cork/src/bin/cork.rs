@@ -104,6 +104,10 @@ fn check(path: &PathBuf) -> ExitCode {
                 eprintln!("{}: {e}", path.display());
                 return ExitCode::from(1);
             }
+            // Located like errors, on stderr, but the manifest is still valid.
+            for w in &policy.warnings {
+                eprintln!("warning: {w}");
+            }
             let plan = policy.kernel_plan();
             println!(
                 "{}: ok — bottle {:?}, {} rules, {} IPv4 and {} IPv6 prefixes, {} domain rules, \
