@@ -11,6 +11,7 @@
 //!   no human monitor is multiplexed onto it (its `Ctrl-A c` would reach commands that
 //!   run host programs). QMP goes over an inherited socketpair instead.
 //! - `-no-reboot`: a guest reboot ends the VM, like a power-off.
+//! - The NIC has no option ROM (`romfile=`): cork boots the kernel directly.
 //! - `-sandbox on,...`: QEMU's seccomp filter; no exec, no privilege changes.
 //! - Values QEMU parses as `key=value,...` have commas doubled (QEMU's escape).
 
@@ -190,9 +191,11 @@ pub fn qemu_args(cfg: &VmConfig, fds: Fds) -> Result<Vec<OsString>, ArgvError> {
         a.pair("-device", format!("virtio-blk-pci,drive=disk{i}"));
     }
     a.pair("-netdev", format!("tap,id=n0,fd={}", fds.tap));
+    // romfile= (empty): no iPXE option ROM — the kernel is loaded directly, and
+    // initialising iPXE costs time under TCG.
     a.pair(
         "-device",
-        format!("virtio-net-pci,netdev=n0,mac={}", cfg.mac),
+        format!("virtio-net-pci,netdev=n0,mac={},romfile=", cfg.mac),
     );
     for entry in &cfg.fw_cfg {
         let mut v = OsString::from(format!("name={},file=", entry.name()));

@@ -63,7 +63,7 @@ fn a_typical_tcg_vm() {
         "-netdev",
         "tap,id=n0,fd=7",
         "-device",
-        "virtio-net-pci,netdev=n0,mac=02:00:00:00:00:01",
+        "virtio-net-pci,netdev=n0,mac=02:00:00:00:00:01,romfile=",
         "-fw_cfg",
         "name=opt/cork/ca.pem,file=/run/cork/ca.pem",
         "-fw_cfg",
