@@ -2,16 +2,19 @@
 //! test guest boots under TCG on a tap in the World's bottle netns, reaches TCP servers in
 //! the internet netns over IPv4 and IPv6, prints its results on the serial console and
 //! powers off; afterwards no QEMU and no tap remain. Also: a stop signal powers the guest
-//! off over QMP, and the preflight refuses a host without /dev/kvm (simulated).
+//! off over QMP, a SIGKILLed launcher takes QEMU and the tap with it, and the preflight
+//! refuses a host without /dev/kvm (simulated).
 
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use std::os::unix::process::ExitStatusExt;
+
+use anyhow::{Context, Result, bail};
 use cork_integration::process::{Spawned, pids_in_netns};
 use cork_integration::vm::{Guest, TAP_V4, TAP_V6, route_guest_subnets, static_net_append};
-use cork_integration::{Side, World};
+use cork_integration::{Side, World, host};
 
 /// Generous: TCG on two shared cores boots in seconds, but other suites run alongside.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(240);
@@ -40,22 +43,35 @@ fn qemu_pid(stderr: &str) -> Result<i32> {
         .with_context(|| format!("no qemu pid on stderr:\n{stderr}"))
 }
 
-fn assert_gone(world: &World, tap: &str, stderr: &str) -> Result<()> {
-    let pid = qemu_pid(stderr)?;
-    assert!(
-        !Path::new(&format!("/proc/{pid}")).exists(),
-        "QEMU (pid {pid}) outlived the launcher"
-    );
-    assert!(
-        world.bottle().ip(&["link", "show", tap]).is_err(),
-        "tap {tap} outlived the launcher"
-    );
-    let left = pids_in_netns(world.bottle().inode());
-    assert!(
-        left.is_empty(),
-        "processes left in the bottle netns: {left:?}"
-    );
-    Ok(())
+/// Waits (bounded) until QEMU `pid` is dead, the tap is gone and nothing runs in the
+/// bottle netns any more. A dead process's fds (the tap's among them) close as it exits,
+/// which can trail the launcher's own exit by a moment when QEMU was killed.
+fn wait_gone(world: &World, tap: &str, pid: i32) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let qemu =
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| !s.contains(") Z "));
+        let tap_there = world.bottle().ip(&["link", "show", tap]).is_ok();
+        let left = pids_in_netns(world.bottle().inode());
+        if !qemu && !tap_there && left.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "left behind: QEMU {pid} alive {qemu}, tap {tap} {tap_there}, processes {left:?}"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The pid of the QEMU running the guest on `tap` (its `-name guest=<tap>`).
+fn qemu_of(tap: &str) -> Result<i32> {
+    host::cork_qemu_processes()
+        .into_iter()
+        .find(|(_, cmdline)| cmdline.contains(&format!("guest={tap},")))
+        .map(|(pid, _)| pid)
+        .with_context(|| format!("no QEMU for tap {tap}"))
 }
 
 #[test]
@@ -119,7 +135,7 @@ fn guest_boots_on_a_tap_and_reaches_tcp_servers_over_v4_and_v6() -> Result<()> {
         "{peers6:?}"
     );
     assert!(out.stderr.contains("reason: \"guest-shutdown\""), "{out}");
-    assert_gone(&world, &tap, &out.stderr)
+    wait_gone(&world, &tap, qemu_pid(&out.stderr)?)
 }
 
 #[test]
@@ -142,7 +158,23 @@ fn sigterm_powers_the_guest_off_over_qmp() -> Result<()> {
         "{out}"
     );
     assert!(out.stderr.contains("graceful: true"), "{out}");
-    assert_gone(&world, &tap, &out.stderr)
+    wait_gone(&world, &tap, qemu_pid(&out.stderr)?)
+}
+
+#[test]
+fn sigkill_of_the_launcher_takes_qemu_and_the_tap_with_it() -> Result<()> {
+    let guest = Guest::locate()?;
+    let world = World::new("sigkill_of_the_launcher_takes_qemu_and_the_tap")?;
+    let probe = world.path("probe", "sh");
+    std::fs::write(&probe, "echo ready\nexec sleep 600\n")?;
+    let tap = format!("{}t", world.id());
+    let mut run = Spawned::start(&mut vm_boot(&world, &guest, &tap, &probe, ""))?;
+    run.wait_line("ready", BOOT_TIMEOUT)?;
+    let qemu = qemu_of(&tap)?;
+    // Not `finish`: if QEMU survived, it would hold the output pipes open forever.
+    let status = run.kill()?;
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
+    wait_gone(&world, &tap, qemu)
 }
 
 #[test]
