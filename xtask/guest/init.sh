@@ -42,15 +42,19 @@ arg() {
 	done
 }
 
-# Module order is not known up front (the kernel package ships no modules.dep; depmod
+# Module order is not known for sure (the kernel package ships no modules.dep; depmod
 # runs on install): insmod everything left in passes until a pass loads nothing more.
-# Files are named after their module (xtask wrote them so).
+# xtask's load-order (dependencies first, from each module's modinfo) goes first, so one
+# pass usually does it. Files are named after their module (xtask wrote them so).
+order=$(cat /lib/modules/load-order 2>/dev/null)
+for ko in /lib/modules/*.ko; do
+	order="$order $(basename "$ko" .ko)"
+done
 while :; do
 	progress=0
-	for ko in /lib/modules/*.ko; do
-		name=$(basename "$ko" .ko)
+	for name in $order; do
 		[ -d "/sys/module/$name" ] && continue
-		insmod "$ko" 2>/dev/null && progress=1
+		insmod "/lib/modules/$name.ko" 2>/dev/null && progress=1
 	done
 	[ "$progress" = 1 ] || break
 done

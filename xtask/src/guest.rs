@@ -94,10 +94,15 @@ pub fn build(root: &Path) -> Result<()> {
     write_exec(&rootfs.join("init"), INIT)?;
     write_exec(&rootfs.join("etc/udhcpc.script"), UDHCPC_SCRIPT)?;
     let modules = module_closure(&unpacked.join("lib/modules"))?;
-    for (name, path) in &modules {
+    for (name, (path, _)) in &modules {
         fs::copy(path, rootfs.join("lib/modules").join(format!("{name}.ko")))
             .with_context(|| format!("copy {}", path.display()))?;
     }
+    fs::write(
+        rootfs.join("lib/modules/load-order"),
+        load_order(&modules).join("\n") + "\n",
+    )
+    .context("write load-order")?;
     let initrd = work.join("initrd.cpio");
     cpio(&rootfs, &initrd)?;
 
@@ -108,7 +113,7 @@ pub fn build(root: &Path) -> Result<()> {
     eprintln!(
         "test guest in {}: {package}, modules {}",
         out.display(),
-        modules.keys().cloned().collect::<Vec<_>>().join(" ")
+        load_order(&modules).join(" ")
     );
     Ok(())
 }
@@ -139,8 +144,8 @@ fn kernel_package() -> Result<String> {
         .with_context(|| format!("{KERNEL_META} depends on no linux-image package: {depends}"))
 }
 
-/// The wanted modules plus everything they depend on, by name → path.
-fn module_closure(modules_dir: &Path) -> Result<BTreeMap<String, PathBuf>> {
+/// The wanted modules plus everything they depend on: name → (path, dependencies).
+fn module_closure(modules_dir: &Path) -> Result<BTreeMap<String, (PathBuf, Vec<String>)>> {
     let mut all = BTreeMap::new();
     index_modules(modules_dir, &mut all)?;
     let mut want: Vec<String> = MODULES.iter().map(|m| m.to_string()).collect();
@@ -154,10 +159,37 @@ fn module_closure(modules_dir: &Path) -> Result<BTreeMap<String, PathBuf>> {
             .get(&name)
             .with_context(|| format!("module {name} is not in the kernel package (built in?)"))?;
         let bytes = fs::read(path).with_context(|| format!("read {}", path.display()))?;
-        want.extend(modinfo_depends(&bytes));
-        got.insert(name, path.clone());
+        let deps = modinfo_depends(&bytes);
+        want.extend(deps.iter().cloned());
+        got.insert(name, (path.clone(), deps));
     }
     Ok(got)
+}
+
+/// Dependencies before dependents (a depth-first post-order), so the guest's first
+/// insmod pass usually loads everything; its repeated passes stay as the safety net.
+fn load_order(modules: &BTreeMap<String, (PathBuf, Vec<String>)>) -> Vec<String> {
+    fn visit(
+        name: &str,
+        modules: &BTreeMap<String, (PathBuf, Vec<String>)>,
+        done: &mut BTreeSet<String>,
+        out: &mut Vec<String>,
+    ) {
+        if !done.insert(name.to_owned()) {
+            return;
+        }
+        if let Some((_, deps)) = modules.get(name) {
+            for d in deps {
+                visit(d, modules, done, out);
+            }
+        }
+        out.push(name.to_owned());
+    }
+    let (mut done, mut out) = (BTreeSet::new(), Vec::new());
+    for name in modules.keys() {
+        visit(name, modules, &mut done, &mut out);
+    }
+    out
 }
 
 /// Indexes `*.ko` files by module name (file stem with '-' read as '_', as the kernel does).
