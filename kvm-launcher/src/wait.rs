@@ -136,37 +136,15 @@ fn pollfd(fd: BorrowedFd<'_>) -> libc::pollfd {
     }
 }
 
-/// Reads every pending request byte (the pipe is non-blocking).
+/// Reads the pending request bytes: one read, which poll said will not block (so a
+/// blocking stop fd works too); bytes left over keep the fd readable for the next round.
 fn drain(fd: BorrowedFd<'_>) -> Vec<i32> {
-    let mut out = Vec::new();
     let mut buf = [0u8; 64];
-    loop {
-        // SAFETY: reads into `buf`, which is valid for its length.
-        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-        if n <= 0 {
-            break;
-        }
-        out.extend(buf[..n as usize].iter().map(|&b| i32::from(b)));
-    }
-    out
+    // SAFETY: reads into `buf`, which is valid for its length.
+    let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+    let n = usize::try_from(n).unwrap_or(0);
+    buf[..n].iter().map(|&b| i32::from(b)).collect()
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn exit_codes_follow_corks_contract() {
-        let guest = VmExit::Guest {
-            reason: "guest-shutdown".into(),
-        };
-        assert_eq!(guest.code(), 0);
-        let stopped = VmExit::Stopped {
-            signal: libc::SIGTERM,
-            graceful: true,
-        };
-        assert_eq!(stopped.code(), 143);
-        assert_eq!(VmExit::Killed { signal: 9 }.code(), 137);
-        assert_eq!(VmExit::Failed { status: 1 }.code(), 125);
-    }
-}
+mod tests;
