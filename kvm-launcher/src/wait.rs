@@ -43,7 +43,7 @@ impl Vm {
     /// readable means "stop", each byte the signal number.
     pub fn wait(
         mut self,
-        stop: Option<BorrowedFd<'_>>,
+        mut stop: Option<BorrowedFd<'_>>,
         grace: Duration,
     ) -> Result<VmExit, LaunchError> {
         let pid = self.pid();
@@ -81,7 +81,11 @@ impl Vm {
                 self.qmp.on_readable();
             }
             if let (true, Some(s)) = (ready(stop_at), stop) {
-                for sig in drain(s) {
+                let Some(signals) = drain(s) else {
+                    stop = None; // closed: poll it no more (it would stay readable)
+                    continue;
+                };
+                for sig in signals {
                     match stopping {
                         None => {
                             stopping = Some((sig, Instant::now() + grace));
@@ -138,12 +142,16 @@ fn pollfd(fd: BorrowedFd<'_>) -> libc::pollfd {
 
 /// Reads the pending request bytes: one read, which poll said will not block (so a
 /// blocking stop fd works too); bytes left over keep the fd readable for the next round.
-fn drain(fd: BorrowedFd<'_>) -> Vec<i32> {
+/// `None` at end of file: every writer is gone and no request can come any more.
+fn drain(fd: BorrowedFd<'_>) -> Option<Vec<i32>> {
     let mut buf = [0u8; 64];
     // SAFETY: reads into `buf`, which is valid for its length.
     let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-    let n = usize::try_from(n).unwrap_or(0);
-    buf[..n].iter().map(|&b| i32::from(b)).collect()
+    match n {
+        0 => None,
+        n if n < 0 => Some(Vec::new()),
+        n => Some(buf[..n as usize].iter().map(|&b| i32::from(b)).collect()),
+    }
 }
 
 #[cfg(test)]

@@ -137,6 +137,25 @@ fn a_second_stop_request_kills_at_once() {
 }
 
 #[test]
+fn a_closed_stop_pipe_is_not_a_stop_request() {
+    let (mut vm, _qemu) = fake_vm("read x; exit 0");
+    let mut stdin = vm.child.stdin.take().expect("stdin");
+    let (stop, writer) = stop_with(&[]);
+    drop(writer);
+    let guest_off = std::thread::spawn(move || stdin.write_all(b"off\n"));
+    let exit = vm
+        .wait(Some(stop.as_fd()), Duration::from_secs(3600))
+        .expect("wait");
+    guest_off.join().expect("join").expect("write");
+    assert_eq!(
+        exit,
+        VmExit::Guest {
+            reason: "unknown".into()
+        }
+    );
+}
+
+#[test]
 fn exit_codes_follow_corks_contract() {
     let guest = VmExit::Guest {
         reason: "guest-shutdown".into(),
