@@ -4,6 +4,9 @@
 //! Checks, in order: `/dev/kvm` (only for [`Accel::Kvm`]: present, a character device,
 //! openable read-write, and answering the KVM API — see [`kvm`]), `/dev/net/tun`, and
 //! QEMU (`qemu-system-x86_64` in `PATH`, runs `--version`).
+//!
+//! Messages name the fix; an OS error, when there is one, is the error's `source` (cork
+//! prints the chain: "message: Permission denied (os error 13)").
 
 mod kvm;
 
@@ -84,7 +87,7 @@ pub enum PreflightError {
     )]
     KvmNotDevice { path: PathBuf },
     #[error(
-        "cannot open {} read-write ({source}): add this user to the kvm group (`usermod -aG \
+        "cannot open {} read-write — add this user to the kvm group (`usermod -aG \
          kvm USER`, then log in again) or check the device's mode (crw-rw---- root:kvm); \
          or run with --accel tcg",
         path.display()
@@ -95,7 +98,7 @@ pub enum PreflightError {
         source: std::io::Error,
     },
     #[error(
-        "cannot open {} ({source}): the KVM module is not working; check `dmesg` for kvm \
+        "cannot open {} — the KVM module is not working; check `dmesg` for kvm \
          errors and reload it (`modprobe kvm-intel` or `modprobe kvm-amd`), or run with \
          --accel tcg",
         path.display()
@@ -106,8 +109,8 @@ pub enum PreflightError {
         source: std::io::Error,
     },
     #[error(
-        "{} does not answer the KVM API: {op} failed ({source}); it is not a working KVM \
-         device — reload the KVM module (`modprobe kvm-intel` or `modprobe kvm-amd`) and \
+        "{} does not answer the KVM API ({op} failed): it is not a working KVM device \
+         — reload the KVM module (`modprobe kvm-intel` or `modprobe kvm-amd`) and \
          check `dmesg`, or run with --accel tcg",
         path.display()
     )]
@@ -134,10 +137,7 @@ pub enum PreflightError {
         cap: &'static str,
         number: u32,
     },
-    #[error(
-        "KVM cannot create a virtual machine: {op} failed ({source}){hint}; or run with \
-         --accel tcg"
-    )]
+    #[error("KVM cannot create a virtual machine ({op} failed){hint}; or run with --accel tcg")]
     KvmCreate {
         op: &'static str,
         hint: &'static str,
