@@ -1,6 +1,6 @@
 //! Host state cork leaves behind: bottle cgroups under the cgroup2 mount, pins under
-//! bpffs, nftables tables, QEMU processes. Lists them by prefix and removes them, for World teardown,
-//! the sweeper and the leak checks.
+//! bpffs, QEMU processes. Lists them by prefix and removes them, for World teardown, the
+//! sweeper and the leak checks.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -72,25 +72,6 @@ pub fn cork_qemu_processes() -> Vec<(i32, String)> {
         .collect();
     found.sort();
     found
-}
-
-/// nftables tables (in the host namespace) whose line mentions "cork".
-pub fn cork_nft_tables() -> Result<Vec<String>> {
-    let out = std::process::Command::new("nft")
-        .args(["list", "tables"])
-        .output()
-        .context("spawn nft list tables")?;
-    if !out.status.success() {
-        bail!(
-            "nft list tables: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.contains("cork"))
-        .map(str::to_owned)
-        .collect())
 }
 
 /// Kills every process in a cgroup subtree (`cgroup.kill`), waits until it is empty, and

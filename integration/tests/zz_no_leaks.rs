@@ -1,9 +1,10 @@
 //! Runs after every other integration test (xtask orders it last): nothing cork or the
 //! test worlds create may remain — no `ck*` netns, no `cork-*` cgroups, bpffs pins or CA
-//! bundle directories, no
-//! nftables table mentioning cork, no cork QEMU and no `ck*` interface (a tap) in the host
-//! namespace, no live world locks, and no leftovers that a test
-//! binary's guard had to sweep away.
+//! bundle directories, no cork QEMU and no `ck*` interface (a tap) in the host namespace,
+//! no live world locks, and no leftovers that a test binary's guard had to sweep away.
+//!
+//! No nftables check: cork creates no table yet, so one could not fail. When VM bottles
+//! create theirs (`inet cork`), check for that table by family and name.
 
 use std::path::Path;
 
@@ -39,13 +40,6 @@ fn no_ca_bundles_remain() {
         left.is_empty(),
         "CA bundle directories left behind: {left:?}"
     );
-}
-
-#[test]
-fn no_nft_tables_remain() -> Result<()> {
-    let left = host::cork_nft_tables()?;
-    assert!(left.is_empty(), "nftables tables left behind: {left:?}");
-    Ok(())
 }
 
 #[test]

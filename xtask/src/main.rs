@@ -23,6 +23,9 @@ const APT_PACKAGES: &[&str] = &[
     "nftables",
     "python3",
     "curl",
+    // Real clients of the proxy tests (tests/proxy.rs): a missing one fails them.
+    "nodejs",
+    "git",
     "procps",
     "util-linux",
     "qemu-system-x86",

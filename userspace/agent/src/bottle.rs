@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use cork_policy::KernelPlan;
 
-use cork_bpf::{BpfError, Enforcement, LoadConstants};
+use cork_bpf::{AttachTarget, BpfError, Enforcement, LoadConstants};
 
 use crate::cgroup::{BottleCgroup, CgroupError};
 use crate::key::BottleKey;
@@ -39,7 +39,8 @@ impl Bottle {
     ) -> Result<Self, BottleError> {
         let cgroup = BottleCgroup::create(cgroup_root, &key.to_string())?;
         // If install fails, `cgroup` drops here and removes the (empty) directory.
-        let enforcement = Enforcement::install(consts, cgroup.path(), &key.pin_dir(bpffs), plan)?;
+        let target = AttachTarget::Cgroup(cgroup.path().to_path_buf());
+        let enforcement = Enforcement::install(consts, &target, &key.pin_dir(bpffs), plan)?;
         Ok(Bottle {
             key: key.clone(),
             cgroup: Some(cgroup),
@@ -69,7 +70,9 @@ impl Bottle {
     /// Reads back programs and maps against `plan` (see [`Enforcement::verify`]).
     pub fn verify(&self, plan: &KernelPlan) -> Result<(), BottleError> {
         match (&self.cgroup, &self.enforcement) {
-            (Some(cg), Some(enf)) => Ok(enf.verify(cg.path(), plan)?),
+            (Some(cg), Some(enf)) => {
+                Ok(enf.verify(&AttachTarget::Cgroup(cg.path().to_path_buf()), plan)?)
+            }
             _ => Err(BottleError::Gone),
         }
     }

@@ -233,6 +233,29 @@ mod tests {
     }
 
     #[test]
+    fn every_code_the_header_defines_has_a_spelling() {
+        use cork_bpf::abi::{cork_hook, cork_reason};
+        let reasons = [
+            (cork_reason::CORK_REASON_ALLOW_RULE, "allow_rule"),
+            (cork_reason::CORK_REASON_QUIC_REFUSED, "quic_refused"),
+            (cork_reason::CORK_REASON_SPOOFED_MAC, "spoofed_mac"),
+            (cork_reason::CORK_REASON_DNS_NAT, "dns_nat"),
+        ];
+        for (code, name) in reasons {
+            assert_eq!(abi::reason_name(code), Some(name));
+        }
+        assert_eq!(
+            abi::hook_name(cork_hook::CORK_HOOK_TC_INGRESS),
+            Some("tc_ingress")
+        );
+        // Dense from 1: no gap where a code would print as "unknown".
+        let last = cork_reason::CORK_REASON_DNS_NAT;
+        assert!((1..=last).all(|c| abi::reason_name(c).is_some()));
+        assert_eq!(abi::reason_name(0), None);
+        assert_eq!(abi::reason_name(last + 1), None);
+    }
+
+    #[test]
     fn sock_create_has_no_destination() {
         let ev = cork_event {
             hook: cork_hook::CORK_HOOK_SOCK_CREATE as u8,

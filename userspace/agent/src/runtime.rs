@@ -126,6 +126,7 @@ impl BottleRuntime {
                 bottle_id: lease.id().get(),
                 dns_port: dns.port(),
                 proxy_port: web.as_ref().map_or(0, WebSetup::port),
+                guest: None,
             },
             &cgroup_root,
             &bpffs,
@@ -241,7 +242,8 @@ impl BottleRuntime {
             });
         };
         services.reader = Some(
-            EventReader::start(enforcement.maps_object(), writer).map_err(RuntimeError::Events)?,
+            EventReader::start(enforcement.maps_object(), writer, runtime)
+                .map_err(RuntimeError::Events)?,
         );
         self.services = Some(services);
         Ok(())

@@ -55,6 +55,19 @@ pub struct LifecycleEvent {
     pub detail: String,
 }
 
+/// "outer: inner: innermost" for an error and its sources: how an error is printed once,
+/// whole, in an audit field or on stderr (messages never repeat their source).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        src = s.source();
+    }
+    out
+}
+
 /// Wall-clock RFC 3339 timestamp for now.
 pub fn now_rfc3339() -> String {
     humantime::format_rfc3339_nanos(std::time::SystemTime::now()).to_string()

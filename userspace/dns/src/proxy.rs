@@ -155,13 +155,26 @@ impl BoundDnsProxy {
         sink: Arc<Mutex<AuditSink>>,
         names: Arc<Mutex<HashMap<IpAddr, String>>>,
     ) -> RunningDnsProxy {
+        self.start_with_clock(cfg, learner, sink, names, Arc::new(Instant::now))
+    }
+
+    /// [`BoundDnsProxy::start`] with the query budget reading time from `clock`.
+    fn start_with_clock(
+        self,
+        cfg: DnsProxyConfig,
+        learner: Arc<dyn Learner>,
+        sink: Arc<Mutex<AuditSink>>,
+        names: Arc<Mutex<HashMap<IpAddr, String>>>,
+        clock: Clock,
+    ) -> RunningDnsProxy {
         let dns = &cfg.policy.dns;
         let shared = Arc::new(Shared {
             ttl: TtlBounds {
                 min: dns.min_ttl,
                 max: dns.max_ttl,
             },
-            rate: Mutex::new(TokenBucket::new(dns.queries_per_second, Instant::now())),
+            rate: Mutex::new(TokenBucket::new(dns.queries_per_second, clock())),
+            clock,
             cfg,
             learner,
             sink,
@@ -245,6 +258,10 @@ impl Drop for RunningDnsProxy {
     }
 }
 
+/// Where the query budget reads the time: `Instant::now`, or a test's clock, so that a
+/// test decides when tokens refill instead of racing the wall clock.
+type Clock = Arc<dyn Fn() -> Instant + Send + Sync>;
+
 /// What every thread of one proxy shares.
 struct Shared {
     cfg: DnsProxyConfig,
@@ -252,6 +269,7 @@ struct Shared {
     sink: Arc<Mutex<AuditSink>>,
     names: Arc<Mutex<HashMap<IpAddr, String>>>,
     rate: Mutex<TokenBucket>,
+    clock: Clock,
     ttl: TtlBounds,
     stop: AtomicBool,
 }

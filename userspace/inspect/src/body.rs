@@ -48,7 +48,7 @@ pub trait Decode: Send {
 
 pub struct InspectedBody {
     inner: Incoming,
-    scan: Option<StreamScan<'static>>,
+    scan: Option<StreamScan>,
     action: DlpAction,
     /// Forwardable bytes not released yet: they start at stream offset `held_start` of
     /// the scanned stream when not decoding.
@@ -71,7 +71,7 @@ impl InspectedBody {
     /// cannot rewrite them and behaves as `block`).
     pub fn new(
         inner: Incoming,
-        scan: StreamScan<'static>,
+        scan: StreamScan,
         action: DlpAction,
         decoder: Option<Box<dyn Decode>>,
         report: SharedReport,

@@ -46,10 +46,10 @@ pub struct InspectConfig {
     pub policy: Arc<Policy>,
     pub ca: Arc<BottleCa>,
     pub upstream_roots: Arc<RootCertStore>,
-    /// Built once per bottle and kept for the agent's life: every stream borrows it.
-    pub scanner: &'static Scanner,
-    /// Built once per bottle and kept for the agent's life, like the scanner.
-    pub credentials: &'static Credentials,
+    /// Built once per bottle; every stream shares it, and it goes with the bottle.
+    pub scanner: Arc<Scanner>,
+    /// Built once per bottle, like the scanner; the real values go with the bottle.
+    pub credentials: Arc<Credentials>,
     pub resolved: Arc<Resolved>,
     pub redirects: Arc<dyn Redirects>,
     pub sink: Arc<Mutex<AuditSink>>,

@@ -80,7 +80,7 @@ fn main() -> ExitCode {
             }) {
                 Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
                 Err(e) => {
-                    eprintln!("cork run: {}", chain(&e));
+                    eprintln!("cork run: {}", cork_audit::error_chain(&e));
                     ExitCode::from(e.exit_code() as u8)
                 }
             }
@@ -145,20 +145,8 @@ fn clean() -> ExitCode {
             }
         }
         Err(e) => {
-            eprintln!("cork clean: {}", chain(&e));
+            eprintln!("cork clean: {}", cork_audit::error_chain(&e));
             ExitCode::from(1)
         }
     }
-}
-
-/// "outer: inner: innermost" for an error and its sources.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut src = e.source();
-    while let Some(s) = src {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        src = s.source();
-    }
-    out
 }

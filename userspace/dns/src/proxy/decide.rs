@@ -2,7 +2,6 @@
 //! and the audit event that says so.
 
 use std::net::SocketAddr;
-use std::time::Instant;
 
 use cork_policy::DomainVerdict;
 
@@ -17,7 +16,7 @@ const MAX_REMEMBERED_NAMES: usize = 65_536;
 
 impl Shared {
     pub(super) fn take_token(&self) -> bool {
-        lock(&self.rate).take(Instant::now())
+        lock(&self.rate).take((self.clock)())
     }
 
     fn event(&self, transport: Transport, client: SocketAddr) -> DnsQueryEvent {

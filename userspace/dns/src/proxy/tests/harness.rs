@@ -17,7 +17,7 @@ use hickory_proto::rr::rdata::{A, AAAA, CNAME};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use serde_json::Value;
 
-use crate::proxy::{BoundDnsProxy, DnsProxyConfig, LearnFailed, Learner, RunningDnsProxy};
+use crate::proxy::{BoundDnsProxy, Clock, DnsProxyConfig, LearnFailed, Learner, RunningDnsProxy};
 use crate::tcp::write_frame;
 use cork_audit::AuditSink;
 
@@ -217,6 +217,8 @@ pub(super) struct Opts {
     /// Replaces the fake upstream in the config (e.g. a silent socket).
     pub(super) upstream: Option<SocketAddr>,
     pub(super) timeout: Duration,
+    /// The query budget's clock (default: the wall clock).
+    pub(super) clock: Option<Clock>,
 }
 
 impl Default for Opts {
@@ -226,6 +228,7 @@ impl Default for Opts {
             learn_fails: false,
             upstream: None,
             timeout: Duration::from_secs(2),
+            clock: None,
         }
     }
 }
@@ -285,7 +288,12 @@ domain = "bad.allowed.test"
         upstream_timeout: opts.timeout,
         resolved: Arc::default(),
     };
-    let proxy = bound.start(cfg, learner.clone(), sink, Arc::clone(&names));
+    let proxy = match opts.clock {
+        Some(clock) => {
+            bound.start_with_clock(cfg, learner.clone(), sink, Arc::clone(&names), clock)
+        }
+        None => bound.start(cfg, learner.clone(), sink, Arc::clone(&names)),
+    };
     Harness {
         proxy: Some(proxy),
         port,

@@ -7,6 +7,7 @@ mod harness;
 
 use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr, UdpSocket};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hickory_proto::op::{self, Message, MessageType, OpCode, ResponseCode};
@@ -154,19 +155,28 @@ fn a_refused_type_is_refused_without_asking_upstream() {
 
 #[test]
 fn queries_over_the_rate_are_refused() {
+    // The budget's clock stands still until the test moves it: no race with the refill.
+    let now = Arc::new(Mutex::new(Instant::now()));
+    let clock = Arc::clone(&now);
     let h = start(Opts {
         qps: 2,
+        clock: Some(Arc::new(move || *clock.lock().unwrap())),
         ..Opts::default()
     });
-    let rcodes: Vec<ResponseCode> = (0..5)
-        .map(|i| {
-            let (reply, _) = udp_ask(h.v4(), &query(i, "a.allowed.test", RecordType::A));
-            reply.metadata.response_code
-        })
-        .collect();
-    // A burst of 2; the rest come well within the half second a new token takes.
+    let ask = |id| {
+        let (reply, _) = udp_ask(h.v4(), &query(id, "a.allowed.test", RecordType::A));
+        reply.metadata.response_code
+    };
+    // A burst of 2, then nothing while no time passes.
+    let rcodes: Vec<ResponseCode> = (0..5).map(ask).collect();
     assert_eq!(rcodes[..2], [ResponseCode::NoError; 2]);
     assert_eq!(rcodes[2..], [ResponseCode::Refused; 3]);
+    // Half a second at 2/s refills one token.
+    *now.lock().unwrap() += Duration::from_millis(500);
+    assert_eq!(
+        [ask(5), ask(6)],
+        [ResponseCode::NoError, ResponseCode::Refused]
+    );
     let reasons: Vec<Value> = h.audit().iter().map(|e| e["reason"].clone()).collect();
     assert_eq!(
         reasons,
@@ -175,17 +185,20 @@ fn queries_over_the_rate_are_refused() {
             "allowed",
             "rate_limited",
             "rate_limited",
+            "rate_limited",
+            "allowed",
             "rate_limited"
         ]
     );
     let last = h.last_audit();
     assert_eq!(last["name"], "a.allowed.test");
     assert_eq!(last["verdict"], "deny");
-    assert_eq!(h.upstream.asked(), 2);
+    assert_eq!(last["rcode"], "REFUSED");
+    assert_eq!(h.upstream.asked(), 3);
 
     // TCP draws on the same bucket.
     let mut stream = tcp_connect(h.v4());
-    write_frame(&mut stream, &query(6, "a.allowed.test", RecordType::A)).unwrap();
+    write_frame(&mut stream, &query(7, "a.allowed.test", RecordType::A)).unwrap();
     assert_eq!(
         tcp_read(&mut stream).metadata.response_code,
         ResponseCode::Refused
@@ -203,10 +216,15 @@ fn a_silent_upstream_gives_servfail_within_the_timeout() {
     });
     let sent = Instant::now();
     let (reply, received) = udp_ask(h.v4(), &query(11, "a.allowed.test", RecordType::A));
-    let took = received - sent;
     assert_eq!(reply.metadata.response_code, ResponseCode::ServFail);
+    // In order: the proxy asked the upstream, waited out its timeout (a lower bound,
+    // which a loaded machine only lengthens), then answered — before the client's own
+    // deadline, which `udp_ask` enforces. No upper bound on the wall clock.
+    let mut buf = [0u8; 512];
+    silent.set_nonblocking(true).unwrap();
+    assert!(silent.recv_from(&mut buf).is_ok(), "the upstream was asked");
+    let took = received - sent;
     assert!(took >= timeout, "{took:?}");
-    assert!(took < timeout * 5, "{took:?}");
     let ev = h.last_audit();
     assert_eq!(ev["reason"], "upstream_failed");
     assert_eq!(ev["verdict"], "allow");
@@ -305,10 +323,23 @@ fn stop_returns_promptly_with_work_in_flight() {
         ResponseCode::Refused
     );
 
-    let stopping = Instant::now();
-    h.proxy.take().unwrap().stop();
-    let took = stopping.elapsed();
-    assert!(took < Duration::from_secs(1), "stop took {took:?}");
+    // Stop must end long before the in-flight query's 30 s upstream deadline. The bound
+    // is the harness's hang guard for every client call (CLIENT_TIMEOUT), not a timing
+    // claim: stop checks its flag every POLL_INTERVAL.
+    let proxy = h.proxy.take().unwrap();
+    let (done, stopped) = std::sync::mpsc::channel();
+    let stopping = std::thread::spawn(move || {
+        proxy.stop();
+        done.send(()).unwrap();
+    });
+    stopped
+        .recv_timeout(CLIENT_TIMEOUT)
+        .expect("stop waited for the in-flight query");
+    stopping.join().unwrap();
+    // And it did not answer it on the way out: dropped unanswered, as documented.
+    client.set_nonblocking(true).unwrap();
+    let unanswered = client.recv_from(&mut buf).unwrap_err();
+    assert_eq!(unanswered.kind(), std::io::ErrorKind::WouldBlock);
     // The connection is closed.
     let mut rest = Vec::new();
     assert_eq!(stream.read_to_end(&mut rest).unwrap(), 0);
