@@ -4,8 +4,9 @@
 //! job-control signals are cork's to handle) and dies with cork (`PR_SET_PDEATHSIG`).
 //!
 //! `PR_SET_PDEATHSIG` fires when the *thread* that forked the child exits, not the
-//! process: call [`launch`] from the thread that lives as long as the VM (the one that
-//! calls [`Vm::wait`]), never from a short-lived helper thread.
+//! process. So [`launch`] forks from a thread of its own that lives until QEMU has been
+//! reaped (or the [`Vm`] is dropped): any caller thread works — a tokio blocking-pool
+//! thread that retires after its idle timeout would otherwise take QEMU with it.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -13,6 +14,8 @@ use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
 
 use crate::argv::{ArgvError, Fds, VmConfig, qemu_args};
 use crate::qmp::Qmp;
@@ -55,6 +58,25 @@ pub struct Vm {
     pub(crate) pidfd: OwnedFd,
     pub(crate) qmp: Qmp,
     pub(crate) reaped: bool,
+    /// The thread QEMU's death signal is tied to; `None` for stand-ins in tests.
+    pub(crate) parent: Option<ParentThread>,
+}
+
+/// The thread that forked QEMU, parked until released (then it ends, and with it the
+/// death-signal tie: release it only once QEMU is reaped).
+#[derive(Debug)]
+pub(crate) struct ParentThread {
+    release: Option<mpsc::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for ParentThread {
+    fn drop(&mut self) {
+        drop(self.release.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 impl Vm {
@@ -112,7 +134,7 @@ pub fn launch(qemu: &Path, cfg: &VmConfig, tap: &Tap) -> Result<Vm, LaunchError>
             Ok(())
         });
     }
-    let child = cmd.spawn().map_err(|source| LaunchError::Spawn {
+    let (child, parent) = spawn_on_parent_thread(cmd).map_err(|source| LaunchError::Spawn {
         qemu: qemu.to_owned(),
         source,
     })?;
@@ -132,11 +154,40 @@ pub fn launch(qemu: &Path, cfg: &VmConfig, tap: &Tap) -> Result<Vm, LaunchError>
             pidfd,
             qmp,
             reaped: false,
+            parent: Some(parent),
         }),
         Err(e) => {
             let _ = child.kill();
             let _ = child.wait();
             Err(e)
+        }
+    }
+}
+
+/// Spawns `cmd` from a new thread that then waits to be released (see [`ParentThread`]).
+fn spawn_on_parent_thread(mut cmd: Command) -> io::Result<(Child, ParentThread)> {
+    let (spawned_tx, spawned_rx) = mpsc::channel();
+    let (release, hold) = mpsc::channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name("cork-qemu-parent".into())
+        .spawn(move || {
+            let spawned = cmd.spawn();
+            let ok = spawned.is_ok();
+            if spawned_tx.send(spawned).is_ok() && ok {
+                // Returns when the sender is dropped: QEMU has been reaped by then.
+                let _ = hold.recv();
+            }
+        })?;
+    let mut parent = ParentThread {
+        release: Some(release),
+        thread: Some(thread),
+    };
+    match spawned_rx.recv() {
+        Ok(Ok(child)) => Ok((child, parent)),
+        Ok(Err(e)) => Err(e),
+        Err(_) => {
+            parent.thread.take();
+            Err(io::Error::other("the thread spawning QEMU died"))
         }
     }
 }

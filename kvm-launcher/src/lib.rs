@@ -10,7 +10,8 @@
 //!    not this crate) and verifies before going on.
 //! 3. [`VmConfig`] + [`launch`] — QEMU's command line (pure, see [`qemu_args`]) and the
 //!    spawn: the tap's fd and a QMP socketpair are inherited by QEMU only, QEMU gets
-//!    `PR_SET_PDEATHSIG = SIGKILL` and its own session.
+//!    `PR_SET_PDEATHSIG = SIGKILL` (tied to a launcher-owned thread that outlives it)
+//!    and its own session.
 //! 4. [`Vm::wait`] — the guest's life: the serial console is on QEMU's stdio; a stop
 //!    request (a byte on a pipe, see [`StopSignals`]) asks the guest to power off over
 //!    QMP and kills QEMU after a grace period. [`VmExit::code`] maps the end to cork's

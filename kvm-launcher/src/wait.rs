@@ -103,6 +103,8 @@ impl Vm {
             if fds[0].revents != 0 {
                 let status = self.child.wait().map_err(err("waitpid"))?;
                 self.reaped = true;
+                // QEMU is gone: its parent thread may end now.
+                drop(self.parent.take());
                 // The SHUTDOWN event was written before QEMU exited: read what is left.
                 self.qmp.on_readable();
                 return Ok(match (stopping, status.signal(), status.code()) {

@@ -123,7 +123,13 @@ fn run() -> Result<u8> {
         mac: Mac::local(args.tap.as_bytes()),
         fw_cfg: args.fw_cfg,
     };
-    let vm = cork_kvm::launch(&report.qemu, &cfg, &tap)?;
+    // Launched from a thread that ends at once, on purpose: QEMU's death signal must not
+    // depend on the caller's thread living on (the SIGTERM and boot tests would fail).
+    let vm = std::thread::scope(|s| {
+        s.spawn(|| cork_kvm::launch(&report.qemu, &cfg, &tap))
+            .join()
+            .map_err(|_| anyhow::anyhow!("launch thread panicked"))
+    })??;
     eprintln!(
         "cork-vm-boot: qemu pid {} tap {} mac {}",
         vm.pid(),

@@ -12,10 +12,22 @@ fn host(kvm: &str) -> Host {
     }
 }
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("cork-kvm-preflight-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("create scratch dir");
-    dir.join(name)
+/// A per-test scratch directory, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(test: &str) -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("cork-kvm-preflight-{}-{test}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("create scratch dir");
+        Self(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 #[test]
@@ -37,7 +49,8 @@ fn a_missing_kvm_device_names_modules_firmware_nesting_and_tcg() {
 
 #[test]
 fn a_regular_file_is_not_a_kvm_device() {
-    let f = scratch("not-a-device");
+    let scratch = Scratch::new("not-a-device");
+    let f = scratch.0.join("not-a-device");
     std::fs::write(&f, b"").expect("write scratch file");
     let e = host(f.to_str().expect("utf-8 path"))
         .check(Accel::Kvm)
@@ -96,8 +109,8 @@ fn tcg_needs_no_kvm_but_still_needs_qemu_and_tun() {
 
 #[test]
 fn missing_qemu_says_cargo_xtask_deps() {
-    let empty = scratch("empty-bin");
-    std::fs::create_dir_all(&empty).expect("create empty dir");
+    let scratch = Scratch::new("empty-bin");
+    let empty = scratch.0.clone();
     let mut h = host("/nonexistent/kvm");
     h.qemu = None;
     h.path = empty.clone().into_os_string();

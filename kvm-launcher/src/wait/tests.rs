@@ -24,6 +24,7 @@ fn fake_vm(script: &str) -> (Vm, UnixStream) {
         pidfd,
         qmp: Qmp::new(ours).expect("qmp"),
         reaped: false,
+        parent: None,
     };
     (vm, theirs)
 }
