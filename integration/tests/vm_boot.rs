@@ -2,7 +2,7 @@
 //! test guest boots under TCG on a tap in the World's bottle netns, reaches TCP servers in
 //! the internet netns over IPv4 and IPv6, prints its results on the serial console and
 //! powers off; afterwards no QEMU and no tap remain. Also: a stop signal powers the guest
-//! off over QMP, a SIGKILLed launcher takes QEMU and the tap with it, and the preflight
+//! off over QMP (its probe given on the kernel command line), a SIGKILLed launcher takes QEMU and the tap with it, and the preflight
 //! refuses a host without /dev/kvm (simulated).
 
 use std::path::Path;
@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use std::os::unix::process::ExitStatusExt;
 
 use anyhow::{Context, Result, bail};
+use base64::Engine;
+use base64::prelude::BASE64_STANDARD;
 use cork_integration::process::{Spawned, pids_in_netns};
 use cork_integration::vm::{Guest, TAP_V4, TAP_V6, route_guest_subnets, static_net_append};
 use cork_integration::{Side, World, host};
@@ -19,17 +21,33 @@ use cork_integration::{Side, World, host};
 /// Generous: TCG on two shared cores boots in seconds, but other suites run alongside.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(240);
 
-fn vm_boot(world: &World, guest: &Guest, tap: &str, probe: &Path, append: &str) -> Command {
+/// Where the guest's probe script comes from.
+enum ProbeFrom<'a> {
+    /// fw_cfg `opt/cork/probe` (what cork uses).
+    FwCfg(&'a Path),
+    /// The kernel command line (`cork.probe=BASE64`), the init's fallback.
+    Cmdline(&'a str),
+}
+
+fn vm_boot(world: &World, guest: &Guest, tap: &str, probe: ProbeFrom, append: &str) -> Command {
     let mut cmd = world.command(Side::Bottle, env!("CARGO_BIN_EXE_cork-vm-boot"));
     cmd.args(["--accel", "tcg", "--memory", "256", "--tap", tap])
         .args(["--tap-addr", TAP_V4, "--tap-addr", TAP_V6])
         .arg("--kernel")
         .arg(&guest.kernel)
         .arg("--initrd")
-        .arg(&guest.initrd)
-        .args(["--append", &format!("quiet panic=-1 {append}")])
-        .arg("--probe")
-        .arg(probe);
+        .arg(&guest.initrd);
+    let mut append = format!("quiet panic=-1 {append}");
+    match probe {
+        ProbeFrom::FwCfg(file) => {
+            cmd.arg("--probe").arg(file);
+        }
+        ProbeFrom::Cmdline(script) => {
+            append.push_str(" cork.probe=");
+            append.push_str(&BASE64_STANDARD.encode(script));
+        }
+    }
+    cmd.args(["--append", &append]);
     cmd
 }
 
@@ -96,7 +114,7 @@ fn guest_boots_on_a_tap_and_reaches_tcp_servers_over_v4_and_v6() -> Result<()> {
         &world,
         &guest,
         &tap,
-        &probe,
+        ProbeFrom::FwCfg(&probe),
         &static_net_append(),
     ))?;
     run.wait_line("CORK-PROBE-BEGIN", BOOT_TIMEOUT)?;
@@ -142,10 +160,9 @@ fn guest_boots_on_a_tap_and_reaches_tcp_servers_over_v4_and_v6() -> Result<()> {
 fn sigterm_powers_the_guest_off_over_qmp() -> Result<()> {
     let guest = Guest::locate()?;
     let world = World::new("sigterm_powers_the_guest_off_over_qmp")?;
-    let probe = world.path("probe", "sh");
-    std::fs::write(&probe, "echo ready\nexec sleep 600\n")?;
     let tap = format!("{}t", world.id());
-    let mut cmd = vm_boot(&world, &guest, &tap, &probe, "");
+    let probe = ProbeFrom::Cmdline("echo ready\nexec sleep 600\n");
+    let mut cmd = vm_boot(&world, &guest, &tap, probe, "");
     // Long enough that only the guest's own power-off ends it in time.
     cmd.args(["--grace-ms", "120000"]);
     let mut run = Spawned::start(&mut cmd)?;
@@ -168,7 +185,13 @@ fn sigkill_of_the_launcher_takes_qemu_and_the_tap_with_it() -> Result<()> {
     let probe = world.path("probe", "sh");
     std::fs::write(&probe, "echo ready\nexec sleep 600\n")?;
     let tap = format!("{}t", world.id());
-    let mut run = Spawned::start(&mut vm_boot(&world, &guest, &tap, &probe, ""))?;
+    let mut run = Spawned::start(&mut vm_boot(
+        &world,
+        &guest,
+        &tap,
+        ProbeFrom::FwCfg(&probe),
+        "",
+    ))?;
     run.wait_line("ready", BOOT_TIMEOUT)?;
     let qemu = qemu_of(&tap)?;
     // Not `finish`: if QEMU survived, it would hold the output pipes open forever.
