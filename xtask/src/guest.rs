@@ -312,3 +312,46 @@ fn fnv(bytes: &[u8]) -> u64 {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn depends_come_from_the_modinfo_strings() {
+        let ko = b"\x7fELF...\0license=GPL\0depends=virtio_ring,virtio,net-failover\0retpoline=Y\0";
+        assert_eq!(
+            modinfo_depends(ko),
+            ["virtio_ring", "virtio", "net_failover"]
+        );
+        assert!(modinfo_depends(b"\0depends=\0").is_empty());
+        assert!(modinfo_depends(b"no modinfo").is_empty());
+    }
+
+    #[test]
+    fn dependencies_load_first() {
+        let m = |deps: &[&str]| {
+            (
+                PathBuf::new(),
+                deps.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
+            )
+        };
+        let modules: BTreeMap<String, (PathBuf, Vec<String>)> = [
+            ("virtio_net", m(&["virtio_ring", "virtio", "net_failover"])),
+            ("net_failover", m(&["failover"])),
+            ("failover", m(&[])),
+            ("virtio", m(&["virtio_ring"])),
+            ("virtio_ring", m(&[])),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let order = load_order(&modules);
+        let at = |n: &str| order.iter().position(|o| o == n).expect(n);
+        assert_eq!(order.len(), 5);
+        assert!(at("virtio_ring") < at("virtio"));
+        assert!(at("virtio") < at("virtio_net"));
+        assert!(at("failover") < at("net_failover"));
+        assert!(at("net_failover") < at("virtio_net"));
+    }
+}
