@@ -24,6 +24,7 @@ pub mod process;
 pub mod proxy_bench;
 pub mod server;
 pub mod sweep;
+pub mod verdicts;
 pub mod vm;
 pub mod world;
 

@@ -8,13 +8,13 @@
 //! else exactly as `cork_policy::evaluate` says for a cgroup bottle.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use cork_bpf::abi::{cork_guest, cork_mark};
 use cork_bpf::test_run::{TapTestRun, TapVerdict, eth_frame, ip_packet};
 use cork_bpf::{AttachTarget, Enforcement, LoadConstants};
 use cork_integration::World;
+use cork_integration::verdicts::{Lcg, PinnedRun};
 use cork_policy::{Action, Proto};
 
 const MANIFEST: &str = r#"
@@ -77,28 +77,10 @@ fn consts() -> LoadConstants {
     }
 }
 
-/// Removes the pin directory even when an assertion fails.
-struct Harness {
-    run: Option<TapTestRun>,
-    pin_dir: PathBuf,
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        drop(self.run.take());
-        let _ = std::fs::remove_dir_all(&self.pin_dir);
-    }
-}
-
-fn load(tag: &str) -> Result<(cork_policy::KernelPlan, Harness)> {
+fn load(tag: &str) -> Result<(cork_policy::KernelPlan, PinnedRun<TapTestRun>)> {
     let plan = cork_policy::compile(MANIFEST, "tapverdicts.toml")?.kernel_plan();
-    let pin_dir = cork_agent::mounts::ensure_bpffs()?
-        .join(format!("cork-tapverdicts-{}-{tag}", std::process::id()));
-    let mut h = Harness {
-        run: None,
-        pin_dir: pin_dir.clone(),
-    };
-    h.run = Some(TapTestRun::load(consts(), &pin_dir, &plan)?);
+    let mut h = PinnedRun::new("tapverdicts", tag)?;
+    h.run = Some(TapTestRun::load(consts(), &h.pin_dir, &plan)?);
     Ok((plan, h))
 }
 
@@ -131,22 +113,6 @@ fn model(plan: &cork_policy::KernelPlan, dst: IpAddr, proto: Proto, port: u16) -
     }
 }
 
-/// A small deterministic generator: the same cases every run.
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        self.0 >> 33
-    }
-    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-        items[(self.next() as usize) % items.len()]
-    }
-}
-
 #[test]
 fn tap_verdicts_match_the_policy_model() -> Result<()> {
     let (plan, mut h) = load("model")?;
@@ -161,7 +127,7 @@ fn tap_verdicts_match_the_policy_model() -> Result<()> {
     for _ in 0..3000 {
         let proto = rng.pick(&[Proto::Tcp, Proto::Udp]);
         let port = rng.pick(&ports);
-        let (src, dst) = match rng.next() % 3 {
+        let (src, dst) = match rng.next_u64() % 3 {
             0 => (
                 IpAddr::V4(GUEST4),
                 IpAddr::V4(Ipv4Addr::new(198, 51, 100, rng.pick(&v4_hosts))),
@@ -419,13 +385,8 @@ fn tap_marks_inspected_flows_of_learned_names_like_the_model() -> Result<()> {
 
     let policy = compile(PROXY_MANIFEST, "tapverdicts-proxy.toml")?;
     let plan = policy.kernel_plan();
-    let pin_dir = cork_agent::mounts::ensure_bpffs()?
-        .join(format!("cork-tapverdicts-{}-proxy", std::process::id()));
-    let mut h = Harness {
-        run: None,
-        pin_dir: pin_dir.clone(),
-    };
-    h.run = Some(TapTestRun::load(consts(), &pin_dir, &plan)?);
+    let mut h = PinnedRun::new("tapverdicts", "proxy")?;
+    h.run = Some(TapTestRun::load(consts(), &h.pin_dir, &plan)?);
     let run = h.run.as_mut().context("loaded")?;
     let fresh = boot_ns() + 60_000_000_000;
     let mut model_plan = plan.clone();

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use cork_policy::KernelPlan;
 
-use cork_bpf::{AttachTarget, BpfError, Enforcement, LoadConstants};
+use cork_bpf::{AttachTarget, BpfError, Enforcement, LoadConstants, TeardownError};
 
 use crate::cgroup::{BottleCgroup, CgroupError};
 use crate::key::BottleKey;
@@ -25,6 +25,20 @@ pub enum BottleError {
     Bpf(#[from] BpfError),
     #[error("the bottle has been torn down")]
     Gone,
+}
+
+/// One thing a bottle's teardown could not do.
+#[derive(Debug, thiserror::Error)]
+pub enum TeardownProblem {
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
+    #[error(
+        "enforcement for {key} stays pinned because its processes could not be removed; run \
+         `cork clean` once they are gone"
+    )]
+    LeftFenced { key: String },
+    #[error(transparent)]
+    Bpf(#[from] TeardownError),
 }
 
 impl Bottle {
@@ -79,18 +93,16 @@ impl Bottle {
 
     /// Kills everything left in the bottle, then removes enforcement. Returns the problems
     /// met (empty when clean).
-    pub fn teardown(&mut self) -> Vec<String> {
+    pub fn teardown(&mut self) -> Vec<TeardownProblem> {
         let mut problems = Vec::new();
         if let Some(cg) = self.cgroup.take()
             && let Err(e) = cg.remove()
         {
             {
-                problems.push(format!("{e}"));
-                problems.push(format!(
-                    "enforcement for {} stays pinned because its processes could not be \
-                     removed; run `cork clean` once they are gone",
-                    self.key
-                ));
+                problems.push(TeardownProblem::Cgroup(e));
+                problems.push(TeardownProblem::LeftFenced {
+                    key: self.key.to_string(),
+                });
                 if let Some(enf) = self.enforcement.take() {
                     enf.abandon();
                 }
@@ -98,7 +110,7 @@ impl Bottle {
             }
         }
         if let Some(enf) = self.enforcement.take() {
-            problems.extend(enf.remove());
+            problems.extend(enf.remove().into_iter().map(TeardownProblem::Bpf));
         }
         problems
     }
@@ -107,7 +119,7 @@ impl Bottle {
 impl Drop for Bottle {
     fn drop(&mut self) {
         for p in self.teardown() {
-            tracing::warn!("bottle teardown: {p}");
+            tracing::warn!("bottle teardown: {}", cork_audit::error_chain(&p));
         }
     }
 }

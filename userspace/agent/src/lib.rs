@@ -25,6 +25,6 @@ pub mod upstream;
 pub mod vm;
 pub mod web;
 
-pub use bottle::{Bottle, BottleError};
+pub use bottle::{Bottle, BottleError, TeardownProblem};
 pub use key::{BottleId, BottleKey};
 pub use runtime::{BottleRuntime, RuntimeError};

@@ -32,7 +32,7 @@ use cork_inspect::setup::CaBundle;
 use cork_policy::Policy;
 
 use crate::adapters::KernelLearner;
-use crate::bottle::{Bottle, BottleError};
+use crate::bottle::{Bottle, BottleError, TeardownProblem};
 use crate::kernel_audit::{AuditWriter, Enrichment};
 use crate::key::{BottleKey, IdLease, KeyError};
 use crate::mounts::{self, MountError};
@@ -315,11 +315,11 @@ impl BottleRuntime {
 
     /// Tears the bottle down (see the module docs for the order). Returns the problems
     /// met; empty when everything was removed.
-    pub fn stop(mut self) -> Vec<String> {
+    pub fn stop(mut self) -> Vec<TeardownProblem> {
         self.teardown()
     }
 
-    fn teardown(&mut self) -> Vec<String> {
+    fn teardown(&mut self) -> Vec<TeardownProblem> {
         // Processes die while the programs still enforce.
         let problems = self.bottle.teardown();
         if let Some(services) = self.services.take() {
@@ -358,7 +358,7 @@ impl BottleRuntime {
 impl Drop for BottleRuntime {
     fn drop(&mut self) {
         for p in self.teardown() {
-            tracing::warn!("bottle teardown: {p}");
+            tracing::warn!("bottle teardown: {}", cork_audit::error_chain(&p));
         }
     }
 }

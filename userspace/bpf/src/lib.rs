@@ -116,6 +116,36 @@ pub enum BpfError {
     },
 }
 
+/// One thing teardown could not undo. Teardown goes on past each (it removes as much as
+/// it can), so these are collected, not returned early.
+#[derive(Debug, thiserror::Error)]
+pub enum TeardownError {
+    #[error("unpinning the link of {program}")]
+    Unpin {
+        program: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    #[error("removing pin {path}")]
+    RemovePin {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("listing pin directory {path}")]
+    ListPins {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("removing pin directory {path}")]
+    RemoveDir {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
 /// Load-time constants of a bottle's programs (`const volatile` globals in cork_bpf.h).
 #[derive(Debug, Clone, Copy)]
 pub struct LoadConstants {
@@ -293,7 +323,7 @@ impl Enforcement {
 
     /// Detaches every program and removes every pin. Errors are collected, not fatal:
     /// teardown goes as far as it can.
-    pub fn remove(mut self) -> Vec<String> {
+    pub fn remove(mut self) -> Vec<TeardownError> {
         self.remove_inner()
     }
 
@@ -303,7 +333,7 @@ impl Enforcement {
         self.removed = true;
     }
 
-    fn remove_inner(&mut self) -> Vec<String> {
+    fn remove_inner(&mut self) -> Vec<TeardownError> {
         if self.removed {
             return Vec::new();
         }
@@ -313,7 +343,10 @@ impl Enforcement {
             if let Some(link) = att.link {
                 match link.unpin() {
                     Ok(fd_link) => drop(fd_link), // closing the last fd detaches it
-                    Err(e) => problems.push(format!("unpinning link of {}: {e}", att.program)),
+                    Err(source) => problems.push(TeardownError::Unpin {
+                        program: att.program,
+                        source,
+                    }),
                 }
             }
         }
@@ -326,7 +359,7 @@ impl Enforcement {
 impl Drop for Enforcement {
     fn drop(&mut self) {
         for p in self.remove_inner() {
-            tracing::warn!("bottle teardown: {p}");
+            tracing::warn!("bottle teardown: {}", error_chain(&p));
         }
     }
 }
@@ -344,21 +377,43 @@ pub fn boot_ns() -> u64 {
 
 /// Removes a bottle pin directory and everything pinned in it (used by `cork clean` too).
 /// Unlinking a link pin whose fd nobody holds detaches the program.
-pub fn remove_pin_dir(dir: &Path) -> Vec<String> {
+pub fn remove_pin_dir(dir: &Path) -> Vec<TeardownError> {
     let mut problems = Vec::new();
     match fs::read_dir(dir) {
         Ok(entries) => {
             for entry in entries.flatten() {
-                if let Err(e) = fs::remove_file(entry.path()) {
-                    problems.push(format!("removing pin {}: {e}", entry.path().display()));
+                if let Err(source) = fs::remove_file(entry.path()) {
+                    problems.push(TeardownError::RemovePin {
+                        path: entry.path(),
+                        source,
+                    });
                 }
             }
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => return problems,
-        Err(e) => problems.push(format!("listing {}: {e}", dir.display())),
+        Err(source) => problems.push(TeardownError::ListPins {
+            path: dir.to_path_buf(),
+            source,
+        }),
     }
-    if let Err(e) = fs::remove_dir(dir) {
-        problems.push(format!("removing {}: {e}", dir.display()));
+    if let Err(source) = fs::remove_dir(dir) {
+        problems.push(TeardownError::RemoveDir {
+            path: dir.to_path_buf(),
+            source,
+        });
     }
     problems
+}
+
+/// "outer: inner" for an error and its sources (this crate sits below the audit crate,
+/// which has the same helper for everyone above).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        src = s.source();
+    }
+    out
 }

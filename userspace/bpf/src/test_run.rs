@@ -39,6 +39,29 @@ struct TestRunAttr {
     _pad: u32,
 }
 
+/// `BPF_PROG_TEST_RUN` with `attr`; the kernel writes the program's return value (and
+/// any output the attr asks for) back into it.
+///
+/// # Safety
+/// Every pointer in `attr` must point at a buffer of the size given beside it, alive for
+/// the call (writable for the output buffers).
+unsafe fn test_run(attr: &mut TestRunAttr) -> io::Result<()> {
+    // SAFETY: attr is a valid bpf_attr prefix of the size passed; its pointers are the
+    // caller's promise.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_TEST_RUN,
+            attr as *mut TestRunAttr,
+            std::mem::size_of::<TestRunAttr>() as u32,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// A bottle's programs loaded (not attached) with its maps filled from a plan.
 pub struct SkbTestRun {
     enforcement: Enforcement,
@@ -125,19 +148,8 @@ impl SkbTestRun {
             repeat: 1,
             ..Default::default()
         };
-        // SAFETY: attr is a valid bpf_attr prefix of the size passed; data_in points at
-        // `frame`, alive for the call; no output buffers are given.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_PROG_TEST_RUN,
-                &mut attr as *mut TestRunAttr,
-                std::mem::size_of::<TestRunAttr>() as u32,
-            )
-        };
-        if rc < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        // SAFETY: data_in points at `frame`, alive for the call; no output buffers.
+        unsafe { test_run(&mut attr)? };
         Ok(attr.retval & 1 == 1)
     }
 }
@@ -223,19 +235,9 @@ impl TapTestRun {
             ctx_out: ctx_out.as_mut_ptr() as u64,
             ..Default::default()
         };
-        // SAFETY: attr is a valid bpf_attr prefix of the size passed; data_in, ctx_in and
-        // ctx_out point at buffers alive for the call, of the sizes given.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_PROG_TEST_RUN,
-                &mut attr as *mut TestRunAttr,
-                std::mem::size_of::<TestRunAttr>() as u32,
-            )
-        };
-        if rc < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        // SAFETY: data_in, ctx_in and ctx_out point at buffers alive for the call, of the
+        // sizes given.
+        unsafe { test_run(&mut attr)? };
         Ok(TapVerdict {
             passed: attr.retval == 0,
             mark: u32::from_ne_bytes([ctx_out[8], ctx_out[9], ctx_out[10], ctx_out[11]]),

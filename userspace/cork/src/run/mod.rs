@@ -227,7 +227,7 @@ pub fn run(opts: RunOptions) -> Result<i32, RunError> {
     let problems = bottle.stop();
     drop(runtime);
     drop(auditor);
-    for p in &problems {
+    for p in problems.iter().map(|p| cork_audit::error_chain(p)) {
         tracing::error!("{p}");
     }
     started?;
