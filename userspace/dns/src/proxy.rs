@@ -126,9 +126,15 @@ impl BoundDnsProxy {
     /// Port 0 picks a free port: the first socket gets one from the kernel and the others
     /// reuse it, starting over (a few times) when one of them finds it taken.
     pub fn bind(port: u16) -> io::Result<BoundDnsProxy> {
+        Self::bind_on(Ipv4Addr::LOCALHOST, Ipv6Addr::LOCALHOST, port)
+    }
+
+    /// [`BoundDnsProxy::bind`] on other addresses: a VM bottle's gateway addresses, where
+    /// nftables DNATs the guest's DNS (the guest is not on this host's loopback).
+    pub fn bind_on(v4: Ipv4Addr, v6: Ipv6Addr, port: u16) -> io::Result<BoundDnsProxy> {
         let mut attempt = 1;
         loop {
-            match Self::bind_once(port) {
+            match Self::bind_once(IpAddr::V4(v4), IpAddr::V6(v6), port) {
                 Err(e) if port == 0 && e.kind() == io::ErrorKind::AddrInUse => {
                     if attempt == BIND_ATTEMPTS {
                         return Err(e);
@@ -140,9 +146,7 @@ impl BoundDnsProxy {
         }
     }
 
-    fn bind_once(port: u16) -> io::Result<BoundDnsProxy> {
-        let v4 = IpAddr::V4(Ipv4Addr::LOCALHOST);
-        let v6 = IpAddr::V6(Ipv6Addr::LOCALHOST);
+    fn bind_once(v4: IpAddr, v6: IpAddr, port: u16) -> io::Result<BoundDnsProxy> {
         let udp4 = bind_udp(SocketAddr::new(v4, port))?;
         let port = udp4.local_addr()?.port();
         let tcp4 = bind_tcp(SocketAddr::new(v4, port))?;

@@ -9,7 +9,7 @@ mod fake_upstream;
 mod harness;
 mod limits;
 
-use std::net::{IpAddr, Ipv4Addr, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, UdpSocket};
 use std::time::Duration;
 
 use hickory_proto::op::{self, Message, MessageType, OpCode, ResponseCode};
@@ -287,4 +287,19 @@ fn the_audited_rcode_of_a_refusal_is_the_one_sent() {
         let audited = super::decide::refusal_rcode(&refusal).map(|r| -> ResponseCode { r.into() });
         assert_eq!(sent, audited, "{refusal}");
     }
+}
+
+/// A VM bottle's proxy listens on its gateway addresses instead of loopback; UDP and TCP,
+/// both families, one port.
+#[test]
+fn the_proxy_binds_on_given_addresses() {
+    let v4 = Ipv4Addr::new(127, 0, 0, 2);
+    let bound = BoundDnsProxy::bind_on(v4, Ipv6Addr::LOCALHOST, 0).expect("bind on 127.0.0.2");
+    let port = bound.port();
+    assert_ne!(port, 0);
+    // The addresses are taken: a second bind on the same port fails, on loopback 127.0.0.1
+    // it does not (the first proxy did not take it).
+    assert!(UdpSocket::bind((v4, port)).is_err());
+    assert!(std::net::TcpListener::bind((Ipv6Addr::LOCALHOST, port)).is_err());
+    assert!(UdpSocket::bind((Ipv4Addr::LOCALHOST, port)).is_ok());
 }
