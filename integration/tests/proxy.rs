@@ -17,7 +17,7 @@ use serde_json::json;
 const API: &str = "api.example.test";
 const WAIT: Duration = Duration::from_secs(5);
 /// An AWS access key id shape the built-in detectors know (not a real key).
-const AWS_KEY: &str = "AKIAZ7QX2J4K5L6M7N8P";
+const AWS_KEY: &str = "AKIAZ7QX2J4K5L6M7N3P";
 
 struct Setup {
     world: World,
