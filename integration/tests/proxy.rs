@@ -17,7 +17,7 @@ use serde_json::json;
 const API: &str = "api.example.test";
 const WAIT: Duration = Duration::from_secs(5);
 /// An AWS access key id shape the built-in detectors know (not a real key).
-const AWS_KEY: &str = "AKIAZ7QX2J4K5L6M7N8P";
+const AWS_KEY: &str = "AKIAZ7QX2J4K5L6M7N3P";
 
 struct Setup {
     world: World,
@@ -1090,5 +1090,70 @@ fn a_redirected_connection_still_names_the_server_it_dialled() -> Result<()> {
     for dst in ["198.51.100.10", "2001:db8::10"] {
         audit.expect(json!({"layer": "kernel", "reason": "proxy_redirect", "dst": dst}))?;
     }
+    Ok(())
+}
+
+/// The jwt.io example token: a JWT whose header decodes (not a real credential).
+const EXAMPLE_JWT: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.\
+    eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwiaWF0IjoxNTE2MjM5MDIyfQ.\
+    SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c";
+
+#[test]
+fn per_detector_and_per_route_dlp_actions_and_severities() -> Result<()> {
+    let s = setup("per_detector_and_per_route_dlp_actions_and_severities")?;
+    let rules = format!(
+        "{API_RULE}\n[[egress.allow.http]]\npaths = [\"/idp/\"]\ndlp_skip = [\"aws-access-key-id\"]\n\n\
+         [[egress.allow.http]]\npaths = [\"/notes\"]\n\n[dlp.actions]\njwt = \"log\"\n"
+    );
+    let script = [
+        curl(&format!(
+            "-H 'x-note: {AWS_KEY}' https://api.example.test/idp/token"
+        )),
+        curl(&format!(
+            "-H 'x-note: {AWS_KEY}' https://api.example.test/notes"
+        )),
+        curl(&format!(
+            "-H 'Authorization: Bearer {EXAMPLE_JWT}' https://api.example.test/notes"
+        )),
+    ]
+    .join("\n");
+    let (out, audit) = s.run_sh("a", &rules, &script)?;
+    assert_eq!(out.stdout.matches("status=200").count(), 2, "{out}");
+    assert_eq!(out.stdout.matches("status=403").count(), 1, "{out}");
+    // Skipped on the identity provider's route: no finding at all.
+    audit.expect(
+        json!({"layer": "proxy", "path": "/idp/token", "verdict": "allow",
+        "reason": "allowed", "detectors": []}),
+    )?;
+    // Blocked elsewhere, rated.
+    audit.expect(
+        json!({"layer": "proxy", "path": "/notes", "verdict": "deny",
+        "reason": "dlp_blocked", "detectors": ["aws-access-key-id"],
+        "severities": {"aws-access-key-id": "critical"}}),
+    )?;
+    // `jwt = "log"`: forwarded and reported.
+    audit.expect(
+        json!({"layer": "proxy", "path": "/notes", "verdict": "allow",
+        "reason": "dlp_logged", "dlp_action": "log", "detectors": ["jwt"],
+        "severities": {"jwt": "high"}}),
+    )?;
+    Ok(())
+}
+
+#[test]
+fn cork_check_refuses_unknown_detector_ids_where_they_are() -> Result<()> {
+    let world = World::new("cork_check_refuses_unknown_detector_ids_where_they_are")?;
+    let manifest = world.manifest(
+        "a",
+        &format!("{API_RULE}\n[[egress.allow.http]]\ndlp_skip = [\"jwt\", \"no-such-detector\"]\n"),
+    )?;
+    let out = world.run(world.cork(["check".as_ref(), manifest.as_os_str()]))?;
+    assert_eq!(out.code(), 1, "{out}");
+    assert!(
+        out.stderr.contains(
+            ":12:20: egress.allow[0].http[0].dlp_skip[1]: unknown detector \"no-such-detector\""
+        ),
+        "located: {out}"
+    );
     Ok(())
 }

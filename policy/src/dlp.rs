@@ -4,6 +4,8 @@
 //! ```toml
 //! [dlp]
 //! action = "block"          # "block" | "redact" | "log"; default "block"
+//! [dlp.actions]             # per detector id (built-in or custom)
+//! jwt = "log"               # "block" | "redact" | "log" | "off"
 //! [[dlp.detectors]]
 //! name = "acme-order-id"    # [a-z0-9][a-z0-9-]{0,63}, unique
 //! regex = "ACME-[0-9]{12}"
@@ -17,6 +19,7 @@ use toml::Spanned;
 
 use crate::error::ManifestError;
 use crate::locate::Locator;
+use crate::route::HttpRoute;
 use crate::schema::{RawDetector, RawDlp};
 
 /// `dlp.action`.
@@ -31,12 +34,125 @@ pub enum DlpAction {
     Log,
 }
 
+impl DlpAction {
+    /// The manifest and audit spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DlpAction::Block => "block",
+            DlpAction::Redact => "redact",
+            DlpAction::Log => "log",
+        }
+    }
+
+    /// How much an action holds a request back: block > redact > log.
+    fn rank(self) -> u8 {
+        match self {
+            DlpAction::Log => 0,
+            DlpAction::Redact => 1,
+            DlpAction::Block => 2,
+        }
+    }
+
+    /// The stronger of two actions.
+    pub fn max(self, other: DlpAction) -> DlpAction {
+        if other.rank() > self.rank() {
+            other
+        } else {
+            self
+        }
+    }
+}
+
 /// Validated `[dlp]` settings; the default blocks and adds no detector.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DlpConfig {
     pub action: DlpAction,
     /// `[[dlp.detectors]]`, in manifest order.
     pub detectors: Vec<CustomDetector>,
+    /// `[dlp.actions]`, sorted by detector id.
+    pub actions: Vec<DetectorAction>,
+}
+
+/// One `[dlp.actions]` entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DetectorAction {
+    pub detector: DetectorRef,
+    /// `None`: `"off"`, the detector's findings are ignored.
+    pub action: Option<DlpAction>,
+}
+
+/// A detector id named in the manifest, where it is named: the DLP crate knows the
+/// built-in ids, so `cork check` checks them there and reports this place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DetectorRef {
+    pub id: String,
+    /// The manifest key naming it (`dlp.actions.jwt`, `egress.allow[0].http[1].dlp_skip[0]`).
+    pub key: String,
+    pub line: usize,
+    pub col: usize,
+}
+
+impl DlpConfig {
+    /// What to do with a finding of `detector` on a request that went by `route`:
+    /// `None` when the finding is to be ignored. In order: the route's `dlp_skip`, an
+    /// `"off"` in `[dlp.actions]`, the route's `dlp_action`, `[dlp.actions]`, `dlp.action`.
+    /// Known secrets (`known-secret:<name>`, real credentials cork holds) always get
+    /// `dlp.action`: no route or detector setting lets one through more easily.
+    pub fn resolve(&self, route: Option<&HttpRoute>, detector: &str) -> Option<DlpAction> {
+        if detector.starts_with("known-secret:") {
+            return Some(self.action);
+        }
+        if route.is_some_and(|r| r.dlp_skip.iter().any(|d| d.id == detector)) {
+            return None;
+        }
+        let own = self
+            .actions
+            .iter()
+            .find(|a| a.detector.id == detector)
+            .map(|a| a.action);
+        match (own, route.and_then(|r| r.dlp_action)) {
+            (Some(None), _) => None,
+            (_, Some(route_action)) => Some(route_action),
+            (Some(Some(a)), None) => Some(a),
+            (None, None) => Some(self.action),
+        }
+    }
+}
+
+/// `"block"`, `"redact"`, `"log"` (`Some(Some(_))`) or `"off"` (`Some(None)`).
+pub(crate) fn parse_action(text: &str) -> Option<Option<DlpAction>> {
+    match text {
+        "block" => Some(Some(DlpAction::Block)),
+        "redact" => Some(Some(DlpAction::Redact)),
+        "log" => Some(Some(DlpAction::Log)),
+        "off" => Some(None),
+        _ => None,
+    }
+}
+
+/// A detector id in the manifest: the name shape is checked here, existence by `cork check`.
+pub(crate) fn detector_ref(
+    loc: &Locator<'_>,
+    key: &str,
+    id: Spanned<String>,
+) -> Result<DetectorRef, ManifestError> {
+    if !valid_name(id.get_ref()) {
+        return Err(loc.error(
+            id.span(),
+            key,
+            format!(
+                "{:?} is not a detector id: ids are lowercase letters, digits and `-`",
+                id.get_ref()
+            ),
+        ));
+    }
+    let (line, col) = loc.line_col(id.span().start);
+    Ok(DetectorRef {
+        id: id.into_inner(),
+        key: key.to_string(),
+        line,
+        col,
+    })
 }
 
 /// One `[[dlp.detectors]]` entry.
@@ -82,7 +198,36 @@ pub(crate) fn dlp_config(
         let detector = detector(loc, &format!("dlp.detectors[{i}]"), entry, &detectors)?;
         detectors.push(detector);
     }
-    Ok(DlpConfig { action, detectors })
+    let mut actions = Vec::new();
+    for (id, text) in raw.actions.unwrap_or_default() {
+        let key = format!("dlp.actions.{id}");
+        let Some(action) = parse_action(text.get_ref()) else {
+            return Err(loc.error(
+                text.span(),
+                key,
+                format!(
+                    "unknown action {:?}; expected \"block\", \"redact\", \"log\" or \"off\"",
+                    text.get_ref()
+                ),
+            ));
+        };
+        if !valid_name(&id) {
+            return Err(loc.error(
+                text.span(),
+                key,
+                format!("{id:?} is not a detector id: ids are lowercase letters, digits and `-`"),
+            ));
+        }
+        // The value's place: the key shares its line.
+        let (line, col) = loc.line_col(text.span().start);
+        let detector = DetectorRef { id, key, line, col };
+        actions.push(DetectorAction { detector, action });
+    }
+    Ok(DlpConfig {
+        action,
+        detectors,
+        actions,
+    })
 }
 
 fn detector(
@@ -177,5 +322,22 @@ fn valid_name(name: &str) -> bool {
             ok(*first) && rest.len() <= 63 && rest.iter().all(|&b| ok(b) || b == b'-')
         }
         [] => false,
+    }
+}
+
+impl crate::Policy {
+    /// Every detector id the manifest names (`[dlp.actions]` keys, routes' `dlp_skip`),
+    /// with its place, for `cork check` to check against the scanner's detectors.
+    pub fn dlp_detector_refs(&self) -> Vec<&DetectorRef> {
+        self.dlp
+            .actions
+            .iter()
+            .map(|a| &a.detector)
+            .chain(
+                self.domains
+                    .iter()
+                    .flat_map(|d| d.routes.iter().flat_map(|r| r.dlp_skip.iter())),
+            )
+            .collect()
     }
 }

@@ -95,7 +95,7 @@ mod web;
 
 pub use compile::{Policy, compile};
 pub use credential::Credential;
-pub use dlp::{CustomDetector, DlpAction, DlpConfig};
+pub use dlp::{CustomDetector, DetectorAction, DetectorRef, DlpAction, DlpConfig};
 pub use dns::DnsConfig;
 pub use domain::{DomainError, DomainPattern};
 pub use domain_rule::{DomainRule, DomainVerdict};
@@ -113,7 +113,7 @@ pub use plan::{
 };
 pub use ports::{PortError, PortRange, Proto};
 pub use prefix::{Prefix, PrefixError};
-pub use route::{HttpRoute, RouteVerdict, route_decision};
+pub use route::{HttpRoute, RouteVerdict, route_decision, route_for};
 pub use rule::{Action, RuleInfo, RuleTarget};
 pub use tls::TlsConfig;
 pub use web::WebDecision;

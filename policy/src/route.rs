@@ -7,6 +7,7 @@
 
 use toml::Spanned;
 
+use crate::dlp::{DetectorRef, DlpAction, detector_ref, parse_action};
 use crate::domain_rule::DomainRule;
 use crate::error::ManifestError;
 use crate::locate::Locator;
@@ -23,6 +24,11 @@ pub struct HttpRoute {
     /// `/v1/` and `/v1/x`, `/v1` matches `/v1` and `/v1/x`, neither matches `/v1x`. Empty
     /// means any path.
     pub paths: Vec<String>,
+    /// `dlp_action`: the DLP action for requests on this route, instead of `[dlp]`'s.
+    pub dlp_action: Option<DlpAction>,
+    /// `dlp_skip`: detector ids whose findings are ignored on this route (a JWT sent to
+    /// the identity provider that issued it is not a leak).
+    pub dlp_skip: Vec<DetectorRef>,
     /// 1-based manifest line of the entry (its `[[egress.allow.http]]` header).
     pub line: usize,
     /// 1-based column of the entry.
@@ -96,6 +102,18 @@ pub fn route_decision(rule: &DomainRule, method: &str, path_and_query: &str) -> 
     }
 }
 
+/// The route of `rule` a request goes by, for its DLP settings: the first that matches
+/// (`None` when the rule has no routes or the path is not one [`route_decision`] allows).
+pub fn route_for<'r>(
+    rule: &'r DomainRule,
+    method: &str,
+    path_and_query: &str,
+) -> Option<&'r HttpRoute> {
+    let target = RequestTarget::parse(path_and_query)?;
+    let path = target.path.as_slice();
+    rule.routes.iter().find(|r| r.matches(method, path))
+}
+
 /// Validates one `[[egress.allow.http]]` entry; `id` is its path (`egress.allow[0].http[1]`).
 pub(crate) fn http_route(
     loc: &Locator<'_>,
@@ -106,9 +124,36 @@ pub(crate) fn http_route(
     let raw = entry.into_inner();
     let methods = list(loc, id, "methods", raw.methods, check_method)?;
     let paths = list(loc, id, "paths", raw.paths, check_path)?;
+    let dlp_action = match raw.dlp_action {
+        None => None,
+        Some(text) => match parse_action(text.get_ref()) {
+            Some(Some(a)) => Some(a),
+            _ => {
+                return Err(loc.error(
+                    text.span(),
+                    format!("{id}.dlp_action"),
+                    format!(
+                        "unknown action {:?}; expected \"block\", \"redact\" or \"log\"",
+                        text.get_ref()
+                    ),
+                ));
+            }
+        },
+    };
+    let dlp_skip = match raw.dlp_skip {
+        None => Vec::new(),
+        Some(list) => list
+            .into_inner()
+            .into_iter()
+            .enumerate()
+            .map(|(i, d)| detector_ref(loc, &format!("{id}.dlp_skip[{i}]"), d))
+            .collect::<Result<_, _>>()?,
+    };
     Ok(HttpRoute {
         methods,
         paths,
+        dlp_action,
+        dlp_skip,
         line,
         col,
     })

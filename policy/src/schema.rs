@@ -58,6 +58,8 @@ pub(crate) struct RawRule {
 pub(crate) struct RawRoute {
     pub methods: Option<Spanned<Vec<Spanned<String>>>>,
     pub paths: Option<Spanned<Vec<Spanned<String>>>>,
+    pub dlp_action: Option<Spanned<String>>,
+    pub dlp_skip: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -96,6 +98,8 @@ pub(crate) struct RawCredential {
 pub(crate) struct RawDlp {
     pub action: Option<Spanned<String>>,
     pub detectors: Option<Vec<Spanned<RawDetector>>>,
+    /// `[dlp.actions]`: detector id → action.
+    pub actions: Option<std::collections::BTreeMap<String, Spanned<String>>>,
 }
 
 #[derive(Debug, Deserialize)]

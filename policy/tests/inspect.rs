@@ -157,7 +157,7 @@ fn route_value_errors() {
         (
             "verbs = [\"GET\"]\n",
             "bottle.toml:7:1: egress.allow[0].http[0].verbs: unknown field `verbs`, expected \
-             `methods` or `paths`",
+             one of `methods`, `paths`, `dlp_action`, `dlp_skip`",
         ),
     ];
     for (body, want) in cases {
@@ -222,12 +222,16 @@ fn compiled_form() {
             HttpRoute {
                 methods: vec!["GET".into(), "POST".into()],
                 paths: vec!["/v1/".into()],
+                dlp_action: None,
+                dlp_skip: vec![],
                 line: 9,
                 col: 1
             },
             HttpRoute {
                 methods: vec![],
                 paths: vec!["/health".into()],
+                dlp_action: None,
+                dlp_skip: vec![],
                 line: 13,
                 col: 1
             },

@@ -389,3 +389,73 @@ fn dlp_errors() {
         err(&det(&format!("name = \"{long}a\"\nregex = \"x\"\n"))).contains("not a detector name")
     );
 }
+
+#[test]
+fn dlp_actions_per_detector_and_per_route() {
+    let src = "[[egress.allow]]\ndomain = \"id.example.test\"\nports = [443]\ninspect = true\n\n\
+               [[egress.allow.http]]\npaths = [\"/token\"]\ndlp_skip = [\"jwt\"]\n\n\
+               [[egress.allow.http]]\npaths = [\"/logs\"]\ndlp_action = \"log\"\n\n\
+               [dlp]\naction = \"block\"\n\n[dlp.actions]\nstripe-test-key = \"log\"\ngeneric-secret-assignment = \"off\"\n";
+    let p = policy(src);
+    let rule = p
+        .domains
+        .iter()
+        .find(|d| !d.routes.is_empty())
+        .expect("the inspected rule");
+    let (token, logs) = (&rule.routes[0], &rule.routes[1]);
+    let d = &p.dlp;
+    assert_eq!(d.resolve(None, "jwt"), Some(DlpAction::Block));
+    assert_eq!(d.resolve(Some(token), "jwt"), None);
+    assert_eq!(
+        d.resolve(Some(token), "github-token"),
+        Some(DlpAction::Block)
+    );
+    assert_eq!(d.resolve(Some(logs), "github-token"), Some(DlpAction::Log));
+    assert_eq!(d.resolve(None, "stripe-test-key"), Some(DlpAction::Log));
+    assert_eq!(d.resolve(None, "generic-secret-assignment"), None);
+    assert_eq!(d.resolve(Some(logs), "generic-secret-assignment"), None);
+    // Known secrets always get the global action.
+    assert_eq!(
+        d.resolve(Some(token), "known-secret:X"),
+        Some(DlpAction::Block)
+    );
+    assert_eq!(
+        d.resolve(Some(logs), "known-secret:X"),
+        Some(DlpAction::Block)
+    );
+    let refs: Vec<(String, usize, usize)> = p
+        .dlp_detector_refs()
+        .iter()
+        .map(|r| (r.key.clone(), r.line, r.col))
+        .collect();
+    assert_eq!(
+        refs,
+        [
+            ("dlp.actions.generic-secret-assignment".to_string(), 29, 29),
+            ("dlp.actions.stripe-test-key".to_string(), 28, 19),
+            ("egress.allow[2].http[0].dlp_skip[0]".to_string(), 18, 13),
+        ]
+    );
+}
+
+#[test]
+fn dlp_action_errors_are_located() {
+    let e = err("[dlp.actions]\njwt = \"drop\"\n");
+    assert!(
+        e.starts_with("bottle.toml:12:7: dlp.actions.jwt: unknown action \"drop\""),
+        "{e}"
+    );
+    let e = err("[dlp.actions]\n\"Bad_Id\" = \"log\"\n");
+    assert!(
+        e.starts_with("bottle.toml:12:12: dlp.actions.Bad_Id:"),
+        "{e}"
+    );
+    let e = err(
+        "[[egress.allow]]\ndomain = \"a.example.test\"\nports = [443]\ninspect = true\n\
+         [[egress.allow.http]]\ndlp_action = \"maybe\"\n",
+    );
+    assert!(
+        e.starts_with("bottle.toml:16:14: egress.allow[2].http[0].dlp_action:"),
+        "{e}"
+    );
+}

@@ -15,7 +15,8 @@ use cork_bpf::redirects::RedirectMap;
 use cork_dlp::Scanner;
 use cork_dns::Resolved;
 use cork_inspect::ca::{BottleCa, CaError};
-use cork_inspect::setup::{self, CA_ENV_VARS, CaBundle, SetupError};
+pub use cork_inspect::setup::SetupError;
+use cork_inspect::setup::{self, CA_ENV_VARS, CaBundle};
 use cork_inspect::swap::{CredentialError, Credentials};
 use cork_inspect::upstream::{self, RootsError};
 use cork_inspect::{BoundInspectingProxy, InspectConfig, LoadedCredential, RunningInspectingProxy};
@@ -62,7 +63,7 @@ impl WebSetup {
         let creds = setup::load_credentials(policy, |k| std::env::var(k).ok())?;
         // One scanner and one set of swappers per bottle, shared by its streams and
         // dropped with the bottle (the real credential values with them).
-        let scanner = Arc::new(setup::scanner(policy, &creds).map_err(SetupError::from)?);
+        let scanner = Arc::new(setup::scanner(policy, &creds)?);
         let swaps = Arc::new(Credentials::new(&creds)?);
         let roots = Arc::new(upstream::roots(&policy.tls.upstream_ca)?);
         let ca = Arc::new(BottleCa::new(&policy.name)?);
@@ -130,6 +131,11 @@ impl WebSetup {
 /// Builds the DLP scanner `policy` asks for (built-ins plus the manifest's detectors),
 /// without credentials: how `cork check` validates the `[dlp]` section the same way the
 /// runtime will.
-pub fn check_scanner(policy: &Policy) -> Result<(), cork_dlp::DlpError> {
-    setup::scanner(policy, &[]).map(drop)
+pub fn check_scanner(policy: &Policy) -> Result<(), SetupError> {
+    offline_scanner(policy).map(drop)
+}
+
+/// The scanner `policy` asks for, without credentials (`cork dlp scan --manifest`).
+pub fn offline_scanner(policy: &Policy) -> Result<Scanner, SetupError> {
+    setup::scanner(policy, &[])
 }

@@ -5,6 +5,7 @@
 //! about the bottle itself — identity, enforcement, DNS and inspecting proxies, audit — is
 //! [`cork_agent`]'s, below it.
 
+pub mod dlp_scan;
 pub mod run;
 
 pub use cork_agent as agent;

@@ -7,12 +7,24 @@
 
 use regex::bytes::Regex;
 
+use super::checks;
 use super::{DlpError, MAX_MATCH_LEN};
 
-/// A detector as configured: a name, a regex, and keywords that prefilter it.
+/// Bytes before a match its check may read (the name a value is assigned to); the
+/// scanner keeps at least this many before any match it has yet to report.
+pub(super) const CONTEXT: usize = 32;
+
+/// A detector as configured: a stable id, a regex, keywords that prefilter it, and the
+/// test each match must also pass.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Detector {
+    /// Stable id, reported in findings and named by the manifest (`[dlp.detector.<id>]`).
     pub name: String,
+    /// What it finds, for people (`cork dlp scan`, docs).
+    pub title: String,
+    pub family: Family,
+    pub kind: Kind,
+    pub severity: Severity,
     /// ASCII case-insensitive literals; the regex runs only where one of them occurs.
     /// Every match of `regex` must contain one, or matches without one are missed.
     /// Empty: the regex always runs.
@@ -22,16 +34,115 @@ pub struct Detector {
     pub check: Check,
 }
 
-/// A test a regex match must also pass to be a finding.
+/// How bad a leak of this credential is, reported in the proxy's audit event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Severity {
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+/// The kind of credential, for grouping in reports and the corpus's per-family figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Family {
+    Cloud,
+    ScmCi,
+    Registry,
+    Ai,
+    Payment,
+    Messaging,
+    Observability,
+    Saas,
+    PrivateKey,
+    /// URLs and connection strings with passwords, credential files (`.netrc`, ...).
+    Connection,
+    /// Card numbers.
+    Pci,
+    /// The context-gated `name = <high-entropy value>` check.
+    Generic,
+    /// `[[dlp.detectors]]` from the manifest.
+    Custom,
+}
+
+impl Family {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Family::Cloud => "cloud",
+            Family::ScmCi => "scm-ci",
+            Family::Registry => "registry",
+            Family::Ai => "ai",
+            Family::Payment => "payment",
+            Family::Messaging => "messaging",
+            Family::Observability => "observability",
+            Family::Saas => "saas",
+            Family::PrivateKey => "private-key",
+            Family::Connection => "connection",
+            Family::Pci => "pci",
+            Family::Generic => "generic",
+            Family::Custom => "custom",
+        }
+    }
+}
+
+/// Whether a format identifies itself (a prefix, a structure) or is only recognisable by
+/// the name it is assigned to (`DATADOG_API_KEY=<32 hex>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    Specific,
+    Context,
+}
+
+/// A test a regex match must also pass to be a finding. The textual checks (token,
+/// entropy, marker, checksum, Luhn) also refuse placeholders (`EXAMPLE`, `xxxx`,
+/// `<your-token>`, runs, ...) in the *subject*: the capture group named `s` if the regex
+/// has one, else the whole match; the generic and password checks have their own.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Check {
+    /// Custom detectors: the regex alone decides.
     None,
-    /// Capture group 1 must hold a letter and a digit, be at least `min_len` bytes, and
-    /// have a Shannon entropy of at least `min_bits` per byte.
-    Entropy {
-        min_len: usize,
-        min_bits: f64,
-    },
+    /// The placeholder filter alone.
+    Token,
+    /// The subject holds a letter and a digit, is at least `min_len` bytes, and has a
+    /// Shannon entropy of at least `min_bits` per byte.
+    Entropy { min_len: usize, min_bits: f64 },
+    /// The gated generic assignment (see `precision`): group `n` is the name, `s` the value.
+    Generic,
+    /// The subject's last 6 characters are the base62 CRC32 of the 30 before them
+    /// (GitHub and npm tokens).
+    Crc32Base62,
+    /// A JWT whose header decodes to a JSON object with an `alg`.
+    Jwt,
+    /// A PEM block: groups `b` and `e` (BEGIN and END labels) agree when END is present,
+    /// and the body decodes as base64 to the structure its label announces.
+    Pem,
+    /// The subject is base64 (standard or URL-safe) of a JSON object.
+    Base64Json,
+    /// The subject is base64 of at least `min_bytes` bytes.
+    Base64 { min_bytes: usize },
+    /// The subject is base64 of printable `user:password` with both parts non-empty.
+    BasicAuth,
+    /// The subject is a password: not a placeholder, variable reference or mask.
+    Password,
+    /// The subject's digits pass the Luhn check (card numbers).
+    Luhn,
+    /// The subject is a Bech32 string with a valid checksum (age keys).
+    Bech32,
+    /// The subject's first dot-separated part is base64 of a numeric id (Discord).
+    NumericId,
+    /// Entropy as in [`Check::Entropy`], and the subject holds `marker`.
+    Marker { marker: &'static str },
 }
 
 impl Detector {
@@ -39,6 +150,10 @@ impl Detector {
     pub fn custom(name: &str, regex: &str, keywords: &[&str]) -> Detector {
         Detector {
             name: name.to_string(),
+            title: name.to_string(),
+            family: Family::Custom,
+            kind: Kind::Specific,
+            severity: Severity::High,
             keywords: keywords.iter().map(|k| k.to_string()).collect(),
             regex: regex.to_string(),
             check: Check::None,
@@ -46,104 +161,19 @@ impl Detector {
     }
 }
 
-fn builtin(name: &str, keywords: &[&str], regex: &str) -> Detector {
-    Detector::custom(name, regex, keywords)
-}
-
-/// The credential formats agents leak most.
+/// The credential formats cork knows; see `catalog`.
 pub fn builtin_detectors() -> Vec<Detector> {
-    vec![
-        builtin(
-            "aws-access-key-id",
-            &["AKIA", "ASIA", "ABIA", "ACCA"],
-            r"(?-u)\b(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}\b",
-        ),
-        builtin(
-            "aws-secret-access-key",
-            &["secret"],
-            r#"(?i-u)(?:aws[_.-]?)?secret[_.-]?(?:access[_.-]?)?key["']?\s{0,4}[:=]\s{0,4}["']?[A-Za-z0-9/+]{40}"#,
-        ),
-        builtin(
-            "github-token",
-            &["ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"],
-            r"(?-u)\b(?:gh[pousr]_[A-Za-z0-9]{36,251}|github_pat_[A-Za-z0-9]{22}_[A-Za-z0-9]{59})\b",
-        ),
-        builtin(
-            "gitlab-token",
-            &["glpat-"],
-            r"(?-u)\bglpat-[A-Za-z0-9_-]{20,64}",
-        ),
-        builtin(
-            "anthropic-api-key",
-            &["sk-ant-"],
-            r"(?-u)\bsk-ant-[a-z]{2,8}[0-9]{2}-[A-Za-z0-9_-]{32,256}",
-        ),
-        builtin(
-            "openai-api-key",
-            &["sk-"],
-            r"(?-u)\bsk-(?:(?:proj|svcacct|admin)-[A-Za-z0-9_-]{40,256}|[A-Za-z0-9]{48}\b)",
-        ),
-        builtin(
-            "slack-token",
-            &["xoxb-", "xoxa-", "xoxp-", "xoxr-", "xoxs-"],
-            r"(?-u)\bxox[baprs]-[0-9]{6,16}-[0-9A-Za-z-]{8,200}",
-        ),
-        builtin(
-            "stripe-live-key",
-            &["sk_live_", "rk_live_"],
-            r"(?-u)\b[sr]k_live_[0-9A-Za-z]{20,247}",
-        ),
-        builtin("npm-token", &["npm_"], r"(?-u)\bnpm_[A-Za-z0-9]{36}\b"),
-        builtin(
-            // The prefix is base64 of the macaroon header naming pypi.org.
-            "pypi-token",
-            &["pypi-AgEIcHlwaS5vcmc"],
-            r"(?-u)pypi-AgEIcHlwaS5vcmc[A-Za-z0-9_-]{50,1000}",
-        ),
-        builtin("huggingface-token", &["hf_"], r"(?-u)\bhf_[A-Za-z]{34}\b"),
-        builtin(
-            // The header alone is enough evidence and keeps the match short.
-            "private-key",
-            &["PRIVATE KEY"],
-            r"(?-u)-----BEGIN[ A-Z0-9]{0,40} PRIVATE KEY(?: BLOCK)?-----",
-        ),
-        builtin(
-            // Header and payload are base64url JSON objects, so both start with `eyJ`.
-            "jwt",
-            &["eyJ"],
-            r"(?-u)\beyJ[A-Za-z0-9_-]{8,1500}\.eyJ[A-Za-z0-9_-]{4,1500}\.[A-Za-z0-9_-]{16,900}",
-        ),
-        Detector {
-            name: "generic-secret-assignment".to_string(),
-            keywords: [
-                "key",
-                "secret",
-                "token",
-                "passw",
-                "pwd",
-                "credential",
-                "auth",
-            ]
-            .iter()
-            .map(|k| k.to_string())
-            .collect(),
-            regex: concat!(
-                r#"(?i-u)(?:key|secret|token|passw(?:or)?d|pwd|credential|auth)[a-z0-9_-]{0,16}"#,
-                r#"["']?\s{0,4}[:=]\s{0,4}["']?([A-Za-z0-9+/=_.~-]{16,256})"#
-            )
-            .to_string(),
-            check: Check::Entropy {
-                min_len: 16,
-                min_bits: 3.5,
-            },
-        },
-    ]
+    super::catalog::all()
 }
 
 /// A detector ready to run.
 #[derive(Debug)]
 pub(super) struct Compiled {
     pub name: String,
+    pub title: String,
+    pub family: Family,
+    pub kind: Kind,
+    pub severity: Severity,
     pub keywords: Vec<String>,
     pub regex: Regex,
     pub check: Check,
@@ -206,6 +236,10 @@ impl Compiled {
         };
         Ok(Compiled {
             name: d.name.clone(),
+            title: d.title.clone(),
+            family: d.family,
+            kind: d.kind,
+            severity: d.severity,
             keywords: d.keywords.clone(),
             regex,
             check: d.check,
@@ -216,41 +250,43 @@ impl Compiled {
         })
     }
 
-    /// Whether the match found starting at `at` in `hay` passes the check; the match
-    /// itself is returned so the scanner can move past it.
+    /// The first match at or after `at` in `hay` and whether it passes the check; the
+    /// match itself is returned so the scanner can move past it. The check may read up to
+    /// [`CONTEXT`] bytes of `hay` before the match.
     pub fn find_at(&self, hay: &[u8], at: usize) -> Option<(std::ops::Range<usize>, bool)> {
-        match self.check {
-            Check::None => self.regex.find_at(hay, at).map(|m| (m.range(), true)),
-            Check::Entropy { min_len, min_bits } => {
-                let caps = self.regex.captures_at(hay, at)?;
-                let whole = caps.get(0)?.range();
-                let ok = caps
-                    .get(1)
-                    .is_some_and(|v| looks_random(v.as_bytes(), min_len, min_bits));
-                Some((whole, ok))
-            }
+        if self.check == Check::None {
+            return self.regex.find_at(hay, at).map(|m| (m.range(), true));
         }
+        // Most tries find nothing: only a match pays for the captures (an allocation).
+        let start = self.regex.find_at(hay, at)?.start();
+        let caps = self.regex.captures_at(hay, start)?;
+        let whole = caps.get(0)?.range();
+        let before = &hay[whole.start.saturating_sub(CONTEXT)..whole.start];
+        let ok = checks::passes(self.check, before, &caps);
+        Some((whole, ok))
     }
 
     pub fn has_anchored(&self) -> bool {
         self.anchored.is_some()
     }
 
-    /// Like [`Compiled::find_at`] for a match starting exactly at the start of `hay`;
-    /// `None` when there is none or the detector has no anchored form.
-    pub fn find_anchored(&self, hay: &[u8]) -> Option<(std::ops::Range<usize>, bool)> {
+    /// Like [`Compiled::find_at`] for a match starting exactly at `start` and ending by
+    /// `limit`; `None` when there is none or the detector has no anchored form.
+    pub fn find_anchored(
+        &self,
+        hay: &[u8],
+        start: usize,
+        limit: usize,
+    ) -> Option<(std::ops::Range<usize>, bool)> {
         let re = self.anchored.as_ref()?;
-        let m = re.find(hay)?;
-        match self.check {
-            Check::None => Some((m.range(), true)),
-            Check::Entropy { min_len, min_bits } => {
-                let ok = re
-                    .captures(&hay[..m.end()])
-                    .and_then(|c| c.get(1))
-                    .is_some_and(|v| looks_random(v.as_bytes(), min_len, min_bits));
-                Some((m.range(), ok))
-            }
+        let slice = &hay[start..limit];
+        let m = re.find(slice)?;
+        if self.check == Check::None {
+            return Some((m.range(), true));
         }
+        let caps = re.captures(&slice[..m.end()])?;
+        let before = &hay[start.saturating_sub(CONTEXT)..start];
+        Some((m.range(), checks::passes(self.check, before, &caps)))
     }
 }
 
@@ -302,32 +338,4 @@ fn keyword_start(hir: &regex_syntax::hir::Hir, keywords: &[String]) -> Option<Ke
     } else {
         None
     }
-}
-
-/// A letter, a digit, enough length, and enough Shannon entropy per byte.
-pub(super) fn looks_random(v: &[u8], min_len: usize, min_bits: f64) -> bool {
-    v.len() >= min_len
-        && v.iter().any(u8::is_ascii_alphabetic)
-        && v.iter().any(u8::is_ascii_digit)
-        && shannon_bits(v) >= min_bits
-}
-
-/// Shannon entropy of `v` in bits per byte.
-pub(super) fn shannon_bits(v: &[u8]) -> f64 {
-    if v.is_empty() {
-        return 0.0;
-    }
-    let mut counts = [0u32; 256];
-    for &b in v {
-        counts[usize::from(b)] += 1;
-    }
-    let n = v.len() as f64;
-    counts
-        .iter()
-        .filter(|&&c| c > 0)
-        .map(|&c| {
-            let p = f64::from(c) / n;
-            -p * p.log2()
-        })
-        .sum()
 }

@@ -23,20 +23,24 @@
 //! offset that is, and [`StreamScan::finish`] reports the rest at end of stream. A proxy
 //! that must block *before* forwarding a secret holds back the bytes past `settled()`.
 
+mod catalog;
+mod checks;
 pub mod decode;
 mod detectors;
 mod known;
 mod needles;
+mod precision;
 mod redact;
+mod roots;
 mod scanner;
 pub mod swap;
 
 #[cfg(test)]
 mod tests;
 
-pub use detectors::{Check, Detector, builtin_detectors};
+pub use detectors::{Check, Detector, Family, Kind, Severity, builtin_detectors};
 pub use redact::{REDACTION_MARKER, redact};
-pub use scanner::{Scanner, StreamScan};
+pub use scanner::{DetectorInfo, Scanner, StreamScan};
 
 /// The longest match any detector may produce, in bytes. It bounds the per-stream
 /// carry-over and how far findings lag behind the data fed.

@@ -1,164 +1,323 @@
 //! The needle pass: finds where each detector's keywords and each known-secret pattern
-//! start, reading each stream byte once per automaton.
+//! start, reading each stream byte a small fixed number of times however many detectors
+//! there are.
 //!
-//! Known-secret patterns and the keywords that match exactly (token prefixes: `ghp_`,
-//! `AKIA`, ...) share one leftmost-longest automaton over the raw bytes, dispatched by
-//! pattern id: a separate known-secret pass read every byte again and cost a third of the
-//! scanning time. Keywords that match in any ASCII case (`key`, `secret`, ...) have a
-//! second automaton over a lowercased copy. Both are case-sensitive so that aho-corasick
-//! can use its SIMD (Teddy) prefilter, which it cannot for an ASCII case-insensitive
-//! automaton. Folding everything into the lowercased pass was measured slower: Teddy
-//! degrades sharply with the pattern count, and case-sensitive needles would then need
-//! checking against the raw bytes at every hit.
+//! Known-secret patterns have their own exact automaton over the raw bytes. Detector
+//! keywords are found in two levels, because aho-corasick's SIMD prefilter (Teddy) takes
+//! at most 64 patterns and hundreds of keywords without it ran at a fifth of the speed:
+//! 1. *Roots*: a few dozen short strings, chosen when the scanner is built so that every
+//!    keyword (lowercased) contains one, searched in groups of at most 64 over a
+//!    lowercased copy of the data. Roots are rare in ordinary traffic.
+//! 2. Around each root occurrence, the window where a keyword holding it could start is
+//!    searched with the full keyword automata: exact keywords (token prefixes: `ghp_`,
+//!    `AKIA`, ...) over the raw bytes, case-insensitive ones (`key`, `datadog_api_key`)
+//!    over the lowercased copy.
 //!
-//! Restarting one byte after each hit finds every position where some needle starts.
-//! There the automaton reports the longest needle; every other needle of the same
-//! automaton starting there is a prefix of it, so each pattern stands for the needles
-//! that are its prefixes too.
+//! Every keyword occurrence holds a root occurrence at most `max_keyword - 1` bytes after
+//! its start, so the windows cover every keyword start. Restarting one byte after each hit
+//! finds every position where some needle starts; there the automaton reports the longest
+//! needle, and every other needle of the same automaton starting there is a prefix of it,
+//! so each pattern stands for the needles that are its prefixes too.
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, Input, MatchKind};
 
 use super::DlpError;
 use super::detectors::Compiled;
+use super::roots::{Entry, RootTrie};
 
 #[derive(Debug)]
 pub(super) struct Needles {
-    /// Exact keywords and known-secret patterns, over the raw bytes.
-    raw: Option<Set>,
-    /// Case-insensitive keywords, lowercased, over lowercased bytes.
-    folded: Option<Set>,
+    /// Known-secret patterns, over the raw bytes.
+    known: Option<Set>,
+    /// Every keyword, once (level 2).
+    entries: Vec<Entry>,
+    /// Level 1: roots, lowercased, in groups small enough for the SIMD prefilter; for
+    /// each pattern of a group, the roots it stands for (itself and the roots of its
+    /// group that are its prefixes), as indexes into `tries`.
+    roots: Vec<(Roots, Vec<Vec<usize>>)>,
+    /// Level 2: per root, its keywords.
+    tries: Vec<RootTrie>,
+    /// The deepest trie: how far before a root a keyword can start.
+    depth: usize,
     /// Longest needle, in bytes: a hit closer than this to the end of the data may still
     /// be cut short.
     pub max_len: usize,
 }
 
+/// Roots per searcher: aho-corasick's packed searcher (Teddy) takes up to 128 patterns
+/// when its heuristic limit (64) is lifted; each group is a pass over the data, and one
+/// Teddy pass of 128 roots was measured faster than two of 64.
+const ROOTS_PER_GROUP: usize = 32;
+const PACKED: bool = true;
+
+/// A level-1 searcher: Teddy where the CPU has it, else an automaton.
+#[derive(Debug)]
+enum Roots {
+    Packed(aho_corasick::packed::Searcher),
+    Automaton(AhoCorasick),
+}
+
+impl Roots {
+    fn new(group: &[&[u8]]) -> Result<Roots, DlpError> {
+        if PACKED {
+            let packed = aho_corasick::packed::Config::new()
+                .match_kind(aho_corasick::packed::MatchKind::LeftmostLongest)
+                .heuristic_pattern_limits(false)
+                .builder()
+                .extend(group)
+                .build();
+            if let Some(p) = packed {
+                return Ok(Roots::Packed(p));
+            }
+        }
+        AhoCorasickBuilder::new()
+            .match_kind(MatchKind::LeftmostLongest)
+            .build(group)
+            .map(Roots::Automaton)
+            .map_err(|source| DlpError::Automaton {
+                what: "keyword root",
+                source,
+            })
+    }
+
+    /// The leftmost-longest root starting at or after `at`: (start, root index).
+    fn find(&self, hay: &[u8], at: usize) -> Option<(usize, usize)> {
+        let m = match self {
+            Roots::Packed(p) => p.find_in(hay, aho_corasick::Span::from(at..hay.len()))?,
+            Roots::Automaton(ac) => ac.find(Input::new(hay).span(at..hay.len()))?,
+        };
+        Some((m.start(), m.pattern().as_usize()))
+    }
+}
+
+/// Substrings too common in ordinary text to be good roots.
+const COMMON: &[&str] = &[
+    "the", "ing", "ion", "and", "ent", "com", "api", "ser", "acc", "age", "num", "sec", "oat",
+    "ive", "tes", "est", "pan", "con", "ter", "ate", "for", "tio", "res", "ess", "per", "pro",
+    "int", "str", "ort", "ver", "all", "ire", "ver", "htt", "ttp", "tps", "ww.", "www", "ers",
+    "nam", "ame", "val", "alu", "lue", "use", "fig", "rna", "_id", "id_", "ic_", "_ap", "pi_",
+    "_ke", "y_i", "ey_", "_se", "_to", "ken", "ret", "cre", "ecr",
+];
+
+/// The known-secret patterns: one exact, leftmost-longest automaton (with Teddy when
+/// there are few enough patterns).
 #[derive(Debug)]
 struct Set {
     ac: AhoCorasick,
-    /// Pattern id → detectors with a keyword that is a prefix of it (may repeat).
-    detectors: Vec<Vec<usize>>,
     /// Pattern id → the longest known-secret pattern that is a prefix of it.
-    known: Vec<Option<usize>>,
-}
-
-/// One needle as configured.
-enum Owner {
-    Detector(usize),
-    Known(usize),
+    known: Vec<usize>,
 }
 
 impl Needles {
     /// `None` when there are no needles. `known` lists the known-secret patterns; hits
     /// name them by index.
     pub fn new(detectors: &[Compiled], known: &[&[u8]]) -> Result<Option<Needles>, DlpError> {
-        let keywords = |exact: bool| {
-            detectors
+        // One entry per distinct keyword (exact ones compare case too).
+        let mut entries: Vec<Entry> = Vec::new();
+        for (i, d) in detectors.iter().enumerate() {
+            for k in &d.keywords {
+                let lower = k.as_bytes().to_ascii_lowercase();
+                let exact = d.starts_exact.then(|| k.as_bytes().to_vec());
+                match entries
+                    .iter_mut()
+                    .find(|e| e.lower == lower && e.exact == exact)
+                {
+                    Some(e) => e.detectors.push(i),
+                    None => entries.push(Entry {
+                        lower,
+                        exact,
+                        detectors: vec![i],
+                    }),
+                }
+            }
+        }
+        let known: Vec<&[u8]> = known.to_vec();
+        let max_keyword = entries.iter().map(|e| e.lower.len()).max().unwrap_or(0);
+        let max_len = known
+            .iter()
+            .map(|b| b.len())
+            .max()
+            .unwrap_or(0)
+            .max(max_keyword);
+        if max_len == 0 {
+            return Ok(None);
+        }
+        let lowered: Vec<Vec<u8>> = entries.iter().map(|e| e.lower.clone()).collect();
+        let mut chosen = choose_roots(&lowered);
+        // Shortest first: groups of 4-byte roots then use Teddy's 4-byte masks, which
+        // let fewer false candidates through than 3-byte ones.
+        chosen.sort_by(|a, b| a.len().cmp(&b.len()).then_with(|| a.cmp(b)));
+        let find = |k: &[u8], r: &[u8]| k.windows(r.len()).position(|w| w == r);
+        let mut tries: Vec<RootTrie> = chosen.iter().map(|_| RootTrie::default()).collect();
+        for (i, e) in entries.iter().enumerate() {
+            // Assigned to the first root chosen that it holds; every keyword holds one.
+            if let Some((t, off)) = chosen
                 .iter()
                 .enumerate()
-                .filter(move |(_, d)| d.starts_exact == exact)
-                .flat_map(|(i, d)| d.keywords.iter().map(move |k| (k.as_bytes(), i)))
-        };
-        let raw: Vec<(Vec<u8>, Owner)> = keywords(true)
-            .map(|(k, i)| (k.to_vec(), Owner::Detector(i)))
-            .chain(
-                known
-                    .iter()
-                    .enumerate()
-                    .map(|(n, b)| (b.to_vec(), Owner::Known(n))),
-            )
-            .collect();
-        let folded: Vec<(Vec<u8>, Owner)> = keywords(false)
-            .map(|(k, i)| (k.to_ascii_lowercase(), Owner::Detector(i)))
-            .collect();
-        let max_len = raw.iter().chain(&folded).map(|(b, _)| b.len()).max();
-        Ok(match max_len {
-            None => None,
-            Some(max_len) => Some(Needles {
-                raw: Set::new(&raw)?,
-                folded: Set::new(&folded)?,
-                max_len,
-            }),
-        })
+                .find_map(|(t, r)| find(&e.lower, r).map(|o| (t, o)))
+            {
+                tries[t].add(i, &e.lower, off);
+            }
+        }
+        let mut roots = Vec::new();
+        for (g, group) in chosen.chunks(ROOTS_PER_GROUP).enumerate() {
+            let patterns: Vec<&[u8]> = group.iter().map(Vec::as_slice).collect();
+            let base = g * ROOTS_PER_GROUP;
+            let stands = group
+                .iter()
+                .map(|r| {
+                    (0..group.len())
+                        .filter(|&j| r.starts_with(&group[j]))
+                        .map(|j| base + j)
+                        .collect()
+                })
+                .collect();
+            roots.push((Roots::new(&patterns)?, stands));
+        }
+        Ok(Some(Needles {
+            known: Set::new(&known)?,
+            depth: tries.iter().map(RootTrie::depth).max().unwrap_or(0),
+            entries,
+            roots,
+            tries,
+            max_len,
+        }))
     }
 
     /// Calls `hit(position, detectors, known)` for each position in `from..until` of `hay`
     /// where a needle starts: the detectors with a keyword starting there (may repeat) and
     /// the longest known-secret pattern starting there. Positions come in order for each
     /// detector and for the known secrets (not across them). Needles may run on to the end
-    /// of `hay`. `lower` is scratch space, kept by the caller so that scanning does not
-    /// allocate.
+    /// of `hay`. `lower` and `windows` are scratch space, kept by the caller so that
+    /// scanning does not allocate.
     pub fn scan(
         &self,
         hay: &[u8],
         from: usize,
         until: usize,
-        lower: &mut Vec<u8>,
+        scratch: &mut Scratch,
         mut hit: impl FnMut(usize, &[usize], Option<usize>),
     ) {
-        if let Some(set) = &self.raw {
-            set.scan(&hay[from..], until - from, |p, ds, k| hit(from + p, ds, k));
+        let rest = &hay[from..];
+        let until = until - from;
+        if let Some(set) = &self.known {
+            set.scan(rest, until, |p, n| hit(from + p, &[], Some(n)));
         }
-        if let Some(set) = &self.folded {
-            lower.clear();
-            lower.extend(hay[from..].iter().map(u8::to_ascii_lowercase));
-            set.scan(lower, until - from, |p, ds, k| hit(from + p, ds, k));
+        if self.entries.is_empty() {
+            return;
+        }
+        let Scratch { lower, found } = scratch;
+        lower.clear();
+        lower.extend(rest.iter().map(u8::to_ascii_lowercase));
+        found.clear();
+        for (searcher, stands) in &self.roots {
+            let mut at = 0;
+            while let Some((r, id)) = searcher.find(lower, at) {
+                if r >= until + self.depth {
+                    break;
+                }
+                for &t in &stands[id] {
+                    self.tries[t].candidates(&self.entries, rest, lower, r, until, |q, e| {
+                        found.push((q, e));
+                    });
+                }
+                at = r + 1;
+            }
+        }
+        found.sort_unstable();
+        found.dedup();
+        for &(q, e) in found.iter() {
+            hit(from + q, &self.entries[e as usize].detectors, None);
         }
     }
 }
 
+/// Per-stream scratch space of the needle pass.
+#[derive(Debug, Default)]
+pub(super) struct Scratch {
+    /// The data, lowercased.
+    lower: Vec<u8>,
+    /// Keyword starts found, with their entries.
+    found: Vec<(usize, u32)>,
+}
+
+/// A small set of roots such that every keyword contains one: keywords of up to three
+/// bytes are their own roots; then, greedily, the 3- or 4-byte substring held by the most
+/// keywords not yet covered, avoiding substrings common in ordinary text.
+fn choose_roots(keywords: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    let find = |k: &[u8], r: &[u8]| k.windows(r.len()).position(|w| w == r);
+    let mut roots: Vec<Vec<u8>> = keywords.iter().filter(|k| k.len() <= 3).cloned().collect();
+    roots.sort();
+    roots.dedup();
+    let mut open: Vec<&[u8]> = keywords
+        .iter()
+        .map(Vec::as_slice)
+        .filter(|k| roots.iter().all(|r| find(k, r).is_none()))
+        .collect();
+    while !open.is_empty() {
+        let mut counts: std::collections::HashMap<&[u8], usize> = std::collections::HashMap::new();
+        for k in &open {
+            let mut seen: Vec<&[u8]> = Vec::new();
+            for len in [3, 4] {
+                for w in k.windows(len) {
+                    let common = len == 3 && COMMON.iter().any(|c| c.as_bytes() == w);
+                    if !common && !seen.contains(&w) {
+                        seen.push(w);
+                        *counts.entry(w).or_default() += 1;
+                    }
+                }
+            }
+        }
+        // Prefer more keywords covered, then longer (rarer) roots, then bytewise order
+        // so that the choice does not depend on hash order.
+        let best = counts
+            .into_iter()
+            .max_by(|a, b| {
+                (a.1, a.0.len())
+                    .cmp(&(b.1, b.0.len()))
+                    .then_with(|| b.0.cmp(a.0))
+            })
+            .map(|(w, _)| w.to_vec())
+            // Every substring is common: the keyword is its own root.
+            .unwrap_or_else(|| open[0].to_vec());
+        open.retain(|k| find(k, &best).is_none());
+        roots.push(best);
+    }
+    roots
+}
+
 impl Set {
-    fn new(needles: &[(Vec<u8>, Owner)]) -> Result<Option<Set>, DlpError> {
-        let mut words: Vec<&[u8]> = needles.iter().map(|(b, _)| b.as_slice()).collect();
+    fn new(patterns: &[&[u8]]) -> Result<Option<Set>, DlpError> {
+        let mut words: Vec<&[u8]> = patterns.to_vec();
         words.sort_unstable();
         words.dedup();
         if words.is_empty() {
             return Ok(None);
         }
-        let prefixes = |w: &[u8]| {
-            needles
-                .iter()
-                .filter(|(b, _)| w.starts_with(b))
-                .map(|(b, o)| (b.len(), o))
-                .collect::<Vec<_>>()
-        };
-        let mut detectors = Vec::with_capacity(words.len());
-        let mut known = Vec::with_capacity(words.len());
-        for w in &words {
-            let p = prefixes(w);
-            detectors.push(
-                p.iter()
-                    .filter_map(|(_, o)| match o {
-                        Owner::Detector(d) => Some(*d),
-                        Owner::Known(_) => None,
-                    })
-                    .collect(),
-            );
-            known.push(
-                p.iter()
-                    .filter_map(|(len, o)| match o {
-                        Owner::Known(n) => Some((*len, *n)),
-                        Owner::Detector(_) => None,
-                    })
-                    .max_by_key(|&(len, _)| len)
-                    .map(|(_, n)| n),
-            );
-        }
+        let known = words
+            .iter()
+            .map(|w| {
+                patterns
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, p)| w.starts_with(p))
+                    .max_by_key(|(_, p)| p.len())
+                    .map_or(0, |(n, _)| n)
+            })
+            .collect();
         let ac = AhoCorasickBuilder::new()
             .match_kind(MatchKind::LeftmostLongest)
             .build(&words)
             .map_err(|source| DlpError::Automaton {
-                what: "needle",
+                what: "known-secret",
                 source,
             })?;
-        Ok(Some(Set {
-            ac,
-            detectors,
-            known,
-        }))
+        Ok(Some(Set { ac, known }))
     }
 
-    /// Every position before `until` where a needle starts, with what starts there.
-    fn scan(&self, hay: &[u8], until: usize, mut hit: impl FnMut(usize, &[usize], Option<usize>)) {
+    /// Every position before `until` where a pattern starts, with the longest pattern
+    /// starting there.
+    fn scan(&self, hay: &[u8], until: usize, mut hit: impl FnMut(usize, usize)) {
         let mut at = 0;
         while at < until {
             let Some(m) = self.ac.find(Input::new(hay).span(at..hay.len())) else {
@@ -167,8 +326,7 @@ impl Set {
             if m.start() >= until {
                 break;
             }
-            let id = m.pattern().as_usize();
-            hit(m.start(), &self.detectors[id], self.known[id]);
+            hit(m.start(), self.known[m.pattern().as_usize()]);
             at = m.start() + 1;
         }
     }

@@ -20,9 +20,9 @@ use std::collections::VecDeque;
 use std::ops::Deref;
 use std::sync::Arc;
 
-use super::detectors::Compiled;
+use super::detectors::{CONTEXT, Compiled, Family, Kind, Severity};
 use super::known::KnownSet;
-use super::needles::Needles;
+use super::needles::{Needles, Scratch};
 use super::{Config, DlpError, Finding, MIN_KNOWN_SECRET_LEN, builtin_detectors};
 
 /// Bytes of context kept around a match for look-around assertions (`\b`, `(?m)^`),
@@ -85,7 +85,7 @@ impl Scanner {
             detectors,
             needles,
             known,
-            max_carry: (longest + LOOKAROUND).max(keyword_lag) + LOOKAROUND,
+            max_carry: (longest + LOOKAROUND).max(keyword_lag) + CONTEXT,
         })
     }
 
@@ -114,7 +114,7 @@ impl<S: Deref<Target = Scanner>> StreamScan<S> {
             hits: vec![VecDeque::new(); detectors],
             known_hits: VecDeque::new(),
             needles_next: 0,
-            lower: Vec::new(),
+            scratch: Scratch::default(),
         }
     }
 }
@@ -129,6 +129,38 @@ impl Scanner {
     pub fn detector_names(&self) -> impl Iterator<Item = &str> {
         self.detectors.iter().map(|d| d.name.as_str())
     }
+
+    /// What the scanner knows about the detector a finding names; `None` for known
+    /// secrets (`known-secret:<name>`) and unknown names.
+    pub fn detector(&self, name: &str) -> Option<DetectorInfo<'_>> {
+        self.detectors
+            .iter()
+            .find(|d| d.name == name)
+            .map(|d| DetectorInfo {
+                name: &d.name,
+                title: &d.title,
+                family: d.family,
+                kind: d.kind,
+                severity: d.severity,
+            })
+    }
+
+    /// The severity of the detector a finding names: a known secret is always
+    /// [`Severity::Critical`] (it is a real credential cork holds).
+    pub fn severity(&self, detector: &str) -> Severity {
+        self.detector(detector)
+            .map_or(Severity::Critical, |d| d.severity)
+    }
+}
+
+/// A detector's description, as [`Scanner::detector`] gives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DetectorInfo<'a> {
+    pub name: &'a str,
+    pub title: &'a str,
+    pub family: Family,
+    pub kind: Kind,
+    pub severity: Severity,
 }
 
 /// Scanning state for one stream. Memory: at most [`Scanner::max_carry`] bytes carried
@@ -152,7 +184,7 @@ pub struct StreamScan<S: Deref<Target = Scanner> = Arc<Scanner>> {
     /// Needles starting before this offset are in `hits` and `known_hits`.
     needles_next: u64,
     /// Scratch for the needle pass (about one chunk), reused between feeds.
-    lower: Vec<u8>,
+    scratch: Scratch,
 }
 
 impl<S: Deref<Target = Scanner>> StreamScan<S> {
@@ -221,7 +253,7 @@ impl<S: Deref<Target = Scanner>> StreamScan<S> {
                     hay,
                     idx(from),
                     idx(until),
-                    &mut self.lower,
+                    &mut self.scratch,
                     |p, ds, known| {
                         let p = base + p as u64;
                         for &d in ds {
@@ -286,7 +318,7 @@ impl<S: Deref<Target = Scanner>> StreamScan<S> {
                         let s = idx(p);
                         let limit = idx((p + d.max_len as u64).min(end));
                         at = p + 1;
-                        if let Some((m, ok)) = d.find_anchored(&hay[s..limit]) {
+                        if let Some((m, ok)) = d.find_anchored(hay, s, limit) {
                             at = p + m.len() as u64;
                             report(s + m.start..s + m.end, ok);
                         }
@@ -363,7 +395,8 @@ impl<S: Deref<Target = Scanner>> StreamScan<S> {
 
     /// Drops bytes no future search can need.
     fn trim(&mut self) {
-        let keep_from = self.settled().saturating_sub(LOOKAROUND as u64);
+        // Checks read up to CONTEXT bytes before a match (more than look-around needs).
+        let keep_from = self.settled().saturating_sub(CONTEXT as u64);
         if keep_from > self.base {
             let n = usize::try_from(keep_from - self.base).unwrap_or(usize::MAX);
             self.buf.drain(..n.min(self.buf.len()));

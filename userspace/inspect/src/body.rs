@@ -14,6 +14,7 @@ use cork_policy::DlpAction;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
 use super::BoxError;
+use crate::dlp_rules::DlpRules;
 use cork_dlp::{Finding, StreamScan, redact};
 
 /// What happened to a request body, read by the request handler after the upstream
@@ -22,6 +23,8 @@ use cork_dlp::{Finding, StreamScan, redact};
 pub struct BodyReport {
     pub detectors: Vec<String>,
     pub blocked: bool,
+    /// The strongest action body findings called for.
+    pub action: Option<DlpAction>,
     /// The body could not be decoded for scanning (corrupt, truncated, a bomb): it was
     /// cut, since what cannot be scanned is not forwarded.
     pub undecodable: bool,
@@ -49,7 +52,7 @@ pub trait Decode: Send {
 pub struct InspectedBody {
     inner: Incoming,
     scan: Option<StreamScan>,
-    action: DlpAction,
+    rules: DlpRules,
     /// Forwardable bytes not released yet: they start at stream offset `held_start` of
     /// the scanned stream when not decoding.
     held: Vec<u8>,
@@ -72,18 +75,14 @@ impl InspectedBody {
     pub fn new(
         inner: Incoming,
         scan: StreamScan,
-        action: DlpAction,
+        rules: DlpRules,
         decoder: Option<Box<dyn Decode>>,
         report: SharedReport,
     ) -> Self {
-        let action = match (&decoder, action) {
-            (Some(_), DlpAction::Redact) => DlpAction::Block,
-            (_, a) => a,
-        };
         InspectedBody {
             inner,
             scan: Some(scan),
-            action,
+            rules,
             held: Vec::new(),
             held_start: 0,
             encoded: VecDeque::new(),
@@ -97,17 +96,23 @@ impl InspectedBody {
     }
 
     /// Records findings; true when the body must stop here.
-    fn judge(&mut self, findings: Vec<Finding>) -> bool {
-        if findings.is_empty() {
+    fn judge(&mut self, mut findings: Vec<Finding>) -> bool {
+        let Some(action) = self.rules.judge(&mut findings) else {
             return false;
-        }
+        };
+        // Encoded bytes are forwarded as they came: they cannot be redacted.
+        let action = match (&self.decoder, action) {
+            (Some(_), DlpAction::Redact) => DlpAction::Block,
+            (_, a) => a,
+        };
         let mut r = lock(&self.report);
+        r.action = Some(r.action.map_or(action, |a| a.max(action)));
         for f in &findings {
             if !r.detectors.contains(&f.detector) {
                 r.detectors.push(f.detector.clone());
             }
         }
-        match self.action {
+        match action {
             DlpAction::Block => {
                 r.blocked = true;
                 true
@@ -244,9 +249,10 @@ impl Body for InspectedBody {
 
     fn size_hint(&self) -> SizeHint {
         // Redaction changes the length; otherwise the bytes are exactly the bottle's.
-        match self.action {
-            DlpAction::Redact => SizeHint::default(),
-            _ => self.inner.size_hint(),
+        if self.rules.may_redact() && self.decoder.is_none() {
+            SizeHint::default()
+        } else {
+            self.inner.size_hint()
         }
     }
 }

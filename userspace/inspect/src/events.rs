@@ -2,6 +2,7 @@
 //! one per refused or passed-through connection. Never a secret: paths lose their query,
 //! findings are detector names, credentials appear nowhere.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -30,6 +31,9 @@ pub struct ProxyEvent {
     pub status: Option<u16>,
     /// DLP detectors that matched (names only).
     pub detectors: Vec<String>,
+    /// Each of `detectors` with its severity (`critical`, `high`, `medium`, `low`); known
+    /// secrets are `critical`.
+    pub severities: BTreeMap<String, &'static str>,
     /// The DLP action taken on them: `block`, `redact` or `log`.
     pub dlp_action: Option<&'static str>,
     /// Credentials swapped into the request, by env var name.
@@ -63,6 +67,7 @@ impl ProxyEvent {
             path: None,
             status: None,
             detectors: Vec::new(),
+            severities: BTreeMap::new(),
             dlp_action: None,
             credentials: Vec::new(),
             bytes_up: 0,
@@ -72,6 +77,14 @@ impl ProxyEvent {
             client: client.to_string(),
             pid: None,
             error: None,
+        }
+    }
+
+    /// Fills `severities` from the scanner that made the findings.
+    pub fn rate(&mut self, scanner: &cork_dlp::Scanner) {
+        for d in &self.detectors {
+            self.severities
+                .insert(d.clone(), scanner.severity(d).as_str());
         }
     }
 

@@ -17,6 +17,7 @@ mod body;
 pub mod ca;
 pub mod client_hello;
 mod codings;
+pub mod dlp_rules;
 pub mod events;
 mod flow;
 mod http;

@@ -27,6 +27,8 @@ pub struct AuditOnEnd {
     pub event: ProxyEvent,
     pub started: Instant,
     pub sink: Arc<Mutex<AuditSink>>,
+    /// Rates the findings' detectors in the event.
+    pub scanner: std::sync::Arc<cork_dlp::Scanner>,
     pub report: Option<SharedReport>,
     /// What DLP did with body findings (the request was let through, so not `block`).
     pub dlp_action: DlpAction,
@@ -43,7 +45,7 @@ impl AuditOnEnd {
                 }
             }
             if !r.detectors.is_empty() {
-                let (action, reason) = match self.dlp_action {
+                let (action, reason) = match r.action.unwrap_or(self.dlp_action) {
                     DlpAction::Redact => ("redact", "dlp_redacted"),
                     DlpAction::Log => ("log", "dlp_logged"),
                     DlpAction::Block => ("block", "dlp_blocked"),
@@ -55,6 +57,7 @@ impl AuditOnEnd {
             }
         }
         self.event.finish(self.started);
+        self.event.rate(&self.scanner);
         let mut sink = lock(&self.sink);
         if let Err(e) = sink.write(&self.event).and_then(|()| sink.flush()) {
             tracing::error!("writing a proxy audit event: {e}");

@@ -42,6 +42,17 @@ pub enum SetupError {
     },
     #[error(transparent)]
     Dlp(#[from] DlpError),
+    #[error(
+        "{key}: unknown detector {id:?}; `cork dlp detectors` lists the built-in ids, and \
+         [[dlp.detectors]] names the manifest's own"
+    )]
+    UnknownDetector {
+        id: String,
+        key: String,
+        /// Manifest line and column of the id.
+        line: usize,
+        col: usize,
+    },
     #[error("writing the bottle's CA bundle {path}")]
     Bundle {
         path: PathBuf,
@@ -79,9 +90,25 @@ pub fn load_credentials(
         .collect()
 }
 
-/// The scanner for `policy`. `cork check` builds it with no credentials to validate the
-/// manifest's detectors.
-pub fn scanner(policy: &Policy, creds: &[LoadedCredential]) -> Result<Scanner, DlpError> {
+/// The scanner for `policy`, after checking that every detector id the manifest names
+/// (`[dlp.actions]`, routes' `dlp_skip`) is one the scanner has. `cork check` builds it
+/// with no credentials to validate the manifest's DLP settings.
+pub fn scanner(policy: &Policy, creds: &[LoadedCredential]) -> Result<Scanner, SetupError> {
+    let scanner = build_scanner(policy, creds)?;
+    for r in policy.dlp_detector_refs() {
+        if scanner.detector(&r.id).is_none() {
+            return Err(SetupError::UnknownDetector {
+                id: r.id.clone(),
+                key: r.key.clone(),
+                line: r.line,
+                col: r.col,
+            });
+        }
+    }
+    Ok(scanner)
+}
+
+fn build_scanner(policy: &Policy, creds: &[LoadedCredential]) -> Result<Scanner, DlpError> {
     let custom = policy
         .dlp
         .detectors

@@ -1,11 +1,12 @@
 //! The `cork` command line: check manifests, run a command in a bottle, clean up after
-//! agents that were killed.
+//! agents that were killed, scan files with the proxy's DLP offline.
 
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use cork::dlp_scan;
 use cork::run::{self, RunOptions};
 
 #[derive(Parser)]
@@ -46,6 +47,26 @@ enum Cmd {
     /// Remove cgroups and pins left by cork agents that no longer run (killing any
     /// processes still in those bottles).
     Clean,
+    /// The inspecting proxy's DLP, offline.
+    Dlp {
+        #[command(subcommand)]
+        command: DlpCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum DlpCmd {
+    /// Scan FILE (`-` for standard input) with the proxy's detectors and print the
+    /// findings as JSON: exit 0 if none, 1 if any, 2 if the scan could not run.
+    Scan {
+        /// What to scan; `-` reads standard input.
+        file: PathBuf,
+        /// Use this manifest's `[dlp]` settings (its detectors and actions).
+        #[arg(long, short = 'm')]
+        manifest: Option<PathBuf>,
+    },
+    /// List the built-in detectors (id, family, severity, title) as JSON lines.
+    Detectors,
 }
 
 fn parse_user(s: &str) -> Result<run::UserSpec, String> {
@@ -86,6 +107,73 @@ fn main() -> ExitCode {
             }
         }
         Cmd::Clean => clean(),
+        Cmd::Dlp {
+            command: DlpCmd::Scan { file, manifest },
+        } => dlp_scan(&file, manifest.as_deref()),
+        Cmd::Dlp {
+            command: DlpCmd::Detectors,
+        } => {
+            for d in cork_dlp::builtin_detectors() {
+                let line = serde_json::json!({
+                    "id": d.name,
+                    "family": d.family.as_str(),
+                    "severity": d.severity.as_str(),
+                    "title": d.title,
+                });
+                println!("{line}");
+            }
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+fn dlp_scan(file: &Path, manifest: Option<&Path>) -> ExitCode {
+    let fail = |msg: String| {
+        eprintln!("cork dlp scan: {msg}");
+        ExitCode::from(2)
+    };
+    let policy = match manifest {
+        None => None,
+        Some(path) => {
+            let src = match std::fs::read_to_string(path) {
+                Ok(s) => s,
+                Err(e) => return fail(format!("reading {}: {e}", path.display())),
+            };
+            match cork_policy::compile(&src, &path.display().to_string()) {
+                Ok(p) => Some(p),
+                Err(e) => return fail(e.to_string()),
+            }
+        }
+    };
+    let scanner = match &policy {
+        Some(p) => cork_agent::web::offline_scanner(p),
+        None => cork_dlp::Scanner::new(&cork_dlp::Config::default()).map_err(Into::into),
+    };
+    let scanner = match scanner {
+        Ok(s) => s,
+        Err(e) => return fail(cork_audit::error_chain(&e)),
+    };
+    let input = match dlp_scan::open(file) {
+        Ok(r) => r,
+        Err(e) => return fail(format!("reading {}: {e}", file.display())),
+    };
+    let action = |detector: &str| match &policy {
+        None => "block",
+        Some(p) => p.dlp.resolve(None, detector).map_or("off", |a| a.as_str()),
+    };
+    let source = file.display().to_string();
+    let report = match dlp_scan::scan(&source, input, &scanner, action) {
+        Ok(r) => r,
+        Err(e) => return fail(format!("reading {}: {e}", file.display())),
+    };
+    match serde_json::to_string_pretty(&report) {
+        Ok(json) => println!("{json}"),
+        Err(e) => return fail(e.to_string()),
+    }
+    if report.findings.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     }
 }
 
@@ -101,7 +189,12 @@ fn check(path: &PathBuf) -> ExitCode {
         Ok(policy) => {
             // The manifest's DLP detectors compile only here, in the scanner.
             if let Err(e) = cork_agent::web::check_scanner(&policy) {
-                eprintln!("{}: {e}", path.display());
+                match &e {
+                    cork_agent::web::SetupError::UnknownDetector { line, col, .. } => {
+                        eprintln!("{}:{line}:{col}: {e}", path.display());
+                    }
+                    _ => eprintln!("{}: {}", path.display(), cork_audit::error_chain(&e)),
+                }
                 return ExitCode::from(1);
             }
             // Located like errors, on stderr, but the manifest is still valid.

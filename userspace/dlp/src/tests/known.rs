@@ -145,8 +145,9 @@ fn whole_value_is_one_finding() {
 fn a_secret_and_a_keyword_starting_at_one_place_are_both_found() {
     // Keywords and known-secret patterns share one automaton, which reports only the
     // longest needle at a position: the shorter one must still be found.
-    use super::{ALNUM, fake, scan_split};
-    let token = format!("ghp_{}", fake(ALNUM, 36));
+    use super::{fake, scan_split};
+    let token =
+        super::corpus::generate::expand("{crc:ghp}", &mut super::corpus::generate::Rng::new(5));
     let sc = scanner(Config {
         known_secrets: vec![
             // Longer than the `ghp_` keyword it starts with.

@@ -2,6 +2,7 @@
 
 mod builtin;
 mod config;
+mod corpus;
 mod decode;
 mod known;
 mod reference;

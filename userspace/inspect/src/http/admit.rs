@@ -2,7 +2,8 @@
 //! SNI, or against policy on plain HTTP; then CONNECT, upgrades and the L7 routes. All
 //! before anything is scanned or sent upstream.
 
-use cork_policy::{RouteVerdict, route_decision};
+use crate::dlp_rules::DlpRules;
+use cork_policy::{RouteVerdict, route_decision, route_for};
 use http::{Method, Request, StatusCode, header};
 use hyper::body::Incoming;
 
@@ -18,6 +19,8 @@ pub struct Admitted {
     /// Its name, normalised as SNI is: the credentials' domain and the upstream's name.
     pub host: String,
     pub websocket: bool,
+    /// The request's DLP settings (its route's overrides).
+    pub rules: DlpRules,
 }
 
 /// Admits the request (`pq`: its path and query) or says why not; names the host and rule
@@ -53,7 +56,9 @@ pub fn admit(
     if req.headers().contains_key(header::UPGRADE) && !websocket {
         return Err(Refusal::new(StatusCode::FORBIDDEN, "upgrade_refused"));
     }
+    let mut route = None;
     if let Some(rule) = shared.cfg.policy.domain_rule(rule_id) {
+        route = route_for(rule, req.method().as_str(), pq).cloned();
         match route_decision(rule, req.method().as_str(), pq) {
             RouteVerdict::Allowed => {}
             RouteVerdict::NoRoute => return Err(Refusal::new(StatusCode::FORBIDDEN, "no_route")),
@@ -67,6 +72,7 @@ pub fn admit(
         authority,
         host,
         websocket,
+        rules: DlpRules::new(shared.cfg.policy.clone(), route),
     })
 }
 

@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use cork_policy::DlpAction;
 use http::header::{self, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
@@ -32,11 +31,10 @@ pub async fn forward(
     audit: &mut RequestAudit,
 ) -> Result<Exchanged, Refusal> {
     let shared = &conn.shared;
-    let action = shared.dlp_action;
     // The request body: decoded for scanning when compressed, forwarded as it came.
     let decoder = codings::decoder_for(&head.headers)
         .map_err(|reason| Refusal::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, reason))?;
-    if action == DlpAction::Redact && decoder.is_none() {
+    if admitted.rules.may_redact() && decoder.is_none() {
         head.headers.remove(header::CONTENT_LENGTH);
     }
     let report: SharedReport = Arc::default();
@@ -46,7 +44,7 @@ pub async fn forward(
     let body = InspectedBody::new(
         req.into_body(),
         shared.cfg.scanner.stream_shared(),
-        action,
+        admitted.rules.clone(),
         decoder,
         report.clone(),
     );

@@ -2,6 +2,7 @@
 //! log), and the header rules of both directions (hop-by-hop headers, the authority a
 //! request names, WebSocket upgrades).
 
+use crate::dlp_rules::DlpRules;
 use cork_policy::DlpAction;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, StatusCode, Version};
@@ -50,9 +51,9 @@ pub fn scan(
     req: &mut Request<Incoming>,
     pq: String,
     audit: &mut RequestAudit,
+    rules: &DlpRules,
 ) -> Result<Head, Refusal> {
     // DLP on the URL and every header value, before anything is forwarded.
-    let action = shared.dlp_action;
     audit.ev.dlp_action = None;
     let mut new_pq = None;
     // One DLP pass over the URL and every header value, each on a line of its own (a
@@ -65,8 +66,8 @@ pub fn scan(
         joined.extend_from_slice(v);
         joined.push(b'\n');
     }
-    let findings = scan_all(shared, &joined);
-    if !findings.is_empty() {
+    let mut findings = scan_all(shared, &joined);
+    if let Some(action) = rules.judge(&mut findings) {
         note(&mut audit.ev, &findings, action);
         match action {
             DlpAction::Block => return Err(Refusal::new(StatusCode::FORBIDDEN, "dlp_blocked")),
@@ -113,11 +114,7 @@ fn note(ev: &mut ProxyEvent, findings: &[Finding], action: DlpAction) {
             ev.detectors.push(f.detector.clone());
         }
     }
-    ev.dlp_action = Some(match action {
-        DlpAction::Block => "block",
-        DlpAction::Redact => "redact",
-        DlpAction::Log => "log",
-    });
+    ev.dlp_action = Some(action.as_str());
 }
 
 /// A redacted URL keeps only URL-safe bytes (the marker's brackets are percent-encoded).

@@ -98,7 +98,7 @@ async fn exchange(
     audit: &mut RequestAudit,
 ) -> Result<Exchanged, Refusal> {
     let admitted = admit::admit(conn, req, &pq, audit)?;
-    let mut head = head::scan(&conn.shared, req, pq, audit)?;
+    let mut head = head::scan(&conn.shared, req, pq, audit, &admitted.rules)?;
     let creds = inject_credentials(&conn.shared, &admitted.host, &mut head.headers, audit);
     forward::forward(conn, req, admitted, head, creds, audit).await
 }

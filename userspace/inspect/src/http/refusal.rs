@@ -56,6 +56,7 @@ impl RequestAudit {
         self.ev.reason = refused.reason;
         self.ev.status = Some(refused.status.as_u16());
         self.ev.finish(self.started);
+        self.ev.rate(&shared.cfg.scanner);
         shared.audit(&self.ev);
         refusal(refused.status, refused.reason, &self.ev.detectors)
     }

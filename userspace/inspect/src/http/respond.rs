@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 
-use cork_policy::DlpAction;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Response, StatusCode};
 use http_body_util::BodyExt;
@@ -43,9 +42,10 @@ pub fn respond(shared: &Arc<Shared>, ex: Exchanged, audit: RequestAudit) -> Resp
     let status = resp.status();
     ev.verdict = "allow";
     ev.status = Some(status.as_u16());
-    ev.reason = match (ev.detectors.is_empty(), action) {
+    // Header findings set the action they got (per detector and route).
+    ev.reason = match (ev.detectors.is_empty(), ev.dlp_action) {
         (true, _) => "allowed",
-        (false, DlpAction::Redact) => "dlp_redacted",
+        (false, Some("redact")) => "dlp_redacted",
         (false, _) => "dlp_logged",
     };
     let upgraded = down_upgrade.is_some() && status == StatusCode::SWITCHING_PROTOCOLS;
@@ -59,6 +59,7 @@ pub fn respond(shared: &Arc<Shared>, ex: Exchanged, audit: RequestAudit) -> Resp
         event: ev,
         started,
         sink: shared.cfg.sink.clone(),
+        scanner: shared.cfg.scanner.clone(),
         report: Some(report),
         dlp_action: action,
     };

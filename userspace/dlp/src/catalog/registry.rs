@@ -1,0 +1,172 @@
+//! Package registries and their client configuration files.
+
+use super::{Check, Detector, RANDOM, ctx, tok};
+use crate::detectors::Severity::{Critical, High};
+
+pub(super) fn detectors() -> Vec<Detector> {
+    vec![
+        // Same layout as GitHub's: 30 random base62 and a 6-character CRC32.
+        tok(
+            "npm-token",
+            "npm access token",
+            Critical,
+            &["npm_"],
+            r"\b(?P<s>npm_[A-Za-z0-9]{36})\b",
+            Check::Crc32Base62,
+        ),
+        tok(
+            "npmrc-auth-token",
+            ".npmrc / .yarnrc auth token",
+            Critical,
+            &[":_authToken=", "npmAuthToken:"],
+            r#"(?::_authToken=|npmAuthToken:\s{0,4}["']?)(?P<s>[A-Za-z0-9_.+/=-]{20,512})"#,
+            Check::Password,
+        ),
+        tok(
+            "npmrc-auth",
+            ".npmrc basic auth or password",
+            Critical,
+            &[":_auth=", ":_password="],
+            r#":_(?:auth|password)=["']?(?P<s>[A-Za-z0-9+/]{8,512}={0,2})"#,
+            Check::Base64 { min_bytes: 4 },
+        ),
+        // The macaroon's base64 starts with its location, pypi.org or test.pypi.org.
+        tok(
+            "pypi-token",
+            "PyPI API token",
+            Critical,
+            &["pypi-AgEIcHlwaS5vcmc", "pypi-AgENdGVzdC5weXBpLm9yZw"],
+            r"(?P<s>pypi-Ag(?:EIcHlwaS5vcmc|ENdGVzdC5weXBpLm9yZw)[A-Za-z0-9_-]{50,1000})",
+            Check::Token,
+        ),
+        tok(
+            "rubygems-api-key",
+            "RubyGems API key",
+            Critical,
+            &["rubygems_"],
+            r"\b(?P<s>rubygems_[a-f0-9]{48})\b",
+            Check::Token,
+        ),
+        tok(
+            "crates-io-token",
+            "crates.io API token",
+            Critical,
+            &["cio"],
+            r"\b(?P<s>cio[A-Za-z0-9]{32})\b",
+            RANDOM,
+        ),
+        tok(
+            "nuget-api-key",
+            "NuGet API key",
+            Critical,
+            &["oy2"],
+            r"\b(?P<s>oy2[a-z0-9]{43})\b",
+            RANDOM,
+        ),
+        tok(
+            "docker-hub-pat",
+            "Docker Hub personal access token",
+            Critical,
+            &["dckr_pat_"],
+            r"\b(?P<s>dckr_pat_[A-Za-z0-9_-]{27})(?:[^A-Za-z0-9_-]|$)",
+            RANDOM,
+        ),
+        tok(
+            "docker-hub-oat",
+            "Docker Hub organization access token",
+            Critical,
+            &["dckr_oat_"],
+            r"\b(?P<s>dckr_oat_[A-Za-z0-9_-]{32})(?:[^A-Za-z0-9_-]|$)",
+            RANDOM,
+        ),
+        // ~/.docker/config.json: `"auths": {"host": {"auth": "<base64 user:password>"}}`.
+        tok(
+            "docker-config-auth",
+            "Docker config.json registry auth",
+            Critical,
+            &["\"auth\""],
+            r#""auth"\s{0,4}:\s{0,4}"(?P<s>[A-Za-z0-9+/]{8,1024}={0,2})""#,
+            Check::BasicAuth,
+        ),
+        tok(
+            "clojars-token",
+            "Clojars deploy token",
+            High,
+            &["CLOJARS_"],
+            r"\b(?P<s>CLOJARS_[a-f0-9]{60})\b",
+            Check::Token,
+        ),
+        ctx(
+            "hex-pm-api-key",
+            "Hex.pm API key",
+            High,
+            &["hex_api_key", "hexpm_api_key", "hex-api-key"],
+            r"[a-f0-9]{32}\b",
+            RANDOM,
+        ),
+        ctx(
+            "pypirc-password",
+            ".pypirc / pip password",
+            Critical,
+            &[
+                "twine_password",
+                "pypi_password",
+                "pypi_token",
+                "poetry_pypi_token",
+            ],
+            r"[^\s'\x22]{8,256}",
+            Check::Password,
+        ),
+        ctx(
+            "maven-gradle-password",
+            "Maven / Gradle repository password",
+            High,
+            &[
+                "ossrhpassword",
+                "sonatypepassword",
+                "maven_password",
+                "artifactory_password",
+                "signing.password",
+                "nexus_password",
+            ],
+            r"[^\s'\x22]{8,256}",
+            Check::Password,
+        ),
+        tok(
+            "maven-settings-password",
+            "Maven settings.xml server password",
+            High,
+            &["<password>"],
+            r"<password>(?P<s>[^<\s]{6,256})</password>",
+            Check::Password,
+        ),
+        ctx(
+            "artifactory-token",
+            "Artifactory access token",
+            High,
+            &["artifactory_token", "artifactory_api_key", "jfrog_token"],
+            r"[A-Za-z0-9]{64,73}\b",
+            RANDOM,
+        ),
+        ctx(
+            "packagist-token",
+            "Packagist / private Packagist token",
+            High,
+            &[
+                "packagist_token",
+                "composer_auth",
+                "private_packagist_token",
+            ],
+            r"[A-Za-z0-9]{40,80}\b",
+            RANDOM,
+        ),
+        ctx(
+            "cocoapods-trunk-token",
+            "CocoaPods trunk token",
+            High,
+            &["cocoapods_trunk_token"],
+            r"[a-f0-9]{32}\b",
+            RANDOM,
+        ),
+    ]
+}
