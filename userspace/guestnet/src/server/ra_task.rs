@@ -1,0 +1,134 @@
+//! The router advertisement task: an RA to ff02::1 at start and every interval, and one
+//! soon after each valid router solicitation — but never two within
+//! MIN_DELAY_BETWEEN_RAS (RFC 4861 10), so a soliciting guest cannot make us flood.
+
+use std::net::{Ipv6Addr, SocketAddrV6};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::sys::socket::{ControlMessageOwned, MsgFlags, SockaddrIn6, recvmsg, sendto};
+use tokio::io::unix::AsyncFd;
+use tokio::sync::watch;
+use tokio::time::{Instant, sleep_until};
+
+use super::GuestNetStats;
+use crate::ndp::parse_router_solicitation;
+
+const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+const MIN_DELAY_BETWEEN_RAS: Duration = Duration::from_secs(3);
+const ERROR_BACKOFF: Duration = Duration::from_millis(100);
+
+/// One received datagram: bytes, source, hop limit (from IPV6_RECVHOPLIMIT).
+struct Received {
+    bytes: Vec<u8>,
+    from: Option<SocketAddrV6>,
+    hop_limit: Option<i32>,
+}
+
+pub(super) async fn run(
+    fd: AsyncFd<OwnedFd>,
+    ra: Vec<u8>,
+    ifindex: u32,
+    interval: Duration,
+    stats: Arc<watch::Sender<GuestNetStats>>,
+    tap: Arc<str>,
+) {
+    let mut next = Instant::now();
+    let mut last_sent: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            () = sleep_until(next) => {
+                match send(&fd, &ra, ifindex).await {
+                    Ok(()) => stats.send_modify(|s| s.ra_sent += 1),
+                    Err(error) => {
+                        tracing::warn!(%tap, %error, "router advertisement not sent");
+                        stats.send_modify(|s| s.send_errors += 1);
+                    }
+                }
+                let now = Instant::now();
+                last_sent = Some(now);
+                next = now + interval;
+            }
+            got = recv(&fd) => match got {
+                Ok(rx) => match check(&rx) {
+                    Ok(()) => {
+                        stats.send_modify(|s| s.rs_received += 1);
+                        let now = Instant::now();
+                        let earliest = last_sent.map_or(now, |t| t + MIN_DELAY_BETWEEN_RAS);
+                        next = next.min(earliest.max(now));
+                    }
+                    Err(why) => {
+                        tracing::debug!(%tap, from = ?rx.from, %why, "router solicitation dropped");
+                        stats.send_modify(|s| s.rs_dropped += 1);
+                    }
+                },
+                Err(error) => {
+                    tracing::warn!(%tap, %error, "ICMPv6 receive failed");
+                    tokio::time::sleep(ERROR_BACKOFF).await;
+                }
+            },
+        }
+    }
+}
+
+/// RFC 4861 6.1.1's validity checks that the parser cannot see.
+fn check(rx: &Received) -> Result<(), String> {
+    if rx.hop_limit != Some(255) {
+        return Err(format!(
+            "hop limit {:?} is not 255 (not from this link)",
+            rx.hop_limit
+        ));
+    }
+    let rs = parse_router_solicitation(&rx.bytes).map_err(|e| e.to_string())?;
+    let unspecified = rx.from.is_none_or(|f| f.ip().is_unspecified());
+    if unspecified && rs.source_mac.is_some() {
+        return Err("source link-layer address from the unspecified address".to_owned());
+    }
+    Ok(())
+}
+
+async fn recv(fd: &AsyncFd<OwnedFd>) -> std::io::Result<Received> {
+    loop {
+        let mut guard = fd.readable().await?;
+        if let Ok(result) = guard.try_io(|inner| recv_now(inner.get_ref())) {
+            return result;
+        }
+    }
+}
+
+fn recv_now(fd: &OwnedFd) -> std::io::Result<Received> {
+    let mut buf = [0u8; 1500];
+    let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+    let mut cmsg = nix::cmsg_space!(libc::c_int);
+    let msg = recvmsg::<SockaddrIn6>(
+        fd.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        MsgFlags::MSG_DONTWAIT,
+    )?;
+    let hop_limit = msg.cmsgs()?.find_map(|c| match c {
+        ControlMessageOwned::Ipv6HopLimit(h) => Some(h),
+        _ => None,
+    });
+    let from = msg.address.map(SocketAddrV6::from);
+    let len = msg.bytes;
+    Ok(Received {
+        bytes: buf[..len].to_vec(),
+        from,
+        hop_limit,
+    })
+}
+
+async fn send(fd: &AsyncFd<OwnedFd>, ra: &[u8], ifindex: u32) -> std::io::Result<()> {
+    let to = SockaddrIn6::from(SocketAddrV6::new(ALL_NODES, 0, 0, ifindex));
+    loop {
+        let mut guard = fd.writable().await?;
+        if let Ok(result) = guard.try_io(|inner| {
+            sendto(inner.get_ref().as_raw_fd(), ra, &to, MsgFlags::MSG_DONTWAIT)
+                .map_err(std::io::Error::from)
+        }) {
+            return result.map(drop);
+        }
+    }
+}
