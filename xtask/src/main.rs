@@ -25,6 +25,10 @@ const APT_PACKAGES: &[&str] = &[
     "git",
     "procps",
     "util-linux",
+    // Guest-side clients of tests/guestnet.rs: busybox's udhcpc and ping, and rdisc6,
+    // an independent reader of router advertisements (RDNSS, MTU, prefix).
+    "busybox-static",
+    "ndisc6",
 ];
 
 fn main() -> Result<()> {

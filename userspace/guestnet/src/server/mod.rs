@@ -194,9 +194,24 @@ impl RunningGuestNet {
         self.stats.clone()
     }
 
-    /// Ends both tasks.
+    /// Ends both tasks (they close their sockets once the runtime drops them, which is
+    /// promptly but after this returns; see [`RunningGuestNet::shutdown`]).
     pub fn stop(self) {
         drop(self);
+    }
+
+    /// Ends both tasks and waits until they are gone and their sockets closed, so that
+    /// the tap can be reused or deleted at once.
+    pub async fn shutdown(mut self) {
+        let tasks = std::mem::take(&mut self.tasks);
+        for task in &tasks {
+            task.abort();
+        }
+        for task in tasks {
+            // A cancelled task's future (and its sockets) is dropped before its JoinHandle
+            // resolves; the result is the cancellation, or a panic that was already logged.
+            let _ = task.await;
+        }
     }
 }
 
