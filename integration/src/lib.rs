@@ -13,6 +13,7 @@ pub mod addr;
 pub mod audit;
 pub mod cork;
 pub mod dns_server;
+pub mod guest_lab;
 pub mod host;
 pub mod https_upstream;
 pub mod netns;

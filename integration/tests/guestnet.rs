@@ -1,196 +1,13 @@
-//! cork-guestnet against real clients and the real kernel. A veth stands in for a VM
-//! bottle's tap: its "tap" end `<id>t` is in the world's bottle netns (the host, where the
-//! service runs), its "guest" end `<id>g` in the internet netns, where busybox `udhcpc`,
-//! the kernel's own SLAAC and `rdisc6` play the guest. Addresses: 198.51.100.128/26
-//! (gateway .129, guest .130) and 2001:db8:100:1::/64 (gateway ::1).
+//! cork-guestnet against real clients and the real kernel, on a veth standing in for a
+//! VM bottle's tap (see `cork_integration::guest_lab`): busybox `udhcpc`, the kernel's own
+//! SLAAC with `rdisc6` reading the advertisements, and systemd-networkd play the guest.
 
-use std::time::{Duration, Instant};
-
-use anyhow::{Context, Result, bail};
-use cork_guestnet::{GuestNet, GuestNetConfig, GuestNetStats, RunningGuestNet};
-use cork_integration::World;
+use anyhow::{Context, Result};
+use cork_integration::guest_lab::{
+    GUEST_MAC, Lab, OTHER_MAC, WAIT, expected_lease, lease, wait_for,
+};
 use cork_integration::process::Spawned;
 use nix::sys::signal::{Signal, kill};
-
-const GUEST_MAC: &str = "02:00:00:00:01:30";
-const OTHER_MAC: &str = "02:00:00:00:01:99";
-const WAIT: Duration = Duration::from_secs(30);
-
-/// What udhcpc's script prints for `bound` and `renew`: one line of the lease, then the
-/// event alone on a line (the marker `Spawned::wait_line` waits for). It also configures
-/// the address, so a renewal (unicast from that address) can happen.
-const UDHCPC_SCRIPT: &str = r#"#!/bin/sh
-case "$1" in
-bound|renew)
-    ip addr replace "$ip/$mask" dev "$interface"
-    echo "lease ip=$ip mask=$mask subnet=$subnet broadcast=$broadcast router=$router dns=$dns mtu=$mtu lease=$lease serverid=$serverid"
-    ;;
-esac
-echo "$1"
-"#;
-
-fn config() -> GuestNetConfig {
-    GuestNetConfig {
-        guest_mac: GUEST_MAC.parse().expect("literal MAC"),
-        guest_v4: "198.51.100.130".parse().expect("literal"),
-        prefix_len_v4: 26,
-        gateway_v4: "198.51.100.129".parse().expect("literal"),
-        dns_v4: vec!["198.51.100.129".parse().expect("literal")],
-        dns_v6: vec!["2001:db8:100:1::1".parse().expect("literal")],
-        prefix_v6: "2001:db8:100:1::".parse().expect("literal"),
-        mtu: 1400,
-        lease_secs: 3600,
-        ra_interval: Duration::from_secs(15),
-    }
-}
-
-/// A world with the tap/guest veth and the service running on the tap end. Fields drop
-/// in order: the service, then its runtime, then the world.
-struct Lab {
-    net: Option<RunningGuestNet>,
-    rt: tokio::runtime::Runtime,
-    tap: String,
-    guest: String,
-    world: World,
-}
-
-impl Lab {
-    fn new(test: &str, guest_mac: &str) -> Result<Self> {
-        let world = World::new(test)?;
-        let (tap, guest) = (format!("{}t", world.id()), format!("{}g", world.id()));
-        let (b, i) = (world.bottle(), world.internet());
-        // Created in the bottle netns with its peer placed straight into the internet
-        // netns, like the world's own veth: no link ever exists in the host namespace.
-        b.ip(&[
-            "link",
-            "add",
-            &tap,
-            "type",
-            "veth",
-            "peer",
-            "name",
-            &guest,
-            "netns",
-            i.name(),
-        ])?;
-        let t = tap.clone();
-        b.run(move || cork_guestnet::prepare_tap_sysctls(&t).context("tap sysctls"))?;
-        b.ip(&["addr", "add", "198.51.100.129/26", "dev", &tap])?;
-        b.ip(&["addr", "add", "2001:db8:100:1::1/64", "dev", &tap, "nodad"])?;
-        // The guest is a host, not a router: SLAAC and RAs accepted.
-        i.sysctl("net.ipv6.conf.all.forwarding", "0")?;
-        i.sysctl(&format!("net.ipv6.conf.{guest}.accept_ra"), "1")?;
-        i.sysctl(&format!("net.ipv6.conf.{guest}.autoconf"), "1")?;
-        i.ip(&["link", "set", &guest, "address", guest_mac])?;
-        b.ip(&["link", "set", &tap, "up"])?;
-        i.ip(&["link", "set", &guest, "up"])?;
-        wait_for("the tap's link-local address", || {
-            Ok(b.ip(&["-6", "addr", "show", "dev", &tap, "scope", "link"])?
-                .contains("inet6 fe80"))
-        })?;
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .context("tokio runtime")?;
-        let (t, handle) = (tap.clone(), rt.handle().clone());
-        let net =
-            b.run(move || GuestNet::start(&t, config(), &handle).context("start guestnet"))?;
-        Ok(Self {
-            net: Some(net),
-            rt,
-            tap,
-            guest,
-            world,
-        })
-    }
-
-    fn net(&self) -> &RunningGuestNet {
-        self.net.as_ref().expect("service running")
-    }
-
-    fn script(&self) -> Result<String> {
-        use std::os::unix::fs::PermissionsExt;
-        let path = self.world.path("udhcpc", "sh");
-        std::fs::write(&path, UDHCPC_SCRIPT).context("write udhcpc script")?;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
-            .context("chmod udhcpc script")?;
-        Ok(path.display().to_string())
-    }
-
-    /// `busybox udhcpc` on the guest end, in the foreground, with extra `args`.
-    fn udhcpc(&self, args: &[&str]) -> Result<std::process::Command> {
-        let mut cmd = self.world.internet().command("busybox");
-        let script = self.script()?;
-        cmd.args(["udhcpc", "-f", "-i", &self.guest, "-s", &script])
-            .args(args);
-        cmd.stdin(std::process::Stdio::null());
-        Ok(cmd)
-    }
-
-    /// Waits until the service's counters satisfy `pred`.
-    fn wait_stats(
-        &self,
-        what: &str,
-        pred: impl Fn(&GuestNetStats) -> bool,
-    ) -> Result<GuestNetStats> {
-        let mut rx = self.net().watch_stats();
-        self.rt.block_on(async {
-            let waited = tokio::time::timeout(WAIT, rx.wait_for(|s| pred(s)))
-                .await
-                .map(|r| r.map(|s| *s));
-            match waited {
-                Ok(Ok(s)) => Ok(s),
-                Ok(Err(_)) => bail!("guestnet stopped while waiting for {what}"),
-                Err(_) => bail!("no {what} within {WAIT:?}; stats: {:?}", *rx.borrow()),
-            }
-        })
-    }
-}
-
-/// Polls `check` until it is true (a state the kernel reaches on its own, with no event
-/// to wait on); an error names what never happened.
-fn wait_for(what: &str, mut check: impl FnMut() -> Result<bool>) -> Result<()> {
-    let deadline = Instant::now() + WAIT;
-    while !check()? {
-        if Instant::now() > deadline {
-            bail!("{what} did not appear within {WAIT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok(())
-}
-
-/// The `key=value` pairs of the script's `lease` line.
-fn lease(lines: &[String]) -> Result<Vec<(String, String)>> {
-    let line = lines
-        .iter()
-        .rev()
-        .find(|l| l.starts_with("lease "))
-        .with_context(|| format!("no lease line in {lines:?}"))?;
-    Ok(line
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect())
-}
-
-fn expected_lease() -> Vec<(String, String)> {
-    [
-        ("ip", "198.51.100.130"),
-        ("mask", "26"),
-        ("subnet", "255.255.255.192"),
-        ("broadcast", "198.51.100.191"),
-        ("router", "198.51.100.129"),
-        ("dns", "198.51.100.129"),
-        ("mtu", "1400"),
-        ("lease", "3600"),
-        ("serverid", "198.51.100.129"),
-    ]
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .to_vec()
-}
 
 #[test]
 fn udhcpc_gets_exactly_the_configured_lease_and_renews_it() -> Result<()> {
@@ -393,5 +210,91 @@ fn shutdown_closes_both_sockets() -> Result<()> {
         udp.trim().is_empty() && raw.trim().is_empty(),
         "left open: {udp} {raw}"
     );
+    Ok(())
+}
+
+/// Runs systemd-networkd on the guest end, in a private mount namespace: a tmpfs over
+/// /run hides the host's bus, udev and networkd state, another over /etc/systemd/network
+/// the host's own network files, and a read-only sysfs of the guest's netns over /sys
+/// tells networkd there is no udev to wait for. `unshare` and `sh` exec, so the spawned
+/// pid is networkd's own.
+const NETWORKD: &str = r#"set -e
+mount -t tmpfs -o mode=0755 tmpfs /run
+mount -t tmpfs -o mode=0755 tmpfs /etc/systemd/network
+mount -t sysfs -o ro sysfs /sys
+mkdir -p /run/systemd/network /run/systemd/netif
+chown systemd-network:systemd-network /run/systemd/netif
+printf '[Match]\nName=%s\n\n[Network]\nDHCP=ipv4\nIPv6AcceptRA=yes\n\n[DHCPv4]\nUseMTU=yes\n' "$1" \
+    > /run/systemd/network/10-guest.network
+exec /lib/systemd/systemd-networkd
+"#;
+
+#[test]
+fn systemd_networkd_configures_both_families() -> Result<()> {
+    let lab = Lab::new("systemd_networkd_configures_both_families", GUEST_MAC)?;
+    let (i, guest) = (lab.world.internet(), lab.guest.clone());
+    let router = lab.net().gateway_link_local();
+    let mut cmd = i.command("unshare");
+    cmd.args([
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        NETWORKD,
+        "sh",
+        &guest,
+    ])
+    .env("SYSTEMD_LOG_TARGET", "console")
+    .stdin(std::process::Stdio::null());
+    let mut networkd = Spawned::start(&mut cmd)?;
+
+    wait_for("the DHCP address on the guest link", || {
+        Ok(i.ip(&["-4", "addr", "show", "dev", &guest])?
+            .contains("inet 198.51.100.130/26"))
+    })?;
+    let v4_default = format!("default via 198.51.100.129 dev {guest} proto dhcp");
+    wait_for("the DHCP default route", || {
+        Ok(i.ip(&["-4", "route", "show", "default"])?
+            .contains(&v4_default))
+    })?;
+    wait_for("a SLAAC address", || {
+        let out = i.ip(&[
+            "-6",
+            "addr",
+            "show",
+            "dev",
+            &guest,
+            "to",
+            "2001:db8:100:1::/64",
+        ])?;
+        Ok(out.contains("inet6 2001:db8:100:1:"))
+    })?;
+    let v6_default = format!("default via {router} dev {guest} proto ra");
+    wait_for("the RA default route", || {
+        Ok(i.ip(&["-6", "route", "show", "default"])?
+            .contains(&v6_default))
+    })?;
+    let link = i.ip(&["link", "show", "dev", &guest])?;
+    assert!(link.contains("mtu 1400"), "DHCP MTU not applied: {link}");
+
+    // networkd's own view: the link's state file names both DNS servers (DHCP and RDNSS).
+    let g = guest.clone();
+    let ifindex = i.run(move || nix::net::if_::if_nametoindex(g.as_str()).context("ifindex"))?;
+    let state = format!(
+        "/proc/{}/root/run/systemd/netif/links/{ifindex}",
+        networkd.pid()
+    );
+    wait_for("networkd's link state naming both DNS servers", || {
+        let text = std::fs::read_to_string(&state).unwrap_or_default();
+        Ok(text.lines().any(|l| {
+            l.starts_with("DNS=") && l.contains("198.51.100.129") && l.contains("2001:db8:100:1::1")
+        }))
+    })
+    .with_context(|| std::fs::read_to_string(&state).unwrap_or_default())?;
+    networkd.kill()?;
+    let stats = lab.net().stats();
+    assert!(stats.dhcp_offers >= 1 && stats.dhcp_acks >= 1, "{stats:?}");
+    assert_eq!((stats.dhcp_naks, stats.rs_dropped), (0, 0), "{stats:?}");
     Ok(())
 }
