@@ -298,3 +298,59 @@ fn systemd_networkd_configures_both_families() -> Result<()> {
     assert_eq!((stats.dhcp_naks, stats.rs_dropped), (0, 0), "{stats:?}");
     Ok(())
 }
+
+/// Sends one bare router solicitation to ff02::2 from the guest end with the hop limit
+/// given (a raw ICMPv6 socket; the kernel computes the checksum).
+const SEND_RS: &str = r#"
+import socket, sys
+dev, hops = sys.argv[1], int(sys.argv[2])
+s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, dev.encode())
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, hops)
+s.sendto(bytes([133, 0, 0, 0, 0, 0, 0, 0]), ("ff02::2", 0, 0, socket.if_nametoindex(dev)))
+print("sent")
+"#;
+
+#[test]
+fn router_solicitations_not_from_the_link_are_dropped() -> Result<()> {
+    let lab = Lab::new(
+        "router_solicitations_not_from_the_link_are_dropped",
+        GUEST_MAC,
+    )?;
+    let send = |hops: &str| -> Result<()> {
+        let mut cmd = lab.world.internet().command("python3");
+        let out = lab.world.run(cmd.args(["-c", SEND_RS, &lab.guest, hops]))?;
+        assert_eq!((out.code(), out.lines()), (0, vec!["sent"]), "{out}");
+        Ok(())
+    };
+    // The guest end sends from its link-local address once DAD has passed.
+    wait_for("the guest's link-local address", || {
+        let out = lab.world.internet().ip(&[
+            "-6",
+            "addr",
+            "show",
+            "dev",
+            &lab.guest,
+            "scope",
+            "link",
+            "-tentative",
+        ])?;
+        Ok(out.contains("inet6 fe80"))
+    })?;
+    // RFC 4861 6.1.1: a solicitation whose hop limit is not 255 was routed here from
+    // elsewhere and must be dropped.
+    let before = lab.net().stats();
+    send("64")?;
+    lab.wait_stats("the hop-limit-64 solicitation dropped", |s| {
+        s.rs_dropped > before.rs_dropped
+    })?;
+    // The same message with hop limit 255 is accepted (the guest kernel's own
+    // solicitations may be counted too; none of them is dropped).
+    let mid = lab.net().stats();
+    send("255")?;
+    let after = lab.wait_stats("the hop-limit-255 solicitation", |s| {
+        s.rs_received > mid.rs_received
+    })?;
+    assert_eq!(after.rs_dropped, before.rs_dropped + 1, "{after:?}");
+    Ok(())
+}

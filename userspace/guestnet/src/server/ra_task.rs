@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use tokio::time::{Instant, sleep_until};
 
 use super::GuestNetStats;
-use crate::ndp::parse_router_solicitation;
+use crate::ndp::{NdpError, parse_router_solicitation};
 
 const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
 const MIN_DELAY_BETWEEN_RAS: Duration = Duration::from_secs(3);
@@ -72,18 +72,25 @@ pub(super) async fn run(
     }
 }
 
-/// RFC 4861 6.1.1's validity checks that the parser cannot see.
-fn check(rx: &Received) -> Result<(), String> {
+/// Why a solicitation was dropped (RFC 4861 6.1.1's checks, parser's included).
+#[derive(Debug, thiserror::Error)]
+enum Dropped {
+    #[error("hop limit {0:?} is not 255: not sent from this link")]
+    HopLimit(Option<i32>),
+    #[error(transparent)]
+    Malformed(#[from] NdpError),
+    #[error("source link-layer address option from the unspecified address")]
+    LinkLayerFromUnspecified,
+}
+
+fn check(rx: &Received) -> Result<(), Dropped> {
     if rx.hop_limit != Some(255) {
-        return Err(format!(
-            "hop limit {:?} is not 255 (not from this link)",
-            rx.hop_limit
-        ));
+        return Err(Dropped::HopLimit(rx.hop_limit));
     }
-    let rs = parse_router_solicitation(&rx.bytes).map_err(|e| e.to_string())?;
+    let rs = parse_router_solicitation(&rx.bytes)?;
     let unspecified = rx.from.is_none_or(|f| f.ip().is_unspecified());
     if unspecified && rs.source_mac.is_some() {
-        return Err("source link-layer address from the unspecified address".to_owned());
+        return Err(Dropped::LinkLayerFromUnspecified);
     }
     Ok(())
 }
