@@ -29,6 +29,9 @@ const APT_PACKAGES: &[&str] = &[
     // an independent reader of router advertisements (RDNSS, MTU, prefix).
     "busybox-static",
     "ndisc6",
+    // systemd-networkd, the third guest of tests/guestnet.rs (run in a netns, never as a
+    // service).
+    "systemd",
 ];
 
 fn main() -> Result<()> {
