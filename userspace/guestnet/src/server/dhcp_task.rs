@@ -61,8 +61,11 @@ pub(super) async fn run(
                     s.dhcp_ignored += 1;
                     count = s.dhcp_ignored;
                 });
-                // A spoofing guest could flood; its warnings thin out (1st, 2nd, 4th, 8th…).
-                if matches!(why, Ignored::ForeignClient { .. }) && count.is_power_of_two() {
+                // Worth a warning: a foreign MAC (spoofing, or a second NIC) and a decline (the
+                // guest saw its address in use). A flooding guest's warnings thin out (1st,
+                // 2nd, 4th, 8th… ignored message).
+                let notable = matches!(why, Ignored::ForeignClient { .. } | Ignored::Declined);
+                if notable && count.is_power_of_two() {
                     tracing::warn!(%tap, %why, ignored = count, "DHCP message refused");
                 } else {
                     tracing::debug!(%tap, %why, "DHCP message ignored");

@@ -105,25 +105,22 @@ impl GuestNet {
             });
         }
         let link = iface::lookup(ifname)?;
-        let socket_err = |step| {
-            move |source| GuestNetError::Socket {
-                ifname: ifname.to_owned(),
-                step,
-                source,
-            }
+        let fail = |step, source| GuestNetError::Socket {
+            ifname: ifname.to_owned(),
+            step,
+            source,
         };
         // Registering with the reactor needs the runtime's context.
         let _context = runtime.enter();
-        let dhcp = sockets::dhcp_socket(ifname).map_err(|(step, e)| socket_err(step)(e))?;
+        let dhcp = sockets::dhcp_socket(ifname).map_err(|(step, e)| fail(step, e))?;
         let dhcp = tokio::net::UdpSocket::from_std(dhcp)
-            .map_err(socket_err("register the DHCP socket with tokio"))?;
+            .map_err(|e| fail("register the DHCP socket with tokio", e))?;
         let icmp = sockets::icmpv6_socket(ifname, link.index, link.link_local)
-            .map_err(|(step, e)| socket_err(step)(e))?;
+            .map_err(|(step, e)| fail(step, e))?;
         // SAFETY: the OwnedFd is moved into the AsyncFd and never leaves it, so the fd stays
         // open and `as_raw_fd` returns the same descriptor for the AsyncFd's whole life.
-        let icmp = unsafe { AsyncFd::register(icmp) }.map_err(|e| {
-            socket_err("register the ICMPv6 socket with tokio")(std::io::Error::from(e))
-        })?;
+        let icmp = unsafe { AsyncFd::register(icmp) }
+            .map_err(|e| fail("register the ICMPv6 socket with tokio", e.into()))?;
 
         let ra = build_router_advertisement(&RouterAdvertisement::for_guest(&config, link.mac));
         let (stats_tx, stats) = watch::channel(GuestNetStats::default());
@@ -221,5 +218,35 @@ impl Drop for RunningGuestNet {
             task.abort();
         }
         tracing::info!(tap = %self.ifname, "guest network service stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::tests::sample;
+
+    fn start(ifname: &str, config: GuestNetConfig) -> GuestNetError {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        GuestNet::start(ifname, config, rt.handle()).expect_err("start must fail")
+    }
+
+    /// Each refusal comes before any socket exists (they only read interface names).
+    #[test]
+    fn start_refuses_bad_config_names_and_links_clearly() {
+        let mut bad = sample();
+        bad.mtu = 576;
+        let err = start("lo", bad);
+        assert!(matches!(err, GuestNetError::Config { .. }), "{err}");
+        let err = start("../all", sample());
+        assert!(matches!(err, GuestNetError::InterfaceName { .. }), "{err}");
+        let err = start("cknosuch0", sample());
+        assert!(matches!(err, GuestNetError::NoInterface { .. }), "{err}");
+        // Loopback exists everywhere and has no Ethernet address.
+        let err = start("lo", sample());
+        assert!(matches!(err, GuestNetError::NoMac { .. }), "{err}");
     }
 }
