@@ -16,6 +16,7 @@ const CONSTS: LoadConstants = LoadConstants {
     bottle_id: 7,
     dns_port: 0,
     proxy_port: 0,
+    guest: None,
 };
 
 const MANIFEST: &str = r#"

@@ -8,7 +8,7 @@ use std::process::Command;
 use anyhow::{Context, bail};
 
 /// One object per kernel hook family (see ebpf/).
-const PROGRAMS: &[&str] = &["sock_addr", "sock_create", "skb", "sock_ops"];
+const PROGRAMS: &[&str] = &["sock_addr", "sock_create", "skb", "sock_ops", "tap"];
 const HEADERS: &[&str] = &[
     "cork_abi.h",
     "cork_packet.h",

@@ -20,6 +20,7 @@ mod skb;
 mod sock_addr;
 mod sock_create;
 mod sock_ops;
+mod tap;
 
 use std::fs;
 use std::io;
@@ -82,6 +83,12 @@ pub enum BpfError {
         #[source]
         source: io::Error,
     },
+    #[error("network device {ifname}")]
+    Device {
+        ifname: String,
+        #[source]
+        source: io::Error,
+    },
     #[error("opening cgroup {path}")]
     Cgroup {
         path: PathBuf,
@@ -110,7 +117,7 @@ pub enum BpfError {
 }
 
 /// Load-time constants of a bottle's programs (`const volatile` globals in cork_bpf.h).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 pub struct LoadConstants {
     /// Which bottle these program instances enforce.
     pub bottle_id: u32,
@@ -119,6 +126,9 @@ pub struct LoadConstants {
     /// The bottle's inspecting proxy port on 127.0.0.1/::1; 0 = none (redirected flows
     /// are refused).
     pub proxy_port: u16,
+    /// A VM bottle's guest (its MAC, addresses and gateway), for the tap program;
+    /// `None` for a cgroup bottle.
+    pub guest: Option<abi::cork_guest>,
 }
 
 /// One attached program: its name, kernel attach type, id and the pin keeping it attached.
@@ -139,13 +149,25 @@ pub struct Enforcement {
     removed: bool,
 }
 
-/// sock_create first: it creates (and pins) the shared maps the other objects reuse.
-const OBJECTS: [&ObjectSpec; 4] = [
+/// A cgroup bottle's objects. sock_create first: it creates (and pins) the shared maps the
+/// other objects reuse.
+pub(crate) const CGROUP_OBJECTS: &[&ObjectSpec] = &[
     &sock_create::OBJECT,
     &sock_addr::OBJECT,
     &skb::OBJECT,
     &sock_ops::OBJECT,
 ];
+
+/// A VM bottle's objects: the tap program alone (it creates the maps).
+pub(crate) const TAP_OBJECTS: &[&ObjectSpec] = &[&tap::OBJECT];
+
+/// The objects a target takes.
+fn objects_for(target: &AttachTarget) -> &'static [&'static ObjectSpec] {
+    match target {
+        AttachTarget::Cgroup(_) => CGROUP_OBJECTS,
+        AttachTarget::TcIngress { .. } => TAP_OBJECTS,
+    }
+}
 
 impl Enforcement {
     /// Loads, fills, attaches, pins and verifies. On any error everything done so far is
@@ -173,9 +195,10 @@ impl Enforcement {
         target: &AttachTarget,
         plan: &KernelPlan,
     ) -> Result<(), BpfError> {
-        self.load_objects(consts, plan)?;
+        let specs = objects_for(target);
+        self.load_objects(specs, consts, plan)?;
         let open = target.open()?;
-        for (spec, ebpf) in OBJECTS.iter().zip(self.objects.iter_mut()) {
+        for (spec, ebpf) in specs.iter().zip(self.objects.iter_mut()) {
             for &(program, attach) in spec.programs {
                 let att = attach::attach_one(ebpf, spec, program, attach, &open, &self.pin_dir)?;
                 self.attachments.push(att);
@@ -186,27 +209,34 @@ impl Enforcement {
 
     /// Creates the pin directory, loads every object into it (sharing one set of maps) and
     /// fills the maps from the plan. Nothing is attached yet.
-    fn load_objects(&mut self, consts: LoadConstants, plan: &KernelPlan) -> Result<(), BpfError> {
+    fn load_objects(
+        &mut self,
+        specs: &[&ObjectSpec],
+        consts: LoadConstants,
+        plan: &KernelPlan,
+    ) -> Result<(), BpfError> {
         fs::create_dir(&self.pin_dir).map_err(|source| BpfError::PinDir {
             path: self.pin_dir.clone(),
             source,
         })?;
         let btf = Btf::from_sys_fs().map_err(BpfError::Btf)?;
-        for spec in OBJECTS {
+        let guest = consts.guest.unwrap_or_default();
+        for (i, spec) in specs.iter().enumerate() {
             let ebpf = EbpfLoader::new()
                 .btf(Some(&btf))
                 .default_map_pin_directory(&self.pin_dir)
                 .override_global("CORK_BOTTLE_ID", &consts.bottle_id, true)
-                // Only the sock_addr object reads it.
+                // Only the sock_addr object reads these two, only the tap object the guest.
                 .override_global("CORK_DNS_PORT", &consts.dns_port, false)
                 .override_global("CORK_PROXY_PORT", &consts.proxy_port, false)
+                .override_global("CORK_GUEST", &guest, false)
                 .load(spec.bytes)
                 .map_err(|source| BpfError::LoadObject {
                     object: spec.name,
                     source,
                 })?;
             self.objects.push(ebpf);
-            if spec.name == "sock_create" {
+            if i == 0 {
                 // The maps exist now; fill them before any program can run.
                 maps::write_plan(&mut self.objects[0], plan)?;
             }

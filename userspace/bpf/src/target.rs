@@ -4,7 +4,7 @@
 
 use std::fs::File;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::BpfError;
 use crate::query::{self, AttachType};
@@ -14,6 +14,9 @@ use crate::query::{self, AttachType};
 pub enum AttachTarget {
     /// A cgroup v2 directory: every process in it and below it is judged.
     Cgroup(PathBuf),
+    /// The ingress of a network device in this process's namespace (a VM bottle's tap:
+    /// everything its guest sends), through a tcx link.
+    TcIngress { ifname: String },
 }
 
 impl AttachTarget {
@@ -21,6 +24,7 @@ impl AttachTarget {
     pub fn path(&self) -> PathBuf {
         match self {
             AttachTarget::Cgroup(p) => p.clone(),
+            AttachTarget::TcIngress { ifname } => PathBuf::from(format!("dev:{ifname}")),
         }
     }
 
@@ -34,6 +38,18 @@ impl AttachTarget {
                 })?;
                 Ok(OpenTarget::Cgroup(file))
             }
+            AttachTarget::TcIngress { ifname } => {
+                let ifindex = nix::net::if_::if_nametoindex(ifname.as_str()).map_err(|e| {
+                    BpfError::Device {
+                        ifname: ifname.clone(),
+                        source: e.into(),
+                    }
+                })?;
+                Ok(OpenTarget::Device {
+                    ifname: ifname.clone(),
+                    ifindex,
+                })
+            }
         }
     }
 }
@@ -41,6 +57,7 @@ impl AttachTarget {
 /// An opened target: the fd the kernel's attach and query calls take.
 pub(crate) enum OpenTarget {
     Cgroup(File),
+    Device { ifname: String, ifindex: u32 },
 }
 
 impl OpenTarget {
@@ -48,6 +65,15 @@ impl OpenTarget {
     pub(crate) fn cgroup(&self) -> Option<&File> {
         match self {
             OpenTarget::Cgroup(f) => Some(f),
+            OpenTarget::Device { .. } => None,
+        }
+    }
+
+    /// The device name, for hooks that attach to network devices.
+    pub(crate) fn device(&self) -> Option<&str> {
+        match self {
+            OpenTarget::Device { ifname, .. } => Some(ifname),
+            OpenTarget::Cgroup(_) => None,
         }
     }
 
@@ -55,14 +81,7 @@ impl OpenTarget {
     pub(crate) fn attached_programs(&self, attach: AttachType) -> io::Result<Vec<u32>> {
         match self {
             OpenTarget::Cgroup(f) => query::attached_programs(f, attach),
-        }
-    }
-}
-
-impl AsRef<Path> for AttachTarget {
-    fn as_ref(&self) -> &Path {
-        match self {
-            AttachTarget::Cgroup(p) => p,
+            OpenTarget::Device { ifindex, .. } => query::attached_to_device(*ifindex, attach),
         }
     }
 }

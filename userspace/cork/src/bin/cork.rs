@@ -80,7 +80,7 @@ fn main() -> ExitCode {
             }) {
                 Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
                 Err(e) => {
-                    eprintln!("cork run: {}", chain(&e));
+                    eprintln!("cork run: {}", cork_audit::error_chain(&e));
                     ExitCode::from(e.exit_code() as u8)
                 }
             }
@@ -103,6 +103,10 @@ fn check(path: &PathBuf) -> ExitCode {
             if let Err(e) = cork_agent::web::check_scanner(&policy) {
                 eprintln!("{}: {e}", path.display());
                 return ExitCode::from(1);
+            }
+            // Located like errors, on stderr, but the manifest is still valid.
+            for w in &policy.warnings {
+                eprintln!("warning: {w}");
             }
             let plan = policy.kernel_plan();
             println!(
@@ -145,20 +149,8 @@ fn clean() -> ExitCode {
             }
         }
         Err(e) => {
-            eprintln!("cork clean: {}", chain(&e));
+            eprintln!("cork clean: {}", cork_audit::error_chain(&e));
             ExitCode::from(1)
         }
     }
-}
-
-/// "outer: inner: innermost" for an error and its sources.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut src = e.source();
-    while let Some(s) = src {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        src = s.source();
-    }
-    out
 }

@@ -125,7 +125,7 @@ fn upstream_request(
 }
 
 fn upstream_failed(audit: &mut RequestAudit, e: upstream::UpstreamError) -> Refusal {
-    audit.ev.error = Some(e.to_string());
+    audit.ev.error = Some(cork_audit::error_chain(&e));
     Refusal::new(StatusCode::BAD_GATEWAY, e.reason())
 }
 
@@ -141,7 +141,7 @@ fn send_failed(report: &SharedReport, audit: &mut RequestAudit, e: BoxError) -> 
     if rep.undecodable {
         return Refusal::new(StatusCode::BAD_REQUEST, "body_undecodable");
     }
-    audit.ev.error = Some(e.to_string());
+    audit.ev.error = Some(cork_audit::error_chain(e.as_ref()));
     Refusal::new(StatusCode::BAD_GATEWAY, "upstream_failed")
 }
 

@@ -1,23 +1,25 @@
 //! The proxy end to end on loopback: a fake upstream on 127.0.0.1:0 (UDP and TCP) answers
 //! `*.test` names, a recording fake [`Learner`](super::Learner) stands in for the kernel
 //! maps, and real client sockets talk to the proxy. No sleeps: the fakes and the audit file
-//! are the readiness signals (the audit line is written before the reply is sent).
+//! are the readiness signals (the audit line is written before the reply is sent). Nothing
+//! asserts how long anything took: the rate limit reads a clock the test moves by hand,
+//! and timeouts and stopping are proven by what happened in which order.
 
+mod fake_upstream;
 mod harness;
+mod limits;
 
-use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr, UdpSocket};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hickory_proto::op::{self, Message, MessageType, OpCode, ResponseCode};
 use hickory_proto::rr::RecordType;
 use serde_json::Value;
 
 use super::BoundDnsProxy;
-use crate::tcp::write_frame;
 use harness::{
     CLIENT_TIMEOUT, Opts, addrs, name, query, start, strings, tcp_connect, tcp_read, udp_ask,
+    write_frame,
 };
 
 // ---- tests ------------------------------------------------------------------------------
@@ -38,13 +40,10 @@ fn an_allowed_name_is_learned_before_the_reply_arrives() {
     assert!(!learned[0].slots.is_empty());
     assert!(learned[0].at < received, "learned after the reply arrived");
     assert_eq!(
-        h.names
-            .lock()
-            .unwrap()
-            .get(&learned[0].addr)
-            .map(String::as_str),
+        h.resolved.name_of(learned[0].addr).as_deref(),
         Some("a.allowed.test")
     );
+    assert!(h.resolved.resolved("a.allowed.test", learned[0].addr));
 
     let ev = h.last_audit();
     let obj = ev.as_object().unwrap();
@@ -104,9 +103,11 @@ fn a_cname_chain_is_followed_and_its_target_learned() {
     let target: IpAddr = "198.51.100.20".parse().unwrap();
     // The address is recorded under the name the bottle asked for.
     assert_eq!(
-        h.names.lock().unwrap().get(&target).map(String::as_str),
+        h.resolved.name_of(target).as_deref(),
         Some("alias.allowed.test")
     );
+    assert!(h.resolved.resolved("alias.allowed.test", target));
+    assert!(!h.resolved.resolved("target.allowed.test", target));
 }
 
 #[test]
@@ -135,7 +136,7 @@ fn denied_and_unlisted_names_are_refused_without_asking_upstream() {
     }
     assert_eq!(h.upstream.asked(), 0);
     assert_eq!(h.learner.count(), 0);
-    assert!(h.names.lock().unwrap().is_empty());
+    assert_eq!(h.resolved.name_of("198.51.100.10".parse().unwrap()), None);
 }
 
 #[test]
@@ -154,77 +155,22 @@ fn a_refused_type_is_refused_without_asking_upstream() {
 }
 
 #[test]
-fn queries_over_the_rate_are_refused() {
-    // The budget's clock stands still until the test moves it: no race with the refill.
-    let now = Arc::new(Mutex::new(Instant::now()));
-    let clock = Arc::clone(&now);
-    let h = start(Opts {
-        qps: 2,
-        clock: Some(Arc::new(move || *clock.lock().unwrap())),
-        ..Opts::default()
-    });
-    let ask = |id| {
-        let (reply, _) = udp_ask(h.v4(), &query(id, "a.allowed.test", RecordType::A));
-        reply.metadata.response_code
-    };
-    // A burst of 2, then nothing while no time passes.
-    let rcodes: Vec<ResponseCode> = (0..5).map(ask).collect();
-    assert_eq!(rcodes[..2], [ResponseCode::NoError; 2]);
-    assert_eq!(rcodes[2..], [ResponseCode::Refused; 3]);
-    // Half a second at 2/s refills one token.
-    *now.lock().unwrap() += Duration::from_millis(500);
-    assert_eq!(
-        [ask(5), ask(6)],
-        [ResponseCode::NoError, ResponseCode::Refused]
-    );
-    let reasons: Vec<Value> = h.audit().iter().map(|e| e["reason"].clone()).collect();
-    assert_eq!(
-        reasons,
-        [
-            "allowed",
-            "allowed",
-            "rate_limited",
-            "rate_limited",
-            "rate_limited",
-            "allowed",
-            "rate_limited"
-        ]
-    );
-    let last = h.last_audit();
-    assert_eq!(last["name"], "a.allowed.test");
-    assert_eq!(last["verdict"], "deny");
-    assert_eq!(last["rcode"], "REFUSED");
-    assert_eq!(h.upstream.asked(), 3);
-
-    // TCP draws on the same bucket.
-    let mut stream = tcp_connect(h.v4());
-    write_frame(&mut stream, &query(7, "a.allowed.test", RecordType::A)).unwrap();
-    assert_eq!(
-        tcp_read(&mut stream).metadata.response_code,
-        ResponseCode::Refused
-    );
-}
-
-#[test]
-fn a_silent_upstream_gives_servfail_within_the_timeout() {
+fn a_silent_upstream_gives_servfail_after_the_attempt_times_out() {
     let silent = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-    let timeout = Duration::from_millis(200);
+    silent.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
     let h = start(Opts {
         upstream: Some(silent.local_addr().unwrap()),
-        timeout,
+        timeout: Duration::from_millis(200),
         ..Opts::default()
     });
-    let sent = Instant::now();
-    let (reply, received) = udp_ask(h.v4(), &query(11, "a.allowed.test", RecordType::A));
+    // The client waits far longer than the attempt's timeout: the reply can only be the
+    // proxy giving up on an upstream that was asked and never answered.
+    let (reply, _) = udp_ask(h.v4(), &query(11, "a.allowed.test", RecordType::A));
     assert_eq!(reply.metadata.response_code, ResponseCode::ServFail);
-    // In order: the proxy asked the upstream, waited out its timeout (a lower bound,
-    // which a loaded machine only lengthens), then answered — before the client's own
-    // deadline, which `udp_ask` enforces. No upper bound on the wall clock.
     let mut buf = [0u8; 512];
-    silent.set_nonblocking(true).unwrap();
-    assert!(silent.recv_from(&mut buf).is_ok(), "the upstream was asked");
-    let took = received - sent;
-    assert!(took >= timeout, "{took:?}");
+    silent
+        .recv_from(&mut buf)
+        .expect("the proxy asked upstream");
     let ev = h.last_audit();
     assert_eq!(ev["reason"], "upstream_failed");
     assert_eq!(ev["verdict"], "allow");
@@ -237,9 +183,9 @@ fn tcp_answers_each_framed_message_on_one_connection() {
     let h = start(Opts::default());
     let mut stream = tcp_connect(h.v6());
     // Garbage first: no reply, but an audit line; the connection stays usable.
-    write_frame(&mut stream, b"abc").unwrap();
-    write_frame(&mut stream, &query(21, "a.allowed.test", RecordType::A)).unwrap();
-    write_frame(&mut stream, &query(22, "a.allowed.test", RecordType::AAAA)).unwrap();
+    write_frame(&mut stream, b"abc");
+    write_frame(&mut stream, &query(21, "a.allowed.test", RecordType::A));
+    write_frame(&mut stream, &query(22, "a.allowed.test", RecordType::AAAA));
     let first = tcp_read(&mut stream);
     let second = tcp_read(&mut stream);
     assert_eq!(first.metadata.id, 21);
@@ -296,53 +242,7 @@ fn a_learn_failure_gives_servfail() {
     assert_eq!(ev["reason"], "learn_failed");
     assert_eq!(ev["rcode"], "SERVFAIL");
     assert_eq!(strings(&ev["answers"]), Vec::<String>::new());
-    assert!(h.names.lock().unwrap().is_empty());
-}
-
-#[test]
-fn stop_returns_promptly_with_work_in_flight() {
-    let silent = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-    silent.set_read_timeout(Some(CLIENT_TIMEOUT)).unwrap();
-    let mut h = start(Opts {
-        upstream: Some(silent.local_addr().unwrap()),
-        timeout: Duration::from_secs(30),
-        ..Opts::default()
-    });
-    // A UDP query waiting on the silent upstream: seen arriving there.
-    let client = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-    client
-        .send_to(&query(15, "a.allowed.test", RecordType::A), h.v4())
-        .unwrap();
-    let mut buf = [0u8; 512];
-    silent.recv_from(&mut buf).expect("the proxy asks upstream");
-    // An idle TCP connection: answered once, so its thread is running.
-    let mut stream = tcp_connect(h.v4());
-    write_frame(&mut stream, &query(16, "other.test", RecordType::A)).unwrap();
-    assert_eq!(
-        tcp_read(&mut stream).metadata.response_code,
-        ResponseCode::Refused
-    );
-
-    // Stop must end long before the in-flight query's 30 s upstream deadline. The bound
-    // is the harness's hang guard for every client call (CLIENT_TIMEOUT), not a timing
-    // claim: stop checks its flag every POLL_INTERVAL.
-    let proxy = h.proxy.take().unwrap();
-    let (done, stopped) = std::sync::mpsc::channel();
-    let stopping = std::thread::spawn(move || {
-        proxy.stop();
-        done.send(()).unwrap();
-    });
-    stopped
-        .recv_timeout(CLIENT_TIMEOUT)
-        .expect("stop waited for the in-flight query");
-    stopping.join().unwrap();
-    // And it did not answer it on the way out: dropped unanswered, as documented.
-    client.set_nonblocking(true).unwrap();
-    let unanswered = client.recv_from(&mut buf).unwrap_err();
-    assert_eq!(unanswered.kind(), std::io::ErrorKind::WouldBlock);
-    // The connection is closed.
-    let mut rest = Vec::new();
-    assert_eq!(stream.read_to_end(&mut rest).unwrap(), 0);
+    assert_eq!(h.resolved.name_of("198.51.100.10".parse().unwrap()), None);
 }
 
 #[test]
