@@ -3,8 +3,10 @@
 //! SLAAC with `rdisc6` reading the advertisements, and systemd-networkd play the guest.
 
 use anyhow::{Context, Result};
+use cork_guestnet::GuestNet;
+use cork_integration::World;
 use cork_integration::guest_lab::{
-    GUEST_MAC, Lab, OTHER_MAC, WAIT, expected_lease, lease, wait_for,
+    self, GUEST_MAC, Lab, OTHER_MAC, WAIT, expected_lease, lease, wait_for,
 };
 use cork_integration::process::Spawned;
 use nix::sys::signal::{Signal, kill};
@@ -352,5 +354,42 @@ fn router_solicitations_not_from_the_link_are_dropped() -> Result<()> {
         s.rs_received > mid.rs_received
     })?;
     assert_eq!(after.rs_dropped, before.rs_dropped + 1, "{after:?}");
+    Ok(())
+}
+
+/// On a real tap (cork-kvm's, held open by this process as cork holds it for QEMU) the
+/// service starts right after link-up: with `prepare_tap_sysctls` applied first, the
+/// link-local address is there at once, no DAD to wait for. No guest is attached; the
+/// advertisements queue on the tap unread.
+#[test]
+fn starts_on_a_real_tap_right_after_link_up() -> Result<()> {
+    let world = World::new("starts_on_a_real_tap_right_after_link_up")?;
+    let name = format!("{}k", world.id());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("tokio runtime")?;
+    let handle = rt.handle().clone();
+    let (tap, net) = world.bottle().run(move || {
+        let tap = cork_kvm::Tap::create(&name).context("create tap")?;
+        cork_guestnet::prepare_tap_sysctls(&name).context("tap sysctls")?;
+        tap.set_up().context("tap up")?;
+        let net = GuestNet::start(&name, guest_lab::config(), &handle).context("start")?;
+        Ok((tap, net))
+    })?;
+    assert!(net.gateway_link_local().is_unicast_link_local());
+    let mut rx = net.watch_stats();
+    let stats = rt.block_on(async {
+        tokio::time::timeout(WAIT, rx.wait_for(|s| s.ra_sent >= 1))
+            .await
+            .map(|r| r.map(|s| *s))
+    });
+    let stats = stats
+        .context("no advertisement sent")?
+        .context("service stopped")?;
+    assert_eq!(stats.send_errors, 0, "{stats:?}");
+    rt.block_on(net.shutdown());
+    drop(tap);
     Ok(())
 }

@@ -4,6 +4,9 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
 
 use nix::sys::socket::{
     AddressFamily, SockFlag, SockProtocol, SockType, SockaddrIn, SockaddrIn6, bind, setsockopt,
@@ -17,6 +20,8 @@ type StepResult<T> = Result<T, (&'static str, std::io::Error)>;
 
 /// The all-routers group: where router solicitations go.
 const ALL_ROUTERS: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 2);
+/// How long a tentative link-local address is waited for (DAD takes about a second).
+const LINK_LOCAL_WAIT: Duration = Duration::from_secs(3);
 /// `ICMPV6_FILTER` from linux/icmpv6.h (level SOL_ICMPV6); not in the libc crate.
 const ICMPV6_FILTER: libc::c_int = 1;
 
@@ -103,12 +108,32 @@ pub(super) fn icmpv6_socket(ifname: &str, index: u32, link_local: Ipv6Addr) -> S
     };
     set_raw(&fd, libc::IPPROTO_IPV6, libc::IPV6_ADD_MEMBERSHIP, &join)
         .map_err(|e| ("join ff02::2 (all routers)", e))?;
-    let addr = SockaddrIn6::from(SocketAddrV6::new(link_local, 0, 0, index));
-    step(
-        "bind the ICMPv6 socket to the tap's link-local address (tentative? set accept_dad=0 before link-up)",
-        bind(fd.as_raw_fd(), &addr),
-    )?;
+    bind_link_local(&fd, link_local, index)?;
     Ok(fd)
+}
+
+/// Binds to the link-local address, so that every RA leaves from it (RFC 4861 4.2).
+///
+/// Right after link-up that address is tentative for a moment even without DAD (the
+/// kernel completes it from a workqueue, addrconf_dad_work), and for about a second with
+/// DAD; a tentative address cannot be bound (EADDRNOTAVAIL). So wait a bounded time.
+fn bind_link_local(fd: &OwnedFd, link_local: Ipv6Addr, index: u32) -> StepResult<()> {
+    let addr = SockaddrIn6::from(SocketAddrV6::new(link_local, 0, 0, index));
+    let deadline = Instant::now() + LINK_LOCAL_WAIT;
+    loop {
+        match bind(fd.as_raw_fd(), &addr) {
+            Ok(()) => return Ok(()),
+            Err(Errno::EADDRNOTAVAIL) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => {
+                return Err((
+                    "bind the ICMPv6 socket to the tap's link-local address (still tentative? set accept_dad=0 before link-up)",
+                    e.into(),
+                ));
+            }
+        }
+    }
 }
 
 /// setsockopt(2) for option types nix does not model.
