@@ -90,6 +90,9 @@ pub struct GuestNet;
 impl GuestNet {
     /// Validates `config`, opens the DHCP and ICMPv6 sockets on `ifname` (in the calling
     /// thread's network namespace) and spawns the two server tasks on `runtime`.
+    ///
+    /// Blocks only while the tap's link-local address is still tentative: about 10 ms
+    /// right after link-up with `accept_dad = 0`, at most 3 s (then an error).
     pub fn start(
         ifname: &str,
         config: GuestNetConfig,
