@@ -1,6 +1,9 @@
-//! The router advertisement task: an RA to ff02::1 at start and every interval, and one
-//! soon after each valid router solicitation — but never two within
-//! MIN_DELAY_BETWEEN_RAS (RFC 4861 10), so a soliciting guest cannot make us flood.
+//! The router advertisement task: an RA to ff02::1 at start and every interval, and an
+//! answer to each valid router solicitation. A solicitor with an address gets its answer
+//! unicast at once (RFC 4861 6.2.6 allows it; a booting guest should not wait), at most
+//! one per MIN_DELAY_BETWEEN_UNICAST; anything else is folded into the multicast schedule,
+//! never two multicast RAs within MIN_DELAY_BETWEEN_RAS (RFC 4861 10). Either way a
+//! soliciting guest cannot make us send more than it does.
 
 use std::net::{Ipv6Addr, SocketAddrV6};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -17,6 +20,7 @@ use crate::ndp::{NdpError, parse_router_solicitation};
 
 const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
 const MIN_DELAY_BETWEEN_RAS: Duration = Duration::from_secs(3);
+const MIN_DELAY_BETWEEN_UNICAST: Duration = Duration::from_secs(1);
 const ERROR_BACKOFF: Duration = Duration::from_millis(100);
 
 /// One received datagram: bytes, source, hop limit (from IPV6_RECVHOPLIMIT).
@@ -34,20 +38,23 @@ pub(super) async fn run(
     stats: Arc<watch::Sender<GuestNetStats>>,
     tap: Arc<str>,
 ) {
+    let all_nodes = SocketAddrV6::new(ALL_NODES, 0, 0, ifindex);
+    let sent = |result: std::io::Result<()>, to: &SocketAddrV6| match result {
+        Ok(()) => stats.send_modify(|s| s.ra_sent += 1),
+        Err(error) => {
+            tracing::warn!(%tap, %to, %error, "router advertisement not sent");
+            stats.send_modify(|s| s.send_errors += 1);
+        }
+    };
     let mut next = Instant::now();
-    let mut last_sent: Option<Instant> = None;
+    let mut last_multicast: Option<Instant> = None;
+    let mut last_unicast: Option<Instant> = None;
     loop {
         tokio::select! {
             () = sleep_until(next) => {
-                match send(&fd, &ra, ifindex).await {
-                    Ok(()) => stats.send_modify(|s| s.ra_sent += 1),
-                    Err(error) => {
-                        tracing::warn!(%tap, %error, "router advertisement not sent");
-                        stats.send_modify(|s| s.send_errors += 1);
-                    }
-                }
+                sent(send(&fd, &ra, all_nodes).await, &all_nodes);
                 let now = Instant::now();
-                last_sent = Some(now);
+                last_multicast = Some(now);
                 next = now + interval;
             }
             got = recv(&fd) => match got {
@@ -55,8 +62,18 @@ pub(super) async fn run(
                     Ok(()) => {
                         stats.send_modify(|s| s.rs_received += 1);
                         let now = Instant::now();
-                        let earliest = last_sent.map_or(now, |t| t + MIN_DELAY_BETWEEN_RAS);
-                        next = next.min(earliest.max(now));
+                        let solicitor = rx.from.filter(|f| !f.ip().is_unspecified());
+                        match solicitor {
+                            Some(from) if last_unicast.is_none_or(|t| now >= t + MIN_DELAY_BETWEEN_UNICAST) => {
+                                let to = SocketAddrV6::new(*from.ip(), 0, 0, ifindex);
+                                sent(send(&fd, &ra, to).await, &to);
+                                last_unicast = Some(now);
+                            }
+                            _ => {
+                                let earliest = last_multicast.map_or(now, |t| t + MIN_DELAY_BETWEEN_RAS);
+                                next = next.min(earliest.max(now));
+                            }
+                        }
                     }
                     Err(why) => {
                         tracing::debug!(%tap, from = ?rx.from, %why, "router solicitation dropped");
@@ -127,8 +144,8 @@ fn recv_now(fd: &OwnedFd) -> std::io::Result<Received> {
     })
 }
 
-async fn send(fd: &AsyncFd<OwnedFd>, ra: &[u8], ifindex: u32) -> std::io::Result<()> {
-    let to = SockaddrIn6::from(SocketAddrV6::new(ALL_NODES, 0, 0, ifindex));
+async fn send(fd: &AsyncFd<OwnedFd>, ra: &[u8], to: SocketAddrV6) -> std::io::Result<()> {
+    let to = SockaddrIn6::from(to);
     loop {
         let mut guard = fd.writable().await?;
         if let Ok(result) = guard.try_io(|inner| {
