@@ -15,6 +15,7 @@ pub mod cork;
 pub mod dns_server;
 pub mod fake_homes;
 pub mod guest;
+pub mod guest_lab;
 pub mod host;
 pub mod https_upstream;
 pub mod netns;

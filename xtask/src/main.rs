@@ -35,6 +35,11 @@ const APT_PACKAGES: &[&str] = &[
     "qemu-system-x86",
     "busybox-static",
     "cpio",
+    // Guest-side clients of tests/guestnet.rs (busybox's udhcpc and ping come from
+    // busybox-static above): rdisc6, an independent reader of router advertisements
+    // (RDNSS, MTU, prefix), and systemd-networkd (run in a netns, never as a service).
+    "ndisc6",
+    "systemd",
 ];
 
 fn main() -> Result<()> {
