@@ -182,10 +182,12 @@ const FAKE_VARS: &[(&str, &str)] = &[
     ("NPM_TOKEN", "fake-npm-token-0009"),
     ("DB_PASSWORD", "fake-password-0010"),
     ("MY_PAT", "fake-pat-0011"),
-    // An innocent name with a value in GitHub's token format.
+    // An innocent name with a value in GitHub's token format (30 characters and their
+    // base62 CRC32, which the detector checks, and no placeholder word such as "fake",
+    // which it skips; `fake_homes::fake_github_token` makes it).
     (
         "INNOCENT_LOOKING",
-        "ghp_FAKEfakeFAKEfake0123456789abcdefghij",
+        "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",
     ),
 ];
 

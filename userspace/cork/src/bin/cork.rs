@@ -2,6 +2,7 @@
 //! agents that were killed, scan files with the proxy's DLP offline.
 
 use std::ffi::OsString;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -166,9 +167,15 @@ fn dlp_scan(file: &Path, manifest: Option<&Path>) -> ExitCode {
         Ok(r) => r,
         Err(e) => return fail(format!("reading {}: {e}", file.display())),
     };
-    match serde_json::to_string_pretty(&report) {
-        Ok(json) => println!("{json}"),
+    let json = match serde_json::to_string_pretty(&report) {
+        Ok(json) => json,
         Err(e) => return fail(e.to_string()),
+    };
+    // A closed pipe (`| head`) is the reader's choice, not a crash: write, don't println!.
+    if let Err(e) = writeln!(std::io::stdout().lock(), "{json}")
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        return fail(format!("writing the report: {e}"));
     }
     if report.findings.is_empty() {
         ExitCode::SUCCESS
