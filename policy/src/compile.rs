@@ -50,7 +50,9 @@ pub struct Policy {
 
 /// Parses, validates and compiles manifest text; `origin` names it in errors.
 pub fn compile(src: &str, origin: &str) -> Result<Policy, ManifestError> {
-    Policy::from_manifest(parse_manifest(src, origin)?)
+    let policy = Policy::from_manifest(parse_manifest(src, origin)?)?;
+    crate::dlp_check::check(&policy, origin)?;
+    Ok(policy)
 }
 
 impl Policy {

@@ -71,6 +71,7 @@
 mod compile;
 mod credential;
 mod dlp;
+mod dlp_check;
 mod dns;
 mod domain;
 mod domain_rule;

@@ -68,7 +68,7 @@ fn compiled_form() {
          [dlp]\naction = \"redact\"\n\
          [[dlp.detectors]]\nname = \"acme-order-id\"\nregex = \"ACME-[0-9]{12}\"\n\
          keywords = [\"ACME-\"]\n\
-         [[dlp.detectors]]\nname = \"x\"\nregex = \"x+\"\n",
+         [[dlp.detectors]]\nname = \"x\"\nregex = \"x{1,8}\"\n",
     );
     assert_eq!(
         p.tls.upstream_ca,
@@ -111,7 +111,7 @@ fn compiled_form() {
             },
             CustomDetector {
                 name: "x".into(),
-                regex: "x+".into(),
+                regex: "x{1,8}".into(),
                 keywords: vec![],
                 line: 33,
                 col: 9,
@@ -457,5 +457,28 @@ fn dlp_action_errors_are_located() {
     assert!(
         e.starts_with("bottle.toml:16:14: egress.allow[2].http[0].dlp_action:"),
         "{e}"
+    );
+}
+
+/// A policy that compiled is one the scanner takes: custom detectors are compiled, and
+/// detector ids checked, while the manifest compiles — each refusal in its place.
+#[test]
+fn detectors_are_checked_while_the_manifest_compiles() {
+    assert_eq!(
+        err("[[dlp.detectors]]\nname = \"loose\"\nregex = \"x+\"\n"),
+        "bottle.toml:13:9: dlp.detectors[0].regex: DLP detector \"loose\": matches may be \
+         longer than 4096 bytes (or unbounded); bound every repetition, e.g. {8,256} instead \
+         of + or *"
+    );
+    assert!(
+        err("[dlp.actions]\nno-such-detector = \"log\"\n")
+            .starts_with("bottle.toml:12:20: dlp.actions.no-such-detector: unknown detector"),
+        "{}",
+        err("[dlp.actions]\nno-such-detector = \"log\"\n")
+    );
+    // A built-in id and the manifest's own detector are both known.
+    policy(
+        "[dlp.actions]\njwt = \"log\"\nmine = \"off\"\n\
+         [[dlp.detectors]]\nname = \"mine\"\nregex = \"MINE-[0-9]{6}\"\n",
     );
 }

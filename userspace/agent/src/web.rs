@@ -128,13 +128,6 @@ impl WebSetup {
     }
 }
 
-/// Builds the DLP scanner `policy` asks for (built-ins plus the manifest's detectors),
-/// without credentials: how `cork check` validates the `[dlp]` section the same way the
-/// runtime will.
-pub fn check_scanner(policy: &Policy) -> Result<(), SetupError> {
-    offline_scanner(policy).map(drop)
-}
-
 /// The scanner `policy` asks for, without credentials (`cork dlp scan --manifest`).
 pub fn offline_scanner(policy: &Policy) -> Result<Scanner, SetupError> {
     setup::scanner(policy, &[])

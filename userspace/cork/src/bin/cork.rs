@@ -194,16 +194,6 @@ fn check(path: &PathBuf) -> ExitCode {
     };
     match cork_policy::compile(&src, &path.display().to_string()) {
         Ok(policy) => {
-            // The manifest's DLP detectors compile only here, in the scanner.
-            if let Err(e) = cork_agent::web::check_scanner(&policy) {
-                match &e {
-                    cork_agent::web::SetupError::UnknownDetector { line, col, .. } => {
-                        eprintln!("{}:{line}:{col}: {e}", path.display());
-                    }
-                    _ => eprintln!("{}: {}", path.display(), cork_audit::error_chain(&e)),
-                }
-                return ExitCode::from(1);
-            }
             // Located like errors, on stderr, but the manifest is still valid.
             for w in &policy.warnings {
                 eprintln!("warning: {w}");
