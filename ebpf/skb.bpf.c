@@ -7,65 +7,11 @@
  * replies of the bottle's listeners to peers outside its allowlist. There is no task
  * context here, so identity is the socket's cgroup and cookie.
  */
-#include <linux/if_ether.h>
-#include <linux/ip.h>
-#include <linux/ipv6.h>
-
 #include "cork_policy.h"
 #include "cork_events.h"
+#include "cork_packet.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
-
-/* Parsed headers of an egress packet. src/dst as in cork_dst (IPv4 in the first bytes). */
-struct cork_pkt {
-	struct cork_dst dst;
-	__u8 src[16];
-	__u16 sport;
-	__u8 l4; /* IANA protocol number of the first header after IP */
-};
-
-/* Fill pkt from the network header; returns 0 when it is neither IPv4 nor IPv6. */
-static __always_inline int cork_parse(struct __sk_buff *skb, struct cork_pkt *pkt)
-{
-	__u32 l4_off;
-
-	if (skb->protocol == bpf_htons(ETH_P_IP)) {
-		struct iphdr ip;
-
-		if (bpf_skb_load_bytes(skb, 0, &ip, sizeof(ip)))
-			return 0;
-		pkt->dst.family = CORK_AF_INET;
-		__builtin_memcpy(pkt->dst.addr, &ip.daddr, 4);
-		__builtin_memcpy(pkt->src, &ip.saddr, 4);
-		pkt->l4 = ip.protocol;
-		l4_off = (ip.ihl & 0xf) * 4;
-		/* Later fragments carry no ports; their first fragment was judged. */
-		if (ip.frag_off & bpf_htons(0x1fff))
-			return 1;
-	} else if (skb->protocol == bpf_htons(ETH_P_IPV6)) {
-		struct ipv6hdr ip6;
-
-		if (bpf_skb_load_bytes(skb, 0, &ip6, sizeof(ip6)))
-			return 0;
-		pkt->dst.family = CORK_AF_INET6;
-		__builtin_memcpy(pkt->dst.addr, &ip6.daddr, 16);
-		__builtin_memcpy(pkt->src, &ip6.saddr, 16);
-		pkt->l4 = ip6.nexthdr; /* extension headers: judged as that protocol (deny) */
-		l4_off = sizeof(ip6);
-	} else {
-		return 0;
-	}
-	pkt->dst.proto = pkt->l4;
-	if (pkt->l4 == IPPROTO_TCP || pkt->l4 == IPPROTO_UDP) {
-		__be16 ports[2];
-
-		if (bpf_skb_load_bytes(skb, l4_off, ports, sizeof(ports)) == 0) {
-			pkt->sport = bpf_ntohs(ports[0]);
-			pkt->dst.port = bpf_ntohs(ports[1]);
-		}
-	}
-	return 1;
-}
 
 static __always_inline int cork_same_dst(const struct cork_sock_state *st,
 					 const struct cork_dst *dst)
@@ -125,7 +71,7 @@ int cork_skb_egress(struct __sk_buff *skb)
 	struct cork_decision d;
 	struct cork_event *ev;
 
-	if (!cork_parse(skb, &pkt))
+	if (!cork_parse(skb, 0, &pkt))
 		return CORK_PASS; /* not IP (e.g. ARP is never in a socket's cgroup path) */
 	d = cork_judge_packet(skb, &pkt);
 	if (d.verdict == CORK_VERDICT_ALLOW)

@@ -60,6 +60,7 @@ enum cork_hook {
 	CORK_HOOK_SKB_EGRESS = 6,
 	CORK_HOOK_RECVMSG4 = 7,
 	CORK_HOOK_RECVMSG6 = 8,
+	CORK_HOOK_TC_INGRESS = 9, /* a VM bottle's tap: packets from the guest */
 };
 
 enum cork_verdict {
@@ -83,6 +84,26 @@ enum cork_reason {
 	CORK_REASON_DNS_REDIRECT = 12,   /* port 53 sent to the bottle's DNS proxy instead */
 	CORK_REASON_PROXY_REDIRECT = 13, /* allowed, through the bottle's inspecting proxy */
 	CORK_REASON_QUIC_REFUSED = 14,   /* UDP to a port whose TCP is inspected (HTTP/3) */
+	CORK_REASON_SPOOFED_MAC = 15,    /* a guest frame whose source MAC is not its NIC's */
+	CORK_REASON_SPOOFED_SOURCE = 16, /* a guest packet whose source is not its address */
+	CORK_REASON_GATEWAY_PORT = 17,   /* to the gateway (the host) on a port not allowed */
+	CORK_REASON_NOT_IP = 18,         /* a guest frame that is neither IP, ARP nor NDP */
+	CORK_REASON_DNS_NAT = 19,        /* DNS handed to nftables for the bottle's DNS proxy */
+};
+
+/*
+ * Packet marks the tap program sets on what it lets through, for the nftables chains of
+ * the bottle (which act on the mark, never judge again): the policy is decided once, in
+ * eBPF. A value (not flags) in a 4-bit field clear of the marks other software commonly
+ * uses; the Rust side is userspace/nft/src/marks.rs, asserted equal in cork-agent.
+ */
+enum cork_mark {
+	CORK_MARK_MASK = 0x0f000000,
+	CORK_MARK_DNS = 0x01000000,     /* DNAT to the bottle's DNS proxy */
+	CORK_MARK_INSPECT = 0x02000000, /* DNAT to the bottle's inspecting proxy */
+	CORK_MARK_HOST = 0x03000000,    /* to the gateway on an allowed host port */
+	CORK_MARK_DIRECT = 0x04000000,  /* forwarded as is (and masqueraded) */
+	CORK_MARK_LINK = 0x05000000,    /* link-local plumbing: ARP, DHCP, NDP */
 };
 
 /* Flags in struct cork_sock_state. */
@@ -201,7 +222,22 @@ struct cork_event {
 	__u8 dst[16];
 };
 
+/* A VM bottle's guest as cork configured it (a const volatile of the tap program, set at
+ * load): the only MAC and source addresses its tap accepts, and the gateway (the guest's
+ * view of the host: router, DNS server, host ports). Addresses in network byte order. */
+struct cork_guest {
+	__u8 mac[6];
+	__u8 v6_prefix_len;  /* of v6_prefix: the guest's own /64 (SLAAC) */
+	__u8 _pad;
+	__u8 v4[4];          /* the guest's address (DHCP) */
+	__u8 gw4[4];         /* the gateway's IPv4 address */
+	__u8 v6_prefix[16];
+	__u8 gw6[16];        /* the gateway's global IPv6 address (RDNSS) */
+	__u8 gw6_ll[16];     /* the gateway's link-local address (the router in RAs) */
+};
+
 #define CORK_ABI_ASSERT(cond) _Static_assert(cond, #cond)
+CORK_ABI_ASSERT(sizeof(struct cork_guest) == 64);
 CORK_ABI_ASSERT(sizeof(struct cork_port_rule) == 8);
 CORK_ABI_ASSERT(sizeof(struct cork_prefix_value) == 16 + 8 * CORK_PREFIX_SLOTS);
 CORK_ABI_ASSERT(sizeof(struct cork_lpm_v4_key) == 8);

@@ -3,11 +3,13 @@
 #                                HTTPS/SVCB records show as "svcb:<param keys>", e.g. svcb:1,5)
 #   connect IP PORT           -> "ok" or the errno name
 #   sleep SECONDS             -> "slept"
+#   waitfile PATH             -> "go" once PATH exists, "timeout" after 60 s (a go-file:
+#                                holds the bottle until the test says so)
 #   udpconn IP PORT           -> "ok" or errno: a connected UDP socket, kept for udpsend
 #   udpsend PAYLOAD           -> "ok" or errno: send on the last udpconn socket
 #   sendto IP PORT PAYLOAD    -> "ok" or errno: from a new, unconnected socket
 # Addresses are checked against the test ranges by the Rust side that builds argv.
-import errno, socket, struct, sys, time
+import errno, os, socket, struct, sys, time
 
 TYPES = {"A": 1, "AAAA": 28, "TXT": 16, "HTTPS": 65, "ANY": 255}
 RCODES = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP", 5: "REFUSED"}
@@ -139,6 +141,11 @@ while args:
         out = guarded(lambda: kept[-1].send(payload))
     elif op == "sendto":
         out = sendto(args.pop(0), args.pop(0), args.pop(0))
+    elif op == "waitfile":
+        path, deadline = args.pop(0), time.monotonic() + 60
+        while not os.path.exists(path) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        out = "go" if os.path.exists(path) else "timeout"
     elif op == "sleep":
         time.sleep(float(args.pop(0)))
         out = "slept"

@@ -307,8 +307,9 @@ impl DnsServer {
             .clone()
     }
 
-    /// Waits (bounded) until at least `n` queries were received; returns all of them.
-    pub fn wait_queries(&self, n: usize, timeout: Duration) -> Vec<QueryRecord> {
+    /// Waits until at least `n` queries were received and returns all of them; an error
+    /// naming what was awaited when `timeout` passes first.
+    pub fn wait_queries(&self, n: usize, timeout: Duration) -> Result<Vec<QueryRecord>> {
         let deadline = Instant::now() + timeout;
         let mut items = self
             .shared
@@ -318,7 +319,12 @@ impl DnsServer {
         while items.len() < n {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                break;
+                bail!(
+                    "timed out after {timeout:?} waiting for {n} queries at dns server {}; \
+                     received: {:?}",
+                    self.addr,
+                    *items
+                );
             }
             items = self
                 .shared
@@ -327,7 +333,7 @@ impl DnsServer {
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
-        items.clone()
+        Ok(items.clone())
     }
 
     /// While silent, queries are recorded but never answered (an upstream that times out).

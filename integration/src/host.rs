@@ -1,6 +1,6 @@
 //! Host state cork leaves behind: bottle cgroups under the cgroup2 mount, pins under
-//! bpffs, nftables tables. Lists them by prefix and removes them, for World teardown,
-//! the sweeper and the leak checks.
+//! bpffs, QEMU processes. Lists them by prefix and removes them, for World teardown, the
+//! sweeper and the leak checks.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -51,23 +51,27 @@ pub fn cork_pins(prefix: &str) -> Vec<PathBuf> {
     entries_with_prefix(Path::new(BPFFS), &format!("cork-{prefix}"))
 }
 
-/// nftables tables (in the host namespace) whose line mentions "cork".
-pub fn cork_nft_tables() -> Result<Vec<String>> {
-    let out = std::process::Command::new("nft")
-        .args(["list", "tables"])
-        .output()
-        .context("spawn nft list tables")?;
-    if !out.status.success() {
-        bail!(
-            "nft list tables: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.contains("cork"))
-        .map(str::to_owned)
-        .collect())
+/// QEMU processes cork-kvm started (`-name guest=...,process=cork-...`), still alive:
+/// pid and command line.
+pub fn cork_qemu_processes() -> Vec<(i32, String)> {
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut found: Vec<(i32, String)> = rd
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(|pid| {
+            let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let args: Vec<String> = raw
+                .split(|&b| b == 0)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            let qemu = args.first()?.ends_with("qemu-system-x86_64");
+            let ours = args.iter().any(|a| a.contains(",process=cork-"));
+            (qemu && ours).then(|| (pid, args.join(" ")))
+        })
+        .collect();
+    found.sort();
+    found
 }
 
 /// Kills every process in a cgroup subtree (`cgroup.kill`), waits until it is empty, and

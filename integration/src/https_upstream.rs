@@ -15,7 +15,9 @@
 //!         .plain("198.51.100.10:80".parse()?),
 //! )?; // listening on return
 //! // ... a client reaches https://api.example.test/ ...
-//! let reqs = up.log().wait_settled(1, Duration::from_secs(5));
+//! let reqs = up.log().wait_settled(1, Duration::from_secs(5))?; // an error on timeout
+//! // To prove a secret never arrived: send a clean request to /after last, then
+//! up.log().wait_sentinel("/after", Duration::from_secs(5))?;
 //! assert!(!up.log().saw(b"AKIA..."));
 //! ```
 //!

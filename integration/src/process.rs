@@ -51,6 +51,18 @@ impl RunOutput {
             .unwrap_or(-1)
     }
 
+    /// The output, or an error when the deadline killed the command: a killed command's
+    /// exit code and partial output must not pass for what it would have done.
+    fn finished(self, program: &std::ffi::OsStr, timeout: Duration) -> Result<Self> {
+        if self.timed_out {
+            bail!(
+                "{} did not finish within {timeout:?} and was killed:\n{self}",
+                program.to_string_lossy()
+            );
+        }
+        Ok(self)
+    }
+
     /// Non-empty stdout lines, trimmed.
     pub fn lines(&self) -> Vec<&str> {
         self.stdout
@@ -79,7 +91,7 @@ impl std::fmt::Display for RunOutput {
 }
 
 /// Runs `cmd` (stdin null unless the caller set it) with captured output; SIGKILLs it
-/// when `timeout` passes.
+/// when `timeout` passes, which is then an error holding what it printed.
 pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Result<RunOutput> {
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().with_context(|| format!("spawn {cmd:?}"))?;
@@ -110,12 +122,13 @@ pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Result<RunOutpu
     let timed_out = watchdog.join().unwrap_or(false);
     let stdout = String::from_utf8_lossy(&out_t.join().unwrap_or_default()).into_owned();
     let stderr = String::from_utf8_lossy(&err_t.join().unwrap_or_default()).into_owned();
-    Ok(RunOutput {
+    RunOutput {
         status,
         stdout,
         stderr,
         timed_out,
-    })
+    }
+    .finished(cmd.get_program(), timeout)
 }
 
 /// The nsfs inode of a process's network namespace, if it still has one.
@@ -170,6 +183,8 @@ pub fn shell_quote(s: &str) -> String {
 #[derive(Debug)]
 pub struct Spawned {
     child: std::process::Child,
+    /// The program, for messages.
+    program: std::ffi::OsString,
     lines: mpsc::Receiver<String>,
     seen: Vec<String>,
     stderr: Option<std::thread::JoinHandle<Vec<u8>>>,
@@ -200,6 +215,7 @@ impl Spawned {
         });
         Ok(Self {
             child,
+            program: cmd.get_program().to_owned(),
             lines,
             seen: Vec::new(),
             stderr: Some(stderr),
@@ -244,7 +260,7 @@ impl Spawned {
         self.child.wait().context("reap child")
     }
 
-    /// Waits (SIGKILL after `timeout`) and collects everything.
+    /// Waits and collects everything; SIGKILLs the child after `timeout` and then errs.
     pub fn finish(mut self, timeout: Duration) -> Result<RunOutput> {
         let pid = self.pid();
         let (done_tx, done_rx) = mpsc::channel::<()>();
@@ -268,12 +284,13 @@ impl Spawned {
             stdout.push('\n');
         }
         let stderr = self.collect_stderr();
-        Ok(RunOutput {
+        RunOutput {
             status,
             stdout,
             stderr,
             timed_out,
-        })
+        }
+        .finished(self.program.as_os_str(), timeout)
     }
 
     fn collect_stderr(&mut self) -> String {

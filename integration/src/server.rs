@@ -25,7 +25,7 @@ pub struct Seen<T> {
     changed: Condvar,
 }
 
-impl<T: Clone> Seen<T> {
+impl<T: Clone + std::fmt::Debug> Seen<T> {
     fn new() -> Arc<Self> {
         Arc::new(Self {
             items: Mutex::new(Vec::new()),
@@ -46,14 +46,21 @@ impl<T: Clone> Seen<T> {
         self.items.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Waits until `pred` holds for the record or `timeout` passes; returns the record.
-    pub fn wait_until(&self, timeout: Duration, pred: impl Fn(&[T]) -> bool) -> Vec<T> {
+    /// Waits until `pred` holds for the record and returns it. When `timeout` passes
+    /// first it is an error naming `what` was awaited and holding the record: a caller
+    /// cannot mistake a timeout for the state it waited for.
+    pub fn wait_until(
+        &self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&[T]) -> bool,
+    ) -> Result<Vec<T>> {
         let deadline = Instant::now() + timeout;
         let mut items = self.items.lock().unwrap_or_else(|e| e.into_inner());
         while !pred(&items) {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                break;
+                bail!("timed out after {timeout:?} waiting for {what}; seen: {items:?}");
             }
             items = self
                 .changed
@@ -61,7 +68,7 @@ impl<T: Clone> Seen<T> {
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
-        items.clone()
+        Ok(items.clone())
     }
 }
 
@@ -102,9 +109,11 @@ impl TcpServer {
         self.seen.snapshot()
     }
 
-    /// Waits (bounded) until at least `n` peers connected; returns all peers.
-    pub fn wait_peers(&self, n: usize, timeout: Duration) -> Vec<SocketAddr> {
-        self.seen.wait_until(timeout, |p| p.len() >= n)
+    /// Waits until at least `n` peers connected and returns all peers; an error when
+    /// `timeout` passes first.
+    pub fn wait_peers(&self, n: usize, timeout: Duration) -> Result<Vec<SocketAddr>> {
+        let what = format!("{n} peer(s) at tcp server {}", self.addr);
+        self.seen.wait_until(&what, timeout, |p| p.len() >= n)
     }
 
     /// The port.
@@ -146,10 +155,12 @@ impl UdpServer {
         self.datagrams().into_iter().map(|d| d.payload).collect()
     }
 
-    /// Waits (bounded) until a datagram with this payload arrived; returns all datagrams.
-    pub fn wait_payload(&self, payload: &str, timeout: Duration) -> Vec<Datagram> {
+    /// Waits until a datagram with this payload arrived and returns all datagrams; an
+    /// error when `timeout` passes first.
+    pub fn wait_payload(&self, payload: &str, timeout: Duration) -> Result<Vec<Datagram>> {
+        let what = format!("payload {payload:?} at udp server {}", self.addr);
         self.seen
-            .wait_until(timeout, |d| d.iter().any(|x| x.payload == payload))
+            .wait_until(&what, timeout, |d| d.iter().any(|x| x.payload == payload))
     }
 
     /// The port.

@@ -4,7 +4,7 @@
 //! Each World holds an exclusive `flock` on `/run/cork-integration/<id>.lock` for its
 //! whole life; the kernel drops the lock when the process dies, however it dies. The
 //! sweeper removes only things named after a world id (`ck` + 6 hex digits): netns
-//! `<id>b`/`<id>i`, cgroups and pins `cork-<id>-*`, temp dir, lock file, and only when
+//! `<id>b`/`<id>i`/`<id>g` (the guest of VM-bottle tests), cgroups and pins `cork-<id>-*`, temp dir, lock file, and only when
 //! nobody holds that id's lock. Other cork state is `cork clean`'s business.
 
 use std::fs::{File, OpenOptions};
@@ -68,9 +68,9 @@ pub fn is_world_id(s: &str) -> bool {
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
-/// The world id a netns name belongs to (`<id>b` or `<id>i`).
+/// The world id a netns name belongs to (`<id>b`, `<id>i` or `<id>g`).
 pub fn world_of_netns(name: &str) -> Option<&str> {
-    (name.len() == 9 && (name.ends_with('b') || name.ends_with('i')))
+    (name.len() == 9 && (name.ends_with('b') || name.ends_with('i') || name.ends_with('g')))
         .then(|| &name[..8])
         .filter(|id| is_world_id(id))
 }
@@ -135,7 +135,7 @@ pub fn remove_world_leftovers(id: &str) -> Vec<String> {
         Ok(()) => removed.push(what),
         Err(e) => eprintln!("cork-integration: could not remove {what}: {e:#}"),
     };
-    for side in ["b", "i"] {
+    for side in ["b", "i", "g"] {
         let name = format!("{id}{side}");
         if netns::list().contains(&name) {
             let r = netns::Netns::open(&name).and_then(|ns| {
@@ -201,6 +201,7 @@ mod tests {
     fn recognises_only_world_names() {
         assert_eq!(world_of_netns("ck0a1b2cb"), Some("ck0a1b2c"));
         assert_eq!(world_of_netns("ck0a1b2ci"), Some("ck0a1b2c"));
+        assert_eq!(world_of_netns("ck0a1b2cg"), Some("ck0a1b2c"));
         assert_eq!(world_of_netns("ck0a1b2cx"), None);
         assert_eq!(world_of_netns("ckZZ1b2cb"), None);
         assert_eq!(world_of_netns("cork"), None);

@@ -50,8 +50,8 @@ ports = [8443]
         .tcp(&s6.ip(), s6.port())?;
     let (out, audit) = world.run_probe("a", manifest, &probe)?;
     assert_eq!(out.lines(), ["ok", "ok"], "{out}");
-    assert_eq!(s4.wait_peers(1, WAIT)[0].ip().to_string(), "198.51.100.1");
-    assert_eq!(s6.wait_peers(1, WAIT)[0].ip().to_string(), "2001:db8::1");
+    assert_eq!(s4.wait_peers(1, WAIT)?[0].ip().to_string(), "198.51.100.1");
+    assert_eq!(s6.wait_peers(1, WAIT)?[0].ip().to_string(), "2001:db8::1");
     for (hook, dst, rule) in [
         ("connect4", "198.51.100.10", "egress.allow[0]"),
         ("connect6", "2001:db8::10", "egress.allow[1]"),
@@ -120,8 +120,8 @@ cidr = "2001:db8::66/128"
     let (out, audit) = world.run_probe("a", manifest, &probe)?;
     assert_eq!(out.lines(), ["EPERM", "EPERM", "ok", "ok"], "{out}");
     assert!(no4.peers().is_empty() && no6.peers().is_empty());
-    assert_eq!(ok4.wait_peers(1, WAIT).len(), 1);
-    assert_eq!(ok6.wait_peers(1, WAIT).len(), 1);
+    assert_eq!(ok4.wait_peers(1, WAIT)?.len(), 1);
+    assert_eq!(ok6.wait_peers(1, WAIT)?.len(), 1);
     audit.expect(json!({"dst": "198.51.100.66", "verdict": "deny", "reason": "deny_rule", "rule": "egress.deny[0]"}))?;
     audit.expect(json!({"dst": "2001:db8::66", "verdict": "deny", "reason": "deny_rule", "rule": "egress.deny[1]"}))?;
     audit.expect(json!({"dst": "198.51.100.10", "verdict": "allow", "rule": "egress.allow[0]"}))?;
@@ -167,7 +167,7 @@ cidr = "2001:db8::/32"
     let (out, audit) = world.run_probe("a", manifest, &probe)?;
     assert_eq!(out.lines(), ["ok", "EPERM"], "{out}");
     assert_eq!(
-        allowed.wait_peers(1, WAIT)[0].ip().to_string(),
+        allowed.wait_peers(1, WAIT)?[0].ip().to_string(),
         "198.51.100.1"
     );
     assert!(other.peers().is_empty());

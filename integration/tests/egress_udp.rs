@@ -71,8 +71,8 @@ proto = "any"
         .udp_sendmsg(&u6.ip(), 5300, "msg-v6")?;
     let (out, audit) = world.run_probe("a", manifest, &probe)?;
     assert_eq!(out.lines(), ["ok", "ok"], "{out}");
-    let got4 = u4.wait_payload("to-v4", WAIT);
-    let got6 = u6.wait_payload("msg-v6", WAIT);
+    let got4 = u4.wait_payload("to-v4", WAIT)?;
+    let got6 = u6.wait_payload("msg-v6", WAIT)?;
     assert_eq!(
         got4.first().map(|d| d.peer.ip().to_string()).as_deref(),
         Some("198.51.100.1")
@@ -110,8 +110,14 @@ ports = [5300]
     let probe = Probe::new()
         .udp_sendto(&u4.ip(), 5300, "to-v4")?
         .udp_sendto(&u6.ip(), 5300, "to-v6")?;
-    let (out, _audit) = world.run_probe("a", manifest, &probe)?;
+    let (out, audit) = world.run_probe("a", manifest, &probe)?;
     assert_eq!(out.lines(), ["EPERM", "EPERM"], "{out}");
+    for (hook, dst) in [("sendmsg4", "198.51.100.10"), ("sendmsg6", "2001:db8::10")] {
+        audit.expect(
+            json!({"hook": hook, "proto": "udp", "dst": dst, "dport": 5300,
+                            "verdict": "deny", "reason": "default_deny"}),
+        )?;
+    }
     world.udp_sentinel(&u4)?;
     world.udp_sentinel(&u6)?;
     assert!(payloads_except_sentinels(&u4).is_empty() && payloads_except_sentinels(&u6).is_empty());
@@ -141,8 +147,8 @@ proto = "udp"
         .udp_connect(&no6.ip(), 5300, "x-v6")?;
     let (out, audit) = world.run_probe("a", manifest, &probe)?;
     assert_eq!(out.lines(), ["ok", "ok", "EPERM", "EPERM"], "{out}");
-    assert_eq!(ok4.wait_payload("c-v4", WAIT).len(), 1);
-    assert_eq!(ok6.wait_payload("c-v6", WAIT).len(), 1);
+    assert_eq!(ok4.wait_payload("c-v4", WAIT)?.len(), 1);
+    assert_eq!(ok6.wait_payload("c-v6", WAIT)?.len(), 1);
     world.udp_sentinel(&no4)?;
     world.udp_sentinel(&no6)?;
     assert!(

@@ -45,9 +45,12 @@ fn bottle_cannot_move_itself_to_the_root_cgroup() -> Result<()> {
         .tcp(&srv.ip(), 8443)?;
     let (out, _audit) = world.run_probe("a", "", &probe)?;
     let lines = out.lines();
-    assert_ne!(
-        lines[0], "ok",
-        "writing the root cgroup.procs must fail: {out}"
+    // cork run remounts every cgroup filesystem read-only in the bottle's mount namespace
+    // (run/child.rs): the write fails with EROFS, not for want of a file or a permission
+    // bit, which a root process with CAP_DAC_OVERRIDE would not lack.
+    assert_eq!(
+        lines[0], "EROFS",
+        "writing the root cgroup.procs must fail as read-only: {out}"
     );
     let own = format!("cork-{}", world.bottle_name("a"));
     assert!(lines[1].contains(&own), "still in the bottle cgroup: {out}");
@@ -56,39 +59,74 @@ fn bottle_cannot_move_itself_to_the_root_cgroup() -> Result<()> {
     Ok(())
 }
 
+/// Adds a route per family and an nftables table, printing each tool's output and then
+/// `<key>=<exit status>`.
+const NET_ADMIN_SCRIPT: &str = "ip route add 198.51.100.128/25 dev lo 2>&1; echo ip=$?; \
+                  ip -6 route add 2001:db8:ff::/48 dev lo 2>&1; echo ip6=$?; \
+                  nft add table inet ckescape 2>&1; echo nft=$?";
+
 #[test]
 fn bottle_cannot_change_routes_or_nftables() -> Result<()> {
     let world = World::new("bottle_cannot_change_routes_or_nftables")?;
-    let script = "ip route add 198.51.100.128/25 dev lo 2>&1; echo ip=$?; \
-                  ip -6 route add 2001:db8:ff::/48 dev lo 2>&1; echo ip6=$?; \
-                  nft add table inet ckescape 2>&1; echo nft=$?";
-    let argv = ["sh", "-c", script].map(String::from);
+    let argv = ["sh", "-c", NET_ADMIN_SCRIPT].map(String::from);
     let (out, _audit) = world.run_argv("a", "", &argv)?;
-    for key in ["ip=", "ip6=", "nft="] {
-        let line = out
-            .lines()
-            .into_iter()
-            .find(|l| l.starts_with(key))
-            .with_context(|| format!("{key} in {out}"))?;
-        assert_ne!(line, format!("{key}0"), "{out}");
-    }
+    // The kernel refuses each netlink request for want of CAP_NET_ADMIN (EPERM), in each
+    // tool's own words; any other failure (a missing module, a bad argument) is not this.
+    let lines = out.lines();
+    let at = |key: &str| {
+        lines
+            .iter()
+            .position(|l| l.starts_with(key))
+            .with_context(|| format!("{key} in {out}"))
+    };
+    let (ip, ip6, nft) = (at("ip=")?, at("ip6=")?, at("nft=")?);
+    assert_eq!(
+        lines[..ip6 + 1],
+        [
+            "RTNETLINK answers: Operation not permitted",
+            "ip=2",
+            "RTNETLINK answers: Operation not permitted",
+            "ip6=2",
+        ],
+        "{out}"
+    );
+    assert_eq!(ip, 1, "{out}");
+    assert!(
+        lines[ip6 + 1..nft]
+            .first()
+            .is_some_and(|l| l.starts_with("Error: ") && l.ends_with(": Operation not permitted")),
+        "{out}"
+    );
+    assert_eq!(lines[nft], "nft=1", "{out}");
     // And nothing changed, seen from outside the bottle.
-    assert!(
+    let routes = |world: &World| -> Result<(String, String)> {
+        Ok((
+            world.bottle().ip(&["route", "show", "198.51.100.128/25"])?,
+            world
+                .bottle()
+                .ip(&["-6", "route", "show", "2001:db8:ff::/48"])?,
+        ))
+    };
+    let tables = |world: &World| -> Result<String> {
+        Ok(world
+            .run(world.command(Side::Bottle, "nft").args(["list", "tables"]))?
+            .stdout)
+    };
+    let (r4, r6) = routes(&world)?;
+    assert!(r4.trim().is_empty() && r6.trim().is_empty(), "{r4}{r6}");
+    assert!(!tables(&world)?.contains("ckescape"));
+
+    // The positive control: the same commands outside the bottle, in the same netns,
+    // succeed — and the checks above see what they did.
+    let control = world.run(
         world
-            .bottle()
-            .ip(&["route", "show", "198.51.100.128/25"])?
-            .trim()
-            .is_empty()
-    );
-    assert!(
-        world
-            .bottle()
-            .ip(&["-6", "route", "show", "2001:db8:ff::/48"])?
-            .trim()
-            .is_empty()
-    );
-    let tables = world.run(world.command(Side::Bottle, "nft").args(["list", "tables"]))?;
-    assert!(!tables.stdout.contains("ckescape"), "{tables}");
+            .command(Side::Bottle, "sh")
+            .args(["-c", NET_ADMIN_SCRIPT]),
+    )?;
+    assert_eq!(control.lines(), ["ip=0", "ip6=0", "nft=0"], "{control}");
+    let (r4, r6) = routes(&world)?;
+    assert!(r4.contains("198.51.100.128/25") && r6.contains("2001:db8:ff::/48"));
+    assert!(tables(&world)?.contains("table inet ckescape"));
     Ok(())
 }
 

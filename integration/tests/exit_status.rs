@@ -87,6 +87,18 @@ fn valid_manifest_checks_clean() -> Result<()> {
     )?;
     let out = world.run(world.cork(["check".as_ref(), m.as_os_str()]))?;
     assert_eq!(out.code(), 0, "{out}");
+    // What cork understood, named after the file it read.
+    assert_eq!(
+        out.stdout,
+        format!(
+            "{}: ok — bottle {:?}, 2 rules, 1 IPv4 and 1 IPv6 prefixes, 0 domain rules, \
+             1 host loopback ports, 0 credentials\n",
+            m.display(),
+            world.bottle_name("a")
+        ),
+        "{out}"
+    );
+    assert!(out.stderr.is_empty(), "{out}");
     Ok(())
 }
 
@@ -96,5 +108,11 @@ fn missing_manifest_file_is_cork_own_failure() -> Result<()> {
     let m = world.dir().join("absent.toml");
     let out = world.run(&mut world.cork_run(&m, "a", &sh("exit 0")))?;
     assert_eq!(out.code(), 125, "{out}");
+    // 125 is every cork failure: the message says which one.
+    let why = format!(
+        "cork run: reading manifest {}: No such file or directory",
+        m.display()
+    );
+    assert!(out.stderr.contains(&why), "want {why:?} in:\n{out}");
     Ok(())
 }

@@ -84,7 +84,7 @@ fn https_h1_h2_v4_v6_recorded() -> Result<()> {
         assert_eq!(json["sni"], NAME, "{out}");
         assert_eq!(json["headers"]["x-test"][0], "yes", "{out}");
     }
-    let reqs = s.up.log().wait_settled(4, WAIT);
+    let reqs = s.up.log().wait_settled(4, WAIT)?;
     assert_eq!(reqs.len(), 4);
     for (i, r) in reqs.iter().enumerate() {
         assert_eq!(r.body, format!("payload-{i}").as_bytes());
@@ -132,7 +132,7 @@ fn plain_http_endpoints() -> Result<()> {
         )?;
         assert_eq!(out, "ok\n");
     }
-    let reqs = s.up.log().wait_settled(4, WAIT);
+    let reqs = s.up.log().wait_settled(4, WAIT)?;
     let targets: Vec<_> = reqs.iter().map(|r| r.target.as_str()).collect();
     assert_eq!(
         targets,
@@ -198,7 +198,7 @@ fn cut_body_is_recorded_as_cut() -> Result<()> {
         })?;
         Ok(())
     })?;
-    let reqs = s.up.log().wait_settled(1, WAIT);
+    let reqs = s.up.log().wait_settled(1, WAIT)?;
     assert_eq!(reqs.len(), 1, "{reqs:?}");
     assert_eq!(reqs[0].body, b"first-part");
     assert!(matches!(reqs[0].body_end, BodyEnd::Cut { .. }), "{reqs:?}");
@@ -210,9 +210,9 @@ fn websocket_echoes_and_records() -> Result<()> {
     let s = setup("websocket_echoes_and_records")?;
     let to: SocketAddr = s.up.plain_addrs()[0];
     s.world.bottle().run(move || ws_client(to))?;
-    let reqs = s.up.log().wait_until(WAIT, |r| {
+    let reqs = s.up.log().wait_until("two WebSocket messages", WAIT, |r| {
         r.first().is_some_and(|q| q.ws_messages.len() == 2)
-    });
+    })?;
     let msgs = &reqs[0].ws_messages;
     assert_eq!(reqs[0].path(), "/ws");
     assert_eq!(msgs.len(), 2, "{reqs:?}");

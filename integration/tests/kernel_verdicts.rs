@@ -5,17 +5,18 @@
 //! verdict must equal `cork_policy::evaluate` on the same plan.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::path::PathBuf;
 
 use anyhow::Result;
 use cork_bpf::LoadConstants;
 use cork_bpf::test_run::{SkbTestRun, ip_packet};
+use cork_integration::verdicts::{Lcg, PinnedRun};
 use cork_policy::{Action, Proto};
 
 const CONSTS: LoadConstants = LoadConstants {
     bottle_id: 7,
     dns_port: 0,
     proxy_port: 0,
+    guest: None,
 };
 
 const MANIFEST: &str = r#"
@@ -57,47 +58,13 @@ proto = "udp"
 host_ports = [8125]
 "#;
 
-/// Removes the pin directory even when an assertion fails.
-struct Harness {
-    run: Option<SkbTestRun>,
-    pin_dir: PathBuf,
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        drop(self.run.take());
-        let _ = std::fs::remove_dir_all(&self.pin_dir);
-    }
-}
-
 /// The manifest's plan, and its programs loaded (not attached) with their pins under a
 /// name `cork clean` leaves alone (not `cork-<name>-<pid>`: other tests run it meanwhile).
-fn load(tag: &str) -> Result<(cork_policy::KernelPlan, Harness)> {
+fn load(tag: &str) -> Result<(cork_policy::KernelPlan, PinnedRun<SkbTestRun>)> {
     let plan = cork_policy::compile(MANIFEST, "verdicts.toml")?.kernel_plan();
-    let pin_dir = cork_agent::mounts::ensure_bpffs()?
-        .join(format!("cork-verdicts-{}-{tag}", std::process::id()));
-    let mut h = Harness {
-        run: None,
-        pin_dir: pin_dir.clone(),
-    };
-    h.run = Some(SkbTestRun::load(CONSTS, &pin_dir, &plan)?);
+    let mut h = PinnedRun::new("verdicts", tag)?;
+    h.run = Some(SkbTestRun::load(CONSTS, &h.pin_dir, &plan)?);
     Ok((plan, h))
-}
-
-/// A small deterministic generator: the same cases every run.
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        self.0 >> 33
-    }
-    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-        items[(self.next() as usize) % items.len()]
-    }
 }
 
 #[test]
@@ -117,7 +84,7 @@ fn skb_verdicts_match_the_policy_model() -> Result<()> {
     for _ in 0..3000 {
         let proto = rng.pick(&[Proto::Tcp, Proto::Udp]);
         let port = rng.pick(&ports);
-        let (src, dst) = if rng.next().is_multiple_of(2) {
+        let (src, dst) = if rng.next_u64().is_multiple_of(2) {
             (
                 src4,
                 IpAddr::V4(Ipv4Addr::new(198, 51, 100, rng.pick(&v4_hosts))),
@@ -278,13 +245,8 @@ fn skb_verdicts_for_proxied_names_match_the_policy_model() -> Result<()> {
 
     let policy = compile(PROXY_MANIFEST, "verdicts-proxy.toml")?;
     let plan = policy.kernel_plan();
-    let pin_dir = cork_agent::mounts::ensure_bpffs()?
-        .join(format!("cork-verdicts-{}-proxy", std::process::id()));
-    let mut h = Harness {
-        run: None,
-        pin_dir: pin_dir.clone(),
-    };
-    h.run = Some(SkbTestRun::load(CONSTS, &pin_dir, &plan)?);
+    let mut h = PinnedRun::new("verdicts", "proxy")?;
+    h.run = Some(SkbTestRun::load(CONSTS, &h.pin_dir, &plan)?);
     let run = h.run.as_mut().expect("loaded");
 
     let src: IpAddr = "198.51.100.1".parse()?;

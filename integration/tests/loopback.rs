@@ -46,7 +46,7 @@ fn host_loopback_service_is_not_reachable() -> Result<()> {
     world.connect_from_bottle("127.0.0.1:9200".parse()?)?;
     world.connect_from_bottle("[::1]:9200".parse()?)?;
     assert_eq!(
-        host.wait_peers(2, Duration::from_secs(5)).len(),
+        host.wait_peers(2, Duration::from_secs(5))?.len(),
         2,
         "baseline outside cork"
     );
@@ -96,7 +96,7 @@ fn host_loopback_service_is_reachable_on_a_host_port() -> Result<()> {
         ["ok", "ok", "ok", "ok", "ok", "EPERM", "EPERM"],
         "{out}"
     );
-    assert_eq!(host.wait_peers(5, Duration::from_secs(5)).len(), 5);
+    assert_eq!(host.wait_peers(5, Duration::from_secs(5))?.len(), 5);
     assert!(other.peers().is_empty());
     audit.expect(json!({"hook": "connect4", "dport": 9200, "verdict": "allow", "reason": "loopback_host_port"}))?;
     audit.expect(json!({"hook": "connect6", "dport": 9200, "verdict": "allow", "reason": "loopback_host_port"}))?;
@@ -129,7 +129,7 @@ ports = [9300]
 "#;
     let (out, audit) = world.run_probe("b", allow, &probe)?;
     assert_eq!(out.lines(), ["ok", "ok"], "{out}");
-    assert_eq!(host.wait_peers(2, Duration::from_secs(5)).len(), 2);
+    assert_eq!(host.wait_peers(2, Duration::from_secs(5))?.len(), 2);
     audit.expect(json!({"dst": "198.51.100.1", "verdict": "allow", "rule": "egress.allow[0]"}))?;
     audit.expect(json!({"dst": "2001:db8::1", "verdict": "allow", "rule": "egress.allow[1]"}))?;
     Ok(())

@@ -139,7 +139,7 @@ fn inspected_https_reaches_upstream_over_h1_h2_v4_v6() -> Result<()> {
         "{out}\n{}",
         audit.dump()
     );
-    let reqs = s.api.log().wait_settled(4, WAIT);
+    let reqs = s.api.log().wait_settled(4, WAIT)?;
     let paths: Vec<&str> = reqs.iter().map(|r| r.path()).collect();
     assert_eq!(paths, ["/one", "/two", "/three", "/four"], "{reqs:#?}");
     for r in &reqs {
@@ -229,7 +229,7 @@ fn secrets_in_body_header_or_query_are_blocked_before_upstream() -> Result<()> {
     ]
     .join("\n");
     let (out, audit) = s.run_sh("a", API_RULE, &script)?;
-    assert_eq!(out.stdout.matches("status=403").count(), 3, "{out}");
+    assert_eq!(statuses(&out), ["403", "403", "403", "200"], "{out}");
     assert!(
         out.stdout.contains("aws-access-key-id"),
         "the refusal names the detector: {out}"
@@ -239,18 +239,16 @@ fn secrets_in_body_header_or_query_are_blocked_before_upstream() -> Result<()> {
         "the refusal never echoes the secret: {out}"
     );
     // The body request reached upstream only as a head and a cut body; the header and
-    // query requests never left.
-    let reqs = s
-        .api
-        .log()
-        .wait_until(WAIT, |r| r.iter().any(|r| r.path() == "/clean"));
+    // query requests never left; the clean one arrived whole, after them.
+    let reqs = s.api.log().wait_sentinel("/clean", WAIT)?;
     for r in &reqs {
         match r.path() {
-            "/clean" => assert_eq!(r.body_end, BodyEnd::Complete),
+            "/clean" => assert_eq!(r.body, b"nothing to see", "{r:#?}"),
             "/body" => assert_ne!(r.body_end, BodyEnd::Complete, "{r:#?}"),
             other => panic!("{other} reached upstream: {r:#?}"),
         }
     }
+    audit.expect(json!({"layer": "proxy", "verdict": "allow", "path": "/clean", "status": 200}))?;
     assert!(!s.api.log().saw(AWS_KEY.as_bytes()));
     for path in ["/body", "/header", "/query?…"] {
         audit.expect(
@@ -269,26 +267,35 @@ fn secrets_in_body_header_or_query_are_blocked_before_upstream() -> Result<()> {
 fn a_secret_split_across_chunks_is_caught_and_never_arrives() -> Result<()> {
     let s = setup("a_secret_split_across_chunks_is_caught_and_never_arrives")?;
     let (a, b) = AWS_KEY.split_at(9);
-    let script = py(&[
-        "post_chunks",
-        "https://api.example.test/split",
-        "lead text ",
-        a,
-        b,
-        " tail",
-    ]);
+    // A clean request follows the split one: once it is in the upstream's log, whatever
+    // cork let through of the first is there too.
+    let script = [
+        py(&[
+            "post_chunks",
+            "https://api.example.test/split",
+            "lead text ",
+            a,
+            b,
+            " tail",
+        ]),
+        curl("--data-binary 'clean after' https://api.example.test/after"),
+    ]
+    .join("\n");
     let (out, audit) = s.run_sh("a", API_RULE, &script)?;
-    assert!(out.stdout.contains("status=403"), "{out}");
-    audit.expect(json!({"layer": "proxy", "reason": "dlp_blocked", "path": "/split"}))?;
+    assert_eq!(statuses(&out), ["403", "200"], "{out}");
+    audit.expect(
+        json!({"layer": "proxy", "verdict": "deny", "reason": "dlp_blocked",
+        "path": "/split", "status": 403, "detectors": ["aws-access-key-id"]}),
+    )?;
     // The upstream may have seen the request start (bytes before the secret) but never
     // the secret, and the body did not end normally.
-    let reqs = s.api.log().requests();
+    let reqs = s.api.log().wait_sentinel("/after", WAIT)?;
     assert!(!s.api.log().saw(AWS_KEY.as_bytes()), "{reqs:#?}");
     assert!(
         !s.api.log().saw(a.as_bytes()),
         "no prefix of the secret either: {reqs:#?}"
     );
-    for r in &reqs {
+    for r in reqs.iter().filter(|r| r.path() == "/split") {
         assert_ne!(r.body_end, BodyEnd::Complete, "{r:#?}");
     }
     Ok(())
@@ -304,7 +311,7 @@ fn redact_mode_forwards_the_body_with_the_secret_replaced() -> Result<()> {
     ));
     let (out, audit) = s.run_sh("a", &rules, &script)?;
     assert!(out.stdout.contains("status=200"), "{out}");
-    let reqs = s.api.log().wait_settled(1, WAIT);
+    let reqs = s.api.log().wait_settled(1, WAIT)?;
     assert_eq!(reqs[0].body, b"before [REDACTED] after", "{reqs:#?}");
     assert_eq!(reqs[0].header("x-note"), Some("a [REDACTED] b"));
     assert_eq!(reqs[0].header("x-other"), Some("fine"));
@@ -336,28 +343,40 @@ fn fronting_no_sni_and_unresolved_destinations_are_refused() -> Result<()> {
         curl("--resolve evil.test:443:198.51.100.10 https://evil.test/unknown"),
         // an allowed name at an address resolved only for another name
         curl("--resolve api.example.test:443:198.51.100.11 https://api.example.test/wrongip"),
+        // the sentinels the upstreams' logs are waited on
+        curl("https://api.example.test/after"),
+        curl("https://pinned.example.test/after"),
     ]
     .join("\n");
     let (out, audit) = s.run_sh("a", &rules, &script)?;
-    assert!(
-        out.stdout.contains("status=403"),
-        "HTTP/1.1 fronting: {out}"
+    // 403 for HTTP/1.1 fronting, 421 for HTTP/2 coalescing; the other three never get a
+    // response: cork ends the handshake with a TLS alert, which curl reports as exit 35
+    // (CURLE_SSL_CONNECT_ERROR) naming the alert.
+    assert_eq!(
+        statuses(&out),
+        ["403", "421", "000", "000", "000", "200", "200"],
+        "{out}"
     );
-    assert!(
-        out.stdout.contains("status=421"),
-        "HTTP/2 coalescing: {out}"
+    let rcs: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("rc="))
+        .collect();
+    assert_eq!(rcs, ["0", "0", "35", "35", "35", "0", "0"], "{out}");
+    assert_eq!(
+        out.stderr.matches("tlsv1 unrecognized name").count(),
+        1,
+        "no SNI: alert 112: {out}"
     );
     assert_eq!(
-        out.stdout.matches("status=000").count(),
-        3,
-        "TLS refused: {out}"
+        out.stderr.matches("tlsv1 alert access denied").count(),
+        2,
+        "unknown name, wrong address: alert 49: {out}"
     );
-    assert!(
-        s.api.log().requests().is_empty(),
-        "{:#?}",
-        s.api.log().requests()
-    );
-    assert!(s.pinned.log().requests().is_empty());
+    let reqs = s.api.log().wait_sentinel("/after", WAIT)?;
+    assert_eq!(reqs.len(), 1, "{reqs:#?}");
+    let reqs = s.pinned.log().wait_sentinel("/after", WAIT)?;
+    assert_eq!(reqs.len(), 1, "{reqs:#?}");
     audit.expect(json!({"layer": "proxy", "reason": "host_mismatch", "status": 403}))?;
     audit.expect(json!({"layer": "proxy", "reason": "host_mismatch", "status": 421}))?;
     audit.expect(json!({"layer": "proxy", "event": "connection", "reason": "no_sni"}))?;
@@ -382,7 +401,7 @@ fn pass_through_rules_relay_tls_untouched() -> Result<()> {
     ));
     let (out, audit) = s.run_sh("a", rules, &script)?;
     assert!(out.stdout.contains("status=200"), "{out}");
-    let reqs = s.pinned.log().wait_settled(1, WAIT);
+    let reqs = s.pinned.log().wait_settled(1, WAIT)?;
     assert_eq!(reqs[0].path(), "/pinned");
     audit.expect(
         json!({"layer": "proxy", "event": "connection", "mode": "passthrough",
@@ -448,7 +467,7 @@ ports = [443]
     let paths: Vec<String> = s
         .api
         .log()
-        .wait_settled(2, WAIT)
+        .wait_settled(2, WAIT)?
         .iter()
         .map(|r| r.path().to_string())
         .collect();
@@ -493,7 +512,7 @@ fn credentials_are_swapped_in_upstream_and_never_reach_the_bottle() -> Result<()
         out.stdout.contains("cork-placeholder-acme status=200"),
         "{out}"
     );
-    let reqs = s.api.log().wait_settled(2, WAIT);
+    let reqs = s.api.log().wait_settled(2, WAIT)?;
     let first = reqs
         .iter()
         .find(|r| r.path() == "/echo-header")
@@ -550,7 +569,7 @@ fn plain_http_gets_the_same_host_checks() -> Result<()> {
     .join("\n");
     let (out, audit) = s.run_sh("a", &rules, &script)?;
     assert_eq!(statuses(&out), ["200", "403", "403", "403"], "{out}");
-    let reqs = s.api.log().wait_settled(1, WAIT);
+    let reqs = s.api.log().wait_settled(1, WAIT)?;
     assert_eq!(reqs.len(), 1);
     assert_eq!(reqs[0].sni, None, "plain HTTP upstream");
     audit
@@ -568,41 +587,51 @@ fn node_and_git_work_unchanged_and_git_push_is_refused() -> Result<()> {
     let script = [
         node.to_string(),
         // git over smart HTTP: discovery reaches upstream (which is no git server)...
-        "git ls-remote https://api.example.test/repo.git 2>&1 | tail -1; echo \"ls rc=$?\"".to_string(),
+        "git ls-remote https://api.example.test/repo.git 2>&1 | tail -1; echo \"ls rc=$?\""
+            .to_string(),
         // ...a push is refused by cork before upstream sees it.
         "cd /tmp && rm -rf cork-push-$$ && git init -q cork-push-$$ && cd cork-push-$$ && \
          git -c user.email=a@b.test -c user.name=a commit -q --allow-empty -m x && \
-         git push https://api.example.test/repo.git HEAD:main 2>&1 | tail -2; cd /tmp && rm -rf cork-push-$$"
+         git push https://api.example.test/repo.git HEAD:main 2>&1; echo \"push rc=$?\"; \
+         cd /tmp && rm -rf cork-push-$$"
             .to_string(),
+        // The sentinel the upstream's log is waited on.
+        curl("https://api.example.test/after"),
     ]
     .join("\n");
     let (out, audit) = s.run_sh("a", API_RULE, &script)?;
-    if which("node") {
-        assert!(out.stdout.contains("node status=200"), "{out}");
-    }
+    // node is a dependency (`cargo xtask deps` installs Debian's nodejs): missing, it fails.
     assert!(
-        out.stdout.contains("403"),
+        out.stdout.contains("node status=200\n"),
+        "node in the bottle reached the upstream (is nodejs installed?): {out}"
+    );
+    // git's own words for a 403 on discovery (http.c, HTTP_NOAUTH is 401 only).
+    assert!(
+        out.stdout.contains(
+            "fatal: unable to access 'https://api.example.test/repo.git/': \
+             The requested URL returned error: 403\npush rc=128\n"
+        ),
         "git push refused with 403: {out}"
     );
-    let reqs = s.api.log().requests();
+    let reqs = s.api.log().wait_sentinel("/after", WAIT)?;
     assert!(
         reqs.iter()
             .any(|r| r.target == "/repo.git/info/refs?service=git-upload-pack"),
         "git's TLS trusted the bottle CA via GIT_SSL_CAINFO: {reqs:#?}"
     );
     assert!(
+        reqs.iter().any(|r| r.path() == "/from-node"),
+        "node's TLS trusted the bottle CA: {reqs:#?}"
+    );
+    assert!(
         !reqs.iter().any(|r| r.target.contains("git-receive-pack")),
         "{reqs:#?}"
     );
-    audit.expect(json!({"layer": "proxy", "reason": "git_push_refused"}))?;
+    audit.expect(
+        json!({"layer": "proxy", "verdict": "deny", "reason": "git_push_refused",
+        "path": "/repo.git/info/refs?…", "status": 403}),
+    )?;
     Ok(())
-}
-
-fn which(program: &str) -> bool {
-    std::process::Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
 }
 
 #[test]
@@ -638,19 +667,22 @@ fn connect_and_h2c_upgrades_are_refused() -> Result<()> {
         curl("--http1.1 -X CONNECT https://api.example.test/x"),
         curl("--http1.1 -H 'Upgrade: h2c' -H 'Connection: Upgrade, HTTP2-Settings' -H 'HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA' https://api.example.test/up"),
         curl("--http1.1 -4 --http2 http://api.example.test/h2c"),
+        // the sentinel the upstream's log is waited on
+        curl("https://api.example.test/after"),
     ]
     .join("\n");
     let (out, audit) = s.run_sh("a", API_RULE, &script)?;
-    assert_eq!(out.stdout.matches("status=403").count(), 3, "{out}");
+    assert_eq!(statuses(&out), ["403", "403", "403", "200"], "{out}");
     audit.expect(json!({"layer": "proxy", "reason": "connect_refused"}))?;
     audit.expect(json!({"layer": "proxy", "reason": "upgrade_refused", "path": "/up"}))?;
     audit.expect(
         json!({"layer": "proxy", "reason": "upgrade_refused", "path": "/h2c", "mode": "plain"}),
     )?;
-    assert!(
-        s.api.log().requests().is_empty(),
-        "{:#?}",
-        s.api.log().requests()
+    let reqs = s.api.log().wait_sentinel("/after", WAIT)?;
+    assert_eq!(
+        reqs.len(),
+        1,
+        "only the sentinel reached upstream: {reqs:#?}"
     );
     Ok(())
 }
@@ -737,7 +769,9 @@ fn websocket_frames_are_inspected_and_a_secret_closes_the_socket() -> Result<()>
     let reqs = s
         .api
         .log()
-        .wait_until(WAIT, |r| r.iter().any(|r| r.ws_messages.len() >= 2));
+        .wait_until("two WebSocket messages", WAIT, |r| {
+            r.iter().any(|r| r.ws_messages.len() >= 2)
+        })?;
     assert!(!s.api.log().saw(AWS_KEY.as_bytes()), "{reqs:#?}");
     assert!(
         !s.api.log().saw(a.as_bytes()),
@@ -777,10 +811,9 @@ fn compressed_request_bodies_are_scanned_decoded() -> Result<()> {
     audit.expect(
         json!({"layer": "proxy", "path": "/lzw", "reason": "unsupported_content_encoding"}),
     )?;
-    let reqs = s
-        .api
-        .log()
-        .wait_until(WAIT, |r| r.iter().any(|r| r.path() == "/gz-ok"));
+    let reqs = s.api.log().wait_until("a request for /gz-ok", WAIT, |r| {
+        r.iter().any(|r| r.path() == "/gz-ok")
+    })?;
     let ok = reqs
         .iter()
         .find(|r| r.path() == "/gz-ok")
@@ -805,14 +838,25 @@ fn base64_of_a_known_credential_is_blocked_anywhere() -> Result<()> {
     // The bottle never holds the real value, but if it got it (say from a file it should
     // not have read), every encoding of it is stopped.
     let b64 = base64_std(real.as_bytes());
-    let script = curl(&format!(
-        "--data-binary 'v={b64}' https://api.example.test/b64"
-    ));
+    // The clean request after it is what the upstream's log is waited on.
+    let script = [
+        curl(&format!(
+            "--data-binary 'v={b64}' https://api.example.test/b64"
+        )),
+        curl("--data-binary 'clean after' https://api.example.test/after"),
+    ]
+    .join("\n");
     let (out, audit) = s.run_sh_holding("a", &rules, &script, real)?;
-    assert!(out.stdout.contains("status=403"), "{out}");
-    audit.expect(json!({"layer": "proxy", "reason": "dlp_blocked",
-        "detectors": ["known-secret:ACME_API_KEY"]}))?;
-    assert!(!s.api.log().saw(b64.as_bytes()));
+    assert_eq!(statuses(&out), ["403", "200"], "{out}");
+    audit.expect(
+        json!({"layer": "proxy", "verdict": "deny", "reason": "dlp_blocked",
+        "path": "/b64", "status": 403, "detectors": ["known-secret:ACME_API_KEY"]}),
+    )?;
+    let reqs = s.api.log().wait_sentinel("/after", WAIT)?;
+    assert!(!s.api.log().saw(b64.as_bytes()), "{reqs:#?}");
+    for r in reqs.iter().filter(|r| r.path() == "/b64") {
+        assert_ne!(r.body_end, BodyEnd::Complete, "{r:#?}");
+    }
     Ok(())
 }
 
@@ -856,7 +900,7 @@ fn large_bodies_stream_both_ways_and_h2_meets_an_http1_upstream() -> Result<()> 
         out.stdout.contains("\n8388608\n"),
         "download complete: {out}"
     );
-    let reqs = api.log().wait_settled(4, WAIT);
+    let reqs = api.log().wait_settled(4, WAIT)?;
     let up = reqs.iter().find(|r| r.path() == "/up").context("upload")?;
     // 8 MiB of random bytes in base64: 11 184 812 bytes, all forwarded and ended cleanly.
     assert_eq!(up.body_len, 11_184_812, "{up:#?}");
@@ -889,7 +933,7 @@ fn custom_detectors_and_log_mode_forward_and_audit() -> Result<()> {
         2,
         "log forwards: {out}"
     );
-    let reqs = s.api.log().wait_settled(2, WAIT);
+    let reqs = s.api.log().wait_settled(2, WAIT)?;
     assert!(
         reqs.iter()
             .any(|r| r.body == b"order ACME-123456789012 shipped")
@@ -1004,7 +1048,7 @@ fn two_bottles_have_their_own_proxies_cas_and_credentials() -> Result<()> {
     assert_eq!(out_a.stdout.matches("status=200").count(), 2, "{out_a}");
     assert!(out_b.stdout.contains("status=200"), "{out_b}");
 
-    let reqs = s.api.log().wait_settled(3, WAIT);
+    let reqs = s.api.log().wait_settled(3, WAIT)?;
     let key = |path: &str| {
         reqs.iter()
             .find(|r| r.path() == path)

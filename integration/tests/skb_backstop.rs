@@ -53,12 +53,7 @@ fn sockets_opened_outside_the_bottle_are_not_inherited() -> Result<()> {
 
     // The path itself works: what was sent before the bottle arrived.
     for srv in [&u4, &u6] {
-        srv.wait_payload("before-bottle", WAIT);
-        assert!(
-            srv.payloads().iter().any(|p| p == "before-bottle"),
-            "{:?}",
-            srv.datagrams()
-        );
+        srv.wait_payload("before-bottle", WAIT)?;
     }
     world.udp_sentinel(&u4)?;
     world.udp_sentinel(&u6)?;

@@ -68,7 +68,7 @@ fn concurrent_bottles_are_isolated_from_each_other() -> Result<()> {
     // Each server saw exactly one peer: its own bottle.
     for s in [&a4, &b4, &a6, &b6] {
         assert_eq!(
-            s.wait_peers(1, Duration::from_secs(5)).len(),
+            s.wait_peers(1, Duration::from_secs(5))?.len(),
             1,
             "{}",
             s.addr

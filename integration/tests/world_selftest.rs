@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use cork_integration::addr::{BOTTLE_V4, v4, v6};
 use cork_integration::{Side, World, host, netns, process};
 
@@ -29,8 +29,8 @@ fn world_sets_up_and_tears_down_without_residue() -> Result<()> {
         let tcp6 = world.tcp_server(Side::Internet, "[2001:db8::10]:8080")?;
         world.connect_from_bottle(tcp4.addr)?;
         world.connect_from_bottle(tcp6.addr)?;
-        let p4 = tcp4.wait_peers(1, Duration::from_secs(5));
-        let p6 = tcp6.wait_peers(1, Duration::from_secs(5));
+        let p4 = tcp4.wait_peers(1, Duration::from_secs(5))?;
+        let p6 = tcp6.wait_peers(1, Duration::from_secs(5))?;
         assert_eq!(p4[0].ip(), std::net::IpAddr::V4(BOTTLE_V4), "{p4:?}");
         assert_eq!(p6[0].ip().to_string(), "2001:db8::1", "{p6:?}");
 
@@ -38,7 +38,7 @@ fn world_sets_up_and_tears_down_without_residue() -> Result<()> {
         // and reachable on loopback from the bottle side.
         let local = world.tcp_server(Side::Bottle, "127.0.0.1:0")?;
         world.connect_from_bottle(local.addr)?;
-        assert_eq!(local.wait_peers(1, Duration::from_secs(5)).len(), 1);
+        assert_eq!(local.wait_peers(1, Duration::from_secs(5))?.len(), 1);
 
         let udp = world.udp_server(Side::Internet, "[2001:db8::11]:5353")?;
         world.udp_sentinel(&udp)?;
@@ -87,8 +87,8 @@ fn real_clients_run_in_the_bottle_netns_without_cork() -> Result<()> {
     );
     assert!(lines[4].starts_with("ok "), "{out}");
     assert_eq!(lines[5], "ok", "{out}");
-    assert_eq!(srv.wait_peers(1, Duration::from_secs(5)).len(), 1);
-    assert_eq!(udp.wait_payload("hello", Duration::from_secs(5)).len(), 1);
+    assert_eq!(srv.wait_peers(1, Duration::from_secs(5))?.len(), 1);
+    assert_eq!(udp.wait_payload("hello", Duration::from_secs(5))?.len(), 1);
     Ok(())
 }
 
@@ -112,17 +112,20 @@ fn processes_left_in_the_world_are_killed_on_drop() -> Result<()> {
 #[test]
 fn addresses_outside_the_test_ranges_are_refused() -> Result<()> {
     let world = World::new("addresses_outside_the_test_ranges_are_refused")?;
-    assert!(world.tcp_server(Side::Internet, "192.0.2.1:80").is_err());
-    assert!(
-        world
-            .udp_server(Side::Internet, "[2001:4860::1]:53")
-            .is_err()
-    );
-    assert!(
-        cork_integration::Probe::new()
-            .tcp("203.0.113.5", 443)
-            .is_err()
-    );
+    // Refused by the guard itself (not, say, by a failed bind), before any socket exists.
+    fn by_the_guard<T: std::fmt::Debug>(r: Result<T>) -> Result<()> {
+        let e = r
+            .err()
+            .context("an address outside the test ranges was accepted")?;
+        anyhow::ensure!(
+            format!("{e:#}").contains("is outside the test ranges"),
+            "refused for another reason: {e:#}"
+        );
+        Ok(())
+    }
+    by_the_guard(world.tcp_server(Side::Internet, "192.0.2.1:80"))?;
+    by_the_guard(world.udp_server(Side::Internet, "[2001:4860::1]:53"))?;
+    by_the_guard(cork_integration::Probe::new().tcp("203.0.113.5", 443))?;
     Ok(())
 }
 

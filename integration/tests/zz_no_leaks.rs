@@ -1,8 +1,11 @@
 //! Runs after every other integration test (xtask orders it last): nothing cork or the
 //! test worlds create may remain — no `ck*` netns, no `cork-*` cgroups, bpffs pins or CA
-//! bundle directories, no
-//! nftables table mentioning cork, no live world locks, and no leftovers that a test
-//! binary's guard had to sweep away.
+//! bundle directories, no cork QEMU and no `ck*` interface (a tap) in the host namespace,
+//! no live world locks, and no leftovers that a test binary's guard had to sweep away.
+//!
+//! nftables: the nft tests create cork's table only inside their worlds' namespaces;
+//! in the host namespace (where `cork vm` will create it) table `inet cork` must be gone
+//! with the last VM bottle.
 
 use std::path::Path;
 
@@ -16,6 +19,16 @@ fn no_network_namespaces_remain() {
         .filter(|n| n.starts_with("ck"))
         .collect();
     assert!(left.is_empty(), "netns left behind: {left:?}");
+}
+
+#[test]
+fn no_cork_nft_table_remains() -> Result<()> {
+    // A read-only netlink dump of the host namespace's tables.
+    assert!(
+        !cork_nft::table_exists()?,
+        "table inet cork left behind in the host network namespace"
+    );
+    Ok(())
 }
 
 #[test]
@@ -41,10 +54,17 @@ fn no_ca_bundles_remain() {
 }
 
 #[test]
-fn no_nft_tables_remain() -> Result<()> {
-    let left = host::cork_nft_tables()?;
-    assert!(left.is_empty(), "nftables tables left behind: {left:?}");
-    Ok(())
+fn no_qemu_processes_remain() {
+    let left = host::cork_qemu_processes();
+    assert!(left.is_empty(), "QEMU processes left behind: {left:?}");
+}
+
+#[test]
+fn no_taps_remain_in_the_host_namespace() {
+    // Taps live in World namespaces and die with their fd; one named like cork's in the
+    // host namespace means something was created in the wrong place or leaked.
+    let left = host::entries_with_prefix(Path::new("/sys/class/net"), "ck");
+    assert!(left.is_empty(), "interfaces left behind: {left:?}");
 }
 
 #[test]

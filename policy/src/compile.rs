@@ -5,7 +5,9 @@ use crate::credential::{self, Credential};
 use crate::dlp::DlpConfig;
 use crate::dns::DnsConfig;
 use crate::domain_rule::DomainRule;
+use crate::env::EnvConfig;
 use crate::error::ManifestError;
+use crate::files::FilesConfig;
 use crate::manifest::{Manifest, parse_manifest};
 use crate::plan::{
     self, KernelPlan, MAX_PREFIXES_PER_FAMILY, MAX_SLOTS_PER_PREFIX, PlanError, RULE_ID_NONE,
@@ -36,6 +38,12 @@ pub struct Policy {
     pub credentials: Vec<Credential>,
     /// `[dlp]` settings, for the inspecting proxy's scanner.
     pub dlp: DlpConfig,
+    /// `[env]`: what the agent keeps or removes from the command's environment.
+    pub env: EnvConfig,
+    /// `[files]`: what the agent hides from the command, or lets through.
+    pub files: FilesConfig,
+    /// Located problems that do not stop the policy from working.
+    pub warnings: Vec<ManifestError>,
     /// Built once at compile time, because building it is what proves the policy fits.
     plan: KernelPlan,
 }
@@ -66,6 +74,9 @@ impl Policy {
             tls,
             credentials,
             dlp,
+            env,
+            files,
+            warnings,
         } = manifest;
         let at = |rule: &RuleInfo, message: String| ManifestError {
             origin: origin.clone(),
@@ -136,6 +147,9 @@ impl Policy {
             tls,
             credentials,
             dlp,
+            env,
+            files,
+            warnings,
             plan,
         })
     }

@@ -44,6 +44,27 @@ pub struct Credential {
 }
 
 impl Policy {
+    /// Whether requests to `host` (any case, trailing dot optional) go through the
+    /// inspecting proxy, where a credential for it can be swapped in.
+    pub fn inspects(&self, host: &str) -> bool {
+        normalise_query(host).is_some_and(|h| inspected(&h, &self.rules, &self.domains).is_ok())
+    }
+
+    /// Adds a credential that cork made itself rather than read from the manifest (see
+    /// `cork_agent::secrets::providers`), checked like a manifest entry: its host
+    /// inspected, its header one the proxy may set, its placeholder and `env` its own.
+    /// `env` may equal `value_env` here: the bottle's variable is replaced, not shadowed.
+    pub fn add_credential(&mut self, c: Credential) -> Result<(), String> {
+        inspected(&c.domain, &self.rules, &self.domains)?;
+        check_header(&c.header)?;
+        check_placeholder(&c.placeholder, &self.credentials)?;
+        if self.credentials.iter().any(|o| o.env == c.env) {
+            return Err(format!("{:?} is already a credential's `env`", c.env));
+        }
+        self.credentials.push(c);
+        Ok(())
+    }
+
     /// The credentials to swap in requests to `host` (any case, trailing dot optional),
     /// in manifest order.
     pub fn credentials_for(&self, host: &str) -> impl Iterator<Item = &Credential> {

@@ -13,7 +13,9 @@ use crate::dlp::{DlpConfig, dlp_config};
 use crate::dns::{DnsConfig, dns_config};
 use crate::domain::{DomainError, DomainPattern};
 use crate::domain_rule::DomainRule;
+use crate::env::{EnvConfig, PassAt, env_config};
 use crate::error::ManifestError;
+use crate::files::{FilesConfig, files_config};
 use crate::inspect::{InspectMode, inspection};
 use crate::locate::Locator;
 use crate::plan::MAX_HOST_PORTS;
@@ -49,6 +51,13 @@ pub struct Manifest {
     pub credentials: Vec<Credential>,
     /// `[dlp]`, defaults filled in.
     pub dlp: DlpConfig,
+    /// `[env]`: variables kept or removed beyond cork's defaults.
+    pub env: EnvConfig,
+    /// `[files]`: paths hidden or let through beyond cork's defaults.
+    pub files: FilesConfig,
+    /// Problems that do not stop the manifest from working, located like errors
+    /// (`cork check` prints them).
+    pub warnings: Vec<ManifestError>,
 }
 
 /// Parses and validates manifest text. `origin` names the text in errors (a file path).
@@ -119,6 +128,9 @@ pub fn parse_manifest(src: &str, origin: &str) -> Result<Manifest, ManifestError
     let tls = tls_config(&loc, raw.tls)?;
     let credentials = credentials(&loc, raw.credentials, &rules, &domains)?;
     let dlp = dlp_config(&loc, raw.dlp)?;
+    let (env, pass_at) = env_config(&loc, raw.env)?;
+    let files = files_config(&loc, raw.files)?;
+    let warnings = pass_warnings(origin, &pass_at, &credentials);
 
     Ok(Manifest {
         origin: origin.to_owned(),
@@ -130,7 +142,34 @@ pub fn parse_manifest(src: &str, origin: &str) -> Result<Manifest, ManifestError
         tls,
         credentials,
         dlp,
+        env,
+        files,
+        warnings,
     })
+}
+
+/// A `pass` entry that matches a credential's `value_env` cannot do what it seems to: the
+/// real value never enters the bottle (the proxy swaps it in), whatever `pass` says.
+fn pass_warnings(origin: &str, pass: &[PassAt], credentials: &[Credential]) -> Vec<ManifestError> {
+    let mut out = Vec::new();
+    for p in pass {
+        for (i, c) in credentials.iter().enumerate() {
+            if crate::glob::glob_match(&p.pattern, &c.value_env) {
+                out.push(ManifestError {
+                    origin: origin.to_owned(),
+                    line: p.line,
+                    col: p.col,
+                    path: format!("env.pass[{}]", p.index),
+                    message: format!(
+                        "{:?} matches credentials[{i}].value_env {:?}: its real value never \
+                         enters the bottle, which gets the placeholder in {:?} instead",
+                        p.pattern, c.value_env, c.env
+                    ),
+                });
+            }
+        }
+    }
+    out
 }
 
 fn bottle_name(

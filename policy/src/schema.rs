@@ -21,6 +21,8 @@ pub(crate) struct RawManifest {
     pub tls: Option<Spanned<RawTls>>,
     pub credentials: Option<Vec<Spanned<RawCredential>>>,
     pub dlp: Option<Spanned<RawDlp>>,
+    pub env: Option<RawEnv>,
+    pub files: Option<RawFiles>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -106,6 +108,20 @@ pub(crate) struct RawDetector {
     pub name: Option<Spanned<String>>,
     pub regex: Option<Spanned<String>>,
     pub keywords: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawEnv {
+    pub pass: Option<Vec<Spanned<String>>>,
+    pub scrub: Option<Vec<Spanned<String>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFiles {
+    pub hide: Option<Vec<Spanned<String>>>,
+    pub allow: Option<Vec<Spanned<String>>>,
 }
 
 /// A `ports` element: `443` or `"8000-8100"`, checked later by `PortRange`.

@@ -8,9 +8,10 @@ use std::process::Command;
 use anyhow::{Context, bail};
 
 /// One object per kernel hook family (see ebpf/).
-const PROGRAMS: &[&str] = &["sock_addr", "sock_create", "skb", "sock_ops"];
+const PROGRAMS: &[&str] = &["sock_addr", "sock_create", "skb", "sock_ops", "tap"];
 const HEADERS: &[&str] = &[
     "cork_abi.h",
+    "cork_packet.h",
     "cork_bpf.h",
     "cork_maps.h",
     "cork_events.h",
@@ -54,8 +55,40 @@ fn main() -> anyhow::Result<()> {
     for (enum_name, prefix, func) in ENUM_NAMES {
         names.push_str(&enum_name_fn(&header, enum_name, prefix, func)?);
     }
-    std::fs::write(out.join("names.rs"), names).context("writing the generated enum names")?;
+    names.push_str(&map_names(
+        &std::fs::read_to_string(include.join("cork_maps.h"))
+            .context("reading ebpf/include/cork_maps.h")?,
+    )?);
+    std::fs::write(out.join("names.rs"), names).context("writing the generated names")?;
     Ok(())
+}
+
+/// `pub const CORK_RULES_V4: &str = "cork_rules_v4";` for every map `cork_maps.h` declares
+/// (`} cork_rules_v4 SEC(".maps");`): Rust names a map only through these, so a map
+/// renamed in C is a compile error in Rust, not a failed lookup at run time.
+fn map_names(header: &str) -> anyhow::Result<String> {
+    let mut out =
+        String::from("/// Names of the maps in cork_maps.h (generated).\npub mod map_names {\n");
+    let mut n = 0;
+    for line in header.lines() {
+        let Some(rest) = line.trim().strip_prefix('}') else {
+            continue;
+        };
+        let Some(name) = rest.trim().strip_suffix("SEC(\".maps\");") else {
+            continue;
+        };
+        let name = name.trim();
+        out.push_str(&format!(
+            "    pub const {}: &str = \"{name}\";\n",
+            name.to_ascii_uppercase()
+        ));
+        n += 1;
+    }
+    if n == 0 {
+        bail!("cork_maps.h declares no maps");
+    }
+    out.push_str("}\n");
+    Ok(out)
 }
 
 /// C enums whose members' names are also their audit spelling: `CORK_REASON_DENY_RULE`

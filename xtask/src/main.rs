@@ -1,5 +1,5 @@
-//! Project tasks: `cargo xtask deps | build | lint | test | demo | bench | bench-deps |
-//! bench-proxy | clean`.
+//! Project tasks: `cargo xtask deps | build | lint | guest | test | demo | bench |
+//! bench-deps | bench-proxy | clean`.
 //! CI runs `.ci/run`, which runs `cargo xtask deps` and `cargo xtask test`, the same
 //! commands the README gives.
 
@@ -8,20 +8,33 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
+mod guest;
+
 /// Debian packages cork builds and tests with. clang-19 + libbpf-dev compile the eBPF C
 /// programs (libclang also serves bindgen); the rest are the real clients and tools the
-/// integration tests drive.
+/// integration tests drive. qemu-system-x86 runs VM bottles; busybox-static and cpio
+/// build the test guest's initramfs (`cargo xtask guest`).
 const APT_PACKAGES: &[&str] = &[
     "clang-19",
     "libclang-19-dev",
     "libbpf-dev",
+    // cork-nft links libnftnl and libmnl (the nftnl/mnl crates' features name 1.2.4 and
+    // 1.0.4, Debian 12's versions).
+    "libnftnl-dev",
+    "libmnl-dev",
     "linux-libc-dev",
     "iproute2",
     "nftables",
     "python3",
     "curl",
+    // Real clients of the proxy tests (tests/proxy.rs): a missing one fails them.
+    "nodejs",
+    "git",
     "procps",
     "util-linux",
+    "qemu-system-x86",
+    "busybox-static",
+    "cpio",
 ];
 
 fn main() -> Result<()> {
@@ -31,6 +44,7 @@ fn main() -> Result<()> {
         Some("deps") => deps(),
         Some("build") => build(),
         Some("lint") => lint(),
+        Some("guest") => guest::build(&root()),
         Some("test") => test(rest),
         Some("demo") => demo(),
         Some("bench") => bench(rest),
@@ -43,6 +57,7 @@ fn main() -> Result<()> {
                  \x20 deps   install the Debian packages cork needs (root)\n\
                  \x20 build  build everything (eBPF objects included)\n\
                  \x20 lint   cargo fmt --check and clippy -D warnings\n\
+                 \x20 guest  build the VM test guest (cloud kernel + busybox initramfs) in target/guest\n\
                  \x20 test   lint, unit tests, then the privileged integration suite (root)\n\
                  \x20 demo   a bottle in a throwaway netns world: allowed and denied flows + audit\n\
                  \x20 bench  connect()+close rate inside a bottle vs outside\n\
@@ -123,6 +138,7 @@ fn test(extra: &[String]) -> Result<()> {
         );
     }
     run(cargo().args(["build", "-p", "cork", "--bin", "cork"]))?;
+    guest::build(&root())?;
     let bin = cork_bin("debug");
     // Leftovers of an earlier, killed run would fail the leak check: sweep them first.
     run(cargo()

@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use anyhow::{Result, bail};
+
 pub use super::ws::WsMessage;
 
 /// The most body bytes kept per request; `body_len` counts all of them.
@@ -126,14 +128,24 @@ impl RequestLog {
         self.lock().conns.clone()
     }
 
-    /// Waits until `pred` holds for the requests or `timeout` passes; returns them.
-    pub fn wait_until(&self, timeout: Duration, pred: impl Fn(&[Request]) -> bool) -> Vec<Request> {
+    /// Waits until `pred` holds for the requests and returns them. When `timeout` passes
+    /// first it is an error naming `what` was awaited and listing the requests so far: a
+    /// caller cannot mistake a timeout for the state it waited for.
+    pub fn wait_until(
+        &self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&[Request]) -> bool,
+    ) -> Result<Vec<Request>> {
         let deadline = Instant::now() + timeout;
         let mut inner = self.lock();
         while !pred(&inner.requests) {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                break;
+                bail!(
+                    "timed out after {timeout:?} waiting for {what}; the upstream saw:\n{}",
+                    summary(&inner.requests)
+                );
             }
             inner = self
                 .changed
@@ -141,13 +153,26 @@ impl RequestLog {
                 .unwrap_or_else(|e| e.into_inner())
                 .0;
         }
-        inner.requests.clone()
+        Ok(inner.requests.clone())
     }
 
     /// Waits until at least `n` requests arrived and none is [`BodyEnd::Pending`].
-    pub fn wait_settled(&self, n: usize, timeout: Duration) -> Vec<Request> {
-        self.wait_until(timeout, |r| {
+    pub fn wait_settled(&self, n: usize, timeout: Duration) -> Result<Vec<Request>> {
+        self.wait_until(&format!("{n} settled request(s)"), timeout, |r| {
             r.len() >= n && r.iter().all(|q| q.body_end != BodyEnd::Pending)
+        })
+    }
+
+    /// Waits until a request for `path` arrived with its whole body, and every request
+    /// so far has settled. A test sends such a clean request *after* the one under test;
+    /// once it is here, what the earlier one delivered is here too, so asserting that a
+    /// secret did not arrive means something.
+    pub fn wait_sentinel(&self, path: &str, timeout: Duration) -> Result<Vec<Request>> {
+        let what = format!("a complete request for {path} and every request settled");
+        self.wait_until(&what, timeout, |r| {
+            r.iter()
+                .any(|q| q.path() == path && q.body_end == BodyEnd::Complete)
+                && r.iter().all(|q| q.body_end != BodyEnd::Pending)
         })
     }
 
@@ -182,4 +207,22 @@ impl RequestLog {
         }
         self.changed.notify_all();
     }
+}
+
+/// One line per request (method, target, body length and end): enough to see what
+/// arrived without dumping bodies.
+fn summary(requests: &[Request]) -> String {
+    if requests.is_empty() {
+        return "  (no request)".to_owned();
+    }
+    requests
+        .iter()
+        .map(|r| {
+            format!(
+                "  #{} {} {} body {} bytes, {:?}",
+                r.id, r.method, r.target, r.body_len, r.body_end
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }

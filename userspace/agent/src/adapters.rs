@@ -4,6 +4,7 @@
 //! on the bpf crate; this is where they meet.
 
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::BorrowedFd;
 
 use cork_bpf::learned::MapLearner;
 use cork_bpf::redirects::RedirectMap;
@@ -22,11 +23,11 @@ impl cork_dns::Learner for KernelLearner {
 pub struct KernelRedirects(pub RedirectMap);
 
 impl cork_inspect::Redirects for KernelRedirects {
-    fn take(&self, peer: SocketAddr) -> Option<cork_inspect::Original> {
+    fn take(&self, peer: SocketAddr, _conn: BorrowedFd<'_>) -> Option<cork_inspect::Original> {
         self.0.take(peer).map(|o| cork_inspect::Original {
             dst: o.dst,
             rule_id: o.rule_id,
-            pid: o.pid,
+            pid: Some(o.pid),
             sock_cookie: o.sock_cookie,
         })
     }

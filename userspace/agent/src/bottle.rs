@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use cork_policy::KernelPlan;
 
-use cork_bpf::{BpfError, Enforcement, LoadConstants};
+use cork_bpf::{AttachTarget, BpfError, Enforcement, LoadConstants, TeardownError};
 
 use crate::cgroup::{BottleCgroup, CgroupError};
 use crate::key::BottleKey;
@@ -27,6 +27,20 @@ pub enum BottleError {
     Gone,
 }
 
+/// One thing a bottle's teardown could not do.
+#[derive(Debug, thiserror::Error)]
+pub enum TeardownProblem {
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
+    #[error(
+        "enforcement for {key} stays pinned because its processes could not be removed; run \
+         `cork clean` once they are gone"
+    )]
+    LeftFenced { key: String },
+    #[error(transparent)]
+    Bpf(#[from] TeardownError),
+}
+
 impl Bottle {
     /// Creates the cgroup `<cgroup_root>/<key>` and enforces `plan` on it with pins in
     /// `<bpffs>/<key>`. Nothing runs in the cgroup yet.
@@ -39,7 +53,8 @@ impl Bottle {
     ) -> Result<Self, BottleError> {
         let cgroup = BottleCgroup::create(cgroup_root, &key.to_string())?;
         // If install fails, `cgroup` drops here and removes the (empty) directory.
-        let enforcement = Enforcement::install(consts, cgroup.path(), &key.pin_dir(bpffs), plan)?;
+        let target = AttachTarget::Cgroup(cgroup.path().to_path_buf());
+        let enforcement = Enforcement::install(consts, &target, &key.pin_dir(bpffs), plan)?;
         Ok(Bottle {
             key: key.clone(),
             cgroup: Some(cgroup),
@@ -69,25 +84,25 @@ impl Bottle {
     /// Reads back programs and maps against `plan` (see [`Enforcement::verify`]).
     pub fn verify(&self, plan: &KernelPlan) -> Result<(), BottleError> {
         match (&self.cgroup, &self.enforcement) {
-            (Some(cg), Some(enf)) => Ok(enf.verify(cg.path(), plan)?),
+            (Some(cg), Some(enf)) => {
+                Ok(enf.verify(&AttachTarget::Cgroup(cg.path().to_path_buf()), plan)?)
+            }
             _ => Err(BottleError::Gone),
         }
     }
 
     /// Kills everything left in the bottle, then removes enforcement. Returns the problems
     /// met (empty when clean).
-    pub fn teardown(&mut self) -> Vec<String> {
+    pub fn teardown(&mut self) -> Vec<TeardownProblem> {
         let mut problems = Vec::new();
         if let Some(cg) = self.cgroup.take()
             && let Err(e) = cg.remove()
         {
             {
-                problems.push(format!("{e}"));
-                problems.push(format!(
-                    "enforcement for {} stays pinned because its processes could not be \
-                     removed; run `cork clean` once they are gone",
-                    self.key
-                ));
+                problems.push(TeardownProblem::Cgroup(e));
+                problems.push(TeardownProblem::LeftFenced {
+                    key: self.key.to_string(),
+                });
                 if let Some(enf) = self.enforcement.take() {
                     enf.abandon();
                 }
@@ -95,7 +110,7 @@ impl Bottle {
             }
         }
         if let Some(enf) = self.enforcement.take() {
-            problems.extend(enf.remove());
+            problems.extend(enf.remove().into_iter().map(TeardownProblem::Bpf));
         }
         problems
     }
@@ -104,7 +119,7 @@ impl Bottle {
 impl Drop for Bottle {
     fn drop(&mut self) {
         for p in self.teardown() {
-            tracing::warn!("bottle teardown: {p}");
+            tracing::warn!("bottle teardown: {}", cork_audit::error_chain(&p));
         }
     }
 }

@@ -64,7 +64,7 @@ pub fn clean() -> Result<CleanReport, MountError> {
             Ok(()) => report.removed.push(path),
             Err(e) => {
                 failed_keys.push(path.file_name().map(|n| n.to_os_string()));
-                report.problems.push(e.to_string());
+                report.problems.push(cork_audit::error_chain(&e));
             }
         }
     }
@@ -81,7 +81,9 @@ pub fn clean() -> Result<CleanReport, MountError> {
         if problems.is_empty() {
             report.removed.push(path);
         }
-        report.problems.extend(problems);
+        report
+            .problems
+            .extend(problems.iter().map(|p| cork_audit::error_chain(p)));
     }
     // CA bundles (public certificates only; the CA key died with the agent).
     for (path, live) in stale_entries(Path::new(RUN_DIR)) {

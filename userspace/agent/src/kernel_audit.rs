@@ -3,14 +3,14 @@
 //! the DNS proxy learned an address for. [`AuditWriter`] is the bottle's
 //! [`EventHandler`]: the bpf reader hands it records, it writes them to the sink.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use cork_audit::{AuditSink, LossEvent, VerdictEvent};
+use cork_audit::{AuditSink, EventHead, LossEvent, VerdictEvent};
 use cork_bpf::abi::{self, CORK_RULE_NONE, cork_event, cork_hook};
 use cork_bpf::events::EventHandler;
+use cork_dns::Resolved;
 
 /// What the agent adds to every kernel record of one bottle.
 pub struct Enrichment {
@@ -19,21 +19,17 @@ pub struct Enrichment {
     pub rules: Vec<String>,
     /// Wall clock minus CLOCK_BOOTTIME, to place kernel boot-time stamps.
     pub boot_offset: Duration,
-    /// Addresses the DNS proxy learned, with the name asked for them.
-    pub names: Arc<Mutex<HashMap<IpAddr, String>>>,
+    /// What the DNS proxy answered: names a destination by the name asked for it.
+    pub resolved: Arc<Resolved>,
 }
 
 impl Enrichment {
-    pub fn new(
-        bottle: String,
-        rules: Vec<String>,
-        names: Arc<Mutex<HashMap<IpAddr, String>>>,
-    ) -> Self {
+    pub fn new(bottle: String, rules: Vec<String>, resolved: Arc<Resolved>) -> Self {
         Enrichment {
             bottle,
             rules,
             boot_offset: boot_offset(),
-            names,
+            resolved,
         }
     }
 }
@@ -107,10 +103,7 @@ impl EventHandler for AuditWriter {
 
     fn lost(&mut self, lost: u64, lost_total: u64) {
         let ev = LossEvent {
-            ts: cork_audit::now_rfc3339(),
-            bottle: self.enrichment.bottle.clone(),
-            layer: "audit",
-            event: "loss",
+            head: cork_audit::EventHead::now(&self.enrichment.bottle, "audit", "loss"),
             lost,
             lost_total,
         };
@@ -137,12 +130,17 @@ pub fn verdict_from_kernel(ev: &cork_event, en: &Enrichment) -> VerdictEvent {
         None
     };
     let has_dst = ev.hook != cork_hook::CORK_HOOK_SOCK_CREATE as u8;
-    let is_skb = ev.hook == cork_hook::CORK_HOOK_SKB_EGRESS as u8;
+    // Packet hooks know the packet's source (a guest's address, on a tap); socket hooks
+    // know the process instead.
+    let is_skb = ev.hook == cork_hook::CORK_HOOK_SKB_EGRESS as u8
+        || ev.hook == cork_hook::CORK_HOOK_TC_INGRESS as u8;
     VerdictEvent {
-        ts: humantime::format_rfc3339_nanos(SystemTime::UNIX_EPOCH + ts).to_string(),
-        bottle: en.bottle.clone(),
-        layer: "kernel",
-        event: "verdict",
+        head: EventHead {
+            ts: humantime::format_rfc3339_nanos(SystemTime::UNIX_EPOCH + ts).to_string(),
+            bottle: en.bottle.clone(),
+            layer: "kernel",
+            event: "verdict",
+        },
         hook: spelled(abi::hook_name, ev.hook, "hook"),
         verdict: spelled(abi::verdict_name, ev.verdict, "verdict"),
         reason: spelled(abi::reason_name, ev.reason, "reason"),
@@ -156,13 +154,7 @@ pub fn verdict_from_kernel(ev: &cork_event, en: &Enrichment) -> VerdictEvent {
             None
         },
         sport: is_skb.then_some(ev.sport).filter(|&p| p != 0),
-        domain: dst.and_then(|a| {
-            en.names
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(&a)
-                .cloned()
-        }),
+        domain: dst.and_then(|a| en.resolved.name_of(a)),
         dst: dst.map(|a| a.to_string()),
         dport: has_dst.then_some(ev.dport),
         pid: (ev.pid != 0).then_some(ev.pid),
@@ -182,7 +174,7 @@ mod tests {
             bottle: "b".into(),
             rules: vec!["egress.allow[0]".into()],
             boot_offset: Duration::ZERO,
-            names: Arc::default(),
+            resolved: Arc::default(),
         }
     }
 
@@ -230,6 +222,29 @@ mod tests {
         assert_eq!(out.dst.as_deref(), Some("198.51.100.10"));
         assert_eq!(out.proto, "udp");
         assert_eq!(out.pid, None);
+    }
+
+    #[test]
+    fn every_code_the_header_defines_has_a_spelling() {
+        use cork_bpf::abi::{cork_hook, cork_reason};
+        let reasons = [
+            (cork_reason::CORK_REASON_ALLOW_RULE, "allow_rule"),
+            (cork_reason::CORK_REASON_QUIC_REFUSED, "quic_refused"),
+            (cork_reason::CORK_REASON_SPOOFED_MAC, "spoofed_mac"),
+            (cork_reason::CORK_REASON_DNS_NAT, "dns_nat"),
+        ];
+        for (code, name) in reasons {
+            assert_eq!(abi::reason_name(code), Some(name));
+        }
+        assert_eq!(
+            abi::hook_name(cork_hook::CORK_HOOK_TC_INGRESS),
+            Some("tc_ingress")
+        );
+        // Dense from 1: no gap where a code would print as "unknown".
+        let last = cork_reason::CORK_REASON_DNS_NAT;
+        assert!((1..=last).all(|c| abi::reason_name(c).is_some()));
+        assert_eq!(abi::reason_name(0), None);
+        assert_eq!(abi::reason_name(last + 1), None);
     }
 
     #[test]

@@ -50,6 +50,12 @@ impl BottleId {
     pub fn get(self) -> u32 {
         self.0
     }
+
+    /// Any id, for unit tests of what is derived from one (real ids come from leases).
+    #[cfg(test)]
+    pub(crate) fn for_tests(n: u32) -> Self {
+        BottleId(n)
+    }
 }
 
 impl fmt::Display for BottleId {

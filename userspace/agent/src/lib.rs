@@ -9,6 +9,7 @@
 //! - [`kernel_audit`]: kernel records → audit events.
 //! - [`adapters`]: the bpf maps behind the DNS proxy's learner and the inspecting proxy's
 //!   redirect lookups.
+//! - [`secrets`]: the environment variables and host files a bottle does not get.
 //! - [`cgroup`], [`mounts`], [`clean`], [`upstream`], [`web`].
 
 pub mod adapters;
@@ -19,9 +20,11 @@ pub mod kernel_audit;
 pub mod key;
 pub mod mounts;
 pub mod runtime;
+pub mod secrets;
 pub mod upstream;
+pub mod vm;
 pub mod web;
 
-pub use bottle::{Bottle, BottleError};
+pub use bottle::{Bottle, BottleError, TeardownProblem};
 pub use key::{BottleId, BottleKey};
 pub use runtime::{BottleRuntime, RuntimeError};

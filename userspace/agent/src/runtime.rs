@@ -6,8 +6,9 @@
 //!    bottle (listeners bound, CA and bundle made, credentials read, cgroup created,
 //!    programs loaded, attached, pinned and read back). The bottle is fenced: default
 //!    deny, and its DNS/web redirects lead to listeners that do not answer yet.
-//! 2. [`BottleRuntime::start`]: the services start serving — on the caller's tokio
-//!    runtime for the inspecting proxy (one runtime per agent process, bottles are tasks).
+//! 2. [`BottleRuntime::start`]: the services start serving — the DNS proxy and the
+//!    inspecting proxy as tasks on the caller's tokio runtime (one runtime per agent
+//!    process, bottles are tasks).
 //!    `cork run` forks its command between 1 and 2, so no service thread exists at fork.
 //! 3. [`BottleRuntime::verify`]: reads the kernel state back again at any time.
 //! 4. [`BottleRuntime::stop`]: kills whatever still runs in the bottle while it is still
@@ -16,14 +17,12 @@
 //!
 //! Dropping a runtime without `stop` does the same, logging instead of returning problems.
 
-use std::collections::HashMap;
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cork_audit::{AuditSink, LifecycleEvent, SinkError};
+use cork_audit::{AuditSink, EnforcedEvent, EnvScrubEvent, LifecycleEvent, SinkError};
 use cork_bpf::LoadConstants;
 use cork_bpf::events::EventReader;
 use cork_bpf::learned::MapLearner;
@@ -33,10 +32,11 @@ use cork_inspect::setup::CaBundle;
 use cork_policy::Policy;
 
 use crate::adapters::KernelLearner;
-use crate::bottle::{Bottle, BottleError};
+use crate::bottle::{Bottle, BottleError, TeardownProblem};
 use crate::kernel_audit::{AuditWriter, Enrichment};
 use crate::key::{BottleKey, IdLease, KeyError};
 use crate::mounts::{self, MountError};
+use crate::secrets::{Mask, Removal};
 use crate::upstream;
 use crate::web::{self, WebSetup};
 
@@ -54,6 +54,8 @@ pub enum RuntimeError {
     Id(#[from] KeyError),
     #[error("binding the bottle's DNS proxy on 127.0.0.1 and ::1")]
     DnsBind(#[source] std::io::Error),
+    #[error("starting the bottle's DNS proxy on the agent's runtime")]
+    DnsStart(#[source] std::io::Error),
     #[error("setting up the bottle's inspecting proxy")]
     Web(#[from] web::WebError),
     #[error(transparent)]
@@ -98,6 +100,8 @@ pub struct BottleRuntime {
     web: Option<WebSetup>,
     services: Option<Services>,
     upstreams: Vec<std::net::SocketAddr>,
+    /// Host paths every command in this bottle sees masked (see [`crate::secrets`]).
+    masks: Vec<Mask>,
     /// Held for the bottle's life: the id is ours until this drops.
     _lease: IdLease,
 }
@@ -107,6 +111,17 @@ impl BottleRuntime {
     /// with every program attached and verified, and nothing runs in it yet. Writes the
     /// `enforced` lifecycle event to `sink`.
     pub fn enforce(policy: Arc<Policy>, sink: Arc<Mutex<AuditSink>>) -> Result<Self, RuntimeError> {
+        Self::enforce_hiding(policy, sink, Vec::new())
+    }
+
+    /// [`BottleRuntime::enforce`] for a bottle whose commands get `masks` in their mount
+    /// namespace: the `enforced` event lists each of them once, and [`BottleRuntime::masks`]
+    /// keeps them for every command started in the bottle.
+    pub fn enforce_hiding(
+        policy: Arc<Policy>,
+        sink: Arc<Mutex<AuditSink>>,
+        masks: Vec<Mask>,
+    ) -> Result<Self, RuntimeError> {
         let upstreams = upstream::upstreams(&policy);
         if upstreams.is_empty() && !policy.domains.is_empty() {
             return Err(RuntimeError::NoUpstream);
@@ -126,6 +141,7 @@ impl BottleRuntime {
                 bottle_id: lease.id().get(),
                 dns_port: dns.port(),
                 proxy_port: web.as_ref().map_or(0, WebSetup::port),
+                guest: None,
             },
             &cgroup_root,
             &bpffs,
@@ -144,18 +160,54 @@ impl BottleRuntime {
             web,
             services: None,
             upstreams,
+            masks,
             _lease: lease,
         };
-        this.lifecycle(
-            "enforced",
-            format!(
-                "bottle {}: cgroup {} enforced, pins in {}",
+        let event = EnforcedEvent {
+            head: cork_audit::EventHead::now(&this.policy.name, "cork", "enforced"),
+            detail: format!(
+                "bottle {}: cgroup {} enforced, pins in {}, {} host paths masked",
                 this.key,
                 this.key.cgroup_path(&cgroup_root).display(),
-                this.key.pin_dir(&bpffs).display()
+                this.key.pin_dir(&bpffs).display(),
+                this.masks.len()
             ),
-        )?;
+            masked: this.masks.iter().map(Mask::audit).collect(),
+        };
+        this.write_event(&event)?;
         Ok(this)
+    }
+
+    /// The host paths masked for every command in this bottle.
+    pub fn masks(&self) -> &[Mask] {
+        &self.masks
+    }
+
+    /// Writes one `env_scrubbed` event per removed variable: its name and why, never its
+    /// value.
+    pub fn audit_env_scrub(&self, removals: &[Removal]) -> Result<(), SinkError> {
+        let mut sink = self.sink.lock().unwrap_or_else(|p| p.into_inner());
+        for r in removals {
+            let variable = r.name.to_string_lossy().into_owned();
+            sink.write(&EnvScrubEvent {
+                head: cork_audit::EventHead::now(&self.policy.name, "cork", "env_scrubbed"),
+                detail: match &r.swapped_on {
+                    None => format!(
+                        "{variable} removed from the command's environment: {}",
+                        r.why
+                    ),
+                    Some(host) => format!(
+                        "{variable} removed from the command's environment: {}; it holds a \
+                         placeholder the proxy swaps for the real value on {host}",
+                        r.why
+                    ),
+                },
+                why: r.why.to_string(),
+                swapped_on: r.swapped_on.clone(),
+                variable,
+            })?;
+        }
+        sink.flush()
     }
 
     pub fn key(&self) -> &BottleKey {
@@ -184,7 +236,7 @@ impl BottleRuntime {
         }
     }
 
-    /// Starts the DNS proxy, the inspecting proxy (as tasks on `runtime`) and the audit
+    /// Starts the DNS proxy and the inspecting proxy (as tasks on `runtime`) and the audit
     /// reader. On error, whatever started is stopped again and the bottle stays fenced.
     pub fn start(&mut self, runtime: &tokio::runtime::Handle) -> Result<(), RuntimeError> {
         if self.services.is_some() {
@@ -197,7 +249,6 @@ impl BottleRuntime {
             });
         };
         let pin_dir = enforcement.pin_dir().to_path_buf();
-        let names: Arc<Mutex<HashMap<IpAddr, String>>> = Arc::default();
         let resolved = Arc::new(Resolved::default());
         let mut services = Services {
             dns: None,
@@ -216,22 +267,25 @@ impl BottleRuntime {
         if let Some(dns) = self.dns.take() {
             let learner = MapLearner::open(&pin_dir, self.policy.kernel_plan())
                 .map_err(RuntimeError::Learner)?;
-            services.dns = Some(dns.start(
-                DnsProxyConfig {
-                    bottle: self.policy.name.clone(),
-                    policy: self.policy.clone(),
-                    upstreams: self.upstreams.clone(),
-                    upstream_timeout: UPSTREAM_TIMEOUT,
-                    resolved,
-                },
-                Arc::new(KernelLearner(learner)),
-                self.sink.clone(),
-                names.clone(),
-            ));
+            services.dns = Some(
+                dns.start(
+                    DnsProxyConfig {
+                        bottle: self.policy.name.clone(),
+                        policy: self.policy.clone(),
+                        upstreams: self.upstreams.clone(),
+                        upstream_timeout: UPSTREAM_TIMEOUT,
+                        resolved: resolved.clone(),
+                    },
+                    Arc::new(KernelLearner(learner)),
+                    self.sink.clone(),
+                    runtime,
+                )
+                .map_err(RuntimeError::DnsStart)?,
+            );
         }
         let rules = self.policy.rules.iter().map(|r| r.id.clone()).collect();
         let writer = AuditWriter {
-            enrichment: Enrichment::new(self.policy.name.clone(), rules, names),
+            enrichment: Enrichment::new(self.policy.name.clone(), rules, resolved),
             sink: self.sink.clone(),
         };
         let Some(enforcement) = self.bottle.enforcement() else {
@@ -241,7 +295,8 @@ impl BottleRuntime {
             });
         };
         services.reader = Some(
-            EventReader::start(enforcement.maps_object(), writer).map_err(RuntimeError::Events)?,
+            EventReader::start(enforcement.maps_object(), writer, runtime)
+                .map_err(RuntimeError::Events)?,
         );
         self.services = Some(services);
         Ok(())
@@ -260,11 +315,11 @@ impl BottleRuntime {
 
     /// Tears the bottle down (see the module docs for the order). Returns the problems
     /// met; empty when everything was removed.
-    pub fn stop(mut self) -> Vec<String> {
+    pub fn stop(mut self) -> Vec<TeardownProblem> {
         self.teardown()
     }
 
-    fn teardown(&mut self) -> Vec<String> {
+    fn teardown(&mut self) -> Vec<TeardownProblem> {
         // Processes die while the programs still enforce.
         let problems = self.bottle.teardown();
         if let Some(services) = self.services.take() {
@@ -287,14 +342,15 @@ impl BottleRuntime {
 
     /// Writes one lifecycle event for this bottle and flushes.
     pub fn lifecycle(&self, event: &'static str, detail: String) -> Result<(), SinkError> {
-        let mut sink = self.sink.lock().unwrap_or_else(|p| p.into_inner());
-        sink.write(&LifecycleEvent {
-            ts: cork_audit::now_rfc3339(),
-            bottle: self.policy.name.clone(),
-            layer: "cork",
-            event,
+        self.write_event(&LifecycleEvent {
+            head: cork_audit::EventHead::now(&self.policy.name, "cork", event),
             detail,
-        })?;
+        })
+    }
+
+    fn write_event(&self, event: &impl serde::Serialize) -> Result<(), SinkError> {
+        let mut sink = self.sink.lock().unwrap_or_else(|p| p.into_inner());
+        sink.write(event)?;
         sink.flush()
     }
 }
@@ -302,7 +358,7 @@ impl BottleRuntime {
 impl Drop for BottleRuntime {
     fn drop(&mut self) {
         for p in self.teardown() {
-            tracing::warn!("bottle teardown: {p}");
+            tracing::warn!("bottle teardown: {}", cork_audit::error_chain(&p));
         }
     }
 }

@@ -48,8 +48,8 @@ pub struct WebSetup {
     bound: BoundInspectingProxy,
     ca: Arc<BottleCa>,
     creds: Vec<LoadedCredential>,
-    swaps: &'static Credentials,
-    scanner: &'static Scanner,
+    swaps: Arc<Credentials>,
+    scanner: Arc<Scanner>,
     roots: Arc<RootCertStore>,
     bundle: CaBundle,
 }
@@ -61,9 +61,10 @@ impl WebSetup {
             return Ok(None);
         }
         let creds = setup::load_credentials(policy, |k| std::env::var(k).ok())?;
-        // One scanner per bottle, alive as long as the agent: every stream borrows it.
-        let scanner: &'static Scanner = Box::leak(Box::new(setup::scanner(policy, &creds)?));
-        let swaps: &'static Credentials = Box::leak(Box::new(Credentials::new(&creds)?));
+        // One scanner and one set of swappers per bottle, shared by its streams and
+        // dropped with the bottle (the real credential values with them).
+        let scanner = Arc::new(setup::scanner(policy, &creds)?);
+        let swaps = Arc::new(Credentials::new(&creds)?);
         let roots = Arc::new(upstream::roots(&policy.tls.upstream_ca)?);
         let ca = Arc::new(BottleCa::new(&policy.name)?);
         std::fs::create_dir_all(RUN_DIR).map_err(WebError::RunDir)?;

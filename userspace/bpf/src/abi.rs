@@ -39,3 +39,6 @@ unsafe impl aya::Pod for cork_prefix_value {}
 unsafe impl aya::Pod for cork_redirect_key {}
 // SAFETY: as above.
 unsafe impl aya::Pod for cork_redirect_value {}
+// SAFETY: as above (bytes only).
+unsafe impl aya::Pod for cork_guest {}
+const _: () = assert!(std::mem::size_of::<cork_guest>() == 64);

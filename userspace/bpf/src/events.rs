@@ -1,20 +1,21 @@
-//! Reads a bottle's audit ring buffer on its own thread and hands each decoded record to an
-//! [`EventHandler`] (the agent turns them into audit events); polls the per-CPU loss
-//! counter and reports any increase, so a loss is never silent.
+//! Reads a bottle's audit ring buffer as a task on the agent's tokio runtime and hands
+//! each decoded record to an [`EventHandler`] (the agent turns them into audit events);
+//! checks the per-CPU loss counter and reports any increase, so a loss is never silent.
 
-use std::os::fd::AsFd;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
+use std::os::fd::AsRawFd;
+use std::sync::mpsc;
+use std::time::Duration;
 
 use aya::Ebpf;
 use aya::maps::{MapData, PerCpuArray, RingBuf};
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+use tokio::sync::oneshot;
 
 use super::abi::cork_event;
 use super::maps::MapError;
 
-/// What the reader does with what it reads. Called on the reader's thread.
+/// What the reader does with what it reads. Called on a runtime worker: keep it short.
 pub trait EventHandler: Send + 'static {
     /// One kernel record, as the programs wrote it.
     fn event(&mut self, ev: &cork_event);
@@ -25,25 +26,43 @@ pub trait EventHandler: Send + 'static {
     fn drained(&mut self);
 }
 
-const EVENTS: &str = "cork_events";
-const LOST: &str = "cork_lost";
+const EVENTS: &str = super::abi::map_names::CORK_EVENTS;
+const LOST: &str = super::abi::map_names::CORK_LOST;
+/// How often the loss counter is looked at when no record wakes the reader.
+const LOSS_CHECK: Duration = Duration::from_millis(100);
+/// How long [`EventReader::finish`] waits for the final drain.
+const FINISH_WAIT: Duration = Duration::from_secs(5);
 
 /// A running reader; [`EventReader::finish`] drains what is left.
 pub struct EventReader {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    stop: Option<oneshot::Sender<()>>,
+    done: mpsc::Receiver<()>,
+    task: tokio::task::JoinHandle<()>,
 }
 
 struct Reader<H> {
-    ring: RingBuf<MapData>,
     lost: PerCpuArray<MapData, u64>,
     lost_seen: u64,
     handler: H,
 }
 
+/// The ring buffer's fd, for the reactor (`RingBuf` owns it for the reader's life).
+struct Ring(RingBuf<MapData>);
+
+impl AsRawFd for Ring {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.0.as_raw_fd()
+    }
+}
+
 impl EventReader {
-    /// Takes the ring buffer and loss counter out of the bottle's map object.
-    pub fn start<H: EventHandler>(ebpf: &mut Ebpf, handler: H) -> Result<Self, MapError> {
+    /// Takes the ring buffer and loss counter out of the bottle's map object and starts
+    /// reading them on `runtime`.
+    pub fn start<H: EventHandler>(
+        ebpf: &mut Ebpf,
+        handler: H,
+        runtime: &tokio::runtime::Handle,
+    ) -> Result<Self, MapError> {
         let map = ebpf.take_map(EVENTS).ok_or(MapError::Missing(EVENTS))?;
         let ring = RingBuf::try_from(map).map_err(|source| MapError::Aya {
             map: EVENTS,
@@ -56,62 +75,79 @@ impl EventReader {
             operation: "open",
             source,
         })?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let mut reader = Reader {
-            ring,
+        let _guard = runtime.enter();
+        // SAFETY: the fd is the ring buffer map's, owned by `Ring` inside the AsyncFd for
+        // the AsyncFd's whole life; `as_raw_fd` always returns that same fd.
+        let ring = unsafe { AsyncFd::register_with_interest(Ring(ring), Interest::READABLE) }
+            .map_err(|e| MapError::Register(e.into()))?;
+        let (stop, stopped) = oneshot::channel();
+        let (done_tx, done) = mpsc::channel();
+        let reader = Reader {
             lost,
             lost_seen: 0,
             handler,
         };
-        let stop2 = stop.clone();
-        let thread = std::thread::Builder::new()
-            .name("cork-audit".into())
-            .spawn(move || reader.run(&stop2))
-            .map_err(MapError::Thread)?;
+        let task = runtime.spawn(async move {
+            reader.run(ring, stopped).await;
+            let _ = done_tx.send(());
+        });
         Ok(EventReader {
-            stop,
-            thread: Some(thread),
+            stop: Some(stop),
+            done,
+            task,
         })
     }
 
-    /// Stops the thread after a final drain.
+    /// Stops the reader after a final drain and waits for it (up to a few seconds).
+    /// Blocks the calling thread: call it outside the runtime's workers.
     pub fn finish(mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if self.done.recv_timeout(FINISH_WAIT).is_err() {
+            tracing::error!("the audit reader did not finish its last drain in time");
         }
     }
 }
 
 impl Drop for EventReader {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        // Not finished: stop reading (what is left stays in the ring, counted by nobody).
+        if self.stop.is_some() {
+            self.task.abort();
         }
     }
 }
 
 impl<H: EventHandler> Reader<H> {
-    fn run(&mut self, stop: &AtomicBool) {
+    async fn run(mut self, mut ring: AsyncFd<Ring>, mut stopped: oneshot::Receiver<()>) {
+        let mut tick = tokio::time::interval(LOSS_CHECK);
         loop {
-            let done = stop.load(Ordering::SeqCst);
-            {
-                let mut fds = [PollFd::new(self.ring.as_fd(), PollFlags::POLLIN)];
-                // Wake at least every 100 ms to notice `stop` and new losses.
-                let _ = poll(&mut fds, PollTimeout::from(100u16));
+            tokio::select! {
+                ready = ring.readable_mut() => match ready {
+                    Ok(mut guard) => {
+                        self.drain(&mut guard.get_inner_mut().0);
+                        guard.clear_ready();
+                    }
+                    Err(e) => {
+                        tracing::error!("waiting on the audit ring buffer: {e}");
+                        tick.tick().await;
+                    }
+                },
+                _ = tick.tick() => self.report_loss(),
+                _ = &mut stopped => {
+                    self.drain(&mut ring.get_mut().0);
+                    self.report_loss();
+                    self.handler.drained();
+                    return;
+                }
             }
-            self.drain();
-            self.report_loss();
             self.handler.drained();
-            if done {
-                return;
-            }
         }
     }
 
-    fn drain(&mut self) {
-        while let Some(item) = self.ring.next() {
+    fn drain(&mut self, ring: &mut RingBuf<MapData>) {
+        while let Some(item) = ring.next() {
             if item.len() < std::mem::size_of::<cork_event>() {
                 tracing::error!("short audit record ({} bytes)", item.len());
                 continue;

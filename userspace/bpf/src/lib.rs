@@ -7,28 +7,34 @@
 //! While a link pin exists the program stays attached, even if the agent is SIGKILLed.
 
 pub mod abi;
+mod attach;
 pub mod events;
 pub mod learned;
 mod maps;
-mod objects;
 mod query;
 pub mod redirects;
+mod target;
 pub mod test_run;
+// One loader module per eBPF object, named after its ebpf/*.bpf.c.
+mod skb;
+mod sock_addr;
+mod sock_create;
+mod sock_ops;
+mod tap;
 
-use std::fs::{self, File};
+use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use aya::programs::links::{FdLink, PinnedLink};
-use aya::programs::{
-    CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock, CgroupSockAddr, ProgramError,
-    SockOps,
-};
+use aya::programs::ProgramError;
+use aya::programs::links::PinnedLink;
 use aya::{Btf, Ebpf, EbpfError, EbpfLoader};
 use cork_policy::KernelPlan;
 
+use attach::ObjectSpec;
 pub use maps::MapError;
 pub use query::AttachType;
+pub use target::AttachTarget;
 
 /// Failures while putting a bottle's enforcement in place; each names what was being done.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +59,11 @@ pub enum BpfError {
         #[source]
         source: ProgramError,
     },
+    #[error("program {program} attaches only to {wants}")]
+    WrongTarget {
+        program: &'static str,
+        wants: &'static str,
+    },
     #[error("program {program}: converting its link to a pinnable fd link")]
     Link {
         program: &'static str,
@@ -69,6 +80,12 @@ pub enum BpfError {
     #[error("creating pin directory {path}")]
     PinDir {
         path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("network device {ifname}")]
+    Device {
+        ifname: String,
         #[source]
         source: io::Error,
     },
@@ -99,8 +116,38 @@ pub enum BpfError {
     },
 }
 
+/// One thing teardown could not undo. Teardown goes on past each (it removes as much as
+/// it can), so these are collected, not returned early.
+#[derive(Debug, thiserror::Error)]
+pub enum TeardownError {
+    #[error("unpinning the link of {program}")]
+    Unpin {
+        program: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    #[error("removing pin {path}")]
+    RemovePin {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("listing pin directory {path}")]
+    ListPins {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("removing pin directory {path}")]
+    RemoveDir {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
 /// Load-time constants of a bottle's programs (`const volatile` globals in cork_bpf.h).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 pub struct LoadConstants {
     /// Which bottle these program instances enforce.
     pub bottle_id: u32,
@@ -109,14 +156,17 @@ pub struct LoadConstants {
     /// The bottle's inspecting proxy port on 127.0.0.1/::1; 0 = none (redirected flows
     /// are refused).
     pub proxy_port: u16,
+    /// A VM bottle's guest (its MAC, addresses and gateway), for the tap program;
+    /// `None` for a cgroup bottle.
+    pub guest: Option<abi::cork_guest>,
 }
 
 /// One attached program: its name, kernel attach type, id and the pin keeping it attached.
-struct Attachment {
-    program: &'static str,
-    attach: AttachType,
-    prog_id: u32,
-    link: Option<PinnedLink>,
+pub(crate) struct Attachment {
+    pub(crate) program: &'static str,
+    pub(crate) attach: AttachType,
+    pub(crate) prog_id: u32,
+    pub(crate) link: Option<PinnedLink>,
 }
 
 /// A bottle's enforcement: alive while this value lives, torn down by [`Enforcement::remove`]
@@ -129,52 +179,32 @@ pub struct Enforcement {
     removed: bool,
 }
 
-/// The programs of one object and how each attaches.
-struct ObjectSpec {
-    name: &'static str,
-    bytes: &'static [u8],
-    programs: &'static [(&'static str, AttachType)],
-}
-
-/// sock_create first: it creates (and pins) the shared maps the other objects reuse.
-const OBJECTS: &[ObjectSpec] = &[
-    ObjectSpec {
-        name: "sock_create",
-        bytes: objects::SOCK_CREATE,
-        programs: &[("cork_sock_create", AttachType::SockCreate)],
-    },
-    ObjectSpec {
-        name: "sock_addr",
-        bytes: objects::SOCK_ADDR,
-        programs: &[
-            ("cork_connect4", AttachType::Connect4),
-            ("cork_connect6", AttachType::Connect6),
-            ("cork_sendmsg4", AttachType::Sendmsg4),
-            ("cork_sendmsg6", AttachType::Sendmsg6),
-            ("cork_recvmsg4", AttachType::Recvmsg4),
-            ("cork_recvmsg6", AttachType::Recvmsg6),
-            ("cork_getpeername4", AttachType::GetPeerName4),
-            ("cork_getpeername6", AttachType::GetPeerName6),
-        ],
-    },
-    ObjectSpec {
-        name: "skb",
-        bytes: objects::SKB,
-        programs: &[("cork_skb_egress", AttachType::SkbEgress)],
-    },
-    ObjectSpec {
-        name: "sock_ops",
-        bytes: objects::SOCK_OPS,
-        programs: &[("cork_sock_ops", AttachType::SockOps)],
-    },
+/// A cgroup bottle's objects. sock_create first: it creates (and pins) the shared maps the
+/// other objects reuse.
+pub(crate) const CGROUP_OBJECTS: &[&ObjectSpec] = &[
+    &sock_create::OBJECT,
+    &sock_addr::OBJECT,
+    &skb::OBJECT,
+    &sock_ops::OBJECT,
 ];
+
+/// A VM bottle's objects: the tap program alone (it creates the maps).
+pub(crate) const TAP_OBJECTS: &[&ObjectSpec] = &[&tap::OBJECT];
+
+/// The objects a target takes.
+fn objects_for(target: &AttachTarget) -> &'static [&'static ObjectSpec] {
+    match target {
+        AttachTarget::Cgroup(_) => CGROUP_OBJECTS,
+        AttachTarget::TcIngress { .. } => TAP_OBJECTS,
+    }
+}
 
 impl Enforcement {
     /// Loads, fills, attaches, pins and verifies. On any error everything done so far is
     /// undone before returning: a bottle is either fully enforced or not started.
     pub fn install(
         consts: LoadConstants,
-        cgroup_dir: &Path,
+        target: &AttachTarget,
         pin_dir: &Path,
         plan: &KernelPlan,
     ) -> Result<Self, BpfError> {
@@ -185,53 +215,58 @@ impl Enforcement {
             removed: false,
         };
         // On error `this` drops here and removes whatever was created.
-        this.install_inner(consts, cgroup_dir, plan)?;
+        this.install_inner(consts, target, plan)?;
         Ok(this)
     }
 
     fn install_inner(
         &mut self,
         consts: LoadConstants,
-        cgroup_dir: &Path,
+        target: &AttachTarget,
         plan: &KernelPlan,
     ) -> Result<(), BpfError> {
-        self.load_objects(consts, plan)?;
-        let cgroup = File::open(cgroup_dir).map_err(|source| BpfError::Cgroup {
-            path: cgroup_dir.to_path_buf(),
-            source,
-        })?;
-        for (spec, ebpf) in OBJECTS.iter().zip(self.objects.iter_mut()) {
+        let specs = objects_for(target);
+        self.load_objects(specs, consts, plan)?;
+        let open = target.open()?;
+        for (spec, ebpf) in specs.iter().zip(self.objects.iter_mut()) {
             for &(program, attach) in spec.programs {
-                let att = attach_one(ebpf, spec.name, program, attach, &cgroup, &self.pin_dir)?;
+                let att = attach::attach_one(ebpf, spec, program, attach, &open, &self.pin_dir)?;
                 self.attachments.push(att);
             }
         }
-        self.verify_against(cgroup_dir, &cgroup, plan, false)
+        self.verify_against(target, &open, plan, false)
     }
 
     /// Creates the pin directory, loads every object into it (sharing one set of maps) and
     /// fills the maps from the plan. Nothing is attached yet.
-    fn load_objects(&mut self, consts: LoadConstants, plan: &KernelPlan) -> Result<(), BpfError> {
+    fn load_objects(
+        &mut self,
+        specs: &[&ObjectSpec],
+        consts: LoadConstants,
+        plan: &KernelPlan,
+    ) -> Result<(), BpfError> {
         fs::create_dir(&self.pin_dir).map_err(|source| BpfError::PinDir {
             path: self.pin_dir.clone(),
             source,
         })?;
         let btf = Btf::from_sys_fs().map_err(BpfError::Btf)?;
-        for spec in OBJECTS {
+        let guest = consts.guest.unwrap_or_default();
+        for (i, spec) in specs.iter().enumerate() {
             let ebpf = EbpfLoader::new()
                 .btf(Some(&btf))
                 .default_map_pin_directory(&self.pin_dir)
                 .override_global("CORK_BOTTLE_ID", &consts.bottle_id, true)
-                // Only the sock_addr object reads it.
+                // Only the sock_addr object reads these two, only the tap object the guest.
                 .override_global("CORK_DNS_PORT", &consts.dns_port, false)
                 .override_global("CORK_PROXY_PORT", &consts.proxy_port, false)
+                .override_global("CORK_GUEST", &guest, false)
                 .load(spec.bytes)
                 .map_err(|source| BpfError::LoadObject {
                     object: spec.name,
                     source,
                 })?;
             self.objects.push(ebpf);
-            if spec.name == "sock_create" {
+            if i == 0 {
                 // The maps exist now; fill them before any program can run.
                 maps::write_plan(&mut self.objects[0], plan)?;
             }
@@ -242,33 +277,31 @@ impl Enforcement {
     /// Reads back what the kernel has now, as at install: exactly our program on each hook
     /// of the cgroup, and the plan's entries in the maps (with what the DNS proxy learned
     /// since set aside).
-    pub fn verify(&self, cgroup_dir: &Path, plan: &KernelPlan) -> Result<(), BpfError> {
-        let cgroup = File::open(cgroup_dir).map_err(|source| BpfError::Cgroup {
-            path: cgroup_dir.to_path_buf(),
-            source,
-        })?;
-        self.verify_against(cgroup_dir, &cgroup, plan, true)
+    pub fn verify(&self, target: &AttachTarget, plan: &KernelPlan) -> Result<(), BpfError> {
+        let open = target.open()?;
+        self.verify_against(target, &open, plan, true)
     }
 
     /// Reads back what the kernel has: exactly our program on each hook of the cgroup, and
     /// map contents equal to the plan.
     fn verify_against(
         &self,
-        cgroup_dir: &Path,
-        cgroup: &File,
+        target: &AttachTarget,
+        open: &target::OpenTarget,
         plan: &KernelPlan,
         learned: bool,
     ) -> Result<(), BpfError> {
         for att in &self.attachments {
-            let found =
-                query::attached_programs(cgroup, att.attach).map_err(|source| BpfError::Query {
-                    path: cgroup_dir.to_path_buf(),
+            let found = open
+                .attached_programs(att.attach)
+                .map_err(|source| BpfError::Query {
+                    path: target.path(),
                     attach: att.attach,
                     source,
                 })?;
             if found != [att.prog_id] {
                 return Err(BpfError::NotAttached {
-                    path: cgroup_dir.to_path_buf(),
+                    path: target.path(),
                     attach: att.attach,
                     found,
                     expected: att.prog_id,
@@ -290,7 +323,7 @@ impl Enforcement {
 
     /// Detaches every program and removes every pin. Errors are collected, not fatal:
     /// teardown goes as far as it can.
-    pub fn remove(mut self) -> Vec<String> {
+    pub fn remove(mut self) -> Vec<TeardownError> {
         self.remove_inner()
     }
 
@@ -300,7 +333,7 @@ impl Enforcement {
         self.removed = true;
     }
 
-    fn remove_inner(&mut self) -> Vec<String> {
+    fn remove_inner(&mut self) -> Vec<TeardownError> {
         if self.removed {
             return Vec::new();
         }
@@ -310,7 +343,10 @@ impl Enforcement {
             if let Some(link) = att.link {
                 match link.unpin() {
                     Ok(fd_link) => drop(fd_link), // closing the last fd detaches it
-                    Err(e) => problems.push(format!("unpinning link of {}: {e}", att.program)),
+                    Err(source) => problems.push(TeardownError::Unpin {
+                        program: att.program,
+                        source,
+                    }),
                 }
             }
         }
@@ -323,7 +359,7 @@ impl Enforcement {
 impl Drop for Enforcement {
     fn drop(&mut self) {
         for p in self.remove_inner() {
-            tracing::warn!("bottle teardown: {p}");
+            tracing::warn!("bottle teardown: {}", error_chain(&p));
         }
     }
 }
@@ -341,88 +377,43 @@ pub fn boot_ns() -> u64 {
 
 /// Removes a bottle pin directory and everything pinned in it (used by `cork clean` too).
 /// Unlinking a link pin whose fd nobody holds detaches the program.
-pub fn remove_pin_dir(dir: &Path) -> Vec<String> {
+pub fn remove_pin_dir(dir: &Path) -> Vec<TeardownError> {
     let mut problems = Vec::new();
     match fs::read_dir(dir) {
         Ok(entries) => {
             for entry in entries.flatten() {
-                if let Err(e) = fs::remove_file(entry.path()) {
-                    problems.push(format!("removing pin {}: {e}", entry.path().display()));
+                if let Err(source) = fs::remove_file(entry.path()) {
+                    problems.push(TeardownError::RemovePin {
+                        path: entry.path(),
+                        source,
+                    });
                 }
             }
         }
         Err(e) if e.kind() == io::ErrorKind::NotFound => return problems,
-        Err(e) => problems.push(format!("listing {}: {e}", dir.display())),
+        Err(source) => problems.push(TeardownError::ListPins {
+            path: dir.to_path_buf(),
+            source,
+        }),
     }
-    if let Err(e) = fs::remove_dir(dir) {
-        problems.push(format!("removing {}: {e}", dir.display()));
+    if let Err(source) = fs::remove_dir(dir) {
+        problems.push(TeardownError::RemoveDir {
+            path: dir.to_path_buf(),
+            source,
+        });
     }
     problems
 }
 
-fn attach_one(
-    ebpf: &mut Ebpf,
-    object: &'static str,
-    program: &'static str,
-    attach: AttachType,
-    cgroup: &File,
-    pin_dir: &Path,
-) -> Result<Attachment, BpfError> {
-    let err = |operation: &'static str| {
-        move |source: ProgramError| BpfError::Program {
-            program,
-            operation,
-            source,
-        }
-    };
-    let prog = ebpf
-        .program_mut(program)
-        .ok_or(BpfError::MissingProgram { object, program })?;
-    // Load, attach as a (single) bpf link, and take the link out of aya's table so that
-    // dropping the program does not detach it: the same steps for each program type.
-    macro_rules! attach_link {
-        ($ty:ty, $($attach_arg:expr),+) => {{
-            let p: &mut $ty = prog.try_into().map_err(err("type check"))?;
-            p.load().map_err(err("load"))?;
-            let id = p.attach($($attach_arg),+).map_err(err("attach"))?;
-            let link = p.take_link(id).map_err(err("take link"))?;
-            FdLink::try_from(link).map_err(|source| BpfError::Link { program, source })?
-        }};
+/// "outer: inner" for an error and its sources (this crate sits below the audit crate,
+/// which has the same helper for everyone above).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        src = s.source();
     }
-    let fd_link: FdLink = match attach {
-        AttachType::SockCreate => attach_link!(CgroupSock, cgroup, CgroupAttachMode::Single),
-        AttachType::SockOps => attach_link!(SockOps, cgroup, CgroupAttachMode::Single),
-        AttachType::SkbEgress => attach_link!(
-            CgroupSkb,
-            cgroup,
-            CgroupSkbAttachType::Egress,
-            CgroupAttachMode::Single
-        ),
-        AttachType::Connect4
-        | AttachType::Connect6
-        | AttachType::Sendmsg4
-        | AttachType::Sendmsg6
-        | AttachType::Recvmsg4
-        | AttachType::Recvmsg6
-        | AttachType::GetPeerName4
-        | AttachType::GetPeerName6 => {
-            attach_link!(CgroupSockAddr, cgroup, CgroupAttachMode::Single)
-        }
-    };
-    let prog = ebpf
-        .program(program)
-        .ok_or(BpfError::MissingProgram { object, program })?;
-    let prog_id = prog.info().map_err(err("info"))?.id();
-    let path = pin_dir.join(format!("link_{program}"));
-    let link = fd_link.pin(&path).map_err(|source| BpfError::PinLink {
-        program,
-        path: path.clone(),
-        source,
-    })?;
-    Ok(Attachment {
-        program,
-        attach,
-        prog_id,
-        link: Some(link),
-    })
+    out
 }

@@ -11,9 +11,9 @@ use cork_policy::{Action, KernelPlan, LearnedEntry, PrefixEntry, Proto, Redirect
 
 use super::abi::{cork_action, cork_port_rule, cork_prefix_value, cork_proto_sel};
 
-pub const RULES_V4: &str = "cork_rules_v4";
-pub const RULES_V6: &str = "cork_rules_v6";
-pub const HOST_PORTS: &str = "cork_host_ports";
+pub const RULES_V4: &str = super::abi::map_names::CORK_RULES_V4;
+pub const RULES_V6: &str = super::abi::map_names::CORK_RULES_V6;
+pub const HOST_PORTS: &str = super::abi::map_names::CORK_HOST_PORTS;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MapError {
@@ -28,8 +28,8 @@ pub enum MapError {
     },
     #[error("map {map} does not hold what the policy says after writing it: {detail}")]
     Mismatch { map: &'static str, detail: String },
-    #[error("starting the audit reader thread")]
-    Thread(#[source] std::io::Error),
+    #[error("registering the audit ring buffer with the runtime")]
+    Register(#[source] std::io::Error),
 }
 
 fn aya_err(map: &'static str, operation: &'static str) -> impl Fn(aya::maps::MapError) -> MapError {

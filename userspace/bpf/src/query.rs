@@ -20,6 +20,8 @@ pub enum AttachType {
     Recvmsg6 = 20,
     GetPeerName4 = 29,
     GetPeerName6 = 30,
+    /// tcx ingress of a network device (a VM bottle's tap).
+    TcxIngress = 46,
 }
 
 const BPF_PROG_QUERY: libc::c_long = 16;
@@ -42,9 +44,20 @@ struct QueryAttr {
 
 /// Program ids attached directly to `cgroup` (not inherited) for `attach`.
 pub fn attached_programs(cgroup: &File, attach: AttachType) -> io::Result<Vec<u32>> {
+    query(cgroup.as_raw_fd() as u32, attach)
+}
+
+/// Program ids attached to the network device `ifindex` for `attach` (tcx).
+pub fn attached_to_device(ifindex: u32, attach: AttachType) -> io::Result<Vec<u32>> {
+    query(ifindex, attach)
+}
+
+/// `target` is the union's `target_fd` / `target_ifindex` (uapi bpf.h): a cgroup fd for
+/// cgroup hooks, an ifindex for tcx.
+fn query(target: u32, attach: AttachType) -> io::Result<Vec<u32>> {
     let mut ids = [0u32; 64];
     let mut attr = QueryAttr {
-        target_fd: cgroup.as_raw_fd() as u32,
+        target_fd: target,
         attach_type: attach as u32,
         prog_ids: ids.as_mut_ptr() as u64,
         prog_cnt: ids.len() as u32,

@@ -13,7 +13,7 @@ use super::abi::{cork_redirect_key, cork_redirect_value};
 use super::maps::MapError;
 
 /// Pin name of the map (the C variable's name, pinned by name).
-pub const REDIRECTS: &str = "cork_redirects";
+pub const REDIRECTS: &str = super::abi::map_names::CORK_REDIRECTS;
 
 const AF_INET: u8 = libc::AF_INET as u8;
 const AF_INET6: u8 = libc::AF_INET6 as u8;

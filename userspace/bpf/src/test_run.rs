@@ -39,6 +39,29 @@ struct TestRunAttr {
     _pad: u32,
 }
 
+/// `BPF_PROG_TEST_RUN` with `attr`; the kernel writes the program's return value (and
+/// any output the attr asks for) back into it.
+///
+/// # Safety
+/// Every pointer in `attr` must point at a buffer of the size given beside it, alive for
+/// the call (writable for the output buffers).
+unsafe fn test_run(attr: &mut TestRunAttr) -> io::Result<()> {
+    // SAFETY: attr is a valid bpf_attr prefix of the size passed; its pointers are the
+    // caller's promise.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_TEST_RUN,
+            attr as *mut TestRunAttr,
+            std::mem::size_of::<TestRunAttr>() as u32,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// A bottle's programs loaded (not attached) with its maps filled from a plan.
 pub struct SkbTestRun {
     enforcement: Enforcement,
@@ -57,7 +80,7 @@ impl SkbTestRun {
             attachments: Vec::new(),
             removed: false,
         };
-        enforcement.load_objects(consts, plan)?;
+        enforcement.load_objects(super::CGROUP_OBJECTS, consts, plan)?;
         let ebpf = enforcement
             .objects
             .iter_mut()
@@ -125,21 +148,114 @@ impl SkbTestRun {
             repeat: 1,
             ..Default::default()
         };
-        // SAFETY: attr is a valid bpf_attr prefix of the size passed; data_in points at
-        // `frame`, alive for the call; no output buffers are given.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_bpf,
-                BPF_PROG_TEST_RUN,
-                &mut attr as *mut TestRunAttr,
-                std::mem::size_of::<TestRunAttr>() as u32,
-            )
-        };
-        if rc < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        // SAFETY: data_in points at `frame`, alive for the call; no output buffers.
+        unsafe { test_run(&mut attr)? };
         Ok(attr.retval & 1 == 1)
     }
+}
+
+/// The tap program of a VM bottle loaded (not attached) with its maps filled from a plan
+/// and the guest's identity set, run on synthetic Ethernet frames.
+pub struct TapTestRun {
+    enforcement: Enforcement,
+}
+
+/// What the tap program did with one frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TapVerdict {
+    /// TC_ACT_OK (0) passed it; TC_ACT_SHOT (2) dropped it.
+    pub passed: bool,
+    /// The mark it set (a `cork_mark` value, 0 for none).
+    pub mark: u32,
+}
+
+impl TapTestRun {
+    /// Loads the tap object into `pin_dir` (which must not exist; removed on drop).
+    pub fn load(
+        consts: LoadConstants,
+        pin_dir: &Path,
+        plan: &KernelPlan,
+    ) -> Result<Self, BpfError> {
+        let mut enforcement = Enforcement {
+            pin_dir: pin_dir.to_path_buf(),
+            objects: Vec::new(),
+            attachments: Vec::new(),
+            removed: false,
+        };
+        enforcement.load_objects(super::TAP_OBJECTS, consts, plan)?;
+        let program = super::tap::PROGRAM;
+        let err = |operation| {
+            move |source| BpfError::Program {
+                program,
+                operation,
+                source,
+            }
+        };
+        let prog: &mut aya::programs::SchedClassifier = enforcement.objects[0]
+            .program_mut(program)
+            .ok_or(BpfError::MissingProgram {
+                object: "tap",
+                program,
+            })?
+            .try_into()
+            .map_err(err("type check"))?;
+        prog.load().map_err(err("load"))?;
+        Ok(TapTestRun { enforcement })
+    }
+
+    /// Installs a learned host entry valid until `until_boot_ns` (CLOCK_BOOTTIME).
+    pub fn learn(
+        &mut self,
+        entry: &cork_policy::LearnedEntry,
+        until_boot_ns: u64,
+    ) -> Result<(), super::MapError> {
+        super::maps::learn(self.enforcement.maps_object(), entry, until_boot_ns)
+    }
+
+    /// Runs the program on one Ethernet frame.
+    pub fn run(&mut self, frame: &[u8]) -> io::Result<TapVerdict> {
+        let prog: &aya::programs::SchedClassifier = self.enforcement.objects[0]
+            .program(super::tap::PROGRAM)
+            .ok_or_else(|| io::Error::other("tap program not loaded"))?
+            .try_into()
+            .map_err(io::Error::other)?;
+        let fd = prog.fd().map_err(io::Error::other)?;
+        // struct __sk_buff: the first bytes, zero, in (the kernel accepts only a few
+        // settable fields); all of it out (a shorter buffer is ENOSPC), `mark` at offset 8.
+        let ctx_in = [0u8; 32];
+        let mut ctx_out = [0u8; 256];
+        let mut attr = TestRunAttr {
+            prog_fd: fd.as_fd().as_raw_fd() as u32,
+            data_size_in: frame.len() as u32,
+            data_in: frame.as_ptr() as u64,
+            repeat: 1,
+            ctx_size_in: ctx_in.len() as u32,
+            ctx_in: ctx_in.as_ptr() as u64,
+            ctx_size_out: ctx_out.len() as u32,
+            ctx_out: ctx_out.as_mut_ptr() as u64,
+            ..Default::default()
+        };
+        // SAFETY: data_in, ctx_in and ctx_out point at buffers alive for the call, of the
+        // sizes given.
+        unsafe { test_run(&mut attr)? };
+        Ok(TapVerdict {
+            passed: attr.retval == 0,
+            mark: u32::from_ne_bytes([ctx_out[8], ctx_out[9], ctx_out[10], ctx_out[11]]),
+        })
+    }
+}
+
+/// An Ethernet frame from `src_mac` (to a fixed router MAC) carrying `ip_packet`.
+pub fn eth_frame(src_mac: [u8; 6], ip_packet: &[u8]) -> Vec<u8> {
+    let mut frame = vec![0x02, 0, 0, 0, 0, 0x01];
+    frame.extend_from_slice(&src_mac);
+    frame.extend_from_slice(if ip_packet.first().is_some_and(|b| b >> 4 == 6) {
+        &[0x86, 0xdd]
+    } else {
+        &[0x08, 0x00]
+    });
+    frame.extend_from_slice(ip_packet);
+    frame
 }
 
 /// A minimal IPv4 or IPv6 packet carrying the first 4 bytes (ports) of a TCP/UDP header,

@@ -17,6 +17,8 @@
 //! search the whole buffer.
 
 use std::collections::VecDeque;
+use std::ops::Deref;
+use std::sync::Arc;
 
 use super::detectors::{CONTEXT, Compiled, Family, Kind, Severity};
 use super::known::KnownSet;
@@ -87,21 +89,37 @@ impl Scanner {
         })
     }
 
-    /// A fresh per-stream state.
-    pub fn stream(&self) -> StreamScan<'_> {
+    /// A fresh per-stream state borrowing this scanner.
+    pub fn stream(&self) -> StreamScan<&Scanner> {
+        StreamScan::new(self)
+    }
+
+    /// A fresh per-stream state that shares ownership of the scanner: for streams that
+    /// outlive any borrow (a proxied body on its own task). The scanner lives as long as
+    /// its last stream, and no longer.
+    pub fn stream_shared(self: &Arc<Self>) -> StreamScan<Arc<Scanner>> {
+        StreamScan::new(Arc::clone(self))
+    }
+}
+
+impl<S: Deref<Target = Scanner>> StreamScan<S> {
+    fn new(scanner: S) -> Self {
+        let detectors = scanner.detectors.len();
         StreamScan {
-            scanner: self,
+            scanner,
             buf: Vec::new(),
             base: 0,
-            next: vec![0; self.detectors.len()],
+            next: vec![0; detectors],
             known_next: 0,
-            hits: vec![VecDeque::new(); self.detectors.len()],
+            hits: vec![VecDeque::new(); detectors],
             known_hits: VecDeque::new(),
             needles_next: 0,
             scratch: Scratch::default(),
         }
     }
+}
 
+impl Scanner {
     /// The most bytes a [`StreamScan`] carries over between chunks.
     pub fn max_carry(&self) -> usize {
         self.max_carry
@@ -146,10 +164,11 @@ pub struct DetectorInfo<'a> {
 }
 
 /// Scanning state for one stream. Memory: at most [`Scanner::max_carry`] bytes carried
-/// over (and one keyword offset per byte of it), plus twice the chunk being fed.
+/// over (and one keyword offset per byte of it), plus twice the chunk being fed. `S` is how
+/// the stream holds its scanner: borrowed (`&Scanner`) or shared (`Arc<Scanner>`).
 #[derive(Debug)]
-pub struct StreamScan<'s> {
-    scanner: &'s Scanner,
+pub struct StreamScan<S: Deref<Target = Scanner> = Arc<Scanner>> {
+    scanner: S,
     /// Stream bytes `base .. base + buf.len()`.
     buf: Vec<u8>,
     base: u64,
@@ -168,7 +187,7 @@ pub struct StreamScan<'s> {
     scratch: Scratch,
 }
 
-impl StreamScan<'_> {
+impl<S: Deref<Target = Scanner>> StreamScan<S> {
     /// Scans the next chunk of the stream; returns the findings that became certain,
     /// sorted by offset. Each match is reported once, by this call or a later one.
     pub fn feed(&mut self, chunk: &[u8]) -> Vec<Finding> {
@@ -205,7 +224,7 @@ impl StreamScan<'_> {
     }
 
     fn scan(&mut self, last: bool) -> Vec<Finding> {
-        let sc = self.scanner;
+        let sc: &Scanner = &self.scanner;
         let end = self.position();
         let base = self.base;
         let hay = &self.buf[..];

@@ -9,6 +9,8 @@
 //! lengths, errors show pair indexes.
 
 use std::fmt;
+use std::ops::Deref;
+use std::sync::Arc;
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 
@@ -89,13 +91,14 @@ impl Swapper {
         Some(out)
     }
 
-    /// A streaming swap for one body or message.
-    pub fn stream(&self) -> SwapStream<'_> {
-        SwapStream {
-            swapper: self,
-            held: Vec::new(),
-            buf: Vec::new(),
-        }
+    /// A streaming swap for one body or message, borrowing this swapper.
+    pub fn stream(&self) -> SwapStream<&Swapper> {
+        SwapStream::new(self)
+    }
+
+    /// A streaming swap that shares ownership of the swapper (a body on its own task).
+    pub fn stream_shared(self: &Arc<Self>) -> SwapStream<Arc<Swapper>> {
+        SwapStream::new(Arc::clone(self))
     }
 
     /// The most bytes a [`SwapStream`] holds back between feeds.
@@ -120,16 +123,16 @@ impl Swapper {
     }
 }
 
-/// Swapping state for one stream.
-pub struct SwapStream<'s> {
-    swapper: &'s Swapper,
+/// Swapping state for one stream; `S` holds the swapper (`&Swapper` or `Arc<Swapper>`).
+pub struct SwapStream<S: Deref<Target = Swapper> = Arc<Swapper>> {
+    swapper: S,
     /// Bytes fed but not yet returned: a `from` value may start in them.
     held: Vec<u8>,
     /// Scratch: `held` followed by the chunk being fed.
     buf: Vec<u8>,
 }
 
-impl fmt::Debug for SwapStream<'_> {
+impl<S: Deref<Target = Swapper>> fmt::Debug for SwapStream<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SwapStream")
             .field("held", &self.held.len())
@@ -137,7 +140,15 @@ impl fmt::Debug for SwapStream<'_> {
     }
 }
 
-impl SwapStream<'_> {
+impl<S: Deref<Target = Swapper>> SwapStream<S> {
+    fn new(swapper: S) -> Self {
+        SwapStream {
+            swapper,
+            held: Vec::new(),
+            buf: Vec::new(),
+        }
+    }
+
     /// Swaps the next chunk; returns the output that can no longer change.
     pub fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {
         self.buf.clear();

@@ -13,12 +13,9 @@ use serde::Serialize;
 /// `upstream_failed`, `learn_failed`, `proxy_stopped`.
 #[derive(Debug, Clone, Serialize)]
 pub struct DnsQueryEvent {
-    pub ts: String,
-    pub bottle: String,
-    /// Always `dns`.
-    pub layer: &'static str,
-    /// Always `query`.
-    pub event: &'static str,
+    /// `ts`, `bottle`, `layer`, `event`: the fields every audit event starts with.
+    #[serde(flatten)]
+    pub head: cork_audit::EventHead,
     /// The asked name, lowercased without the trailing dot; `None` when the packet had no
     /// readable question.
     pub name: Option<String>,
@@ -44,10 +41,7 @@ impl DnsQueryEvent {
     /// An event for a message not decided yet: `deny`, no name, no reply.
     pub(crate) fn new(bottle: &str, transport: &'static str, client: SocketAddr) -> Self {
         DnsQueryEvent {
-            ts: cork_audit::now_rfc3339(),
-            bottle: bottle.to_owned(),
-            layer: "dns",
-            event: "query",
+            head: cork_audit::EventHead::now(bottle, "dns", "query"),
             name: None,
             qtype: None,
             verdict: "deny",

@@ -1,4 +1,4 @@
-//! The per-bottle DNS proxy: sockets, threads, and the order of operations per query.
+//! The per-bottle DNS proxy: sockets, tasks, and the order of operations per query.
 //!
 //! The kernel redirects every DNS packet a bottle sends (UDP and TCP port 53, any
 //! destination) to this proxy's listeners on 127.0.0.1 and ::1; the port tells which bottle
@@ -17,29 +17,38 @@
 //! client that negative-caches NXDOMAIN would keep believing it does not after the policy
 //! changes; REFUSED tells the agent (and its operator) that a policy said no.
 //!
-//! Threads: one poll thread watches the four sockets with a [`POLL_INTERVAL`] timeout and
-//! a stop flag; each allowed UDP query and each TCP connection runs on its own short-lived
-//! thread (bounded by [`MAX_UDP_IN_FLIGHT`] and [`MAX_TCP_CONNECTIONS`]), which the poll
-//! thread joins. Every blocking call waits at most [`POLL_INTERVAL`] before checking the
-//! stop flag, so [`RunningDnsProxy::stop`] returns promptly.
+//! Tasks, on the agent's one tokio runtime (the caller's; a daemon's many bottles share
+//! it): one receive loop per UDP socket and one accept loop per TCP listener. Each allowed
+//! UDP query and each TCP connection is a task in its loop's own [`JoinSet`], bounded by
+//! [`MAX_UDP_IN_FLIGHT`] and [`MAX_TCP_CONNECTIONS`] (each shared by both address
+//! families). [`RunningDnsProxy::stop`] raises a stop signal that every wait of every task
+//! races: the loops stop receiving and accepting, a query waiting on upstream is audited
+//! `proxy_stopped` and dropped unanswered, a TCP connection is closed; each loop ends when
+//! its set is empty, and `stop` returns when every loop has ended (a task that does not,
+//! within [`STOP_GRACE`], is aborted with its loop's set).
+//!
+//! The [`Learner`] is called synchronously from a task: it is one map update in the
+//! kernel, microseconds, and the reply must wait for it anyway.
 //!
 //! The proxy's own upstream sockets are ordinary sockets of the agent: the agent must
 //! stay outside the bottle's cgroup, or its queries would be redirected back to itself.
 //!
 //! [`DnsConfig::queries_per_second`]: cork_policy::DnsConfig::queries_per_second
+//! [`JoinSet`]: tokio::task::JoinSet
 
-use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, UdpSocket};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use cork_audit::AuditSink;
 use cork_policy::{Policy, Slot};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinHandle;
 
 use super::TtlBounds;
-use super::rate::TokenBucket;
-use cork_audit::AuditSink;
+use super::rate::{Clock, RateLimit, system_clock};
 
 mod decide;
 mod serve;
@@ -47,15 +56,17 @@ mod serve;
 #[cfg(test)]
 mod tests;
 
-/// Longest a thread of the proxy blocks before it looks at the stop flag.
-pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// A TCP connection with no complete message for this long is closed.
 pub const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// TCP connections served at once; more are closed on accept.
 pub const MAX_TCP_CONNECTIONS: usize = 8;
 /// Allowed UDP queries waiting on upstream at once; more get SERVFAIL (`overloaded`).
 pub const MAX_UDP_IN_FLIGHT: usize = 64;
-/// How long a reply write to a TCP client may block.
+/// How long [`RunningDnsProxy::stop`] waits for the tasks to end before aborting them. Every
+/// wait of a task races the stop signal, so only a task stuck in something that does not
+/// (a hung audit write) meets this.
+pub const STOP_GRACE: Duration = Duration::from_secs(2);
+/// How long a reply write to a TCP client may take.
 const TCP_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Attempts at finding a port free on both loopback addresses.
 const BIND_ATTEMPTS: usize = 8;
@@ -72,8 +83,9 @@ pub struct DnsProxyConfig {
     pub upstreams: Vec<SocketAddr>,
     /// Per attempt (UDP, and TCP again when the UDP answer is truncated), e.g. 2 s.
     pub upstream_timeout: Duration,
-    /// Every (name, address) answered to the bottle, for the inspecting proxy's check
-    /// that a flow goes where its name resolved.
+    /// Every (name, address) answered to the bottle, recorded after the kernel learned it:
+    /// for the inspecting proxy's check that a flow goes where its name resolved, and for
+    /// naming the destinations of kernel audit events.
     pub resolved: Arc<super::Resolved>,
 }
 
@@ -100,11 +112,12 @@ pub struct BindError {
     pub source: io::Error,
 }
 
-/// The proxy's four sockets, bound, with no thread yet.
+/// The proxy's four sockets, bound (so the port can be given to the bottle's programs
+/// before they load), not served yet.
 #[derive(Debug)]
 pub struct BoundDnsProxy {
     port: u16,
-    udp: [Arc<UdpSocket>; 2],
+    udp: [UdpSocket; 2],
     tcp: [TcpListener; 2],
 }
 
@@ -113,9 +126,15 @@ impl BoundDnsProxy {
     /// Port 0 picks a free port: the first socket gets one from the kernel and the others
     /// reuse it, starting over (a few times) when one of them finds it taken.
     pub fn bind(port: u16) -> io::Result<BoundDnsProxy> {
+        Self::bind_on(Ipv4Addr::LOCALHOST, Ipv6Addr::LOCALHOST, port)
+    }
+
+    /// [`BoundDnsProxy::bind`] on other addresses: a VM bottle's gateway addresses, where
+    /// nftables DNATs the guest's DNS (the guest is not on this host's loopback).
+    pub fn bind_on(v4: Ipv4Addr, v6: Ipv6Addr, port: u16) -> io::Result<BoundDnsProxy> {
         let mut attempt = 1;
         loop {
-            match Self::bind_once(port) {
+            match Self::bind_once(IpAddr::V4(v4), IpAddr::V6(v6), port) {
                 Err(e) if port == 0 && e.kind() == io::ErrorKind::AddrInUse => {
                     if attempt == BIND_ATTEMPTS {
                         return Err(e);
@@ -127,9 +146,7 @@ impl BoundDnsProxy {
         }
     }
 
-    fn bind_once(port: u16) -> io::Result<BoundDnsProxy> {
-        let v4 = IpAddr::V4(Ipv4Addr::LOCALHOST);
-        let v6 = IpAddr::V6(Ipv6Addr::LOCALHOST);
+    fn bind_once(v4: IpAddr, v6: IpAddr, port: u16) -> io::Result<BoundDnsProxy> {
         let udp4 = bind_udp(SocketAddr::new(v4, port))?;
         let port = udp4.local_addr()?.port();
         let tcp4 = bind_tcp(SocketAddr::new(v4, port))?;
@@ -137,7 +154,7 @@ impl BoundDnsProxy {
         let tcp6 = bind_tcp(SocketAddr::new(v6, port))?;
         Ok(BoundDnsProxy {
             port,
-            udp: [Arc::new(udp4), Arc::new(udp6)],
+            udp: [udp4, udp6],
             tcp: [tcp4, tcp6],
         })
     }
@@ -146,40 +163,73 @@ impl BoundDnsProxy {
         self.port
     }
 
-    /// Starts serving. Call after the bottled command is forked: the agent must be
-    /// single-threaded at fork.
+    /// Starts serving, as tasks on `runtime` (the agent's, shared by every bottle).
     pub fn start(
         self,
         cfg: DnsProxyConfig,
         learner: Arc<dyn Learner>,
         sink: Arc<Mutex<AuditSink>>,
-        names: Arc<Mutex<HashMap<IpAddr, String>>>,
-    ) -> RunningDnsProxy {
+        runtime: &tokio::runtime::Handle,
+    ) -> io::Result<RunningDnsProxy> {
+        self.start_with_clock(cfg, learner, sink, runtime, system_clock())
+    }
+
+    /// [`Self::start`] with the rate limit read against `clock`.
+    pub(crate) fn start_with_clock(
+        self,
+        cfg: DnsProxyConfig,
+        learner: Arc<dyn Learner>,
+        sink: Arc<Mutex<AuditSink>>,
+        runtime: &tokio::runtime::Handle,
+        clock: Clock,
+    ) -> io::Result<RunningDnsProxy> {
+        // Registering the sockets with the runtime's reactor needs its context.
+        let _entered = runtime.enter();
+        let [udp4, udp6] = self.udp;
+        let [tcp4, tcp6] = self.tcp;
+        let udp4 = tokio::net::UdpSocket::from_std(udp4)?;
+        let udp6 = tokio::net::UdpSocket::from_std(udp6)?;
+        let tcp4 = tokio::net::TcpListener::from_std(tcp4)?;
+        let tcp6 = tokio::net::TcpListener::from_std(tcp6)?;
+
         let dns = &cfg.policy.dns;
+        let (stop, stopped) = watch::channel(false);
         let shared = Arc::new(Shared {
             ttl: TtlBounds {
                 min: dns.min_ttl,
                 max: dns.max_ttl,
             },
-            rate: Mutex::new(TokenBucket::new(dns.queries_per_second, Instant::now())),
+            rate: RateLimit::new(dns.queries_per_second, clock),
+            udp_in_flight: Arc::new(Semaphore::new(MAX_UDP_IN_FLIGHT)),
+            tcp_connections: Arc::new(Semaphore::new(MAX_TCP_CONNECTIONS)),
             cfg,
             learner,
             sink,
-            names,
-            stop: AtomicBool::new(false),
+            stopped,
         });
-        let port = self.port;
-        let serving = Arc::clone(&shared);
-        let thread = std::thread::Builder::new()
-            .name(format!("cork-dns-{port}"))
-            .spawn(move || serve::serve(&serving, &self))
-            .map_err(|e| tracing::error!(error = %e, "spawning the DNS proxy thread"))
-            .ok();
-        RunningDnsProxy {
-            port,
-            shared,
-            thread,
-        }
+        // Each loop holds a sender and never sends: the channel disconnects when the last
+        // loop has ended (returned, been aborted, or gone with the runtime).
+        let (alive, ended) = mpsc::channel::<()>();
+        let loops = vec![
+            runtime.spawn(serve::udp_loop(
+                Arc::clone(&shared),
+                Arc::new(udp4),
+                alive.clone(),
+            )),
+            runtime.spawn(serve::udp_loop(
+                Arc::clone(&shared),
+                Arc::new(udp6),
+                alive.clone(),
+            )),
+            runtime.spawn(serve::tcp_loop(Arc::clone(&shared), tcp4, alive.clone())),
+            runtime.spawn(serve::tcp_loop(shared, tcp6, alive)),
+        ];
+        Ok(RunningDnsProxy {
+            port: self.port,
+            stop,
+            ended,
+            loops,
+        })
     }
 }
 
@@ -215,13 +265,15 @@ fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
     Ok(listener)
 }
 
-/// A serving proxy. Dropping it (or [`RunningDnsProxy::stop`]) stops and joins every thread;
-/// queries in flight are dropped unanswered.
+/// A serving proxy. Dropping it (or [`RunningDnsProxy::stop`]) stops every task and waits
+/// for them; queries in flight are audited `proxy_stopped` and dropped unanswered.
 #[derive(Debug)]
 pub struct RunningDnsProxy {
     port: u16,
-    shared: Arc<Shared>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    stop: watch::Sender<bool>,
+    /// Disconnects when every loop task has ended.
+    ended: mpsc::Receiver<()>,
+    loops: Vec<JoinHandle<()>>,
 }
 
 impl RunningDnsProxy {
@@ -229,38 +281,58 @@ impl RunningDnsProxy {
         self.port
     }
 
-    /// Stops every thread and waits for them (within about [`POLL_INTERVAL`], plus a TCP
-    /// connect to an upstream already under way).
+    /// Stops every task and waits for them (at most [`STOP_GRACE`]; then they are aborted).
+    /// Blocks the calling thread: call it from outside the runtime's worker threads, or on
+    /// a runtime with other workers to run the tasks to their end.
     pub fn stop(self) {}
 }
 
 impl Drop for RunningDnsProxy {
     fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take()
-            && thread.join().is_err()
-        {
-            tracing::error!(port = self.port, "the DNS proxy thread panicked");
+        self.stop.send_replace(true);
+        match self.ended.recv_timeout(STOP_GRACE) {
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => {}
+            Err(RecvTimeoutError::Timeout) => tracing::error!(
+                port = self.port,
+                "DNS proxy tasks still running {STOP_GRACE:?} after stop; aborting them"
+            ),
+        }
+        // Ends a loop that did not end by itself, and with it every task in its set.
+        for task in &self.loops {
+            task.abort();
         }
     }
 }
 
-/// What every thread of one proxy shares.
+/// What every task of one proxy shares.
 struct Shared {
     cfg: DnsProxyConfig,
     learner: Arc<dyn Learner>,
     sink: Arc<Mutex<AuditSink>>,
-    names: Arc<Mutex<HashMap<IpAddr, String>>>,
-    rate: Mutex<TokenBucket>,
+    rate: RateLimit,
     ttl: TtlBounds,
-    stop: AtomicBool,
+    /// Permits for allowed UDP queries waiting on upstream, both families together.
+    udp_in_flight: Arc<Semaphore>,
+    /// Permits for TCP connections, both families together.
+    tcp_connections: Arc<Semaphore>,
+    /// Turns true when the proxy stops.
+    stopped: watch::Receiver<bool>,
+}
+
+impl Shared {
+    /// Completes once the proxy is stopping.
+    async fn stopped(&self) {
+        let mut stopped = self.stopped.clone();
+        // An error means the sender is gone, which also means stopping.
+        let _ = stopped.wait_for(|stop| *stop).await;
+    }
 }
 
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Shared")
             .field("bottle", &self.cfg.bottle)
-            .field("stop", &self.stop)
+            .field("stopped", &*self.stopped.borrow())
             .finish_non_exhaustive()
     }
 }

@@ -1,6 +1,41 @@
-//! The bottle's DNS query budget: a token bucket shared by every listener of one proxy.
+//! The bottle's DNS query budget: a token bucket shared by every listener of one proxy,
+//! read against a clock the proxy is given (the monotonic clock in production; tests
+//! drive their own, so nothing they assert depends on how fast the machine is).
 
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
+
+/// Where the rate limit reads the time.
+pub(crate) type Clock = Arc<dyn Fn() -> Instant + Send + Sync>;
+
+/// The monotonic clock.
+pub(crate) fn system_clock() -> Clock {
+    Arc::new(Instant::now)
+}
+
+/// A [`TokenBucket`] and the clock it is read against, shared by every task of a proxy.
+pub(crate) struct RateLimit {
+    bucket: Mutex<TokenBucket>,
+    clock: Clock,
+}
+
+impl RateLimit {
+    /// A full bucket of `per_second` tokens (at least one) as of `clock`'s now.
+    pub(crate) fn new(per_second: u32, clock: Clock) -> Self {
+        RateLimit {
+            bucket: Mutex::new(TokenBucket::new(per_second, clock())),
+            clock,
+        }
+    }
+
+    /// Takes one token if there is one.
+    pub(crate) fn take(&self) -> bool {
+        let now = (self.clock)();
+        // A panic elsewhere must not stop DNS (and so the bottle) for good.
+        let mut bucket = self.bucket.lock().unwrap_or_else(PoisonError::into_inner);
+        bucket.take(now)
+    }
+}
 
 /// `rate` tokens a second, at most `rate` held (a burst of one second's worth). Starts full.
 #[derive(Debug)]
@@ -69,5 +104,17 @@ mod tests {
         assert!(bucket.take(t0));
         assert!(!bucket.take(t0));
         assert!(bucket.take(t0 + Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn the_limit_reads_its_own_clock() {
+        let t0 = Instant::now();
+        let now = Arc::new(Mutex::new(t0));
+        let reading = Arc::clone(&now);
+        let limit = RateLimit::new(1, Arc::new(move || *reading.lock().expect("clock lock")));
+        assert!(limit.take());
+        assert!(!limit.take(), "no time passed on the given clock");
+        *now.lock().expect("clock lock") = t0 + Duration::from_secs(1);
+        assert!(limit.take());
     }
 }

@@ -51,7 +51,7 @@ pub trait Decode: Send {
 
 pub struct InspectedBody {
     inner: Incoming,
-    scan: Option<StreamScan<'static>>,
+    scan: Option<StreamScan>,
     rules: DlpRules,
     /// Forwardable bytes not released yet: they start at stream offset `held_start` of
     /// the scanned stream when not decoding.
@@ -74,7 +74,7 @@ impl InspectedBody {
     /// cannot rewrite them and behaves as `block`).
     pub fn new(
         inner: Incoming,
-        scan: StreamScan<'static>,
+        scan: StreamScan,
         rules: DlpRules,
         decoder: Option<Box<dyn Decode>>,
         report: SharedReport,

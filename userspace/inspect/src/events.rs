@@ -10,13 +10,9 @@ use serde::Serialize;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ProxyEvent {
-    pub ts: String,
-    pub bottle: String,
-    /// Always `proxy`.
-    pub layer: &'static str,
-    /// `request` (an HTTP request on an inspected flow) or `connection` (a flow refused
-    /// before any request, or passed through by SNI).
-    pub event: &'static str,
+    /// `ts`, `bottle`, `layer`, `event`: the fields every audit event starts with.
+    #[serde(flatten)]
+    pub head: cork_audit::EventHead,
     /// `allow` or `deny`.
     pub verdict: &'static str,
     /// Why, as a stable word: `allowed`, `passthrough`, `dlp_blocked`, `host_mismatch`...
@@ -60,10 +56,7 @@ pub struct ProxyEvent {
 impl ProxyEvent {
     pub fn new(bottle: &str, event: &'static str, client: SocketAddr) -> Self {
         ProxyEvent {
-            ts: cork_audit::now_rfc3339(),
-            bottle: bottle.to_owned(),
-            layer: "proxy",
-            event,
+            head: cork_audit::EventHead::now(bottle, "proxy", event),
             verdict: "deny",
             reason: "",
             mode: "inspect",

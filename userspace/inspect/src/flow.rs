@@ -3,6 +3,7 @@
 //! SNI, or terminate TLS and inspect every request.
 
 use std::net::SocketAddr;
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,14 +33,14 @@ pub async fn handle(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
     let mut ev = ProxyEvent::new(&shared.cfg.bottle, "connection", peer);
     // Identity from the kernel only: a connection this bottle's programs did not redirect
     // (the host, another bottle, an evicted record) gets nothing.
-    let Some(orig) = shared.cfg.redirects.take(peer) else {
+    let Some(orig) = shared.cfg.redirects.take(peer, stream.as_fd()) else {
         ev.reason = "not_redirected";
         ev.finish(started);
         shared.audit(&ev);
         return;
     };
     ev.dst = Some(orig.dst.to_string());
-    ev.pid = Some(orig.pid);
+    ev.pid = orig.pid;
     ev.rule = shared.rule_name(orig.rule_id);
     let _ = stream.set_nodelay(true);
 

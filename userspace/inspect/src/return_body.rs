@@ -28,7 +28,7 @@ pub struct AuditOnEnd {
     pub started: Instant,
     pub sink: Arc<Mutex<AuditSink>>,
     /// Rates the findings' detectors in the event.
-    pub scanner: &'static cork_dlp::Scanner,
+    pub scanner: Arc<cork_dlp::Scanner>,
     pub report: Option<SharedReport>,
     /// What DLP did with body findings (the request was let through, so not `block`).
     pub dlp_action: DlpAction,
@@ -57,7 +57,7 @@ impl AuditOnEnd {
             }
         }
         self.event.finish(self.started);
-        self.event.rate(self.scanner);
+        self.event.rate(&self.scanner);
         let mut sink = lock(&self.sink);
         if let Err(e) = sink.write(&self.event).and_then(|()| sink.flush()) {
             tracing::error!("writing a proxy audit event: {e}");

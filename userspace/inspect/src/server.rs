@@ -46,10 +46,10 @@ pub struct InspectConfig {
     pub policy: Arc<Policy>,
     pub ca: Arc<BottleCa>,
     pub upstream_roots: Arc<RootCertStore>,
-    /// Built once per bottle and kept for the agent's life: every stream borrows it.
-    pub scanner: &'static Scanner,
-    /// Built once per bottle and kept for the agent's life, like the scanner.
-    pub credentials: &'static Credentials,
+    /// Built once per bottle; every stream shares it, and it goes with the bottle.
+    pub scanner: Arc<Scanner>,
+    /// Built once per bottle, like the scanner; the real values go with the bottle.
+    pub credentials: Arc<Credentials>,
     pub resolved: Arc<Resolved>,
     pub redirects: Arc<dyn Redirects>,
     pub sink: Arc<Mutex<AuditSink>>,
@@ -104,11 +104,17 @@ pub struct BoundInspectingProxy {
 
 impl BoundInspectingProxy {
     pub fn bind() -> io::Result<Self> {
+        Self::bind_on(Ipv4Addr::LOCALHOST, Ipv6Addr::LOCALHOST)
+    }
+
+    /// [`BoundInspectingProxy::bind`] on other addresses: a VM bottle's gateway addresses,
+    /// where nftables DNATs the guest's inspected flows.
+    pub fn bind_on(v4_addr: Ipv4Addr, v6_addr: Ipv6Addr) -> io::Result<Self> {
         let mut last = None;
         for _ in 0..BIND_ATTEMPTS {
-            let v4 = StdListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+            let v4 = StdListener::bind((v4_addr, 0))?;
             let port = v4.local_addr()?.port();
-            match bind_v6_only(port) {
+            match bind_v6_only(v6_addr, port) {
                 Ok(v6) => return Ok(BoundInspectingProxy { v4, v6, port }),
                 Err(e) if e.kind() == io::ErrorKind::AddrInUse => last = Some(e),
                 Err(e) => return Err(e),
@@ -145,10 +151,10 @@ impl BoundInspectingProxy {
     }
 }
 
-/// [::1] only: binding the loopback address (not `::`) never takes IPv4 connections, so
-/// the IPv4 listener keeps 127.0.0.1 at the same port.
-fn bind_v6_only(port: u16) -> io::Result<StdListener> {
-    StdListener::bind(SocketAddr::from((Ipv6Addr::LOCALHOST, port)))
+/// One IPv6 address only: binding a specific address (not `::`) never takes IPv4
+/// connections, so the IPv4 listener keeps its address at the same port.
+fn bind_v6_only(addr: Ipv6Addr, port: u16) -> io::Result<StdListener> {
+    StdListener::bind(SocketAddr::from((addr, port)))
 }
 
 /// Accepts connections; each flow is a task in this loop's own set, so aborting the loop
@@ -190,5 +196,25 @@ impl Drop for RunningInspectingProxy {
         for task in &self.accepts {
             task.abort();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A VM bottle's proxy listens on its gateway addresses, both families on one port.
+    #[test]
+    fn the_proxy_binds_on_given_addresses() {
+        let v4 = Ipv4Addr::new(127, 0, 0, 2);
+        let bound = BoundInspectingProxy::bind_on(v4, Ipv6Addr::LOCALHOST).expect("bind");
+        assert_eq!(
+            bound.v4.local_addr().expect("v4"),
+            SocketAddr::from((v4, bound.port()))
+        );
+        assert_eq!(
+            bound.v6.local_addr().expect("v6"),
+            SocketAddr::from((Ipv6Addr::LOCALHOST, bound.port()))
+        );
     }
 }

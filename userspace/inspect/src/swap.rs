@@ -4,6 +4,7 @@
 //! built once per bottle (`Credentials::new`), before the command starts.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use http::HeaderMap;
 use http::header::{HeaderName, HeaderValue};
@@ -22,13 +23,13 @@ pub struct Inject {
 /// The credentials of one host and the swapper that takes their real values back out.
 pub struct HostCredentials {
     pub inject: Vec<Inject>,
-    pub back: Swapper,
+    pub back: Arc<Swapper>,
 }
 
 /// Every host's credentials.
 #[derive(Default)]
 pub struct Credentials {
-    by_host: HashMap<String, HostCredentials>,
+    by_host: HashMap<String, Arc<HostCredentials>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -90,13 +91,19 @@ impl Credentials {
                     .collect(),
             )
             .map_err(swap_err(creds[0]))?;
-            by_host.insert(host, HostCredentials { inject, back });
+            by_host.insert(
+                host,
+                Arc::new(HostCredentials {
+                    inject,
+                    back: Arc::new(back),
+                }),
+            );
         }
         Ok(Credentials { by_host })
     }
 
-    pub fn for_host(&self, host: &str) -> Option<&HostCredentials> {
-        self.by_host.get(host)
+    pub fn for_host(&self, host: &str) -> Option<Arc<HostCredentials>> {
+        self.by_host.get(host).cloned()
     }
 }
 
@@ -132,7 +139,7 @@ impl Inject {
 
 impl HostCredentials {
     /// Real values in response headers become placeholders again.
-    pub fn headers_back(&'static self, headers: &mut HeaderMap) {
+    pub fn headers_back(&self, headers: &mut HeaderMap) {
         for v in headers.values_mut() {
             if let Some(new) = self.back.swap_all(v.as_bytes())
                 && let Ok(nv) = HeaderValue::from_bytes(&new)
@@ -142,12 +149,12 @@ impl HostCredentials {
         }
     }
 
-    pub fn stream_back(&'static self) -> Box<dyn SwapBack> {
-        Box::new(Back(Some(self.back.stream())))
+    pub fn stream_back(&self) -> Box<dyn SwapBack> {
+        Box::new(Back(Some(self.back.stream_shared())))
     }
 }
 
-struct Back(Option<SwapStream<'static>>);
+struct Back(Option<SwapStream>);
 
 impl SwapBack for Back {
     fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {

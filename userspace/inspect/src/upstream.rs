@@ -104,10 +104,11 @@ impl Sender {
     }
 }
 
-/// Why the upstream could not be reached; the message goes to the 502 body and the audit.
+/// Why the upstream could not be reached; the message with its sources
+/// ([`cork_audit::error_chain`]) goes to the 502 body and the audit.
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
-    #[error("connecting to {dst}: {source}")]
+    #[error("connecting to {dst}")]
     Connect {
         dst: SocketAddr,
         #[source]
@@ -115,14 +116,14 @@ pub enum UpstreamError {
     },
     #[error("connecting to {dst}: timed out")]
     Timeout { dst: SocketAddr },
-    #[error("TLS with {name} at {dst}: {source}")]
+    #[error("TLS with {name} at {dst}")]
     Tls {
         name: String,
         dst: SocketAddr,
         #[source]
         source: std::io::Error,
     },
-    #[error("HTTP handshake with {dst}: {source}")]
+    #[error("HTTP handshake with {dst}")]
     Http {
         dst: SocketAddr,
         #[source]

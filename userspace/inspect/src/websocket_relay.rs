@@ -36,7 +36,7 @@ pub async fn relay(shared: Arc<Shared>, down: OnUpgrade, up: OnUpgrade, mut audi
     };
     let (mut down_r, mut down_w) = tokio::io::split(TokioIo::new(down));
     let (mut up_r, mut up_w) = tokio::io::split(TokioIo::new(up));
-    let mut inspect = Inspect::new(shared.cfg.scanner, shared.dlp_action);
+    let mut inspect = Inspect::new(shared.cfg.scanner.clone(), shared.dlp_action);
     let mut bytes_down = 0u64;
 
     let stop = {
@@ -112,9 +112,9 @@ pub async fn relay(shared: Arc<Shared>, down: OnUpgrade, up: OnUpgrade, mut audi
 /// until settled.
 struct Inspect {
     reader: FrameReader,
-    scanner: &'static Scanner,
+    scanner: Arc<Scanner>,
     action: DlpAction,
-    scan: Option<StreamScan<'static>>,
+    scan: Option<StreamScan>,
     /// Raw wire bytes waiting, each with the scan offset that must be settled first
     /// (0 when nothing in the current message precedes them).
     pending: VecDeque<(Vec<u8>, u64)>,
@@ -123,7 +123,7 @@ struct Inspect {
 }
 
 impl Inspect {
-    fn new(scanner: &'static Scanner, action: DlpAction) -> Self {
+    fn new(scanner: Arc<Scanner>, action: DlpAction) -> Self {
         Inspect {
             reader: FrameReader::new(Sender::Client, MAX_MESSAGE),
             scanner,
@@ -152,7 +152,7 @@ impl Inspect {
             }
             WsEvent::Payload { message, data, raw } => {
                 if matches!(message, Opcode::Text | Opcode::Binary) {
-                    let s = scan.get_or_insert_with(|| scanner.stream());
+                    let s = scan.get_or_insert_with(|| scanner.stream_shared());
                     findings.extend(s.feed(data));
                     pending.push_back((raw.to_vec(), s.position()));
                 } else {

@@ -101,7 +101,7 @@ fn main() -> ExitCode {
             }) {
                 Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
                 Err(e) => {
-                    eprintln!("cork run: {}", chain(&e));
+                    eprintln!("cork run: {}", cork_audit::error_chain(&e));
                     ExitCode::from(e.exit_code() as u8)
                 }
             }
@@ -151,7 +151,7 @@ fn dlp_scan(file: &Path, manifest: Option<&Path>) -> ExitCode {
     };
     let scanner = match scanner {
         Ok(s) => s,
-        Err(e) => return fail(chain(&e)),
+        Err(e) => return fail(cork_audit::error_chain(&e)),
     };
     let input = match dlp_scan::open(file) {
         Ok(r) => r,
@@ -193,9 +193,13 @@ fn check(path: &PathBuf) -> ExitCode {
                     cork_agent::web::SetupError::UnknownDetector { line, col, .. } => {
                         eprintln!("{}:{line}:{col}: {e}", path.display());
                     }
-                    _ => eprintln!("{}: {}", path.display(), chain(&e)),
+                    _ => eprintln!("{}: {}", path.display(), cork_audit::error_chain(&e)),
                 }
                 return ExitCode::from(1);
+            }
+            // Located like errors, on stderr, but the manifest is still valid.
+            for w in &policy.warnings {
+                eprintln!("warning: {w}");
             }
             let plan = policy.kernel_plan();
             println!(
@@ -238,20 +242,8 @@ fn clean() -> ExitCode {
             }
         }
         Err(e) => {
-            eprintln!("cork clean: {}", chain(&e));
+            eprintln!("cork clean: {}", cork_audit::error_chain(&e));
             ExitCode::from(1)
         }
     }
-}
-
-/// "outer: inner: innermost" for an error and its sources.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut src = e.source();
-    while let Some(s) = src {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        src = s.source();
-    }
-    out
 }

@@ -1,6 +1,7 @@
 //! Capabilities a bottled process must not have: each one could undo enforcement
 //! (detach programs, change routes or nftables, open raw/packet sockets, escape the
-//! cgroup through a new mount, read or trace the agent, load kernel code).
+//! cgroup through a new mount, read or trace the agent, load kernel code, open a masked
+//! file by its inode).
 
 use caps::{CapSet, Capability};
 
@@ -21,6 +22,9 @@ pub const DROPPED: &[Capability] = &[
     Capability::CAP_MAC_OVERRIDE,
     Capability::CAP_SYSLOG,
     Capability::CAP_SETPCAP,
+    // open_by_handle_at(2) opens a file by inode number, under any mask; reading by path
+    // is what CAP_DAC_OVERRIDE (kept) is for.
+    Capability::CAP_DAC_READ_SEARCH,
 ];
 
 /// Drops [`DROPPED`] from the bounding set and clears the ambient set. Needs CAP_SETPCAP,

@@ -2,10 +2,11 @@
 //! join the bottle's cgroup (so everything after is enforced), die with the agent's
 //! thread (PDEATHSIG), get a private mount namespace in which every cgroup and bpf
 //! filesystem is read-only (root in the bottle could otherwise write another cgroup's
-//! `cgroup.procs` to leave, or unlink the link pins that keep enforcement attached),
-//! switch user, drop capabilities, set no_new_privs, install the seccomp filter that
-//! reports forbidden socket(2) calls to the agent, and let no descriptor but 0-2 survive
-//! exec.
+//! `cgroup.procs` to leave, or unlink the link pins that keep enforcement attached) and
+//! the host's credential files are masked (masks.rs), switch user, drop capabilities,
+//! set no_new_privs, enter a Landlock domain that keeps it from reaching host processes
+//! through /proc (landlock.rs), install the seccomp filter that reports forbidden socket(2) calls to
+//! the agent, and let no descriptor but 0-2 survive exec.
 //!
 //! Everything is prepared before fork. The agent is single-threaded when it spawns (the
 //! audit thread starts after), so the allocation the caps crate may do here is safe.
@@ -20,8 +21,11 @@ use nix::mount::{MsFlags, mount};
 use nix::sched::{CloneFlags, unshare};
 use nix::unistd::{Gid, Uid, setgid, setgroups, setuid};
 
+use super::landlock::Domain;
+use super::masks::MaskMounts;
 use super::{caps, seccomp};
 use cork_agent::mounts::Mount;
+use cork_agent::secrets::Mask;
 
 /// `--user UID[:GID]` resolved to numbers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +39,8 @@ pub struct ChildSetup {
     /// Where the child sends its seccomp listener (see run/seccomp.rs).
     listener_channel: RawFd,
     readonly: Vec<CString>,
+    masks: MaskMounts,
+    landlock: Domain,
     user: Option<UserSpec>,
 }
 
@@ -42,6 +48,7 @@ impl ChildSetup {
     pub fn prepare(
         procs_path: &Path,
         mounts: &[Mount],
+        masks: &[Mask],
         user: Option<UserSpec>,
         listener_channel: RawFd,
     ) -> io::Result<Self> {
@@ -56,6 +63,8 @@ impl ChildSetup {
             cgroup_procs,
             listener_channel,
             readonly,
+            masks: MaskMounts::prepare(masks)?,
+            landlock: Domain::prepare()?,
             user,
         })
     }
@@ -86,6 +95,7 @@ impl ChildSetup {
                 None::<&str>,
             )?;
         }
+        self.masks.apply()?;
         let caps_err = |e: ::caps::errors::CapsError| io::Error::other(e.to_string());
         caps::drop_bounding().map_err(caps_err)?;
         if let Some(u) = self.user {
@@ -98,6 +108,7 @@ impl ChildSetup {
         if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
             return Err(io::Error::last_os_error());
         }
+        self.landlock.apply()?;
         seccomp::install_in_child(self.listener_channel)?;
         close_inherited_fds()
     }

@@ -1,10 +1,13 @@
-//! `cork run`: one bottle for one command. Compile the manifest, create the bottle's
-//! cgroup, enforce the policy on it (verified), start the command inside it with
-//! dangerous capabilities dropped, pass on stop signals, wait, kill whatever is left,
-//! remove everything, and return the command's exit status.
+//! `cork run`: one bottle for one command. Compile the manifest, decide which host
+//! secrets the command does not get (variables, files), create the bottle's cgroup,
+//! enforce the policy on it (verified), start the command inside it with the variables
+//! removed, the files masked and dangerous capabilities dropped, pass on stop signals,
+//! wait, kill whatever is left, remove everything, and return the command's exit status.
 
 mod caps;
 mod child;
+mod landlock;
+mod masks;
 mod seccomp;
 mod signals;
 mod test_seams;
@@ -22,6 +25,7 @@ pub use child::{UserSpec, parse_user};
 pub use cork_agent::key::RUN_DIR;
 
 use cork_agent::mounts::{self, MountError};
+use cork_agent::secrets;
 use cork_agent::{BottleRuntime, RuntimeError};
 use cork_audit::{AuditSink, SinkError};
 
@@ -71,6 +75,10 @@ pub enum RunError {
     },
     #[error(transparent)]
     Seam(#[from] test_seams::SeamError),
+    #[error("holding {env} as a credential: {why}")]
+    ProviderCredential { env: String, why: String },
+    #[error("building the DLP scanner that judges the command's environment")]
+    EnvScanner(#[source] cork_dlp::DlpError),
     #[error("starting the agent's runtime")]
     Runtime(#[source] io::Error),
     #[error("the bottle's cgroup is gone before the command started")]
@@ -94,36 +102,79 @@ impl RunError {
     }
 }
 
+/// The provider keys cork may hold for the command; the harness may point one at a test
+/// host.
+fn providers(seams: &test_seams::Seams) -> Vec<secrets::providers::Provider> {
+    let mut known = secrets::providers::known();
+    if let Some((env, host)) = &seams.provider_host {
+        for p in known.iter_mut().filter(|p| p.env == env) {
+            p.domain = host.clone();
+        }
+    }
+    known
+}
+
 /// Runs the command in a fresh bottle and returns the exit status to report.
 pub fn run(opts: RunOptions) -> Result<i32, RunError> {
     let src = std::fs::read_to_string(&opts.manifest).map_err(|source| RunError::ReadManifest {
         path: opts.manifest.clone(),
         source,
     })?;
-    let policy = Arc::new(cork_policy::compile(
-        &src,
-        &opts.manifest.display().to_string(),
-    )?);
+    let mut policy = cork_policy::compile(&src, &opts.manifest.display().to_string())?;
     let (program, args) = opts.command.split_first().ok_or(RunError::NoCommand)?;
     let seams = test_seams::from_env()?;
     if !nix::unistd::geteuid().is_root() {
         return Err(RunError::NotRoot);
     }
 
+    for w in &policy.warnings {
+        tracing::warn!("{w}");
+    }
+
+    // What of the host's secrets the command does not get: decided before the bottle
+    // exists, so that the `enforced` event can list every mask.
+    let vars: Vec<(OsString, OsString)> = std::env::vars_os().collect();
+    // cork runs as root, so the command is root unless --user says otherwise.
+    let secrets::Decision {
+        removals,
+        masks,
+        credentials,
+    } = secrets::decide(
+        &policy,
+        opts.user.map_or(0, |u| u.uid),
+        &vars,
+        &providers(&seams),
+    )
+    .map_err(RunError::EnvScanner)?;
+    for c in credentials {
+        let env = c.env.clone();
+        policy
+            .add_credential(c)
+            .map_err(|why| RunError::ProviderCredential { env, why })?;
+    }
+    let policy = Arc::new(policy);
+
     let sink = Arc::new(Mutex::new(AuditSink::open(opts.audit_log.as_deref())?));
-    let mut bottle = BottleRuntime::enforce(policy.clone(), sink.clone())?;
+    let mut bottle = BottleRuntime::enforce_hiding(policy.clone(), sink.clone(), masks)?;
+    bottle.audit_env_scrub(&removals)?;
 
     let channel = seccomp::ListenerChannel::new().map_err(RunError::Prepare)?;
     let procs = bottle.cgroup_procs().ok_or(RunError::NoCgroup)?;
     let setup = child::ChildSetup::prepare(
         &procs,
         &mounts::mounts()?,
+        bottle.masks(),
         opts.user,
         channel.child.as_raw_fd(),
     )
     .map_err(RunError::Prepare)?;
     let mut cmd = Command::new(program);
     cmd.args(args);
+    // std builds the environment block before fork, so the command's /proc/self/environ
+    // never held these.
+    for r in &removals {
+        cmd.env_remove(&r.name);
+    }
     bottle.command_env(&mut cmd);
     // SAFETY: the closure only makes syscalls on data prepared before fork; this process
     // has no other threads yet (the runtime and the audit threads start below), so nothing
@@ -176,7 +227,7 @@ pub fn run(opts: RunOptions) -> Result<i32, RunError> {
     let problems = bottle.stop();
     drop(runtime);
     drop(auditor);
-    for p in &problems {
+    for p in problems.iter().map(|p| cork_audit::error_chain(p)) {
         tracing::error!("{p}");
     }
     started?;
@@ -186,10 +237,7 @@ pub fn run(opts: RunOptions) -> Result<i32, RunError> {
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
     let mut sink = sink.lock().unwrap_or_else(|p| p.into_inner());
     sink.write(&cork_audit::LifecycleEvent {
-        ts: cork_audit::now_rfc3339(),
-        bottle: policy.name.clone(),
-        layer: "cork",
-        event: "finished",
+        head: cork_audit::EventHead::now(&policy.name, "cork", "finished"),
         detail: format!("command exited with status {code}"),
     })?;
     sink.flush()?;

@@ -240,10 +240,7 @@ fn answer_one(listener: &OwnedFd, bottle: &str, sink: &Mutex<AuditSink>) {
     // SAFETY: resp is a valid seccomp_notif_resp.
     unsafe { libc::ioctl(listener.as_raw_fd(), libc::SECCOMP_IOCTL_NOTIF_SEND, &resp) };
     let ev = VerdictEvent {
-        ts: audit::now_rfc3339(),
-        bottle: bottle.to_string(),
-        layer: "kernel",
-        event: "verdict",
+        head: audit::EventHead::now(bottle, "kernel", "verdict"),
         hook: "socket",
         verdict: "deny",
         reason,

@@ -9,13 +9,20 @@ const MARKER: &str = "CORK_TEST_HARNESS";
 /// Delay before the audit reader starts, so a test can overflow the ring buffer and see
 /// the loss reported.
 const READER_DELAY_MS: &str = "CORK_TEST_READER_DELAY_MS";
+/// `VAR=HOST`: the provider key in VAR goes to HOST instead of the provider's real API,
+/// so that a test world (names under `.test`) can show the swap end to end.
+const PROVIDER_HOST: &str = "CORK_TEST_PROVIDER_HOST";
 
 #[derive(Debug, thiserror::Error)]
 pub enum SeamError {
     #[error("{var} is set but {MARKER}=1 is not: test seams only work under the test harness")]
     NoHarness { var: String },
-    #[error("{var}={value:?} is not a number of milliseconds")]
-    Bad { var: &'static str, value: String },
+    #[error("{var}={value:?}: {expected}")]
+    Bad {
+        var: &'static str,
+        value: String,
+        expected: &'static str,
+    },
     #[error("unknown test seam {var}")]
     Unknown { var: String },
 }
@@ -23,6 +30,8 @@ pub enum SeamError {
 #[derive(Debug, Default)]
 pub struct Seams {
     pub reader_delay: Option<Duration>,
+    /// (provider key variable, host) from [`PROVIDER_HOST`].
+    pub provider_host: Option<(String, String)>,
 }
 
 /// Reads the seams from the environment.
@@ -45,10 +54,23 @@ fn from_vars(vars: impl Iterator<Item = (String, String)>) -> Result<Seams, Seam
             READER_DELAY_MS => {
                 let ms = value.parse().map_err(|_| SeamError::Bad {
                     var: READER_DELAY_MS,
-                    value,
+                    value: value.clone(),
+                    expected: "not a number of milliseconds",
                 })?;
                 seams.reader_delay = Some(Duration::from_millis(ms));
             }
+            PROVIDER_HOST => match value.split_once('=') {
+                Some((v, h)) if !v.is_empty() && h.ends_with(".test") => {
+                    seams.provider_host = Some((v.to_owned(), h.to_owned()));
+                }
+                _ => {
+                    return Err(SeamError::Bad {
+                        var: PROVIDER_HOST,
+                        value,
+                        expected: "not VAR=HOST with HOST under .test",
+                    });
+                }
+            },
             _ => return Err(SeamError::Unknown { var }),
         }
     }
@@ -78,6 +100,21 @@ mod tests {
                 .reader_delay
                 .is_none()
         );
+    }
+
+    #[test]
+    fn provider_hosts_stay_in_the_test_world() {
+        let s = from_vars(vars(&[
+            (PROVIDER_HOST, "ANTHROPIC_API_KEY=api.example.test"),
+            (MARKER, "1"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            s.provider_host,
+            Some(("ANTHROPIC_API_KEY".into(), "api.example.test".into()))
+        );
+        let e = from_vars(vars(&[(PROVIDER_HOST, "X=api.example.com"), (MARKER, "1")]));
+        assert!(matches!(e, Err(SeamError::Bad { .. })));
     }
 
     #[test]

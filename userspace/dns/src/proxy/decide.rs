@@ -2,30 +2,23 @@
 //! and the audit event that says so.
 
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::sync::PoisonError;
 
 use cork_policy::DomainVerdict;
 
-use super::serve::lock;
 use super::{Shared, Transport};
 use crate::events::DnsQueryEvent;
-use crate::upstream::{Ask, UpstreamError, resolve};
+use crate::upstream::{Ask, resolve};
 use crate::{Query, QueryRefusal, Rcode, check_query, refuse};
 
-/// Learned addresses remembered for naming kernel events (see `names`).
-const MAX_REMEMBERED_NAMES: usize = 65_536;
-
 impl Shared {
-    pub(super) fn take_token(&self) -> bool {
-        lock(&self.rate).take(Instant::now())
-    }
-
     fn event(&self, transport: Transport, client: SocketAddr) -> DnsQueryEvent {
         DnsQueryEvent::new(&self.cfg.bottle, transport.as_str(), client)
     }
 
     fn audit(&self, event: &DnsQueryEvent) {
-        let mut sink = lock(&self.sink);
+        // A panic elsewhere must not stop DNS audit (and so the bottle's DNS) for good.
+        let mut sink = self.sink.lock().unwrap_or_else(PoisonError::into_inner);
         if let Err(e) = sink.write(event).and_then(|()| sink.flush()) {
             tracing::warn!(error = %e, "writing a DNS audit event");
         }
@@ -71,19 +64,19 @@ impl Shared {
 
     /// Decides one message (steps 2–6 of the module docs), audits it, and returns the
     /// reply to send, if any.
-    pub(super) fn decide(
+    pub(super) async fn decide(
         &self,
         packet: &[u8],
         transport: Transport,
         client: SocketAddr,
     ) -> Option<Vec<u8>> {
         let mut ev = self.event(transport, client);
-        let reply = self.decide_into(packet, transport, &mut ev);
+        let reply = self.decide_into(packet, transport, &mut ev).await;
         self.audit(&ev);
         reply
     }
 
-    fn decide_into(
+    async fn decide_into(
         &self,
         packet: &[u8],
         transport: Transport,
@@ -118,14 +111,16 @@ impl Shared {
             query: &q,
             timeout: self.cfg.upstream_timeout,
             ttl: self.ttl,
-            stop: &self.stop,
         };
-        let answer = match resolve(&ask, &self.cfg.upstreams) {
-            Ok(answer) => answer,
-            Err(UpstreamError::Stopped) => {
+        let resolved = tokio::select! {
+            resolved = resolve(&ask, &self.cfg.upstreams) => resolved,
+            () = self.stopped() => {
                 ev.reason = "proxy_stopped";
                 return None;
             }
+        };
+        let answer = match resolved {
+            Ok(answer) => answer,
             Err(e) => {
                 tracing::warn!(name = %q.name, error = %e, "no upstream DNS answer");
                 return refused(ev, &q, "upstream_failed", Rcode::ServFail);
@@ -140,13 +135,6 @@ impl Shared {
                 return refused(ev, &q, "learn_failed", Rcode::ServFail);
             }
             self.cfg.resolved.record(&q.name, addr, ttl);
-            let mut names = lock(&self.names);
-            // Only audit enrichment depends on this map: bound it rather than let a bottle
-            // that resolves endlessly many names grow the agent without limit.
-            if names.len() >= MAX_REMEMBERED_NAMES && !names.contains_key(&addr) {
-                names.clear();
-            }
-            names.insert(addr, q.name.clone());
         }
         ev.reason = "allowed";
         ev.rcode = Some(answer.rcode.as_str());

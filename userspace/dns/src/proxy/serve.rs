@@ -1,224 +1,173 @@
-//! The proxy's threads: the poll thread over the four sockets, a fixed pool of UDP workers
-//! (a thread per query cost more than the query itself: clone + first schedule was most of
-//! the proxy's latency), and a thread per TCP connection.
+//! The proxy's tasks: a receive loop per UDP socket and an accept loop per TCP listener,
+//! each owning the tasks it spawned (a query, a connection) in a `JoinSet`, so ending a
+//! loop ends everything it started.
 
-use std::io;
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::os::fd::AsFd;
-use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::thread::{self, JoinHandle};
-use std::time::Instant;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::mpsc::Sender;
+use std::time::Duration;
 
-use nix::errno::Errno;
-use nix::poll::{PollFd, PollFlags, poll};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::OwnedSemaphorePermit;
+use tokio::task::{JoinError, JoinSet};
+use tokio::time::timeout;
 
-use super::{
-    BoundDnsProxy, MAX_TCP_CONNECTIONS, MAX_UDP_IN_FLIGHT, POLL_INTERVAL, Shared, TCP_IDLE_TIMEOUT,
-    TCP_WRITE_TIMEOUT, Transport,
-};
+use super::{Shared, TCP_IDLE_TIMEOUT, TCP_WRITE_TIMEOUT, Transport};
 use crate::Rcode;
-use crate::tcp::{FrameError, read_frame, write_frame};
+use crate::tcp::{read_frame, write_frame};
 
-pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic elsewhere must not stop DNS (and so the bottle) for good.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
+/// Pause after a failed accept (EMFILE and friends) instead of spinning on it.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
-/// The poll thread: receives datagrams, accepts connections, hands work to threads and
-/// joins them all before returning.
-pub(super) fn serve(shared: &Arc<Shared>, sockets: &BoundDnsProxy) {
-    let (udp_jobs, queue) = sync_channel::<UdpJob>(MAX_UDP_IN_FLIGHT);
-    let queue = Arc::new(Mutex::new(queue));
-    let mut udp_tasks: Vec<JoinHandle<()>> = (0..UDP_WORKERS)
-        .filter_map(|i| {
-            let (shared, queue) = (Arc::clone(shared), Arc::clone(&queue));
-            thread::Builder::new()
-                .name(format!("cork-dns-udp{i}"))
-                .spawn(move || udp_worker(&shared, &queue))
-                .map_err(|e| tracing::error!(error = %e, "spawning a DNS UDP worker"))
-                .ok()
-        })
-        .collect();
-    let mut tcp_tasks: Vec<JoinHandle<()>> = Vec::new();
+/// Receives datagrams on `sock` until the proxy stops. Rate-limited and overload refusals
+/// are answered here; each other query is a task. `_alive` is dropped when the loop and
+/// every query it started have ended.
+pub(super) async fn udp_loop(shared: Arc<Shared>, sock: Arc<UdpSocket>, _alive: Sender<()>) {
+    let mut queries = JoinSet::new();
     let mut buf = vec![0u8; usize::from(u16::MAX)];
-    while !shared.stop.load(Ordering::Relaxed) {
-        tcp_tasks.retain(|t| !t.is_finished());
-        let ready = {
-            let mut fds = [
-                PollFd::new(sockets.udp[0].as_fd(), PollFlags::POLLIN),
-                PollFd::new(sockets.udp[1].as_fd(), PollFlags::POLLIN),
-                PollFd::new(sockets.tcp[0].as_fd(), PollFlags::POLLIN),
-                PollFd::new(sockets.tcp[1].as_fd(), PollFlags::POLLIN),
-            ];
-            let timeout = u16::try_from(POLL_INTERVAL.as_millis()).unwrap_or(u16::MAX);
-            match poll(&mut fds, timeout) {
-                Ok(0) | Err(Errno::EINTR) => continue,
-                Ok(_) => fds.map(|fd| fd.revents().is_some_and(|r| !r.is_empty())),
-                Err(e) => {
-                    tracing::error!(error = %e, "polling the DNS proxy sockets");
-                    thread::sleep(POLL_INTERVAL);
-                    continue;
-                }
-            }
-        };
-        for (i, sock) in sockets.udp.iter().enumerate() {
-            if ready[i] {
-                drain_udp(shared, sock, &mut buf, &udp_jobs);
-            }
-        }
-        for (i, listener) in sockets.tcp.iter().enumerate() {
-            if ready[2 + i] {
-                accept_tcp(shared, listener, &mut tcp_tasks);
-            }
-        }
-    }
-    // Closing the queue ends the workers once they finish what they hold.
-    drop(udp_jobs);
-    for task in udp_tasks.drain(..).chain(tcp_tasks) {
-        if task.join().is_err() {
-            tracing::error!("a DNS proxy query thread panicked");
-        }
-    }
-}
-
-/// UDP worker threads: enough for queries waiting on a slow upstream not to hold up
-/// others, few enough to stay cheap.
-const UDP_WORKERS: usize = 4;
-
-/// One UDP query for a worker.
-struct UdpJob {
-    packet: Vec<u8>,
-    client: SocketAddr,
-    sock: Arc<UdpSocket>,
-}
-
-fn udp_worker(shared: &Arc<Shared>, queue: &Mutex<Receiver<UdpJob>>) {
     loop {
-        // One worker waits on the queue at a time; the others wait for the lock.
-        let job = lock(queue).recv_timeout(POLL_INTERVAL);
-        match job {
-            Ok(job) => {
-                if let Some(reply) = shared.decide(&job.packet, Transport::Udp, job.client) {
-                    send_udp(&job.sock, &reply, job.client);
+        tokio::select! {
+            () = shared.stopped() => break,
+            got = sock.recv_from(&mut buf) => match got {
+                Ok((n, client)) => {
+                    let packet = buf[..n].to_vec();
+                    receive_udp(&shared, &sock, packet, client, &mut queries).await;
                 }
-            }
-            Err(RecvTimeoutError::Timeout) => {
-                if shared.stop.load(Ordering::Relaxed) {
-                    return;
-                }
-            }
-            Err(RecvTimeoutError::Disconnected) => return,
+                Err(e) => tracing::debug!(error = %e, "receiving on the DNS proxy UDP socket"),
+            },
+            // Reap finished queries so the set holds only live ones.
+            Some(done) = queries.join_next(), if !queries.is_empty() => reaped(done),
         }
+    }
+    // Queries waiting on upstream see the stop too and end (audited `proxy_stopped`).
+    while let Some(done) = queries.join_next().await {
+        reaped(done);
     }
 }
 
-/// Reads the datagrams waiting on `sock` (a bounded number, so one family cannot starve
-/// the other). Rate-limited and overload refusals are answered here; the rest goes to the
-/// workers.
-fn drain_udp(
+/// One datagram from the bottle: refused now (rate, overload), or a query task.
+async fn receive_udp(
     shared: &Arc<Shared>,
     sock: &Arc<UdpSocket>,
-    buf: &mut [u8],
-    jobs: &SyncSender<UdpJob>,
+    packet: Vec<u8>,
+    client: SocketAddr,
+    queries: &mut JoinSet<()>,
 ) {
-    for _ in 0..64 {
-        let (n, client) = match sock.recv_from(buf) {
-            Ok(got) => got,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-            Err(e) => {
-                tracing::debug!(error = %e, "receiving on the DNS proxy UDP socket");
-                return;
+    let (reason, rcode) = if !shared.rate.take() {
+        ("rate_limited", Rcode::Refused)
+    } else if let Ok(permit) = Arc::clone(&shared.udp_in_flight).try_acquire_owned() {
+        let (shared, sock) = (Arc::clone(shared), Arc::clone(sock));
+        queries.spawn(async move {
+            let _permit = permit;
+            if let Some(reply) = shared.decide(&packet, Transport::Udp, client).await {
+                send_udp(&sock, &reply, client).await;
             }
-        };
-        let packet = buf[..n].to_vec();
-        let early = if !shared.take_token() {
-            Some(("rate_limited", Rcode::Refused, packet))
-        } else {
-            let job = UdpJob {
-                packet,
-                client,
-                sock: Arc::clone(sock),
-            };
-            match jobs.try_send(job) {
-                Ok(()) => None,
-                // More than MAX_UDP_IN_FLIGHT waiting: answer now rather than queue forever.
-                Err(TrySendError::Full(job) | TrySendError::Disconnected(job)) => {
-                    Some(("overloaded", Rcode::ServFail, job.packet))
-                }
-            }
-        };
-        if let Some((reason, rcode, packet)) = early
-            && let Some(reply) = shared.refuse_early(&packet, reason, rcode, Transport::Udp, client)
-        {
-            send_udp(sock, &reply, client);
-        }
+        });
+        return;
+    } else {
+        // MAX_UDP_IN_FLIGHT waiting on upstream already: answer now rather than queue.
+        ("overloaded", Rcode::ServFail)
+    };
+    if let Some(reply) = shared.refuse_early(&packet, reason, rcode, Transport::Udp, client) {
+        send_udp(sock, &reply, client).await;
     }
 }
 
-fn send_udp(sock: &UdpSocket, reply: &[u8], client: SocketAddr) {
-    if let Err(e) = sock.send_to(reply, client) {
+async fn send_udp(sock: &UdpSocket, reply: &[u8], client: SocketAddr) {
+    if let Err(e) = sock.send_to(reply, client).await {
         tracing::debug!(%client, error = %e, "sending a DNS reply");
     }
 }
 
-fn accept_tcp(shared: &Arc<Shared>, listener: &TcpListener, tasks: &mut Vec<JoinHandle<()>>) {
+/// Accepts TCP connections until the proxy stops; each is a task, at most
+/// [`MAX_TCP_CONNECTIONS`](super::MAX_TCP_CONNECTIONS) over both listeners.
+pub(super) async fn tcp_loop(shared: Arc<Shared>, listener: TcpListener, _alive: Sender<()>) {
+    let mut connections = JoinSet::new();
     loop {
-        let (stream, client) = match listener.accept() {
-            Ok(got) => got,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-            Err(e) => {
-                tracing::debug!(error = %e, "accepting a DNS proxy TCP connection");
+        tokio::select! {
+            () = shared.stopped() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, client)) => {
+                    match Arc::clone(&shared.tcp_connections).try_acquire_owned() {
+                        Ok(permit) => {
+                            let shared = Arc::clone(&shared);
+                            connections.spawn(serve_tcp(shared, stream, client, permit));
+                        }
+                        Err(_) => {
+                            tracing::warn!(%client, "too many DNS TCP connections; closing one");
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "accepting a DNS proxy TCP connection");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                }
+            },
+            Some(done) = connections.join_next(), if !connections.is_empty() => reaped(done),
+        }
+    }
+    // No new connections from here on; the open ones see the stop and close.
+    drop(listener);
+    while let Some(done) = connections.join_next().await {
+        reaped(done);
+    }
+}
+
+/// One TCP connection: messages answered in order until the client closes, sends no
+/// complete message for [`TCP_IDLE_TIMEOUT`], does not take a reply within
+/// [`TCP_WRITE_TIMEOUT`], or the proxy stops.
+async fn serve_tcp(
+    shared: Arc<Shared>,
+    mut stream: TcpStream,
+    client: SocketAddr,
+    _permit: OwnedSemaphorePermit,
+) {
+    loop {
+        let read = tokio::select! {
+            () = shared.stopped() => return,
+            read = timeout(TCP_IDLE_TIMEOUT, read_frame(&mut stream)) => read,
+        };
+        let msg = match read {
+            Ok(Ok(Some(msg))) => msg,
+            Ok(Ok(None)) => return,
+            Ok(Err(e)) => {
+                tracing::debug!(%client, error = %e, "closing a DNS TCP connection");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%client, "closing an idle DNS TCP connection");
                 return;
             }
         };
-        if tasks.len() >= MAX_TCP_CONNECTIONS {
-            tracing::warn!(%client, "too many DNS TCP connections; closing one");
-            continue;
-        }
-        let task_shared = Arc::clone(shared);
-        let spawned = thread::Builder::new()
-            .name("cork-dns-tcp".into())
-            .spawn(move || serve_tcp(&task_shared, stream, client));
-        match spawned {
-            Ok(task) => tasks.push(task),
-            Err(e) => tracing::warn!(error = %e, "spawning a DNS TCP thread; connection closed"),
+        let reply = if shared.rate.take() {
+            shared.decide(&msg, Transport::Tcp, client).await
+        } else {
+            shared.refuse_early(&msg, "rate_limited", Rcode::Refused, Transport::Tcp, client)
+        };
+        let Some(reply) = reply else { continue };
+        let written = tokio::select! {
+            () = shared.stopped() => return,
+            written = timeout(TCP_WRITE_TIMEOUT, write_frame(&mut stream, &reply)) => written,
+        };
+        match written {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::debug!(%client, error = %e, "sending a DNS reply over TCP");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%client, "a DNS TCP client did not take its reply; closing");
+                return;
+            }
         }
     }
 }
 
-/// One TCP connection: messages answered in order until the client closes, goes idle for
-/// [`TCP_IDLE_TIMEOUT`], or the proxy stops.
-fn serve_tcp(shared: &Shared, mut stream: TcpStream, client: SocketAddr) {
-    let setup = stream
-        .set_nonblocking(false)
-        .and_then(|()| stream.set_read_timeout(Some(POLL_INTERVAL)))
-        .and_then(|()| stream.set_write_timeout(Some(TCP_WRITE_TIMEOUT)));
-    if let Err(e) = setup {
-        tracing::debug!(%client, error = %e, "setting up a DNS TCP connection");
-        return;
-    }
-    loop {
-        let deadline = Instant::now() + TCP_IDLE_TIMEOUT;
-        let msg = match read_frame(&mut stream, deadline, &shared.stop) {
-            Ok(Some(msg)) => msg,
-            Ok(None) | Err(FrameError::Stopped) => return,
-            Err(e) => {
-                tracing::debug!(%client, error = %e, "closing a DNS TCP connection");
-                return;
-            }
-        };
-        let reply = if shared.take_token() {
-            shared.decide(&msg, Transport::Tcp, client)
-        } else {
-            shared.refuse_early(&msg, "rate_limited", Rcode::Refused, Transport::Tcp, client)
-        };
-        if let Some(reply) = reply
-            && let Err(e) = write_frame(&mut stream, &reply)
-        {
-            tracing::debug!(%client, error = %e, "sending a DNS reply over TCP");
-            return;
-        }
+/// A task of the proxy ended: only a panic is worth a word.
+fn reaped(done: Result<(), JoinError>) {
+    if let Err(e) = done
+        && e.is_panic()
+    {
+        tracing::error!(error = %e, "a DNS proxy task panicked");
     }
 }

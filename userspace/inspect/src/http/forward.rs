@@ -27,7 +27,7 @@ pub async fn forward(
     req: &mut Draining,
     admitted: Admitted,
     mut head: Head,
-    creds: Option<&'static HostCredentials>,
+    creds: Option<Arc<HostCredentials>>,
     audit: &mut RequestAudit,
 ) -> Result<Exchanged, Refusal> {
     let shared = &conn.shared;
@@ -43,7 +43,7 @@ pub async fn forward(
     let down_upgrade = admitted.websocket.then(|| hyper::upgrade::on(&mut req));
     let body = InspectedBody::new(
         req.into_body(),
-        shared.cfg.scanner.stream(),
+        shared.cfg.scanner.stream_shared(),
         admitted.rules.clone(),
         decoder,
         report.clone(),
@@ -123,7 +123,7 @@ fn upstream_request(
 }
 
 fn upstream_failed(audit: &mut RequestAudit, e: upstream::UpstreamError) -> Refusal {
-    audit.ev.error = Some(e.to_string());
+    audit.ev.error = Some(cork_audit::error_chain(&e));
     Refusal::new(StatusCode::BAD_GATEWAY, e.reason())
 }
 
@@ -139,7 +139,7 @@ fn send_failed(report: &SharedReport, audit: &mut RequestAudit, e: BoxError) -> 
     if rep.undecodable {
         return Refusal::new(StatusCode::BAD_REQUEST, "body_undecodable");
     }
-    audit.ev.error = Some(e.to_string());
+    audit.ev.error = Some(cork_audit::error_chain(e.as_ref()));
     Refusal::new(StatusCode::BAD_GATEWAY, "upstream_failed")
 }
 

@@ -111,7 +111,7 @@ fn inject_credentials(
     host: &str,
     headers: &mut HeaderMap,
     audit: &mut RequestAudit,
-) -> Option<&'static HostCredentials> {
+) -> Option<Arc<HostCredentials>> {
     let hc = shared.cfg.credentials.for_host(host)?;
     for inject in &hc.inject {
         if inject.apply(headers) {

@@ -40,7 +40,7 @@ impl RequestAudit {
         ev.mode = if conn.tls { "inspect" } else { "plain" };
         ev.sni = (!conn.sni.is_empty()).then(|| conn.sni.clone());
         ev.dst = Some(conn.orig.dst.to_string());
-        ev.pid = Some(conn.orig.pid);
+        ev.pid = conn.orig.pid;
         ev.rule = shared.rule_name(conn.rule_id);
         ev.method = Some(req.method().to_string());
         ev.path = Some(audit_path(pq));
@@ -56,7 +56,7 @@ impl RequestAudit {
         self.ev.reason = refused.reason;
         self.ev.status = Some(refused.status.as_u16());
         self.ev.finish(self.started);
-        self.ev.rate(shared.cfg.scanner);
+        self.ev.rate(&shared.cfg.scanner);
         shared.audit(&self.ev);
         refusal(refused.status, refused.reason, &self.ev.detectors)
     }

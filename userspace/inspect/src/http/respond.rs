@@ -26,7 +26,7 @@ pub struct Exchanged {
     /// The bottle's side of a WebSocket upgrade (`Some` for WebSocket requests).
     pub down_upgrade: Option<OnUpgrade>,
     /// The credentials swapped into the request, to swap back out of the response.
-    pub creds: Option<&'static HostCredentials>,
+    pub creds: Option<Arc<HostCredentials>>,
     pub report: SharedReport,
 }
 
@@ -51,7 +51,7 @@ pub fn respond(shared: &Arc<Shared>, ex: Exchanged, audit: RequestAudit) -> Resp
     let upgraded = down_upgrade.is_some() && status == StatusCode::SWITCHING_PROTOCOLS;
     let mut out_headers = std::mem::take(resp.headers_mut());
     strip_hop_by_hop(&mut out_headers, upgraded);
-    if let Some(hc) = creds {
+    if let Some(hc) = &creds {
         hc.headers_back(&mut out_headers);
         out_headers.remove(header::CONTENT_LENGTH);
     }
@@ -59,7 +59,7 @@ pub fn respond(shared: &Arc<Shared>, ex: Exchanged, audit: RequestAudit) -> Resp
         event: ev,
         started,
         sink: shared.cfg.sink.clone(),
-        scanner: shared.cfg.scanner,
+        scanner: shared.cfg.scanner.clone(),
         report: Some(report),
         dlp_action: action,
     };
