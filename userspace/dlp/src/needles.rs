@@ -4,20 +4,22 @@
 //!
 //! Known-secret patterns have their own exact automaton over the raw bytes. Detector
 //! keywords are found in two levels, because aho-corasick's SIMD prefilter (Teddy) takes
-//! at most 64 patterns and hundreds of keywords without it ran at a fifth of the speed:
+//! at most 64 patterns (and lets more false candidates through the more it has), and
+//! hundreds of keywords without it ran at a fifth of the speed:
 //! 1. *Roots*: a few dozen short strings, chosen when the scanner is built so that every
-//!    keyword (lowercased) contains one, searched in groups of at most 64 over a
+//!    keyword (lowercased) contains one, searched in groups of 32 of one length over a
 //!    lowercased copy of the data. Roots are rare in ordinary traffic.
-//! 2. Around each root occurrence, the window where a keyword holding it could start is
-//!    searched with the full keyword automata: exact keywords (token prefixes: `ghp_`,
-//!    `AKIA`, ...) over the raw bytes, case-insensitive ones (`key`, `datadog_api_key`)
-//!    over the lowercased copy.
+//! 2. At each root occurrence, the keywords assigned to that root that occur around it
+//!    are found by walking back through a trie of their parts before the root (see
+//!    `roots`) and comparing: case-insensitive keywords (`key`, `datadog_api_key`) on the
+//!    lowercased copy, exact ones (token prefixes: `ghp_`, `AKIA`, ...) on the raw bytes
+//!    too. Keyword starts are reported in order.
 //!
-//! Every keyword occurrence holds a root occurrence at most `max_keyword - 1` bytes after
-//! its start, so the windows cover every keyword start. Restarting one byte after each hit
-//! finds every position where some needle starts; there the automaton reports the longest
-//! needle, and every other needle of the same automaton starting there is a prefix of it,
-//! so each pattern stands for the needles that are its prefixes too.
+//! Every keyword holds its root, so every keyword occurrence is found from the root
+//! occurrence inside it. Restarting one byte after each hit finds every position where
+//! some root (or known-secret pattern) starts; there the searcher reports the longest,
+//! and every other one of the same searcher starting there is a prefix of it, so each
+//! pattern stands for those that are its prefixes too.
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, Input, MatchKind};
 
@@ -44,11 +46,9 @@ pub(super) struct Needles {
     pub max_len: usize,
 }
 
-/// Roots per searcher: aho-corasick's packed searcher (Teddy) takes up to 128 patterns
-/// when its heuristic limit (64) is lifted; each group is a pass over the data, and one
-/// Teddy pass of 128 roots was measured faster than two of 64.
+/// Roots per pass: Teddy's false candidates grow with the patterns per bucket; 32 per
+/// pass was measured faster than 16, 24, 48, 64 or 128 with the built-in detectors.
 const ROOTS_PER_GROUP: usize = 32;
-const PACKED: bool = true;
 
 /// A level-1 searcher: Teddy where the CPU has it, else an automaton.
 #[derive(Debug)]
@@ -59,16 +59,13 @@ enum Roots {
 
 impl Roots {
     fn new(group: &[&[u8]]) -> Result<Roots, DlpError> {
-        if PACKED {
-            let packed = aho_corasick::packed::Config::new()
-                .match_kind(aho_corasick::packed::MatchKind::LeftmostLongest)
-                .heuristic_pattern_limits(false)
-                .builder()
-                .extend(group)
-                .build();
-            if let Some(p) = packed {
-                return Ok(Roots::Packed(p));
-            }
+        let packed = aho_corasick::packed::Config::new()
+            .match_kind(aho_corasick::packed::MatchKind::LeftmostLongest)
+            .builder()
+            .extend(group)
+            .build();
+        if let Some(p) = packed {
+            return Ok(Roots::Packed(p));
         }
         AhoCorasickBuilder::new()
             .match_kind(MatchKind::LeftmostLongest)
@@ -89,15 +86,6 @@ impl Roots {
         Some((m.start(), m.pattern().as_usize()))
     }
 }
-
-/// Substrings too common in ordinary text to be good roots.
-const COMMON: &[&str] = &[
-    "the", "ing", "ion", "and", "ent", "com", "api", "ser", "acc", "age", "num", "sec", "oat",
-    "ive", "tes", "est", "pan", "con", "ter", "ate", "for", "tio", "res", "ess", "per", "pro",
-    "int", "str", "ort", "ver", "all", "ire", "ver", "htt", "ttp", "tps", "ww.", "www", "ers",
-    "nam", "ame", "val", "alu", "lue", "use", "fig", "rna", "_id", "id_", "ic_", "_ap", "pi_",
-    "_ke", "y_i", "ey_", "_se", "_to", "ken", "ret", "cre", "ecr",
-];
 
 /// The known-secret patterns: one exact, leftmost-longest automaton (with Teddy when
 /// there are few enough patterns).
@@ -160,9 +148,15 @@ impl Needles {
             }
         }
         let mut roots = Vec::new();
-        for (g, group) in chosen.chunks(ROOTS_PER_GROUP).enumerate() {
+        // Groups of one root length each (`chosen` is sorted by length): a group's
+        // Teddy masks are as long as its shortest root, and 4-byte masks let far fewer
+        // false candidates through than 3-byte ones.
+        let mut base = 0;
+        while base < chosen.len() {
+            let len = chosen[base].len();
+            let same = chosen[base..].iter().take_while(|r| r.len() == len).count();
+            let group = &chosen[base..base + same.min(ROOTS_PER_GROUP)];
             let patterns: Vec<&[u8]> = group.iter().map(Vec::as_slice).collect();
-            let base = g * ROOTS_PER_GROUP;
             let stands = group
                 .iter()
                 .map(|r| {
@@ -173,6 +167,7 @@ impl Needles {
                 })
                 .collect();
             roots.push((Roots::new(&patterns)?, stands));
+            base += group.len();
         }
         Ok(Some(Needles {
             known: Set::new(&known)?,
@@ -242,8 +237,8 @@ pub(super) struct Scratch {
 }
 
 /// A small set of roots such that every keyword contains one: keywords of up to three
-/// bytes are their own roots; then, greedily, the 3- or 4-byte substring held by the most
-/// keywords not yet covered, avoiding substrings common in ordinary text.
+/// bytes are their own roots; then, greedily, the 4-byte substring held by the most
+/// keywords not yet covered (4-byte roots let Teddy use its 4-byte masks).
 fn choose_roots(keywords: &[Vec<u8>]) -> Vec<Vec<u8>> {
     let find = |k: &[u8], r: &[u8]| k.windows(r.len()).position(|w| w == r);
     let mut roots: Vec<Vec<u8>> = keywords.iter().filter(|k| k.len() <= 3).cloned().collect();
@@ -258,13 +253,10 @@ fn choose_roots(keywords: &[Vec<u8>]) -> Vec<Vec<u8>> {
         let mut counts: std::collections::HashMap<&[u8], usize> = std::collections::HashMap::new();
         for k in &open {
             let mut seen: Vec<&[u8]> = Vec::new();
-            for len in [3, 4] {
-                for w in k.windows(len) {
-                    let common = len == 3 && COMMON.iter().any(|c| c.as_bytes() == w);
-                    if !common && !seen.contains(&w) {
-                        seen.push(w);
-                        *counts.entry(w).or_default() += 1;
-                    }
+            for w in k.windows(4) {
+                if !seen.contains(&w) {
+                    seen.push(w);
+                    *counts.entry(w).or_default() += 1;
                 }
             }
         }

@@ -28,7 +28,7 @@ pub struct AuditOnEnd {
     pub started: Instant,
     pub sink: Arc<Mutex<AuditSink>>,
     /// Rates the findings' detectors in the event.
-    pub scanner: std::sync::Arc<cork_dlp::Scanner>,
+    pub scanner: Arc<cork_dlp::Scanner>,
     pub report: Option<SharedReport>,
     /// What DLP did with body findings (the request was let through, so not `block`).
     pub dlp_action: DlpAction,

@@ -14,6 +14,7 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::dlp_rules::DlpRules;
 use super::return_body::AuditOnEnd;
 use super::server::Shared;
 use super::websocket::{FrameReader, Opcode, Sender, WsEvent};
@@ -25,7 +26,13 @@ const MAX_MESSAGE: u64 = 64 << 20;
 /// Close frame, server to client, status 1008 (policy violation).
 const CLOSE_POLICY: [u8; 4] = [0x88, 0x02, 0x03, 0xf0];
 
-pub async fn relay(shared: Arc<Shared>, down: OnUpgrade, up: OnUpgrade, mut audit: AuditOnEnd) {
+pub async fn relay(
+    shared: Arc<Shared>,
+    down: OnUpgrade,
+    up: OnUpgrade,
+    mut audit: AuditOnEnd,
+    rules: DlpRules,
+) {
     let (down, up) = match (down.await, up.await) {
         (Ok(d), Ok(u)) => (d, u),
         _ => {
@@ -36,7 +43,7 @@ pub async fn relay(shared: Arc<Shared>, down: OnUpgrade, up: OnUpgrade, mut audi
     };
     let (mut down_r, mut down_w) = tokio::io::split(TokioIo::new(down));
     let (mut up_r, mut up_w) = tokio::io::split(TokioIo::new(up));
-    let mut inspect = Inspect::new(shared.cfg.scanner.clone(), shared.dlp_action);
+    let mut inspect = Inspect::new(shared.cfg.scanner.clone(), rules);
     let mut bytes_down = 0u64;
 
     let stop = {
@@ -113,7 +120,9 @@ pub async fn relay(shared: Arc<Shared>, down: OnUpgrade, up: OnUpgrade, mut audi
 struct Inspect {
     reader: FrameReader,
     scanner: Arc<Scanner>,
-    action: DlpAction,
+    rules: DlpRules,
+    /// The strongest action findings so far called for.
+    action: Option<DlpAction>,
     scan: Option<StreamScan>,
     /// Raw wire bytes waiting, each with the scan offset that must be settled first
     /// (0 when nothing in the current message precedes them).
@@ -123,11 +132,12 @@ struct Inspect {
 }
 
 impl Inspect {
-    fn new(scanner: Arc<Scanner>, action: DlpAction) -> Self {
+    fn new(scanner: Arc<Scanner>, rules: DlpRules) -> Self {
         Inspect {
             reader: FrameReader::new(Sender::Client, MAX_MESSAGE),
             scanner,
-            action,
+            rules,
+            action: None,
             scan: None,
             pending: VecDeque::new(),
             forwarded: 0,
@@ -170,6 +180,9 @@ impl Inspect {
                 }
             }
         });
+        if let Some(a) = self.rules.judge(&mut findings) {
+            self.action = Some(self.action.map_or(a, |s| s.max(a)));
+        }
         for f in findings {
             if !self.detectors.contains(&f.detector) {
                 self.detectors.push(f.detector);
@@ -178,7 +191,8 @@ impl Inspect {
         if let Err(e) = result {
             return Err(e.reason());
         }
-        if !self.detectors.is_empty() && self.action != DlpAction::Log {
+        // Frames cannot be redacted: anything stronger than `log` closes the socket.
+        if self.action.is_some_and(|a| a != DlpAction::Log) {
             return Err("dlp_blocked");
         }
         let settled = self.scan.as_ref().map_or(u64::MAX, StreamScan::settled);

@@ -80,6 +80,7 @@ pub async fn forward(
         down_upgrade,
         creds,
         report,
+        rules: admitted.rules.clone(),
     })
 }
 

@@ -15,6 +15,7 @@ use super::DownBody;
 use super::head::strip_hop_by_hop;
 use super::refusal::{RequestAudit, refusal};
 use crate::body::SharedReport;
+use crate::dlp_rules::DlpRules;
 use crate::return_body::{AuditOnEnd, ReturnBody};
 use crate::server::Shared;
 use crate::swap::HostCredentials;
@@ -28,6 +29,8 @@ pub struct Exchanged {
     /// The credentials swapped into the request, to swap back out of the response.
     pub creds: Option<Arc<HostCredentials>>,
     pub report: SharedReport,
+    /// The request's DLP settings, for a WebSocket's frames.
+    pub rules: DlpRules,
 }
 
 pub fn respond(shared: &Arc<Shared>, ex: Exchanged, audit: RequestAudit) -> Response<DownBody> {
@@ -36,6 +39,7 @@ pub fn respond(shared: &Arc<Shared>, ex: Exchanged, audit: RequestAudit) -> Resp
         down_upgrade,
         creds,
         report,
+        rules,
     } = ex;
     let RequestAudit { mut ev, started } = audit;
     let action = shared.dlp_action;
@@ -65,7 +69,7 @@ pub fn respond(shared: &Arc<Shared>, ex: Exchanged, audit: RequestAudit) -> Resp
     };
 
     match down_upgrade {
-        Some(down) if upgraded => websocket(shared, resp, down, out_headers, audit),
+        Some(down) if upgraded => websocket(shared, resp, down, out_headers, audit, rules),
         _ => {
             let body = ReturnBody::new(resp.into_body(), creds.map(|hc| hc.stream_back()), audit);
             let mut out = Response::new(body.boxed_unsync());
@@ -84,6 +88,7 @@ fn websocket(
     down: OnUpgrade,
     headers: HeaderMap,
     audit: AuditOnEnd,
+    rules: DlpRules,
 ) -> Response<DownBody> {
     let up_upgrade = hyper::upgrade::on(&mut resp);
     let mut builder = Response::builder().status(resp.status());
@@ -97,6 +102,7 @@ fn websocket(
         down,
         up_upgrade,
         audit,
+        rules,
     ));
     builder
         .body(
