@@ -180,7 +180,7 @@ fn proxy_phase(world: &World) -> Result<()> {
         ),
         (
             "POST a GitHub token in the body",
-            "--data-binary 'token ghp_Z3x9Kq2Lm8Np4Rt6Vw1Yb5Cd7Ef0Gh2Ij4Kl' https://llm.example.test/v1/chat",
+            "--data-binary 'token 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' https://llm.example.test/v1/chat",
         ),
         (
             "GET  with Host: evil.test (fronting)",
