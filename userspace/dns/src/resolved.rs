@@ -95,6 +95,22 @@ impl Resolved {
             .is_some_and(|t| *t > Instant::now())
     }
 
+    /// Every address the bottle was told for `name` whose answer is still (nearly) current:
+    /// the candidates the inspecting proxy may fall back to when the one the bottle dialled
+    /// does not answer (it never tries an address not answered for that name).
+    pub fn addresses(&self, name: &str) -> Vec<IpAddr> {
+        let now = Instant::now();
+        let inner = self.lock();
+        let mut out: Vec<IpAddr> = inner
+            .by_addr
+            .iter()
+            .filter(|(_, names)| names.until.get(name).is_some_and(|t| *t > now))
+            .map(|(addr, _)| *addr)
+            .collect();
+        out.sort();
+        out
+    }
+
     /// The name the bottle was last told `addr` for, while the pair is held (also past its
     /// expiry: an audit event naming where a late connect was headed is still true).
     pub fn name_of(&self, addr: IpAddr) -> Option<String> {

@@ -45,6 +45,10 @@ pub struct ProxyEvent {
     pub duration_ms: f64,
     /// The destination the bottle dialled (kernel record).
     pub dst: Option<String>,
+    /// The address that served, when the proxy fell back from `dst` to another address
+    /// answered for the same name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub served_by: Option<String>,
     /// The bottle's socket as the proxy saw it.
     pub client: String,
     /// The process that connected (kernel record).
@@ -74,6 +78,7 @@ impl ProxyEvent {
             bytes_down: 0,
             duration_ms: 0.0,
             dst: None,
+            served_by: None,
             client: client.to_string(),
             pid: None,
             error: None,

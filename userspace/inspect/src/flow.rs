@@ -251,11 +251,22 @@ async fn pass_through(
     started: Instant,
     orig: Original,
 ) {
-    let mut up = match TcpStream::connect(orig.dst).await {
-        Ok(up) => up,
-        Err(e) => {
+    // The SNI the flow was passed through for names the other candidates.
+    let name = ev.sni.clone().unwrap_or_default();
+    let candidates = crate::fallback::candidates(orig.dst, &name, &shared.cfg.resolved);
+    let mut up = match crate::fallback::connect(&candidates).await {
+        Ok((up, served)) => {
+            if served != orig.dst {
+                ev.served_by = Some(served.to_string());
+            }
+            up
+        }
+        Err(f) => {
             ev.reason = "upstream_connect";
-            ev.error = Some(e.to_string());
+            ev.error = Some(match f.error {
+                Some(e) => format!("connecting to {}: {e}", f.dst),
+                None => format!("connecting to {}: timed out", f.dst),
+            });
             ev.finish(started);
             shared.audit(&ev);
             return;

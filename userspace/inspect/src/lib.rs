@@ -19,6 +19,7 @@ pub mod client_hello;
 mod codings;
 pub mod dlp_rules;
 pub mod events;
+pub mod fallback;
 mod flow;
 mod http;
 mod redirects;

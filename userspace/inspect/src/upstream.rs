@@ -14,7 +14,6 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, RootCertStore};
-use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use super::BoxError;
@@ -143,23 +142,26 @@ impl UpstreamError {
     }
 }
 
-/// Opens TCP to `dst`, then TLS verified for `name` with `tls` (`None`: plain HTTP), then
-/// HTTP/2 when the server chose it by ALPN, else HTTP/1.1.
+/// Opens TCP to the first of `candidates` that answers (see [`crate::fallback`]), then TLS
+/// verified for `name` with `tls` (`None`: plain HTTP), then HTTP/2 when the server chose
+/// it by ALPN, else HTTP/1.1. Returns the sender and the address that served.
 pub async fn connect(
-    dst: SocketAddr,
+    candidates: &[SocketAddr],
     name: &str,
     tls: Option<&Arc<ClientConfig>>,
-) -> Result<Sender, UpstreamError> {
-    let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(dst))
+) -> Result<(Sender, SocketAddr), UpstreamError> {
+    let (tcp, dst) = crate::fallback::connect(candidates)
         .await
-        .map_err(|_| UpstreamError::Timeout { dst })?
-        .map_err(|source| UpstreamError::Connect { dst, source })?;
+        .map_err(|f| match f.error {
+            Some(source) => UpstreamError::Connect { dst: f.dst, source },
+            None => UpstreamError::Timeout { dst: f.dst },
+        })?;
     let _ = tcp.set_nodelay(true);
     let http = |source| UpstreamError::Http { dst, source };
     let Some(tls) = tls else {
         let (send, conn) = http1::handshake(TokioIo::new(tcp)).await.map_err(http)?;
         tokio::spawn(conn.with_upgrades());
-        return Ok(Sender::H1(send));
+        return Ok((Sender::H1(send), dst));
     };
     let server_name = ServerName::try_from(name.to_owned()).map_err(|_| UpstreamError::Name {
         name: name.to_owned(),
@@ -181,10 +183,10 @@ pub async fn connect(
             .await
             .map_err(http)?;
         tokio::spawn(conn);
-        Ok(Sender::H2(send))
+        Ok((Sender::H2(send), dst))
     } else {
         let (send, conn) = http1::handshake(TokioIo::new(stream)).await.map_err(http)?;
         tokio::spawn(conn.with_upgrades());
-        Ok(Sender::H1(send))
+        Ok((Sender::H1(send), dst))
     }
 }

@@ -52,19 +52,22 @@ pub async fn forward(
     let sender = if admitted.websocket {
         // A dedicated HTTP/1.1 connection: upgrades cannot share one.
         upstream::connect(
-            conn.orig.dst,
+            &conn.candidates(&admitted.host),
             &admitted.host,
             conn.tls.then_some(&shared.client_h1),
         )
         .await
-        .map(Some)
+        .map(|(sender, served)| {
+            note_served(audit, conn, served);
+            Some(sender)
+        })
     } else {
         Ok(None)
     };
     let mut ws_sender = sender.map_err(|e| upstream_failed(audit, e))?;
     let up_h2 = match ws_sender.as_ref() {
         Some(s) => s.is_h2(),
-        None => current_upstream(conn, &admitted.host)
+        None => current_upstream(conn, &admitted.host, audit)
             .await
             .map_err(|e| upstream_failed(audit, e))?,
     };
@@ -145,17 +148,29 @@ fn send_failed(report: &SharedReport, audit: &mut RequestAudit, e: BoxError) -> 
 }
 
 /// Makes sure the connection's upstream is up; returns whether it speaks HTTP/2.
-async fn current_upstream(conn: &Conn, host: &str) -> Result<bool, upstream::UpstreamError> {
+async fn current_upstream(
+    conn: &Conn,
+    host: &str,
+    audit: &mut RequestAudit,
+) -> Result<bool, upstream::UpstreamError> {
     let mut up = conn.upstream.lock().await;
     if let Some(s) = up.as_ref()
         && !s.is_closed()
     {
         return Ok(s.is_h2());
     }
-    let s = upstream::connect(conn.orig.dst, host, conn.tls_config()).await?;
+    let (s, served) = upstream::connect(&conn.candidates(host), host, conn.tls_config()).await?;
+    note_served(audit, conn, served);
     let h2 = s.is_h2();
     *up = Some(s);
     Ok(h2)
+}
+
+/// The audit names the address that served when it is not the one the bottle dialled.
+fn note_served(audit: &mut RequestAudit, conn: &Conn, served: std::net::SocketAddr) {
+    if served != conn.orig.dst {
+        audit.ev.served_by = Some(served.to_string());
+    }
 }
 
 async fn send(s: &mut Sender, req: Request<UpBody>) -> Result<Response<Incoming>, hyper::Error> {

@@ -70,6 +70,12 @@ impl Conn {
         }
     }
 
+    /// Where the upstream connection may go: the dialled address, then the other addresses
+    /// the DNS proxy answered for `host` ([`crate::fallback`]).
+    fn candidates(&self, host: &str) -> Vec<SocketAddr> {
+        crate::fallback::candidates(self.orig.dst, host, &self.shared.cfg.resolved)
+    }
+
     fn tls_config(&self) -> Option<&Arc<rustls::ClientConfig>> {
         match (self.tls, self.h2) {
             (false, _) => None,
