@@ -20,22 +20,18 @@ pub const ATTEMPT_DELAY: Duration = Duration::from_millis(250);
 /// The whole race, every candidate included.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Where to try, in order: `dialled` first, then the other addresses resolved for `name`
-/// (on the same port), those of the other family before those of the same family.
-pub fn candidates(dialled: SocketAddr, name: &str, resolved: &Resolved) -> Vec<SocketAddr> {
-    let mut out = vec![dialled];
-    let others: Vec<SocketAddr> = resolved
+/// The addresses to fall back to after `dialled`: the others resolved for `name` (on the
+/// same port), those of the other family before those of the same family. Asked only
+/// when `dialled` fails or is slow, since it scans what the bottle was told.
+pub fn fallbacks(dialled: SocketAddr, name: &str, resolved: &Resolved) -> Vec<SocketAddr> {
+    let (mut other_family, same_family): (Vec<SocketAddr>, Vec<SocketAddr>) = resolved
         .addresses(name)
         .into_iter()
         .map(|ip| SocketAddr::new(ip, dialled.port()))
         .filter(|a| *a != dialled)
-        .collect();
-    let (other_family, same_family): (Vec<_>, Vec<_>) = others
-        .into_iter()
         .partition(|a| a.is_ipv4() != dialled.is_ipv4());
-    out.extend(other_family);
-    out.extend(same_family);
-    out
+    other_family.extend(same_family);
+    other_family
 }
 
 /// Why no candidate connected: the last error seen, and where.
@@ -46,50 +42,48 @@ pub struct Failed {
     pub error: Option<std::io::Error>,
 }
 
-/// Races TCP connects to `candidates` as described in the module docs; returns the stream
-/// and the address that answered.
-pub async fn connect(candidates: &[SocketAddr]) -> Result<(TcpStream, SocketAddr), Failed> {
-    let Some(&first) = candidates.first() else {
-        return Err(Failed {
-            dst: SocketAddr::from(([0, 0, 0, 0], 0)),
-            error: None,
-        });
-    };
+/// Connects to `dialled`, racing the addresses `fallbacks` gives (asked only once
+/// `dialled` has failed or been slow) as the module docs describe; returns the stream and
+/// the address that answered.
+pub async fn connect(
+    dialled: SocketAddr,
+    fallbacks: impl FnOnce() -> Vec<SocketAddr>,
+) -> Result<(TcpStream, SocketAddr), Failed> {
     let deadline = Instant::now() + CONNECT_TIMEOUT;
     let mut attempts = JoinSet::new();
-    let mut next = 0;
+    let mut fallbacks = Some(fallbacks);
+    let mut queue: std::vec::IntoIter<SocketAddr> = Vec::new().into_iter();
     let mut last = Failed {
-        dst: first,
+        dst: dialled,
         error: None,
     };
+    attempts.spawn(async move { (dialled, TcpStream::connect(dialled).await) });
     loop {
-        if let Some(&dst) = candidates.get(next) {
-            next += 1;
-            attempts.spawn(async move { (dst, TcpStream::connect(dst).await) });
-        }
-        let all_started = next >= candidates.len();
-        if all_started && attempts.is_empty() {
-            return Err(last);
-        }
-        let wake = if all_started {
-            deadline
-        } else {
-            (Instant::now() + ATTEMPT_DELAY).min(deadline)
-        };
-        tokio::select! {
+        let wake = (Instant::now() + ATTEMPT_DELAY).min(deadline);
+        let start_next = tokio::select! {
             done = attempts.join_next() => match done {
                 Some(Ok((dst, Ok(stream)))) => return Ok((stream, dst)),
                 Some(Ok((dst, Err(e)))) => {
                     last = Failed { dst, error: Some(e) };
-                    // Failed fast: the next candidate starts now (top of the loop).
+                    true // failed fast: the next candidate starts now
                 }
-                Some(Err(_)) | None => {}
+                Some(Err(_)) | None => true,
             },
             _ = tokio::time::sleep_until(wake) => {
                 if Instant::now() >= deadline {
                     return Err(Failed { dst: last.dst, error: None });
                 }
-                // Slow: the next candidate starts beside it (top of the loop).
+                true // slow: the next candidate starts beside it
+            }
+        };
+        if start_next {
+            if let Some(f) = fallbacks.take() {
+                queue = f().into_iter();
+            }
+            if let Some(dst) = queue.next() {
+                attempts.spawn(async move { (dst, TcpStream::connect(dst).await) });
+            } else if attempts.is_empty() {
+                return Err(last);
             }
         }
     }
@@ -100,7 +94,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_dialled_address_first_then_the_other_family() {
+    fn fallbacks_put_the_other_family_first() {
         let r = Resolved::default();
         r.record("dual.example.test", "2001:db8::10".parse().expect("v6"), 60);
         r.record(
@@ -115,15 +109,11 @@ mod tests {
             60,
         );
         let dialled: SocketAddr = "[2001:db8::10]:443".parse().expect("addr");
-        let got = candidates(dialled, "dual.example.test", &r);
-        let want: Vec<SocketAddr> = [
-            "[2001:db8::10]:443",
-            "198.51.100.10:443",
-            "[2001:db8::11]:443",
-        ]
-        .iter()
-        .map(|s| s.parse().expect("addr"))
-        .collect();
+        let got = fallbacks(dialled, "dual.example.test", &r);
+        let want: Vec<SocketAddr> = ["198.51.100.10:443", "[2001:db8::11]:443"]
+            .iter()
+            .map(|s| s.parse().expect("addr"))
+            .collect();
         assert_eq!(got, want);
     }
 
@@ -138,9 +128,18 @@ mod tests {
             let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
             l.local_addr().expect("addr")
         };
-        let (_stream, served) = connect(&[closed, good]).await.expect("the second connects");
+        let (_stream, served) = connect(closed, || vec![good])
+            .await
+            .expect("the fallback connects");
         assert_eq!(served, good);
-        let err = connect(&[closed]).await.expect_err("nothing listens");
+        // A dialled address that answers never asks for the fallbacks.
+        let (_stream, served) = connect(good, || panic!("fallbacks asked for"))
+            .await
+            .expect("the dialled address connects");
+        assert_eq!(served, good);
+        let err = connect(closed, Vec::new)
+            .await
+            .expect_err("nothing listens");
         assert_eq!(err.dst, closed);
         assert!(err.error.is_some());
     }

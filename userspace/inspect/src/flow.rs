@@ -253,8 +253,8 @@ async fn pass_through(
 ) {
     // The SNI the flow was passed through for names the other candidates.
     let name = ev.sni.clone().unwrap_or_default();
-    let candidates = crate::fallback::candidates(orig.dst, &name, &shared.cfg.resolved);
-    let mut up = match crate::fallback::connect(&candidates).await {
+    let fallbacks = || crate::fallback::fallbacks(orig.dst, &name, &shared.cfg.resolved);
+    let mut up = match crate::fallback::connect(orig.dst, fallbacks).await {
         Ok((up, served)) => {
             if served != orig.dst {
                 ev.served_by = Some(served.to_string());

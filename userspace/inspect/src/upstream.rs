@@ -142,15 +142,17 @@ impl UpstreamError {
     }
 }
 
-/// Opens TCP to the first of `candidates` that answers (see [`crate::fallback`]), then TLS
-/// verified for `name` with `tls` (`None`: plain HTTP), then HTTP/2 when the server chose
-/// it by ALPN, else HTTP/1.1. Returns the sender and the address that served.
+/// Opens TCP to `dialled`, or to one of `fallbacks` when it fails or is slow (see
+/// [`crate::fallback`]), then TLS verified for `name` with `tls` (`None`: plain HTTP), then
+/// HTTP/2 when the server chose it by ALPN, else HTTP/1.1. Returns the sender and the
+/// address that served.
 pub async fn connect(
-    candidates: &[SocketAddr],
+    dialled: SocketAddr,
+    fallbacks: impl FnOnce() -> Vec<SocketAddr>,
     name: &str,
     tls: Option<&Arc<ClientConfig>>,
 ) -> Result<(Sender, SocketAddr), UpstreamError> {
-    let (tcp, dst) = crate::fallback::connect(candidates)
+    let (tcp, dst) = crate::fallback::connect(dialled, fallbacks)
         .await
         .map_err(|f| match f.error {
             Some(source) => UpstreamError::Connect { dst: f.dst, source },

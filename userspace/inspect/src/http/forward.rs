@@ -52,7 +52,8 @@ pub async fn forward(
     let sender = if admitted.websocket {
         // A dedicated HTTP/1.1 connection: upgrades cannot share one.
         upstream::connect(
-            &conn.candidates(&admitted.host),
+            conn.orig.dst,
+            conn.fallbacks(&admitted.host),
             &admitted.host,
             conn.tls.then_some(&shared.client_h1),
         )
@@ -159,7 +160,8 @@ async fn current_upstream(
     {
         return Ok(s.is_h2());
     }
-    let (s, served) = upstream::connect(&conn.candidates(host), host, conn.tls_config()).await?;
+    let (s, served) =
+        upstream::connect(conn.orig.dst, conn.fallbacks(host), host, conn.tls_config()).await?;
     note_served(audit, conn, served);
     let h2 = s.is_h2();
     *up = Some(s);

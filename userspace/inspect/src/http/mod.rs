@@ -70,10 +70,11 @@ impl Conn {
         }
     }
 
-    /// Where the upstream connection may go: the dialled address, then the other addresses
-    /// the DNS proxy answered for `host` ([`crate::fallback`]).
-    fn candidates(&self, host: &str) -> Vec<SocketAddr> {
-        crate::fallback::candidates(self.orig.dst, host, &self.shared.cfg.resolved)
+    /// Where the upstream connection may go if the dialled address does not answer: the
+    /// other addresses the DNS proxy answered for `host` ([`crate::fallback`]), looked up
+    /// only then.
+    fn fallbacks<'a>(&'a self, host: &'a str) -> impl FnOnce() -> Vec<SocketAddr> + 'a {
+        move || crate::fallback::fallbacks(self.orig.dst, host, &self.shared.cfg.resolved)
     }
 
     fn tls_config(&self) -> Option<&Arc<rustls::ClientConfig>> {
