@@ -19,7 +19,7 @@ pub(crate) struct ObjectSpec {
     pub bytes: &'static [u8],
     pub programs: &'static [(&'static str, AttachType)],
     /// Attaches one (loaded) program of this object to the target.
-    pub attach: fn(&mut Program, AttachType, &OpenTarget, &'static str) -> Result<FdLink, BpfError>,
+    pub attach: fn(&mut Program, &OpenTarget, &'static str) -> Result<FdLink, BpfError>,
 }
 
 /// The error for `operation` on `program`.
@@ -60,6 +60,26 @@ macro_rules! attach_link {
 }
 pub(crate) use attach_link;
 
+/// The `attach` of an object whose programs attach to the target's cgroup as aya's `$ty`,
+/// with `$arg`s between the cgroup and the attach mode (every cgroup hook attaches the
+/// same way; only the program type and its extra arguments differ).
+macro_rules! cgroup_attach {
+    ($ty:ty $(, $arg:expr)*) => {
+        |prog, target, program| {
+            let cgroup = $crate::attach::cgroup_of(target, program)?;
+            Ok($crate::attach::attach_link!(
+                prog,
+                program,
+                $ty,
+                cgroup
+                $(, $arg)*,
+                aya::programs::CgroupAttachMode::Single
+            ))
+        }
+    };
+}
+pub(crate) use cgroup_attach;
+
 /// Attaches `program` of `spec` to `target` and pins its link in `pin_dir`.
 pub(crate) fn attach_one(
     ebpf: &mut Ebpf,
@@ -73,7 +93,7 @@ pub(crate) fn attach_one(
     let prog = ebpf
         .program_mut(program)
         .ok_or(BpfError::MissingProgram { object, program })?;
-    let fd_link = (spec.attach)(prog, attach, target, program)?;
+    let fd_link = (spec.attach)(prog, target, program)?;
     let prog = ebpf
         .program(program)
         .ok_or(BpfError::MissingProgram { object, program })?;

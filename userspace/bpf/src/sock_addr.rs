@@ -2,13 +2,10 @@
 //! v4 and v6): judges every connect and datagram, redirects DNS and inspected flows to the
 //! bottle's proxies, and restores original addresses for the bottle's view.
 
-use aya::programs::links::FdLink;
-use aya::programs::{CgroupAttachMode, CgroupSockAddr, Program};
+use aya::programs::CgroupSockAddr;
 
-use crate::BpfError;
-use crate::attach::{ObjectSpec, attach_link, cgroup_of};
+use crate::attach::{ObjectSpec, cgroup_attach};
 use crate::query::AttachType;
-use crate::target::OpenTarget;
 
 pub(crate) const OBJECT: ObjectSpec = ObjectSpec {
     name: "sock_addr",
@@ -23,23 +20,5 @@ pub(crate) const OBJECT: ObjectSpec = ObjectSpec {
         ("cork_getpeername4", AttachType::GetPeerName4),
         ("cork_getpeername6", AttachType::GetPeerName6),
     ],
-    attach,
+    attach: cgroup_attach!(CgroupSockAddr),
 };
-
-/// Every sock_addr program attaches the same way; its section name tells the kernel which
-/// of the hooks it is.
-fn attach(
-    prog: &mut Program,
-    _attach: AttachType,
-    target: &OpenTarget,
-    program: &'static str,
-) -> Result<FdLink, BpfError> {
-    let cgroup = cgroup_of(target, program)?;
-    Ok(attach_link!(
-        prog,
-        program,
-        CgroupSockAddr,
-        cgroup,
-        CgroupAttachMode::Single
-    ))
-}

@@ -26,7 +26,6 @@ pub(crate) const OBJECT: ObjectSpec = ObjectSpec {
 /// attachment be pinned and outlive the agent like the cgroup hooks'.
 fn attach(
     prog: &mut Program,
-    _attach: AttachType,
     target: &OpenTarget,
     program: &'static str,
 ) -> Result<FdLink, BpfError> {
