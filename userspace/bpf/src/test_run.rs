@@ -6,12 +6,13 @@
 
 use std::io;
 use std::net::IpAddr;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::path::Path;
 
-use aya::programs::CgroupSkb;
+use aya::programs::{CgroupSkb, Program};
 use cork_policy::KernelPlan;
 
+use super::attach::{ObjectSpec, program_err};
 use super::{BpfError, Enforcement, LoadConstants};
 
 const BPF_PROG_TEST_RUN: libc::c_long = 10;
@@ -62,6 +63,47 @@ unsafe fn test_run(attr: &mut TestRunAttr) -> io::Result<()> {
     Ok(())
 }
 
+/// `specs` loaded into `pin_dir` (which must not exist; removed on drop) with their maps
+/// filled from `plan`; nothing attached.
+fn loaded(
+    specs: &[&ObjectSpec],
+    consts: LoadConstants,
+    pin_dir: &Path,
+    plan: &KernelPlan,
+) -> Result<Enforcement, BpfError> {
+    let mut enforcement = Enforcement {
+        pin_dir: pin_dir.to_path_buf(),
+        objects: Vec::new(),
+        attachments: Vec::new(),
+        removed: false,
+    };
+    enforcement.load_objects(specs, consts, plan)?;
+    Ok(enforcement)
+}
+
+/// Program `program` of the loaded objects (`object` names it in the error).
+fn program_mut<'e>(
+    enforcement: &'e mut Enforcement,
+    object: &'static str,
+    program: &'static str,
+) -> Result<&'e mut Program, BpfError> {
+    enforcement
+        .objects
+        .iter_mut()
+        .find_map(|o| o.program_mut(program))
+        .ok_or(BpfError::MissingProgram { object, program })
+}
+
+/// The fd of loaded program `program`, for BPF_PROG_TEST_RUN.
+fn program_fd(enforcement: &Enforcement, program: &str) -> io::Result<RawFd> {
+    let prog = enforcement
+        .objects
+        .iter()
+        .find_map(|o| o.program(program))
+        .ok_or_else(|| io::Error::other(format!("{program} not loaded")))?;
+    Ok(prog.fd().map_err(io::Error::other)?.as_fd().as_raw_fd())
+}
+
 /// A bottle's programs loaded (not attached) with its maps filled from a plan.
 pub struct SkbTestRun {
     enforcement: Enforcement,
@@ -74,38 +116,11 @@ impl SkbTestRun {
         pin_dir: &Path,
         plan: &KernelPlan,
     ) -> Result<Self, BpfError> {
-        let mut enforcement = Enforcement {
-            pin_dir: pin_dir.to_path_buf(),
-            objects: Vec::new(),
-            attachments: Vec::new(),
-            removed: false,
-        };
-        enforcement.load_objects(super::CGROUP_OBJECTS, consts, plan)?;
-        let ebpf = enforcement
-            .objects
-            .iter_mut()
-            .find(|o| o.program(SKB_PROGRAM).is_some())
-            .ok_or(BpfError::MissingProgram {
-                object: "skb",
-                program: SKB_PROGRAM,
-            })?;
-        let prog: &mut CgroupSkb = ebpf
-            .program_mut(SKB_PROGRAM)
-            .ok_or(BpfError::MissingProgram {
-                object: "skb",
-                program: SKB_PROGRAM,
-            })?
+        let mut enforcement = loaded(super::CGROUP_OBJECTS, consts, pin_dir, plan)?;
+        let prog: &mut CgroupSkb = program_mut(&mut enforcement, "skb", SKB_PROGRAM)?
             .try_into()
-            .map_err(|source| BpfError::Program {
-                program: SKB_PROGRAM,
-                operation: "type check",
-                source,
-            })?;
-        prog.load().map_err(|source| BpfError::Program {
-            program: SKB_PROGRAM,
-            operation: "load",
-            source,
-        })?;
+            .map_err(program_err(SKB_PROGRAM, "type check"))?;
+        prog.load().map_err(program_err(SKB_PROGRAM, "load"))?;
         Ok(SkbTestRun { enforcement })
     }
 
@@ -120,18 +135,7 @@ impl SkbTestRun {
 
     /// Runs the program on one IP packet; true when it passes the packet.
     pub fn passes(&mut self, ip_packet: &[u8]) -> io::Result<bool> {
-        let ebpf = self
-            .enforcement
-            .objects
-            .iter()
-            .find(|o| o.program(SKB_PROGRAM).is_some())
-            .ok_or_else(|| io::Error::other("skb program not loaded"))?;
-        let prog: &CgroupSkb = ebpf
-            .program(SKB_PROGRAM)
-            .ok_or_else(|| io::Error::other("skb program not loaded"))?
-            .try_into()
-            .map_err(io::Error::other)?;
-        let fd = prog.fd().map_err(io::Error::other)?;
+        let fd = program_fd(&self.enforcement, SKB_PROGRAM)?;
         // The kernel takes an Ethernet frame and starts cgroup_skb programs at the network
         // header (net/bpf/test_run.c, bpf_prog_test_run_skb: eth_type_trans).
         let mut frame = vec![0u8; 12];
@@ -142,7 +146,7 @@ impl SkbTestRun {
         });
         frame.extend_from_slice(ip_packet);
         let mut attr = TestRunAttr {
-            prog_fd: fd.as_fd().as_raw_fd() as u32,
+            prog_fd: fd as u32,
             data_size_in: frame.len() as u32,
             data_in: frame.as_ptr() as u64,
             repeat: 1,
@@ -176,30 +180,13 @@ impl TapTestRun {
         pin_dir: &Path,
         plan: &KernelPlan,
     ) -> Result<Self, BpfError> {
-        let mut enforcement = Enforcement {
-            pin_dir: pin_dir.to_path_buf(),
-            objects: Vec::new(),
-            attachments: Vec::new(),
-            removed: false,
-        };
-        enforcement.load_objects(super::TAP_OBJECTS, consts, plan)?;
+        let mut enforcement = loaded(super::TAP_OBJECTS, consts, pin_dir, plan)?;
         let program = super::tap::PROGRAM;
-        let err = |operation| {
-            move |source| BpfError::Program {
-                program,
-                operation,
-                source,
-            }
-        };
-        let prog: &mut aya::programs::SchedClassifier = enforcement.objects[0]
-            .program_mut(program)
-            .ok_or(BpfError::MissingProgram {
-                object: "tap",
-                program,
-            })?
-            .try_into()
-            .map_err(err("type check"))?;
-        prog.load().map_err(err("load"))?;
+        let prog: &mut aya::programs::SchedClassifier =
+            program_mut(&mut enforcement, "tap", program)?
+                .try_into()
+                .map_err(program_err(program, "type check"))?;
+        prog.load().map_err(program_err(program, "load"))?;
         Ok(TapTestRun { enforcement })
     }
 
@@ -214,18 +201,13 @@ impl TapTestRun {
 
     /// Runs the program on one Ethernet frame.
     pub fn run(&mut self, frame: &[u8]) -> io::Result<TapVerdict> {
-        let prog: &aya::programs::SchedClassifier = self.enforcement.objects[0]
-            .program(super::tap::PROGRAM)
-            .ok_or_else(|| io::Error::other("tap program not loaded"))?
-            .try_into()
-            .map_err(io::Error::other)?;
-        let fd = prog.fd().map_err(io::Error::other)?;
+        let fd = program_fd(&self.enforcement, super::tap::PROGRAM)?;
         // struct __sk_buff: the first bytes, zero, in (the kernel accepts only a few
         // settable fields); all of it out (a shorter buffer is ENOSPC), `mark` at offset 8.
         let ctx_in = [0u8; 32];
         let mut ctx_out = [0u8; 256];
         let mut attr = TestRunAttr {
-            prog_fd: fd.as_fd().as_raw_fd() as u32,
+            prog_fd: fd as u32,
             data_size_in: frame.len() as u32,
             data_in: frame.as_ptr() as u64,
             repeat: 1,
