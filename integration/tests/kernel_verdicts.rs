@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use anyhow::Result;
 use cork_bpf::LoadConstants;
 use cork_bpf::test_run::{SkbTestRun, ip_packet};
-use cork_integration::verdicts::{Lcg, PinnedRun};
+use cork_integration::verdicts::{Lcg, PROXY_MANIFEST, PROXY_NAMES, PinnedRun, learn_names};
 use cork_policy::{Action, Proto};
 
 const CONSTS: LoadConstants = LoadConstants {
@@ -205,35 +205,6 @@ fn learned_entries_apply_until_they_expire_and_never_hide_static_rules() -> Resu
     Ok(())
 }
 
-const PROXY_MANIFEST: &str = r#"
-version = 1
-[bottle]
-name = "verdicts-proxy"
-
-[[egress.allow]]
-domain = "web.example.test"          # default: 80 and 443 go through the proxy
-proto = "any"
-
-[[egress.allow]]
-domain = "all.example.test"          # every port of the rule through the proxy
-ports = [8443, "9000-9001"]
-inspect = true
-
-[[egress.allow]]
-domain = "pinned.example.test"       # pass-through by SNI: still redirected on 443
-ports = [443, 22]
-inspect = false
-
-[[egress.allow]]
-cidr = "198.51.100.0/25"
-ports = [443, 9000]
-proto = "any"
-
-[[egress.deny]]
-cidr = "198.51.100.66/32"
-ports = [443]
-"#;
-
 /// The real skb program on addresses learned for names with redirecting rules agrees with
 /// the policy model: a packet passes (on a socket no connect() vetted) exactly when the
 /// model allows it without the proxy — traffic the policy sends through the proxy never
@@ -241,7 +212,7 @@ ports = [443]
 #[test]
 fn skb_verdicts_for_proxied_names_match_the_policy_model() -> Result<()> {
     use cork_bpf::test_run::boot_ns;
-    use cork_policy::{PrefixEntry, compile};
+    use cork_policy::compile;
 
     let policy = compile(PROXY_MANIFEST, "verdicts-proxy.toml")?;
     let plan = policy.kernel_plan();
@@ -251,27 +222,11 @@ fn skb_verdicts_for_proxied_names_match_the_policy_model() -> Result<()> {
 
     let src: IpAddr = "198.51.100.1".parse()?;
     let fresh = boot_ns() + 60_000_000_000;
-    let names = [
-        "web.example.test",
-        "all.example.test",
-        "pinned.example.test",
-    ];
-    let hosts = [10u8, 66, 200];
     let ports = [22u16, 80, 443, 8443, 9000, 9001, 9002];
     // Each name learned at its own host (the kernel's trie and the model alike).
-    let mut model = plan.clone();
-    for (name, host) in names.iter().zip(hosts) {
-        let dst = IpAddr::V4(Ipv4Addr::new(198, 51, 100, host));
-        let e = plan.learned_entry(dst, &policy.allowed_slots(name))?;
-        run.learn(&e, fresh)?;
-        model.v4.retain(|p| p.prefix != e.prefix);
-        model.v4.push(PrefixEntry {
-            prefix: e.prefix,
-            slots: e.slots,
-        });
-    }
+    let model = learn_names(&policy, &plan, &PROXY_NAMES, |e| Ok(run.learn(e, fresh)?))?;
     let (mut redirected, mut passed, mut dropped) = (0, 0, 0);
-    for (name, host) in names.iter().zip(hosts) {
+    for (name, host) in PROXY_NAMES {
         let dst = IpAddr::V4(Ipv4Addr::new(198, 51, 100, host));
         for proto in [Proto::Tcp, Proto::Udp] {
             for port in ports {

@@ -14,7 +14,7 @@ use cork_bpf::abi::{cork_guest, cork_mark};
 use cork_bpf::test_run::{TapTestRun, TapVerdict, eth_frame, ip_packet};
 use cork_bpf::{AttachTarget, Enforcement, LoadConstants};
 use cork_integration::World;
-use cork_integration::verdicts::{Lcg, PinnedRun};
+use cork_integration::verdicts::{Lcg, PROXY_MANIFEST, PROXY_NAMES, PinnedRun, learn_names};
 use cork_policy::{Action, Proto};
 
 const MANIFEST: &str = r#"
@@ -351,58 +351,23 @@ fn tap_program_attaches_to_a_device_verifies_and_detaches() -> Result<()> {
     Ok(())
 }
 
-const PROXY_MANIFEST: &str = r#"
-version = 1
-[bottle]
-name = "tapverdicts-proxy"
-
-[[egress.allow]]
-domain = "web.example.test"          # default: 80 and 443 go through the proxy
-proto = "any"
-
-[[egress.allow]]
-domain = "all.example.test"          # every port of the rule through the proxy
-ports = [8443, "9000-9001"]
-inspect = true
-
-[[egress.allow]]
-cidr = "198.51.100.0/25"
-ports = [443, 9000]
-proto = "any"
-
-[[egress.deny]]
-cidr = "198.51.100.66/32"
-ports = [443]
-"#;
-
 /// Addresses learned for names whose rules inspect: TCP to an inspected port is marked for
 /// the inspecting proxy, UDP to it (HTTP/3) is dropped, other allowed ports go direct —
 /// exactly as the policy model says for a cgroup bottle.
 #[test]
 fn tap_marks_inspected_flows_of_learned_names_like_the_model() -> Result<()> {
     use cork_bpf::test_run::boot_ns;
-    use cork_policy::{PrefixEntry, compile};
+    use cork_policy::compile;
 
-    let policy = compile(PROXY_MANIFEST, "tapverdicts-proxy.toml")?;
+    let policy = compile(PROXY_MANIFEST, "verdicts-proxy.toml")?;
     let plan = policy.kernel_plan();
     let mut h = PinnedRun::new("tapverdicts", "proxy")?;
     h.run = Some(TapTestRun::load(consts(), &h.pin_dir, &plan)?);
     let run = h.run.as_mut().context("loaded")?;
     let fresh = boot_ns() + 60_000_000_000;
-    let mut model_plan = plan.clone();
-    let learned = [("web.example.test", 10u8), ("all.example.test", 66)];
-    for (name, host) in learned {
-        let dst = IpAddr::V4(Ipv4Addr::new(198, 51, 100, host));
-        let e = plan.learned_entry(dst, &policy.allowed_slots(name))?;
-        run.learn(&e, fresh)?;
-        model_plan.v4.retain(|p| p.prefix != e.prefix);
-        model_plan.v4.push(PrefixEntry {
-            prefix: e.prefix,
-            slots: e.slots,
-        });
-    }
+    let model_plan = learn_names(&policy, &plan, &PROXY_NAMES, |e| Ok(run.learn(e, fresh)?))?;
     let mut inspected = 0;
-    for (name, host) in learned {
+    for (name, host) in PROXY_NAMES {
         let dst = IpAddr::V4(Ipv4Addr::new(198, 51, 100, host));
         for proto in [Proto::Tcp, Proto::Udp] {
             for port in [22u16, 80, 443, 8443, 9000, 9001, 9002] {
