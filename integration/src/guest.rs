@@ -12,7 +12,7 @@
 //! Dropping the Guest kills what runs in its namespace and deletes it (the veth goes
 //! with it); the sweeper removes a dead world's `<id>g` like its other namespaces.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, TcpStream, UdpSocket};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -205,7 +205,7 @@ impl Guest {
         }
         let (payload, eth) = (payload.to_owned(), self.eth.clone());
         self.ns().run(move || {
-            let s = UdpSocket::bind(SocketAddr::new(IpAddr::V4(from), 68))
+            let s = bind_reusable(SocketAddrV4::new(from, 68))
                 .with_context(|| format!("bind {from}:68"))?;
             s.set_broadcast(true)?;
             let dev = std::ffi::CString::new(eth)?;
@@ -309,4 +309,23 @@ impl Guest {
         );
         Ok(())
     }
+}
+
+/// A UDP socket bound to a fixed port with SO_REUSEADDR. Each `dhcp_send` binds port 68
+/// afresh, and the last one's socket can outlive its close for a moment: a process that
+/// another test thread forks at the wrong time holds a copy of the fd until its exec.
+/// Without the option the next bind fails with EADDRINUSE (seen once in CI).
+fn bind_reusable(addr: SocketAddrV4) -> Result<UdpSocket> {
+    use nix::sys::socket::{
+        bind, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType, SockaddrIn,
+    };
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    setsockopt(&fd, sockopt::ReuseAddr, &true)?;
+    bind(std::os::fd::AsRawFd::as_raw_fd(&fd), &SockaddrIn::from(addr))?;
+    Ok(UdpSocket::from(fd))
 }
