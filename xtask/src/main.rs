@@ -195,6 +195,8 @@ fn demo() -> Result<()> {
         bail!("the demo creates network namespaces and cgroups: run it as root");
     }
     run(cargo().args(["build", "-p", "cork", "--bin", "cork"]))?;
+    // The VM phase boots the test guest.
+    guest::build(&root())?;
     run(cargo()
         .args([
             "run",

@@ -108,13 +108,43 @@ fn fetch(req: &Request) -> Result<String, String> {
         .split_whitespace()
         .nth(1)
         .ok_or_else(|| "no status line".to_string())?;
-    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let chunked = head.lines().any(|l| {
+        l.to_ascii_lowercase()
+            .starts_with("transfer-encoding: chunked")
+    });
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
     let body: String = body
         .chars()
         .take(200)
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect();
     Ok(format!("status={status} body={body}"))
+}
+
+/// The data of a chunked body (sizes in hex, each chunk followed by CRLF; trailers
+/// ignored). Stops at the last chunk or at anything malformed.
+fn dechunk(mut rest: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let size = size.split(';').next().unwrap_or_default().trim();
+        let Ok(n) = usize::from_str_radix(size, 16) else {
+            break;
+        };
+        let (Some(chunk), Some(next)) = (after.get(..n), after.get(n..)) else {
+            break;
+        };
+        if n == 0 {
+            break;
+        }
+        out.push_str(chunk);
+        rest = next.trim_start_matches("\r\n");
+    }
+    out
 }
 
 fn main() -> ExitCode {
