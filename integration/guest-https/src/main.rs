@@ -7,7 +7,10 @@
 //! guest-https IP HOST PATH [-H 'Name: value']... [-d BODY]
 //! ```
 //! Prints `status=NNN body=<first 200 bytes, one line>`, or `error=<why>`; exit 0 when a
-//! response came back.
+//! response came back. The measuring modes (`--connects`, `--send`, `--requests`) are in
+//! [`bench`].
+
+mod bench;
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
@@ -71,8 +74,12 @@ fn config() -> Result<Arc<rustls::ClientConfig>, String> {
 }
 
 fn fetch(req: &Request) -> Result<String, String> {
+    fetch_with(req, config()?)
+}
+
+fn fetch_with(req: &Request, config: Arc<rustls::ClientConfig>) -> Result<String, String> {
     let name = ServerName::try_from(req.host.clone()).map_err(|e| e.to_string())?;
-    let conn = rustls::ClientConnection::new(config()?, name).map_err(|e| e.to_string())?;
+    let conn = rustls::ClientConnection::new(config, name).map_err(|e| e.to_string())?;
     let addr = SocketAddr::new(req.ip, 443);
     let tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(10))
         .map_err(|e| format!("connect {addr}: {e}"))?;
@@ -148,7 +155,15 @@ fn dechunk(mut rest: &str) -> String {
 }
 
 fn main() -> ExitCode {
-    match parse().and_then(|req| fetch(&req)) {
+    let mut args = std::env::args().skip(1).peekable();
+    let result = match args.peek().cloned() {
+        Some(mode) if mode.starts_with("--") => {
+            args.next();
+            bench::run(&mode, args)
+        }
+        _ => parse().and_then(|req| fetch(&req)),
+    };
+    match result {
         Ok(line) => {
             println!("{line}");
             ExitCode::SUCCESS
