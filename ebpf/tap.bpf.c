@@ -243,7 +243,12 @@ int cork_tap_ingress(struct __sk_buff *skb)
 			skb->mark = (skb->mark & ~CORK_MARK_MASK) | CORK_MARK_LINK;
 			return TC_ACT_OK;
 		}
-		if (!cork_in_guest_prefix(pkt.src)) {
+		/* From its link-local address to the router's: the host itself on the link
+		 * (host_ports only, judged below like the gateway's global address). */
+		int to_router = cork_is_link_local6(pkt.src) &&
+				cork_bytes_eq(CORK_GUEST.gw6_ll, pkt.dst.addr, 16);
+
+		if (!to_router && !cork_in_guest_prefix(pkt.src)) {
 			cork_audit(&pkt, cork_deny(CORK_REASON_SPOOFED_SOURCE));
 			return TC_ACT_SHOT;
 		}

@@ -55,6 +55,9 @@ gw6=$(ip -6 -o addr show dev eth0 scope global | awk '{print $4}' | cut -d: -f1-
 tcp host_port_v4 "$gw4" 7000
 tcp host_port_v6 "$gw6" 7000
 tcp host_other_port "$gw4" 7001
+gwll=$(ip -6 route | awk '/^default/ {print $3}')
+tcp host_port_ll "$gwll%eth0" 7000
+tcp host_other_port_ll "$gwll%eth0" 7001
 tcp host_other_address 198.51.100.1 7000
 echo "ca $(grep -c 'BEGIN CERTIFICATE' "$CORK_CA")"
 echo "placeholder $ACME_API_KEY"
@@ -295,7 +298,7 @@ fn a_guest_reaches_exactly_what_its_manifest_allows() -> Result<()> {
         "{}",
         ctx()
     );
-    assert_eq!(host.peers().len(), 2, "{}", ctx());
+    assert_eq!(host.peers().len(), 3, "{}", ctx());
     assert!(host_other.peers().is_empty(), "{}", ctx());
     audit.expect(
         json!({"layer": "kernel", "hook": "tc_ingress", "verdict": "allow",

@@ -247,6 +247,7 @@ impl TapFence {
             guest_v6: a.prefix6,
             guest_v6_prefix: GUEST_PREFIX_V6,
             gateway_v6: a.gateway6,
+            gateway_v6_ll: fence.link().map(|l| l.gateway_ll),
             dns_port,
             proxy_port,
             host_ports: host_ports.to_vec(),
