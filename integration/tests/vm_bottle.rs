@@ -428,6 +428,18 @@ fn preflight_refuses_a_host_without_kvm_before_creating_anything() -> Result<()>
         !world.bottle().ip(&["-o", "link"])?.contains("cork"),
         "no tap was created"
     );
+    // The same seam without the harness marker: refused, naming it.
+    let mut cmd = world.cork(["vm", "--accel", "tcg", "--manifest"]);
+    cmd.arg(&manifest)
+        .args(["--kernel", "/nonexistent-kernel"])
+        .env_remove("CORK_TEST_HARNESS")
+        .env("CORK_TEST_KVM_DEVICE", world.path("no-kvm", "dev"));
+    let out = world.run(&mut cmd)?;
+    assert_eq!(out.code(), 125, "{out}");
+    assert!(
+        out.stderr.contains("CORK_TEST_KVM_DEVICE is set but"),
+        "{out}"
+    );
     // The preflight alone, for TCG, passes on this host.
     let out = world.run(world.cork(["vm", "--preflight", "--accel", "tcg"]))?;
     assert_eq!(out.code(), 0, "{out}");
