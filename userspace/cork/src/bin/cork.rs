@@ -54,6 +54,24 @@ enum Cmd {
     /// its serial console is stdin/stdout. Exits 0 when the guest powers off, 128+N when
     /// stopped or killed by signal N, 125 when cork itself failed.
     Vm(VmArgs),
+    /// The agent daemon: standing bottles behind a host-only control socket (HTTP/1.1 +
+    /// JSON). Runs until SIGINT/SIGTERM, then tears its bottles down.
+    Daemon {
+        /// The control socket (default $CORK_SOCKET, else /run/cork/cork.sock).
+        #[arg(long)]
+        socket: Option<PathBuf>,
+        /// Append audit events (JSON lines) to this file instead of standard error.
+        #[arg(long)]
+        audit_log: Option<PathBuf>,
+    },
+    /// Standing bottles, through the daemon's control socket.
+    Bottle {
+        /// The control socket (default $CORK_SOCKET, else /run/cork/cork.sock).
+        #[arg(long, global = true)]
+        socket: Option<PathBuf>,
+        #[command(subcommand)]
+        command: BottleCmd,
+    },
     /// Remove cgroups and pins left by cork agents that no longer run (killing any
     /// processes still in those bottles).
     Clean,
@@ -106,6 +124,21 @@ struct VmArgs {
     /// and `opt/cork/env` are reserved); repeatable.
     #[arg(long = "fw-cfg", value_name = "NAME=FILE")]
     fw_cfg: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum BottleCmd {
+    /// Create a standing bottle from a manifest (enforced and verified when this returns).
+    Create {
+        #[arg(long, short = 'm')]
+        manifest: PathBuf,
+    },
+    /// List the standing bottles.
+    Ls,
+    /// One bottle, as JSON.
+    Show { name: String },
+    /// Remove a bottle (its processes are killed while still enforced).
+    Rm { name: String },
 }
 
 #[derive(Subcommand)]
@@ -162,6 +195,8 @@ fn main() -> ExitCode {
             }
         }
         Cmd::Clean => clean(),
+        Cmd::Daemon { socket, audit_log } => daemon(socket, audit_log),
+        Cmd::Bottle { socket, command } => bottle(&cork::control::socket(socket), command),
         Cmd::Dlp {
             command: DlpCmd::Scan { file, manifest },
         } => dlp_scan(&file, manifest.as_deref()),
@@ -235,6 +270,60 @@ fn dlp_scan(file: &Path, manifest: Option<&Path>) -> ExitCode {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
+    }
+}
+
+fn daemon(socket: Option<PathBuf>, audit_log: Option<PathBuf>) -> ExitCode {
+    let socket = cork::control::socket(socket);
+    let cfg = cork_daemon::server::DaemonConfig {
+        socket,
+        lock: PathBuf::from(cork_daemon::LOCK_PATH),
+        audit_log,
+    };
+    let ready = |path: &Path| {
+        println!("cork daemon: serving on {}", path.display());
+        cork_daemon::notify::ready();
+    };
+    match cork_daemon::server::run(cfg, ready) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("cork daemon: {}", cork_audit::error_chain(&e));
+            ExitCode::from(125)
+        }
+    }
+}
+
+fn bottle(socket: &Path, cmd: BottleCmd) -> ExitCode {
+    use cork::control;
+    let done = match cmd {
+        BottleCmd::Create { manifest } => control::create(socket, &manifest).map(|b| {
+            println!("{} {}", b.name, b.key);
+            0
+        }),
+        BottleCmd::Ls => control::list(socket).map(|list| {
+            println!("{:<24} {:<40} CREATED", "NAME", "KEY");
+            for b in list {
+                println!("{:<24} {:<40} {}", b.name, b.key, b.created);
+            }
+            0
+        }),
+        BottleCmd::Show { name } => control::show(socket, &name).map(|b| {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&b).unwrap_or_else(|e| e.to_string())
+            );
+            0
+        }),
+        BottleCmd::Rm { name } => control::remove(socket, &name).map(|r| {
+            for p in &r.problems {
+                eprintln!("cork bottle rm: {p}");
+            }
+            u8::from(!r.problems.is_empty())
+        }),
+    };
+    match done {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => ExitCode::from(control::fail("bottle", &e)),
     }
 }
 
