@@ -158,5 +158,43 @@ fn a_daemon_holds_standing_bottles_behind_its_control_socket() -> Result<()> {
         "cgroup removed at shutdown"
     );
     assert!(!socket.exists(), "socket removed");
+
+    // kill -9 of the daemon: its bottle stays fenced (pinned programs, default deny)
+    // until `cork clean`.
+    let mut daemon = Spawned::start(&mut world.cork(["daemon", "--socket", &sock]))?;
+    daemon.wait_line(
+        &format!("cork daemon: serving on {sock}"),
+        Duration::from_secs(30),
+    )?;
+    let out = world.run(world.cork([
+        "bottle".as_ref(),
+        "create".as_ref(),
+        "--socket".as_ref(),
+        sock.as_ref(),
+        "-m".as_ref(),
+        manifest.as_os_str(),
+    ]))?;
+    assert_eq!(out.code(), 0, "{out}");
+    let out = world.run(world.cork(["bottle", "show", &name, "--socket", &sock]))?;
+    let info: serde_json::Value = serde_json::from_str(&out.stdout)?;
+    let procs = info["cgroup_procs"]
+        .as_str()
+        .context("cgroup_procs")?
+        .to_owned();
+    daemon.kill()?;
+    let script =
+        format!("echo $$ > {procs} && busybox nc -w 3 198.51.100.11 8080 </dev/null; echo rc=$?");
+    let out = world.run(world.command(Side::Bottle, "sh").args(["-c", &script]))?;
+    assert!(
+        out.stdout.contains("rc=1"),
+        "still fenced without its daemon: {out}"
+    );
+    assert!(denied.peers().is_empty(), "{out}");
+    let out = world.run(world.cork(["clean"]))?;
+    assert_eq!(out.code(), 0, "{out}");
+    assert!(
+        !std::path::Path::new(&procs).exists(),
+        "cork clean removed it: {out}"
+    );
     Ok(())
 }
