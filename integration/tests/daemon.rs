@@ -128,6 +128,33 @@ fn a_daemon_holds_standing_bottles_behind_its_control_socket() -> Result<()> {
         "a bottled process drove the daemon: {out}"
     );
 
+    // cork exec: a command started in the standing bottle, hardened as cork run's.
+    let key = info["key"].as_str().context("key")?.to_owned();
+    let out = world.run(world.cork([
+        "exec",
+        &name,
+        "--socket",
+        &sock,
+        "--",
+        "sh",
+        "-c",
+        "busybox nc -w 3 198.51.100.10 8080 </dev/null; busybox nc -w 3 198.51.100.11 8080 \
+         </dev/null; cat /proc/self/cgroup; ls /proc | grep -c '^[0-9]'; exit 7",
+    ]))?;
+    assert_eq!(out.code(), 7, "CMD's status: {out}");
+    assert!(
+        out.stdout
+            .contains("hello from Internet 198.51.100.10:8080"),
+        "{out}"
+    );
+    assert!(!out.stdout.contains("198.51.100.11:8080"), "{out}");
+    assert!(out.stdout.contains(&key), "in the bottle's cgroup: {out}");
+    assert_eq!(allowed.peers().len(), 2, "{out}");
+    assert!(denied.peers().is_empty(), "{out}");
+    let out = world.run(world.cork(["exec", "nope", "--socket", &sock, "--", "true"]))?;
+    assert_eq!(out.code(), 125, "{out}");
+    assert!(out.stderr.contains("no bottle named"), "{out}");
+
     let out = world.run(world.cork(["bottle", "rm", &name, "--socket", &sock]))?;
     assert_eq!(out.code(), 0, "{out}");
     assert!(!std::path::Path::new(&procs).exists(), "cgroup removed");

@@ -87,6 +87,37 @@ pub enum RuntimeError {
     AlreadyStarted(String),
 }
 
+/// Writes one `env_scrubbed` event per removed variable of a command in bottle `bottle`:
+/// its name and why, never its value.
+pub fn audit_env_scrub(
+    sink: &Mutex<AuditSink>,
+    bottle: &str,
+    removals: &[Removal],
+) -> Result<(), SinkError> {
+    let mut sink = sink.lock().unwrap_or_else(|p| p.into_inner());
+    for r in removals {
+        let variable = r.name.to_string_lossy().into_owned();
+        sink.write(&EnvScrubEvent {
+            head: cork_audit::EventHead::now(bottle, "cork", "env_scrubbed"),
+            detail: match &r.swapped_on {
+                None => format!(
+                    "{variable} removed from the command's environment: {}",
+                    r.why
+                ),
+                Some(host) => format!(
+                    "{variable} removed from the command's environment: {}; it holds a \
+                     placeholder the proxy swaps for the real value on {host}",
+                    r.why
+                ),
+            },
+            why: r.why.to_string(),
+            swapped_on: r.swapped_on.clone(),
+            variable,
+        })?;
+    }
+    sink.flush()
+}
+
 impl From<crate::vm::VmError> for RuntimeError {
     fn from(e: crate::vm::VmError) -> Self {
         RuntimeError::Vm(Box::new(e))
@@ -167,6 +198,8 @@ pub struct BottleRuntime {
     masks: Vec<Mask>,
     /// A VM bottle's CA and placeholders, for the guest.
     guest: Option<GuestFiles>,
+    /// What every command in this (cgroup) bottle gets in its environment.
+    command_env: web::CommandEnv,
     /// Held for the bottle's life: the id is ours until this drops.
     _lease: IdLease,
 }
@@ -257,11 +290,13 @@ impl BottleRuntime {
             masks,
             guest,
         } = parts;
+        let command_env = web.as_ref().map(WebSetup::command_env).unwrap_or_default();
         BottleRuntime {
             policy,
             key,
             sink,
             fence,
+            command_env,
             dns: Some(dns),
             web,
             services: None,
@@ -293,28 +328,7 @@ impl BottleRuntime {
     /// Writes one `env_scrubbed` event per removed variable: its name and why, never its
     /// value.
     pub fn audit_env_scrub(&self, removals: &[Removal]) -> Result<(), SinkError> {
-        let mut sink = self.sink.lock().unwrap_or_else(|p| p.into_inner());
-        for r in removals {
-            let variable = r.name.to_string_lossy().into_owned();
-            sink.write(&EnvScrubEvent {
-                head: cork_audit::EventHead::now(&self.policy.name, "cork", "env_scrubbed"),
-                detail: match &r.swapped_on {
-                    None => format!(
-                        "{variable} removed from the command's environment: {}",
-                        r.why
-                    ),
-                    Some(host) => format!(
-                        "{variable} removed from the command's environment: {}; it holds a \
-                         placeholder the proxy swaps for the real value on {host}",
-                        r.why
-                    ),
-                },
-                why: r.why.to_string(),
-                swapped_on: r.swapped_on.clone(),
-                variable,
-            })?;
-        }
-        sink.flush()
+        audit_env_scrub(&self.sink, &self.policy.name, removals)
     }
 
     pub fn key(&self) -> &BottleKey {
@@ -341,9 +355,13 @@ impl BottleRuntime {
     /// What a command in this bottle needs in its environment: the CA bundle for every
     /// common TLS client, each credential's placeholder, none of the real values.
     pub fn command_env(&self, cmd: &mut Command) {
-        if let Some(w) = &self.web {
-            w.child_env(cmd);
-        }
+        self.command_env.apply(cmd);
+    }
+
+    /// [`BottleRuntime::command_env`] as data (for a command started by another process:
+    /// `cork exec` into a daemon's standing bottle). Valid for the bottle's whole life.
+    pub fn command_env_vars(&self) -> &web::CommandEnv {
+        &self.command_env
     }
 
     /// Starts the DNS proxy and the inspecting proxy (as tasks on `runtime`) and the audit

@@ -44,6 +44,27 @@ pub enum WebError {
     Start(#[source] std::io::Error),
 }
 
+/// What a command in a bottle gets in its environment from the bottle (beyond what the
+/// host-secrets decision removes): variables set, and variables removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CommandEnv {
+    pub set: Vec<(String, String)>,
+    pub remove: Vec<String>,
+}
+
+impl CommandEnv {
+    /// Applies this to `cmd` (std builds the environment block before fork, so the
+    /// command's `/proc/self/environ` never holds what is removed).
+    pub fn apply(&self, cmd: &mut Command) {
+        for name in &self.remove {
+            cmd.env_remove(name);
+        }
+        for (name, value) in &self.set {
+            cmd.env(name, value);
+        }
+    }
+}
+
 /// Where the inspecting proxy listens.
 #[derive(Debug, Clone, Copy)]
 pub enum Listen {
@@ -117,14 +138,18 @@ impl WebSetup {
 
     /// The command's environment: the bundle for every common TLS client, each
     /// credential's placeholder, and none of the real values cork read.
-    pub fn child_env(&self, cmd: &mut Command) {
+    pub fn command_env(&self) -> CommandEnv {
+        let bundle = self.bundle.path().display().to_string();
+        let mut env = CommandEnv::default();
         for var in CA_ENV_VARS {
-            cmd.env(var, self.bundle.path());
+            env.set.push((var.to_string(), bundle.clone()));
         }
         for c in &self.creds {
-            cmd.env_remove(&c.credential.value_env);
-            cmd.env(&c.credential.env, &c.credential.placeholder);
+            env.remove.push(c.credential.value_env.clone());
+            env.set
+                .push((c.credential.env.clone(), c.credential.placeholder.clone()));
         }
+        env
     }
 
     /// Starts serving. The returned bundle must outlive the command.

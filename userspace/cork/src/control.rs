@@ -108,3 +108,9 @@ fn bottle_path(name: &str) -> Result<String, ClientError> {
     }
     Ok(format!("/v1/bottles/{name}"))
 }
+
+/// `GET /v1/bottles/NAME/exec`: what `cork exec` needs.
+pub fn exec_info(socket: &Path, name: &str) -> Result<cork_daemon::api::ExecInfo, ClientError> {
+    let path = format!("{}/exec", bottle_path(name)?);
+    decode(socket, client::call(socket, Method::GET, &path, None)?)
+}

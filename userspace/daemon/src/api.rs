@@ -7,6 +7,7 @@
 //! | `GET /v1/bottles` | — | `[BottleInfo]` |
 //! | `POST /v1/bottles` | [`CreateBottle`] | `201` [`BottleInfo`] |
 //! | `GET /v1/bottles/{name}` | — | [`BottleInfo`] |
+//! | `GET /v1/bottles/{name}/exec` | — | [`ExecInfo`] (for `cork exec`) |
 //! | `DELETE /v1/bottles/{name}` | — | `200` [`Removed`] |
 
 use serde::{Deserialize, Serialize};
@@ -33,6 +34,19 @@ pub struct BottleInfo {
     pub created: String,
     /// The manifest's origin as given at creation.
     pub origin: String,
+}
+
+/// `GET /v1/bottles/{name}/exec`: what `cork exec` needs to start a command in the
+/// bottle the way `cork run` starts one — its cgroup, its manifest (the host-secrets
+/// decision is the caller's: its environment, its user), and the environment the bottle
+/// gives every command (CA bundle, placeholders).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecInfo {
+    pub name: String,
+    pub cgroup_procs: String,
+    pub manifest: String,
+    pub origin: String,
+    pub env: cork_agent::web::CommandEnv,
 }
 
 /// `DELETE /v1/bottles/{name}`: what teardown met (empty when everything went).

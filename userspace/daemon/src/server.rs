@@ -25,7 +25,7 @@ use nix::fcntl::{Flock, FlockArg};
 use cork_agent::BottleRuntime;
 use cork_audit::AuditSink;
 
-use crate::api::{ApiError, BottleInfo, CreateBottle, ErrorBody, ErrorKind, Removed};
+use crate::api::{ApiError, BottleInfo, CreateBottle, ErrorBody, ErrorKind, ExecInfo, Removed};
 use crate::gate::{self, Peer};
 
 /// Largest request body: a manifest (100 000 rules is a few MB).
@@ -59,6 +59,7 @@ pub struct DaemonConfig {
 struct Standing {
     runtime: BottleRuntime,
     info: BottleInfo,
+    manifest: String,
 }
 
 struct State {
@@ -234,6 +235,26 @@ async fn route(
             Ok(bytes) => create(state, &bytes).await,
             Err(e) => error(e),
         },
+        (Method::GET, _, Some(name)) if name.ends_with("/exec") => {
+            let name = name.trim_end_matches("/exec");
+            let bottles = state.bottles.lock().unwrap_or_else(|p| p.into_inner());
+            match bottles.get(name) {
+                Some(b) => match b.runtime.cgroup_procs() {
+                    Some(procs) => json(
+                        200,
+                        &ExecInfo {
+                            name: name.to_owned(),
+                            cgroup_procs: procs.display().to_string(),
+                            manifest: b.manifest.clone(),
+                            origin: b.info.origin.clone(),
+                            env: b.runtime.command_env_vars().clone(),
+                        },
+                    ),
+                    None => error(not_found(name)),
+                },
+                None => error(not_found(name)),
+            }
+        }
         (Method::GET, _, Some(name)) => {
             let bottles = state.bottles.lock().unwrap_or_else(|p| p.into_inner());
             match bottles.get(&name) {
@@ -271,6 +292,7 @@ async fn create(state: Arc<State>, bytes: &[u8]) -> Response<Full<Bytes>> {
             ));
         }
     };
+    let manifest = req.manifest.clone();
     let policy = match cork_policy::compile(&req.manifest, &req.origin) {
         Ok(p) => p,
         Err(e) => return error(ApiError::new(ErrorKind::Manifest, e.to_string())),
@@ -325,6 +347,7 @@ async fn create(state: Arc<State>, bytes: &[u8]) -> Response<Full<Bytes>> {
                 Standing {
                     runtime,
                     info: info.clone(),
+                    manifest,
                 },
             );
             None

@@ -64,6 +64,25 @@ enum Cmd {
         #[arg(long)]
         audit_log: Option<PathBuf>,
     },
+    /// Run CMD in a daemon's standing bottle, hardened as `cork run` hardens its command;
+    /// exits with CMD's status (128+N for signal N, 125 if cork failed, 126/127).
+    Exec {
+        /// The standing bottle's name.
+        name: String,
+        /// The control socket (default $CORK_SOCKET, else /run/cork/cork.sock).
+        #[arg(long)]
+        socket: Option<PathBuf>,
+        /// Append this command's audit events (env scrub, refused sockets) to this file
+        /// instead of standard error.
+        #[arg(long)]
+        audit_log: Option<PathBuf>,
+        /// Run CMD as UID[:GID] (numbers or names).
+        #[arg(long, value_parser = parse_user)]
+        user: Option<run::UserSpec>,
+        /// The command and its arguments.
+        #[arg(last = true, required = true, num_args = 1..)]
+        command: Vec<OsString>,
+    },
     /// Standing bottles, through the daemon's control socket.
     Bottle {
         /// The control socket (default $CORK_SOCKET, else /run/cork/cork.sock).
@@ -196,6 +215,25 @@ fn main() -> ExitCode {
         }
         Cmd::Clean => clean(),
         Cmd::Daemon { socket, audit_log } => daemon(socket, audit_log),
+        Cmd::Exec {
+            name,
+            socket,
+            audit_log,
+            user,
+            command,
+        } => match run::exec(run::ExecOptions {
+            socket: cork::control::socket(socket),
+            name,
+            audit_log,
+            user,
+            command,
+        }) {
+            Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+            Err(e) => {
+                eprintln!("cork exec: {}", cork_audit::error_chain(&e));
+                ExitCode::from(e.exit_code() as u8)
+            }
+        },
         Cmd::Bottle { socket, command } => bottle(&cork::control::socket(socket), command),
         Cmd::Dlp {
             command: DlpCmd::Scan { file, manifest },

@@ -7,27 +7,28 @@
 
 mod caps;
 mod child;
+mod exec;
 mod init;
 mod landlock;
 mod masks;
 mod pidns;
 mod seccomp;
 mod signals;
+mod spawn;
 mod test_seams;
 
 use std::ffi::OsString;
 use std::io;
-use std::os::fd::AsRawFd;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 pub use caps::DROPPED as DROPPED_CAPABILITIES;
 pub use child::{UserSpec, parse_user};
 pub use cork_agent::key::RUN_DIR;
+pub use exec::{ExecOptions, exec};
 
-use cork_agent::mounts::{self, MountError};
+use cork_agent::mounts::MountError;
 use cork_agent::secrets;
 use cork_agent::{BottleRuntime, RuntimeError};
 use cork_audit::{AuditSink, SinkError};
@@ -88,6 +89,8 @@ pub enum RunError {
     NoCgroup,
     #[error("waiting for the command")]
     Wait(#[source] io::Error),
+    #[error(transparent)]
+    Control(cork_daemon::client::ClientError),
 }
 
 impl RunError {
@@ -161,59 +164,19 @@ pub fn run(opts: RunOptions) -> Result<i32, RunError> {
     let mut bottle = BottleRuntime::enforce_hiding(policy.clone(), sink.clone(), masks)?;
     bottle.audit_env_scrub(&removals)?;
 
-    let channel = seccomp::ListenerChannel::new().map_err(RunError::Prepare)?;
     let procs = bottle.cgroup_procs().ok_or(RunError::NoCgroup)?;
-    let setup = child::ChildSetup::prepare(
-        &procs,
-        &mounts::mounts()?,
-        bottle.masks(),
-        opts.user,
-        channel.child.as_raw_fd(),
-    )
-    .map_err(RunError::Prepare)?;
-    let mut cmd = Command::new(program);
-    cmd.args(args);
-    // std builds the environment block before fork, so the command's /proc/self/environ
-    // never held these.
-    for r in &removals {
-        cmd.env_remove(&r.name);
-    }
-    bottle.command_env(&mut cmd);
-    // SAFETY: the closure only makes syscalls on data prepared before fork; this process
-    // has no other threads yet (the runtime and the audit threads start below), so nothing
-    // it needs can be held locked by a thread that does not exist in the child.
-    unsafe { cmd.pre_exec(move || setup.apply()) };
-    // The process std forks is PID 1 of the bottle's namespace: cork's init (run/init.rs),
-    // which forks the command.
-    let pid_ns = pidns::ChildrenInNewPidNs::enter().map_err(RunError::Prepare)?;
-    let spawned = cmd.spawn();
-    let left = pid_ns.leave();
-    let mut child = spawned.map_err(|source| RunError::Spawn {
-        command: program.clone(),
-        source,
+    let (mut child, channel) = spawn::start(spawn::InBottle {
+        procs: &procs,
+        masks: bottle.masks(),
+        user: opts.user,
+        removals: &removals,
+        env: bottle.command_env_vars(),
+        program,
+        args,
     })?;
-    if let Err(e) = left {
-        // cork could start no thread (no proxy, no audit): the command must not run.
-        let _ = child.kill();
-        let _ = child.wait();
-        return Err(RunError::Prepare(e));
-    }
 
     // From here on the command runs; kernel events wait in the ring buffer until read.
-    // The child sent its seccomp listener before exec, so it is already queued.
-    let auditor = match channel.receive() {
-        Ok(listener) => Some(seccomp::SocketAuditor::start(
-            listener,
-            policy.name.clone(),
-            sink.clone(),
-        )),
-        Err(e) => {
-            // Forbidden sockets still fail (ENOSYS without a listener); only their audit
-            // is missing, and that is said in the log.
-            tracing::error!("socket refusals will not be audited: {e}");
-            None
-        }
-    };
+    let auditor = spawn::socket_auditor(&channel, &policy.name, &sink);
     if let Some(delay) = seams.reader_delay {
         std::thread::sleep(delay);
     }

@@ -1,0 +1,98 @@
+//! Starting a command inside a bottle's cgroup — what `cork run` does for its command and
+//! `cork exec` for a command in a daemon's standing bottle, the same way: the child joins
+//! the cgroup before anything else, gets its own PID namespace (cork's init as PID 1) and
+//! mount namespace with the masks, drops capabilities, sets no_new_privs, seccomp and
+//! Landlock (see [`super::child`]); its environment is the caller's minus the host-secrets
+//! removals, plus what the bottle gives every command (CA bundle, placeholders).
+
+use std::ffi::OsString;
+use std::os::fd::AsRawFd;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command};
+use std::sync::{Arc, Mutex};
+
+use cork_agent::mounts;
+use cork_agent::secrets::{Mask, Removal};
+use cork_agent::web::CommandEnv;
+use cork_audit::AuditSink;
+
+use super::{RunError, UserSpec, child, pidns, seccomp};
+
+/// A command to start in a bottle.
+pub struct InBottle<'a> {
+    /// The bottle cgroup's `cgroup.procs`.
+    pub procs: &'a Path,
+    pub masks: &'a [Mask],
+    pub user: Option<UserSpec>,
+    /// Variables removed from the caller's environment.
+    pub removals: &'a [Removal],
+    /// What the bottle sets and removes for every command.
+    pub env: &'a CommandEnv,
+    pub program: &'a OsString,
+    pub args: &'a [OsString],
+}
+
+/// Starts the command; returns it and the channel its seccomp listener arrives on. The
+/// caller must have no other threads yet (the child's set-up runs between fork and exec).
+pub fn start(b: InBottle<'_>) -> Result<(Child, seccomp::ListenerChannel), RunError> {
+    let channel = seccomp::ListenerChannel::new().map_err(RunError::Prepare)?;
+    let setup = child::ChildSetup::prepare(
+        b.procs,
+        &mounts::mounts()?,
+        b.masks,
+        b.user,
+        channel.child.as_raw_fd(),
+    )
+    .map_err(RunError::Prepare)?;
+    let mut cmd = Command::new(b.program);
+    cmd.args(b.args);
+    // std builds the environment block before fork, so the command's /proc/self/environ
+    // never held these.
+    for r in b.removals {
+        cmd.env_remove(&r.name);
+    }
+    b.env.apply(&mut cmd);
+    // SAFETY: the closure only makes syscalls on data prepared before fork; the caller
+    // has no other threads yet (its runtime and audit threads start after this), so
+    // nothing the child needs can be held locked by a thread that does not exist in it.
+    unsafe { cmd.pre_exec(move || setup.apply()) };
+    // The process std forks is PID 1 of the bottle's namespace: cork's init (run/init.rs),
+    // which forks the command.
+    let pid_ns = pidns::ChildrenInNewPidNs::enter().map_err(RunError::Prepare)?;
+    let spawned = cmd.spawn();
+    let left = pid_ns.leave();
+    let mut child = spawned.map_err(|source| RunError::Spawn {
+        command: b.program.clone(),
+        source,
+    })?;
+    if let Err(e) = left {
+        // cork could start no thread (no proxy, no audit): the command must not run.
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(RunError::Prepare(e));
+    }
+    Ok((child, channel))
+}
+
+/// Audits the command's refused sockets. The child sent its seccomp listener before
+/// exec, so it is already queued on `channel`.
+pub fn socket_auditor(
+    channel: &seccomp::ListenerChannel,
+    bottle: &str,
+    sink: &Arc<Mutex<AuditSink>>,
+) -> Option<seccomp::SocketAuditor> {
+    match channel.receive() {
+        Ok(listener) => Some(seccomp::SocketAuditor::start(
+            listener,
+            bottle.to_owned(),
+            sink.clone(),
+        )),
+        Err(e) => {
+            // Forbidden sockets still fail (ENOSYS without a listener); only their audit
+            // is missing, and that is said in the log.
+            tracing::error!("socket refusals will not be audited: {e}");
+            None
+        }
+    }
+}
