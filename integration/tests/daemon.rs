@@ -26,6 +26,25 @@ fn a_daemon_holds_standing_bottles_behind_its_control_socket() -> Result<()> {
     assert_eq!(out.code(), 3, "{out}");
     assert!(out.stderr.contains("not running"), "{out}");
 
+    // Test seams refuse a production boot: a lone seam names itself; the daemon honours
+    // none, so even with the harness marker one is refused.
+    let mut lone = world.cork(["daemon", "--socket", &sock]);
+    lone.env_remove("CORK_TEST_HARNESS")
+        .env("CORK_TEST_READER_DELAY_MS", "5");
+    let out = world.run(&mut lone)?;
+    assert_eq!(out.code(), 125, "{out}");
+    assert!(
+        out.stderr.contains("CORK_TEST_READER_DELAY_MS is set but"),
+        "{out}"
+    );
+    let mut unknown = world.cork(["daemon", "--socket", &sock]);
+    unknown
+        .env("CORK_TEST_HARNESS", "1")
+        .env("CORK_TEST_READER_DELAY_MS", "5");
+    let out = world.run(&mut unknown)?;
+    assert_eq!(out.code(), 125, "{out}");
+    assert!(out.stderr.contains("unknown test seam"), "{out}");
+
     let mut daemon = Spawned::start(&mut world.cork([
         "daemon",
         "--socket",

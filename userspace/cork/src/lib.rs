@@ -8,6 +8,7 @@
 pub mod control;
 pub mod dlp_scan;
 pub mod run;
+pub mod seams;
 pub mod vm;
 
 pub use cork_agent as agent;

@@ -79,16 +79,8 @@ pub enum VmRunError {
     Launch(#[from] cork_kvm::LaunchError),
     #[error("--fw-cfg {given:?}: {why}")]
     ExtraFwCfg { given: String, why: &'static str },
-    #[error(
-        "{var} is set but CORK_TEST_HARNESS=1 is not: test seams only work under the test \
-         harness"
-    )]
-    SeamWithoutHarness { var: String },
-    #[error("unknown test seam {var} (cork vm knows {known:?})")]
-    UnknownSeam {
-        var: String,
-        known: &'static [&'static str],
-    },
+    #[error(transparent)]
+    Seam(#[from] crate::seams::SeamGateError),
     #[error("the bottle's tap is gone")]
     NoTap,
 }
@@ -104,12 +96,7 @@ pub fn preflight_only(accel: Accel) -> Result<(), VmRunError> {
 pub fn vm(opts: VmOptions) -> Result<i32, VmRunError> {
     // First, so that an early SIGTERM is a stop request like a later one.
     let stop = StopSignals::install(&[libc::SIGINT, libc::SIGTERM]).map_err(VmRunError::Signals)?;
-    let seams = active_seams(std::env::vars_os().map(|(k, v)| {
-        (
-            k.to_string_lossy().into_owned(),
-            v.to_string_lossy().into_owned(),
-        )
-    }))?;
+    let seams = crate::seams::active(crate::seams::env(), cork_kvm::seams::NAMES)?;
     let report = cork_kvm::preflight(opts.accel)?;
     let extra = extra_fw_cfg(&opts.fw_cfg)?;
     let src =
@@ -218,29 +205,6 @@ pub fn vm(opts: VmOptions) -> Result<i32, VmRunError> {
     Ok(code)
 }
 
-/// The `CORK_TEST_*` seams set in the environment: refused without the harness marker
-/// (a stray variable must never point a real VM bottle elsewhere) and when unknown to
-/// `cork vm`; the active ones otherwise (for a lifecycle event).
-fn active_seams(vars: impl Iterator<Item = (String, String)>) -> Result<Vec<String>, VmRunError> {
-    const MARKER: &str = "CORK_TEST_HARNESS";
-    let set: Vec<(String, String)> = vars.filter(|(k, _)| k.starts_with("CORK_TEST_")).collect();
-    let harness = set.iter().any(|(k, v)| k == MARKER && v == "1");
-    let mut active = Vec::new();
-    for (var, _) in set.into_iter().filter(|(k, _)| k != MARKER) {
-        if !harness {
-            return Err(VmRunError::SeamWithoutHarness { var });
-        }
-        if !cork_kvm::seams::NAMES.contains(&var.as_str()) {
-            return Err(VmRunError::UnknownSeam {
-                var,
-                known: cork_kvm::seams::NAMES,
-            });
-        }
-        active.push(var);
-    }
-    Ok(active)
-}
-
 /// `--fw-cfg NAME=FILE` entries, checked before anything is created.
 fn extra_fw_cfg(given: &[String]) -> Result<Vec<FwCfg>, VmRunError> {
     given
@@ -323,47 +287,5 @@ impl Drop for GuestFilesOnDisk {
         if let Some(parent) = self.dir.parent() {
             let _ = std::fs::remove_dir(parent);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn vars(v: &[(&str, &str)]) -> impl Iterator<Item = (String, String)> {
-        v.iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect::<Vec<_>>()
-            .into_iter()
-    }
-
-    #[test]
-    fn a_lone_seam_refuses_a_seam_with_the_marker_is_named() {
-        let e = active_seams(vars(&[("CORK_TEST_KVM_DEVICE", "/x")])).unwrap_err();
-        assert!(e.to_string().contains("CORK_TEST_KVM_DEVICE"), "{e}");
-        let ok = active_seams(vars(&[
-            ("CORK_TEST_KVM_DEVICE", "/x"),
-            ("CORK_TEST_HARNESS", "1"),
-            ("PATH", "/bin"),
-        ]))
-        .expect("with the marker");
-        assert_eq!(ok, ["CORK_TEST_KVM_DEVICE"]);
-        assert!(
-            active_seams(vars(&[("CORK_TEST_HARNESS", "1")]))
-                .expect("marker alone")
-                .is_empty()
-        );
-        let e = active_seams(vars(&[
-            ("CORK_TEST_OPEN_DOOR", "1"),
-            ("CORK_TEST_HARNESS", "1"),
-        ]))
-        .unwrap_err();
-        assert!(matches!(e, VmRunError::UnknownSeam { .. }), "{e}");
-        let e = active_seams(vars(&[
-            ("CORK_TEST_QEMU", "/q"),
-            ("CORK_TEST_HARNESS", "yes"),
-        ]))
-        .unwrap_err();
-        assert!(matches!(e, VmRunError::SeamWithoutHarness { .. }), "{e}");
     }
 }

@@ -312,6 +312,11 @@ fn dlp_scan(file: &Path, manifest: Option<&Path>) -> ExitCode {
 }
 
 fn daemon(socket: Option<PathBuf>, audit_log: Option<PathBuf>) -> ExitCode {
+    // The daemon honours no seam yet: any CORK_TEST_* but the marker refuses the boot.
+    if let Err(e) = cork::seams::active(cork::seams::env(), &[]) {
+        eprintln!("cork daemon: {e}");
+        return ExitCode::from(125);
+    }
     let socket = cork::control::socket(socket);
     let cfg = cork_daemon::server::DaemonConfig {
         socket,
