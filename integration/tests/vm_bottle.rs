@@ -409,6 +409,11 @@ fn sigkill_of_cork_vm_leaves_no_tap_and_cork_clean_removes_its_chains() -> Resul
         !chains(world.bottle().command("nft"))?.contains("_guard"),
         "{out}"
     );
+    // …and the forwarding the killed agent turned on is put back.
+    let forward = world
+        .bottle()
+        .run(|| Ok(std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward")?))?;
+    assert_eq!(forward.trim(), "0", "{out}");
     Ok(())
 }
 

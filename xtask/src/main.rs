@@ -1,5 +1,5 @@
 //! Project tasks: `cargo xtask deps | build | lint | guest | test | demo | bench |
-//! bench-deps | bench-proxy | bench-vm | clean`.
+//! bench-deps | bench-proxy | bench-vm | package | clean`.
 //! CI runs `.ci/run`, which runs `cargo xtask deps` and `cargo xtask test`, the same
 //! commands the README gives.
 
@@ -9,6 +9,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 mod guest;
+mod package;
 
 /// Debian packages cork builds and tests with. clang-19 + libbpf-dev compile the eBPF C
 /// programs (libclang also serves bindgen); the rest are the real clients and tools the
@@ -55,6 +56,7 @@ fn main() -> Result<()> {
         Some("bench") => bench(rest),
         Some("bench-deps") => bench_deps(),
         Some("bench-vm") => bench_vm(),
+        Some("package") => package::package(&root(), env!("CARGO_PKG_VERSION")),
         Some("bench-proxy") => bench_proxy(rest),
         Some("clean") => clean(),
         _ => {
@@ -70,6 +72,7 @@ fn main() -> Result<()> {
                  \x20 bench-deps   install the peer proxies bench-proxy compares with (root)\n\
                  \x20 bench-proxy  HTTPS req/s and latency: direct, cork, mitmproxy, squid ssl-bump\n\
                  \x20 bench-vm     a guest on a bare tap vs in a VM bottle: connects/s, MiB/s, HTTPS req/s\n\
+                 \x20 package      a Debian package (binary, systemd unit, docs) in target/debian\n\
                  \x20 clean  remove leftovers of killed runs (cork-* cgroups/pins, ck* netns)"
             );
             bail!("unknown or missing task")

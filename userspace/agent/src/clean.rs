@@ -87,6 +87,15 @@ pub fn clean() -> Result<CleanReport, MountError> {
             .extend(problems.iter().map(|p| cork_audit::error_chain(p)));
     }
     clean_nft(&mut report);
+    // IP forwarding a killed `cork vm` turned on in this namespace.
+    match crate::vm::forwarding::restore_after_dead_agents() {
+        Ok(restored) => report.removed.extend(
+            restored
+                .into_iter()
+                .map(|k| PathBuf::from(format!("/proc/sys/{k} (restored)"))),
+        ),
+        Err(e) => report.problems.push(cork_audit::error_chain(&e)),
+    }
     // CA bundles (public certificates only; the CA key died with the agent).
     for (path, live) in stale_entries(Path::new(RUN_DIR)) {
         if live {

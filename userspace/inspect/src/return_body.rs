@@ -100,9 +100,14 @@ impl ReturnBody {
 
 impl Drop for ReturnBody {
     fn drop(&mut self) {
-        // The bottle went away mid-body: still one event for the request.
+        // The bottle went away mid-body: still one event for the request. A body whose
+        // last byte was relayed is not cut short, even if the client closed before the
+        // end-of-body was polled (it read its Content-Length and hung up). With a swapper,
+        // bytes may still be held back for a placeholder split across chunks: not relayed.
+        let relayed = self.inner.is_end_stream() && self.tail.is_none() && self.swap.is_none();
         if let Some(a) = self.audit.as_mut()
             && !self.done
+            && !relayed
         {
             a.event.reason = "client_aborted";
         }

@@ -6,13 +6,13 @@
 //! router advertisements on every interface with `accept_ra=1` — a host would lose its
 //! IPv6 default route when it expires — so those interfaces get `accept_ra=2` (accept even
 //! when forwarding) first. What cork changed is written down, with the pids of the agents
-//! that need it, in `/run/cork/forwarding/<netns inode>` under an `flock`; the last agent
+//! that need it, in `/run/cork/forwarding/netns-<netns cookie>` under an `flock`; the last agent
 //! to let go (dead agents are pruned, so a SIGKILLed one does not pin it forever) puts
 //! every value back. Values cork did not change are never touched.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, Write};
-use std::os::unix::fs::MetadataExt;
+use std::os::fd::FromRawFd;
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
@@ -92,14 +92,12 @@ impl ForwardingLease {
     /// Turns forwarding on in this thread's network namespace (if it is not already) and
     /// records this process as a holder.
     pub fn acquire() -> Result<Self, ForwardingError> {
-        let inode = std::fs::metadata("/proc/thread-self/ns/net")
-            .map(|m| m.ino())
-            .map_err(|source| ForwardingError::State {
-                path: PathBuf::from("/proc/thread-self/ns/net"),
-                source,
-            })?;
+        let cookie = netns_cookie().map_err(|source| ForwardingError::State {
+            path: PathBuf::from("SO_NETNS_COOKIE"),
+            source,
+        })?;
         Self::acquire_in(
-            &Path::new(STATE_DIR).join(inode.to_string()),
+            &Path::new(STATE_DIR).join(format!("netns-{cookie}")),
             Path::new("/proc/sys"),
             std::process::id(),
         )
@@ -114,8 +112,14 @@ impl ForwardingLease {
         };
         lease.update(|st, root| {
             st.holders.retain(|p| alive(*p));
-            if st.holders.is_empty() && st.saved.is_empty() {
-                st.saved = enable(root)?;
+            if st.holders.is_empty() {
+                // First holder — or a killed agent's record: its originals stay the ones
+                // to restore, and forwarding is made sure of now, whatever changed since.
+                for (key, old) in enable(root)? {
+                    if !st.saved.iter().any(|(k, _)| *k == key) {
+                        st.saved.push((key, old));
+                    }
+                }
             }
             st.holders.push(pid);
             Ok(())
@@ -128,31 +132,77 @@ impl ForwardingLease {
         &self,
         change: impl FnOnce(&mut State, &Path) -> Result<(), ForwardingError>,
     ) -> Result<(), ForwardingError> {
-        let err = |source| ForwardingError::State {
-            path: self.state.clone(),
-            source,
-        };
-        if let Some(dir) = self.state.parent() {
-            std::fs::create_dir_all(dir).map_err(err)?;
-        }
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&self.state)
-            .map_err(err)?;
-        let mut file: Flock<File> =
-            Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| err(e.into()))?;
-        let mut text = String::new();
-        file.read_to_string(&mut text).map_err(err)?;
-        let mut st = State::parse(&text);
-        change(&mut st, &self.sysctl_root)?;
-        file.set_len(0).map_err(err)?;
-        file.rewind().map_err(err)?;
-        file.write_all(st.render().as_bytes()).map_err(err)?;
-        Ok(())
+        update_state(&self.state, &self.sysctl_root, change)
     }
+}
+
+/// Reads, changes and writes the record `state` under its lock.
+fn update_state(
+    state: &Path,
+    root: &Path,
+    change: impl FnOnce(&mut State, &Path) -> Result<(), ForwardingError>,
+) -> Result<(), ForwardingError> {
+    let err = |source| ForwardingError::State {
+        path: state.to_path_buf(),
+        source,
+    };
+    if let Some(dir) = state.parent() {
+        std::fs::create_dir_all(dir).map_err(err)?;
+    }
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(state)
+        .map_err(err)?;
+    let mut file: Flock<File> =
+        Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| err(e.into()))?;
+    let mut text = String::new();
+    file.read_to_string(&mut text).map_err(err)?;
+    let mut st = State::parse(&text);
+    change(&mut st, root)?;
+    file.set_len(0).map_err(err)?;
+    file.rewind().map_err(err)?;
+    file.write_all(st.render().as_bytes()).map_err(err)?;
+    Ok(())
+}
+
+/// `cork clean`: if this network namespace's record has no live holder left (its agents
+/// were killed), puts back what they changed and removes the record. Returns the
+/// sysctls restored.
+pub fn restore_after_dead_agents() -> Result<Vec<String>, ForwardingError> {
+    let cookie = netns_cookie().map_err(|source| ForwardingError::State {
+        path: PathBuf::from("SO_NETNS_COOKIE"),
+        source,
+    })?;
+    restore_after_dead_agents_in(
+        &Path::new(STATE_DIR).join(format!("netns-{cookie}")),
+        Path::new("/proc/sys"),
+    )
+}
+
+fn restore_after_dead_agents_in(state: &Path, root: &Path) -> Result<Vec<String>, ForwardingError> {
+    if !state.exists() {
+        return Ok(Vec::new());
+    }
+    let mut restored = Vec::new();
+    update_state(state, root, |st, root| {
+        st.holders.retain(|p| alive(*p));
+        if st.holders.is_empty() {
+            for (key, value) in std::mem::take(&mut st.saved).into_iter().rev() {
+                write_sysctl(root, &key, &value)?;
+                restored.push(key);
+            }
+        }
+        Ok(())
+    })?;
+    // Nobody holds it and nothing is left to restore: the record goes.
+    let empty = std::fs::read_to_string(state).is_ok_and(|t| t.trim().is_empty());
+    if empty {
+        let _ = std::fs::remove_file(state);
+    }
+    Ok(restored)
 }
 
 impl Drop for ForwardingLease {
@@ -179,6 +229,36 @@ impl Drop for ForwardingLease {
             );
         }
     }
+}
+
+/// The calling thread's network namespace's cookie (`SO_NETNS_COOKIE`, Linux 5.14): unlike
+/// the nsfs inode, never reused for another namespace while the host runs, so a record
+/// left by a killed agent can never be taken for a new namespace's.
+fn netns_cookie() -> std::io::Result<u64> {
+    const SO_NETNS_COOKIE: libc::c_int = 71;
+    // SAFETY: socket(2) with constant arguments; the result is checked before use.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: socket(2) returned a new descriptor that nothing else owns.
+    let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    let mut cookie: u64 = 0;
+    let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
+    // SAFETY: `cookie` is a writable u64 of `len` bytes, alive across the call.
+    let rc = unsafe {
+        libc::getsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&fd),
+            libc::SOL_SOCKET,
+            SO_NETNS_COOKIE,
+            (&raw mut cookie).cast(),
+            &mut len,
+        )
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(cookie)
 }
 
 fn alive(pid: u32) -> bool {
@@ -299,6 +379,61 @@ mod tests {
         assert_eq!(value(&sys, IPV4_FORWARD), "0");
         assert_eq!(value(&sys, IPV6_FORWARD), "0");
         let _ = std::fs::remove_dir_all(&base);
+    }
+
+    #[test]
+    fn a_dead_holders_record_does_not_stop_forwarding_being_turned_on() {
+        let base = std::env::temp_dir().join(format!("cork-fwd-stale-{}", std::process::id()));
+        let sys = base.join("sys");
+        let state = base.join("state");
+        fake_sysctls(&sys);
+        std::fs::create_dir_all(&base).expect("mkdir");
+        // A killed agent's record, while forwarding is off (someone turned it off, or the
+        // record outlived its namespace): the new holder must still turn it on.
+        std::fs::write(&state, "saved net/ipv4/ip_forward 0\nholder 0\n").expect("write");
+        let lease = ForwardingLease::acquire_in(&state, &sys, std::process::id()).expect("lease");
+        assert_eq!(value(&sys, IPV4_FORWARD), "1");
+        assert_eq!(value(&sys, IPV6_FORWARD), "1");
+        drop(lease);
+        assert_eq!(value(&sys, IPV4_FORWARD), "0");
+        assert_eq!(value(&sys, IPV6_FORWARD), "0");
+        let _ = std::fs::remove_dir_all(&base);
+    }
+
+    #[test]
+    fn clean_restores_what_killed_agents_changed_and_removes_the_record() {
+        let base = std::env::temp_dir().join(format!("cork-fwd-clean-{}", std::process::id()));
+        let sys = base.join("sys");
+        let state = base.join("state");
+        fake_sysctls(&sys);
+        std::fs::write(sys.join(IPV4_FORWARD), "1").expect("write");
+        std::fs::write(&state, "saved net/ipv4/ip_forward 0\nholder 0\n").expect("write");
+        let restored = restore_after_dead_agents_in(&state, &sys).expect("clean");
+        assert_eq!(restored, ["net/ipv4/ip_forward"]);
+        assert_eq!(value(&sys, IPV4_FORWARD), "0");
+        assert!(!state.exists());
+        // A live holder's record is left alone.
+        std::fs::write(sys.join(IPV4_FORWARD), "1").expect("write");
+        let me = std::process::id();
+        std::fs::write(
+            &state,
+            format!("saved net/ipv4/ip_forward 0\nholder {me}\n"),
+        )
+        .expect("write");
+        assert!(
+            restore_after_dead_agents_in(&state, &sys)
+                .expect("clean")
+                .is_empty()
+        );
+        assert_eq!(value(&sys, IPV4_FORWARD), "1");
+        let _ = std::fs::remove_dir_all(&base);
+    }
+
+    #[test]
+    fn the_namespace_cookie_is_stable_within_a_namespace() {
+        let a = netns_cookie().expect("cookie");
+        assert_eq!(a, netns_cookie().expect("cookie"));
+        assert_ne!(a, 0);
     }
 
     #[test]
