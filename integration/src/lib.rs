@@ -11,6 +11,7 @@
 
 pub mod addr;
 pub mod audit;
+pub mod audit_tail;
 pub mod cork;
 pub mod dns_server;
 pub mod fake_homes;
@@ -18,6 +19,8 @@ pub mod guest;
 pub mod guest_lab;
 pub mod host;
 pub mod https_upstream;
+pub mod kernel_bench;
+pub mod kernel_stats;
 pub mod netns;
 pub mod nft;
 pub mod probe;

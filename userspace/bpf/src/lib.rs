@@ -33,7 +33,7 @@ use cork_policy::KernelPlan;
 
 use attach::ObjectSpec;
 pub use maps::MapError;
-pub use query::AttachType;
+pub use query::{AttachType, attached_programs};
 pub use target::AttachTarget;
 
 /// Failures while putting a bottle's enforcement in place; each names what was being done.
