@@ -240,7 +240,7 @@ static __always_inline int cork_sock_addr(struct bpf_sock_addr *ctx, struct cork
 		cork_event_dst(ev, dst);
 		ev->sock_cookie = bpf_get_socket_cookie(ctx);
 		ev->sock_type = ctx->type;
-		bpf_ringbuf_submit(ev, 0);
+		cork_event_submit(ev);
 	}
 	return d.verdict == CORK_VERDICT_ALLOW ? CORK_PASS : CORK_BLOCK;
 }

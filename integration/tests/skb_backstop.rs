@@ -12,6 +12,8 @@ use cork_integration::{Audit, Side, World};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(5);
+/// A bottle's start: a debug cork on a loaded 2-core machine took more than WAIT.
+const START: Duration = Duration::from_secs(30);
 
 /// Opens connected UDP sockets outside any bottle, proves they work, then execs
 /// `cork run ... -- python3 -c <send on the inherited fds>`.
@@ -90,7 +92,7 @@ signal.pause()
         &["python3".into(), "-c".into(), server.into()],
     );
     let mut bottle = Spawned::start(&mut cork)?;
-    bottle.wait_line("listening", WAIT)?;
+    bottle.wait_line("listening", START)?;
 
     let client = r#"
 import socket
