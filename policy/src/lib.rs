@@ -92,6 +92,7 @@ mod route;
 mod rule;
 mod schema;
 mod tls;
+mod vm;
 mod web;
 
 pub use compile::{Policy, compile};
@@ -117,4 +118,5 @@ pub use prefix::{Prefix, PrefixError};
 pub use route::{HttpRoute, RouteVerdict, route_decision, route_for};
 pub use rule::{Action, RuleInfo, RuleTarget};
 pub use tls::TlsConfig;
+pub use vm::check_for_vm;
 pub use web::WebDecision;

@@ -7,5 +7,6 @@
 
 pub mod dlp_scan;
 pub mod run;
+pub mod vm;
 
 pub use cork_agent as agent;

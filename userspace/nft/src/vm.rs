@@ -55,7 +55,9 @@ pub struct VmRules {
     pub gateway_v6: Ipv6Addr,
     /// Where the bottle's DNS proxy listens on the gateway addresses.
     pub dns_port: u16,
-    /// Where the bottle's inspecting proxy listens on the gateway addresses.
+    /// Where the bottle's inspecting proxy listens on the gateway addresses; 0 when the
+    /// bottle has none (no domain allow rule): then no inspect DNAT exists, and a packet
+    /// carrying the inspect mark finds no rule that accepts it.
     pub proxy_port: u16,
     /// `[loopback] host_ports`: TCP and UDP ports the guest may reach on the gateway.
     pub host_ports: Vec<u16>,
@@ -112,10 +114,8 @@ impl VmRules {
                 len: self.guest_v6_prefix,
             });
         }
-        for (what, port) in [("dns_port", self.dns_port), ("proxy_port", self.proxy_port)] {
-            if port == 0 {
-                return Err(PlanError::ZeroPort { what });
-            }
+        if self.dns_port == 0 {
+            return Err(PlanError::ZeroPort { what: "dns_port" });
         }
         if self.host_ports.contains(&0) {
             return Err(PlanError::ZeroPort {
@@ -270,7 +270,7 @@ impl VmRules {
                 ));
             }
         }
-        for gw in self.gateways() {
+        for gw in self.gateways().into_iter().filter(|_| self.proxy_port != 0) {
             rules.push(RulePlan::new(
                 vec![
                     self.mark(self.marks.inspect),
@@ -325,7 +325,7 @@ impl VmRules {
                 rules.push(to_gateway(gw, l4, self.dns_port, dnated(self.marks.dns)));
             }
         }
-        for gw in self.gateways() {
+        for gw in self.gateways().into_iter().filter(|_| self.proxy_port != 0) {
             rules.push(to_gateway(
                 gw,
                 L4::Tcp,

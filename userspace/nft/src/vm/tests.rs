@@ -161,3 +161,17 @@ fn v6_prefixes_are_masked() {
         "2001:db8:100:7::1234".parse::<Ipv6Addr>().expect("v6")
     );
 }
+
+#[test]
+fn without_an_inspecting_proxy_nothing_is_dnated_or_accepted_for_it() {
+    let rules = VmRules {
+        proxy_port: 0,
+        ..sample()
+    };
+    let text = rules.plan().expect("plan").to_string();
+    let with = sample().plan().expect("plan").to_string();
+    // The inspect mark appears only in the proxy's DNAT and input rules.
+    assert!(with.contains("0x02000000"), "{with}");
+    assert!(!text.contains("0x02000000"), "{text}");
+    assert!(text.contains("dnat"), "the DNS DNAT stays: {text}");
+}
