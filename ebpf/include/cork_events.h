@@ -29,7 +29,7 @@ static __always_inline void cork_count_lost(void)
 
 /* Reserve a zeroed record with the fields every hook fills the same way. */
 static __always_inline struct cork_event *cork_event_start(__u8 hook, __u8 verdict, __u8 reason,
-							   __u16 rule_id)
+							   __u32 rule_id)
 {
 	struct cork_event *ev = bpf_ringbuf_reserve(&cork_events, sizeof(*ev), 0);
 

@@ -6,7 +6,7 @@
 //! for destinations whose longest match is an allow `/32` inside it, and vice versa.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
 
 use crate::ports::{PortRange, Proto};
@@ -16,11 +16,17 @@ use crate::rule::{Action, RuleInfo};
 /// Slots per prefix entry; equals `CORK_PREFIX_SLOTS` in `ebpf/include/cork_abi.h`.
 pub const MAX_SLOTS_PER_PREFIX: usize = 16;
 /// Entries per family trie; equals `CORK_MAX_PREFIXES`.
-pub const MAX_PREFIXES_PER_FAMILY: usize = 4096;
+pub const MAX_PREFIXES_PER_FAMILY: usize = 131_072;
+/// Rules per manifest: ids stay far below [`RULE_ID_NONE`], and a policy this size still
+/// compiles in about a second.
+pub const MAX_RULES: usize = 1 << 20;
 /// Size of the host loopback port map; equals `CORK_MAX_HOST_PORTS`.
 pub const MAX_HOST_PORTS: usize = 256;
+/// A rule's index in [`crate::Policy::rules`], as the kernel maps and audit records carry it
+/// (`__u32` in `cork_abi.h`).
+pub type RuleId = u32;
 /// `rule_id` meaning "no manifest rule"; equals `CORK_RULE_NONE`. Rule ids stay below it.
-pub const RULE_ID_NONE: u16 = 0xffff;
+pub const RULE_ID_NONE: RuleId = u32::MAX;
 
 /// Everything the kernel maps must hold for one policy. Deterministic: the same policy
 /// always gives the same plan, in the same order.
@@ -51,7 +57,7 @@ pub struct Slot {
     pub proto: Proto,
     pub action: Action,
     /// Index into [`crate::Policy::rules`].
-    pub rule_id: u16,
+    pub rule_id: RuleId,
     /// Which of the slot's ports the kernel hands to the inspecting proxy.
     pub redirect: Redirect,
 }
@@ -101,13 +107,17 @@ pub(crate) enum PlanError {
     },
 }
 
-/// Builds the plan. Callers guarantee `rules.len() < RULE_ID_NONE`. Domain rules add no
+/// Builds the plan. Callers guarantee `rules.len() <= MAX_RULES`. Domain rules add no
 /// entry: the kernel learns their addresses from the DNS proxy at run time.
 pub(crate) fn build(rules: &[RuleInfo], host_ports: &[u16]) -> Result<KernelPlan, PlanError> {
     let mut v4 = BTreeSet::new();
     let mut v6 = BTreeSet::new();
+    // Each prefix's rules in manifest order: an entry looks up its own prefix and every
+    // shorter one containing it, instead of testing every rule (quadratic at 100 000).
+    let mut by_prefix: HashMap<Prefix, Vec<usize>> = HashMap::new();
     for (i, rule) in rules.iter().enumerate() {
         let Some(net) = rule.prefix() else { continue };
+        by_prefix.entry(net).or_default().push(i);
         let family = if net.is_ipv4() { &mut v4 } else { &mut v6 };
         // Rules sharing a prefix share its entry, so only new prefixes count.
         if family.insert(net) && family.len() > MAX_PREFIXES_PER_FAMILY {
@@ -115,7 +125,9 @@ pub(crate) fn build(rules: &[RuleInfo], host_ports: &[u16]) -> Result<KernelPlan
         }
     }
     let entries = |set: BTreeSet<Prefix>| -> Result<Vec<PrefixEntry>, PlanError> {
-        set.into_iter().map(|prefix| entry(prefix, rules)).collect()
+        set.into_iter()
+            .map(|prefix| entry(prefix, rules, &by_prefix))
+            .collect()
     };
     Ok(KernelPlan {
         v4: entries(v4)?,
@@ -124,14 +136,19 @@ pub(crate) fn build(rules: &[RuleInfo], host_ports: &[u16]) -> Result<KernelPlan
     })
 }
 
-fn entry(prefix: Prefix, rules: &[RuleInfo]) -> Result<PrefixEntry, PlanError> {
-    let mut covering: Vec<usize> = (0..rules.len())
-        .filter(|&i| {
-            rules[i]
-                .prefix()
-                .is_some_and(|p| p.contains_prefix(&prefix))
-        })
+fn entry(
+    prefix: Prefix,
+    rules: &[RuleInfo],
+    by_prefix: &HashMap<Prefix, Vec<usize>>,
+) -> Result<PrefixEntry, PlanError> {
+    // The rules whose prefix contains this one, in manifest order.
+    let mut covering: Vec<usize> = prefix
+        .containing()
+        .filter_map(|p| by_prefix.get(&p))
+        .flatten()
+        .copied()
         .collect();
+    covering.sort_unstable();
 
     // Prefix rules are never redirected: the proxy decides by name, which they lack.
     let unredirected = |order: &[usize]| -> Vec<(usize, Redirect)> {
@@ -143,7 +160,7 @@ fn entry(prefix: Prefix, rules: &[RuleInfo]) -> Result<PrefixEntry, PlanError> {
     if in_manifest_order.len() > MAX_SLOTS_PER_PREFIX {
         let culprit = in_manifest_order[MAX_SLOTS_PER_PREFIX].rule_id;
         return Err(PlanError::TooManySlots {
-            rule: usize::from(culprit),
+            rule: culprit as usize,
             prefix,
             needed: in_manifest_order.len(),
         });
@@ -174,8 +191,8 @@ pub(crate) fn slots(order: &[(usize, Redirect)], rules: &[RuleInfo]) -> Vec<Slot
                 port_hi: range.hi(),
                 proto: rule.proto,
                 action: rule.action,
-                // `build`'s caller keeps rule counts below `RULE_ID_NONE`.
-                rule_id: u16::try_from(i).unwrap_or(RULE_ID_NONE),
+                // `build`'s caller keeps rule counts below `MAX_RULES`.
+                rule_id: RuleId::try_from(i).unwrap_or(RULE_ID_NONE),
                 redirect,
             };
             let key = (

@@ -76,6 +76,17 @@ impl Prefix {
     pub fn contains_prefix(&self, other: &Prefix) -> bool {
         self.len <= other.len && self.contains(other.addr)
     }
+
+    /// Every prefix that contains this one, itself included, shortest first: the same
+    /// address cut to each length from 0 to `len`. (Prefixes of the other family never
+    /// contain it, and a stored IPv6 prefix is never a mapped one, so cutting it never
+    /// makes one.)
+    pub(crate) fn containing(&self) -> impl Iterator<Item = Prefix> + '_ {
+        (0..=self.len).map(|len| Prefix {
+            addr: mask(self.addr, len),
+            len,
+        })
+    }
 }
 
 impl fmt::Display for Prefix {

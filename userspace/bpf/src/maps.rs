@@ -62,6 +62,7 @@ pub fn prefix_value(entry: &PrefixEntry) -> cork_prefix_value {
                 (Action::Allow, Redirect::Web) => cork_action::CORK_ACTION_REDIRECT_WEB as u8,
                 (Action::Allow, Redirect::All) => cork_action::CORK_ACTION_REDIRECT as u8,
             },
+            _pad: [0; 2],
             rule_id: s.rule_id,
         };
     }
