@@ -6,7 +6,7 @@
 //! for destinations whose longest match is an allow `/32` inside it, and vice versa.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 
 use crate::ports::{PortRange, Proto};
@@ -112,12 +112,13 @@ pub(crate) enum PlanError {
 pub(crate) fn build(rules: &[RuleInfo], host_ports: &[u16]) -> Result<KernelPlan, PlanError> {
     let mut v4 = BTreeSet::new();
     let mut v6 = BTreeSet::new();
-    // Each prefix's rules in manifest order: an entry looks up its own prefix and every
-    // shorter one containing it, instead of testing every rule (quadratic at 100 000).
-    let mut by_prefix: HashMap<Prefix, Vec<usize>> = HashMap::new();
+    // Each prefix's rules in manifest order: an entry looks up the prefixes containing it
+    // (itself cut to each length some rule uses), instead of testing every rule, which is
+    // quadratic: 4e10 tests at 100 000 prefixes per family.
+    let mut by_prefix = Covering::default();
     for (i, rule) in rules.iter().enumerate() {
         let Some(net) = rule.prefix() else { continue };
-        by_prefix.entry(net).or_default().push(i);
+        by_prefix.add(net, i);
         let family = if net.is_ipv4() { &mut v4 } else { &mut v6 };
         // Rules sharing a prefix share its entry, so only new prefixes count.
         if family.insert(net) && family.len() > MAX_PREFIXES_PER_FAMILY {
@@ -136,19 +137,51 @@ pub(crate) fn build(rules: &[RuleInfo], host_ports: &[u16]) -> Result<KernelPlan
     })
 }
 
+/// The prefix rules, indexed for "which rules contain this prefix".
+#[derive(Default)]
+struct Covering {
+    rules: HashMap<Prefix, Vec<usize>>,
+    /// The prefix lengths rules use, per family: few in practice, so an entry needs few
+    /// lookups.
+    lens_v4: BTreeSet<u8>,
+    lens_v6: BTreeSet<u8>,
+}
+
+impl Covering {
+    fn add(&mut self, prefix: Prefix, rule: usize) {
+        self.rules.entry(prefix).or_default().push(rule);
+        let lens = if prefix.is_ipv4() {
+            &mut self.lens_v4
+        } else {
+            &mut self.lens_v6
+        };
+        lens.insert(prefix.len());
+    }
+
+    /// The rules whose prefix contains `prefix`, in manifest order.
+    fn of(&self, prefix: Prefix) -> Vec<usize> {
+        let lens = if prefix.is_ipv4() {
+            &self.lens_v4
+        } else {
+            &self.lens_v6
+        };
+        let mut found: Vec<usize> = lens
+            .range(..=prefix.len())
+            .filter_map(|&len| self.rules.get(&prefix.cut(len)?))
+            .flatten()
+            .copied()
+            .collect();
+        found.sort_unstable();
+        found
+    }
+}
+
 fn entry(
     prefix: Prefix,
     rules: &[RuleInfo],
-    by_prefix: &HashMap<Prefix, Vec<usize>>,
+    by_prefix: &Covering,
 ) -> Result<PrefixEntry, PlanError> {
-    // The rules whose prefix contains this one, in manifest order.
-    let mut covering: Vec<usize> = prefix
-        .containing()
-        .filter_map(|p| by_prefix.get(&p))
-        .flatten()
-        .copied()
-        .collect();
-    covering.sort_unstable();
+    let mut covering = by_prefix.of(prefix);
 
     // Prefix rules are never redirected: the proxy decides by name, which they lack.
     let unredirected = |order: &[usize]| -> Vec<(usize, Redirect)> {
@@ -166,6 +199,13 @@ fn entry(
         });
     }
 
+    if covering.len() == 1 {
+        // One rule (the common case in a long list of prefixes): already in order.
+        return Ok(PrefixEntry {
+            prefix,
+            slots: in_manifest_order,
+        });
+    }
     covering.sort_by_key(|&i| (Reverse(rules[i].prefix().map_or(0, |p| p.len())), i));
     Ok(PrefixEntry {
         prefix,
@@ -176,8 +216,7 @@ fn entry(
 /// The slots of `order`'s rules, in that order, each with its rule's redirect; a slot equal
 /// to an earlier one except for its rule id is dropped, since it cannot change a verdict.
 pub(crate) fn slots(order: &[(usize, Redirect)], rules: &[RuleInfo]) -> Vec<Slot> {
-    let mut seen = HashSet::new();
-    let mut out = Vec::new();
+    let mut out: Vec<Slot> = Vec::new();
     for &(i, redirect) in order {
         let rule = &rules[i];
         let ranges: &[PortRange] = if rule.ports.is_empty() {
@@ -195,14 +234,18 @@ pub(crate) fn slots(order: &[(usize, Redirect)], rules: &[RuleInfo]) -> Vec<Slot
                 rule_id: RuleId::try_from(i).unwrap_or(RULE_ID_NONE),
                 redirect,
             };
-            let key = (
-                slot.port_lo,
-                slot.port_hi,
-                slot.proto,
-                slot.action,
-                redirect,
-            );
-            if seen.insert(key) {
+            // Few slots per entry (at most 16 fit): a scan beats hashing.
+            let same = |o: &Slot| {
+                (o.port_lo, o.port_hi, o.proto, o.action, o.redirect)
+                    == (
+                        slot.port_lo,
+                        slot.port_hi,
+                        slot.proto,
+                        slot.action,
+                        slot.redirect,
+                    )
+            };
+            if !out.iter().any(same) {
                 out.push(slot);
             }
         }
