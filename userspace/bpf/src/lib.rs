@@ -8,6 +8,7 @@
 
 pub mod abi;
 mod attach;
+mod batch;
 pub mod events;
 pub mod learned;
 mod maps;
