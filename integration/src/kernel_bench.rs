@@ -51,8 +51,20 @@ pub fn program_cost(
     count: u64,
     held_back: bool,
 ) -> Result<ProgramCost> {
+    program_cost_with(world, client, label, MANIFEST, count, held_back)
+}
+
+/// [`program_cost`] under the manifest `body`, which must allow [`TARGET`]:[`PORT`].
+pub fn program_cost_with(
+    world: &World,
+    client: &str,
+    label: &str,
+    body: &str,
+    count: u64,
+    held_back: bool,
+) -> Result<ProgramCost> {
     let _stats = kernel_stats::enable()?;
-    let manifest = world.manifest(label, MANIFEST)?;
+    let manifest = world.manifest(label, body)?;
     // The shell reports its cgroup and waits, so the programs are found (and held open,
     // to be read after the bottle is gone) before the measured loop starts.
     let script = format!(

@@ -26,6 +26,7 @@ pub mod nft;
 pub mod probe;
 pub mod process;
 pub mod proxy_bench;
+pub mod scale_bench;
 pub mod server;
 pub mod sweep;
 pub mod verdicts;

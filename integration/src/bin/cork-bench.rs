@@ -1,9 +1,11 @@
-//! `cork-bench [--only connect|dns|kernel] [COUNT [ROUNDS]]`: connect()+close per second
+//! `cork-bench [--only connect|dns|kernel|scale] [COUNT [ROUNDS]]`: connect()+close per second
 //! against a TCP server in the internet netns, from the bottle netns outside any bottle,
 //! then inside `cork run` (same `connect-loop` client both times), in interleaved rounds;
 //! prints the rates, their medians and the ratio. Then DNS through the proxy against
 //! direct, then the kernel programs: nanoseconds per run of each (`bpf_stats`), and the
-//! latency of audit delivery (kernel decision to audit log line).
+//! latency of audit delivery (kernel decision to audit log line). Then policy scale: 10,
+//! 1 000 and 100 000 CIDR rules per family (+ 10 000 domain rules) — check and start-up
+//! time, trie memory, connect4's cost.
 
 use anyhow::{Context, Result, bail};
 use cork_integration::dns_server::Zone;
@@ -21,14 +23,17 @@ fn main() -> Result<()> {
     let mut args = std::env::args().skip(1).peekable();
     let only = if args.peek().is_some_and(|a| a == "--only") {
         args.next();
-        Some(args.next().context("--only needs connect, dns or kernel")?)
+        Some(
+            args.next()
+                .context("--only needs connect, dns, kernel or scale")?,
+        )
     } else {
         None
     };
     if let Some(o) = &only
-        && !["connect", "dns", "kernel"].contains(&o.as_str())
+        && !["connect", "dns", "kernel", "scale"].contains(&o.as_str())
     {
-        bail!("--only {o}: expected connect, dns or kernel");
+        bail!("--only {o}: expected connect, dns, kernel or scale");
     }
     let wants = |section: &str| only.as_deref().is_none_or(|o| o == section);
     let count: u64 = args.next().map(|c| c.parse()).transpose()?.unwrap_or(5000);
@@ -54,6 +59,9 @@ fn main() -> Result<()> {
     }
     if wants("kernel") {
         cork_integration::kernel_bench::report(&world, &client, count.max(20_000))?;
+    }
+    if wants("scale") {
+        cork_integration::scale_bench::report(&world, &client, &[10, 1000, 100_000], count)?;
     }
     server.kill()?;
     if wants("dns") {
