@@ -17,8 +17,8 @@ use crate::rule::{Action, RuleInfo};
 pub const MAX_SLOTS_PER_PREFIX: usize = 16;
 /// Entries per family trie; equals `CORK_MAX_PREFIXES`.
 pub const MAX_PREFIXES_PER_FAMILY: usize = 131_072;
-/// Rules per manifest: ids stay far below [`RULE_ID_NONE`], and a policy this size still
-/// compiles in about a second.
+/// Rules per manifest: room for both tries full plus as many domain rules, with ids far
+/// below [`RULE_ID_NONE`]; a bound on what one manifest can make the agent hold.
 pub const MAX_RULES: usize = 1 << 20;
 /// Size of the host loopback port map; equals `CORK_MAX_HOST_PORTS`.
 pub const MAX_HOST_PORTS: usize = 256;
