@@ -84,7 +84,7 @@ int cork_skb_egress(struct __sk_buff *skb)
 		cork_event_dst(ev, &pkt.dst);
 		__builtin_memcpy(ev->src, pkt.src, 16);
 		ev->sport = pkt.sport;
-		bpf_ringbuf_submit(ev, 0);
+		cork_event_submit(ev);
 	}
 	return CORK_BLOCK;
 }

@@ -178,7 +178,7 @@ static __always_inline void cork_redirect_dns(struct bpf_sock_addr *ctx, struct 
  * proxy the connect is refused: the flow must not go direct.
  */
 static __always_inline int cork_redirect_proxy(struct bpf_sock_addr *ctx, struct cork_dst *dst,
-					       int is_v6, __u16 rule_id)
+					       int is_v6, __u32 rule_id)
 {
 	struct cork_sock_state *st = 0;
 	struct bpf_sock *sk = ctx->sk;
@@ -240,7 +240,7 @@ static __always_inline int cork_sock_addr(struct bpf_sock_addr *ctx, struct cork
 		cork_event_dst(ev, dst);
 		ev->sock_cookie = bpf_get_socket_cookie(ctx);
 		ev->sock_type = ctx->type;
-		bpf_ringbuf_submit(ev, 0);
+		cork_event_submit(ev);
 	}
 	return d.verdict == CORK_VERDICT_ALLOW ? CORK_PASS : CORK_BLOCK;
 }

@@ -45,7 +45,7 @@ int cork_sock_create(struct bpf_sock *sk)
 		ev->family = sk->family;
 		ev->proto = sk->protocol <= 255 ? sk->protocol : 255; /* MPTCP is 262 */
 		ev->sock_type = sk->type;
-		bpf_ringbuf_submit(ev, 0);
+		cork_event_submit(ev);
 	}
 	return CORK_BLOCK;
 }

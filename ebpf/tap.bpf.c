@@ -106,7 +106,7 @@ static __noinline void cork_audit_pkt(const struct cork_pkt *pkt, __u32 verdict,
 	cork_event_dst(ev, &pkt->dst);
 	__builtin_memcpy(ev->src, pkt->src, 16);
 	ev->sport = pkt->sport;
-	bpf_ringbuf_submit(ev, 0);
+	cork_event_submit(ev);
 }
 
 static __always_inline void cork_audit(const struct cork_pkt *pkt, struct cork_decision d)

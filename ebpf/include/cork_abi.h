@@ -4,7 +4,8 @@
  * exchange: map keys and values, the audit event record, and the enums that give their
  * fields meaning. Rust gets these through bindgen (userspace/build.rs); nothing here is
  * copied by hand. Rules: fixed-width types only, explicit padding, no bool, every struct a
- * multiple of 8 bytes. Sizes are asserted here and again on the Rust side.
+ * multiple of 8 bytes (struct cork_port_rule, only ever an array element of
+ * struct cork_prefix_value, is 12). Sizes are asserted here and again on the Rust side.
  */
 #ifndef CORK_ABI_H
 #define CORK_ABI_H
@@ -15,8 +16,9 @@
  * own rules plus those of every shorter prefix that contains it (the LPM trie returns only
  * the longest match), so the policy compiler refuses manifests that need more. */
 #define CORK_PREFIX_SLOTS 16
-/* Capacity of each per-family prefix trie. */
-#define CORK_MAX_PREFIXES 4096
+/* Capacity of each per-family prefix trie. The tries allocate per entry (no preallocation,
+ * ~256 bytes each), so a high cap costs nothing until a policy uses it. */
+#define CORK_MAX_PREFIXES 131072
 /* Capacity of the host loopback port allowlist. */
 #define CORK_MAX_HOST_PORTS 256
 /* Ring buffer size for audit events (bytes, power of two, multiple of the page size). */
@@ -25,7 +27,7 @@
  * how many such flows are remembered. */
 #define CORK_MAX_FLOWS 16384
 /* rule_id value meaning "no manifest rule decided this" (default deny, loopback...). */
-#define CORK_RULE_NONE 0xffff
+#define CORK_RULE_NONE 0xffffffffu
 
 /* Capacity of the map from a redirected connection's client address to its original
  * destination (LRU: an entry lives from the bottle's connect() until the proxy accepts). */
@@ -112,13 +114,15 @@ enum cork_sock_flags {
 	CORK_SOCK_VETTED = 2, /* connect() was allowed to conn_addr:conn_port */
 };
 
-/* One rule slot of a prefix entry. Ports in host byte order, inclusive. */
+/* One rule slot of a prefix entry. Ports in host byte order, inclusive. 12 bytes, not 16:
+ * a trie node then fits the kernel's 256-byte allocation class. */
 struct cork_port_rule {
 	__u16 port_lo;
 	__u16 port_hi;
 	__u8 proto;   /* enum cork_proto_sel */
 	__u8 action;  /* enum cork_action */
-	__u16 rule_id;/* index into the policy's rule table, or CORK_RULE_NONE */
+	__u8 _pad[2];
+	__u32 rule_id;/* index into the policy's rule table, or CORK_RULE_NONE */
 };
 
 /* Value of both prefix tries. slots[0, static_count) come from the manifest's prefix
@@ -163,8 +167,7 @@ struct cork_sock_state {
 	__u16 redir_port;    /* host byte order; 0 = not redirected */
 	__u8 redir_family;
 	__u8 _pad3;
-	__u16 redir_rule;
-	__u8 _pad4[2];
+	__u32 redir_rule;
 };
 
 /* Key of cork_redirects: the redirected socket's own address as the proxy sees the peer
@@ -183,8 +186,7 @@ struct cork_redirect_value {
 	__u16 port;          /* host byte order */
 	__u8 family;
 	__u8 _pad;
-	__u16 rule_id;
-	__u8 _pad2[2];
+	__u32 rule_id;
 	__u64 sock_cookie;
 	__u32 pid;           /* tgid that called connect() */
 	__u32 _pad3;
@@ -208,7 +210,7 @@ struct cork_event {
 	__u32 pid;           /* tgid; 0 in skb context */
 	__u32 tid;
 	__u32 bottle_id;
-	__u16 rule_id;       /* CORK_RULE_NONE when no manifest rule decided */
+	__u32 rule_id;       /* CORK_RULE_NONE when no manifest rule decided */
 	__u16 dport;         /* host byte order */
 	__u16 sport;
 	__u8 hook;           /* enum cork_hook */
@@ -220,6 +222,7 @@ struct cork_event {
 	__u8 comm[16];
 	__u8 src[16];
 	__u8 dst[16];
+	__u8 _pad[6];
 };
 
 /* A VM bottle's guest as cork configured it (a const volatile of the tap program, set at
@@ -238,14 +241,14 @@ struct cork_guest {
 
 #define CORK_ABI_ASSERT(cond) _Static_assert(cond, #cond)
 CORK_ABI_ASSERT(sizeof(struct cork_guest) == 64);
-CORK_ABI_ASSERT(sizeof(struct cork_port_rule) == 8);
-CORK_ABI_ASSERT(sizeof(struct cork_prefix_value) == 16 + 8 * CORK_PREFIX_SLOTS);
+CORK_ABI_ASSERT(sizeof(struct cork_port_rule) == 12);
+CORK_ABI_ASSERT(sizeof(struct cork_prefix_value) == 16 + 12 * CORK_PREFIX_SLOTS);
 CORK_ABI_ASSERT(sizeof(struct cork_lpm_v4_key) == 8);
 CORK_ABI_ASSERT(sizeof(struct cork_lpm_v6_key) == 20);
 CORK_ABI_ASSERT(sizeof(struct cork_sock_state) == 80);
 CORK_ABI_ASSERT(sizeof(struct cork_redirect_key) == 24);
 CORK_ABI_ASSERT(sizeof(struct cork_redirect_value) == 40);
 CORK_ABI_ASSERT(sizeof(struct cork_flow_key) == 32);
-CORK_ABI_ASSERT(sizeof(struct cork_event) == 96);
+CORK_ABI_ASSERT(sizeof(struct cork_event) == 104);
 
 #endif /* CORK_ABI_H */

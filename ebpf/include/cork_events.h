@@ -5,6 +5,19 @@
 
 #include "cork_maps.h"
 
+/* The programs submit without waking the reader, which finds records on its own short poll
+ * timer (userspace/bpf/src/events.rs). A default submit wakes a reader that has caught up,
+ * i.e. on every record when it keeps up, and the wake-up (an irq_work, a self-IPI: a VM
+ * exit on a guest) ran inside the bottle's connect(): ~10 us, twenty times the program's
+ * own work. Only a burst that fills the ring faster than the poll drains it needs a
+ * wake-up: one each time the unread bytes cross a multiple of CORK_EVENTS_WAKE_BYTES, so
+ * at most 8 per ring's worth however far the reader lags (waking on every record past a
+ * threshold cost a lagging reader's bottle ~5 us per record). */
+#define CORK_EVENTS_WAKE_BYTES (CORK_EVENTS_BYTES / 8)
+/* What one record takes in the ring: the kernel's 8-byte header, the record rounded up to
+ * 8 bytes (kernel/bpf/ringbuf.c, BPF_RINGBUF_HDR_SZ). */
+#define CORK_EVENT_RING_BYTES (8 + ((sizeof(struct cork_event) + 7) / 8) * 8)
+
 static __always_inline void cork_count_lost(void)
 {
 	__u32 zero = 0;
@@ -16,7 +29,7 @@ static __always_inline void cork_count_lost(void)
 
 /* Reserve a zeroed record with the fields every hook fills the same way. */
 static __always_inline struct cork_event *cork_event_start(__u8 hook, __u8 verdict, __u8 reason,
-							   __u16 rule_id)
+							   __u32 rule_id)
 {
 	struct cork_event *ev = bpf_ringbuf_reserve(&cork_events, sizeof(*ev), 0);
 
@@ -43,6 +56,21 @@ static __always_inline void cork_event_task(struct cork_event *ev)
 	ev->tid = (__u32)pid_tgid;
 	ev->cgroup_id = bpf_get_current_cgroup_id();
 	bpf_get_current_comm(ev->comm, sizeof(ev->comm));
+}
+
+/* Commits a record from cork_event_start: every hook submits through here. */
+static __always_inline void cork_event_submit(struct cork_event *ev)
+{
+	/* Counts this record too: the producer position moved when it was reserved. */
+	__u64 unread = bpf_ringbuf_query(&cork_events, BPF_RB_AVAIL_DATA);
+	__u64 before = unread - CORK_EVENT_RING_BYTES;
+
+	/* Records of other CPUs can move the count past a multiple unseen by both; the next
+	 * multiple, or the reader's poll, catches up. */
+	if (unread / CORK_EVENTS_WAKE_BYTES != before / CORK_EVENTS_WAKE_BYTES)
+		bpf_ringbuf_submit(ev, BPF_RB_FORCE_WAKEUP);
+	else
+		bpf_ringbuf_submit(ev, BPF_RB_NO_WAKEUP);
 }
 
 static __always_inline void cork_event_dst(struct cork_event *ev, const struct cork_dst *dst)

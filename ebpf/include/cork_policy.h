@@ -13,7 +13,7 @@
 struct cork_decision {
 	__u8 verdict; /* enum cork_verdict */
 	__u8 reason;  /* enum cork_reason */
-	__u16 rule_id;
+	__u32 rule_id;
 	__u8 redirect; /* allowed only through the inspecting proxy */
 };
 
@@ -37,8 +37,8 @@ static __always_inline struct cork_decision cork_scan(const struct cork_prefix_v
 						      __u8 proto, __u16 port)
 {
 	struct cork_decision d = { CORK_VERDICT_DENY, CORK_REASON_DEFAULT_DENY, CORK_RULE_NONE, 0 };
-	__u16 allow_rule = CORK_RULE_NONE;
-	__u16 quic_rule = CORK_RULE_NONE;
+	__u32 allow_rule = CORK_RULE_NONE;
+	__u32 quic_rule = CORK_RULE_NONE;
 	int allowed = 0, redirect = 0, quic = 0;
 	__u32 count = v->count;
 	__u32 live = v->static_count;

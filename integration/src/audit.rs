@@ -24,6 +24,30 @@ impl Audit {
         Self::parse(&text).with_context(|| format!("parse audit log {}", path.display()))
     }
 
+    /// Waits until the log at `path` (which may not exist yet) has an event matching
+    /// `query`, and returns the log as it was then; a timeout is an error showing it.
+    /// Only a complete line counts: the writer may be in the middle of one.
+    pub fn wait_for(path: &Path, query: Value, timeout: std::time::Duration) -> Result<Self> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            let complete = text.rfind('\n').map_or("", |end| &text[..=end]);
+            let audit = Self::parse(complete)
+                .with_context(|| format!("parse audit log {}", path.display()))?;
+            if audit.has(query.clone()) {
+                return Ok(audit);
+            }
+            if std::time::Instant::now() >= deadline {
+                bail!(
+                    "no audit event matching {query} in {} after {timeout:?}\n{}",
+                    path.display(),
+                    audit.dump()
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
     /// Parses JSON lines (blank lines skipped).
     pub fn parse(text: &str) -> Result<Self> {
         let mut events = Vec::new();

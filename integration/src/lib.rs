@@ -11,6 +11,7 @@
 
 pub mod addr;
 pub mod audit;
+pub mod audit_tail;
 pub mod cork;
 pub mod dns_server;
 pub mod fake_homes;
@@ -18,11 +19,14 @@ pub mod guest;
 pub mod guest_lab;
 pub mod host;
 pub mod https_upstream;
+pub mod kernel_bench;
+pub mod kernel_stats;
 pub mod netns;
 pub mod nft;
 pub mod probe;
 pub mod process;
 pub mod proxy_bench;
+pub mod scale_bench;
 pub mod server;
 pub mod sweep;
 pub mod verdicts;

@@ -223,6 +223,12 @@ impl Spawned {
         })
     }
 
+    /// The child's stdin, when the command was given a piped one (`Stdio::piped()`);
+    /// dropping it closes the pipe.
+    pub fn take_stdin(&mut self) -> Option<std::process::ChildStdin> {
+        self.child.stdin.take()
+    }
+
     /// The child's pid.
     pub fn pid(&self) -> Pid {
         Pid::from_raw(self.child.id() as i32)

@@ -10,7 +10,7 @@ use crate::error::ManifestError;
 use crate::files::FilesConfig;
 use crate::manifest::{Manifest, parse_manifest};
 use crate::plan::{
-    self, KernelPlan, MAX_PREFIXES_PER_FAMILY, MAX_SLOTS_PER_PREFIX, PlanError, RULE_ID_NONE,
+    self, KernelPlan, MAX_PREFIXES_PER_FAMILY, MAX_RULES, MAX_SLOTS_PER_PREFIX, PlanError, RuleId,
 };
 use crate::rule::{self, RuleInfo};
 use crate::tls::TlsConfig;
@@ -21,8 +21,8 @@ pub struct Policy {
     /// The bottle name.
     pub name: String,
     /// Rule table; a rule's index is the `rule_id` the kernel reports (always below
-    /// [`RULE_ID_NONE`]). Allow entries in manifest order, then deny entries; prefix and
-    /// domain rules share the table.
+    /// [`MAX_RULES`], so never [`crate::RULE_ID_NONE`]). Allow entries in manifest order,
+    /// then deny entries; prefix and domain rules share the table.
     pub rules: Vec<RuleInfo>,
     /// The domain rules of `rules`, in the same order, for [`Policy::match_domain`],
     /// [`Policy::allowed_slots`] and [`Policy::web_decision`].
@@ -87,7 +87,7 @@ impl Policy {
             path: rule.id.clone(),
             message,
         };
-        if let Some(rule) = rules.get(usize::from(RULE_ID_NONE)) {
+        if let Some(rule) = rules.get(MAX_RULES) {
             return Err(rule::too_many_rules(rule, &origin));
         }
         if let Some((line, col, path)) = mismatched_domain(&rules, &domains) {
@@ -161,9 +161,10 @@ impl Policy {
         self.plan.clone()
     }
 
-    /// The rule a kernel `rule_id` refers to; `None` for [`RULE_ID_NONE`] or unknown ids.
-    pub fn rule(&self, rule_id: u16) -> Option<&RuleInfo> {
-        self.rules.get(usize::from(rule_id))
+    /// The rule a kernel `rule_id` refers to; `None` for [`crate::RULE_ID_NONE`] or unknown
+    /// ids.
+    pub fn rule(&self, rule_id: RuleId) -> Option<&RuleInfo> {
+        self.rules.get(usize::try_from(rule_id).ok()?)
     }
 }
 
@@ -177,7 +178,7 @@ fn mismatched_domain(rules: &[RuleInfo], domains: &[DomainRule]) -> Option<(usiz
             continue;
         };
         let same = listed.next().is_some_and(|d| {
-            usize::from(d.rule_id) == i
+            d.rule_id as usize == i
                 && &d.pattern == pattern
                 && d.action == rule.action
                 && d.ports == rule.ports

@@ -21,6 +21,7 @@ use crate::domain::{DomainPattern, normalise_query};
 use crate::domain_rule::{DomainRule, DomainVerdict, verdict};
 use crate::error::ManifestError;
 use crate::locate::Locator;
+use crate::plan::RuleId;
 use crate::rule::RuleInfo;
 use crate::schema::RawCredential;
 
@@ -200,9 +201,9 @@ pub(crate) fn inspected(
     rules: &[RuleInfo],
     domains: &[DomainRule],
 ) -> Result<(), String> {
-    let rule_path = |rule_id: u16| {
+    let rule_path = |rule_id: RuleId| {
         rules
-            .get(usize::from(rule_id))
+            .get(rule_id as usize)
             .map_or_else(|| format!("rule {rule_id}"), |r| r.id.clone())
     };
     let why = match verdict(domains, name) {

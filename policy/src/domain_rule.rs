@@ -7,7 +7,7 @@ use std::cmp::Reverse;
 use crate::compile::Policy;
 use crate::domain::{DomainPattern, normalise_query};
 use crate::inspect::InspectMode;
-use crate::plan::{self, Redirect, Slot};
+use crate::plan::{self, Redirect, RuleId, Slot};
 use crate::ports::{PortRange, Proto};
 use crate::route::HttpRoute;
 use crate::rule::Action;
@@ -17,7 +17,7 @@ use crate::rule::Action;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DomainRule {
     /// Index into [`Policy::rules`].
-    pub rule_id: u16,
+    pub rule_id: RuleId,
     pub pattern: DomainPattern,
     pub action: Action,
     /// Destination port ranges; empty means every port. Always empty for deny rules.
@@ -42,10 +42,10 @@ pub enum DomainVerdict {
     /// An allow rule matches and no deny rule does. `rule_id` is the most specific
     /// matching allow rule: an exact name before any wildcard, a longer wildcard suffix
     /// before a shorter one, then manifest order.
-    Allow { rule_id: u16 },
+    Allow { rule_id: RuleId },
     /// A deny rule matches (deny beats allow). `rule_id` is the most specific matching
     /// deny rule, chosen like the allow rule above.
-    Deny { rule_id: u16 },
+    Deny { rule_id: RuleId },
     /// No domain rule matches; the name is not reachable by name (default deny).
     NoMatch,
 }
@@ -80,7 +80,7 @@ impl Policy {
         }
         let order: Vec<(usize, Redirect)> = matching(&self.domains, &name, Action::Allow)
             .iter()
-            .map(|r| (usize::from(r.rule_id), r.inspect.redirect()))
+            .map(|r| (r.rule_id as usize, r.inspect.redirect()))
             .collect();
         plan::slots(&order, &self.rules)
     }

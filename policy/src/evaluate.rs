@@ -7,7 +7,7 @@
 
 use std::net::IpAddr;
 
-use crate::plan::KernelPlan;
+use crate::plan::{KernelPlan, RuleId};
 use crate::ports::Proto;
 use crate::prefix::normalise_addr;
 use crate::rule::Action;
@@ -17,14 +17,14 @@ use crate::rule::Action;
 pub struct Verdict {
     pub action: Action,
     /// The rule that decided, or `None` for the default deny (`CORK_RULE_NONE`).
-    pub rule_id: Option<u16>,
+    pub rule_id: Option<RuleId>,
     /// An allowed TCP connection goes to the inspecting proxy instead of straight out.
     /// Always `false` unless `action` is [`Action::Allow`] and the protocol TCP.
     pub redirect: bool,
 }
 
 impl Verdict {
-    fn deny(rule_id: Option<u16>) -> Self {
+    fn deny(rule_id: Option<RuleId>) -> Self {
         Self {
             action: Action::Deny,
             rule_id,

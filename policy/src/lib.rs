@@ -110,8 +110,8 @@ pub use inspect::InspectMode;
 pub use learn::{LearnError, LearnedEntry};
 pub use manifest::{MANIFEST_VERSION, Manifest, parse_manifest};
 pub use plan::{
-    KernelPlan, MAX_HOST_PORTS, MAX_PREFIXES_PER_FAMILY, MAX_SLOTS_PER_PREFIX, PrefixEntry,
-    RULE_ID_NONE, Redirect, Slot,
+    KernelPlan, MAX_HOST_PORTS, MAX_PREFIXES_PER_FAMILY, MAX_RULES, MAX_SLOTS_PER_PREFIX,
+    PrefixEntry, RULE_ID_NONE, Redirect, RuleId, Slot,
 };
 pub use ports::{PortError, PortRange, Proto};
 pub use prefix::{Prefix, PrefixError};

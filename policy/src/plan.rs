@@ -6,7 +6,7 @@
 //! for destinations whose longest match is an allow `/32` inside it, and vice versa.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 
 use crate::ports::{PortRange, Proto};
@@ -16,11 +16,17 @@ use crate::rule::{Action, RuleInfo};
 /// Slots per prefix entry; equals `CORK_PREFIX_SLOTS` in `ebpf/include/cork_abi.h`.
 pub const MAX_SLOTS_PER_PREFIX: usize = 16;
 /// Entries per family trie; equals `CORK_MAX_PREFIXES`.
-pub const MAX_PREFIXES_PER_FAMILY: usize = 4096;
+pub const MAX_PREFIXES_PER_FAMILY: usize = 131_072;
+/// Rules per manifest: room for both tries full plus as many domain rules, with ids far
+/// below [`RULE_ID_NONE`]; a bound on what one manifest can make the agent hold.
+pub const MAX_RULES: usize = 1 << 20;
 /// Size of the host loopback port map; equals `CORK_MAX_HOST_PORTS`.
 pub const MAX_HOST_PORTS: usize = 256;
+/// A rule's index in [`crate::Policy::rules`], as the kernel maps and audit records carry it
+/// (`__u32` in `cork_abi.h`).
+pub type RuleId = u32;
 /// `rule_id` meaning "no manifest rule"; equals `CORK_RULE_NONE`. Rule ids stay below it.
-pub const RULE_ID_NONE: u16 = 0xffff;
+pub const RULE_ID_NONE: RuleId = u32::MAX;
 
 /// Everything the kernel maps must hold for one policy. Deterministic: the same policy
 /// always gives the same plan, in the same order.
@@ -51,7 +57,7 @@ pub struct Slot {
     pub proto: Proto,
     pub action: Action,
     /// Index into [`crate::Policy::rules`].
-    pub rule_id: u16,
+    pub rule_id: RuleId,
     /// Which of the slot's ports the kernel hands to the inspecting proxy.
     pub redirect: Redirect,
 }
@@ -101,13 +107,18 @@ pub(crate) enum PlanError {
     },
 }
 
-/// Builds the plan. Callers guarantee `rules.len() < RULE_ID_NONE`. Domain rules add no
+/// Builds the plan. Callers guarantee `rules.len() <= MAX_RULES`. Domain rules add no
 /// entry: the kernel learns their addresses from the DNS proxy at run time.
 pub(crate) fn build(rules: &[RuleInfo], host_ports: &[u16]) -> Result<KernelPlan, PlanError> {
     let mut v4 = BTreeSet::new();
     let mut v6 = BTreeSet::new();
+    // Each prefix's rules in manifest order: an entry looks up the prefixes containing it
+    // (itself cut to each length some rule uses), instead of testing every rule, which is
+    // quadratic: 4e10 tests at 100 000 prefixes per family.
+    let mut by_prefix = Covering::default();
     for (i, rule) in rules.iter().enumerate() {
         let Some(net) = rule.prefix() else { continue };
+        by_prefix.add(net, i);
         let family = if net.is_ipv4() { &mut v4 } else { &mut v6 };
         // Rules sharing a prefix share its entry, so only new prefixes count.
         if family.insert(net) && family.len() > MAX_PREFIXES_PER_FAMILY {
@@ -115,7 +126,9 @@ pub(crate) fn build(rules: &[RuleInfo], host_ports: &[u16]) -> Result<KernelPlan
         }
     }
     let entries = |set: BTreeSet<Prefix>| -> Result<Vec<PrefixEntry>, PlanError> {
-        set.into_iter().map(|prefix| entry(prefix, rules)).collect()
+        set.into_iter()
+            .map(|prefix| entry(prefix, rules, &by_prefix))
+            .collect()
     };
     Ok(KernelPlan {
         v4: entries(v4)?,
@@ -124,14 +137,51 @@ pub(crate) fn build(rules: &[RuleInfo], host_ports: &[u16]) -> Result<KernelPlan
     })
 }
 
-fn entry(prefix: Prefix, rules: &[RuleInfo]) -> Result<PrefixEntry, PlanError> {
-    let mut covering: Vec<usize> = (0..rules.len())
-        .filter(|&i| {
-            rules[i]
-                .prefix()
-                .is_some_and(|p| p.contains_prefix(&prefix))
-        })
-        .collect();
+/// The prefix rules, indexed for "which rules contain this prefix".
+#[derive(Default)]
+struct Covering {
+    rules: HashMap<Prefix, Vec<usize>>,
+    /// The prefix lengths rules use, per family: few in practice, so an entry needs few
+    /// lookups.
+    lens_v4: BTreeSet<u8>,
+    lens_v6: BTreeSet<u8>,
+}
+
+impl Covering {
+    fn add(&mut self, prefix: Prefix, rule: usize) {
+        self.rules.entry(prefix).or_default().push(rule);
+        let lens = if prefix.is_ipv4() {
+            &mut self.lens_v4
+        } else {
+            &mut self.lens_v6
+        };
+        lens.insert(prefix.len());
+    }
+
+    /// The rules whose prefix contains `prefix`, in manifest order.
+    fn of(&self, prefix: Prefix) -> Vec<usize> {
+        let lens = if prefix.is_ipv4() {
+            &self.lens_v4
+        } else {
+            &self.lens_v6
+        };
+        let mut found: Vec<usize> = lens
+            .range(..=prefix.len())
+            .filter_map(|&len| self.rules.get(&prefix.cut(len)?))
+            .flatten()
+            .copied()
+            .collect();
+        found.sort_unstable();
+        found
+    }
+}
+
+fn entry(
+    prefix: Prefix,
+    rules: &[RuleInfo],
+    by_prefix: &Covering,
+) -> Result<PrefixEntry, PlanError> {
+    let mut covering = by_prefix.of(prefix);
 
     // Prefix rules are never redirected: the proxy decides by name, which they lack.
     let unredirected = |order: &[usize]| -> Vec<(usize, Redirect)> {
@@ -143,12 +193,19 @@ fn entry(prefix: Prefix, rules: &[RuleInfo]) -> Result<PrefixEntry, PlanError> {
     if in_manifest_order.len() > MAX_SLOTS_PER_PREFIX {
         let culprit = in_manifest_order[MAX_SLOTS_PER_PREFIX].rule_id;
         return Err(PlanError::TooManySlots {
-            rule: usize::from(culprit),
+            rule: culprit as usize,
             prefix,
             needed: in_manifest_order.len(),
         });
     }
 
+    if covering.len() == 1 {
+        // One rule (the common case in a long list of prefixes): already in order.
+        return Ok(PrefixEntry {
+            prefix,
+            slots: in_manifest_order,
+        });
+    }
     covering.sort_by_key(|&i| (Reverse(rules[i].prefix().map_or(0, |p| p.len())), i));
     Ok(PrefixEntry {
         prefix,
@@ -159,8 +216,7 @@ fn entry(prefix: Prefix, rules: &[RuleInfo]) -> Result<PrefixEntry, PlanError> {
 /// The slots of `order`'s rules, in that order, each with its rule's redirect; a slot equal
 /// to an earlier one except for its rule id is dropped, since it cannot change a verdict.
 pub(crate) fn slots(order: &[(usize, Redirect)], rules: &[RuleInfo]) -> Vec<Slot> {
-    let mut seen = HashSet::new();
-    let mut out = Vec::new();
+    let mut out: Vec<Slot> = Vec::new();
     for &(i, redirect) in order {
         let rule = &rules[i];
         let ranges: &[PortRange] = if rule.ports.is_empty() {
@@ -174,18 +230,22 @@ pub(crate) fn slots(order: &[(usize, Redirect)], rules: &[RuleInfo]) -> Vec<Slot
                 port_hi: range.hi(),
                 proto: rule.proto,
                 action: rule.action,
-                // `build`'s caller keeps rule counts below `RULE_ID_NONE`.
-                rule_id: u16::try_from(i).unwrap_or(RULE_ID_NONE),
+                // `build`'s caller keeps rule counts below `MAX_RULES`.
+                rule_id: RuleId::try_from(i).unwrap_or(RULE_ID_NONE),
                 redirect,
             };
-            let key = (
-                slot.port_lo,
-                slot.port_hi,
-                slot.proto,
-                slot.action,
-                redirect,
-            );
-            if seen.insert(key) {
+            // Few slots per entry (at most 16 fit): a scan beats hashing.
+            let same = |o: &Slot| {
+                (o.port_lo, o.port_hi, o.proto, o.action, o.redirect)
+                    == (
+                        slot.port_lo,
+                        slot.port_hi,
+                        slot.proto,
+                        slot.action,
+                        slot.redirect,
+                    )
+            };
+            if !out.iter().any(same) {
                 out.push(slot);
             }
         }

@@ -76,6 +76,16 @@ impl Prefix {
     pub fn contains_prefix(&self, other: &Prefix) -> bool {
         self.len <= other.len && self.contains(other.addr)
     }
+
+    /// This prefix cut to `len` bits: the prefix of that length containing it (`None`
+    /// when `len` is longer than this one). Prefixes of the other family never contain it,
+    /// and a stored IPv6 prefix is never a mapped one, so cutting it never makes one.
+    pub(crate) fn cut(&self, len: u8) -> Option<Prefix> {
+        (len <= self.len).then(|| Prefix {
+            addr: mask(self.addr, len),
+            len,
+        })
+    }
 }
 
 impl fmt::Display for Prefix {
@@ -233,6 +243,22 @@ mod tests {
                 p(bad_addr).unwrap_err().contains("not an IPv4"),
                 "{bad_addr}"
             );
+        }
+    }
+
+    #[test]
+    fn cutting_gives_the_containing_prefixes() {
+        let net = p("198.51.100.128/25").unwrap();
+        assert_eq!(net.cut(24), Some(p("198.51.100.0/24").unwrap()));
+        assert_eq!(net.cut(0), Some(p("0.0.0.0/0").unwrap()));
+        assert_eq!(net.cut(25), Some(net));
+        assert_eq!(net.cut(26), None);
+        let v6 = p("2001:db8:1:2::/64").unwrap();
+        assert_eq!(v6.cut(32), Some(p("2001:db8::/32").unwrap()));
+        assert_eq!(v6.cut(0), Some(p("::/0").unwrap()));
+        for len in 0..=64 {
+            let cut = v6.cut(len).unwrap();
+            assert!(cut.contains_prefix(&v6) && cut.len() == len, "{cut}");
         }
     }
 

@@ -6,7 +6,7 @@ use std::fmt;
 
 use crate::domain::DomainPattern;
 use crate::error::ManifestError;
-use crate::plan::RULE_ID_NONE;
+use crate::plan::{MAX_RULES, RuleId};
 use crate::ports::{PortRange, Proto};
 use crate::prefix::Prefix;
 
@@ -84,12 +84,16 @@ impl RuleInfo {
     }
 }
 
-/// The `rule_id` of the rule at `index`, or the refusal when the table is full. Rule ids
-/// are `u16` in the kernel ABI and [`RULE_ID_NONE`] is reserved.
-pub(crate) fn rule_id(index: usize, rule: &RuleInfo, origin: &str) -> Result<u16, ManifestError> {
-    u16::try_from(index)
+/// The `rule_id` of the rule at `index`, or the refusal when the table is full (at
+/// [`MAX_RULES`]).
+pub(crate) fn rule_id(
+    index: usize,
+    rule: &RuleInfo,
+    origin: &str,
+) -> Result<RuleId, ManifestError> {
+    RuleId::try_from(index)
         .ok()
-        .filter(|&id| id != RULE_ID_NONE)
+        .filter(|_| index < MAX_RULES)
         .ok_or_else(|| too_many_rules(rule, origin))
 }
 
@@ -100,6 +104,6 @@ pub(crate) fn too_many_rules(rule: &RuleInfo, origin: &str) -> ManifestError {
         line: rule.line,
         col: rule.col,
         path: rule.id.clone(),
-        message: format!("too many rules; at most {RULE_ID_NONE} are supported"),
+        message: format!("too many rules; at most {MAX_RULES} are supported"),
     }
 }

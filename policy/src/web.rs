@@ -5,6 +5,7 @@
 use crate::compile::Policy;
 use crate::domain::normalise_query;
 use crate::domain_rule::{DomainRule, DomainVerdict, matching};
+use crate::plan::RuleId;
 use crate::ports::Proto;
 use crate::rule::Action;
 
@@ -13,13 +14,13 @@ use crate::rule::Action;
 pub enum WebDecision {
     /// Terminate TLS (or read plain HTTP) and check every request; `rule_id` is the
     /// domain rule whose routes apply.
-    Inspect { rule_id: u16 },
+    Inspect { rule_id: RuleId },
     /// Relay the bytes without interception (`inspect = false`).
-    PassThrough { rule_id: u16 },
+    PassThrough { rule_id: RuleId },
     /// Refuse the flow. `reason` is one of `"denied_domain"`, `"unknown_name"` and
     /// `"port_not_allowed"`, fixed strings for audit events.
     Deny {
-        rule_id: Option<u16>,
+        rule_id: Option<RuleId>,
         reason: &'static str,
     },
 }
@@ -68,7 +69,7 @@ impl Policy {
     }
 
     /// The domain rule with kernel id `rule_id`; `None` for a `cidr` rule or an unknown id.
-    pub fn domain_rule(&self, rule_id: u16) -> Option<&DomainRule> {
+    pub fn domain_rule(&self, rule_id: RuleId) -> Option<&DomainRule> {
         // `domains` is in rule order, which `Policy::from_manifest` checks.
         self.domains
             .binary_search_by_key(&rule_id, |d| d.rule_id)

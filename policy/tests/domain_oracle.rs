@@ -78,11 +78,11 @@ fn hits(rule: &Rule, labels: &[&str]) -> bool {
 
 /// The most specific hit among rules with `deny`: exact first, then more wildcard labels,
 /// then the lowest rule id.
-fn best(rules: &[&Rule], labels: &[&str], deny: bool) -> Option<u16> {
+fn best(rules: &[&Rule], labels: &[&str], deny: bool) -> Option<u32> {
     (0..rules.len())
         .filter(|&i| rules[i].deny == deny && hits(rules[i], labels))
         .max_by_key(|&i| (!rules[i].wildcard, rules[i].labels.len(), Reverse(i)))
-        .map(|i| u16::try_from(i).unwrap())
+        .map(|i| u32::try_from(i).unwrap())
 }
 
 fn oracle(rules: &[&Rule], labels: &[&str]) -> DomainVerdict {
@@ -149,7 +149,7 @@ proptest! {
             }
             prop_assert_eq!(&got, &expected, "{}\n{}", name, src);
             for s in &slots {
-                let r = ordered[usize::from(s.rule_id)];
+                let r = ordered[s.rule_id as usize];
                 prop_assert!(!r.deny && hits(r, &labels) && s.proto == Proto::Tcp);
                 // No rule here sets `inspect`, so each goes to the proxy on 80 and 443 only.
                 prop_assert_eq!(s.redirect, Redirect::Web);

@@ -274,7 +274,7 @@ fn compiled_form() {
     assert_eq!(policy.rules[1].domain(), None);
     assert_eq!(policy.rules[0].prefix(), None);
 
-    let domains: Vec<(u16, String, Action, Proto, usize, usize)> = policy
+    let domains: Vec<(u32, String, Action, Proto, usize, usize)> = policy
         .domains
         .iter()
         .map(|d| {

@@ -206,7 +206,7 @@ ports = [443]
 domain = "no.example.test"
 "#;
 
-fn rule(policy: &Policy, id: u16) -> &DomainRule {
+fn rule(policy: &Policy, id: u32) -> &DomainRule {
     policy.domains.iter().find(|d| d.rule_id == id).unwrap()
 }
 

@@ -3,7 +3,8 @@
 use std::net::IpAddr;
 
 use cork_policy::{
-    Action, MAX_PREFIXES_PER_FAMILY, MAX_SLOTS_PER_PREFIX, Proto, Verdict, compile, evaluate,
+    Action, MAX_PREFIXES_PER_FAMILY, MAX_RULES, MAX_SLOTS_PER_PREFIX, Policy, Proto, RuleInfo,
+    Verdict, compile, evaluate, parse_manifest,
 };
 
 const HEAD: &str = "version = 1\n[bottle]\nname = \"agent-1\"\n";
@@ -177,9 +178,10 @@ fn slot_limit_counts_ancestors_and_blames_the_overflowing_rule() {
 
 #[test]
 fn prefix_limit_per_family() {
+    let v4 = |i: usize| format!("10.{}.{}.{}", i >> 16, (i >> 8) & 0xff, i & 0xff);
     let entries = |n: usize| -> String {
         (0..n)
-            .map(|i| format!("[[egress.deny]]\ncidr = \"10.0.{}.{}\"\n", i / 256, i % 256))
+            .map(|i| format!("[[egress.deny]]\ncidr = \"{}\"\n", v4(i)))
             .collect()
     };
     let fits = format!(
@@ -188,22 +190,49 @@ fn prefix_limit_per_family() {
     );
     let policy = compile(&fits, "b.toml").unwrap();
     assert_eq!(policy.kernel_plan().v4.len(), MAX_PREFIXES_PER_FAMILY);
+    const { assert!(MAX_PREFIXES_PER_FAMILY >= 100_000) };
 
     let over = format!("{HEAD}{}", entries(MAX_PREFIXES_PER_FAMILY + 1));
     let err = compile(&over, "b.toml").unwrap_err();
+    // Two lines per entry after the three of HEAD: the extra entry starts on this line.
+    let line = 4 + 2 * MAX_PREFIXES_PER_FAMILY;
     assert_eq!(
         err.to_string(),
-        "b.toml:8196:1: egress.deny[4096]: too many distinct IPv4 prefixes; the kernel holds at \
-         most 4096 per address family"
+        format!(
+            "b.toml:{line}:1: egress.deny[{MAX_PREFIXES_PER_FAMILY}]: too many distinct IPv4 \
+             prefixes; the kernel holds at most {MAX_PREFIXES_PER_FAMILY} per address family"
+        )
     );
 }
 
 #[test]
-fn rule_ids_stay_below_rule_none() {
-    // Identical rules merge into one slot, so only the rule-id space limits them.
-    let entry = "[[egress.allow]]\ncidr = \"10.0.0.0/8\"\n";
-    let src = format!("{HEAD}{}", entry.repeat(0xffff + 1));
-    let err = compile(&src, "b.toml").unwrap_err();
-    assert_eq!(err.path, "egress.allow[65535]");
-    assert_eq!(err.message, "too many rules; at most 65535 are supported");
+fn rule_count_is_limited() {
+    // A manifest text this long takes a while to parse: the table is grown by hand.
+    let src = format!("{HEAD}[[egress.allow]]\ncidr = \"10.0.0.0/8\"\n");
+    let mut manifest = parse_manifest(&src, "b.toml").unwrap();
+    let rule = manifest.rules[0].clone();
+    let many = |n: usize| -> Vec<RuleInfo> {
+        (0..n)
+            .map(|i| RuleInfo {
+                id: format!("egress.allow[{i}]"),
+                line: 4 + 2 * i,
+                ..rule.clone()
+            })
+            .collect()
+    };
+    manifest.rules = many(MAX_RULES);
+    // Identical rules merge into one slot, so only the rule table limits them.
+    assert_eq!(
+        Policy::from_manifest(manifest.clone()).unwrap().rules.len(),
+        MAX_RULES
+    );
+
+    manifest.rules = many(MAX_RULES + 1);
+    let err = Policy::from_manifest(manifest).unwrap_err();
+    assert_eq!(err.path, format!("egress.allow[{MAX_RULES}]"));
+    assert_eq!(err.line, 4 + 2 * MAX_RULES);
+    assert_eq!(
+        err.message,
+        format!("too many rules; at most {MAX_RULES} are supported")
+    );
 }

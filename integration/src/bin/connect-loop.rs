@@ -1,6 +1,7 @@
-//! `connect-loop ADDR PORT COUNT`: COUNT × (TCP connect + close) to ADDR:PORT, then
-//! prints `connects=N failed=F secs=S rate=R/s`. The same client runs inside and outside
-//! a bottle in `cork-bench`, so the two rates compare the enforcement alone.
+//! `connect-loop ADDR PORT COUNT [PACE_US]`: COUNT × (TCP connect + close) to ADDR:PORT,
+//! back to back or one every PACE_US microseconds, then prints
+//! `connects=N failed=F secs=S rate=R/s`. The same client runs inside and outside a
+//! bottle in `cork-bench`, so the two rates compare the enforcement alone.
 //! `connect-loop --dns SERVER NAME COUNT`: COUNT sequential UDP A queries for NAME to
 //! SERVER:53, printing `queries=N failed=F secs=S rate=R/s p50=…us p99=…us`.
 //! `connect-loop --serve ADDR PORT` is the other end: accept and close, nothing else, so
@@ -45,9 +46,15 @@ fn main() -> Result<()> {
     {
         return dns_loop(server, name, count);
     }
-    let [addr, port, count] = args.as_slice() else {
-        bail!("usage: connect-loop ADDR PORT COUNT");
+    let (addr, port, count, pace) = match args.as_slice() {
+        [addr, port, count] => (addr, port, count, None),
+        [addr, port, count, pace] => (addr, port, count, Some(pace)),
+        _ => bail!("usage: connect-loop ADDR PORT COUNT [PACE_US]"),
     };
+    let pace = pace
+        .map(|p| p.parse().map(Duration::from_micros))
+        .transpose()
+        .context("PACE_US")?;
     let ip: IpAddr = addr.parse().context("ADDR")?;
     if !cork_integration::addr::is_test_ip(ip) {
         bail!("{ip} is outside the test ranges");
@@ -56,7 +63,12 @@ fn main() -> Result<()> {
     let count: u64 = count.parse().context("COUNT")?;
     let mut failed = 0u64;
     let start = Instant::now();
-    for _ in 0..count {
+    for i in 0..count {
+        // On a fixed schedule from the start, so a slow connect does not shift the rest.
+        if let Some(pace) = pace {
+            let due = start + pace * i as u32;
+            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+        }
         match TcpStream::connect_timeout(&to, Duration::from_secs(2)) {
             Ok(s) => abort(s),
             Err(_) => failed += 1,

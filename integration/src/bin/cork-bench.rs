@@ -1,7 +1,11 @@
-//! `cork-bench [COUNT [ROUNDS]]`: connect()+close per second against a TCP server in the
-//! internet netns, from the bottle netns outside any bottle, then inside `cork run`
-//! (same `connect-loop` client both times), in interleaved rounds; prints the rates, their
-//! medians and the ratio.
+//! `cork-bench [--only connect|dns|kernel|scale] [COUNT [ROUNDS]]`: connect()+close per second
+//! against a TCP server in the internet netns, from the bottle netns outside any bottle,
+//! then inside `cork run` (same `connect-loop` client both times), in interleaved rounds;
+//! prints the rates, their medians and the ratio. Then DNS through the proxy against
+//! direct, then the kernel programs: nanoseconds per run of each (`bpf_stats`), and the
+//! latency of audit delivery (kernel decision to audit log line). Then policy scale: 10,
+//! 1 000 and 100 000 CIDR rules per family (+ 10 000 domain rules) — check and start-up
+//! time, trie memory, connect4's cost.
 
 use anyhow::{Context, Result, bail};
 use cork_integration::dns_server::Zone;
@@ -16,7 +20,22 @@ fn rate(out: &cork_integration::RunOutput) -> Result<f64> {
 }
 
 fn main() -> Result<()> {
-    let mut args = std::env::args().skip(1);
+    let mut args = std::env::args().skip(1).peekable();
+    let only = if args.peek().is_some_and(|a| a == "--only") {
+        args.next();
+        Some(
+            args.next()
+                .context("--only needs connect, dns, kernel or scale")?,
+        )
+    } else {
+        None
+    };
+    if let Some(o) = &only
+        && !["connect", "dns", "kernel", "scale"].contains(&o.as_str())
+    {
+        bail!("--only {o}: expected connect, dns, kernel or scale");
+    }
+    let wants = |section: &str| only.as_deref().is_none_or(|o| o == section);
     let count: u64 = args.next().map(|c| c.parse()).transpose()?.unwrap_or(5000);
     let rounds: usize = args.next().map(|c| c.parse()).transpose()?.unwrap_or(5);
     let client = std::env::current_exe()?.with_file_name("connect-loop");
@@ -35,13 +54,30 @@ fn main() -> Result<()> {
         "9000",
     ]))?;
     server.wait_line("ready", std::time::Duration::from_secs(5))?;
+    if wants("connect") {
+        connect_bench(&world, &client, count, rounds)?;
+    }
+    if wants("kernel") {
+        cork_integration::kernel_bench::report(&world, &client, count.max(20_000))?;
+    }
+    if wants("scale") {
+        cork_integration::scale_bench::report(&world, &client, &[10, 1000, 100_000], count)?;
+    }
+    server.kill()?;
+    if wants("dns") {
+        dns_bench(&world, &client, rounds)?;
+    }
+    Ok(())
+}
+
+fn connect_bench(world: &World, client: &str, count: u64, rounds: usize) -> Result<()> {
     let args = [
         "198.51.100.10".to_string(),
         "9000".into(),
         count.to_string(),
     ];
     let manifest = "[[egress.allow]]\ncidr = \"198.51.100.10/32\"\nports = [9000]\n";
-    let argv: Vec<String> = std::iter::once(client.clone())
+    let argv: Vec<String> = std::iter::once(client.to_string())
         .chain(args.iter().cloned())
         .collect();
 
@@ -53,7 +89,7 @@ fn main() -> Result<()> {
     // both sides alike; medians reported.
     let (mut outside, mut inside, mut events, mut lost) = (Vec::new(), Vec::new(), 0, 0);
     for round in 1..=rounds {
-        let plain = world.run(world.command(Side::Bottle, &client).args(&args))?;
+        let plain = world.run(world.command(Side::Bottle, client).args(&args))?;
         if plain.code() != 0 {
             bail!("outside a bottle: {plain}");
         }
@@ -73,8 +109,6 @@ fn main() -> Result<()> {
     println!("  median inside cork run  : {b:>10.1}/s");
     println!("  ratio inside/outside    : {:.3}", b / a);
     println!("  audit verdicts: {events} (lost {lost})");
-    server.kill()?;
-    dns_bench(&world, &client, rounds)?;
     Ok(())
 }
 

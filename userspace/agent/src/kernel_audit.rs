@@ -144,7 +144,7 @@ pub fn verdict_from_kernel(ev: &cork_event, en: &Enrichment) -> VerdictEvent {
         hook: spelled(abi::hook_name, ev.hook, "hook"),
         verdict: spelled(abi::verdict_name, ev.verdict, "verdict"),
         reason: spelled(abi::reason_name, ev.reason, "reason"),
-        rule: (ev.rule_id != CORK_RULE_NONE as u16)
+        rule: (ev.rule_id != CORK_RULE_NONE)
             .then(|| en.rules.get(ev.rule_id as usize).cloned())
             .flatten(),
         proto: proto_name(ev.proto, ev.sock_type),
@@ -184,7 +184,7 @@ mod tests {
             hook: cork_hook::CORK_HOOK_CONNECT6 as u8,
             verdict: cork_verdict::CORK_VERDICT_DENY as u8,
             reason: cork_reason::CORK_REASON_DEFAULT_DENY as u8,
-            rule_id: CORK_RULE_NONE as u16,
+            rule_id: CORK_RULE_NONE,
             family: AF_INET6,
             proto: 6,
             dport: 443,
@@ -253,7 +253,7 @@ mod tests {
             hook: cork_hook::CORK_HOOK_SOCK_CREATE as u8,
             verdict: cork_verdict::CORK_VERDICT_DENY as u8,
             reason: cork_reason::CORK_REASON_RAW_SOCKET as u8,
-            rule_id: CORK_RULE_NONE as u16,
+            rule_id: CORK_RULE_NONE,
             family: AF_INET,
             proto: 255,
             sock_type: libc::SOCK_RAW as u8,

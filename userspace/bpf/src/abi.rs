@@ -13,12 +13,15 @@ include!(concat!(env!("OUT_DIR"), "/abi.rs"));
 // reason_name, hook_name, verdict_name: the header's enums spelled for audit.
 include!(concat!(env!("OUT_DIR"), "/names.rs"));
 
-// The policy compiler sizes prefix entries for the kernel's slot array.
+// The policy compiler sizes prefix entries for the kernel's slot array, and its rule ids
+// are the kernel's (CORK_RULE_NONE is `#define`d unsigned, so bindgen makes it a u32).
+const _: () = assert!(cork_policy::RULE_ID_NONE == CORK_RULE_NONE);
 const _: () = assert!(cork_policy::MAX_SLOTS_PER_PREFIX == CORK_PREFIX_SLOTS as usize);
 const _: () = assert!(cork_policy::MAX_PREFIXES_PER_FAMILY <= CORK_MAX_PREFIXES as usize);
 // Sizes the C header asserts too: a mismatch means the header and this build disagree.
-const _: () = assert!(std::mem::size_of::<cork_event>() == 96);
-const _: () = assert!(std::mem::size_of::<cork_prefix_value>() == 16 + 8 * 16);
+const _: () = assert!(std::mem::size_of::<cork_event>() == 104);
+const _: () = assert!(std::mem::size_of::<cork_port_rule>() == 12);
+const _: () = assert!(std::mem::size_of::<cork_prefix_value>() == 16 + 12 * 16);
 const _: () = assert!(std::mem::size_of::<cork_sock_state>() == 80);
 const _: () = assert!(std::mem::size_of::<cork_redirect_key>() == 24);
 const _: () = assert!(std::mem::size_of::<cork_redirect_value>() == 40);

@@ -1,6 +1,11 @@
 //! Reads a bottle's audit ring buffer as a task on the agent's tokio runtime and hands
 //! each decoded record to an [`EventHandler`] (the agent turns them into audit events);
 //! checks the per-CPU loss counter and reports any increase, so a loss is never silent.
+//!
+//! The programs submit without waking the reader (a wake-up would run inside the bottle's
+//! connect() and cost it ~20 times the program's own work), unless the ring holds more
+//! than `CORK_EVENTS_WAKE_BYTES` (cork_events.h). So the reader also drains on a
+//! [`POLL`] timer: that bounds how long a record waits when the bottle is quiet.
 
 use std::os::fd::AsRawFd;
 use std::sync::mpsc;
@@ -11,6 +16,7 @@ use aya::maps::{MapData, PerCpuArray, RingBuf};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::oneshot;
+use tokio::time::MissedTickBehavior;
 
 use super::abi::cork_event;
 use super::maps::MapError;
@@ -28,7 +34,10 @@ pub trait EventHandler: Send + 'static {
 
 const EVENTS: &str = super::abi::map_names::CORK_EVENTS;
 const LOST: &str = super::abi::map_names::CORK_LOST;
-/// How often the loss counter is looked at when no record wakes the reader.
+/// How often the ring is drained without a wake-up: the longest a record waits, unless
+/// the agent's runtime is busy.
+pub const POLL: Duration = Duration::from_millis(10);
+/// How often the loss counter is looked at (one map read).
 const LOSS_CHECK: Duration = Duration::from_millis(100);
 /// How long [`EventReader::finish`] waits for the final drain.
 const FINISH_WAIT: Duration = Duration::from_secs(5);
@@ -121,33 +130,45 @@ impl Drop for EventReader {
 
 impl<H: EventHandler> Reader<H> {
     async fn run(mut self, mut ring: AsyncFd<Ring>, mut stopped: oneshot::Receiver<()>) {
-        let mut tick = tokio::time::interval(LOSS_CHECK);
+        let mut poll = tokio::time::interval(POLL);
+        let mut loss = tokio::time::interval(LOSS_CHECK);
+        // A busy runtime skips ticks instead of bunching them up afterwards.
+        poll.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loss.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
-            tokio::select! {
+            let wrote = tokio::select! {
                 ready = ring.readable_mut() => match ready {
                     Ok(mut guard) => {
-                        self.drain(&mut guard.get_inner_mut().0);
+                        let n = self.drain(&mut guard.get_inner_mut().0);
                         guard.clear_ready();
+                        n > 0
                     }
                     Err(e) => {
                         tracing::error!("waiting on the audit ring buffer: {e}");
-                        tick.tick().await;
+                        poll.tick().await;
+                        false
                     }
                 },
-                _ = tick.tick() => self.report_loss(),
+                _ = poll.tick() => self.drain(&mut ring.get_mut().0) > 0,
+                _ = loss.tick() => self.report_loss(),
                 _ = &mut stopped => {
                     self.drain(&mut ring.get_mut().0);
                     self.report_loss();
                     self.handler.drained();
                     return;
                 }
+            };
+            if wrote {
+                self.handler.drained();
             }
-            self.handler.drained();
         }
     }
 
-    fn drain(&mut self, ring: &mut RingBuf<MapData>) {
+    /// Hands every available record to the handler; returns how many there were.
+    fn drain(&mut self, ring: &mut RingBuf<MapData>) -> usize {
+        let mut n = 0;
         while let Some(item) = ring.next() {
+            n += 1;
             if item.len() < std::mem::size_of::<cork_event>() {
                 tracing::error!("short audit record ({} bytes)", item.len());
                 continue;
@@ -159,21 +180,25 @@ impl<H: EventHandler> Reader<H> {
             drop(item);
             self.handler.event(&ev);
         }
+        n
     }
 
-    fn report_loss(&mut self) {
+    /// Reports new losses to the handler; returns whether there were any.
+    fn report_loss(&mut self) -> bool {
         let total: u64 = match self.lost.get(&0, 0) {
             Ok(values) => values.iter().sum(),
             Err(e) => {
                 tracing::error!("reading the audit loss counter: {e}");
-                return;
+                return false;
             }
         };
-        if total > self.lost_seen {
-            let lost = total - self.lost_seen;
-            self.lost_seen = total;
-            tracing::warn!("{lost} kernel audit events lost (ring buffer full)");
-            self.handler.lost(lost, total);
+        if total <= self.lost_seen {
+            return false;
         }
+        let lost = total - self.lost_seen;
+        self.lost_seen = total;
+        tracing::warn!("{lost} kernel audit events lost (ring buffer full)");
+        self.handler.lost(lost, total);
+        true
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod abi;
 mod attach;
+mod batch;
 pub mod events;
 pub mod learned;
 mod maps;
@@ -33,7 +34,7 @@ use cork_policy::KernelPlan;
 
 use attach::ObjectSpec;
 pub use maps::MapError;
-pub use query::AttachType;
+pub use query::{AttachType, attached_programs};
 pub use target::AttachTarget;
 
 /// Failures while putting a bottle's enforcement in place; each names what was being done.

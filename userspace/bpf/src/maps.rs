@@ -3,13 +3,15 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::os::fd::AsFd;
 
 use aya::Ebpf;
 use aya::maps::lpm_trie::{Key, LpmTrie};
-use aya::maps::{HashMap, MapData};
+use aya::maps::{HashMap, IterableMap, MapData};
 use cork_policy::{Action, KernelPlan, LearnedEntry, PrefixEntry, Proto, Redirect};
 
 use super::abi::{cork_action, cork_port_rule, cork_prefix_value, cork_proto_sel};
+use super::batch;
 
 pub const RULES_V4: &str = super::abi::map_names::CORK_RULES_V4;
 pub const RULES_V6: &str = super::abi::map_names::CORK_RULES_V6;
@@ -28,6 +30,12 @@ pub enum MapError {
     },
     #[error("map {map} does not hold what the policy says after writing it: {detail}")]
     Mismatch { map: &'static str, detail: String },
+    #[error("map {map}: batch operation")]
+    Batch {
+        map: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("registering the audit ring buffer with the runtime")]
     Register(#[source] std::io::Error),
 }
@@ -62,6 +70,7 @@ pub fn prefix_value(entry: &PrefixEntry) -> cork_prefix_value {
                 (Action::Allow, Redirect::Web) => cork_action::CORK_ACTION_REDIRECT_WEB as u8,
                 (Action::Allow, Redirect::All) => cork_action::CORK_ACTION_REDIRECT as u8,
             },
+            _pad: [0; 2],
             rule_id: s.rule_id,
         };
     }
@@ -109,8 +118,17 @@ fn write_trie<const N: usize>(
     let map = ebpf.map_mut(name).ok_or(MapError::Missing(name))?;
     let mut trie: LpmTrie<&mut MapData, [u8; N], cork_prefix_value> =
         LpmTrie::try_from(map).map_err(aya_err(name, "open"))?;
-    for ((len, addr), value) in trie_entries::<N>(entries) {
-        trie.insert(&Key::new(len, addr), value, 0)
+    let (keys, values): (Vec<_>, Vec<_>) = trie_entries::<N>(entries)
+        .into_iter()
+        .map(|((len, addr), value)| (Key::new(len, addr), value))
+        .unzip();
+    match batch::update(trie.map().fd().as_fd(), &keys, &values) {
+        Ok(()) => return Ok(()),
+        Err(e) if batch::unsupported(&e) => {}
+        Err(source) => return Err(MapError::Batch { map: name, source }),
+    }
+    for (key, value) in keys.iter().zip(values) {
+        trie.insert(key, value, 0)
             .map_err(aya_err(name, "insert"))?;
     }
     Ok(())
@@ -129,9 +147,17 @@ fn verify_trie<const N: usize>(
         .into_iter()
         .map(|(k, v)| (k, value_bytes(&v)))
         .collect();
+    let all: Vec<(Key<[u8; N]>, cork_prefix_value)> =
+        match batch::lookup_all(trie.map().fd().as_fd()) {
+            Ok(all) => all,
+            Err(e) if batch::unsupported(&e) => trie
+                .iter()
+                .collect::<Result<_, _>>()
+                .map_err(aya_err(name, "iterate"))?,
+            Err(source) => return Err(MapError::Batch { map: name, source }),
+        };
     let mut got = BTreeMap::new();
-    for item in trie.iter() {
-        let (k, mut v) = item.map_err(aya_err(name, "iterate"))?;
+    for (k, mut v) in all {
         let key = (k.prefix_len(), k.data());
         if learned && v.learned_until_ns != 0 {
             if !want.contains_key(&key) {

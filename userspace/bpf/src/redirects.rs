@@ -23,7 +23,7 @@ const AF_INET6: u8 = libc::AF_INET6 as u8;
 pub struct Original {
     pub dst: SocketAddr,
     /// The manifest rule that allowed the connect (index into `Policy::rules`).
-    pub rule_id: u16,
+    pub rule_id: cork_policy::RuleId,
     /// The process that called connect().
     pub pid: u32,
     pub sock_cookie: u64,

@@ -7,7 +7,7 @@ use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cork_policy::WebDecision;
+use cork_policy::{RuleId, WebDecision};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -125,8 +125,8 @@ async fn send_alert(mut stream: TcpStream, description: u8) {
 
 /// What policy lets a flow to a name do.
 pub enum Allowed {
-    Inspect { rule_id: u16 },
-    PassThrough { rule_id: u16 },
+    Inspect { rule_id: RuleId },
+    PassThrough { rule_id: RuleId },
 }
 
 /// Does policy let this bottle reach `name` at `orig` (the SNI of a TLS flow, or the Host

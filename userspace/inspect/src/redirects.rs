@@ -12,7 +12,7 @@ use std::os::fd::BorrowedFd;
 pub struct Original {
     pub dst: SocketAddr,
     /// The manifest rule that allowed the connect (index into `Policy::rules`).
-    pub rule_id: u16,
+    pub rule_id: cork_policy::RuleId,
     /// The process that called connect(); `None` for a VM guest (no process of ours).
     pub pid: Option<u32>,
     pub sock_cookie: u64,

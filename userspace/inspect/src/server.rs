@@ -82,7 +82,7 @@ impl Shared {
         Ok(Arc::new(server))
     }
 
-    pub fn rule_name(&self, rule_id: u16) -> Option<String> {
+    pub fn rule_name(&self, rule_id: cork_policy::RuleId) -> Option<String> {
         self.cfg.policy.rule(rule_id).map(|r| r.id.clone())
     }
 

@@ -16,7 +16,7 @@ use super::addressing::GuestAddressing;
 /// `SO_ORIGINAL_DST` and `IP6T_SO_ORIGINAL_DST`.
 const SO_ORIGINAL_DST: libc::c_int = 80;
 /// The rule id of a flow whose rule the proxy finds by name (no kernel record carries it).
-const RULE_NONE: u16 = 0xffff;
+const RULE_NONE: cork_policy::RuleId = cork_policy::RULE_ID_NONE;
 
 /// The original destinations of a VM bottle's proxied connections, from conntrack.
 pub struct ConntrackRedirects {

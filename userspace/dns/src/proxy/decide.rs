@@ -24,12 +24,8 @@ impl Shared {
         }
     }
 
-    fn rule_name(&self, rule_id: u16) -> Option<String> {
-        self.cfg
-            .policy
-            .rules
-            .get(usize::from(rule_id))
-            .map(|r| r.id.clone())
+    fn rule_name(&self, rule_id: cork_policy::RuleId) -> Option<String> {
+        self.cfg.policy.rule(rule_id).map(|r| r.id.clone())
     }
 
     /// Refuses a message before it is decided (rate limit, overload) with `rcode`, or with

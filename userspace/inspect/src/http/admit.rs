@@ -78,7 +78,7 @@ pub fn admit(
 
 /// The rule the request goes by: on TLS the flow's, once the name is the SNI; on plain
 /// HTTP policy's for the name.
-fn rule_for(conn: &Conn, host: &str) -> Result<u16, Refusal> {
+fn rule_for(conn: &Conn, host: &str) -> Result<cork_policy::RuleId, Refusal> {
     if !conn.tls {
         // Plain HTTP has nothing to pass through untouched: both are inspected.
         return match flow::decide(&conn.shared, host, &conn.orig) {

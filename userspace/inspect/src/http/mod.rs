@@ -41,7 +41,7 @@ pub struct Conn {
     pub orig: Original,
     /// The SNI the flow was allowed for; empty for plain HTTP (decided per request).
     pub sni: String,
-    pub rule_id: u16,
+    pub rule_id: cork_policy::RuleId,
     pub h2: bool,
     pub tls: bool,
     pub client: SocketAddr,
@@ -53,7 +53,7 @@ impl Conn {
         shared: Arc<Shared>,
         orig: Original,
         sni: String,
-        rule_id: u16,
+        rule_id: cork_policy::RuleId,
         h2: bool,
         tls: bool,
         client: SocketAddr,

@@ -1,0 +1,191 @@
+//! The kernel half of `cork-bench`: what each of a bottle's programs costs per run
+//! (the kernel's `bpf_stats`), and how long an audit event takes from the kernel's
+//! decision to the audit log. Both run `connect-loop` in a bottle against a server the
+//! caller started at [`TARGET`]:[`PORT`] in the world's internet namespace.
+
+use std::io::Write;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+
+use crate::audit_tail::AuditTail;
+use crate::kernel_stats::{self, BottlePrograms, ProgStat};
+use crate::process::Spawned;
+use crate::world::{RUN_TIMEOUT, World};
+
+/// Where the accept-only server listens (internet side).
+pub const TARGET: &str = "198.51.100.10";
+pub const PORT: &str = "9000";
+const MANIFEST: &str = "[[egress.allow]]\ncidr = \"198.51.100.10/32\"\nports = [9000]\n";
+/// What the bottled shell prints once it waits for the go-ahead on stdin.
+const GATE: &str = "cork-bench-gate";
+/// Connects that surely fit the audit ring buffer (1 MiB of 104-byte records) while the
+/// reader is held back.
+pub const HELD_BACK_MAX: u64 = 8000;
+/// How long the held-back reader sleeps; the connect loop must finish within it.
+const HELD_BACK_MS: &str = "3000";
+
+/// One bottle's program counters over `count` allowed connects.
+pub struct ProgramCost {
+    pub connects: u64,
+    pub programs: Vec<ProgStat>,
+    pub audit_lost: u64,
+}
+
+impl ProgramCost {
+    /// Nanoseconds of all programs together, per connect.
+    pub fn ns_per_connect(&self) -> f64 {
+        let total: u64 = self.programs.iter().map(|p| p.run_time_ns).sum();
+        total as f64 / self.connects.max(1) as f64
+    }
+}
+
+/// Runs `count` connects in a bottle with accounting on and returns each program's share.
+/// With `held_back`, the agent's audit reader starts only after the loop (the
+/// CORK_TEST_READER_DELAY_MS seam), so no wake-up ever finds it waiting.
+pub fn program_cost(
+    world: &World,
+    client: &str,
+    label: &str,
+    count: u64,
+    held_back: bool,
+) -> Result<ProgramCost> {
+    program_cost_with(world, client, label, MANIFEST, count, held_back)
+}
+
+/// [`program_cost`] under the manifest `body`, which must allow [`TARGET`]:[`PORT`].
+pub fn program_cost_with(
+    world: &World,
+    client: &str,
+    label: &str,
+    body: &str,
+    count: u64,
+    held_back: bool,
+) -> Result<ProgramCost> {
+    let _stats = kernel_stats::enable()?;
+    let manifest = world.manifest(label, body)?;
+    // The shell reports its cgroup and waits, so the programs are found (and held open,
+    // to be read after the bottle is gone) before the measured loop starts.
+    let script = format!(
+        "cat /proc/self/cgroup && echo {GATE} && read gate && exec {} {TARGET} {PORT} {count}",
+        crate::process::shell_quote(client)
+    );
+    let argv = ["sh".to_string(), "-c".into(), script];
+    let mut cmd = world.cork_run(&manifest, label, &argv);
+    cmd.stdin(Stdio::piped());
+    if held_back {
+        cmd.env("CORK_TEST_HARNESS", "1")
+            .env("CORK_TEST_READER_DELAY_MS", HELD_BACK_MS);
+    }
+    let mut run = Spawned::start(&mut cmd)?;
+    let lines = run.wait_line(GATE, Duration::from_secs(30))?;
+    let cgroup = lines
+        .iter()
+        .find(|l| l.starts_with("0::"))
+        .with_context(|| format!("no cgroup line in {lines:?}"))?;
+    let progs = BottlePrograms::of_cgroup_line(cgroup)?;
+    let before = progs.snapshot()?;
+    {
+        let mut go = run
+            .take_stdin()
+            .context("the bottle's stdin is not piped")?;
+        go.write_all(b"go\n").context("release the bottle")?;
+    }
+    let out = run.finish(RUN_TIMEOUT)?;
+    if out.code() != 0 {
+        bail!("cork run exited {}:\n{out}", out.code());
+    }
+    let after = progs.snapshot()?;
+    let audit = crate::Audit::read(&world.audit_path_for(label))?;
+    Ok(ProgramCost {
+        connects: count,
+        programs: kernel_stats::delta(&before, &after),
+        audit_lost: audit.lost(),
+    })
+}
+
+/// Runs `count` connects in a bottle, one every `pace` (or back to back), and returns
+/// one delivery latency per kernel verdict that reached the audit log.
+pub fn delivery_latency(
+    world: &World,
+    client: &str,
+    label: &str,
+    count: u64,
+    pace: Option<Duration>,
+) -> Result<Vec<Duration>> {
+    let tail = AuditTail::start(&world.audit_path_for(label))?;
+    let mut argv = vec![
+        client.to_string(),
+        TARGET.into(),
+        PORT.into(),
+        count.to_string(),
+    ];
+    if let Some(p) = pace {
+        argv.push(p.as_micros().to_string());
+    }
+    let run = world.run_argv(label, MANIFEST, &argv);
+    let latencies = tail.finish()?;
+    let (_, audit) = run?;
+    if audit.lost() > 0 {
+        bail!("{} audit events lost", audit.lost());
+    }
+    Ok(latencies)
+}
+
+/// The kernel section of `cork-bench`: program cost with the reader running and held
+/// back, then delivery latency for paced and back-to-back connects. Prints as it goes.
+pub fn report(world: &World, client: &str, count: u64) -> Result<()> {
+    println!("\nkernel programs, {count} allowed connects in a bottle (bpf_stats)");
+    let live = program_cost(world, client, "kstats", count, false)?;
+    let held_count = count.min(HELD_BACK_MAX);
+    let held = program_cost(world, client, "kstats-held", held_count, true)?;
+    println!(
+        "  {:<18} {:>10} {:>12}   {:>10} {:>12}",
+        "program", "runs", "ns/run", "runs", "ns/run (reader held back)"
+    );
+    for p in &live.programs {
+        let h = held.programs.iter().find(|h| h.name == p.name);
+        println!(
+            "  {:<18} {:>10} {:>12.0}   {:>10} {:>12.0}",
+            p.name,
+            p.run_cnt,
+            p.ns_per_run(),
+            h.map_or(0, |h| h.run_cnt),
+            h.map_or(0.0, ProgStat::ns_per_run),
+        );
+    }
+    println!(
+        "  all programs per connect: {:.0} ns (reader held back: {:.0} ns); audit lost {} / {}",
+        live.ns_per_connect(),
+        held.ns_per_connect(),
+        live.audit_lost,
+        held.audit_lost
+    );
+
+    println!("\naudit delivery latency (kernel decision -> line in the audit log)");
+    let runs = [
+        (
+            "one connect every 2 ms",
+            1000,
+            Some(Duration::from_millis(2)),
+        ),
+        ("back to back", count, None),
+    ];
+    for (i, (what, n, pace)) in runs.into_iter().enumerate() {
+        let mut lat = delivery_latency(world, client, &format!("klat{i}"), n, pace)?;
+        let (p50, p99, max) = crate::audit_tail::percentiles(&mut lat);
+        println!(
+            "  {what:<24} {:>6} events  p50 {:>8.2} ms  p99 {:>8.2} ms  max {:>8.2} ms",
+            lat.len(),
+            ms(p50),
+            ms(p99),
+            ms(max)
+        );
+    }
+    Ok(())
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}

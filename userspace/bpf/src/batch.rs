@@ -1,0 +1,146 @@
+//! BPF_MAP_UPDATE_BATCH and BPF_MAP_LOOKUP_BATCH, which aya 0.14 does not offer: one
+//! syscall for a whole table instead of one per entry to write it, and two per entry
+//! (next key, then lookup) to read it back. At 100 000 prefixes per family that was most
+//! of a bottle's start. LPM tries implement both with the kernel's generic batch code
+//! (kernel/bpf/syscall.c); a kernel without them answers EINVAL or ENOTSUPP and the
+//! caller falls back to one entry at a time. The raw syscall layout is `union bpf_attr`'s
+//! `batch` member (include/uapi/linux/bpf.h).
+
+use std::io;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+use aya::Pod;
+
+const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
+const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
+/// The kernel's ENOTSUPP (524), not in libc: what it answers for a map type without
+/// batch operations.
+const ENOTSUPP: i32 = 524;
+/// Entries per lookup call: big enough that syscalls stop mattering, small enough to keep
+/// the buffers modest.
+const LOOKUP_CHUNK: usize = 4096;
+
+#[repr(C)]
+#[derive(Default)]
+struct BatchAttr {
+    in_batch: u64,
+    out_batch: u64,
+    keys: u64,
+    values: u64,
+    count: u32,
+    map_fd: u32,
+    elem_flags: u64,
+    flags: u64,
+}
+
+/// Whether `e` says "this kernel or map type has no batch operations".
+pub fn unsupported(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EINVAL | ENOTSUPP))
+}
+
+fn call(cmd: libc::c_long, attr: &mut BatchAttr) -> io::Result<()> {
+    // SAFETY: attr is a fully initialised prefix of `union bpf_attr` of the size passed;
+    // every pointer in it is valid for the counts it gives (the callers' slices).
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            cmd,
+            attr as *mut BatchAttr,
+            std::mem::size_of::<BatchAttr>() as u32,
+        )
+    };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Writes `keys[i] → values[i]` for every i in one call (BPF_ANY). `K` and `V` must be
+/// exactly the map's key and value types.
+pub fn update<K: Pod, V: Pod>(map: BorrowedFd<'_>, keys: &[K], values: &[V]) -> io::Result<()> {
+    assert_eq!(keys.len(), values.len(), "one value per key");
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let count =
+        u32::try_from(keys.len()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let mut attr = BatchAttr {
+        keys: keys.as_ptr() as u64,
+        values: values.as_ptr() as u64,
+        count,
+        map_fd: map.as_raw_fd() as u32,
+        ..Default::default()
+    };
+    call(BPF_MAP_UPDATE_BATCH, &mut attr)?;
+    if attr.count != count {
+        // Not an error from the kernel but not everything written either: say so.
+        return Err(io::Error::other(format!(
+            "batch update wrote {} of {count} entries",
+            attr.count
+        )));
+    }
+    Ok(())
+}
+
+/// Every entry of the map, in the map's own iteration order.
+pub fn lookup_all<K: Pod, V: Pod>(map: BorrowedFd<'_>) -> io::Result<Vec<(K, V)>> {
+    let zero_k = || {
+        // SAFETY: a Pod type is plain data: any bit pattern, zero included, is a value.
+        unsafe { MaybeUninit::<K>::zeroed().assume_init() }
+    };
+    let zero_v = || {
+        // SAFETY: as above.
+        unsafe { MaybeUninit::<V>::zeroed().assume_init() }
+    };
+    let mut keys: Vec<K> = (0..LOOKUP_CHUNK).map(|_| zero_k()).collect();
+    let mut values: Vec<V> = (0..LOOKUP_CHUNK).map(|_| zero_v()).collect();
+    // The cursor: where the previous call stopped (out) is where the next starts (in).
+    let mut cursor_in = zero_k();
+    let mut cursor_out = zero_k();
+    let mut first = true;
+    let mut out = Vec::new();
+    loop {
+        let mut attr = BatchAttr {
+            in_batch: if first {
+                0
+            } else {
+                &cursor_in as *const K as u64
+            },
+            out_batch: &mut cursor_out as *mut K as u64,
+            keys: keys.as_mut_ptr() as u64,
+            values: values.as_mut_ptr() as u64,
+            count: LOOKUP_CHUNK as u32,
+            map_fd: map.as_raw_fd() as u32,
+            ..Default::default()
+        };
+        let res = call(BPF_MAP_LOOKUP_BATCH, &mut attr);
+        let got = (attr.count as usize).min(LOOKUP_CHUNK);
+        match res {
+            Ok(()) => {}
+            // The end of the map: `count` entries of this call are still valid.
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                out.extend(
+                    keys[..got]
+                        .iter()
+                        .copied()
+                        .zip(values[..got].iter().copied()),
+                );
+                return Ok(out);
+            }
+            Err(e) => return Err(e),
+        }
+        if got == 0 {
+            return Ok(out); // nothing more, said without ENOENT
+        }
+        out.extend(
+            keys[..got]
+                .iter()
+                .copied()
+                .zip(values[..got].iter().copied()),
+        );
+        cursor_in = cursor_out;
+        first = false;
+    }
+}
