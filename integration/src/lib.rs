@@ -25,6 +25,7 @@ pub mod process;
 pub mod proxy_bench;
 pub mod server;
 pub mod sweep;
+pub mod unix_peer;
 pub mod verdicts;
 pub mod vm;
 pub mod world;
