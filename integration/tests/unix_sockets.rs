@@ -4,9 +4,14 @@
 //! Host services run in the bottle netns outside the bottle (abstract names are per network
 //! namespace); every refusal is also tried outside the bottle, where it must not be EPERM.
 
+use std::ffi::CString;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result, bail};
+use cork_agent::{BottleRuntime, mounts};
+use cork_audit::AuditSink;
 use cork_integration::unix_peer::{client_argv, serve};
 use cork_integration::{Side, World};
 use serde_json::json;
@@ -242,5 +247,96 @@ fn a_bottles_own_unix_sockets() -> Result<()> {
     assert_eq!(out.lines(), ["ok ping pong", "ok mine", "ok mine"], "{out}");
     audit.expect(json!({"dst": own_path, "verdict": "allow", "rule": "unix.allow[0]"}))?;
     audit.expect(json!({"dst": own_abstract, "verdict": "allow", "rule": "unix.allow[1]"}))?;
+    Ok(())
+}
+
+/// Detaches the bpf link pinned at `pin` whoever holds it (BPF_OBJ_GET, BPF_LINK_DETACH):
+/// what an intruder with CAP_BPF could do to a bottle's enforcement.
+fn force_detach(pin: &Path) -> Result<()> {
+    #[repr(C)]
+    struct ObjGet {
+        pathname: u64,
+        bpf_fd: u32,
+        file_flags: u32,
+        path_fd: i32,
+        _pad: u32,
+    }
+    #[repr(C)]
+    struct LinkDetach {
+        link_fd: u32,
+        _pad: u32,
+    }
+    let path = CString::new(pin.as_os_str().as_encoded_bytes()).context("pin path")?;
+    let mut get = ObjGet {
+        pathname: path.as_ptr() as u64,
+        bpf_fd: 0,
+        file_flags: 0,
+        path_fd: 0,
+        _pad: 0,
+    };
+    // SAFETY: BPF_OBJ_GET (7) reads the NUL-terminated path, alive for the call.
+    let fd = unsafe { libc::syscall(libc::SYS_bpf, 7, &mut get, size_of::<ObjGet>() as u32) };
+    if fd < 0 {
+        bail!(
+            "BPF_OBJ_GET {}: {}",
+            pin.display(),
+            std::io::Error::last_os_error()
+        );
+    }
+    let mut detach = LinkDetach {
+        link_fd: fd as u32,
+        _pad: 0,
+    };
+    // SAFETY: BPF_LINK_DETACH (34) takes the link fd only.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            34,
+            &mut detach,
+            size_of::<LinkDetach>() as u32,
+        )
+    };
+    let err = std::io::Error::last_os_error();
+    // SAFETY: fd came from BPF_OBJ_GET above and is closed once.
+    unsafe { libc::close(fd as i32) };
+    if rc < 0 {
+        bail!("BPF_LINK_DETACH {}: {err}", pin.display());
+    }
+    Ok(())
+}
+
+#[test]
+fn verify_notices_a_detached_unix_program() -> Result<()> {
+    let world = World::new("verify_notices_a_detached_unix_program")?;
+    let text = format!(
+        "version = 1\n\n[bottle]\nname = \"{}\"\n\n[unix]\nallow = [\"@{}-x\"]\n",
+        world.bottle_name("a"),
+        world.id()
+    );
+    let audit_path = world.path("runtime-audit", "jsonl");
+    let (before, after) = world.bottle().run(move || {
+        let sink = Arc::new(Mutex::new(AuditSink::open(Some(&audit_path))?));
+        let policy = Arc::new(cork_policy::compile(&text, "a.toml")?);
+        let bottle = BottleRuntime::enforce(policy, sink)?;
+        let before = bottle.verify().map_err(|e| format!("{e:#}"));
+        let pin = bottle
+            .key()
+            .pin_dir(Path::new(mounts::BPFFS))
+            .join("link_cork_connect_unix");
+        let detached = force_detach(&pin);
+        let after = bottle
+            .verify()
+            .map_err(|e| format!("{:?}", anyhow::Error::from(e)));
+        let problems = bottle.stop();
+        detached?;
+        assert!(problems.is_empty(), "teardown problems: {problems:?}");
+        Ok((before, after))
+    })?;
+    assert_eq!(before, Ok(()), "a fresh bottle verifies");
+    let err = after.expect_err("verify must notice the detached connect_unix program");
+    assert!(
+        err.contains("ConnectUnix") && err.contains("has programs []"),
+        "{err}"
+    );
     Ok(())
 }
