@@ -55,6 +55,9 @@ static __always_inline int cork_in_guest_prefix(const __u8 *addr)
 	return bytes > 0;
 }
 
+/* linux/if_packet.h's PACKET_LOOPBACK (not included: it drags in socket headers). */
+#define CORK_PACKET_LOOPBACK 5
+
 static __always_inline int cork_is_link_local6(const __u8 *a)
 {
 	return a[0] == 0xfe && (a[1] & 0xc0) == 0x80;
@@ -175,6 +178,12 @@ int cork_tap_ingress(struct __sk_buff *skb)
 	struct ethhdr eth;
 	__u32 mark = 0;
 
+	/* The host's own multicast, looped back onto the tap by the host's stack
+	 * (dev_loopback_xmit): it never came from the guest, and it has no Ethernet
+	 * header (the data starts at the IP header). A guest's frames are never of this
+	 * type: the tap driver classifies them as host, broadcast, multicast or other. */
+	if (skb->pkt_type == CORK_PACKET_LOOPBACK)
+		return TC_ACT_OK;
 	if (bpf_skb_load_bytes(skb, 0, &eth, sizeof(eth)))
 		return TC_ACT_SHOT;
 	int is_ip = cork_parse(skb, ETH_HLEN, &pkt);
@@ -226,7 +235,20 @@ int cork_tap_ingress(struct __sk_buff *skb)
 			skb->mark = (skb->mark & ~CORK_MARK_MASK) | CORK_MARK_LINK;
 			return TC_ACT_OK;
 		}
-		if (!cork_in_guest_prefix(pkt.src)) {
+		/* Link-scope multicast from a link-local (or no) address — the guest's MLD
+		 * listener reports to ff02::16, behind a hop-by-hop header — is confined to
+		 * the link: no router forwards it. It goes to the host's nftables input chain,
+		 * which takes only NDP, not to a "spoofed source" alarm. */
+		if (link_local && pkt.dst.addr[0] == 0xff && (pkt.dst.addr[1] & 0x0f) == 0x02) {
+			skb->mark = (skb->mark & ~CORK_MARK_MASK) | CORK_MARK_LINK;
+			return TC_ACT_OK;
+		}
+		/* From its link-local address to the router's: the host itself on the link
+		 * (host_ports only, judged below like the gateway's global address). */
+		int to_router = cork_is_link_local6(pkt.src) &&
+				cork_bytes_eq(CORK_GUEST.gw6_ll, pkt.dst.addr, 16);
+
+		if (!to_router && !cork_in_guest_prefix(pkt.src)) {
 			cork_audit(&pkt, cork_deny(CORK_REASON_SPOOFED_SOURCE));
 			return TC_ACT_SHOT;
 		}

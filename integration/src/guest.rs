@@ -317,7 +317,7 @@ impl Guest {
 /// Without the option the next bind fails with EADDRINUSE (seen once in CI).
 fn bind_reusable(addr: SocketAddrV4) -> Result<UdpSocket> {
     use nix::sys::socket::{
-        bind, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType, SockaddrIn,
+        AddressFamily, SockFlag, SockType, SockaddrIn, bind, setsockopt, socket, sockopt,
     };
     let fd = socket(
         AddressFamily::Inet,
@@ -326,6 +326,9 @@ fn bind_reusable(addr: SocketAddrV4) -> Result<UdpSocket> {
         None,
     )?;
     setsockopt(&fd, sockopt::ReuseAddr, &true)?;
-    bind(std::os::fd::AsRawFd::as_raw_fd(&fd), &SockaddrIn::from(addr))?;
+    bind(
+        std::os::fd::AsRawFd::as_raw_fd(&fd),
+        &SockaddrIn::from(addr),
+    )?;
     Ok(UdpSocket::from(fd))
 }

@@ -24,6 +24,7 @@ pub fn vm_rules(guest: &Guest, id: u32) -> VmRules {
         guest_v6: GUEST_V6,
         guest_v6_prefix: 64,
         gateway_v6: GATEWAY_V6,
+        gateway_v6_ll: None,
         dns_port: 5353,
         proxy_port: 15001,
         host_ports: vec![7000],

@@ -77,3 +77,45 @@ pub fn route_guest_subnets(world: &World) -> Result<()> {
     ])?;
     Ok(())
 }
+
+/// The pools `cork vm` takes its guest addresses from in tests (inside the test ranges,
+/// above the World's uplink /25).
+pub const POOL4: &str = "198.51.100.128/26";
+pub const POOL6: &str = "2001:db8:100::/56";
+
+/// Narrows the bottle netns's uplink from 198.51.100.0/24 to /25, so that the host
+/// (`cork vm` runs in the bottle netns) has no route overlapping [`POOL4`] — cork refuses
+/// a pool the host already routes. Servers in the internet netns then use .2 to .127.
+pub fn make_room_for_pools(world: &World) -> Result<()> {
+    let b = world.bottle();
+    let veth = format!("{}v", world.id());
+    b.ip(&["addr", "del", &format!("{BOTTLE_V4}/24"), "dev", &veth])?;
+    b.ip(&["addr", "add", &format!("{BOTTLE_V4}/25"), "dev", &veth])?;
+    Ok(())
+}
+
+/// `cork vm` for the test guest, in the bottle netns: TCG, the test pools, the audit log
+/// of `label`, the probe script as fw_cfg `opt/cork/probe`, `append` after `quiet`.
+pub fn cork_vm(
+    world: &World,
+    guest: &Guest,
+    manifest: &std::path::Path,
+    label: &str,
+    probe: &std::path::Path,
+    append: &str,
+) -> std::process::Command {
+    let mut cmd = world.cork(["vm", "--accel", "tcg", "--memory", "256"]);
+    cmd.args(["--pool4", POOL4, "--pool6", POOL6])
+        .arg("--manifest")
+        .arg(manifest)
+        .arg("--audit-log")
+        .arg(world.audit_path_for(label))
+        .arg("--kernel")
+        .arg(&guest.kernel)
+        .arg("--initrd")
+        .arg(&guest.initrd)
+        .arg("--fw-cfg")
+        .arg(format!("opt/cork/probe={}", probe.display()))
+        .args(["--append", &format!("quiet panic=-1 {append}")]);
+    cmd
+}

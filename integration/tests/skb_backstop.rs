@@ -12,6 +12,9 @@ use cork_integration::{Audit, Side, World};
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(5);
+/// A bottle's start (debug build, python, other suites on two cores) can take seconds:
+/// readiness waits get room; they return as soon as the line comes.
+const START: Duration = Duration::from_secs(60);
 
 /// Opens connected UDP sockets outside any bottle, proves they work, then execs
 /// `cork run ... -- python3 -c <send on the inherited fds>`.
@@ -90,7 +93,7 @@ signal.pause()
         &["python3".into(), "-c".into(), server.into()],
     );
     let mut bottle = Spawned::start(&mut cork)?;
-    bottle.wait_line("listening", WAIT)?;
+    bottle.wait_line("listening", START)?;
 
     let client = r#"
 import socket
@@ -109,7 +112,7 @@ for fam, addr in ((socket.AF_INET, "198.51.100.1"), (socket.AF_INET6, "2001:db8:
     let out = world.run(&mut cmd)?;
     // cork passes SIGTERM on to the server and then tears the bottle down normally.
     nix::sys::signal::kill(bottle.pid(), nix::sys::signal::Signal::SIGTERM)?;
-    let done = bottle.finish(WAIT)?;
+    let done = bottle.finish(START)?;
     assert_eq!(done.code(), 128 + 15, "{done}");
     assert_eq!(out.lines(), ["timeout", "timeout"], "{out}");
 

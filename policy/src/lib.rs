@@ -96,6 +96,7 @@ mod rule;
 mod schema;
 mod tls;
 mod unix;
+mod vm;
 mod web;
 
 pub use compile::{Policy, compile};
@@ -125,4 +126,5 @@ pub use unix::{
     CONTROL_SOCKET, CONTROL_SOCKET_SPELLINGS, MAX_UNIX_ABSTRACT, MAX_UNIX_NAMES, MAX_UNIX_PATH,
     UnixConfig, UnixName,
 };
+pub use vm::check_for_vm;
 pub use web::WebDecision;

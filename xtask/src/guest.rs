@@ -1,7 +1,8 @@
 //! `cargo xtask guest`: the test guest — Debian 12's cloud kernel (downloaded with apt,
 //! unpacked, never installed) and a busybox initramfs whose `/init` (guest/init.sh) loads
 //! the virtio and fw_cfg modules, configures eth0, runs the probe script cork passes in
-//! fw_cfg, and powers off. Output in `target/guest/`: `vmlinuz`, `initrd.cpio`, and a
+//! fw_cfg, and powers off; `/bin/guest-https` is cork's static HTTPS client for probes
+//! (busybox's wget verifies no certificate). Output in `target/guest/`: `vmlinuz`, `initrd.cpio`, and a
 //! stamp; it is rebuilt only when the kernel package or the guest's files change.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -46,11 +47,14 @@ pub fn guest_dir(root: &Path) -> PathBuf {
 pub fn build(root: &Path) -> Result<()> {
     let out = guest_dir(root);
     let package = kernel_package()?;
+    let https = https_client(root)?;
+    let https_bytes = fs::read(&https).with_context(|| format!("read {}", https.display()))?;
     let stamp = format!(
-        "{package}\nmodules {}\ninit {:016x}\nudhcpc {:016x}\n",
+        "{package}\nmodules {}\ninit {:016x}\nudhcpc {:016x}\nguest-https {:016x}\n",
         MODULES.join(","),
         fnv(INIT.as_bytes()),
-        fnv(UDHCPC_SCRIPT.as_bytes())
+        fnv(UDHCPC_SCRIPT.as_bytes()),
+        fnv(&https_bytes)
     );
     let stamp_path = out.join("stamp");
     let fresh = fs::read_to_string(&stamp_path).is_ok_and(|s| s == stamp)
@@ -93,6 +97,11 @@ pub fn build(root: &Path) -> Result<()> {
     install_busybox(&rootfs)?;
     write_exec(&rootfs.join("init"), INIT)?;
     write_exec(&rootfs.join("etc/udhcpc.script"), UDHCPC_SCRIPT)?;
+    fs::write(rootfs.join("bin/guest-https"), &https_bytes).context("write guest-https")?;
+    fs::set_permissions(
+        rootfs.join("bin/guest-https"),
+        fs::Permissions::from_mode(0o755),
+    )?;
     let modules = module_closure(&unpacked.join("lib/modules"))?;
     for (name, (path, _)) in &modules {
         fs::copy(path, rootfs.join("lib/modules").join(format!("{name}.ko")))
@@ -116,6 +125,25 @@ pub fn build(root: &Path) -> Result<()> {
         load_order(&modules).join(" ")
     );
     Ok(())
+}
+
+/// Builds `cork-guest-https` statically linked (the guest has no libc) in a target
+/// directory of its own (other RUSTFLAGS would otherwise rebuild the workspace's).
+fn https_client(root: &Path) -> Result<PathBuf> {
+    let target_dir = root.join("target/guest-build");
+    let triple = "x86_64-unknown-linux-gnu";
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    crate::run(
+        Command::new(cargo)
+            .args(["build", "--release", "--locked", "-p", "cork-guest-https"])
+            .args(["--target", triple])
+            .arg("--target-dir")
+            .arg(&target_dir)
+            .env("RUSTFLAGS", "-C target-feature=+crt-static")
+            .current_dir(root),
+    )
+    .context("build the guest's static HTTPS client")?;
+    Ok(target_dir.join(triple).join("release/cork-guest-https"))
 }
 
 /// The real kernel package behind the metapackage (its candidate version's Depends).

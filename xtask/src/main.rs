@@ -1,5 +1,5 @@
 //! Project tasks: `cargo xtask deps | build | lint | guest | test | demo | bench |
-//! bench-deps | bench-proxy | clean`.
+//! bench-deps | bench-proxy | bench-vm | clean`.
 //! CI runs `.ci/run`, which runs `cargo xtask deps` and `cargo xtask test`, the same
 //! commands the README gives.
 
@@ -54,6 +54,7 @@ fn main() -> Result<()> {
         Some("demo") => demo(),
         Some("bench") => bench(rest),
         Some("bench-deps") => bench_deps(),
+        Some("bench-vm") => bench_vm(),
         Some("bench-proxy") => bench_proxy(rest),
         Some("clean") => clean(),
         _ => {
@@ -68,6 +69,7 @@ fn main() -> Result<()> {
                  \x20 bench  connect()+close rate inside a bottle vs outside\n\
                  \x20 bench-deps   install the peer proxies bench-proxy compares with (root)\n\
                  \x20 bench-proxy  HTTPS req/s and latency: direct, cork, mitmproxy, squid ssl-bump\n\
+                 \x20 bench-vm     a guest on a bare tap vs in a VM bottle: connects/s, MiB/s, HTTPS req/s\n\
                  \x20 clean  remove leftovers of killed runs (cork-* cgroups/pins, ck* netns)"
             );
             bail!("unknown or missing task")
@@ -195,6 +197,8 @@ fn demo() -> Result<()> {
         bail!("the demo creates network namespaces and cgroups: run it as root");
     }
     run(cargo().args(["build", "-p", "cork", "--bin", "cork"]))?;
+    // The VM phase boots the test guest.
+    guest::build(&root())?;
     run(cargo()
         .args([
             "run",
@@ -235,6 +239,39 @@ fn bench(extra: &[String]) -> Result<()> {
             "--",
         ])
         .args(extra)
+        .env("CORK_BIN", cork_bin("release")))
+}
+
+/// `cork-vm-bench`: the same guest on a bare tap and in a VM bottle, side by side.
+fn bench_vm() -> Result<()> {
+    if !is_root() {
+        bail!("the VM benchmark boots guests on taps in network namespaces: run it as root");
+    }
+    guest::build(&root())?;
+    run(cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "cork",
+        "--bin",
+        "cork",
+        "-p",
+        "cork-integration",
+        "--bin",
+        "cork-vm-boot",
+        "--bin",
+        "cork-vm-bench",
+    ]))?;
+    run(cargo()
+        .args([
+            "run",
+            "--release",
+            "--quiet",
+            "-p",
+            "cork-integration",
+            "--bin",
+            "cork-vm-bench",
+        ])
         .env("CORK_BIN", cork_bin("release")))
 }
 

@@ -23,8 +23,16 @@ pub enum BottleError {
     Cgroup(#[from] CgroupError),
     #[error("enforcing the policy on the bottle's cgroup")]
     Bpf(#[from] BpfError),
+    #[error(transparent)]
+    Vm(Box<crate::vm::VmError>),
     #[error("the bottle has been torn down")]
     Gone,
+}
+
+impl From<crate::vm::VmError> for BottleError {
+    fn from(e: crate::vm::VmError) -> Self {
+        BottleError::Vm(Box::new(e))
+    }
 }
 
 /// One thing a bottle's teardown could not do.
@@ -39,6 +47,8 @@ pub enum TeardownProblem {
     LeftFenced { key: String },
     #[error(transparent)]
     Bpf(#[from] TeardownError),
+    #[error(transparent)]
+    Vm(#[from] crate::vm::VmTeardownProblem),
 }
 
 impl Bottle {

@@ -1,6 +1,7 @@
 //! `cork clean`: removes what a `cork run` that was killed (SIGKILL, OOM, power cut of the
 //! agent alone) left behind — its cgroup with any processes still in it, its pins, and
-//! its CA bundle directory.
+//! its CA bundle directory — and what a killed `cork vm` left: its nftables chains in
+//! this network namespace (its tap went with its process; its pins are swept like any).
 //! Only names that parse as a [`BottleKey`] are touched, and only when the agent process
 //! that owns the key is gone.
 
@@ -8,7 +9,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::cgroup;
-use crate::key::{BottleKey, RUN_DIR};
+use crate::key::{BottleKey, IdLease, RUN_DIR};
 use crate::mounts::{self, MountError};
 
 /// What one sweep did.
@@ -85,6 +86,7 @@ pub fn clean() -> Result<CleanReport, MountError> {
             .problems
             .extend(problems.iter().map(|p| cork_audit::error_chain(p)));
     }
+    clean_nft(&mut report);
     // CA bundles (public certificates only; the CA key died with the agent).
     for (path, live) in stale_entries(Path::new(RUN_DIR)) {
         if live {
@@ -99,6 +101,37 @@ pub fn clean() -> Result<CleanReport, MountError> {
         }
     }
     Ok(report)
+}
+
+/// The nftables chains of VM bottles whose id no live agent holds (this network
+/// namespace's `inet cork` table). Each id is held while its chains go.
+fn clean_nft(report: &mut CleanReport) {
+    let ids = match cork_nft::table_exists() {
+        Ok(false) => return,
+        Ok(true) => cork_nft::bottles(),
+        Err(e) => Err(e),
+    };
+    let ids = match ids {
+        Ok(ids) => ids,
+        Err(e) => {
+            report.problems.push(cork_audit::error_chain(&e));
+            return;
+        }
+    };
+    for id in ids {
+        let what = PathBuf::from(format!(
+            "nftables table inet {} chains b{id}_*",
+            cork_nft::TABLE
+        ));
+        match IdLease::claim(id) {
+            Ok(Some(_held)) => match cork_nft::remove(id) {
+                Ok(()) => report.removed.push(what),
+                Err(e) => report.problems.push(cork_audit::error_chain(&e)),
+            },
+            Ok(None) => report.kept_live.push(what),
+            Err(e) => report.problems.push(cork_audit::error_chain(&e)),
+        }
+    }
 }
 
 #[cfg(test)]

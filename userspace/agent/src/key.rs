@@ -97,6 +97,21 @@ impl IdLease {
     pub fn id(&self) -> BottleId {
         self.id
     }
+
+    /// Takes id `n` if no live agent holds it (`cork clean` removing what a dead agent
+    /// left under that id, holding it so that no new bottle takes the id meanwhile).
+    pub fn claim(n: u32) -> Result<Option<IdLease>, KeyError> {
+        if n == 0 || n > MAX_ID {
+            return Ok(None);
+        }
+        std::fs::create_dir_all(ID_DIR).map_err(KeyError::IdDir)?;
+        let path = Path::new(ID_DIR).join(format!("{n}.lock"));
+        Ok(try_lock(&path)?.map(|lock| IdLease {
+            id: BottleId(n),
+            path,
+            lock: Some(lock),
+        }))
+    }
 }
 
 impl Drop for IdLease {

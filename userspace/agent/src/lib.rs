@@ -27,4 +27,4 @@ pub mod web;
 
 pub use bottle::{Bottle, BottleError, TeardownProblem};
 pub use key::{BottleId, BottleKey};
-pub use runtime::{BottleRuntime, RuntimeError};
+pub use runtime::{BottleRuntime, GuestFiles, RuntimeError};

@@ -31,13 +31,14 @@ use cork_inspect::RunningInspectingProxy;
 use cork_inspect::setup::CaBundle;
 use cork_policy::Policy;
 
-use crate::adapters::KernelLearner;
+use crate::adapters::{KernelLearner, KernelRedirects};
 use crate::bottle::{Bottle, BottleError, TeardownProblem};
 use crate::kernel_audit::{AuditWriter, Enrichment};
 use crate::key::{BottleKey, IdLease, KeyError};
 use crate::mounts::{self, MountError};
 use crate::secrets::{Mask, Removal};
 use crate::upstream;
+use crate::vm::{ConntrackRedirects, TapFence};
 use crate::web::{self, WebSetup};
 
 /// How long the DNS proxy waits for one upstream attempt.
@@ -52,7 +53,7 @@ pub enum RuntimeError {
     NoUpstream,
     #[error("allocating a bottle id")]
     Id(#[from] KeyError),
-    #[error("binding the bottle's DNS proxy on 127.0.0.1 and ::1")]
+    #[error("binding the bottle's DNS proxy")]
     DnsBind(#[source] std::io::Error),
     #[error("starting the bottle's DNS proxy on the agent's runtime")]
     DnsStart(#[source] std::io::Error),
@@ -78,8 +79,18 @@ pub enum RuntimeError {
     Learner(#[source] cork_bpf::MapError),
     #[error("starting the audit reader")]
     Events(#[source] cork_bpf::MapError),
+    #[error("starting the guest's DHCPv4 server and router advertisements")]
+    GuestNet(#[source] cork_guestnet::GuestNetError),
+    #[error("setting up the VM bottle")]
+    Vm(#[source] Box<crate::vm::VmError>),
     #[error("bottle {0} was already started")]
     AlreadyStarted(String),
+}
+
+impl From<crate::vm::VmError> for RuntimeError {
+    fn from(e: crate::vm::VmError) -> Self {
+        RuntimeError::Vm(Box::new(e))
+    }
 }
 
 /// The services of a started bottle.
@@ -87,6 +98,58 @@ struct Services {
     dns: Option<RunningDnsProxy>,
     web: Option<(RunningInspectingProxy, CaBundle)>,
     reader: Option<EventReader>,
+    /// A VM bottle's DHCPv4 server and router advertisements.
+    guestnet: Option<cork_guestnet::RunningGuestNet>,
+}
+
+/// Where a bottle's policy is enforced: a cgroup of processes, or a VM's tap.
+pub(crate) enum Fence {
+    Cgroup(Bottle),
+    Tap(TapFence),
+}
+
+impl Fence {
+    fn enforcement(&mut self) -> Option<&mut cork_bpf::Enforcement> {
+        match self {
+            Fence::Cgroup(b) => b.enforcement(),
+            Fence::Tap(t) => t.enforcement(),
+        }
+    }
+
+    fn verify(&self, plan: &cork_policy::KernelPlan) -> Result<(), BottleError> {
+        match self {
+            Fence::Cgroup(b) => b.verify(plan),
+            Fence::Tap(t) => Ok(t.verify(plan)?),
+        }
+    }
+
+    fn teardown(&mut self) -> Vec<TeardownProblem> {
+        match self {
+            Fence::Cgroup(b) => b.teardown(),
+            Fence::Tap(t) => t.teardown().into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+/// What a VM bottle's guest is given without a shared filesystem (QEMU fw_cfg): the
+/// bottle CA's certificate to trust, and `NAME=VALUE` lines of credential placeholders.
+#[derive(Debug, Clone, Default)]
+pub struct GuestFiles {
+    pub ca_pem: Option<String>,
+    pub env: Vec<(String, String)>,
+}
+
+/// A bottle's pieces, for [`BottleRuntime::assemble`].
+pub(crate) struct Parts {
+    pub policy: Arc<Policy>,
+    pub key: BottleKey,
+    pub sink: Arc<Mutex<AuditSink>>,
+    pub fence: Fence,
+    pub dns: BoundDnsProxy,
+    pub web: Option<WebSetup>,
+    pub upstreams: Vec<std::net::SocketAddr>,
+    pub masks: Vec<Mask>,
+    pub guest: Option<GuestFiles>,
 }
 
 /// One bottle, alive while this value lives.
@@ -94,7 +157,7 @@ pub struct BottleRuntime {
     policy: Arc<Policy>,
     key: BottleKey,
     sink: Arc<Mutex<AuditSink>>,
-    bottle: Bottle,
+    pub(crate) fence: Fence,
     /// Bound, not serving yet (until `start`).
     dns: Option<BoundDnsProxy>,
     web: Option<WebSetup>,
@@ -102,6 +165,8 @@ pub struct BottleRuntime {
     upstreams: Vec<std::net::SocketAddr>,
     /// Host paths every command in this bottle sees masked (see [`crate::secrets`]).
     masks: Vec<Mask>,
+    /// A VM bottle's CA and placeholders, for the guest.
+    guest: Option<GuestFiles>,
     /// Held for the bottle's life: the id is ours until this drops.
     _lease: IdLease,
 }
@@ -131,7 +196,7 @@ impl BottleRuntime {
         // Every DNS packet the bottle sends is redirected to this port (127.0.0.1 and ::1).
         let dns = BoundDnsProxy::bind(0).map_err(RuntimeError::DnsBind)?;
         // TCP to inspected ports is redirected to this listener (127.0.0.1 and ::1).
-        let web = WebSetup::prepare(&policy, &key)?;
+        let web = WebSetup::prepare(&policy, &key, web::Listen::Loopback)?;
 
         let cgroup_root = mounts::cgroup2_root()?;
         let bpffs = mounts::ensure_bpffs()?;
@@ -151,18 +216,20 @@ impl BottleRuntime {
             key: key.to_string(),
             source: Box::new(source),
         })?;
-        let this = BottleRuntime {
-            policy,
-            key,
-            sink,
-            bottle,
-            dns: Some(dns),
-            web,
-            services: None,
-            upstreams,
-            masks,
-            _lease: lease,
-        };
+        let this = Self::assemble(
+            Parts {
+                policy,
+                key,
+                sink,
+                fence: Fence::Cgroup(bottle),
+                dns,
+                web,
+                upstreams,
+                masks,
+                guest: None,
+            },
+            lease,
+        );
         let event = EnforcedEvent {
             head: cork_audit::EventHead::now(&this.policy.name, "cork", "enforced"),
             detail: format!(
@@ -176,6 +243,46 @@ impl BottleRuntime {
         };
         this.write_event(&event)?;
         Ok(this)
+    }
+
+    pub(crate) fn assemble(parts: Parts, lease: IdLease) -> Self {
+        let Parts {
+            policy,
+            key,
+            sink,
+            fence,
+            dns,
+            web,
+            upstreams,
+            masks,
+            guest,
+        } = parts;
+        BottleRuntime {
+            policy,
+            key,
+            sink,
+            fence,
+            dns: Some(dns),
+            web,
+            services: None,
+            upstreams,
+            masks,
+            guest,
+            _lease: lease,
+        }
+    }
+
+    /// A VM bottle's tap (QEMU gets its fd); `None` for a cgroup bottle or once stopped.
+    pub fn tap(&self) -> Option<&cork_kvm::Tap> {
+        match &self.fence {
+            Fence::Tap(t) => t.tap(),
+            Fence::Cgroup(_) => None,
+        }
+    }
+
+    /// What a VM bottle's guest gets over fw_cfg; `None` for a cgroup bottle.
+    pub fn guest_files(&self) -> Option<&GuestFiles> {
+        self.guest.as_ref()
     }
 
     /// The host paths masked for every command in this bottle.
@@ -225,7 +332,10 @@ impl BottleRuntime {
     /// The bottle cgroup's `cgroup.procs`: a process that writes its pid there is in the
     /// bottle. `None` once stopped.
     pub fn cgroup_procs(&self) -> Option<PathBuf> {
-        self.bottle.cgroup_procs()
+        match &self.fence {
+            Fence::Cgroup(b) => b.cgroup_procs(),
+            Fence::Tap(_) => None,
+        }
     }
 
     /// What a command in this bottle needs in its environment: the CA bundle for every
@@ -242,7 +352,7 @@ impl BottleRuntime {
         if self.services.is_some() {
             return Err(RuntimeError::AlreadyStarted(self.key.to_string()));
         }
-        let Some(enforcement) = self.bottle.enforcement() else {
+        let Some(enforcement) = self.fence.enforcement() else {
             return Err(RuntimeError::Verify {
                 key: self.key.to_string(),
                 source: Box::new(BottleError::Gone),
@@ -254,11 +364,35 @@ impl BottleRuntime {
             dns: None,
             web: None,
             reader: None,
+            guestnet: None,
         };
+        // Services started so far stop again if a later one fails (Drop of `services`).
+        if let Fence::Tap(t) = &self.fence {
+            let link = t.link().ok_or_else(|| RuntimeError::Verify {
+                key: self.key.to_string(),
+                source: Box::new(BottleError::Gone),
+            })?;
+            services.guestnet = Some(
+                cork_guestnet::GuestNet::start(link.tap.name(), link.guestnet_config(), runtime)
+                    .map_err(RuntimeError::GuestNet)?,
+            );
+        }
         if let Some(w) = self.web.take() {
+            let redirects: Arc<dyn cork_inspect::Redirects> = match &self.fence {
+                Fence::Cgroup(_) => Arc::new(KernelRedirects(
+                    cork_bpf::redirects::RedirectMap::open(&pin_dir)
+                        .map_err(|e| RuntimeError::Web(web::WebError::Redirects(e)))?,
+                )),
+                Fence::Tap(t) => Arc::new(ConntrackRedirects::new(t.addressing().ok_or_else(
+                    || RuntimeError::Verify {
+                        key: self.key.to_string(),
+                        source: Box::new(BottleError::Gone),
+                    },
+                )?)),
+            };
             services.web = Some(w.start(
                 self.policy.clone(),
-                &pin_dir,
+                redirects,
                 resolved.clone(),
                 self.sink.clone(),
                 runtime,
@@ -288,7 +422,7 @@ impl BottleRuntime {
             enrichment: Enrichment::new(self.policy.name.clone(), rules, resolved),
             sink: self.sink.clone(),
         };
-        let Some(enforcement) = self.bottle.enforcement() else {
+        let Some(enforcement) = self.fence.enforcement() else {
             return Err(RuntimeError::Verify {
                 key: self.key.to_string(),
                 source: Box::new(BottleError::Gone),
@@ -305,7 +439,7 @@ impl BottleRuntime {
     /// Reads back what the kernel holds for this bottle: our programs on every hook of its
     /// cgroup and the manifest's entries in its maps.
     pub fn verify(&self) -> Result<(), RuntimeError> {
-        self.bottle
+        self.fence
             .verify(&self.policy.kernel_plan())
             .map_err(|source| RuntimeError::Verify {
                 key: self.key.to_string(),
@@ -321,8 +455,15 @@ impl BottleRuntime {
 
     fn teardown(&mut self) -> Vec<TeardownProblem> {
         // Processes die while the programs still enforce.
-        let problems = self.bottle.teardown();
+        // (A VM bottle's QEMU is stopped by its owner before this.)
+        let mut problems = Vec::new();
+        if let Fence::Cgroup(b) = &mut self.fence {
+            problems.extend(b.teardown());
+        }
         if let Some(services) = self.services.take() {
+            if let Some(net) = services.guestnet {
+                net.stop();
+            }
             if let Some(dns) = services.dns {
                 dns.stop();
             }
@@ -337,6 +478,8 @@ impl BottleRuntime {
         // Never started: listeners and the bundle go with these.
         self.dns = None;
         self.web = None;
+        // A VM bottle's chains, program and tap go once nothing serves on its addresses.
+        problems.extend(self.fence.teardown());
         problems
     }
 
@@ -348,7 +491,7 @@ impl BottleRuntime {
         })
     }
 
-    fn write_event(&self, event: &impl serde::Serialize) -> Result<(), SinkError> {
+    pub(crate) fn write_event(&self, event: &impl serde::Serialize) -> Result<(), SinkError> {
         let mut sink = self.sink.lock().unwrap_or_else(|p| p.into_inner());
         sink.write(event)?;
         sink.flush()

@@ -2,7 +2,7 @@
 //! prepared before the bottle exists (credentials, DLP scanner, CA, bundle, listeners);
 //! the proxy itself starts serving once the bottle is enforced.
 
-use std::path::Path;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
@@ -11,7 +11,6 @@ use rustls::RootCertStore;
 
 use cork_audit::AuditSink;
 use cork_bpf::MapError;
-use cork_bpf::redirects::RedirectMap;
 use cork_dlp::Scanner;
 use cork_dns::Resolved;
 use cork_inspect::ca::{BottleCa, CaError};
@@ -19,9 +18,10 @@ pub use cork_inspect::setup::SetupError;
 use cork_inspect::setup::{self, CA_ENV_VARS, CaBundle};
 use cork_inspect::swap::{CredentialError, Credentials};
 use cork_inspect::upstream::{self, RootsError};
-use cork_inspect::{BoundInspectingProxy, InspectConfig, LoadedCredential, RunningInspectingProxy};
+use cork_inspect::{
+    BoundInspectingProxy, InspectConfig, LoadedCredential, Redirects, RunningInspectingProxy,
+};
 
-use crate::adapters::KernelRedirects;
 use crate::key::{BottleKey, RUN_DIR};
 
 #[derive(Debug, thiserror::Error)]
@@ -36,12 +36,21 @@ pub enum WebError {
     Credentials(#[from] CredentialError),
     #[error("creating {RUN_DIR}")]
     RunDir(#[source] std::io::Error),
-    #[error("binding the bottle's inspecting proxy on 127.0.0.1 and ::1")]
+    #[error("binding the bottle's inspecting proxy")]
     Bind(#[source] std::io::Error),
     #[error("opening the bottle's redirect map for the proxy")]
     Redirects(#[source] MapError),
     #[error("starting the inspecting proxy")]
     Start(#[source] std::io::Error),
+}
+
+/// Where the inspecting proxy listens.
+#[derive(Debug, Clone, Copy)]
+pub enum Listen {
+    /// 127.0.0.1 and ::1: a cgroup bottle's connects are redirected there.
+    Loopback,
+    /// A VM bottle's gateway addresses, where nftables DNATs the guest's flows.
+    On(Ipv4Addr, Ipv6Addr),
 }
 
 pub struct WebSetup {
@@ -56,7 +65,11 @@ pub struct WebSetup {
 
 impl WebSetup {
     /// `None` when no rule sends anything through the proxy (no domain allow rules).
-    pub fn prepare(policy: &Policy, key: &BottleKey) -> Result<Option<Self>, WebError> {
+    pub fn prepare(
+        policy: &Policy,
+        key: &BottleKey,
+        listen: Listen,
+    ) -> Result<Option<Self>, WebError> {
         if !policy.domains.iter().any(|d| d.action == Action::Allow) {
             return Ok(None);
         }
@@ -69,7 +82,11 @@ impl WebSetup {
         let ca = Arc::new(BottleCa::new(&policy.name)?);
         std::fs::create_dir_all(RUN_DIR).map_err(WebError::RunDir)?;
         let bundle = CaBundle::write(&key.run_dir(), ca.cert_pem())?;
-        let bound = BoundInspectingProxy::bind().map_err(WebError::Bind)?;
+        let bound = match listen {
+            Listen::Loopback => BoundInspectingProxy::bind(),
+            Listen::On(v4, v6) => BoundInspectingProxy::bind_on(v4, v6),
+        }
+        .map_err(WebError::Bind)?;
         Ok(Some(WebSetup {
             bound,
             ca,
@@ -83,6 +100,19 @@ impl WebSetup {
 
     pub fn port(&self) -> u16 {
         self.bound.port()
+    }
+
+    /// What a VM guest gets instead of [`WebSetup::child_env`]: the CA certificate to
+    /// trust and each credential's placeholder variable.
+    pub fn guest_files(&self) -> crate::runtime::GuestFiles {
+        crate::runtime::GuestFiles {
+            ca_pem: Some(self.ca.cert_pem().to_owned()),
+            env: self
+                .creds
+                .iter()
+                .map(|c| (c.credential.env.clone(), c.credential.placeholder.clone()))
+                .collect(),
+        }
     }
 
     /// The command's environment: the bundle for every common TLS client, each
@@ -101,12 +131,11 @@ impl WebSetup {
     pub fn start(
         self,
         policy: Arc<Policy>,
-        pin_dir: &Path,
+        redirects: Arc<dyn Redirects>,
         resolved: Arc<Resolved>,
         sink: Arc<Mutex<AuditSink>>,
         runtime: &tokio::runtime::Handle,
     ) -> Result<(RunningInspectingProxy, CaBundle), WebError> {
-        let redirects = RedirectMap::open(pin_dir).map_err(WebError::Redirects)?;
         let running = self
             .bound
             .start(
@@ -118,7 +147,7 @@ impl WebSetup {
                     scanner: self.scanner,
                     credentials: self.swaps,
                     resolved,
-                    redirects: Arc::new(KernelRedirects(redirects)),
+                    redirects,
                     sink,
                 },
                 runtime,

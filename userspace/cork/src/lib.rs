@@ -5,7 +5,9 @@
 //! about the bottle itself — identity, enforcement, DNS and inspecting proxies, audit — is
 //! [`cork_agent`]'s, below it.
 
+pub mod control;
 pub mod dlp_scan;
 pub mod run;
+pub mod vm;
 
 pub use cork_agent as agent;

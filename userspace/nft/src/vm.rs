@@ -53,9 +53,14 @@ pub struct VmRules {
     pub guest_v6_prefix: u8,
     /// The host's IPv6 address on the tap (announced as RDNSS).
     pub gateway_v6: Ipv6Addr,
+    /// The host's link-local address on the tap (the router a guest learns from RAs):
+    /// `host_ports` are reachable there too, as on the gateway addresses.
+    pub gateway_v6_ll: Option<Ipv6Addr>,
     /// Where the bottle's DNS proxy listens on the gateway addresses.
     pub dns_port: u16,
-    /// Where the bottle's inspecting proxy listens on the gateway addresses.
+    /// Where the bottle's inspecting proxy listens on the gateway addresses; 0 when the
+    /// bottle has none (no domain allow rule): then no inspect DNAT exists, and a packet
+    /// carrying the inspect mark finds no rule that accepts it.
     pub proxy_port: u16,
     /// `[loopback] host_ports`: TCP and UDP ports the guest may reach on the gateway.
     pub host_ports: Vec<u16>,
@@ -112,10 +117,8 @@ impl VmRules {
                 len: self.guest_v6_prefix,
             });
         }
-        for (what, port) in [("dns_port", self.dns_port), ("proxy_port", self.proxy_port)] {
-            if port == 0 {
-                return Err(PlanError::ZeroPort { what });
-            }
+        if self.dns_port == 0 {
+            return Err(PlanError::ZeroPort { what: "dns_port" });
         }
         if self.host_ports.contains(&0) {
             return Err(PlanError::ZeroPort {
@@ -132,6 +135,14 @@ impl VmRules {
             if addr.is_unspecified() || addr.is_multicast() || addr.is_loopback() {
                 return Err(PlanError::Address { what, addr });
             }
+        }
+        if let Some(ll) = self.gateway_v6_ll
+            && !ll.is_unicast_link_local()
+        {
+            return Err(PlanError::Address {
+                what: "gateway_v6_ll (must be link-local)",
+                addr: IpAddr::V6(ll),
+            });
         }
         if !self.marks.is_valid() {
             return Err(PlanError::Marks { marks: self.marks });
@@ -212,7 +223,7 @@ impl VmRules {
         let mac = Match::EtherSaddr(self.guest_mac);
         let guest_v6 = mask_v6(self.guest_v6, self.guest_v6_prefix);
         let ret = |m: Vec<Match>| RulePlan::new(m, Action::Return);
-        vec![
+        let mut rules = vec![
             self.skip_other_interfaces(),
             ret(vec![
                 mac.clone(),
@@ -244,13 +255,24 @@ impl VmRules {
             ]),
             // Duplicate address detection and MLD reports before an address is valid.
             ret(vec![
-                mac,
+                mac.clone(),
                 Match::NfProto(Family::Ipv6),
                 Match::L4Proto(L4::Icmpv6),
                 Match::Ip6Saddr(Ipv6Addr::UNSPECIFIED, 128),
             ]),
-            RulePlan::new(vec![], Action::Drop),
-        ]
+        ];
+        // From the link-local address to the router's: the host on the link (the input
+        // chain admits only host ports there); link-local sources are never forwarded.
+        if let Some(ll) = self.gateway_v6_ll {
+            rules.push(ret(vec![
+                mac,
+                Match::NfProto(Family::Ipv6),
+                Match::Ip6Saddr(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 0), 64),
+                Match::Ip6Daddr(Cmp::Eq, ll),
+            ]));
+        }
+        rules.push(RulePlan::new(vec![], Action::Drop));
+        rules
     }
 
     /// DNS to any address lands on the bottle's DNS proxy; inspected TCP on its
@@ -270,7 +292,7 @@ impl VmRules {
                 ));
             }
         }
-        for gw in self.gateways() {
+        for gw in self.gateways().into_iter().filter(|_| self.proxy_port != 0) {
             rules.push(RulePlan::new(
                 vec![
                     self.mark(self.marks.inspect),
@@ -325,7 +347,7 @@ impl VmRules {
                 rules.push(to_gateway(gw, l4, self.dns_port, dnated(self.marks.dns)));
             }
         }
-        for gw in self.gateways() {
+        for gw in self.gateways().into_iter().filter(|_| self.proxy_port != 0) {
             rules.push(to_gateway(
                 gw,
                 L4::Tcp,
@@ -333,8 +355,13 @@ impl VmRules {
                 dnated(self.marks.inspect),
             ));
         }
+        let host_addrs: Vec<IpAddr> = self
+            .gateways()
+            .into_iter()
+            .chain(self.gateway_v6_ll.map(IpAddr::V6))
+            .collect();
         for &port in &self.host_ports {
-            for gw in self.gateways() {
+            for &gw in &host_addrs {
                 for l4 in [L4::Tcp, L4::Udp] {
                     let mark = vec![self.mark(self.marks.host_port)];
                     rules.push(to_gateway(gw, l4, port, mark));

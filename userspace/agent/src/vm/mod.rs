@@ -1,12 +1,16 @@
 //! What the agent holds for a VM bottle beside what every bottle has: the guest's
 //! addressing from the host's pools ([`addressing`]), forwarding turned on without breaking
 //! the host ([`forwarding`]), the host routes those pools must not
-//! collide with ([`routes`]). The tap, its tc program and the nftables chains build on these.
+//! collide with ([`routes`]), the tap's addresses ([`link`]), and [`fence`]: the tap with its
+//! tc program and nftables chains, verified, built on all of these.
 
 pub mod addressing;
+pub mod fence;
 pub mod forwarding;
+pub mod link;
 pub mod original_dst;
 pub mod routes;
+mod runtime;
 
 // The tap program's marks (C) and the nftables rules' marks (Rust) are one set of numbers.
 const _: () = {
@@ -19,6 +23,7 @@ const _: () = {
 };
 
 pub use addressing::{AddressingError, GuestAddressing, Pools};
+pub use fence::{TapFence, TapLink, VmError, VmTeardownProblem};
 pub use forwarding::{ForwardingError, ForwardingLease};
 pub use original_dst::ConntrackRedirects;
 pub use routes::{HostRoute, RouteError, overlapping_routes};

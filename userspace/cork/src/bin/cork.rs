@@ -1,5 +1,6 @@
-//! The `cork` command line: check manifests, run a command in a bottle, clean up after
-//! agents that were killed, scan files with the proxy's DLP offline.
+//! The `cork` command line: check manifests, run a command in a bottle, boot a guest in
+//! a VM bottle, clean up after agents that were killed, scan files with the proxy's DLP
+//! offline.
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -27,6 +28,10 @@ enum Cmd {
     Check {
         /// The manifest (TOML).
         manifest: PathBuf,
+        /// Check it for a VM bottle (`cork vm`): keys that mean nothing for a guest
+        /// (`[env]`, `[files]`) are refused.
+        #[arg(long)]
+        vm: bool,
     },
     /// Run CMD in a new bottle enforcing the manifest; exits with CMD's status
     /// (128+N if it died of signal N, 125 if cork itself failed, 126/127 if CMD could not
@@ -45,6 +50,28 @@ enum Cmd {
         #[arg(last = true, required = true, num_args = 1..)]
         command: Vec<OsString>,
     },
+    /// Boot a guest (QEMU, KVM by default) whose only NIC is a tap enforcing the manifest;
+    /// its serial console is stdin/stdout. Exits 0 when the guest powers off, 128+N when
+    /// stopped or killed by signal N, 125 when cork itself failed.
+    Vm(VmArgs),
+    /// The agent daemon: standing bottles behind a host-only control socket (HTTP/1.1 +
+    /// JSON). Runs until SIGINT/SIGTERM, then tears its bottles down.
+    Daemon {
+        /// The control socket (default $CORK_SOCKET, else /run/cork/cork.sock).
+        #[arg(long)]
+        socket: Option<PathBuf>,
+        /// Append audit events (JSON lines) to this file instead of standard error.
+        #[arg(long)]
+        audit_log: Option<PathBuf>,
+    },
+    /// Standing bottles, through the daemon's control socket.
+    Bottle {
+        /// The control socket (default $CORK_SOCKET, else /run/cork/cork.sock).
+        #[arg(long, global = true)]
+        socket: Option<PathBuf>,
+        #[command(subcommand)]
+        command: BottleCmd,
+    },
     /// Remove cgroups and pins left by cork agents that no longer run (killing any
     /// processes still in those bottles).
     Clean,
@@ -53,6 +80,65 @@ enum Cmd {
         #[command(subcommand)]
         command: DlpCmd,
     },
+}
+
+#[derive(clap::Args)]
+struct VmArgs {
+    /// Only run the preflight checks (KVM, QEMU, /dev/net/tun) and print the result.
+    #[arg(long)]
+    preflight: bool,
+    /// The bottle's manifest (TOML).
+    #[arg(long, short = 'm', required_unless_present = "preflight")]
+    manifest: Option<PathBuf>,
+    /// The guest kernel (bzImage/vmlinuz).
+    #[arg(long, required_unless_present = "preflight")]
+    kernel: Option<PathBuf>,
+    /// The guest's initramfs.
+    #[arg(long)]
+    initrd: Option<PathBuf>,
+    /// A disk image (raw or qcow2, detected), as a virtio disk; repeatable.
+    #[arg(long = "disk")]
+    disks: Vec<PathBuf>,
+    /// Kernel command line; `console=ttyS0` is added unless it names a console.
+    #[arg(long, default_value = "")]
+    append: String,
+    /// Accelerator: kvm (default, checked by the preflight) or tcg (emulation, slow).
+    #[arg(long, default_value = "kvm")]
+    accel: cork_kvm::Accel,
+    /// Guest memory in MiB.
+    #[arg(long, default_value_t = 512)]
+    memory: u32,
+    /// Guest vCPUs.
+    #[arg(long, default_value_t = 1)]
+    cpus: u32,
+    /// IPv4 pool the guest's /30 comes from (default 10.239.0.0/16).
+    #[arg(long)]
+    pool4: Option<cork_policy::Prefix>,
+    /// IPv6 pool the guest's /64 comes from (default fd63:6f72:6b00::/48).
+    #[arg(long)]
+    pool6: Option<cork_policy::Prefix>,
+    /// Append audit events (JSON lines) to this file instead of standard error.
+    #[arg(long)]
+    audit_log: Option<PathBuf>,
+    /// Hand FILE to the guest as fw_cfg entry NAME (`opt/...`; cork's own `opt/cork/ca.pem`
+    /// and `opt/cork/env` are reserved); repeatable.
+    #[arg(long = "fw-cfg", value_name = "NAME=FILE")]
+    fw_cfg: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum BottleCmd {
+    /// Create a standing bottle from a manifest (enforced and verified when this returns).
+    Create {
+        #[arg(long, short = 'm')]
+        manifest: PathBuf,
+    },
+    /// List the standing bottles.
+    Ls,
+    /// One bottle, as JSON.
+    Show { name: String },
+    /// Remove a bottle (its processes are killed while still enforced).
+    Rm { name: String },
 }
 
 #[derive(Subcommand)]
@@ -87,7 +173,8 @@ fn main() -> ExitCode {
     init_logging();
     let cli = Cli::parse();
     match cli.command {
-        Cmd::Check { manifest } => check(&manifest),
+        Cmd::Check { manifest, vm } => check(&manifest, vm),
+        Cmd::Vm(args) => vm(args),
         Cmd::Run {
             manifest,
             audit_log,
@@ -108,6 +195,8 @@ fn main() -> ExitCode {
             }
         }
         Cmd::Clean => clean(),
+        Cmd::Daemon { socket, audit_log } => daemon(socket, audit_log),
+        Cmd::Bottle { socket, command } => bottle(&cork::control::socket(socket), command),
         Cmd::Dlp {
             command: DlpCmd::Scan { file, manifest },
         } => dlp_scan(&file, manifest.as_deref()),
@@ -184,7 +273,95 @@ fn dlp_scan(file: &Path, manifest: Option<&Path>) -> ExitCode {
     }
 }
 
-fn check(path: &PathBuf) -> ExitCode {
+fn daemon(socket: Option<PathBuf>, audit_log: Option<PathBuf>) -> ExitCode {
+    let socket = cork::control::socket(socket);
+    let cfg = cork_daemon::server::DaemonConfig {
+        socket,
+        lock: PathBuf::from(cork_daemon::LOCK_PATH),
+        audit_log,
+    };
+    let ready = |path: &Path| {
+        println!("cork daemon: serving on {}", path.display());
+        cork_daemon::notify::ready();
+    };
+    match cork_daemon::server::run(cfg, ready) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("cork daemon: {}", cork_audit::error_chain(&e));
+            ExitCode::from(125)
+        }
+    }
+}
+
+fn bottle(socket: &Path, cmd: BottleCmd) -> ExitCode {
+    use cork::control;
+    let done = match cmd {
+        BottleCmd::Create { manifest } => control::create(socket, &manifest).map(|b| {
+            println!("{} {}", b.name, b.key);
+            0
+        }),
+        BottleCmd::Ls => control::list(socket).map(|list| {
+            println!("{:<24} {:<40} CREATED", "NAME", "KEY");
+            for b in list {
+                println!("{:<24} {:<40} {}", b.name, b.key, b.created);
+            }
+            0
+        }),
+        BottleCmd::Show { name } => control::show(socket, &name).map(|b| {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&b).unwrap_or_else(|e| e.to_string())
+            );
+            0
+        }),
+        BottleCmd::Rm { name } => control::remove(socket, &name).map(|r| {
+            for p in &r.problems {
+                eprintln!("cork bottle rm: {p}");
+            }
+            u8::from(!r.problems.is_empty())
+        }),
+    };
+    match done {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => ExitCode::from(control::fail("bottle", &e)),
+    }
+}
+
+fn vm(a: VmArgs) -> ExitCode {
+    let fail = |e: &dyn std::error::Error| {
+        eprintln!("cork vm: {}", cork_audit::error_chain(e));
+        ExitCode::from(cork::vm::EXIT_CORK_FAILED as u8)
+    };
+    if a.preflight {
+        return match cork::vm::preflight_only(a.accel) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(&e),
+        };
+    }
+    let (Some(manifest), Some(kernel)) = (a.manifest, a.kernel) else {
+        eprintln!("cork vm: --manifest and --kernel are required");
+        return ExitCode::from(cork::vm::EXIT_CORK_FAILED as u8);
+    };
+    match cork::vm::vm(cork::vm::VmOptions {
+        manifest,
+        kernel,
+        initrd: a.initrd,
+        disks: a.disks,
+        append: a.append,
+        accel: a.accel,
+        memory_mib: a.memory,
+        cpus: a.cpus,
+        pool4: a.pool4,
+        pool6: a.pool6,
+        audit_log: a.audit_log,
+        fw_cfg: a.fw_cfg,
+    }) {
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        Err(e) => fail(&e),
+    }
+}
+
+fn check(path: &PathBuf, for_vm: bool) -> ExitCode {
     let src = match std::fs::read_to_string(path) {
         Ok(s) => s,
         Err(e) => {
@@ -192,7 +369,14 @@ fn check(path: &PathBuf) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match cork_policy::compile(&src, &path.display().to_string()) {
+    let origin = path.display().to_string();
+    let checked = cork_policy::compile(&src, &origin).and_then(|p| {
+        if for_vm {
+            cork_policy::check_for_vm(&src, &origin)?;
+        }
+        Ok(p)
+    });
+    match checked {
         Ok(policy) => {
             // Located like errors, on stderr, but the manifest is still valid.
             for w in &policy.warnings {

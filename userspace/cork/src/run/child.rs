@@ -1,12 +1,15 @@
 //! What the bottled command's process does between fork and exec, in this order:
-//! join the bottle's cgroup (so everything after is enforced), die with the agent's
-//! thread (PDEATHSIG), get a private mount namespace in which every cgroup and bpf
-//! filesystem is read-only (root in the bottle could otherwise write another cgroup's
-//! `cgroup.procs` to leave, or unlink the link pins that keep enforcement attached) and
-//! the host's credential files are masked (masks.rs), switch user, drop capabilities,
-//! set no_new_privs, enter a Landlock domain that keeps it from reaching host processes
-//! through /proc (landlock.rs), install the seccomp filter that reports forbidden socket(2) calls to
-//! the agent, and let no descriptor but 0-2 survive exec.
+//! join the bottle's cgroup (so everything after is enforced), hold the init's signals
+//! and learn of the agent's death (init.rs), get a private mount namespace with its own
+//! /proc — the process is PID 1 of the bottle's new PID namespace (pidns.rs), so the
+//! bottle sees, signals and traces only its own processes — in which every cgroup and
+//! bpf filesystem is read-only (root in the bottle could otherwise write another
+//! cgroup's `cgroup.procs` to leave, or unlink the link pins that keep enforcement
+//! attached) and the host's credential files are masked (masks.rs), switch user, drop
+//! capabilities, set no_new_privs, enter a Landlock domain that keeps it from reaching
+//! processes outside the bottle (landlock.rs), install the seccomp filter that reports
+//! forbidden socket(2) calls to the agent, let no descriptor but 0-2 survive exec, and
+//! fork: the new process execs the command, this one stays as the namespace's init.
 //!
 //! Everything is prepared before fork. The agent is single-threaded when it spawns (the
 //! audit thread starts after), so the allocation the caps crate may do here is safe.
@@ -23,7 +26,7 @@ use nix::unistd::{Gid, Uid, setgid, setgroups, setuid};
 
 use super::landlock::Domain;
 use super::masks::MaskMounts;
-use super::{caps, seccomp};
+use super::{caps, init, seccomp};
 use cork_agent::mounts::Mount;
 use cork_agent::secrets::Mask;
 
@@ -70,13 +73,11 @@ impl ChildSetup {
     }
 
     /// Runs in the child after fork. Any error aborts the spawn (the parent sees it).
+    /// Returns only in the command's process: the child itself stays as the init.
     pub fn apply(&self) -> io::Result<()> {
         // "0" moves the writing process (cgroup v2, Documentation/admin-guide/cgroup-v2.rst).
         (&self.cgroup_procs).write_all(b"0")?;
-        // SAFETY: prctl with integer arguments only.
-        if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        init::prepare()?;
         unshare(CloneFlags::CLONE_NEWNS)?;
         // Stop our changes from propagating back to the host's mount namespace.
         mount(
@@ -84,6 +85,16 @@ impl ChildSetup {
             "/",
             None::<&str>,
             MsFlags::MS_REC | MsFlags::MS_SLAVE,
+            None::<&str>,
+        )?;
+        // A procfs mounted by a process shows that process's PID namespace: this one's.
+        // It covers the host's /proc (and what is mounted under it) for good: undoing it
+        // takes CAP_SYS_ADMIN, dropped below. Before the masks, so that none is hidden.
+        mount(
+            Some("proc"),
+            "/proc",
+            Some("proc"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
             None::<&str>,
         )?;
         for target in &self.readonly {
@@ -110,7 +121,8 @@ impl ChildSetup {
         }
         self.landlock.apply()?;
         seccomp::install_in_child(self.listener_channel)?;
-        close_inherited_fds()
+        close_inherited_fds()?;
+        init::split()
     }
 }
 

@@ -1,8 +1,10 @@
 //! A Landlock domain for the bottled command (Documentation/userspace-api/landlock.rst):
 //! a sandboxed process may not ptrace — nor reach through `/proc/PID/{root,cwd,fd,environ}`
-//! — any process outside its domain. Without it a process of CMD's user on the host (the
-//! invoking user's shell, under `--user`) is a window onto the host's file system with no
-//! mask in it (ptrace_may_access: same uid, no more capabilities, dumpable).
+//! — any process outside its domain. The bottle's PID namespace (pidns.rs) already leaves
+//! no host process with a pid the bottle could name; the domain is the wall behind it, for
+//! a process that enters the namespace later from outside (nsenter): one of CMD's user
+//! would be a window onto the host's file system with no mask in it (ptrace_may_access:
+//! same uid, no more capabilities, dumpable).
 //!
 //! The ruleset handles no file system or network right — a domain that handled a file
 //! system right would also refuse every mount, and with it the namespaces of sandboxes an
@@ -58,8 +60,9 @@ impl Domain {
                 format!("Landlock ABI {abi}, not {SCOPED_ABI}")
             };
             tracing::warn!(
-                "this kernel has {why}: the bottle's processes can reach host processes of \
-                 their own user (and no more capabilities) through /proc/PID/root"
+                "this kernel has {why}: a process that joins the bottle's PID namespace \
+                 from outside can be signalled and, if of the bottle's user (and no more \
+                 capabilities), traced by the bottle"
             );
             return Ok(Domain { ruleset: None });
         }

@@ -1,13 +1,16 @@
 //! `cork run`: one bottle for one command. Compile the manifest, decide which host
 //! secrets the command does not get (variables, files), create the bottle's cgroup,
-//! enforce the policy on it (verified), start the command inside it with the variables
-//! removed, the files masked and dangerous capabilities dropped, pass on stop signals,
+//! enforce the policy on it (verified), start the command inside it — in a PID namespace
+//! of its own — with the variables removed, the files masked and dangerous capabilities
+//! dropped, pass on stop signals,
 //! wait, kill whatever is left, remove everything, and return the command's exit status.
 
 mod caps;
 mod child;
+mod init;
 mod landlock;
 mod masks;
+mod pidns;
 mod seccomp;
 mod signals;
 mod test_seams;
@@ -180,10 +183,21 @@ pub fn run(opts: RunOptions) -> Result<i32, RunError> {
     // has no other threads yet (the runtime and the audit threads start below), so nothing
     // it needs can be held locked by a thread that does not exist in the child.
     unsafe { cmd.pre_exec(move || setup.apply()) };
-    let mut child = cmd.spawn().map_err(|source| RunError::Spawn {
+    // The process std forks is PID 1 of the bottle's namespace: cork's init (run/init.rs),
+    // which forks the command.
+    let pid_ns = pidns::ChildrenInNewPidNs::enter().map_err(RunError::Prepare)?;
+    let spawned = cmd.spawn();
+    let left = pid_ns.leave();
+    let mut child = spawned.map_err(|source| RunError::Spawn {
         command: program.clone(),
         source,
     })?;
+    if let Err(e) = left {
+        // cork could start no thread (no proxy, no audit): the command must not run.
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(RunError::Prepare(e));
+    }
 
     // From here on the command runs; kernel events wait in the ring buffer until read.
     // The child sent its seccomp listener before exec, so it is already queued.

@@ -1,5 +1,7 @@
 //! While the bottled command runs, the agent passes on the signals a user or a CI runner
-//! sends to stop a job, so the command can exit and the agent can clean up.
+//! sends to stop a job, so the command can exit and the agent can clean up. They go to
+//! the agent's child, the init of the bottle's PID namespace (init.rs), which passes them
+//! on to the command.
 
 use std::sync::atomic::{AtomicI32, Ordering};
 

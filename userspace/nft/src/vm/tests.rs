@@ -14,6 +14,7 @@ pub(crate) fn sample() -> VmRules {
         guest_v6: "2001:db8:100:7::1234".parse().expect("v6"),
         guest_v6_prefix: 64,
         gateway_v6: "2001:db8:100:7::1".parse().expect("v6"),
+        gateway_v6_ll: Some("fe80::1".parse().expect("v6")),
         dns_port: 5353,
         proxy_port: 15001,
         host_ports: vec![7000],
@@ -160,4 +161,40 @@ fn v6_prefixes_are_masked() {
         mask_v6("2001:db8:100:7::1234".parse().expect("v6"), 128),
         "2001:db8:100:7::1234".parse::<Ipv6Addr>().expect("v6")
     );
+}
+
+#[test]
+fn without_an_inspecting_proxy_nothing_is_dnated_or_accepted_for_it() {
+    let rules = VmRules {
+        proxy_port: 0,
+        ..sample()
+    };
+    let text = rules.plan().expect("plan").to_string();
+    let with = sample().plan().expect("plan").to_string();
+    // The inspect mark appears only in the proxy's DNAT and input rules.
+    assert!(with.contains("0x02000000"), "{with}");
+    assert!(!text.contains("0x02000000"), "{text}");
+    assert!(text.contains("dnat"), "the DNS DNAT stays: {text}");
+}
+
+#[test]
+fn host_ports_are_reachable_on_the_link_local_gateway_and_nothing_else_is() {
+    let text = sample().plan().expect("plan").to_string();
+    let ll: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("daddr fe80::1") && l.ends_with("accept"))
+        .collect();
+    assert_eq!(ll.len(), 2, "TCP and UDP to port 7000 only: {ll:#?}");
+    assert!(ll.iter().all(|l| l.contains("dport 7000")), "{ll:#?}");
+    // The guard lets the guest's link-local address talk to the router's, nothing else.
+    let guard: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("saddr fe80::/64 ip6 daddr"))
+        .collect();
+    assert_eq!(guard.len(), 1, "{guard:#?}");
+    let bad = VmRules {
+        gateway_v6_ll: Some("2001:db8::1".parse().expect("v6")),
+        ..sample()
+    };
+    assert!(matches!(bad.validate(), Err(PlanError::Address { .. })));
 }

@@ -1,6 +1,9 @@
 //! `cork-demo`: builds a test world, runs bottles with embedded manifests that make a few
 //! allowed and denied attempts — by address, by name, and through the inspecting proxy —
-//! prints what the client saw and what cork audited, then tears everything down.
+//! prints what the client saw and what cork audited, then boots a guest in a VM bottle
+//! fenced by the same kind of manifest ([`vm_phase`]), then tears everything down.
+
+mod vm_phase;
 
 use anyhow::{Result, bail};
 use cork_integration::audit::Audit;
@@ -29,7 +32,7 @@ upstream = ["198.51.100.53"]
 "#;
 
 /// The bottle-side DNS client the tests use too.
-const DNS_CLIENT: &str = include_str!("../dns_client.py");
+const DNS_CLIENT: &str = include_str!("../../dns_client.py");
 
 fn main() -> Result<()> {
     let world = World::new("cork-demo")?;
@@ -134,7 +137,8 @@ fn main() -> Result<()> {
     for line in audit.pretty() {
         println!("  {line}");
     }
-    proxy_phase(&world)
+    proxy_phase(&world)?;
+    vm_phase::vm_phase(&world)
 }
 
 /// The inspecting proxy: TLS terminated per bottle, DLP, fronting refused, credentials

@@ -1,0 +1,200 @@
+//! `cork daemon` and its client verbs end to end: standing bottles created, listed, shown
+//! and removed over the control socket; a standing bottle enforces (a process moved into
+//! its cgroup gets the manifest's verdicts); located manifest errors and typed exit
+//! statuses; a second daemon refused by the lock; a client with no daemon told so at
+//! once; a caller inside a bottle refused; SIGTERM tears the bottles down.
+//!
+//! One test function: the daemon lock is host-wide, so its steps run in order.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use cork_integration::process::Spawned;
+use cork_integration::{Side, World};
+
+#[test]
+fn a_daemon_holds_standing_bottles_behind_its_control_socket() -> Result<()> {
+    let world = World::new("a_daemon_holds_standing_bottles")?;
+    let allowed = world.tcp_server(Side::Internet, "198.51.100.10:8080")?;
+    let denied = world.tcp_server(Side::Internet, "198.51.100.11:8080")?;
+    let socket = world.path("cork", "sock");
+    let audit = world.path("daemon-audit", "jsonl");
+    let sock = socket.display().to_string();
+
+    // No daemon yet: said at once.
+    let out = world.run(world.cork(["bottle", "ls", "--socket", &sock]))?;
+    assert_eq!(out.code(), 3, "{out}");
+    assert!(out.stderr.contains("not running"), "{out}");
+
+    let mut daemon = Spawned::start(&mut world.cork([
+        "daemon",
+        "--socket",
+        &sock,
+        "--audit-log",
+        &audit.display().to_string(),
+    ]))?;
+    daemon.wait_line(
+        &format!("cork daemon: serving on {sock}"),
+        Duration::from_secs(30),
+    )?;
+
+    // A second daemon: refused by the lock, naming the first.
+    let out = world.run(world.cork([
+        "daemon",
+        "--socket",
+        &world.path("other", "sock").display().to_string(),
+    ]))?;
+    assert_eq!(out.code(), 125, "{out}");
+    assert!(out.stderr.contains("another cork daemon holds"), "{out}");
+    assert!(
+        out.stderr.contains(&format!("pid {}", daemon.pid())),
+        "{out}"
+    );
+
+    let manifest = world.manifest(
+        "web",
+        "[[egress.allow]]\ncidr = \"198.51.100.10/32\"\nports = [8080]\n",
+    )?;
+    let name = world.bottle_name("web");
+    let out = world.run(world.cork([
+        "bottle".as_ref(),
+        "create".as_ref(),
+        "--socket".as_ref(),
+        sock.as_ref(),
+        "-m".as_ref(),
+        manifest.as_os_str(),
+    ]))?;
+    assert_eq!(out.code(), 0, "{out}");
+    assert!(out.stdout.starts_with(&name), "{out}");
+    // The same name again: exists.
+    let out = world.run(world.cork([
+        "bottle".as_ref(),
+        "create".as_ref(),
+        "--socket".as_ref(),
+        sock.as_ref(),
+        "-m".as_ref(),
+        manifest.as_os_str(),
+    ]))?;
+    assert_eq!(out.code(), 5, "{out}");
+    // A bad manifest: located, nothing created.
+    let bad = world.manifest("bad", "[[egress.allow]]\ncidr = \"198.51.100.300/32\"\n")?;
+    let out = world.run(world.cork([
+        "bottle".as_ref(),
+        "create".as_ref(),
+        "--socket".as_ref(),
+        sock.as_ref(),
+        "-m".as_ref(),
+        bad.as_os_str(),
+    ]))?;
+    assert_eq!(out.code(), 1, "{out}");
+    assert!(out.stderr.contains(":7:"), "located: {out}");
+
+    let out = world.run(world.cork(["bottle", "ls", "--socket", &sock]))?;
+    assert_eq!(out.code(), 0, "{out}");
+    assert_eq!(
+        out.stdout.lines().count(),
+        2,
+        "header and one bottle: {out}"
+    );
+    let out = world.run(world.cork(["bottle", "show", &name, "--socket", &sock]))?;
+    assert_eq!(out.code(), 0, "{out}");
+    let info: serde_json::Value = serde_json::from_str(&out.stdout)?;
+    let procs = info["cgroup_procs"]
+        .as_str()
+        .context("cgroup_procs")?
+        .to_owned();
+    let out = world.run(world.cork(["bottle", "show", "nope", "--socket", &sock]))?;
+    assert_eq!(out.code(), 4, "{out}");
+
+    // The standing bottle enforces: a shell joins its cgroup, then connects.
+    let script = format!(
+        "echo $$ > {procs} && busybox nc -w 3 198.51.100.10 8080 </dev/null; \
+         busybox nc -w 3 198.51.100.11 8080 </dev/null; echo done; \
+         {} bottle ls --socket {sock}; echo ls_rc=$?",
+        cork_integration::cork::cork_bin()?.display()
+    );
+    let out = world.run(world.command(Side::Bottle, "sh").args(["-c", &script]))?;
+    assert!(
+        out.stdout
+            .contains("hello from Internet 198.51.100.10:8080"),
+        "{out}"
+    );
+    assert!(!out.stdout.contains("198.51.100.11:8080"), "{out}");
+    assert_eq!(allowed.peers().len(), 1, "{out}");
+    assert!(denied.peers().is_empty(), "{out}");
+    // From inside the bottle the control socket is out of reach.
+    assert!(
+        !out.stdout.contains("ls_rc=0"),
+        "a bottled process drove the daemon: {out}"
+    );
+
+    let out = world.run(world.cork(["bottle", "rm", &name, "--socket", &sock]))?;
+    assert_eq!(out.code(), 0, "{out}");
+    assert!(!std::path::Path::new(&procs).exists(), "cgroup removed");
+    let out = world.run(world.cork(["bottle", "rm", &name, "--socket", &sock]))?;
+    assert_eq!(out.code(), 4, "{out}");
+
+    // A bottle left standing goes down with the daemon.
+    let out = world.run(world.cork([
+        "bottle".as_ref(),
+        "create".as_ref(),
+        "--socket".as_ref(),
+        sock.as_ref(),
+        "-m".as_ref(),
+        manifest.as_os_str(),
+    ]))?;
+    assert_eq!(out.code(), 0, "{out}");
+    let out = world.run(world.cork(["bottle", "show", &name, "--socket", &sock]))?;
+    let info: serde_json::Value = serde_json::from_str(&out.stdout)?;
+    let procs = info["cgroup_procs"]
+        .as_str()
+        .context("cgroup_procs")?
+        .to_owned();
+    nix::sys::signal::kill(daemon.pid(), nix::sys::signal::Signal::SIGTERM)?;
+    let out = daemon.finish(Duration::from_secs(30))?;
+    assert_eq!(out.code(), 0, "{out}");
+    assert!(
+        !std::path::Path::new(&procs).exists(),
+        "cgroup removed at shutdown"
+    );
+    assert!(!socket.exists(), "socket removed");
+
+    // kill -9 of the daemon: its bottle stays fenced (pinned programs, default deny)
+    // until `cork clean`.
+    let mut daemon = Spawned::start(&mut world.cork(["daemon", "--socket", &sock]))?;
+    daemon.wait_line(
+        &format!("cork daemon: serving on {sock}"),
+        Duration::from_secs(30),
+    )?;
+    let out = world.run(world.cork([
+        "bottle".as_ref(),
+        "create".as_ref(),
+        "--socket".as_ref(),
+        sock.as_ref(),
+        "-m".as_ref(),
+        manifest.as_os_str(),
+    ]))?;
+    assert_eq!(out.code(), 0, "{out}");
+    let out = world.run(world.cork(["bottle", "show", &name, "--socket", &sock]))?;
+    let info: serde_json::Value = serde_json::from_str(&out.stdout)?;
+    let procs = info["cgroup_procs"]
+        .as_str()
+        .context("cgroup_procs")?
+        .to_owned();
+    daemon.kill()?;
+    let script =
+        format!("echo $$ > {procs} && busybox nc -w 3 198.51.100.11 8080 </dev/null; echo rc=$?");
+    let out = world.run(world.command(Side::Bottle, "sh").args(["-c", &script]))?;
+    assert!(
+        out.stdout.contains("rc=1"),
+        "still fenced without its daemon: {out}"
+    );
+    assert!(denied.peers().is_empty(), "{out}");
+    let out = world.run(world.cork(["clean"]))?;
+    assert_eq!(out.code(), 0, "{out}");
+    assert!(
+        !std::path::Path::new(&procs).exists(),
+        "cork clean removed it: {out}"
+    );
+    Ok(())
+}

@@ -1,0 +1,125 @@
+//! The control protocol's bodies. Every route answers JSON; errors are
+//! `{"error": {"kind": "...", "message": "..."}}` with a matching HTTP status, so that a
+//! client can branch on `kind` and show `message` (which names where and why).
+//!
+//! | method and path | body | answer |
+//! |---|---|---|
+//! | `GET /v1/bottles` | — | `[BottleInfo]` |
+//! | `POST /v1/bottles` | [`CreateBottle`] | `201` [`BottleInfo`] |
+//! | `GET /v1/bottles/{name}` | — | [`BottleInfo`] |
+//! | `DELETE /v1/bottles/{name}` | — | `200` [`Removed`] |
+
+use serde::{Deserialize, Serialize};
+
+/// `POST /v1/bottles`: a standing bottle from manifest text (`origin` names it in
+/// errors, usually the client's path of the file).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateBottle {
+    pub manifest: String,
+    pub origin: String,
+}
+
+/// One standing bottle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BottleInfo {
+    /// `bottle.name` of its manifest: unique among the daemon's bottles.
+    pub name: String,
+    /// Its key (`cork-<name>-<agent pid>_<id>`): cgroup, pins, run directory.
+    pub key: String,
+    /// `<cgroup2 mount>/<key>/cgroup.procs`: a process that writes its pid there is in it.
+    pub cgroup_procs: Option<String>,
+    /// When it was created (RFC 3339).
+    pub created: String,
+    /// The manifest's origin as given at creation.
+    pub origin: String,
+}
+
+/// `DELETE /v1/bottles/{name}`: what teardown met (empty when everything went).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Removed {
+    pub name: String,
+    pub problems: Vec<String>,
+}
+
+/// Why a request failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The request itself: bad JSON, unknown fields, unknown route.
+    BadRequest,
+    /// The manifest does not validate (the message is FILE:LINE:COL: ...).
+    Manifest,
+    /// No bottle of that name.
+    NotFound,
+    /// A bottle of that name exists already.
+    Exists,
+    /// The caller may not use this socket (not root on the host, or inside a bottle).
+    Forbidden,
+    /// Enforcement could not be set up or verified; nothing was left behind.
+    Enforcement,
+}
+
+impl ErrorKind {
+    pub fn status(self) -> u16 {
+        match self {
+            ErrorKind::BadRequest | ErrorKind::Manifest => 400,
+            ErrorKind::NotFound => 404,
+            ErrorKind::Exists => 409,
+            ErrorKind::Forbidden => 403,
+            ErrorKind::Enforcement => 500,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ApiError,
+}
+
+impl ApiError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        ApiError {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_serialise_with_a_kind_a_client_can_branch_on() {
+        let body = ErrorBody {
+            error: ApiError::new(ErrorKind::NotFound, "no bottle \"x\""),
+        };
+        let json = serde_json::to_string(&body).expect("json");
+        assert_eq!(
+            json,
+            r#"{"error":{"kind":"not_found","message":"no bottle \"x\""}}"#
+        );
+        assert_eq!(ErrorKind::Exists.status(), 409);
+    }
+
+    #[test]
+    fn create_refuses_unknown_fields() {
+        let e = serde_json::from_str::<CreateBottle>(r#"{"manifest":"","origin":"m","extra":1}"#);
+        assert!(e.is_err());
+    }
+}

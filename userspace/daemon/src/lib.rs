@@ -1,0 +1,26 @@
+//! cork-daemon: the agent that real hosts run — standing bottles held by one long-running
+//! process and driven over a host-only control socket.
+//!
+//! - [`api`]: the protocol, HTTP/1.1 + JSON over a unix socket (documented in the README):
+//!   request and response bodies, typed errors.
+//! - [`gate`]: who may talk to the socket — decided from kernel facts about the peer
+//!   (`SO_PEERCRED`, and the cgroup of the peer process): root on the host, never a
+//!   process inside a bottle.
+//! - [`server`]: `cork daemon` — the lock that keeps a second daemon out, the socket, the
+//!   bottles (each a `cork_agent::BottleRuntime`), the routes.
+//! - [`client`]: what the CLI verbs use; a daemon that is not running is a clear error,
+//!   never a hang.
+
+pub mod api;
+pub mod client;
+pub mod gate;
+pub mod notify;
+pub mod server;
+
+/// Where the daemon listens unless told otherwise (`--socket`, `CORK_SOCKET`). Bottles can
+/// never connect to it: every bottle's kernel unix gate denies this path whatever its
+/// manifest says, and `cork check` refuses a manifest that lists it (`cork_policy`'s
+/// `[unix]` rules, which own the constant).
+pub const DEFAULT_SOCKET: &str = cork_policy::CONTROL_SOCKET;
+/// The daemon's lock: one daemon per host.
+pub const LOCK_PATH: &str = "/run/cork/daemon.lock";

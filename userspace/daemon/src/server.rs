@@ -1,0 +1,361 @@
+//! `cork daemon`: one per host (an `flock` on [`crate::LOCK_PATH`]; a second daemon is
+//! refused, naming the first's pid), listening on the control socket (mode 0600, created
+//! fresh: with the lock held, a socket file left there is stale), holding standing
+//! bottles as `cork_agent::BottleRuntime`s — each enforced, verified and started exactly
+//! as `cork run` does it — and serving [`crate::api`] behind [`crate::gate`].
+//!
+//! SIGINT/SIGTERM stop it: it stops accepting, then tears every bottle down (processes
+//! killed while still enforced, then the programs). Re-adopting bottles across a daemon
+//! restart is not done yet: a SIGKILLed daemon leaves its bottles fenced for `cork clean`.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use nix::fcntl::{Flock, FlockArg};
+
+use cork_agent::BottleRuntime;
+use cork_audit::AuditSink;
+
+use crate::api::{ApiError, BottleInfo, CreateBottle, ErrorBody, ErrorKind, Removed};
+use crate::gate::{self, Peer};
+
+/// Largest request body: a manifest (100 000 rules is a few MB).
+const MAX_BODY: usize = 32 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("another cork daemon holds {lock}{}", .pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
+    AlreadyRunning { lock: PathBuf, pid: Option<u32> },
+    #[error("{what} {}", path.display())]
+    Io {
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Audit(#[from] cork_audit::SinkError),
+    #[error("starting the daemon's runtime")]
+    Runtime(#[source] std::io::Error),
+    #[error("cork daemon must run as root (it creates cgroups and loads eBPF programs)")]
+    NotRoot,
+}
+
+pub struct DaemonConfig {
+    pub socket: PathBuf,
+    pub lock: PathBuf,
+    pub audit_log: Option<PathBuf>,
+}
+
+struct Standing {
+    runtime: BottleRuntime,
+    info: BottleInfo,
+}
+
+struct State {
+    bottles: Mutex<BTreeMap<String, Standing>>,
+    sink: Arc<Mutex<AuditSink>>,
+    handle: tokio::runtime::Handle,
+}
+
+/// Takes the daemon lock, or says who holds it.
+fn lock(path: &Path) -> Result<Flock<std::fs::File>, DaemonError> {
+    let io = |what| {
+        move |source| DaemonError::Io {
+            what,
+            path: path.to_owned(),
+            source,
+        }
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io("creating the directory of"))?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(path)
+        .map_err(io("opening"))?;
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(mut held) => {
+            held.set_len(0).map_err(io("truncating"))?;
+            writeln!(held, "{}", std::process::id()).map_err(io("writing"))?;
+            Ok(held)
+        }
+        Err((_, _)) => Err(DaemonError::AlreadyRunning {
+            lock: path.to_owned(),
+            pid: std::fs::read_to_string(path)
+                .ok()
+                .and_then(|s| s.trim().parse().ok()),
+        }),
+    }
+}
+
+/// Runs the daemon until SIGINT or SIGTERM. `ready` is called once the socket serves.
+pub fn run(cfg: DaemonConfig, ready: impl FnOnce(&Path)) -> Result<(), DaemonError> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err(DaemonError::NotRoot);
+    }
+    let _lock = lock(&cfg.lock)?;
+    let sink = Arc::new(Mutex::new(AuditSink::open(cfg.audit_log.as_deref())?));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("cork-daemon")
+        .enable_all()
+        .build()
+        .map_err(DaemonError::Runtime)?;
+    let state = Arc::new(State {
+        bottles: Mutex::new(BTreeMap::new()),
+        sink,
+        handle: rt.handle().clone(),
+    });
+    let socket = cfg.socket.clone();
+    let served = rt.block_on(serve(state.clone(), &socket, ready));
+    // Every bottle goes down while the runtime still runs its services' tasks.
+    let bottles = std::mem::take(&mut *state.bottles.lock().unwrap_or_else(|p| p.into_inner()));
+    for (name, b) in bottles {
+        for p in b.runtime.stop() {
+            tracing::error!("bottle {name}: {}", cork_audit::error_chain(&p));
+        }
+    }
+    let _ = std::fs::remove_file(&socket);
+    drop(rt);
+    served
+}
+
+async fn serve(
+    state: Arc<State>,
+    socket: &Path,
+    ready: impl FnOnce(&Path),
+) -> Result<(), DaemonError> {
+    let io = |what| {
+        move |source| DaemonError::Io {
+            what,
+            path: socket.to_owned(),
+            source,
+        }
+    };
+    if let Some(dir) = socket.parent() {
+        std::fs::create_dir_all(dir).map_err(io("creating the directory of"))?;
+    }
+    // We hold the lock: a socket file here is a dead daemon's.
+    match std::fs::remove_file(socket) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io("removing the stale socket")(e)),
+    }
+    let listener = tokio::net::UnixListener::bind(socket).map_err(io("binding"))?;
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))
+        .map_err(io("restricting"))?;
+    ready(socket);
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(io("installing SIGTERM for"))?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => return Ok(()),
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+            accepted = listener.accept() => {
+                let (stream, _) = match accepted {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::warn!("accept on {}: {e}", socket.display());
+                        continue;
+                    }
+                };
+                let peer = stream.peer_cred().map(|c| Peer { uid: c.uid(), pid: c.pid() });
+                let state = state.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req| {
+                        let state = state.clone();
+                        let peer = peer.as_ref().ok().copied();
+                        async move { Ok::<_, Infallible>(route(state, peer, req).await) }
+                    });
+                    let conn = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc);
+                    if let Err(e) = conn.await {
+                        tracing::debug!("control connection: {e}");
+                    }
+                });
+            }
+        }
+    }
+}
+
+fn json<T: serde::Serialize>(status: u16, body: &T) -> Response<Full<Bytes>> {
+    let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
+    let mut resp = Response::new(Full::new(Bytes::from(bytes)));
+    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+fn error(e: ApiError) -> Response<Full<Bytes>> {
+    json(e.kind.status(), &ErrorBody { error: e })
+}
+
+async fn route(
+    state: Arc<State>,
+    peer: Option<Peer>,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    let admitted = peer.ok_or(gate::Refusal::NoPid).and_then(gate::admit);
+    if let Err(why) = admitted {
+        tracing::warn!("control socket: refused {peer:?}: {why}");
+        let mut sink = state.sink.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = sink.write(&cork_audit::LifecycleEvent {
+            head: cork_audit::EventHead::now("-", "cork", "control_refused"),
+            detail: why.to_string(),
+        });
+        let _ = sink.flush();
+        return error(ApiError::new(ErrorKind::Forbidden, why.to_string()));
+    }
+    let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+    let name = path.strip_prefix("/v1/bottles/").map(str::to_owned);
+    match (method, path.as_str(), name) {
+        (Method::GET, "/v1/bottles", _) => {
+            let bottles = state.bottles.lock().unwrap_or_else(|p| p.into_inner());
+            let list: Vec<&BottleInfo> = bottles.values().map(|b| &b.info).collect();
+            json(200, &list)
+        }
+        (Method::POST, "/v1/bottles", _) => match body(req).await {
+            Ok(bytes) => create(state, &bytes).await,
+            Err(e) => error(e),
+        },
+        (Method::GET, _, Some(name)) => {
+            let bottles = state.bottles.lock().unwrap_or_else(|p| p.into_inner());
+            match bottles.get(&name) {
+                Some(b) => json(200, &b.info),
+                None => error(not_found(&name)),
+            }
+        }
+        (Method::DELETE, _, Some(name)) => remove(state, name).await,
+        (m, p, _) => error(ApiError::new(
+            ErrorKind::BadRequest,
+            format!("no route {m} {p} (see the README's control API)"),
+        )),
+    }
+}
+
+fn not_found(name: &str) -> ApiError {
+    ApiError::new(ErrorKind::NotFound, format!("no bottle named {name:?}"))
+}
+
+async fn body(req: Request<Incoming>) -> Result<Bytes, ApiError> {
+    Limited::new(req.into_body(), MAX_BODY)
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .map_err(|e| ApiError::new(ErrorKind::BadRequest, format!("reading the body: {e}")))
+}
+
+async fn create(state: Arc<State>, bytes: &[u8]) -> Response<Full<Bytes>> {
+    let req: CreateBottle = match serde_json::from_slice(bytes) {
+        Ok(r) => r,
+        Err(e) => {
+            return error(ApiError::new(
+                ErrorKind::BadRequest,
+                format!("POST /v1/bottles body: {e}"),
+            ));
+        }
+    };
+    let policy = match cork_policy::compile(&req.manifest, &req.origin) {
+        Ok(p) => p,
+        Err(e) => return error(ApiError::new(ErrorKind::Manifest, e.to_string())),
+    };
+    let name = policy.name.clone();
+    if state
+        .bottles
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .contains_key(&name)
+    {
+        return error(ApiError::new(
+            ErrorKind::Exists,
+            format!("a bottle named {name:?} exists already"),
+        ));
+    }
+    let sink = state.sink.clone();
+    let handle = state.handle.clone();
+    // Loading and verifying programs blocks (the verifier): off the reactor.
+    let made = tokio::task::spawn_blocking(move || {
+        let mut runtime = BottleRuntime::enforce(Arc::new(policy), sink)?;
+        runtime.start(&handle)?;
+        runtime.verify()?;
+        Ok::<_, cork_agent::RuntimeError>(runtime)
+    })
+    .await;
+    let runtime = match made {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            return error(ApiError::new(
+                ErrorKind::Enforcement,
+                cork_audit::error_chain(&e),
+            ));
+        }
+        Err(e) => return error(ApiError::new(ErrorKind::Enforcement, e.to_string())),
+    };
+    let info = BottleInfo {
+        name: name.clone(),
+        key: runtime.key().to_string(),
+        cgroup_procs: runtime.cgroup_procs().map(|p| p.display().to_string()),
+        created: humantime_now(),
+        origin: req.origin,
+    };
+    // Lost a race with another create of the same name: this one goes again.
+    let lost = {
+        let mut bottles = state.bottles.lock().unwrap_or_else(|p| p.into_inner());
+        if bottles.contains_key(&name) {
+            Some(runtime)
+        } else {
+            bottles.insert(
+                name.clone(),
+                Standing {
+                    runtime,
+                    info: info.clone(),
+                },
+            );
+            None
+        }
+    };
+    if let Some(runtime) = lost {
+        let _ = tokio::task::spawn_blocking(move || runtime.stop()).await;
+        return error(ApiError::new(
+            ErrorKind::Exists,
+            format!("a bottle named {name:?} exists already"),
+        ));
+    }
+    json(201, &info)
+}
+
+async fn remove(state: Arc<State>, name: String) -> Response<Full<Bytes>> {
+    let standing = state
+        .bottles
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&name);
+    let Some(standing) = standing else {
+        return error(not_found(&name));
+    };
+    let problems = tokio::task::spawn_blocking(move || standing.runtime.stop())
+        .await
+        .map(|ps| ps.iter().map(|p| cork_audit::error_chain(p)).collect())
+        .unwrap_or_else(|e| vec![e.to_string()]);
+    json(200, &Removed { name, problems })
+}
+
+fn humantime_now() -> String {
+    cork_audit::EventHead::now("-", "cork", "-").ts
+}
