@@ -29,6 +29,12 @@
 /* rule_id value meaning "no manifest rule decided this" (default deny, loopback...). */
 #define CORK_RULE_NONE 0xffffffffu
 
+/* Capacity of the unix name map: the manifest's `[unix] allow` plus cork's own deny entries
+ * for its control socket (the policy compiler refuses more). */
+#define CORK_MAX_UNIX_NAMES 256
+/* Bytes of sun_path in struct sockaddr_un: the longest unix socket name. */
+#define CORK_UNIX_NAME_MAX 108
+
 /* Capacity of the map from a redirected connection's client address to its original
  * destination (LRU: an entry lives from the bottle's connect() until the proxy accepts). */
 #define CORK_MAX_REDIRECTS 16384
@@ -63,6 +69,8 @@ enum cork_hook {
 	CORK_HOOK_RECVMSG4 = 7,
 	CORK_HOOK_RECVMSG6 = 8,
 	CORK_HOOK_TC_INGRESS = 9, /* a VM bottle's tap: packets from the guest */
+	CORK_HOOK_CONNECT_UNIX = 10, /* connect() of a unix socket (Linux 6.7+) */
+	CORK_HOOK_SENDMSG_UNIX = 11, /* a unix datagram sent with an address (Linux 6.7+) */
 };
 
 enum cork_verdict {
@@ -91,6 +99,15 @@ enum cork_reason {
 	CORK_REASON_GATEWAY_PORT = 17,   /* to the gateway (the host) on a port not allowed */
 	CORK_REASON_NOT_IP = 18,         /* a guest frame that is neither IP, ARP nor NDP */
 	CORK_REASON_DNS_NAT = 19,        /* DNS handed to nftables for the bottle's DNS proxy */
+	CORK_REASON_UNIX_ALLOW = 20,     /* a unix.allow entry names the socket */
+	CORK_REASON_CONTROL_SOCKET = 21, /* cork's own control socket: never from a bottle */
+};
+
+/* How a unix socket is named: a path in the file system, or an abstract name (sun_path
+ * starts with a NUL; the name is the bytes after it, NULs included). */
+enum cork_unix_kind {
+	CORK_UNIX_PATH = 1,
+	CORK_UNIX_ABSTRACT = 2,
 };
 
 /*
@@ -202,6 +219,23 @@ struct cork_flow_key {
 	__u8 _pad[4];
 };
 
+/* Key of cork_unix_names: a unix socket name exactly as the kernel compares it. A path
+ * ends at its first NUL; an abstract name is `len` bytes after the leading NUL. Bytes of
+ * name past len are zero, so equal names are equal keys. */
+struct cork_unix_key {
+	__u8 kind;           /* enum cork_unix_kind */
+	__u8 len;            /* bytes of name used */
+	__u8 _pad[2];
+	__u8 name[CORK_UNIX_NAME_MAX];
+};
+
+/* Value of cork_unix_names. */
+struct cork_unix_value {
+	__u32 rule_id;       /* index into unix.allow, or CORK_RULE_NONE for cork's own entries */
+	__u8 action;         /* CORK_ACTION_ALLOW or CORK_ACTION_DENY */
+	__u8 _pad[3];
+};
+
 /* One audit record on the ring buffer. Addresses: IPv4 in the first 4 bytes. */
 struct cork_event {
 	__u64 ts_boot_ns;    /* bpf_ktime_get_boot_ns() */
@@ -223,6 +257,14 @@ struct cork_event {
 	__u8 src[16];
 	__u8 dst[16];
 	__u8 _pad[6];
+};
+
+/* The record of a unix hook: the common record (family AF_UNIX, proto 0, sock_type the
+ * socket's), then the name judged (kind 0 when the address could not be read). Readers
+ * tell it by its hook and its length. */
+struct cork_unix_event {
+	struct cork_event head;
+	struct cork_unix_key name;
 };
 
 /* A VM bottle's guest as cork configured it (a const volatile of the tap program, set at
@@ -250,5 +292,8 @@ CORK_ABI_ASSERT(sizeof(struct cork_redirect_key) == 24);
 CORK_ABI_ASSERT(sizeof(struct cork_redirect_value) == 40);
 CORK_ABI_ASSERT(sizeof(struct cork_flow_key) == 32);
 CORK_ABI_ASSERT(sizeof(struct cork_event) == 104);
+CORK_ABI_ASSERT(sizeof(struct cork_unix_key) == 112);
+CORK_ABI_ASSERT(sizeof(struct cork_unix_value) == 8);
+CORK_ABI_ASSERT(sizeof(struct cork_unix_event) == 216);
 
 #endif /* CORK_ABI_H */

@@ -27,6 +27,18 @@ static __always_inline void cork_count_lost(void)
 		*lost += 1; /* per-CPU slot: no other writer */
 }
 
+/* The fields every hook fills the same way, in a record already zeroed. */
+static __always_inline void cork_event_head(struct cork_event *ev, __u8 hook, __u8 verdict,
+					    __u8 reason, __u32 rule_id)
+{
+	ev->ts_boot_ns = bpf_ktime_get_boot_ns();
+	ev->bottle_id = CORK_BOTTLE_ID;
+	ev->hook = hook;
+	ev->verdict = verdict;
+	ev->reason = reason;
+	ev->rule_id = rule_id;
+}
+
 /* Reserve a zeroed record with the fields every hook fills the same way. */
 static __always_inline struct cork_event *cork_event_start(__u8 hook, __u8 verdict, __u8 reason,
 							   __u32 rule_id)
@@ -38,12 +50,7 @@ static __always_inline struct cork_event *cork_event_start(__u8 hook, __u8 verdi
 		return 0;
 	}
 	__builtin_memset(ev, 0, sizeof(*ev));
-	ev->ts_boot_ns = bpf_ktime_get_boot_ns();
-	ev->bottle_id = CORK_BOTTLE_ID;
-	ev->hook = hook;
-	ev->verdict = verdict;
-	ev->reason = reason;
-	ev->rule_id = rule_id;
+	cork_event_head(ev, hook, verdict, reason, rule_id);
 	return ev;
 }
 

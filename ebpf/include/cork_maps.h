@@ -36,6 +36,15 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } cork_host_ports SEC(".maps");
 
+/* The unix socket names the bottle may reach (allow) or never (deny); any other is denied. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, CORK_MAX_UNIX_NAMES);
+	__type(key, struct cork_unix_key);
+	__type(value, struct cork_unix_value);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cork_unix_names SEC(".maps");
+
 /* Which sockets this bottle created, and what their connect() was allowed to reach.
  * BPF_F_CLONE copies the state to sockets accepted from a bottle's listener. */
 struct {

@@ -29,6 +29,7 @@ pub mod proxy_bench;
 pub mod scale_bench;
 pub mod server;
 pub mod sweep;
+pub mod unix_peer;
 pub mod verdicts;
 pub mod vm;
 pub mod world;

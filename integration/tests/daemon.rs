@@ -141,11 +141,19 @@ fn a_daemon_holds_standing_bottles_behind_its_control_socket() -> Result<()> {
     assert!(!out.stdout.contains("198.51.100.11:8080"), "{out}");
     assert_eq!(allowed.peers().len(), 1, "{out}");
     assert!(denied.peers().is_empty(), "{out}");
-    // From inside the bottle the control socket is out of reach.
+    // From inside the bottle the control socket is out of reach: the bottle's
+    // connect_unix program refuses the connect (the gate behind it would refuse too),
+    // and says so in the audit log.
     assert!(
-        !out.stdout.contains("ls_rc=0"),
-        "a bottled process drove the daemon: {out}"
+        out.stdout.contains("ls_rc=125"),
+        "a bottled process reached the daemon: {out}"
     );
+    assert!(out.stderr.contains("Operation not permitted"), "{out}");
+    let events = cork_integration::Audit::read(&audit)?;
+    events.expect(
+        serde_json::json!({"layer": "kernel", "hook": "connect_unix",
+        "verdict": "deny", "dst": sock}),
+    )?;
 
     // cork exec: a command started in the standing bottle, hardened as cork run's.
     let key = info["key"].as_str().context("key")?.to_owned();

@@ -195,9 +195,13 @@ const FAKE_VARS: &[(&str, &str)] = &[
 fn token_variables_are_removed_and_audited_by_name_only() -> Result<()> {
     let world = World::new("token_variables_are_removed_and_audited_by_name_only")?;
     let h = Homes::new(&world)?;
-    let manifest = world.manifest("a", "")?;
-    // A stand-in for the invoking user's SSH agent.
+    // A stand-in for the invoking user's SSH agent. Listed in [unix] allow, so that the
+    // kernel's unix gate lets the connect through and the mask is what refuses it.
     let agent = world.dir().join("agent.sock");
+    let manifest = world.manifest(
+        "a",
+        &format!("[unix]\nallow = [{:?}]", agent.display().to_string()),
+    )?;
     let _listener = std::os::unix::net::UnixListener::bind(&agent)?;
     let connect = format!("connect:{}", agent.display());
     let mut cmd = h.cork_run(
@@ -494,7 +498,11 @@ fn ssh_agent_sockets_are_masked_without_a_variable() -> Result<()> {
     let sock = dir.0.join("agent.4242");
     let _listener = std::os::unix::net::UnixListener::bind(&sock)?;
     let arg = format!("connect:{}", sock.display());
-    let manifest = world.manifest("a", "")?;
+    // Listed, so that the mask (not the kernel's unix gate) is what refuses the connect.
+    let manifest = world.manifest(
+        "a",
+        &format!("[unix]\nallow = [{:?}]", sock.display().to_string()),
+    )?;
     let mut cmd = h.cork_run(
         &world,
         &manifest,

@@ -14,6 +14,7 @@ use crate::plan::{
 };
 use crate::rule::{self, RuleInfo};
 use crate::tls::TlsConfig;
+use crate::unix::UnixConfig;
 
 /// A compiled policy: what a bottle may reach, ready to become kernel map entries.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +43,8 @@ pub struct Policy {
     pub env: EnvConfig,
     /// `[files]`: what the agent hides from the command, or lets through.
     pub files: FilesConfig,
+    /// `[unix]`: the unix-domain sockets the bottle may reach (in the kernel plan too).
+    pub unix: UnixConfig,
     /// Located problems that do not stop the policy from working.
     pub warnings: Vec<ManifestError>,
     /// Built once at compile time, because building it is what proves the policy fits.
@@ -78,6 +81,7 @@ impl Policy {
             dlp,
             env,
             files,
+            unix,
             warnings,
         } = manifest;
         let at = |rule: &RuleInfo, message: String| ManifestError {
@@ -113,7 +117,7 @@ impl Policy {
                 });
             }
         }
-        let plan = plan::build(&rules, &host_ports).map_err(|e| match e {
+        let plan = plan::build(&rules, &host_ports, &unix.allow).map_err(|e| match e {
             PlanError::TooManyPrefixes { rule } => at(
                 &rules[rule],
                 format!(
@@ -151,6 +155,7 @@ impl Policy {
             dlp,
             env,
             files,
+            unix,
             warnings,
             plan,
         })

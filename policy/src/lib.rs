@@ -48,6 +48,9 @@
 //!   ([`Policy::credentials_for`]). `[dlp]` sets the action on a finding (`block` by
 //!   default, `redact`, `log`) and adds `[[dlp.detectors]]`, whose regexes the DLP crate
 //!   compiles.
+//! - `[unix] allow` lists the unix-domain sockets the bottle may connect or send to, by
+//!   absolute path or `@abstract` name, matched exactly as the program passes them; every
+//!   other one is denied, and cork's [`CONTROL_SOCKET`] always is (see `unix.rs`).
 //!
 //! ```toml
 //! [[egress.allow]]
@@ -92,6 +95,7 @@ mod route;
 mod rule;
 mod schema;
 mod tls;
+mod unix;
 mod vm;
 mod web;
 
@@ -111,12 +115,16 @@ pub use learn::{LearnError, LearnedEntry};
 pub use manifest::{MANIFEST_VERSION, Manifest, parse_manifest};
 pub use plan::{
     KernelPlan, MAX_HOST_PORTS, MAX_PREFIXES_PER_FAMILY, MAX_RULES, MAX_SLOTS_PER_PREFIX,
-    PrefixEntry, RULE_ID_NONE, Redirect, RuleId, Slot,
+    PrefixEntry, RULE_ID_NONE, Redirect, RuleId, Slot, UnixEntry,
 };
 pub use ports::{PortError, PortRange, Proto};
 pub use prefix::{Prefix, PrefixError};
 pub use route::{HttpRoute, RouteVerdict, route_decision, route_for};
 pub use rule::{Action, RuleInfo, RuleTarget};
 pub use tls::TlsConfig;
+pub use unix::{
+    CONTROL_SOCKET, CONTROL_SOCKET_SPELLINGS, MAX_UNIX_ABSTRACT, MAX_UNIX_NAMES, MAX_UNIX_PATH,
+    UnixConfig, UnixName,
+};
 pub use vm::check_for_vm;
 pub use web::WebDecision;

@@ -3,7 +3,7 @@
 //! This module owns the meaning of each key (defaults, allowed values, naming rules);
 //! `schema.rs` owns the TOML shape, `domain.rs` and `dns.rs` the meaning of domain names
 //! and of `[dns]`, `inspect.rs` and `route.rs` that of `inspect` and
-//! `[[egress.allow.http]]`, `tls.rs`, `credential.rs` and `dlp.rs` that of their tables,
+//! `[[egress.allow.http]]`, `tls.rs`, `credential.rs`, `dlp.rs` and `unix.rs` that of their tables,
 //! and `compile.rs` the kernel capacity limits.
 
 use toml::Spanned;
@@ -25,6 +25,7 @@ use crate::route::HttpRoute;
 use crate::rule::{self, Action, RuleInfo, RuleTarget};
 use crate::schema::{PortValue, RawBottle, RawManifest, RawRule};
 use crate::tls::{TlsConfig, tls_config};
+use crate::unix::{UnixConfig, unix_config};
 
 /// The only manifest version this crate reads.
 pub const MANIFEST_VERSION: i64 = 1;
@@ -55,6 +56,8 @@ pub struct Manifest {
     pub env: EnvConfig,
     /// `[files]`: paths hidden or let through beyond cork's defaults.
     pub files: FilesConfig,
+    /// `[unix]`: the unix-domain sockets the bottle may reach.
+    pub unix: UnixConfig,
     /// Problems that do not stop the manifest from working, located like errors
     /// (`cork check` prints them).
     pub warnings: Vec<ManifestError>,
@@ -130,6 +133,7 @@ pub fn parse_manifest(src: &str, origin: &str) -> Result<Manifest, ManifestError
     let dlp = dlp_config(&loc, raw.dlp)?;
     let (env, pass_at) = env_config(&loc, raw.env)?;
     let files = files_config(&loc, raw.files)?;
+    let unix = unix_config(&loc, raw.unix)?;
     let warnings = pass_warnings(origin, &pass_at, &credentials);
 
     Ok(Manifest {
@@ -144,6 +148,7 @@ pub fn parse_manifest(src: &str, origin: &str) -> Result<Manifest, ManifestError
         dlp,
         env,
         files,
+        unix,
         warnings,
     })
 }

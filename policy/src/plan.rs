@@ -12,6 +12,7 @@ use std::fmt;
 use crate::ports::{PortRange, Proto};
 use crate::prefix::Prefix;
 use crate::rule::{Action, RuleInfo};
+use crate::unix::{CONTROL_SOCKET_SPELLINGS, UnixName};
 
 /// Slots per prefix entry; equals `CORK_PREFIX_SLOTS` in `ebpf/include/cork_abi.h`.
 pub const MAX_SLOTS_PER_PREFIX: usize = 16;
@@ -38,6 +39,18 @@ pub struct KernelPlan {
     pub v6: Vec<PrefixEntry>,
     /// Host loopback ports, sorted, deduplicated.
     pub host_ports: Vec<u16>,
+    /// The unix name map: `unix.allow` in manifest order (rule id = index), then a deny
+    /// entry for each spelling of cork's control socket. Every other name is denied.
+    pub unix: Vec<UnixEntry>,
+}
+
+/// One entry of the kernel's unix name map.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnixEntry {
+    pub name: UnixName,
+    pub action: Action,
+    /// Index into `unix.allow`; [`RULE_ID_NONE`] for cork's own deny entries.
+    pub rule_id: RuleId,
 }
 
 /// One LPM-trie entry: a prefix and at most [`MAX_SLOTS_PER_PREFIX`] slots.
@@ -109,7 +122,11 @@ pub(crate) enum PlanError {
 
 /// Builds the plan. Callers guarantee `rules.len() <= MAX_RULES`. Domain rules add no
 /// entry: the kernel learns their addresses from the DNS proxy at run time.
-pub(crate) fn build(rules: &[RuleInfo], host_ports: &[u16]) -> Result<KernelPlan, PlanError> {
+pub(crate) fn build(
+    rules: &[RuleInfo],
+    host_ports: &[u16],
+    unix_allow: &[UnixName],
+) -> Result<KernelPlan, PlanError> {
     let mut v4 = BTreeSet::new();
     let mut v6 = BTreeSet::new();
     // Each prefix's rules in manifest order: an entry looks up the prefixes containing it
@@ -134,7 +151,24 @@ pub(crate) fn build(rules: &[RuleInfo], host_ports: &[u16]) -> Result<KernelPlan
         v4: entries(v4)?,
         v6: entries(v6)?,
         host_ports: host_ports.to_vec(),
+        unix: unix_entries(unix_allow),
     })
+}
+
+/// `unix_allow` (which the manifest keeps below `MAX_UNIX_NAMES` and free of the control
+/// socket) as allow entries, then the control socket's deny entries.
+fn unix_entries(unix_allow: &[UnixName]) -> Vec<UnixEntry> {
+    let allow = unix_allow.iter().enumerate().map(|(i, name)| UnixEntry {
+        name: name.clone(),
+        action: Action::Allow,
+        rule_id: RuleId::try_from(i).unwrap_or(RULE_ID_NONE),
+    });
+    let deny = CONTROL_SOCKET_SPELLINGS.iter().map(|p| UnixEntry {
+        name: UnixName::Path((*p).to_owned()),
+        action: Action::Deny,
+        rule_id: RULE_ID_NONE,
+    });
+    allow.chain(deny).collect()
 }
 
 /// The prefix rules, indexed for "which rules contain this prefix".
@@ -255,7 +289,9 @@ pub(crate) fn slots(order: &[(usize, Redirect)], rules: &[RuleInfo]) -> Vec<Slot
 
 /// One line per entry, for golden tests and `cork` diagnostics:
 /// `v4 198.51.100.0/24: allow tcp 443-443 #0, ...`; a redirecting slot ends in
-/// ` redirect web` or ` redirect all` (static entries never have one today).
+/// ` redirect web` or ` redirect all` (static entries never have one today); then
+/// `host_ports: 53, 8125` and one `unix /run/app.sock: allow #0` line per unix entry (cork's
+/// control socket entries end in `deny control socket`).
 impl fmt::Display for KernelPlan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (family, entries) in [("v4", &self.v4), ("v6", &self.v6)] {
@@ -278,6 +314,13 @@ impl fmt::Display for KernelPlan {
             }
         }
         let ports: Vec<String> = self.host_ports.iter().map(u16::to_string).collect();
-        writeln!(f, "host_ports: {}", ports.join(", "))
+        writeln!(f, "host_ports: {}", ports.join(", "))?;
+        for e in &self.unix {
+            match (e.action, e.rule_id) {
+                (action, RULE_ID_NONE) => writeln!(f, "unix {}: {action} control socket", e.name)?,
+                (action, id) => writeln!(f, "unix {}: {action} #{id}", e.name)?,
+            }
+        }
+        Ok(())
     }
 }

@@ -23,6 +23,7 @@ pub(crate) struct RawManifest {
     pub dlp: Option<Spanned<RawDlp>>,
     pub env: Option<RawEnv>,
     pub files: Option<RawFiles>,
+    pub unix: Option<RawUnix>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -122,6 +123,12 @@ pub(crate) struct RawEnv {
 pub(crate) struct RawFiles {
     pub hide: Option<Vec<Spanned<String>>>,
     pub allow: Option<Vec<Spanned<String>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawUnix {
+    pub allow: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// A `ports` element: `443` or `"8000-8100"`, checked later by `PortRange`.

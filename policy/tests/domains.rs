@@ -322,7 +322,9 @@ fn compiled_form() {
     // Domain rules add no kernel entry; rule ids of prefix rules are unchanged.
     assert_eq!(
         policy.kernel_plan().to_string(),
-        "v4 198.51.100.0/24: allow tcp 0-65535 #1\nhost_ports: \n"
+        "v4 198.51.100.0/24: allow tcp 0-65535 #1\nhost_ports: \n\
+         unix /run/cork/cork.sock: deny control socket\n\
+         unix /var/run/cork/cork.sock: deny control socket\n"
     );
 
     let upstream: Vec<SocketAddr> = [

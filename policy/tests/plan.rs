@@ -81,6 +81,8 @@ v4 198.51.100.66/32: deny any 0-65535 #4, allow tcp 443-443 #0, allow tcp 8000-8
 v4 203.0.113.0/24: allow any 0-65535 #2, deny tcp 22-22 #6
 v6 2001:db8::/32: allow udp 53-53 #1
 host_ports: 53, 8125
+unix /run/cork/cork.sock: deny control socket
+unix /var/run/cork/cork.sock: deny control socket
 ";
     assert_eq!(policy.kernel_plan().to_string(), want);
     assert_eq!(

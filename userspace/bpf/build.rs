@@ -8,7 +8,7 @@ use std::process::Command;
 use anyhow::{Context, bail};
 
 /// One object per kernel hook family (see ebpf/).
-const PROGRAMS: &[&str] = &["sock_addr", "sock_create", "skb", "sock_ops", "tap"];
+const PROGRAMS: &[&str] = &["sock_addr", "sock_create", "skb", "sock_ops", "tap", "unix"];
 const HEADERS: &[&str] = &[
     "cork_abi.h",
     "cork_packet.h",
@@ -16,6 +16,7 @@ const HEADERS: &[&str] = &[
     "cork_maps.h",
     "cork_events.h",
     "cork_policy.h",
+    "cork_unix.h",
 ];
 
 fn main() -> anyhow::Result<()> {

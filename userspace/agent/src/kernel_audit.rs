@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use cork_audit::{AuditSink, EventHead, LossEvent, VerdictEvent};
-use cork_bpf::abi::{self, CORK_RULE_NONE, cork_event, cork_hook};
+use cork_bpf::abi::{self, CORK_RULE_NONE, cork_event, cork_hook, cork_unix_event, cork_unix_kind};
 use cork_bpf::events::EventHandler;
 use cork_dns::Resolved;
 
@@ -101,6 +101,14 @@ impl EventHandler for AuditWriter {
         }
     }
 
+    fn unix_event(&mut self, ev: &cork_unix_event) {
+        let out = verdict_from_unix(ev, &self.enrichment);
+        let mut sink = self.sink.lock().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = sink.write(&out) {
+            tracing::error!("{e:#}");
+        }
+    }
+
     fn lost(&mut self, lost: u64, lost_total: u64) {
         let ev = LossEvent {
             head: cork_audit::EventHead::now(&self.enrichment.bottle, "audit", "loss"),
@@ -161,6 +169,38 @@ pub fn verdict_from_kernel(ev: &cork_event, en: &Enrichment) -> VerdictEvent {
         comm: comm(&ev.comm),
         cgroup_id: ev.cgroup_id,
         cookie: ev.sock_cookie,
+    }
+}
+
+/// Turns one record of a unix hook into its audit event: `dst` is the socket name judged
+/// (the path, or `@` and the abstract name, as the manifest writes it; null when the kernel
+/// could not read it), `rule` the `unix.allow` entry that allowed it.
+pub fn verdict_from_unix(ev: &cork_unix_event, en: &Enrichment) -> VerdictEvent {
+    let mut out = verdict_from_kernel(&ev.head, en);
+    out.dst = unix_name(&ev.name);
+    out.dport = None;
+    out.domain = None;
+    out.rule =
+        (ev.head.rule_id != CORK_RULE_NONE).then(|| format!("unix.allow[{}]", ev.head.rule_id));
+    out.proto = match i32::from(ev.head.sock_type) {
+        libc::SOCK_STREAM => "unix_stream",
+        libc::SOCK_DGRAM => "unix_dgram",
+        libc::SOCK_SEQPACKET => "unix_seqpacket",
+        _ => "unix",
+    }
+    .to_owned();
+    out
+}
+
+/// The manifest spelling of a kernel unix key. Bytes that are not UTF-8 print as U+FFFD
+/// (the manifest can only name UTF-8 ones).
+fn unix_name(key: &abi::cork_unix_key) -> Option<String> {
+    let bytes = &key.name[..usize::from(key.len).min(key.name.len())];
+    let text = String::from_utf8_lossy(bytes);
+    match u32::from(key.kind) {
+        cork_unix_kind::CORK_UNIX_PATH => Some(text.into_owned()),
+        cork_unix_kind::CORK_UNIX_ABSTRACT => Some(format!("@{text}")),
+        _ => None,
     }
 }
 
@@ -241,10 +281,53 @@ mod tests {
             Some("tc_ingress")
         );
         // Dense from 1: no gap where a code would print as "unknown".
-        let last = cork_reason::CORK_REASON_DNS_NAT;
+        let last = cork_reason::CORK_REASON_CONTROL_SOCKET;
         assert!((1..=last).all(|c| abi::reason_name(c).is_some()));
         assert_eq!(abi::reason_name(0), None);
         assert_eq!(abi::reason_name(last + 1), None);
+    }
+
+    #[test]
+    fn unix_records_name_the_socket_and_its_rule() {
+        let mut ev = cork_unix_event::default();
+        ev.head.hook = cork_hook::CORK_HOOK_CONNECT_UNIX as u8;
+        ev.head.verdict = cork_verdict::CORK_VERDICT_ALLOW as u8;
+        ev.head.reason = cork_reason::CORK_REASON_UNIX_ALLOW as u8;
+        ev.head.rule_id = 1;
+        ev.head.family = libc::AF_UNIX as u8;
+        ev.head.sock_type = libc::SOCK_STREAM as u8;
+        ev.name.kind = cork_unix_kind::CORK_UNIX_ABSTRACT as u8;
+        ev.name.len = 4;
+        ev.name.name[..4].copy_from_slice(b"a\0bc");
+        let out = verdict_from_unix(&ev, &enrichment());
+        assert_eq!(out.hook, "connect_unix");
+        assert_eq!(out.reason, "unix_allow");
+        assert_eq!(out.rule.as_deref(), Some("unix.allow[1]"));
+        assert_eq!(out.dst.as_deref(), Some("@a\0bc"));
+        assert_eq!(out.dport, None);
+        assert_eq!(out.proto, "unix_stream");
+
+        ev.head.hook = cork_hook::CORK_HOOK_SENDMSG_UNIX as u8;
+        ev.head.verdict = cork_verdict::CORK_VERDICT_DENY as u8;
+        ev.head.reason = cork_reason::CORK_REASON_CONTROL_SOCKET as u8;
+        ev.head.rule_id = CORK_RULE_NONE;
+        ev.head.sock_type = libc::SOCK_DGRAM as u8;
+        ev.name = Default::default();
+        ev.name.kind = cork_unix_kind::CORK_UNIX_PATH as u8;
+        let path = b"/run/cork/cork.sock";
+        ev.name.len = path.len() as u8;
+        ev.name.name[..path.len()].copy_from_slice(path);
+        let out = verdict_from_unix(&ev, &enrichment());
+        assert_eq!(out.hook, "sendmsg_unix");
+        assert_eq!(out.verdict, "deny");
+        assert_eq!(out.reason, "control_socket");
+        assert_eq!(out.rule, None);
+        assert_eq!(out.dst.as_deref(), Some("/run/cork/cork.sock"));
+        assert_eq!(out.proto, "unix_dgram");
+
+        // Unreadable address: no name.
+        ev.name = Default::default();
+        assert_eq!(verdict_from_unix(&ev, &enrichment()).dst, None);
     }
 
     #[test]

@@ -6,7 +6,10 @@
     non_upper_case_globals,
     non_snake_case,
     dead_code,
-    clippy::all
+    clippy::all,
+    // bindgen's Default for a struct with an array longer than 32 (cork_unix_key's name)
+    // zeroes it in an unsafe block of generated code; every struct here is plain bytes.
+    clippy::undocumented_unsafe_blocks
 )]
 
 include!(concat!(env!("OUT_DIR"), "/abi.rs"));
@@ -25,6 +28,12 @@ const _: () = assert!(std::mem::size_of::<cork_prefix_value>() == 16 + 12 * 16);
 const _: () = assert!(std::mem::size_of::<cork_sock_state>() == 80);
 const _: () = assert!(std::mem::size_of::<cork_redirect_key>() == 24);
 const _: () = assert!(std::mem::size_of::<cork_redirect_value>() == 40);
+const _: () = assert!(std::mem::size_of::<cork_unix_key>() == 112);
+const _: () = assert!(std::mem::size_of::<cork_unix_value>() == 8);
+const _: () = assert!(std::mem::size_of::<cork_unix_event>() == 216);
+// The policy compiler's limits are the kernel map's.
+const _: () = assert!(cork_policy::MAX_UNIX_NAMES == CORK_MAX_UNIX_NAMES as usize);
+const _: () = assert!(cork_policy::MAX_UNIX_PATH == CORK_UNIX_NAME_MAX as usize);
 // aya's LPM key is {u32 prefix_len, K data}: the same layout as the header's keys.
 const _: () = assert!(
     std::mem::size_of::<aya::maps::lpm_trie::Key<[u8; 4]>>()
@@ -44,4 +53,8 @@ unsafe impl aya::Pod for cork_redirect_key {}
 unsafe impl aya::Pod for cork_redirect_value {}
 // SAFETY: as above (bytes only).
 unsafe impl aya::Pod for cork_guest {}
+// SAFETY: as above (bytes only, zero past `len`).
+unsafe impl aya::Pod for cork_unix_key {}
+// SAFETY: as above.
+unsafe impl aya::Pod for cork_unix_value {}
 const _: () = assert!(std::mem::size_of::<cork_guest>() == 64);

@@ -18,13 +18,15 @@ use tokio::io::unix::AsyncFd;
 use tokio::sync::oneshot;
 use tokio::time::MissedTickBehavior;
 
-use super::abi::cork_event;
+use super::abi::{cork_event, cork_hook, cork_unix_event};
 use super::maps::MapError;
 
 /// What the reader does with what it reads. Called on a runtime worker: keep it short.
 pub trait EventHandler: Send + 'static {
     /// One kernel record, as the programs wrote it.
     fn event(&mut self, ev: &cork_event);
+    /// One record of a unix hook: the common record and the socket name judged.
+    fn unix_event(&mut self, ev: &cork_unix_event);
     /// `lost` events could not be written since the last call (ring buffer full);
     /// `lost_total` since the bottle started.
     fn lost(&mut self, lost: u64, lost_total: u64);
@@ -177,6 +179,15 @@ impl<H: EventHandler> Reader<H> {
             // kernel programs as a struct cork_event (same header); read_unaligned copes with
             // the ring buffer's 8-byte alignment not being guaranteed for the slice.
             let ev: cork_event = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
+            let unix = ev.hook == cork_hook::CORK_HOOK_CONNECT_UNIX as u8
+                || ev.hook == cork_hook::CORK_HOOK_SENDMSG_UNIX as u8;
+            if unix && item.len() >= std::mem::size_of::<cork_unix_event>() {
+                // SAFETY: as above, for the unix hooks' longer record (size checked).
+                let ev: cork_unix_event = unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
+                drop(item);
+                self.handler.unix_event(&ev);
+                continue;
+            }
             drop(item);
             self.handler.event(&ev);
         }

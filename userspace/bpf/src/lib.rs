@@ -9,6 +9,7 @@
 pub mod abi;
 mod attach;
 mod batch;
+mod direct;
 pub mod events;
 pub mod learned;
 mod maps;
@@ -22,6 +23,7 @@ mod sock_addr;
 mod sock_create;
 mod sock_ops;
 mod tap;
+mod unix;
 
 use std::fs;
 use std::io;
@@ -98,6 +100,41 @@ pub enum BpfError {
     },
     #[error(transparent)]
     Map(#[from] MapError),
+    #[error("eBPF object {object}: {operation}")]
+    Prepare {
+        object: &'static str,
+        operation: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("eBPF object {object}: map {map}")]
+    PinnedMap {
+        object: &'static str,
+        map: String,
+        #[source]
+        source: Box<aya::maps::MapError>,
+    },
+    #[error("program {program}: {operation}")]
+    Syscall {
+        program: &'static str,
+        operation: &'static str,
+        #[source]
+        source: io::Error,
+    },
+    #[error("program {program}: the kernel refused to load it; verifier log:\n{log}")]
+    Verifier {
+        program: &'static str,
+        log: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "this kernel ({release}) has no cgroup/connect_unix and cgroup/sendmsg_unix hooks \
+         (Linux 6.7 or later): the bottle's unix-domain sockets could not be judged, and cork \
+         does not start a bottle it cannot fence (a host socket such as a container \
+         runtime's would be in its reach)"
+    )]
+    UnixHooksUnsupported { release: String },
     #[error("querying programs attached to {path} ({attach:?})")]
     Query {
         path: PathBuf,
@@ -227,7 +264,7 @@ impl Enforcement {
         plan: &KernelPlan,
     ) -> Result<(), BpfError> {
         let specs = objects_for(target);
-        self.load_objects(specs, consts, plan)?;
+        let btf = self.load_objects(specs, consts, plan)?;
         let open = target.open()?;
         for (spec, ebpf) in specs.iter().zip(self.objects.iter_mut()) {
             for &(program, attach) in spec.programs {
@@ -235,17 +272,22 @@ impl Enforcement {
                 self.attachments.push(att);
             }
         }
+        // A cgroup bottle's processes share the host's unix sockets; a VM guest has none.
+        if let AttachTarget::Cgroup(_) = target {
+            unix::attach_all(&consts, &btf, &open, &self.pin_dir, &mut self.attachments)?;
+        }
         self.verify_against(target, &open, plan, false)
     }
 
     /// Creates the pin directory, loads every object into it (sharing one set of maps) and
-    /// fills the maps from the plan. Nothing is attached yet.
+    /// fills the maps from the plan. Nothing is attached yet. Returns the kernel's BTF, which
+    /// the objects loaded outside aya relocate against too.
     fn load_objects(
         &mut self,
         specs: &[&ObjectSpec],
         consts: LoadConstants,
         plan: &KernelPlan,
-    ) -> Result<(), BpfError> {
+    ) -> Result<Btf, BpfError> {
         fs::create_dir(&self.pin_dir).map_err(|source| BpfError::PinDir {
             path: self.pin_dir.clone(),
             source,
@@ -272,7 +314,7 @@ impl Enforcement {
                 maps::write_plan(&mut self.objects[0], plan)?;
             }
         }
-        Ok(())
+        Ok(btf)
     }
 
     /// Reads back what the kernel has now, as at install: exactly our program on each hook

@@ -8,14 +8,20 @@ use std::os::fd::AsFd;
 use aya::Ebpf;
 use aya::maps::lpm_trie::{Key, LpmTrie};
 use aya::maps::{HashMap, IterableMap, MapData};
-use cork_policy::{Action, KernelPlan, LearnedEntry, PrefixEntry, Proto, Redirect};
+use cork_policy::{
+    Action, KernelPlan, LearnedEntry, PrefixEntry, Proto, Redirect, UnixEntry, UnixName,
+};
 
-use super::abi::{cork_action, cork_port_rule, cork_prefix_value, cork_proto_sel};
+use super::abi::{
+    cork_action, cork_port_rule, cork_prefix_value, cork_proto_sel, cork_unix_key, cork_unix_kind,
+    cork_unix_value,
+};
 use super::batch;
 
 pub const RULES_V4: &str = super::abi::map_names::CORK_RULES_V4;
 pub const RULES_V6: &str = super::abi::map_names::CORK_RULES_V6;
 pub const HOST_PORTS: &str = super::abi::map_names::CORK_HOST_PORTS;
+pub const UNIX_NAMES: &str = super::abi::map_names::CORK_UNIX_NAMES;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MapError {
@@ -213,6 +219,48 @@ pub fn learn(ebpf: &mut Ebpf, entry: &LearnedEntry, until_boot_ns: u64) -> Resul
     }
 }
 
+/// The kernel key of a unix name: its kind, length and bytes, zero past the length.
+pub fn unix_key(name: &UnixName) -> cork_unix_key {
+    let mut key = cork_unix_key {
+        kind: if name.is_abstract() {
+            cork_unix_kind::CORK_UNIX_ABSTRACT as u8
+        } else {
+            cork_unix_kind::CORK_UNIX_PATH as u8
+        },
+        ..Default::default()
+    };
+    // The policy crate keeps names within sun_path, which is the key's size.
+    let bytes = name.bytes();
+    let n = bytes.len().min(key.name.len());
+    key.name[..n].copy_from_slice(&bytes[..n]);
+    key.len = n as u8;
+    key
+}
+
+/// A unix entry as comparable bytes: (kind, len, name, rule id, action).
+type UnixRow = (u8, u8, Vec<u8>, u32, u8);
+
+fn unix_row(key: &cork_unix_key, value: &cork_unix_value) -> UnixRow {
+    (
+        key.kind,
+        key.len,
+        key.name.to_vec(),
+        value.rule_id,
+        value.action,
+    )
+}
+
+fn unix_value(entry: &UnixEntry) -> cork_unix_value {
+    cork_unix_value {
+        rule_id: entry.rule_id,
+        action: match entry.action {
+            Action::Allow => cork_action::CORK_ACTION_ALLOW as u8,
+            Action::Deny => cork_action::CORK_ACTION_DENY as u8,
+        },
+        ..Default::default()
+    }
+}
+
 /// Fills empty maps of a freshly loaded bottle.
 pub fn write_plan(ebpf: &mut Ebpf, plan: &KernelPlan) -> Result<(), MapError> {
     write_trie::<4>(ebpf, RULES_V4, &plan.v4)?;
@@ -226,6 +274,16 @@ pub fn write_plan(ebpf: &mut Ebpf, plan: &KernelPlan) -> Result<(), MapError> {
         ports
             .insert(p, 1, 0)
             .map_err(aya_err(HOST_PORTS, "insert"))?;
+    }
+    let map = ebpf
+        .map_mut(UNIX_NAMES)
+        .ok_or(MapError::Missing(UNIX_NAMES))?;
+    let mut names: HashMap<&mut MapData, cork_unix_key, cork_unix_value> =
+        HashMap::try_from(map).map_err(aya_err(UNIX_NAMES, "open"))?;
+    for e in &plan.unix {
+        names
+            .insert(unix_key(&e.name), unix_value(e), 0)
+            .map_err(aya_err(UNIX_NAMES, "insert"))?;
     }
     Ok(())
 }
@@ -252,6 +310,30 @@ pub fn verify_plan(ebpf: &Ebpf, plan: &KernelPlan, learned: bool) -> Result<(), 
         return Err(MapError::Mismatch {
             map: HOST_PORTS,
             detail: format!("{got:?} != {want:?}"),
+        });
+    }
+    verify_unix(ebpf, &plan.unix)
+}
+
+fn verify_unix(ebpf: &Ebpf, entries: &[UnixEntry]) -> Result<(), MapError> {
+    let map = ebpf.map(UNIX_NAMES).ok_or(MapError::Missing(UNIX_NAMES))?;
+    let names: HashMap<&MapData, cork_unix_key, cork_unix_value> =
+        HashMap::try_from(map).map_err(aya_err(UNIX_NAMES, "open"))?;
+    let mut got: Vec<UnixRow> = Vec::new();
+    for item in names.iter() {
+        let (k, v) = item.map_err(aya_err(UNIX_NAMES, "iterate"))?;
+        got.push(unix_row(&k, &v));
+    }
+    let mut want: Vec<UnixRow> = entries
+        .iter()
+        .map(|e| unix_row(&unix_key(&e.name), &unix_value(e)))
+        .collect();
+    got.sort();
+    want.sort();
+    if got != want {
+        return Err(MapError::Mismatch {
+            map: UNIX_NAMES,
+            detail: format!("{} entries, {} expected", got.len(), want.len()),
         });
     }
     Ok(())

@@ -22,6 +22,10 @@ pub enum AttachType {
     GetPeerName6 = 30,
     /// tcx ingress of a network device (a VM bottle's tap).
     TcxIngress = 46,
+    /// `BPF_CGROUP_UNIX_CONNECT` (Linux 6.7).
+    ConnectUnix = 49,
+    /// `BPF_CGROUP_UNIX_SENDMSG` (Linux 6.7).
+    SendmsgUnix = 50,
 }
 
 const BPF_PROG_QUERY: libc::c_long = 16;

@@ -18,7 +18,9 @@ pub mod notify;
 pub mod server;
 
 /// Where the daemon listens unless told otherwise (`--socket`, `CORK_SOCKET`). Bottles can
-/// never connect to it (see `cork_policy`'s unix rules).
-pub const DEFAULT_SOCKET: &str = "/run/cork/cork.sock";
+/// never connect to it: every bottle's kernel unix gate denies this path whatever its
+/// manifest says, and `cork check` refuses a manifest that lists it (`cork_policy`'s
+/// `[unix]` rules, which own the constant).
+pub const DEFAULT_SOCKET: &str = cork_policy::CONTROL_SOCKET;
 /// The daemon's lock: one daemon per host.
 pub const LOCK_PATH: &str = "/run/cork/daemon.lock";
