@@ -149,10 +149,12 @@ fn a_daemon_holds_standing_bottles_behind_its_control_socket() -> Result<()> {
         "a bottled process reached the daemon: {out}"
     );
     assert!(out.stderr.contains("Operation not permitted"), "{out}");
-    let events = cork_integration::Audit::read(&audit)?;
-    events.expect(
-        serde_json::json!({"layer": "kernel", "hook": "connect_unix",
-        "verdict": "deny", "dst": sock}),
+    // (The daemon's reader drains the ring on a timer: wait for the record.)
+    cork_integration::Audit::wait_for(
+        &audit,
+        serde_json::json!({"layer": "kernel", "hook": "connect_unix", "verdict": "deny",
+            "dst": sock}),
+        Duration::from_secs(10),
     )?;
 
     // cork exec: a command started in the standing bottle, hardened as cork run's.
