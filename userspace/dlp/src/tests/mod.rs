@@ -8,6 +8,7 @@ mod known;
 mod reference;
 mod stream;
 mod swap;
+mod throughput;
 
 use super::{Config, Finding, KnownSecret, Scanner};
 
