@@ -33,7 +33,9 @@ mod precision;
 mod redact;
 mod roots;
 mod scanner;
+mod search;
 pub mod swap;
+mod teddy;
 
 #[cfg(test)]
 mod tests;

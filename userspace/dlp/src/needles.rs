@@ -3,29 +3,29 @@
 //! there are.
 //!
 //! Known-secret patterns have their own exact automaton over the raw bytes. Detector
-//! keywords are found in two levels, because aho-corasick's SIMD prefilter (Teddy) takes
-//! at most 64 patterns (and lets more false candidates through the more it has), and
-//! hundreds of keywords without it ran at a fifth of the speed:
+//! keywords are found in two levels, because no SIMD literal search takes hundreds of
+//! patterns in one pass (and without SIMD, hundreds of keywords ran at a fifth of the
+//! speed):
 //! 1. *Roots*: a few dozen short strings, chosen when the scanner is built so that every
-//!    keyword (lowercased) contains one, searched in groups of 32 of one length over a
-//!    lowercased copy of the data. Roots are rare in ordinary traffic.
+//!    keyword (lowercased) contains one, searched over a lowercased copy of the data:
+//!    all at once by `teddy` where the CPU has AVX2, else by aho-corasick in groups of 32
+//!    of one length. Roots are rare in ordinary traffic.
 //! 2. At each root occurrence, the keywords assigned to that root that occur around it
 //!    are found by walking back through a trie of their parts before the root (see
 //!    `roots`) and comparing: case-insensitive keywords (`key`, `datadog_api_key`) on the
 //!    lowercased copy, exact ones (token prefixes: `ghp_`, `AKIA`, ...) on the raw bytes
-//!    too. Keyword starts are reported in order.
+//!    too.
 //!
 //! Every keyword holds its root, so every keyword occurrence is found from the root
-//! occurrence inside it. Restarting one byte after each hit finds every position where
-//! some root (or known-secret pattern) starts; there the searcher reports the longest,
-//! and every other one of the same searcher starting there is a prefix of it, so each
-//! pattern stands for those that are its prefixes too.
+//! occurrence inside it. Roots in one aho-corasick group have one length, so no two
+//! start at one position; restarting one byte after each hit finds every root occurrence.
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, Input, MatchKind};
 
 use super::DlpError;
 use super::detectors::Compiled;
 use super::roots::{Entry, RootTrie};
+use super::teddy::{Kernel, Lowered, RootFilter};
 
 #[derive(Debug)]
 pub(super) struct Needles {
@@ -33,10 +33,8 @@ pub(super) struct Needles {
     known: Option<Set>,
     /// Every keyword, once (level 2).
     entries: Vec<Entry>,
-    /// Level 1: roots, lowercased, in groups small enough for the SIMD prefilter; for
-    /// each pattern of a group, the roots it stands for (itself and the roots of its
-    /// group that are its prefixes), as indexes into `tries`.
-    roots: Vec<(Roots, Vec<Vec<usize>>)>,
+    /// Level 1: where the roots (lowercased) occur.
+    roots: RootSearch,
     /// Level 2: per root, its keywords.
     tries: Vec<RootTrie>,
     /// The deepest trie: how far before a root a keyword can start.
@@ -46,9 +44,20 @@ pub(super) struct Needles {
     pub max_len: usize,
 }
 
-/// Roots per pass: Teddy's false candidates grow with the patterns per bucket; 32 per
-/// pass was measured faster than 16, 24, 48, 64 or 128 with the built-in detectors.
+/// Roots per aho-corasick pass: Teddy's false candidates grow with the patterns per
+/// bucket; 32 per pass was measured faster than 16, 24, 48, 64 or 128 with the built-in
+/// detectors.
 const ROOTS_PER_GROUP: usize = 32;
+
+/// The level-1 search.
+#[derive(Debug)]
+enum RootSearch {
+    /// Every root in one SIMD pass.
+    Simd(RootFilter),
+    /// Without AVX2: one aho-corasick searcher per group of roots of one length, each
+    /// with the index of its first root.
+    Groups(Vec<(Roots, usize)>),
+}
 
 /// A level-1 searcher: Teddy where the CPU has it, else an automaton.
 #[derive(Debug)]
@@ -98,8 +107,13 @@ struct Set {
 
 impl Needles {
     /// `None` when there are no needles. `known` lists the known-secret patterns; hits
-    /// name them by index.
-    pub fn new(detectors: &[Compiled], known: &[&[u8]]) -> Result<Option<Needles>, DlpError> {
+    /// name them by index. `simd`: search roots with [`RootFilter`] and that kernel where
+    /// the CPU runs it, else with aho-corasick (tests compare them).
+    pub fn new(
+        detectors: &[Compiled],
+        known: &[&[u8]],
+        simd: Option<Kernel>,
+    ) -> Result<Option<Needles>, DlpError> {
         // One entry per distinct keyword (exact ones compare case too).
         let mut entries: Vec<Entry> = Vec::new();
         for (i, d) in detectors.iter().enumerate() {
@@ -144,31 +158,28 @@ impl Needles {
                 .enumerate()
                 .find_map(|(t, r)| find(&e.lower, r).map(|o| (t, o)))
             {
-                tries[t].add(i, &e.lower, off);
+                tries[t].add(i, e, off, chosen[t].len());
             }
         }
-        let mut roots = Vec::new();
-        // Groups of one root length each (`chosen` is sorted by length): a group's
-        // Teddy masks are as long as its shortest root, and 4-byte masks let far fewer
-        // false candidates through than 3-byte ones.
-        let mut base = 0;
-        while base < chosen.len() {
-            let len = chosen[base].len();
-            let same = chosen[base..].iter().take_while(|r| r.len() == len).count();
-            let group = &chosen[base..base + same.min(ROOTS_PER_GROUP)];
-            let patterns: Vec<&[u8]> = group.iter().map(Vec::as_slice).collect();
-            let stands = group
-                .iter()
-                .map(|r| {
-                    (0..group.len())
-                        .filter(|&j| r.starts_with(&group[j]))
-                        .map(|j| base + j)
-                        .collect()
-                })
-                .collect();
-            roots.push((Roots::new(&patterns)?, stands));
-            base += group.len();
-        }
+        let roots = match simd.and_then(|k| RootFilter::new(&chosen, k)) {
+            Some(filter) => RootSearch::Simd(filter),
+            None => {
+                let mut groups = Vec::new();
+                // Groups of one root length each (`chosen` is sorted by length): a
+                // group's Teddy masks are as long as its shortest root, and 4-byte masks
+                // let far fewer false candidates through than 3-byte ones.
+                let mut base = 0;
+                while base < chosen.len() {
+                    let len = chosen[base].len();
+                    let same = chosen[base..].iter().take_while(|r| r.len() == len).count();
+                    let group = &chosen[base..base + same.min(ROOTS_PER_GROUP)];
+                    let patterns: Vec<&[u8]> = group.iter().map(Vec::as_slice).collect();
+                    groups.push((Roots::new(&patterns)?, base));
+                    base += group.len();
+                }
+                RootSearch::Groups(groups)
+            }
+        };
         Ok(Some(Needles {
             known: Set::new(&known)?,
             depth: tries.iter().map(RootTrie::depth).max().unwrap_or(0),
@@ -179,51 +190,57 @@ impl Needles {
         }))
     }
 
-    /// Calls `hit(position, detectors, known)` for each position in `from..until` of `hay`
-    /// where a needle starts: the detectors with a keyword starting there (may repeat) and
-    /// the longest known-secret pattern starting there. Positions come in order for each
-    /// detector and for the known secrets (not across them). Needles may run on to the end
-    /// of `hay`. `lower` and `windows` are scratch space, kept by the caller so that
-    /// scanning does not allocate.
+    /// Finds the needles starting in `from..until` of `hay` (they may run on to its end):
+    /// calls `known(position, pattern)` with the longest known-secret pattern at each
+    /// position where one starts, in order, and leaves in `scratch` each keyword start
+    /// as (position, entry), in order but for a few bytes, and maybe more than once.
+    /// `scratch` is kept by the caller so that scanning does not allocate.
     pub fn scan(
         &self,
         hay: &[u8],
         from: usize,
         until: usize,
         scratch: &mut Scratch,
-        mut hit: impl FnMut(usize, &[usize], Option<usize>),
+        mut known: impl FnMut(usize, usize),
     ) {
         let rest = &hay[from..];
         let until = until - from;
         if let Some(set) = &self.known {
-            set.scan(rest, until, |p, n| hit(from + p, &[], Some(n)));
+            set.scan(rest, until, |p, n| known(from + p, n));
         }
+        let Scratch { lower, found } = scratch;
+        found.clear();
         if self.entries.is_empty() {
             return;
         }
-        let Scratch { lower, found } = scratch;
-        lower.clear();
-        lower.extend(rest.iter().map(u8::to_ascii_lowercase));
-        found.clear();
-        for (searcher, stands) in &self.roots {
-            let mut at = 0;
-            while let Some((r, id)) = searcher.find(lower, at) {
-                if r >= until + self.depth {
-                    break;
+        lower.fill(rest);
+        // A keyword starting before `until` has its root before `until + depth`.
+        let end = until + self.depth;
+        let mut root = |r: usize, t: usize| {
+            self.tries[t].candidates(rest, lower.bytes(), r, until, |q, e| {
+                found.push((from + q, e));
+            });
+        };
+        match &self.roots {
+            RootSearch::Simd(filter) => filter.find(lower, end, &mut root),
+            RootSearch::Groups(groups) => {
+                for (searcher, base) in groups {
+                    let mut at = 0;
+                    while let Some((r, id)) = searcher.find(lower.bytes(), at) {
+                        if r >= end {
+                            break;
+                        }
+                        root(r, base + id);
+                        at = r + 1;
+                    }
                 }
-                for &t in &stands[id] {
-                    self.tries[t].candidates(&self.entries, rest, lower, r, until, |q, e| {
-                        found.push((q, e));
-                    });
-                }
-                at = r + 1;
             }
         }
-        found.sort_unstable();
-        found.dedup();
-        for &(q, e) in found.iter() {
-            hit(from + q, &self.entries[e as usize].detectors, None);
-        }
+    }
+
+    /// The detectors with keyword entry `entry`.
+    pub fn detectors(&self, entry: u32) -> &[usize] {
+        &self.entries[entry as usize].detectors
     }
 }
 
@@ -231,9 +248,16 @@ impl Needles {
 #[derive(Debug, Default)]
 pub(super) struct Scratch {
     /// The data, lowercased.
-    lower: Vec<u8>,
-    /// Keyword starts found, with their entries.
+    lower: Lowered,
+    /// Keyword starts found: (position, entry).
     found: Vec<(usize, u32)>,
+}
+
+impl Scratch {
+    /// The keyword starts the last scan found: (position, entry).
+    pub fn found(&self) -> &[(usize, u32)] {
+        &self.found
+    }
 }
 
 /// A small set of roots such that every keyword contains one: keywords of up to three

@@ -4,6 +4,7 @@ mod builtin;
 mod config;
 mod corpus;
 mod decode;
+mod kernels;
 mod known;
 mod reference;
 mod stream;

@@ -123,6 +123,14 @@ fn positives() -> Vec<Positive> {
     out
 }
 
+/// Every text of the corpus, one after another: positives, near misses, benign payloads.
+pub(super) fn all_text() -> String {
+    let mut parts: Vec<String> = positives().into_iter().map(|p| p.text).collect();
+    parts.extend(near_misses());
+    parts.extend(benign::payloads(BENIGN, &mut Rng::new(3)));
+    parts.join("\n")
+}
+
 fn near_misses() -> Vec<String> {
     let mut rng = Rng::new(2);
     negatives::NEAR_MISSES

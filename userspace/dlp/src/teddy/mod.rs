@@ -1,0 +1,254 @@
+//! The root search of the needle pass: every occurrence of every root, in one SIMD pass
+//! over the lowercased data.
+//!
+//! It is Teddy (the literal search of Hyperscan and aho-corasick), run for all root
+//! groups at once. Roots of one length form groups of up to eight buckets. For each of a
+//! root's bytes a table gives the buckets whose roots may have that byte there; many
+//! positions at a time, a position is a candidate for the buckets that every byte agrees
+//! on, and each candidate is compared with its buckets' roots. aho-corasick's Teddy takes
+//! one group per pass and returns one match per call; with several keyword occurrences
+//! per kilobyte of ordinary text, the passes and the restarts after each match cost half
+//! of the whole scan.
+//!
+//! Two kernels: with AVX-512 VBMI, 64 positions at a time, the tables indexed by the low
+//! seven bits of a byte (exact for ASCII); with AVX2, 32 at a time, two 16-entry tables
+//! per byte (low and high nibble), whose product lets more false candidates through.
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
+
+/// Bytes kept readable past the end of the data: a 64-byte load from each of the last
+/// positions, at each of four offsets.
+const PAD: usize = 128;
+
+/// Roots longer than this are not supported (every root the needle pass chooses has at
+/// most four bytes).
+pub(super) const MAX_ROOT: usize = 4;
+
+/// At most this many groups of eight buckets: 4,096 roots.
+const MAX_GROUPS: usize = 128;
+
+/// Lowercased data followed by [`PAD`] zero bytes, so that the search may read past its
+/// end. Kept per stream and refilled for each scan, so that scanning does not allocate.
+#[derive(Debug, Default)]
+pub(super) struct Lowered {
+    buf: Vec<u8>,
+    len: usize,
+}
+
+impl Lowered {
+    pub fn fill(&mut self, data: &[u8]) {
+        self.buf.clear();
+        self.buf.extend(data.iter().map(u8::to_ascii_lowercase));
+        self.len = data.len();
+        self.buf.resize(self.len + PAD, 0);
+    }
+
+    /// The lowercased data (without the padding).
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+/// Which kernel a [`RootFilter`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Kernel {
+    Avx512,
+    Avx2,
+}
+
+impl Kernel {
+    /// The best kernel this CPU runs, if any.
+    pub fn best() -> Option<Kernel> {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::is_x86_feature_detected as has;
+            if has!("avx512f") && has!("avx512bw") && has!("avx512vbmi") {
+                return Some(Kernel::Avx512);
+            }
+            if has!("avx2") {
+                return Some(Kernel::Avx2);
+            }
+        }
+        None
+    }
+
+    /// Roots per group, and whether a bucket takes neighbours in bytewise order (they
+    /// share prefixes) or every eighth root. The more roots per bucket, the more false
+    /// candidates; with the built-in detectors (see `throughput`), the exact tables do
+    /// best with 64 roots per group in runs, the nibble tables with 32 spread out (a
+    /// bucket's nibble tables are the product of its bytes' nibbles).
+    fn grouping(self) -> (usize, bool) {
+        match self {
+            Kernel::Avx512 => (64, true),
+            Kernel::Avx2 => (32, false),
+        }
+    }
+
+    /// Whether this CPU runs the kernel.
+    fn available(self) -> bool {
+        // A CPU with AVX-512 VBMI has AVX2 too.
+        matches!(
+            (Kernel::best(), self),
+            (Some(Kernel::Avx512), _) | (Some(Kernel::Avx2), Kernel::Avx2)
+        )
+    }
+}
+
+/// Up to eight buckets of roots of one length.
+#[derive(Debug)]
+struct Group {
+    len: usize,
+    /// AVX-512: per root byte, for each value of a byte's low seven bits, the buckets
+    /// whose roots may have that byte there.
+    bytes: [[u8; 128]; MAX_ROOT],
+    /// AVX2: per root byte, for each low nibble, then each high nibble, the buckets whose
+    /// roots may have a byte with that nibble there; each table twice, for both 128-bit
+    /// lanes.
+    lo: [[u8; 32]; MAX_ROOT],
+    hi: [[u8; 32]; MAX_ROOT],
+    /// Per bucket: its roots, as (little-endian bytes, mask of the root's length, index).
+    buckets: [Vec<(u32, u32, usize)>; 8],
+}
+
+/// All roots, searched in one pass.
+#[derive(Debug)]
+pub(super) struct RootFilter {
+    groups: Vec<Group>,
+    kernel: Kernel,
+}
+
+impl RootFilter {
+    /// `roots` are lowercase, at most [`MAX_ROOT`] bytes each and distinct; found roots are
+    /// named by their index in it. `None` when the CPU cannot run `kernel` or a root is
+    /// empty or too long.
+    pub fn new(roots: &[Vec<u8>], kernel: Kernel) -> Option<RootFilter> {
+        if !kernel.available() || roots.iter().any(|r| r.is_empty() || r.len() > MAX_ROOT) {
+            return None;
+        }
+        let (per_group, runs) = kernel.grouping();
+        let mut order: Vec<usize> = (0..roots.len()).collect();
+        order.sort_by(|&a, &b| (roots[a].len(), &roots[a]).cmp(&(roots[b].len(), &roots[b])));
+        let mut groups = Vec::new();
+        let mut at = 0;
+        while at < order.len() {
+            let len = roots[order[at]].len();
+            let same = order[at..]
+                .iter()
+                .take_while(|&&r| roots[r].len() == len)
+                .count();
+            // Spread a run of one length evenly over as few groups as it needs.
+            let size = same.div_ceil(same.div_ceil(per_group));
+            for members in order[at..at + same].chunks(size) {
+                groups.push(Group::new(roots, members, runs));
+            }
+            at += same;
+        }
+        (groups.len() <= MAX_GROUPS).then_some(RootFilter { groups, kernel })
+    }
+
+    /// Calls `found(position, root)` for every root occurring at a position before `end`
+    /// in `data`: in order of position but within a block of positions, where it goes
+    /// group by group.
+    pub fn find(&self, data: &Lowered, end: usize, mut found: impl FnMut(usize, usize)) {
+        let end = end.min(data.len);
+        let (groups, buf, len) = (&self.groups[..], &data.buf[..], data.len);
+        match self.kernel {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `new` checked that the CPU runs the kernel; `Lowered` keeps PAD
+            // readable bytes after `len`, and `end <= len`.
+            Kernel::Avx512 => unsafe { avx512::find(groups, buf, len, end, &mut found) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above.
+            Kernel::Avx2 => unsafe { avx2::find(groups, buf, len, end, &mut found) },
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => {
+                let _ = (groups, buf, len, end, &mut found);
+                unreachable!("no kernel runs on this architecture")
+            }
+        }
+    }
+}
+
+impl Group {
+    /// The group of roots `members` (sorted): in buckets of neighbours if `runs`, else
+    /// round robin.
+    fn new(roots: &[Vec<u8>], members: &[usize], runs: bool) -> Group {
+        let len = roots[members[0]].len();
+        let mut g = Group {
+            len,
+            bytes: [[0; 128]; MAX_ROOT],
+            lo: [[0; 32]; MAX_ROOT],
+            hi: [[0; 32]; MAX_ROOT],
+            buckets: Default::default(),
+        };
+        let per_bucket = members.len().div_ceil(8);
+        for (k, &r) in members.iter().enumerate() {
+            let bucket = if runs { k / per_bucket } else { k % 8 };
+            let bit = 1u8 << bucket;
+            let root = &roots[r];
+            for (j, &b) in root.iter().enumerate() {
+                g.bytes[j][usize::from(b & 0x7f)] |= bit;
+                let (lo, hi) = (usize::from(b & 15), usize::from(b >> 4));
+                for lane in [0, 16] {
+                    g.lo[j][lane + lo] |= bit;
+                    g.hi[j][lane + hi] |= bit;
+                }
+            }
+            let mut word = [0u8; 4];
+            word[..len].copy_from_slice(root);
+            let mask = u32::MAX >> (8 * (4 - len));
+            g.buckets[bucket].push((u32::from_le_bytes(word), mask, r));
+        }
+        g
+    }
+}
+
+/// Compares the candidates of the block at `i` with their buckets' roots: per group, the
+/// candidate positions (`masks`, bit k for position `i + k`) and the buckets at each
+/// (`lanes`). Out of line, so that the search loop stays small.
+#[inline(never)]
+fn check(
+    groups: &[Group],
+    lanes: &[[u8; 64]; MAX_GROUPS],
+    masks: &[u64; MAX_GROUPS],
+    buf: &[u8],
+    i: usize,
+    len: usize,
+    found: &mut dyn FnMut(usize, usize),
+) {
+    for ((g, lane), &mask) in groups.iter().zip(lanes).zip(masks) {
+        let mut candidates = mask;
+        while candidates != 0 {
+            let k = candidates.trailing_zeros() as usize;
+            candidates &= candidates - 1;
+            let pos = i + k;
+            if pos + g.len > len {
+                continue;
+            }
+            // pos < len, so pos + 4 <= buf.len().
+            let word = u32::from_le_bytes([buf[pos], buf[pos + 1], buf[pos + 2], buf[pos + 3]]);
+            let mut bits = lane[k];
+            while bits != 0 {
+                let b = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                for &(root, mask, index) in &g.buckets[b] {
+                    if word & mask == root {
+                        found(pos, index);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Positions `i .. i + width` that are before `end`, as a bit mask.
+fn valid(i: usize, end: usize, width: usize) -> u64 {
+    if end - i >= width {
+        u64::MAX >> (64 - width)
+    } else {
+        (1u64 << (end - i)) - 1
+    }
+}
