@@ -27,6 +27,7 @@ mod catalog;
 mod checks;
 pub mod decode;
 mod detectors;
+mod dfa;
 mod known;
 mod needles;
 mod precision;

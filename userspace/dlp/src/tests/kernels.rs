@@ -1,6 +1,7 @@
-//! The SIMD root search against what it stands in for: each kernel finds exactly the
-//! roots a plain comparison finds, and needle passes and scanners with either kernel or
-//! with aho-corasick find the same.
+//! The SIMD root search and the anchored DFA against what they stand in for: each
+//! root-search kernel finds exactly the roots a plain comparison finds, needle passes and
+//! scanners with either kernel or with aho-corasick find the same, and the DFA ends a
+//! match where the regex does.
 
 use proptest::prelude::*;
 
@@ -180,4 +181,31 @@ fn every_root_search_gives_the_same_findings() {
         let sc = full_with(Some(kernel));
         assert_eq!(scan_split(&sc, input, &cuts), plain, "{kernel:?}");
     }
+}
+
+#[test]
+fn anchored_dfa_ends_matches_where_the_regex_does() {
+    let sc = full_with(None);
+    let text = super::corpus::all_text();
+    let (input, lower) = (text.as_bytes(), text.to_ascii_lowercase());
+    let mut tried = 0;
+    for d in &sc.detectors {
+        if !d.has_anchored() {
+            continue;
+        }
+        for k in &d.keywords {
+            let k = k.to_ascii_lowercase();
+            for (at, _) in lower.match_indices(&k) {
+                let limit = (at + d.max_len).min(input.len());
+                assert_eq!(
+                    d.find_anchored(input, at, limit),
+                    d.find_anchored_by_regex(input, at, limit),
+                    "{} at {at}",
+                    d.name
+                );
+                tried += 1;
+            }
+        }
+    }
+    assert!(tried > 1000, "{tried} searches");
 }
