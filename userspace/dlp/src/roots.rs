@@ -135,6 +135,48 @@ impl RootTrie {
     }
 }
 
+/// A small set of roots such that every keyword contains one: keywords of up to three
+/// bytes are their own roots; then, greedily, the 4-byte substring held by the most
+/// keywords not yet covered (4-byte roots let Teddy use its 4-byte masks).
+pub(super) fn choose_roots(keywords: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    let find = |k: &[u8], r: &[u8]| k.windows(r.len()).position(|w| w == r);
+    let mut roots: Vec<Vec<u8>> = keywords.iter().filter(|k| k.len() <= 3).cloned().collect();
+    roots.sort();
+    roots.dedup();
+    let mut open: Vec<&[u8]> = keywords
+        .iter()
+        .map(Vec::as_slice)
+        .filter(|k| roots.iter().all(|r| find(k, r).is_none()))
+        .collect();
+    while !open.is_empty() {
+        let mut counts: std::collections::HashMap<&[u8], usize> = std::collections::HashMap::new();
+        for k in &open {
+            let mut seen: Vec<&[u8]> = Vec::new();
+            for w in k.windows(4) {
+                if !seen.contains(&w) {
+                    seen.push(w);
+                    *counts.entry(w).or_default() += 1;
+                }
+            }
+        }
+        // Prefer more keywords covered, then longer (rarer) roots, then bytewise order
+        // so that the choice does not depend on hash order.
+        let best = counts
+            .into_iter()
+            .max_by(|a, b| {
+                (a.1, a.0.len())
+                    .cmp(&(b.1, b.0.len()))
+                    .then_with(|| b.0.cmp(a.0))
+            })
+            .map(|(w, _)| w.to_vec())
+            // Every substring is common: the keyword is its own root.
+            .unwrap_or_else(|| open[0].to_vec());
+        open.retain(|k| find(k, &best).is_none());
+        roots.push(best);
+    }
+    roots
+}
+
 /// Byte equality, inline: keywords are short, and a library call per comparison costs
 /// more than the comparison.
 fn same(a: &[u8], b: &[u8]) -> bool {

@@ -80,11 +80,7 @@ impl Scanner {
         }
 
         let known = KnownSet::new(&config.known_secrets, config.fragment_min_len)?;
-        let known_needles: Vec<&[u8]> = known
-            .as_ref()
-            .map(|k| k.needles().collect())
-            .unwrap_or_default();
-        let needles = Needles::new(&detectors, &known_needles, kernel)?;
+        let needles = Needles::new(&detectors, known.as_ref(), kernel)?;
 
         let longest = detectors
             .iter()

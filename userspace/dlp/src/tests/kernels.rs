@@ -141,14 +141,13 @@ fn every_root_search_finds_the_same_needles() {
     let set = KnownSet::new(&[secret("REAL", SECRET)], crate::DEFAULT_FRAGMENT_MIN_LEN)
         .expect("known secrets")
         .expect("one secret");
-    let patterns: Vec<&[u8]> = set.needles().collect();
     let text = format!(
         "{}\n{}",
         super::corpus::all_text(),
         String::from_utf8_lossy(SECRET)
     );
     let build = |kernel| {
-        Needles::new(&sc.detectors, &patterns, kernel)
+        Needles::new(&sc.detectors, Some(&set), kernel)
             .expect("needles build")
             .expect("there are needles")
     };
@@ -208,4 +207,78 @@ fn anchored_dfa_ends_matches_where_the_regex_does() {
         }
     }
     assert!(tried > 1000, "{tried} searches");
+}
+
+/// Every position where a known-secret pattern starts, with the longest one, by plain
+/// comparison.
+fn plain_known(set: &KnownSet, hay: &[u8]) -> Vec<(usize, usize)> {
+    let patterns: Vec<&[u8]> = set.needles().collect();
+    (0..hay.len())
+        .filter_map(|p| {
+            (patterns.iter().enumerate())
+                .filter(|(_, n)| hay[p..].starts_with(n))
+                .max_by_key(|(_, n)| n.len())
+                .map(|(i, _)| (p, i))
+        })
+        .collect()
+}
+
+/// Known secrets, and text made of them: whole, in fragments, encoded, with the case of
+/// some letters changed, between noise.
+fn secrets_and_text() -> impl Strategy<Value = (Vec<Vec<u8>>, usize, Vec<u8>)> {
+    let value = proptest::collection::vec(prop::sample::select(b"corkeyS3-7_".to_vec()), 8..60);
+    (
+        proptest::collection::vec(value, 1..4),
+        prop::sample::select(vec![8usize, 12, 20]),
+        proptest::collection::vec((0usize..6, any::<usize>(), any::<usize>()), 0..12),
+    )
+        .prop_map(|(values, fragment, pieces)| {
+            let mut text = Vec::new();
+            for (kind, a, b) in pieces {
+                let v = &values[a % values.len()];
+                let (s, e) = (a % v.len(), (a % v.len()) + b % (v.len() + 1 - a % v.len()));
+                match kind {
+                    0 => text.extend_from_slice(v),
+                    1 => text.extend_from_slice(&v[s..e]),
+                    2 => text.extend(crate::known::base64(
+                        v,
+                        crate::known::ALPHABETS[b % 2],
+                        true,
+                    )),
+                    3 => text.extend(crate::known::hex(v, b"0123456789abcdef")),
+                    4 => text.extend(v.iter().map(|c| {
+                        if b % 3 == 0 {
+                            c.to_ascii_uppercase()
+                        } else {
+                            *c
+                        }
+                    })),
+                    _ => text.extend_from_slice(&b"cork key sk- noise 0123456789"[..b % 30]),
+                }
+            }
+            (values, fragment, text)
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn known_secret_starts_match_a_plain_search((values, fragment, text) in secrets_and_text()) {
+        let secrets: Vec<_> = values.iter().enumerate()
+            .map(|(i, v)| secret(&format!("S{i}"), v)).collect();
+        let set = KnownSet::new(&secrets, fragment).expect("valid secrets").expect("secrets");
+        // Keywords whose roots are anchors too.
+        let detectors: Vec<_> = [("cork", r"cork[a-z]{2}"), ("sk-", r"sk-[0-9]{2}")]
+            .iter()
+            .map(|(k, re)| crate::detectors::Compiled::new(&Detector::custom(k, re, &[k]))
+                .expect("detector compiles"))
+            .collect();
+        let want = plain_known(&set, &text);
+        for kernel in [Some(Kernel::Avx512), Some(Kernel::Avx2), None] {
+            let needles = Needles::new(&detectors, Some(&set), kernel)
+                .expect("needles build").expect("there are needles");
+            prop_assert_eq!(&needles_found(&needles, &text).1, &want, "{:?}", kernel);
+        }
+    }
 }
