@@ -52,8 +52,8 @@ impl Lowered {
     }
 }
 
-/// Which kernel a [`RootFilter`] runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which kernel a [`RootFilter`] runs, from the one needing most of the CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(super) enum Kernel {
     Avx512,
     Avx2,
@@ -76,14 +76,15 @@ impl Kernel {
     }
 
     /// Roots per group, and whether a bucket takes neighbours in bytewise order (they
-    /// share prefixes) or every eighth root. The more roots per bucket, the more false
-    /// candidates; with the built-in detectors (see `throughput`), the exact tables do
-    /// best with 64 roots per group in runs, the nibble tables with 32 spread out (a
-    /// bucket's nibble tables are the product of its bytes' nibbles).
+    /// share prefixes) or the roots that keep its nibble tables small (see
+    /// [`nibble_buckets`]). The more roots per bucket, the more false candidates; with the
+    /// built-in detectors (see `throughput`), the exact tables did best with runs of 64
+    /// roots per group, the nibble tables with 40 (runs let through 4 times as many
+    /// false candidates: a bucket's nibble tables pass every pairing of its nibbles).
     fn grouping(self) -> (usize, bool) {
         match self {
             Kernel::Avx512 => (64, true),
-            Kernel::Avx2 => (32, false),
+            Kernel::Avx2 => (40, false),
         }
     }
 
@@ -173,8 +174,8 @@ impl RootFilter {
 }
 
 impl Group {
-    /// The group of roots `members` (sorted): in buckets of neighbours if `runs`, else
-    /// round robin.
+    /// The group of roots `members` (sorted): in buckets of neighbours if `runs`, else as
+    /// [`nibble_buckets`] puts them.
     fn new(roots: &[Vec<u8>], members: &[usize], runs: bool) -> Group {
         let len = roots[members[0]].len();
         let mut g = Group {
@@ -185,8 +186,12 @@ impl Group {
             buckets: Default::default(),
         };
         let per_bucket = members.len().div_ceil(8);
-        for (k, &r) in members.iter().enumerate() {
-            let bucket = if runs { k / per_bucket } else { k % 8 };
+        let assigned = if runs {
+            (0..members.len()).map(|k| k / per_bucket).collect()
+        } else {
+            nibble_buckets(roots, members, len)
+        };
+        for (&r, &bucket) in members.iter().zip(&assigned) {
             let bit = 1u8 << bucket;
             let root = &roots[r];
             for (j, &b) in root.iter().enumerate() {
@@ -204,6 +209,59 @@ impl Group {
         }
         g
     }
+}
+
+/// Buckets for `members` (roots `len` bytes long) that keep each bucket's nibble tables
+/// small: each root goes, in turn, to the bucket (with room) whose chance of passing a
+/// position of ordinary text grows least. A bucket passes a byte when the byte's low
+/// nibble and its high nibble are each those of some root byte there; the chance
+/// weighs bytes roughly as they come in lowercased text.
+fn nibble_buckets(roots: &[Vec<u8>], members: &[usize], len: usize) -> Vec<usize> {
+    fn weight(b: u8) -> f64 {
+        match b {
+            b'a'..=b'z' => 3.0,
+            b'0'..=b'9' => 1.0,
+            b' ' | b'_' | b'-' | b'.' | b':' | b'/' | b'=' | b',' | b'\'' | b'"' | b'\n' => 2.0,
+            _ => 0.1,
+        }
+    }
+    let total: f64 = (0..=255u8).map(weight).sum();
+    // Per bucket, per root byte: the low and the high nibbles seen, as bit sets.
+    type Nibbles = [(u16, u16); MAX_ROOT];
+    let chance = |s: &Nibbles| -> f64 {
+        s[..len]
+            .iter()
+            .map(|&(lo, hi)| {
+                let passes = |b: &u8| lo & (1 << (b & 15)) != 0 && hi & (1 << (b >> 4)) != 0;
+                (0..=255u8).filter(passes).map(weight).sum::<f64>() / total
+            })
+            .product()
+    };
+    let room = members.len().div_ceil(8);
+    let mut sets = [[(0u16, 0u16); MAX_ROOT]; 8];
+    let mut count = [0usize; 8];
+    let mut out = Vec::with_capacity(members.len());
+    for &r in members {
+        let with = |s: &Nibbles| {
+            let mut s = *s;
+            for (j, &b) in roots[r].iter().enumerate() {
+                s[j].0 |= 1 << (b & 15);
+                s[j].1 |= 1 << (b >> 4);
+            }
+            s
+        };
+        let grow: Vec<f64> = (0..8)
+            .map(|k| chance(&with(&sets[k])) - chance(&sets[k]))
+            .collect();
+        let best = (0..8)
+            .filter(|&b| count[b] < room)
+            .min_by(|&a, &b| grow[a].total_cmp(&grow[b]).then(count[a].cmp(&count[b])))
+            .unwrap_or(0);
+        sets[best] = with(&sets[best]);
+        count[best] += 1;
+        out.push(best);
+    }
+    out
 }
 
 /// Compares the candidates of the block at `i` with their buckets' roots: per group, the
