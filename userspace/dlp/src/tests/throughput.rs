@@ -9,63 +9,121 @@
 
 use aho_corasick::{AhoCorasick, AhoCorasickKind};
 
-use super::{scanner, secret};
-use crate::{Config, Detector, Scanner};
+use super::corpus::benign;
+use super::corpus::generate::Rng;
+use super::secret;
+use crate::scanner::Scanner;
+use crate::teddy::Kernel;
+use crate::{Config, Detector};
 
 /// Runs per figure; the best counts.
 const RUNS: usize = 3;
 
 const MIB: usize = 1 << 20;
 
+/// Built-ins, a custom detector and `secrets` known secrets, searching keyword roots
+/// with `kernel` (`None`: aho-corasick).
+fn full(secrets: usize, kernel: Option<Kernel>) -> Scanner {
+    config(true, true, secrets, kernel)
+}
+
+fn config(builtin: bool, custom: bool, secrets: usize, kernel: Option<Kernel>) -> Scanner {
+    let custom = custom.then(|| Detector::custom("acme-order-id", "ACME-[0-9]{12}", &["ACME-"]));
+    let config = Config {
+        builtin,
+        custom: custom.into_iter().collect(),
+        known_secrets: (0..secrets)
+            .map(|i| {
+                secret(
+                    &format!("S{i}"),
+                    format!("cork-bench-{i}-Hq7Wz3Kd9Vb2").as_bytes(),
+                )
+            })
+            .collect(),
+        ..Config::default()
+    };
+    Scanner::with_kernel(&config, kernel).expect("scanner builds")
+}
+
 #[test]
 #[ignore = "throughput report, not a correctness check"]
 fn throughput_on_mixed_text() {
-    let data = mixed_text(64 * MIB);
-    let value = b"cork-bench-secret-Hq7Wz3Kd9Vb2";
-    let custom = || {
-        vec![Detector::custom(
-            "acme-order-id",
-            "ACME-[0-9]{12}",
-            &["ACME-"],
-        )]
+    let best = Kernel::best();
+    let name = |k: Option<Kernel>| match k {
+        Some(Kernel::Avx512) => "AVX-512 VBMI",
+        Some(Kernel::Avx2) => "AVX2",
+        None => "aho-corasick",
     };
-    let full = scanner(Config {
-        custom: custom(),
-        known_secrets: vec![secret("REAL", value)],
-        ..Config::default()
-    });
-    let builtin_known = scanner(Config {
-        known_secrets: vec![secret("REAL", value)],
-        ..Config::default()
-    });
-    let builtin = scanner(Config::default());
-    let known = scanner(Config {
-        builtin: false,
-        known_secrets: vec![secret("REAL", value)],
-        ..Config::default()
-    });
+    let mixed = mixed_text(64 * MIB);
+    let traffic = developer_traffic(64 * MIB);
+    println!(
+        "dlp throughput over 64 MiB, best of {RUNS}, per CPU second; baseline: a DFA walk \
+         over every byte; keyword roots searched with {}",
+        name(best)
+    );
+    let mut reports: Vec<(String, Scanner, &[u8], Vec<usize>)> = vec![
+        (
+            "builtin + 1 custom + 1 known secret".into(),
+            full(1, best),
+            &mixed,
+            vec![16 << 10, 64 << 10],
+        ),
+        (
+            "builtin + 1 custom + 4 known secrets".into(),
+            full(4, best),
+            &mixed,
+            vec![16 << 10],
+        ),
+    ];
+    // The kernels this CPU runs besides its best, for machines without them.
+    for other in [Some(Kernel::Avx2), None]
+        .into_iter()
+        .filter(|&k| k != best)
+    {
+        let available = other.is_none_or(|k| best.is_some_and(|b| b <= k));
+        if available {
+            let what = format!("builtin + 1 custom + 1 known secret, {}", name(other));
+            reports.push((what, full(1, other), &mixed, vec![16 << 10]));
+        }
+    }
+    reports.extend([
+        (
+            "builtin + 1 known secret".into(),
+            config(true, false, 1, best),
+            &mixed[..],
+            vec![16 << 10, 64 << 10],
+        ),
+        (
+            "builtin only".into(),
+            config(true, false, 0, best),
+            &mixed,
+            vec![16 << 10, 64 << 10],
+        ),
+        (
+            "1 known secret only".into(),
+            config(false, false, 1, best),
+            &mixed,
+            vec![16 << 10],
+        ),
+        (
+            "builtin + 1 custom + 1 known secret, developer traffic".into(),
+            full(1, best),
+            &traffic,
+            vec![16 << 10],
+        ),
+    ]);
     let baseline = AhoCorasick::builder()
         .kind(Some(AhoCorasickKind::DFA))
         .prefilter(false)
         .build(["AKIA", "ghp_", "sk-ant-"])
         .expect("baseline automaton");
-    println!(
-        "dlp throughput over {} MiB of mixed text, best of {RUNS}, per CPU second; \
-         baseline: a DFA walk over every byte",
-        data.len() / MIB
-    );
-    for (what, sc) in [
-        ("builtin + 1 custom + 1 known secret", &full),
-        ("builtin + 1 known secret", &builtin_known),
-        ("builtin only", &builtin),
-        ("1 known secret only", &known),
-    ] {
-        for chunk in [16 << 10, 64 << 10] {
+    for (what, sc, data, chunks) in &reports {
+        for &chunk in chunks {
             let (mut best, mut base, mut findings) = (0f64, 0f64, 0);
             for _ in 0..RUNS {
-                base = base.max(rate(&data, || baseline.find_iter(&data).count()));
-                best = best.max(rate(&data, || {
-                    findings = scan_all(sc, &data, chunk);
+                base = base.max(rate(data, || baseline.find_iter(data).count()));
+                best = best.max(rate(data, || {
+                    findings = scan_all(sc, data, chunk);
                     findings
                 }));
             }
@@ -121,9 +179,20 @@ fn mixed_text(len: usize) -> Vec<u8> {
             .map(|i| b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJ0123456789+/="[(i * 31 % 49) as usize]),
     );
     unit.push(b'\n');
+    repeat(&unit, len)
+}
+
+/// `len` bytes of the corpus's benign developer payloads (lockfiles, code, configs,
+/// docs, logs, API payloads), repeated: denser in keywords than `mixed_text`.
+fn developer_traffic(len: usize) -> Vec<u8> {
+    let payloads = benign::payloads(3000, &mut Rng::new(7)).concat();
+    repeat(payloads.as_bytes(), len)
+}
+
+fn repeat(unit: &[u8], len: usize) -> Vec<u8> {
     let mut data = Vec::with_capacity(len);
     while data.len() < len {
-        data.extend_from_slice(&unit);
+        data.extend_from_slice(unit);
     }
     data.truncate(len);
     data

@@ -4,7 +4,7 @@
 //! false blocks ≤ 1 % of benign payloads and ≤ 5 % of near misses) and prints recall and
 //! precision per family: `cargo test -p cork-dlp corpus -- --nocapture`.
 
-mod benign;
+pub(super) mod benign;
 pub(super) mod generate;
 mod negatives;
 mod positives;
