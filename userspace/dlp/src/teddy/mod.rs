@@ -81,8 +81,9 @@ impl Kernel {
     /// share prefixes) or the roots that keep its nibble tables small (see
     /// [`nibble_buckets`]). The more roots per bucket, the more false candidates; with the
     /// built-in detectors (see `throughput`), the exact tables did best with runs of 64
-    /// roots per group, the nibble tables with 40 (runs let through 4 times as many
-    /// false candidates: a bucket's nibble tables pass every pairing of its nibbles).
+    /// roots per group, the nibble tables with 40 chosen by nibbles (a bucket's nibble
+    /// tables pass every pairing of its nibbles: runs let through 4 times as many false
+    /// candidates as round robin, which let through more than choosing by nibbles).
     fn grouping(self) -> (usize, bool) {
         match self {
             Kernel::Avx512 => (64, true),
