@@ -5,9 +5,12 @@
 //! ASCII semantics keep `\b`, `\s` and case-insensitivity byte-local (Unicode case folding
 //! would let `K` match the Kelvin sign and slip past the ASCII keyword prefilter).
 
+use std::sync::OnceLock;
+
 use regex::bytes::Regex;
 
 use super::checks;
+use super::dfa::AnchoredDfa;
 use super::{DlpError, MAX_MATCH_LEN};
 
 /// Bytes before a match its check may read (the name a value is assigned to); the
@@ -189,6 +192,9 @@ pub(super) struct Compiled {
     /// look-around: then a match at a keyword start depends only on the bytes from there,
     /// and an anchored search stops as soon as the match fails, instead of running on.
     anchored: Option<Regex>,
+    /// The same anchored search as a DFA, built on first use (most detectors never get
+    /// that far); `None` inside when it would be too big.
+    dfa: OnceLock<Option<AnchoredDfa>>,
 }
 
 impl Compiled {
@@ -247,6 +253,7 @@ impl Compiled {
             lead,
             starts_exact: start == Some(KeywordStart::Exact),
             anchored,
+            dfa: OnceLock::new(),
         })
     }
 
@@ -278,15 +285,46 @@ impl Compiled {
         start: usize,
         limit: usize,
     ) -> Option<(std::ops::Range<usize>, bool)> {
+        self.anchored_search(hay, start, limit, true)
+    }
+
+    /// [`Compiled::find_anchored`] without the DFA (tests compare them).
+    #[cfg(test)]
+    pub fn find_anchored_by_regex(
+        &self,
+        hay: &[u8],
+        start: usize,
+        limit: usize,
+    ) -> Option<(std::ops::Range<usize>, bool)> {
+        self.anchored_search(hay, start, limit, false)
+    }
+
+    fn anchored_search(
+        &self,
+        hay: &[u8],
+        start: usize,
+        limit: usize,
+        use_dfa: bool,
+    ) -> Option<(std::ops::Range<usize>, bool)> {
         let re = self.anchored.as_ref()?;
         let slice = &hay[start..limit];
-        let m = re.find(slice)?;
+        let dfa = use_dfa
+            .then(|| {
+                self.dfa
+                    .get_or_init(|| AnchoredDfa::build(self.regex.as_str()))
+            })
+            .and_then(Option::as_ref);
+        // Only the captures need the regex, and only a match needs the captures.
+        let end = match dfa.map(|d| d.end(slice)) {
+            Some(Ok(end)) => end?,
+            _ => re.find(slice)?.end(),
+        };
         if self.check == Check::None {
-            return Some((m.range(), true));
+            return Some((0..end, true));
         }
-        let caps = re.captures(&slice[..m.end()])?;
+        let caps = re.captures(&slice[..end])?;
         let before = &hay[start.saturating_sub(CONTEXT)..start];
-        Some((m.range(), checks::passes(self.check, before, &caps)))
+        Some((0..end, checks::passes(self.check, before, &caps)))
     }
 }
 

@@ -1,5 +1,8 @@
 //! Known secrets: every real credential value cork holds, in each encoding an agent could
-//! pass it through, as needles for the scanner's one automaton (see `needles`).
+//! pass it through, as needles for the scanner's one automaton (see `needles`), and the
+//! few anchors the root search finds them by: a few dozen patterns per secret would
+//! otherwise fill the SIMD search's groups (past 64, the automaton alone ran at a
+//! fifth of the speed).
 //!
 //! Per secret: the value verbatim; standard base64 and base64url at each of the three
 //! alignments it can have inside a larger base64 stream (only the characters fully
@@ -32,9 +35,23 @@ pub(super) struct KnownSet {
     /// `known-secret:<name>` per secret.
     names: Vec<String>,
     values: Vec<Vec<u8>>,
+    fragment_min_len: usize,
     /// Longest possible finding, in bytes.
     pub max_len: usize,
 }
+
+/// Bytes every occurrence of some known-secret patterns holds, so that a search for
+/// these few bytes finds the patterns: they start `back` bytes before the bytes, for
+/// some `back` in `lo..=hi`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct Anchor {
+    pub bytes: Vec<u8>,
+    pub lo: usize,
+    pub hi: usize,
+}
+
+/// Bytes per anchor (the root search's longest roots).
+const ANCHOR: usize = 4;
 
 impl KnownSet {
     /// `None` when there are no secrets.
@@ -98,8 +115,45 @@ impl KnownSet {
                 .map(|s| format!("known-secret:{}", s.name))
                 .collect(),
             values: secrets.iter().map(|s| s.value.clone()).collect(),
+            fragment_min_len,
             max_len,
         }))
+    }
+
+    /// Anchors for every pattern: a whole-value encoding by its first bytes; fragments by
+    /// blocks of their value `fragment_min_len - 3` bytes apart, so that every fragment
+    /// (`fragment_min_len` bytes from any offset) holds a whole block. A value of 40
+    /// bytes then needs 4 anchors for its 29 fragments.
+    pub fn anchors(&self) -> Vec<Anchor> {
+        let mut out: Vec<Anchor> = self
+            .needles
+            .iter()
+            .zip(&self.patterns)
+            .filter(|(_, p)| p.fragment_at.is_none())
+            .map(|(n, _)| Anchor {
+                bytes: n[..n.len().min(ANCHOR)].to_vec(),
+                lo: 0,
+                hi: 0,
+            })
+            .collect();
+        let f = self.fragment_min_len;
+        // Any `f - 3` consecutive offsets hold a multiple of the step: the fragment at
+        // `s` holds the block at that multiple `o`, as `s <= o <= s + f - 4`.
+        debug_assert!(f >= ANCHOR, "fragments shorter than an anchor");
+        let step = f.saturating_sub(ANCHOR - 1).max(1);
+        for v in self.values.iter().filter(|v| v.len() > f) {
+            for o in (0..=v.len() - ANCHOR).step_by(step) {
+                // Fragments `s` holding the block: `o + 4 - f <= s <= o`, `s <= len - f`.
+                out.push(Anchor {
+                    bytes: v[o..o + ANCHOR].to_vec(),
+                    lo: o.saturating_sub(v.len() - f),
+                    hi: o.min(f.saturating_sub(ANCHOR)),
+                });
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
     }
 
     /// Every pattern, numbered from 0.

@@ -27,13 +27,16 @@ mod catalog;
 mod checks;
 pub mod decode;
 mod detectors;
+mod dfa;
 mod known;
 mod needles;
 mod precision;
 mod redact;
 mod roots;
 mod scanner;
+mod search;
 pub mod swap;
+mod teddy;
 
 #[cfg(test)]
 mod tests;

@@ -1,31 +1,33 @@
 //! The needle pass: finds where each detector's keywords and each known-secret pattern
 //! start, reading each stream byte a small fixed number of times however many detectors
-//! there are.
+//! and secrets there are.
 //!
-//! Known-secret patterns have their own exact automaton over the raw bytes. Detector
-//! keywords are found in two levels, because aho-corasick's SIMD prefilter (Teddy) takes
-//! at most 64 patterns (and lets more false candidates through the more it has), and
-//! hundreds of keywords without it ran at a fifth of the speed:
-//! 1. *Roots*: a few dozen short strings, chosen when the scanner is built so that every
-//!    keyword (lowercased) contains one, searched in groups of 32 of one length over a
-//!    lowercased copy of the data. Roots are rare in ordinary traffic.
+//! Needles are found in two levels, because no SIMD literal search takes hundreds of
+//! patterns in one pass (and without SIMD, hundreds of keywords ran at a fifth of the
+//! speed):
+//! 1. *Roots*: short strings, chosen when the scanner is built so that every keyword
+//!    (lowercased) contains one and every known-secret pattern one of its *anchors* (see
+//!    `known`), searched over a lowercased copy of the data: all at once by `teddy` where
+//!    the CPU has AVX2, else by aho-corasick in groups of up to 32 of one length. Roots
+//!    are rare in ordinary traffic.
 //! 2. At each root occurrence, the keywords assigned to that root that occur around it
 //!    are found by walking back through a trie of their parts before the root (see
 //!    `roots`) and comparing: case-insensitive keywords (`key`, `datadog_api_key`) on the
 //!    lowercased copy, exact ones (token prefixes: `ghp_`, `AKIA`, ...) on the raw bytes
-//!    too. Keyword starts are reported in order.
+//!    too. Where an anchor matches exactly, an anchored automaton of all known-secret
+//!    patterns runs at each start the anchor allows.
 //!
-//! Every keyword holds its root, so every keyword occurrence is found from the root
-//! occurrence inside it. Restarting one byte after each hit finds every position where
-//! some root (or known-secret pattern) starts; there the searcher reports the longest,
-//! and every other one of the same searcher starting there is a prefix of it, so each
-//! pattern stands for those that are its prefixes too.
+//! Every needle holds its root, so every occurrence is found from the root occurrence
+//! inside it. Roots in one aho-corasick group have one length, so no two start at one
+//! position; restarting one byte after each hit finds every root occurrence.
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, Input, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, Anchored, Input, MatchKind, StartKind};
 
 use super::DlpError;
 use super::detectors::Compiled;
-use super::roots::{Entry, RootTrie};
+use super::known::{Anchor, KnownSet};
+use super::roots::{Entry, RootTrie, choose_roots};
+use super::teddy::{Kernel, Lowered, RootFilter};
 
 #[derive(Debug)]
 pub(super) struct Needles {
@@ -33,22 +35,33 @@ pub(super) struct Needles {
     known: Option<Set>,
     /// Every keyword, once (level 2).
     entries: Vec<Entry>,
-    /// Level 1: roots, lowercased, in groups small enough for the SIMD prefilter; for
-    /// each pattern of a group, the roots it stands for (itself and the roots of its
-    /// group that are its prefixes), as indexes into `tries`.
-    roots: Vec<(Roots, Vec<Vec<usize>>)>,
+    /// Level 1: where the roots (lowercased) occur.
+    roots: RootSearch,
     /// Level 2: per root, its keywords.
     tries: Vec<RootTrie>,
-    /// The deepest trie: how far before a root a keyword can start.
+    /// Per root, the known-secret anchors it stands for.
+    anchors: Vec<Vec<Anchor>>,
+    /// How far before a root a keyword or known-secret pattern can start.
     depth: usize,
     /// Longest needle, in bytes: a hit closer than this to the end of the data may still
     /// be cut short.
     pub max_len: usize,
 }
 
-/// Roots per pass: Teddy's false candidates grow with the patterns per bucket; 32 per
-/// pass was measured faster than 16, 24, 48, 64 or 128 with the built-in detectors.
+/// Roots per aho-corasick pass: Teddy's false candidates grow with the patterns per
+/// bucket; 32 per pass was measured faster than 16, 24, 48, 64 or 128 with the built-in
+/// detectors.
 const ROOTS_PER_GROUP: usize = 32;
+
+/// The level-1 search.
+#[derive(Debug)]
+enum RootSearch {
+    /// Every root in one SIMD pass.
+    Simd(RootFilter),
+    /// Without AVX2: one aho-corasick searcher per group of roots of one length, each
+    /// with the index of its first root.
+    Groups(Vec<(Roots, usize)>),
+}
 
 /// A level-1 searcher: Teddy where the CPU has it, else an automaton.
 #[derive(Debug)]
@@ -87,8 +100,8 @@ impl Roots {
     }
 }
 
-/// The known-secret patterns: one exact, leftmost-longest automaton (with Teddy when
-/// there are few enough patterns).
+/// The known-secret patterns: one exact, leftmost-longest automaton, run anchored where
+/// an [`Anchor`] says a pattern may start.
 #[derive(Debug)]
 struct Set {
     ac: AhoCorasick,
@@ -97,9 +110,14 @@ struct Set {
 }
 
 impl Needles {
-    /// `None` when there are no needles. `known` lists the known-secret patterns; hits
-    /// name them by index.
-    pub fn new(detectors: &[Compiled], known: &[&[u8]]) -> Result<Option<Needles>, DlpError> {
+    /// `None` when there are no needles. Hits name known-secret patterns by their index
+    /// in `known`. `simd`: search roots with [`RootFilter`] and that kernel where the CPU
+    /// runs it, else with aho-corasick (tests compare them).
+    pub fn new(
+        detectors: &[Compiled],
+        known: Option<&KnownSet>,
+        simd: Option<Kernel>,
+    ) -> Result<Option<Needles>, DlpError> {
         // One entry per distinct keyword (exact ones compare case too).
         let mut entries: Vec<Entry> = Vec::new();
         for (i, d) in detectors.iter().enumerate() {
@@ -119,9 +137,9 @@ impl Needles {
                 }
             }
         }
-        let known: Vec<&[u8]> = known.to_vec();
+        let patterns: Vec<&[u8]> = known.map(|k| k.needles().collect()).unwrap_or_default();
         let max_keyword = entries.iter().map(|e| e.lower.len()).max().unwrap_or(0);
-        let max_len = known
+        let max_len = patterns
             .iter()
             .map(|b| b.len())
             .max()
@@ -136,7 +154,14 @@ impl Needles {
         // let fewer false candidates through than 3-byte ones.
         chosen.sort_by(|a, b| a.len().cmp(&b.len()).then_with(|| a.cmp(b)));
         let find = |k: &[u8], r: &[u8]| k.windows(r.len()).position(|w| w == r);
-        let mut tries: Vec<RootTrie> = chosen.iter().map(|_| RootTrie::default()).collect();
+        let mut roots: Vec<Root> = chosen
+            .iter()
+            .map(|r| Root {
+                bytes: r.clone(),
+                trie: RootTrie::default(),
+                anchors: Vec::new(),
+            })
+            .collect();
         for (i, e) in entries.iter().enumerate() {
             // Assigned to the first root chosen that it holds; every keyword holds one.
             if let Some((t, off)) = chosen
@@ -144,86 +169,123 @@ impl Needles {
                 .enumerate()
                 .find_map(|(t, r)| find(&e.lower, r).map(|o| (t, o)))
             {
-                tries[t].add(i, &e.lower, off);
+                roots[t].trie.add(i, e, off, chosen[t].len());
             }
         }
-        let mut roots = Vec::new();
-        // Groups of one root length each (`chosen` is sorted by length): a group's
-        // Teddy masks are as long as its shortest root, and 4-byte masks let far fewer
-        // false candidates through than 3-byte ones.
-        let mut base = 0;
-        while base < chosen.len() {
-            let len = chosen[base].len();
-            let same = chosen[base..].iter().take_while(|r| r.len() == len).count();
-            let group = &chosen[base..base + same.min(ROOTS_PER_GROUP)];
-            let patterns: Vec<&[u8]> = group.iter().map(Vec::as_slice).collect();
-            let stands = group
-                .iter()
-                .map(|r| {
-                    (0..group.len())
-                        .filter(|&j| r.starts_with(&group[j]))
-                        .map(|j| base + j)
-                        .collect()
-                })
-                .collect();
-            roots.push((Roots::new(&patterns)?, stands));
-            base += group.len();
+        // Known-secret anchors are roots too (lowercased: the search folds case).
+        for a in known.map(KnownSet::anchors).unwrap_or_default() {
+            let bytes = a.bytes.to_ascii_lowercase();
+            match roots.iter_mut().find(|r| r.bytes == bytes) {
+                Some(r) => r.anchors.push(a),
+                None => roots.push(Root {
+                    bytes,
+                    trie: RootTrie::default(),
+                    anchors: vec![a],
+                }),
+            }
         }
+        roots.sort_by(|a, b| (a.bytes.len(), &a.bytes).cmp(&(b.bytes.len(), &b.bytes)));
+        let depth = roots
+            .iter()
+            .flat_map(|r| r.anchors.iter().map(|a| a.hi).chain([r.trie.depth()]))
+            .max()
+            .unwrap_or(0);
+        let chosen: Vec<Vec<u8>> = roots.iter().map(|r| r.bytes.clone()).collect();
+        let (tries, anchors): (Vec<RootTrie>, Vec<Vec<Anchor>>) =
+            roots.into_iter().map(|r| (r.trie, r.anchors)).unzip();
+        let roots = match simd.and_then(|k| RootFilter::new(&chosen, k)) {
+            Some(filter) => RootSearch::Simd(filter),
+            None => {
+                let mut groups = Vec::new();
+                // Groups of one root length each (`chosen` is sorted by length): a
+                // group's Teddy masks are as long as its shortest root, and 4-byte masks
+                // let far fewer false candidates through than 3-byte ones.
+                let mut base = 0;
+                while base < chosen.len() {
+                    let len = chosen[base].len();
+                    let same = chosen[base..].iter().take_while(|r| r.len() == len).count();
+                    // As few groups as the run needs, evenly filled.
+                    let size = same.div_ceil(same.div_ceil(ROOTS_PER_GROUP));
+                    let group = &chosen[base..base + same.min(size)];
+                    let patterns: Vec<&[u8]> = group.iter().map(Vec::as_slice).collect();
+                    groups.push((Roots::new(&patterns)?, base));
+                    base += group.len();
+                }
+                RootSearch::Groups(groups)
+            }
+        };
         Ok(Some(Needles {
-            known: Set::new(&known)?,
-            depth: tries.iter().map(RootTrie::depth).max().unwrap_or(0),
+            known: Set::new(&patterns)?,
+            depth,
             entries,
             roots,
             tries,
+            anchors,
             max_len,
         }))
     }
 
-    /// Calls `hit(position, detectors, known)` for each position in `from..until` of `hay`
-    /// where a needle starts: the detectors with a keyword starting there (may repeat) and
-    /// the longest known-secret pattern starting there. Positions come in order for each
-    /// detector and for the known secrets (not across them). Needles may run on to the end
-    /// of `hay`. `lower` and `windows` are scratch space, kept by the caller so that
-    /// scanning does not allocate.
+    /// Finds the needles starting in `from..until` of `hay` (they may run on to its end):
+    /// calls `known(position, pattern)` with the longest known-secret pattern at each
+    /// position where one starts, in order, and leaves in `scratch` each keyword start
+    /// as (position, entry), in order but for a few bytes, and maybe more than once.
+    /// `scratch` is kept by the caller so that scanning does not allocate.
     pub fn scan(
         &self,
         hay: &[u8],
         from: usize,
         until: usize,
         scratch: &mut Scratch,
-        mut hit: impl FnMut(usize, &[usize], Option<usize>),
+        mut known: impl FnMut(usize, usize),
     ) {
         let rest = &hay[from..];
         let until = until - from;
-        if let Some(set) = &self.known {
-            set.scan(rest, until, |p, n| hit(from + p, &[], Some(n)));
-        }
-        if self.entries.is_empty() {
-            return;
-        }
-        let Scratch { lower, found } = scratch;
-        lower.clear();
-        lower.extend(rest.iter().map(u8::to_ascii_lowercase));
+        let Scratch {
+            lower,
+            found,
+            known: starts,
+        } = scratch;
         found.clear();
-        for (searcher, stands) in &self.roots {
-            let mut at = 0;
-            while let Some((r, id)) = searcher.find(lower, at) {
-                if r >= until + self.depth {
-                    break;
+        starts.clear();
+        lower.fill(rest);
+        // A needle starting before `until` has its root before `until + depth`.
+        let end = until + self.depth;
+        let mut root = |r: usize, t: usize| {
+            self.tries[t].candidates(rest, lower.bytes(), r, until, |q, e| {
+                found.push((from + q, e));
+            });
+            if let Some(set) = &self.known {
+                for a in &self.anchors[t] {
+                    set.starts(rest, r, until, a, starts);
                 }
-                for &t in &stands[id] {
-                    self.tries[t].candidates(&self.entries, rest, lower, r, until, |q, e| {
-                        found.push((q, e));
-                    });
+            }
+        };
+        match &self.roots {
+            RootSearch::Simd(filter) => filter.find(lower, end, &mut root),
+            RootSearch::Groups(groups) => {
+                for (searcher, base) in groups {
+                    let mut at = 0;
+                    while let Some((r, id)) = searcher.find(lower.bytes(), at) {
+                        if r >= end {
+                            break;
+                        }
+                        root(r, base + id);
+                        at = r + 1;
+                    }
                 }
-                at = r + 1;
             }
         }
-        found.sort_unstable();
-        found.dedup();
-        for &(q, e) in found.iter() {
-            hit(from + q, &self.entries[e as usize].detectors, None);
+        // Several anchors may point at one start.
+        starts.sort_unstable();
+        starts.dedup_by_key(|&mut (p, _)| p);
+        for &(p, n) in starts.iter() {
+            known(from + p, n);
         }
+    }
+
+    /// The detectors with keyword entry `entry`.
+    pub fn detectors(&self, entry: u32) -> &[usize] {
+        &self.entries[entry as usize].detectors
     }
 }
 
@@ -231,51 +293,18 @@ impl Needles {
 #[derive(Debug, Default)]
 pub(super) struct Scratch {
     /// The data, lowercased.
-    lower: Vec<u8>,
-    /// Keyword starts found, with their entries.
+    lower: Lowered,
+    /// Keyword starts found: (position, entry).
     found: Vec<(usize, u32)>,
+    /// Known-secret starts found: (position, pattern).
+    known: Vec<(usize, usize)>,
 }
 
-/// A small set of roots such that every keyword contains one: keywords of up to three
-/// bytes are their own roots; then, greedily, the 4-byte substring held by the most
-/// keywords not yet covered (4-byte roots let Teddy use its 4-byte masks).
-fn choose_roots(keywords: &[Vec<u8>]) -> Vec<Vec<u8>> {
-    let find = |k: &[u8], r: &[u8]| k.windows(r.len()).position(|w| w == r);
-    let mut roots: Vec<Vec<u8>> = keywords.iter().filter(|k| k.len() <= 3).cloned().collect();
-    roots.sort();
-    roots.dedup();
-    let mut open: Vec<&[u8]> = keywords
-        .iter()
-        .map(Vec::as_slice)
-        .filter(|k| roots.iter().all(|r| find(k, r).is_none()))
-        .collect();
-    while !open.is_empty() {
-        let mut counts: std::collections::HashMap<&[u8], usize> = std::collections::HashMap::new();
-        for k in &open {
-            let mut seen: Vec<&[u8]> = Vec::new();
-            for w in k.windows(4) {
-                if !seen.contains(&w) {
-                    seen.push(w);
-                    *counts.entry(w).or_default() += 1;
-                }
-            }
-        }
-        // Prefer more keywords covered, then longer (rarer) roots, then bytewise order
-        // so that the choice does not depend on hash order.
-        let best = counts
-            .into_iter()
-            .max_by(|a, b| {
-                (a.1, a.0.len())
-                    .cmp(&(b.1, b.0.len()))
-                    .then_with(|| b.0.cmp(a.0))
-            })
-            .map(|(w, _)| w.to_vec())
-            // Every substring is common: the keyword is its own root.
-            .unwrap_or_else(|| open[0].to_vec());
-        open.retain(|k| find(k, &best).is_none());
-        roots.push(best);
+impl Scratch {
+    /// The keyword starts the last scan found: (position, entry).
+    pub fn found(&self) -> &[(usize, u32)] {
+        &self.found
     }
-    roots
 }
 
 impl Set {
@@ -299,6 +328,7 @@ impl Set {
             .collect();
         let ac = AhoCorasickBuilder::new()
             .match_kind(MatchKind::LeftmostLongest)
+            .start_kind(StartKind::Anchored)
             .build(&words)
             .map_err(|source| DlpError::Automaton {
                 what: "known-secret",
@@ -307,19 +337,36 @@ impl Set {
         Ok(Some(Set { ac, known }))
     }
 
-    /// Every position before `until` where a pattern starts, with the longest pattern
+    /// Adds to `out` each start before `until` that anchor `a`, found (case folded) at
+    /// `r` in `hay`, points at and where a pattern starts, with the longest pattern
     /// starting there.
-    fn scan(&self, hay: &[u8], until: usize, mut hit: impl FnMut(usize, usize)) {
-        let mut at = 0;
-        while at < until {
-            let Some(m) = self.ac.find(Input::new(hay).span(at..hay.len())) else {
-                break;
-            };
-            if m.start() >= until {
-                break;
+    fn starts(
+        &self,
+        hay: &[u8],
+        r: usize,
+        until: usize,
+        a: &Anchor,
+        out: &mut Vec<(usize, usize)>,
+    ) {
+        if !hay[r..].starts_with(&a.bytes) {
+            return;
+        }
+        for back in a.lo..=a.hi.min(r) {
+            let p = r - back;
+            if p >= until {
+                continue;
             }
-            hit(m.start(), self.known[m.pattern().as_usize()]);
-            at = m.start() + 1;
+            let input = Input::new(hay).span(p..hay.len()).anchored(Anchored::Yes);
+            if let Some(m) = self.ac.find(input) {
+                out.push((p, self.known[m.pattern().as_usize()]));
+            }
         }
     }
+}
+
+/// A root while the needle pass is built: its keywords and anchors.
+struct Root {
+    bytes: Vec<u8>,
+    trie: RootTrie,
+    anchors: Vec<Anchor>,
 }

@@ -24,18 +24,38 @@ pub(super) struct RootTrie {
     nodes: Vec<Node>,
     /// Longest part before the root.
     depth: usize,
+    /// The keywords' bytes, side by side: each lowercased, then as written if it must
+    /// match exactly. Kept together so that comparing reads a few nearby cache lines.
+    bytes: Vec<u8>,
 }
 
 #[derive(Debug, Default)]
 struct Node {
     edges: Vec<(u8, u32)>,
-    /// Entries whose part before the root ends here: (entry index, its offset).
-    entries: Vec<u32>,
+    /// Keywords whose part before the root ends here.
+    keywords: Vec<Keyword>,
+}
+
+/// A keyword in its trie.
+#[derive(Debug)]
+struct Keyword {
+    /// Index of its [`Entry`].
+    entry: u32,
+    /// Where its bytes start in [`RootTrie::bytes`].
+    at: u32,
+    len: u16,
+    /// Where the part after the root starts: a root occurrence already matches the
+    /// keyword up to there.
+    tail: u16,
+    /// Its bytes as written follow the lowercased ones, and must match too.
+    exact: bool,
 }
 
 impl RootTrie {
-    /// Assigns entry `index`, whose keyword holds the root at `offset`.
-    pub fn add(&mut self, index: usize, lower: &[u8], offset: usize) {
+    /// Assigns entry `index`, whose keyword holds the root (`root` bytes long) at
+    /// `offset`. Keywords are at most 64 KiB (the scanner bounds them far lower).
+    pub fn add(&mut self, index: usize, entry: &Entry, offset: usize, root: usize) {
+        let lower = &entry.lower;
         if self.nodes.is_empty() {
             self.nodes.push(Node::default());
         }
@@ -51,7 +71,18 @@ impl RootTrie {
                 }
             };
         }
-        self.nodes[node].entries.push(index as u32);
+        let at = self.bytes.len() as u32;
+        self.bytes.extend_from_slice(lower);
+        if let Some(exact) = &entry.exact {
+            self.bytes.extend_from_slice(exact);
+        }
+        self.nodes[node].keywords.push(Keyword {
+            entry: index as u32,
+            at,
+            len: lower.len() as u16,
+            tail: (offset + root) as u16,
+            exact: entry.exact.is_some(),
+        });
         self.depth = self.depth.max(offset);
     }
 
@@ -65,7 +96,6 @@ impl RootTrie {
     /// left out.
     pub fn candidates(
         &self,
-        entries: &[Entry],
         raw: &[u8],
         lower: &[u8],
         r: usize,
@@ -79,16 +109,16 @@ impl RootTrie {
         loop {
             let q = r - back;
             if q < until {
-                for &e in &node.entries {
-                    let entry = &entries[e as usize];
-                    let end = q + entry.lower.len();
-                    let same = lower.get(q..end) == Some(entry.lower.as_slice())
-                        && entry
-                            .exact
-                            .as_ref()
-                            .is_none_or(|x| raw.get(q..end) == Some(x.as_slice()));
-                    if same {
-                        found(q, e);
+                for k in &node.keywords {
+                    let (at, len, tail) = (k.at as usize, usize::from(k.len), usize::from(k.tail));
+                    let end = q + len;
+                    // The trie matched the part before the root; the searcher the root.
+                    let matched = lower
+                        .get(q + tail..end)
+                        .is_some_and(|t| same(t, &self.bytes[at + tail..at + len]))
+                        && (!k.exact || same(&raw[q..end], &self.bytes[at + len..at + 2 * len]));
+                    if matched {
+                        found(q, k.entry);
                     }
                 }
             }
@@ -103,4 +133,52 @@ impl RootTrie {
             }
         }
     }
+}
+
+/// A small set of roots such that every keyword contains one: keywords of up to three
+/// bytes are their own roots; then, greedily, the 4-byte substring held by the most
+/// keywords not yet covered (4-byte roots let Teddy use its 4-byte masks).
+pub(super) fn choose_roots(keywords: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    let find = |k: &[u8], r: &[u8]| k.windows(r.len()).position(|w| w == r);
+    let mut roots: Vec<Vec<u8>> = keywords.iter().filter(|k| k.len() <= 3).cloned().collect();
+    roots.sort();
+    roots.dedup();
+    let mut open: Vec<&[u8]> = keywords
+        .iter()
+        .map(Vec::as_slice)
+        .filter(|k| roots.iter().all(|r| find(k, r).is_none()))
+        .collect();
+    while !open.is_empty() {
+        let mut counts: std::collections::HashMap<&[u8], usize> = std::collections::HashMap::new();
+        for k in &open {
+            let mut seen: Vec<&[u8]> = Vec::new();
+            for w in k.windows(4) {
+                if !seen.contains(&w) {
+                    seen.push(w);
+                    *counts.entry(w).or_default() += 1;
+                }
+            }
+        }
+        // Prefer more keywords covered, then longer (rarer) roots, then bytewise order
+        // so that the choice does not depend on hash order.
+        let best = counts
+            .into_iter()
+            .max_by(|a, b| {
+                (a.1, a.0.len())
+                    .cmp(&(b.1, b.0.len()))
+                    .then_with(|| b.0.cmp(a.0))
+            })
+            .map(|(w, _)| w.to_vec())
+            // Every substring is common: the keyword is its own root.
+            .unwrap_or_else(|| open[0].to_vec());
+        open.retain(|k| find(k, &best).is_none());
+        roots.push(best);
+    }
+    roots
+}
+
+/// Byte equality, inline: keywords are short, and a library call per comparison costs
+/// more than the comparison.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
 }

@@ -11,10 +11,13 @@
 //! byte once and records where each detector's keywords and each known-secret pattern
 //! start; known-secret findings come straight from it. As every match holds a keyword, a
 //! detector's regex runs only at those starts (anchored, when its matches begin with the
-//! keyword) or in windows reaching back `lead` bytes from them. A match is reported only
-//! once every keyword start it could depend on has been seen, which the needle pass
-//! lags behind the data by less than the longest needle. Detectors without keywords
-//! search the whole buffer.
+//! keyword) or in windows reaching back `lead` bytes from them (see `search`). A match is
+//! reported only once every keyword start it could depend on has been seen, which the
+//! needle pass lags behind the data by less than the longest needle. Detectors without
+//! keywords search the whole buffer.
+//!
+//! A scan only visits the detectors with keyword starts to try (a few of hundreds): the
+//! others just move their settled offset on, in one pass over a compact array.
 
 use std::collections::VecDeque;
 use std::ops::Deref;
@@ -23,24 +26,37 @@ use std::sync::Arc;
 use super::detectors::{CONTEXT, Compiled, Family, Kind, Severity};
 use super::known::KnownSet;
 use super::needles::{Needles, Scratch};
+use super::search::{LOOKAROUND, Pass, Reach};
+use super::teddy::Kernel;
 use super::{Config, DlpError, Finding, MIN_KNOWN_SECRET_LEN, builtin_detectors};
-
-/// Bytes of context kept around a match for look-around assertions (`\b`, `(?m)^`),
-/// enough for one UTF-8 character each side.
-const LOOKAROUND: usize = 8;
 
 /// Built from a [`Config`] once per policy; cheap to share between streams (`Arc`).
 #[derive(Debug)]
 pub struct Scanner {
     pub(super) detectors: Vec<Compiled>,
+    /// Per detector, how far its matches reach (kept apart: every scan reads them all).
+    reach: Vec<Reach>,
+    /// Detectors without keywords: they search every scan.
+    always: Vec<usize>,
     /// Every detector's keywords and every known-secret pattern.
     needles: Option<Needles>,
     known: Option<KnownSet>,
+    /// How far known-secret findings reach.
+    known_reach: Reach,
     max_carry: usize,
 }
 
 impl Scanner {
     pub fn new(config: &Config) -> Result<Scanner, DlpError> {
+        Scanner::with_kernel(config, Kernel::best())
+    }
+
+    /// A scanner that searches keyword roots with `kernel`, or with aho-corasick when
+    /// `None` or the CPU cannot run it (tests compare them).
+    pub(super) fn with_kernel(
+        config: &Config,
+        kernel: Option<Kernel>,
+    ) -> Result<Scanner, DlpError> {
         if config.fragment_min_len < MIN_KNOWN_SECRET_LEN {
             return Err(DlpError::FragmentTooShort {
                 len: config.fragment_min_len,
@@ -64,11 +80,7 @@ impl Scanner {
         }
 
         let known = KnownSet::new(&config.known_secrets, config.fragment_min_len)?;
-        let known_needles: Vec<&[u8]> = known
-            .as_ref()
-            .map(|k| k.needles().collect())
-            .unwrap_or_default();
-        let needles = Needles::new(&detectors, &known_needles)?;
+        let needles = Needles::new(&detectors, known.as_ref(), kernel)?;
 
         let longest = detectors
             .iter()
@@ -82,6 +94,11 @@ impl Scanner {
             k.max_len + detectors.iter().map(|d| d.lead).max().unwrap_or(0)
         });
         Ok(Scanner {
+            reach: detectors.iter().map(Reach::of).collect(),
+            always: (0..detectors.len())
+                .filter(|&i| detectors[i].keywords.is_empty())
+                .collect(),
+            known_reach: Reach::exact(known.as_ref().map_or(0, |k| k.max_len)),
             detectors,
             needles,
             known,
@@ -112,6 +129,7 @@ impl<S: Deref<Target = Scanner>> StreamScan<S> {
             next: vec![0; detectors],
             known_next: 0,
             hits: vec![VecDeque::new(); detectors],
+            pending: Vec::new(),
             known_hits: VecDeque::new(),
             needles_next: 0,
             scratch: Scratch::default(),
@@ -178,6 +196,8 @@ pub struct StreamScan<S: Deref<Target = Scanner> = Arc<Scanner>> {
     /// Per detector: stream offsets where one of its keywords starts, in order; those
     /// before the detector's `next` are dropped as the search passes them.
     hits: Vec<VecDeque<u64>>,
+    /// The detectors whose `hits` are not empty, once each.
+    pending: Vec<usize>,
     /// Stream offsets where a known-secret pattern starts, with the longest pattern
     /// there; those before `known_next` are dropped as the search passes them.
     known_hits: VecDeque<(u64, usize)>,
@@ -227,15 +247,6 @@ impl<S: Deref<Target = Scanner>> StreamScan<S> {
         let sc: &Scanner = &self.scanner;
         let end = self.position();
         let base = self.base;
-        let hay = &self.buf[..];
-        // Matches starting before `settle(max_len)` cannot change with more data.
-        let settle = |max_len: usize| {
-            if last {
-                end
-            } else {
-                (end + 1).saturating_sub((max_len + LOOKAROUND) as u64)
-            }
-        };
         let idx = |off: u64| usize::try_from(off - base).unwrap_or(usize::MAX);
         let mut out = Vec::new();
 
@@ -248,128 +259,61 @@ impl<S: Deref<Target = Scanner>> StreamScan<S> {
             };
             let from = self.needles_next.max(base);
             if until > from {
-                let (hits, known_hits) = (&mut self.hits, &mut self.known_hits);
+                let known_hits = &mut self.known_hits;
                 needles.scan(
-                    hay,
+                    &self.buf,
                     idx(from),
                     idx(until),
                     &mut self.scratch,
-                    |p, ds, known| {
-                        let p = base + p as u64;
-                        for &d in ds {
-                            // Two keywords of one detector may start at one position.
-                            if hits[d].back() != Some(&p) {
-                                hits[d].push_back(p);
-                            }
-                        }
-                        if let Some(n) = known {
-                            known_hits.push_back((p, n));
-                        }
-                    },
+                    |p, n| known_hits.push_back((base + p as u64, n)),
                 );
+                // Handed out after the pass, in one go: the per-detector lists stay in
+                // cache.
+                for &(p, e) in self.scratch.found() {
+                    let p = base + p as u64;
+                    for &d in needles.detectors(e) {
+                        if self.hits[d].is_empty() {
+                            self.pending.push(d);
+                        }
+                        insert_hit(&mut self.hits[d], p);
+                    }
+                }
                 self.needles_next = until;
             }
         }
 
-        for (i, d) in sc.detectors.iter().enumerate() {
-            let mut at = self.next[i];
-            let mut report = |m: std::ops::Range<usize>, ok: bool| {
-                if ok {
-                    out.push(Finding {
-                        start: base + m.start as u64,
-                        len: m.len(),
-                        detector: d.name.clone(),
-                    });
-                }
-            };
-            let fin = if d.keywords.is_empty() {
-                let fin = settle(d.max_len);
-                while at < end {
-                    let Some((m, ok)) = d.find_at(hay, idx(at)) else {
-                        break;
-                    };
-                    if base + m.start as u64 >= fin {
-                        break;
-                    }
-                    at = base + m.end as u64;
-                    report(m, ok);
-                }
-                fin
+        let pass = Pass {
+            hay: &self.buf,
+            base,
+            end,
+            last,
+            needles_next: self.needles_next,
+        };
+        for &i in &sc.always {
+            let fin = pass.fin(sc.reach[i]);
+            self.next[i] = pass.whole(&sc.detectors[i], self.next[i], fin, &mut out);
+        }
+        // Only detectors with keyword starts to try have searching to do.
+        let (hits, next) = (&mut self.hits, &mut self.next);
+        self.pending.retain(|&i| {
+            let (d, hits) = (&sc.detectors[i], &mut hits[i]);
+            let fin = pass.fin(sc.reach[i]);
+            next[i] = if d.has_anchored() {
+                pass.anchored(d, hits, next[i], fin, &mut out)
             } else {
-                // Only keyword starts before `keywords_next` are known, and a match may
-                // start `lead` bytes before its keyword.
-                let known_to = if last {
-                    end
-                } else {
-                    self.needles_next.saturating_sub(d.lead as u64)
-                };
-                let fin = settle(d.max_len).min(known_to);
-                let hits = &mut self.hits[i];
-                if d.has_anchored() {
-                    // Every match starts at a keyword: try each in turn, anchored.
-                    while let Some(&p) = hits.front() {
-                        if p >= fin {
-                            break;
-                        }
-                        hits.pop_front();
-                        if p < at {
-                            continue;
-                        }
-                        let s = idx(p);
-                        let limit = idx((p + d.max_len as u64).min(end));
-                        at = p + 1;
-                        if let Some((m, ok)) = d.find_anchored(hay, s, limit) {
-                            at = p + m.len() as u64;
-                            report(s + m.start..s + m.end, ok);
-                        }
-                    }
-                } else {
-                    // Every match holds a keyword, so it starts at most `lead` bytes
-                    // before one: try the regex only on those windows, each cut off where
-                    // no match starting in it can reach (plus look-around context).
-                    let lead = d.lead as u64;
-                    loop {
-                        while hits.front().is_some_and(|&p| p < at) {
-                            hits.pop_front();
-                        }
-                        let Some(&first) = hits.front() else {
-                            break;
-                        };
-                        let from = first.saturating_sub(lead).max(at);
-                        if from >= fin {
-                            break;
-                        }
-                        let mut last_start = first;
-                        for &p in hits.iter().skip(1) {
-                            if p.saturating_sub(lead) > last_start + 1 {
-                                break;
-                            }
-                            last_start = p;
-                        }
-                        let last_start = last_start.min(fin - 1);
-                        let limit = (last_start + (d.max_len + LOOKAROUND) as u64).min(end);
-                        match d.find_at(&hay[..idx(limit)], idx(from)) {
-                            Some((m, ok)) if base + m.start as u64 <= last_start => {
-                                at = base + m.end as u64;
-                                report(m, ok);
-                            }
-                            _ => at = last_start + 1,
-                        }
-                    }
-                }
-                fin
+                pass.windows(d, hits, next[i], fin, &mut out)
             };
-            self.next[i] = at.max(fin);
+            !hits.is_empty()
+        });
+        // For the others, every match starting before `fin` has been reported.
+        for (next, &reach) in self.next.iter_mut().zip(&sc.reach) {
+            *next = (*next).max(pass.fin(reach));
         }
 
         if let Some(k) = &sc.known {
             // Leftmost-longest, non-overlapping: the next pattern start at or after the
             // end of the previous finding, once the needle pass has covered it.
-            let fin = if last {
-                end
-            } else {
-                settle(k.max_len).min(self.needles_next)
-            };
+            let fin = pass.fin(sc.known_reach);
             let mut at = self.known_next;
             while let Some(&(p, n)) = self.known_hits.front() {
                 if p >= fin {
@@ -379,7 +323,7 @@ impl<S: Deref<Target = Scanner>> StreamScan<S> {
                 if p < at {
                     continue;
                 }
-                let (m, name) = k.matched(hay, idx(p), n);
+                let (m, name) = k.matched(pass.hay, idx(p), n);
                 at = base + m.end as u64;
                 out.push(Finding {
                     start: p,
@@ -402,5 +346,19 @@ impl<S: Deref<Target = Scanner>> StreamScan<S> {
             self.buf.drain(..n.min(self.buf.len()));
             self.base += n as u64;
         }
+    }
+}
+
+/// Adds keyword start `p` to a detector's `hits`, keeping them in order and once each:
+/// the needle pass reports positions in order but for a few bytes (it reports a block of
+/// data root group by root group), and two keywords of one detector may start at one
+/// position.
+fn insert_hit(hits: &mut VecDeque<u64>, p: u64) {
+    let mut at = hits.len();
+    while at > 0 && hits[at - 1] > p {
+        at -= 1;
+    }
+    if at == 0 || hits[at - 1] != p {
+        hits.insert(at, p);
     }
 }

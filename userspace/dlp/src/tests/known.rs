@@ -177,3 +177,37 @@ fn a_secret_and_a_keyword_starting_at_one_place_are_both_found() {
         assert_eq!(got, want, "split at {at}");
     }
 }
+
+#[test]
+fn known_secrets_split_anywhere_are_found_once_for_any_fragment_length() {
+    // The needle pass finds a fragment through a block of the value up to
+    // `fragment_min_len - 4` bytes after the fragment's start: a chunk boundary anywhere
+    // in between must neither lose nor move a finding.
+    use super::scan_split;
+    use crate::known::hex;
+    for fragment_min_len in [8, 12, 20] {
+        let sc = scanner(Config {
+            builtin: false,
+            known_secrets: vec![secret("ACME_REAL_KEY", VALUE)],
+            fragment_min_len,
+            ..Config::default()
+        });
+        let mut text = b"a ".to_vec();
+        text.extend_from_slice(&VALUE[3..5 + fragment_min_len]);
+        text.extend_from_slice(b" b ");
+        text.extend(hex(VALUE, b"0123456789abcdef"));
+        text.extend_from_slice(b" c ");
+        text.extend(encode(0, VALUE));
+        text.extend_from_slice(b" d ");
+        text.extend_from_slice(&VALUE[VALUE.len() - fragment_min_len..]);
+        let whole = scan(&sc, &text);
+        assert_eq!(whole.len(), 4, "fragments of {fragment_min_len}: {whole:?}");
+        for at in 0..=text.len() {
+            assert_eq!(
+                scan_split(&sc, &text, &[at, at + 5]),
+                whole,
+                "fragments of {fragment_min_len}, split at {at}"
+            );
+        }
+    }
+}

@@ -4,10 +4,12 @@ mod builtin;
 mod config;
 mod corpus;
 mod decode;
+mod kernels;
 mod known;
 mod reference;
 mod stream;
 mod swap;
+mod throughput;
 
 use super::{Config, Finding, KnownSecret, Scanner};
 

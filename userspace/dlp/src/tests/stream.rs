@@ -1,4 +1,4 @@
-//! Streaming: chunk boundaries, bounded memory, no secrets in findings, throughput.
+//! Streaming: chunk boundaries, bounded memory, no secrets in findings.
 
 use proptest::prelude::*;
 
@@ -203,72 +203,5 @@ proptest! {
         let mut cuts = cuts;
         cuts.sort_unstable();
         prop_assert_eq!(scan_split(sc, &input, &cuts), scan(sc, &input));
-    }
-}
-
-/// Informative only: `cargo test -p cork-dlp --lib --release throughput -- --ignored
-/// --nocapture`. Reports wall-clock throughput and, as the machine may be shared,
-/// throughput per second of this thread's own CPU time.
-#[test]
-#[ignore = "throughput report, not a correctness check"]
-fn throughput_on_mixed_text() {
-    let builtin = scanner(Config::default());
-    let known = scanner(Config {
-        builtin: false,
-        known_secrets: vec![secret("REAL", VALUE)],
-        ..Config::default()
-    });
-    for (what, sc) in [
-        ("builtin + 1 known secret", full()),
-        ("builtin only", &builtin),
-        ("1 known secret only", &known),
-    ] {
-        throughput(what, sc);
-    }
-}
-
-/// This thread's CPU time so far (`/proc/thread-self/schedstat`, nanoseconds on CPU).
-fn thread_cpu() -> Option<std::time::Duration> {
-    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
-    let ns = stat.split_whitespace().next()?.parse().ok()?;
-    Some(std::time::Duration::from_nanos(ns))
-}
-
-fn throughput(what: &str, sc: &Scanner) {
-    let mut unit = Vec::new();
-    unit.extend_from_slice(
-        b"The agent asked for the weather. {\"city\": \"Lisbon\", \"units\": \"metric\", \
-          \"api_version\": 3} Authorization: Bearer placeholder-token\n",
-    );
-    unit.extend_from_slice(b"fn main() { let key = map.get(&k); println!(\"{key}\"); }\n");
-    unit.extend(
-        (0u32..512)
-            .map(|i| b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJ0123456789+/="[(i * 31 % 49) as usize]),
-    );
-    unit.push(b'\n');
-    let mut data = Vec::with_capacity(64 << 20);
-    while data.len() < 64 << 20 {
-        data.extend_from_slice(&unit);
-    }
-    data.truncate(64 << 20);
-    for chunk_size in [16 << 10, 64 << 10] {
-        let cpu = thread_cpu();
-        let start = std::time::Instant::now();
-        let mut s = sc.stream();
-        let mut n = 0;
-        for chunk in data.chunks(chunk_size) {
-            n += s.feed(chunk).len();
-        }
-        n += s.finish().len();
-        let secs = start.elapsed().as_secs_f64();
-        let cpu_secs = cpu
-            .zip(thread_cpu())
-            .map_or(secs, |(a, b)| (b - a).as_secs_f64());
-        println!(
-            "dlp throughput, {what}: {:.0} MB/s wall, {:.0} MB/s per CPU second ({} KiB chunks, {n} findings)",
-            data.len() as f64 / secs / 1e6,
-            data.len() as f64 / cpu_secs / 1e6,
-            chunk_size >> 10
-        );
     }
 }

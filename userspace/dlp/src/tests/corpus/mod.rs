@@ -4,7 +4,7 @@
 //! false blocks ≤ 1 % of benign payloads and ≤ 5 % of near misses) and prints recall and
 //! precision per family: `cargo test -p cork-dlp corpus -- --nocapture`.
 
-mod benign;
+pub(super) mod benign;
 pub(super) mod generate;
 mod negatives;
 mod positives;
@@ -121,6 +121,14 @@ fn positives() -> Vec<Positive> {
         }
     }
     out
+}
+
+/// Every text of the corpus, one after another: positives, near misses, benign payloads.
+pub(super) fn all_text() -> String {
+    let mut parts: Vec<String> = positives().into_iter().map(|p| p.text).collect();
+    parts.extend(near_misses());
+    parts.extend(benign::payloads(BENIGN, &mut Rng::new(3)));
+    parts.join("\n")
 }
 
 fn near_misses() -> Vec<String> {

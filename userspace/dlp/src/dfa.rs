@@ -1,0 +1,71 @@
+//! The anchored DFA: a detector's regex compiled to a fully built DFA for searches that
+//! start at a keyword. Most such searches find nothing a few bytes past the keyword;
+//! the general regex engine spends more setting up each one than searching, the DFA a
+//! few table lookups.
+
+use regex_automata::dfa::{Automaton, StartKind, dense};
+use regex_automata::util::primitives::StateID;
+use regex_automata::util::{start, syntax};
+use regex_automata::{Anchored, nfa::thompson};
+
+/// Largest anchored DFA built, in bytes.
+const DFA_LIMIT: usize = 512 << 10;
+
+/// A regex as a DFA that matches only at the start of the haystack.
+#[derive(Debug)]
+pub(super) struct AnchoredDfa {
+    dfa: dense::DFA<Vec<u32>>,
+    start: StateID,
+}
+
+/// The DFA met a byte it cannot decide on. Only look-around makes a DFA give up, and
+/// anchored searches are only built for regexes without it.
+#[derive(Debug)]
+pub(super) struct GaveUp;
+
+impl AnchoredDfa {
+    /// `None` when the DFA would exceed [`DFA_LIMIT`].
+    pub fn build(regex: &str) -> Option<AnchoredDfa> {
+        let dfa = dense::Builder::new()
+            .configure(
+                dense::Config::new()
+                    .start_kind(StartKind::Anchored)
+                    .dfa_size_limit(Some(DFA_LIMIT))
+                    .determinize_size_limit(Some(4 * DFA_LIMIT)),
+            )
+            // As `regex::bytes` parses and compiles.
+            .syntax(syntax::Config::new().utf8(false))
+            .thompson(thompson::Config::new().utf8(false))
+            .build(regex)
+            .ok()?;
+        let start = dfa
+            .start_state(&start::Config::new().anchored(Anchored::Yes))
+            .ok()?;
+        Some(AnchoredDfa { dfa, start })
+    }
+
+    /// The end of the leftmost-first match starting at the start of `hay`, as a search
+    /// over `hay` alone finds it.
+    pub fn end(&self, hay: &[u8]) -> Result<Option<usize>, GaveUp> {
+        let dfa = &self.dfa;
+        let mut state = self.start;
+        let mut end = None;
+        for (at, &b) in hay.iter().enumerate() {
+            state = dfa.next_state(state, b);
+            if dfa.is_special_state(state) {
+                // Matches show one byte late: this one ends before `b`.
+                if dfa.is_match_state(state) {
+                    end = Some(at);
+                } else if dfa.is_dead_state(state) {
+                    return Ok(end);
+                } else if dfa.is_quit_state(state) {
+                    return Err(GaveUp);
+                }
+            }
+        }
+        if dfa.is_match_state(dfa.next_eoi_state(state)) {
+            end = Some(hay.len());
+        }
+        Ok(end)
+    }
+}

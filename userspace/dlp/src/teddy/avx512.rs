@@ -1,0 +1,84 @@
+//! The AVX-512 VBMI kernel of the root search: 64 positions at a time, each root byte
+//! looked up in a 128-entry table by the low seven bits of the data byte (`vpermi2b`),
+//! exact for ASCII. Bytes from 0x80 share the entry of their low seven bits: that only
+//! lets a false candidate through, which the comparison with the root rejects.
+
+use std::arch::x86_64::{
+    __m512i, _mm512_and_si512, _mm512_loadu_si512, _mm512_or_si512, _mm512_permutex2var_epi8,
+    _mm512_setzero_si512, _mm512_storeu_si512, _mm512_test_epi8_mask,
+};
+
+use super::{Group, MAX_GROUPS, MAX_ROOT, PAD, check, valid};
+
+/// Calls `found` for every root at a position before `end`.
+///
+/// # Safety
+/// The CPU must have AVX-512 F, BW and VBMI.
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+pub(super) unsafe fn find(
+    groups: &[Group],
+    buf: &[u8],
+    len: usize,
+    end: usize,
+    found: &mut dyn FnMut(usize, usize),
+) {
+    assert!(end <= len && len + PAD <= buf.len() && groups.len() <= MAX_GROUPS);
+    let mut lanes = [[0u8; 64]; MAX_GROUPS];
+    let mut masks = [0u64; MAX_GROUPS];
+    let mut i = 0;
+    while i < end {
+        // Bytes i + j .. i + j + 64, for each root byte j.
+        let mut v = [_mm512_setzero_si512(); MAX_ROOT];
+        for (j, v) in v.iter_mut().enumerate() {
+            // SAFETY: i < end <= len, so i + j + 64 <= len + 67 <= buf.len().
+            *v = unsafe { _mm512_loadu_si512(buf.as_ptr().add(i + j).cast::<__m512i>()) };
+        }
+        let mut any = _mm512_setzero_si512();
+        for (g, lane) in groups.iter().zip(lanes.iter_mut()) {
+            let acc = match g.len {
+                1 => buckets::<1>(g, &v),
+                2 => buckets::<2>(g, &v),
+                3 => buckets::<3>(g, &v),
+                _ => buckets::<4>(g, &v),
+            };
+            // SAFETY: a lane is 64 writable bytes, written unaligned.
+            unsafe { _mm512_storeu_si512(lane.as_mut_ptr().cast::<__m512i>(), acc) };
+            any = _mm512_or_si512(any, acc);
+        }
+        // Candidates are rare: find which groups have some only when there are.
+        if _mm512_test_epi8_mask(any, any) != 0 {
+            let valid = valid(i, end, 64);
+            for (lane, mask) in lanes.iter().zip(masks.iter_mut()).take(groups.len()) {
+                let acc = table(lane);
+                *mask = _mm512_test_epi8_mask(acc, acc) & valid;
+            }
+            check(groups, &lanes, &masks, buf, i, len, found);
+        }
+        i += 64;
+    }
+}
+
+/// The buckets each of the 64 positions is a candidate for in group `g` (of roots `L`
+/// bytes long).
+#[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+#[inline]
+fn buckets<const L: usize>(g: &Group, v: &[__m512i; MAX_ROOT]) -> __m512i {
+    let lookup = |j: usize| {
+        let (low, high) = g.bytes[j].split_at(64);
+        _mm512_permutex2var_epi8(table(low), v[j], table(high))
+    };
+    let mut acc = lookup(0);
+    for j in 1..L {
+        acc = _mm512_and_si512(acc, lookup(j));
+    }
+    acc
+}
+
+/// 64 bytes of a table.
+#[target_feature(enable = "avx512f")]
+#[inline]
+fn table(t: &[u8]) -> __m512i {
+    assert!(t.len() >= 64);
+    // SAFETY: `t` has at least 64 readable bytes; the load is unaligned.
+    unsafe { _mm512_loadu_si512(t.as_ptr().cast::<__m512i>()) }
+}
