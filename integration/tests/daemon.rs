@@ -9,8 +9,30 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use cork_integration::process::Spawned;
+use cork_integration::process::{RunOutput, Spawned};
 use cork_integration::{Side, World};
+
+/// `cork bottle create --socket SOCK -m MANIFEST`.
+fn create(world: &World, sock: &str, manifest: &std::path::Path) -> Result<RunOutput> {
+    world.run(world.cork([
+        "bottle".as_ref(),
+        "create".as_ref(),
+        "--socket".as_ref(),
+        sock.as_ref(),
+        "-m".as_ref(),
+        manifest.as_os_str(),
+    ]))
+}
+
+/// The `cgroup.procs` of standing bottle `name`, from `cork bottle show`.
+fn cgroup_procs(world: &World, sock: &str, name: &str) -> Result<String> {
+    let out = world.run(world.cork(["bottle", "show", name, "--socket", sock]))?;
+    let info: serde_json::Value = serde_json::from_str(&out.stdout)?;
+    Ok(info["cgroup_procs"]
+        .as_str()
+        .context("cgroup_procs")?
+        .to_owned())
+}
 
 #[test]
 fn a_daemon_holds_standing_bottles_behind_its_control_socket() -> Result<()> {
@@ -75,36 +97,15 @@ fn a_daemon_holds_standing_bottles_behind_its_control_socket() -> Result<()> {
         "[[egress.allow]]\ncidr = \"198.51.100.10/32\"\nports = [8080]\n",
     )?;
     let name = world.bottle_name("web");
-    let out = world.run(world.cork([
-        "bottle".as_ref(),
-        "create".as_ref(),
-        "--socket".as_ref(),
-        sock.as_ref(),
-        "-m".as_ref(),
-        manifest.as_os_str(),
-    ]))?;
+    let out = create(&world, &sock, &manifest)?;
     assert_eq!(out.code(), 0, "{out}");
     assert!(out.stdout.starts_with(&name), "{out}");
     // The same name again: exists.
-    let out = world.run(world.cork([
-        "bottle".as_ref(),
-        "create".as_ref(),
-        "--socket".as_ref(),
-        sock.as_ref(),
-        "-m".as_ref(),
-        manifest.as_os_str(),
-    ]))?;
+    let out = create(&world, &sock, &manifest)?;
     assert_eq!(out.code(), 5, "{out}");
     // A bad manifest: located, nothing created.
     let bad = world.manifest("bad", "[[egress.allow]]\ncidr = \"198.51.100.300/32\"\n")?;
-    let out = world.run(world.cork([
-        "bottle".as_ref(),
-        "create".as_ref(),
-        "--socket".as_ref(),
-        sock.as_ref(),
-        "-m".as_ref(),
-        bad.as_os_str(),
-    ]))?;
+    let out = create(&world, &sock, &bad)?;
     assert_eq!(out.code(), 1, "{out}");
     assert!(out.stderr.contains(":7:"), "located: {out}");
 
@@ -191,21 +192,9 @@ fn a_daemon_holds_standing_bottles_behind_its_control_socket() -> Result<()> {
     assert_eq!(out.code(), 4, "{out}");
 
     // A bottle left standing goes down with the daemon.
-    let out = world.run(world.cork([
-        "bottle".as_ref(),
-        "create".as_ref(),
-        "--socket".as_ref(),
-        sock.as_ref(),
-        "-m".as_ref(),
-        manifest.as_os_str(),
-    ]))?;
+    let out = create(&world, &sock, &manifest)?;
     assert_eq!(out.code(), 0, "{out}");
-    let out = world.run(world.cork(["bottle", "show", &name, "--socket", &sock]))?;
-    let info: serde_json::Value = serde_json::from_str(&out.stdout)?;
-    let procs = info["cgroup_procs"]
-        .as_str()
-        .context("cgroup_procs")?
-        .to_owned();
+    let procs = cgroup_procs(&world, &sock, &name)?;
     nix::sys::signal::kill(daemon.pid(), nix::sys::signal::Signal::SIGTERM)?;
     let out = daemon.finish(Duration::from_secs(30))?;
     assert_eq!(out.code(), 0, "{out}");
@@ -222,21 +211,9 @@ fn a_daemon_holds_standing_bottles_behind_its_control_socket() -> Result<()> {
         &format!("cork daemon: serving on {sock}"),
         Duration::from_secs(30),
     )?;
-    let out = world.run(world.cork([
-        "bottle".as_ref(),
-        "create".as_ref(),
-        "--socket".as_ref(),
-        sock.as_ref(),
-        "-m".as_ref(),
-        manifest.as_os_str(),
-    ]))?;
+    let out = create(&world, &sock, &manifest)?;
     assert_eq!(out.code(), 0, "{out}");
-    let out = world.run(world.cork(["bottle", "show", &name, "--socket", &sock]))?;
-    let info: serde_json::Value = serde_json::from_str(&out.stdout)?;
-    let procs = info["cgroup_procs"]
-        .as_str()
-        .context("cgroup_procs")?
-        .to_owned();
+    let procs = cgroup_procs(&world, &sock, &name)?;
     daemon.kill()?;
     let script =
         format!("echo $$ > {procs} && busybox nc -w 3 198.51.100.11 8080 </dev/null; echo rc=$?");

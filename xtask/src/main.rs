@@ -219,17 +219,16 @@ fn bench(extra: &[String]) -> Result<()> {
         bail!("the benchmark runs bottles: run it as root");
     }
     // The client loop is the same binary inside and outside the bottle.
-    run(cargo().args([
-        "build",
-        "--release",
-        "-p",
-        "cork",
-        "--bin",
-        "cork",
-        "-p",
-        "cork-integration",
-        "--bins",
-    ]))?;
+    release_run("cork-bench", &["--bins"], extra)
+}
+
+/// Builds cork and the integration binaries `bins` (cargo's selection flags) in release,
+/// then runs integration binary `bin` with `extra` and `CORK_BIN` set.
+fn release_run(bin: &str, bins: &[&str], extra: &[String]) -> Result<()> {
+    run(cargo()
+        .args(["build", "--release", "-p", "cork", "--bin", "cork", "-p"])
+        .arg("cork-integration")
+        .args(bins))?;
     run(cargo()
         .args([
             "run",
@@ -238,7 +237,7 @@ fn bench(extra: &[String]) -> Result<()> {
             "-p",
             "cork-integration",
             "--bin",
-            "cork-bench",
+            bin,
             "--",
         ])
         .args(extra)
@@ -251,31 +250,11 @@ fn bench_vm() -> Result<()> {
         bail!("the VM benchmark boots guests on taps in network namespaces: run it as root");
     }
     guest::build(&root())?;
-    run(cargo().args([
-        "build",
-        "--release",
-        "-p",
-        "cork",
-        "--bin",
-        "cork",
-        "-p",
-        "cork-integration",
-        "--bin",
-        "cork-vm-boot",
-        "--bin",
+    release_run(
         "cork-vm-bench",
-    ]))?;
-    run(cargo()
-        .args([
-            "run",
-            "--release",
-            "--quiet",
-            "-p",
-            "cork-integration",
-            "--bin",
-            "cork-vm-bench",
-        ])
-        .env("CORK_BIN", cork_bin("release")))
+        &["--bin", "cork-vm-boot", "--bin", "cork-vm-bench"],
+        &[],
+    )
 }
 
 /// Debian packages of the peer proxies `bench-proxy` measures (not CI's: `deps` stays

@@ -220,12 +220,7 @@ impl BottleRuntime {
         sink: Arc<Mutex<AuditSink>>,
         masks: Vec<Mask>,
     ) -> Result<Self, RuntimeError> {
-        let upstreams = upstream::upstreams(&policy);
-        if upstreams.is_empty() && !policy.domains.is_empty() {
-            return Err(RuntimeError::NoUpstream);
-        }
-        let lease = IdLease::allocate()?;
-        let key = BottleKey::new(&policy.name, lease.id());
+        let (upstreams, lease, key) = Self::identity(&policy)?;
         // Every DNS packet the bottle sends is redirected to this port (127.0.0.1 and ::1).
         let dns = BoundDnsProxy::bind(0).map_err(RuntimeError::DnsBind)?;
         // TCP to inspected ports is redirected to this listener (127.0.0.1 and ::1).
@@ -276,6 +271,20 @@ impl BottleRuntime {
         };
         this.write_event(&event)?;
         Ok(this)
+    }
+
+    /// What every bottle starts with: its DNS upstreams (a manifest with names needs
+    /// one), a host-wide id and the key derived from it.
+    pub(crate) fn identity(
+        policy: &Policy,
+    ) -> Result<(Vec<std::net::SocketAddr>, IdLease, BottleKey), RuntimeError> {
+        let upstreams = upstream::upstreams(policy);
+        if upstreams.is_empty() && !policy.domains.is_empty() {
+            return Err(RuntimeError::NoUpstream);
+        }
+        let lease = IdLease::allocate()?;
+        let key = BottleKey::new(&policy.name, lease.id());
+        Ok((upstreams, lease, key))
     }
 
     pub(crate) fn assemble(parts: Parts, lease: IdLease) -> Self {

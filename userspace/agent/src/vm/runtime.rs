@@ -11,10 +11,8 @@ use cork_bpf::LoadConstants;
 use cork_dns::BoundDnsProxy;
 use cork_policy::Policy;
 
-use crate::key::{BottleKey, IdLease};
 use crate::mounts;
 use crate::runtime::{BottleRuntime, Fence, Parts, RuntimeError};
-use crate::upstream;
 use crate::vm::{GuestAddressing, Pools, TapFence, TapLink};
 use crate::web::{self, WebSetup};
 
@@ -30,12 +28,7 @@ impl BottleRuntime {
         sink: Arc<Mutex<AuditSink>>,
         pools: &Pools,
     ) -> Result<Self, RuntimeError> {
-        let upstreams = upstream::upstreams(&policy);
-        if upstreams.is_empty() && !policy.domains.is_empty() {
-            return Err(RuntimeError::NoUpstream);
-        }
-        let lease = IdLease::allocate()?;
-        let key = BottleKey::new(&policy.name, lease.id());
+        let (upstreams, lease, key) = Self::identity(&policy)?;
         let link = TapLink::create(pools, lease.id())?;
         let (gw4, gw6) = (link.addressing.gateway4, link.addressing.gateway6);
         // nftables DNATs the guest's DNS (any resolver) and inspected flows here.
