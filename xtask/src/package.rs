@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 
 /// Libraries the binary links (nftnl/mnl for VM bottles' nftables) and what `cork vm`
 /// runs; nftables itself is not needed (cork talks netlink).
-const DEPENDS: &str = "libc6, libnftnl11, libmnl0";
+const DEPENDS: &str = "libc6, libgcc-s1, libnftnl11, libmnl0";
 const RECOMMENDS: &str = "qemu-system-x86";
 
 pub fn package(root: &Path, version: &str) -> Result<()> {
