@@ -275,13 +275,49 @@ async fn pass_through(
     let _ = up.set_nodelay(true);
     ev.verdict = "allow";
     ev.reason = "passthrough";
-    match tokio::io::copy_bidirectional(&mut stream, &mut up).await {
-        Ok((a, b)) => {
-            ev.bytes_up = a;
-            ev.bytes_down = b;
+    // Written however the relay ends — even when the task is dropped because the bottle
+    // stops while the upstream still holds its side open.
+    let mut audit = RelayAudit {
+        shared,
+        ev: Some(ev),
+        started,
+    };
+    let copied = tokio::io::copy_bidirectional(&mut stream, &mut up).await;
+    if let Some(ev) = audit.ev.as_mut() {
+        match copied {
+            Ok((a, b)) => {
+                ev.bytes_up = a;
+                ev.bytes_down = b;
+            }
+            Err(e) => ev.error = Some(e.to_string()),
         }
-        Err(e) => ev.error = Some(e.to_string()),
     }
-    ev.finish(started);
-    shared.audit(&ev);
+    audit.write();
+}
+
+/// A pass-through flow's event, written once: when the relay ends, or when its task is
+/// dropped first (then with an error saying the relay was cut).
+struct RelayAudit {
+    shared: Arc<Shared>,
+    ev: Option<ProxyEvent>,
+    started: Instant,
+}
+
+impl RelayAudit {
+    fn write(&mut self) {
+        if let Some(mut ev) = self.ev.take() {
+            ev.finish(self.started);
+            self.shared.audit(&ev);
+        }
+    }
+}
+
+impl Drop for RelayAudit {
+    fn drop(&mut self) {
+        if let Some(ev) = self.ev.as_mut() {
+            ev.error
+                .get_or_insert_with(|| "the relay was cut: the bottle stopped".to_owned());
+        }
+        self.write();
+    }
 }
