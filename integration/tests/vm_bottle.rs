@@ -445,6 +445,34 @@ fn preflight_refuses_a_host_without_kvm_before_creating_anything() -> Result<()>
         out.stderr.contains("CORK_TEST_KVM_DEVICE is set but"),
         "{out}"
     );
+    // A pool the host already routes (the World's uplink is 198.51.100.0/24 until
+    // make_room_for_pools) is refused before any tap exists.
+    let probe = world.path("probe", "sh");
+    std::fs::write(&probe, "true\n")?;
+    let out = world.run(&mut cork_vm(
+        &world,
+        &Guest {
+            kernel: "/nonexistent-kernel".into(),
+            initrd: "/nonexistent-initrd".into(),
+        },
+        &manifest,
+        "p",
+        &probe,
+        "",
+    ))?;
+    assert_eq!(out.code(), 125, "{out}");
+    assert!(
+        out.stderr.contains("overlaps routes this host has"),
+        "{out}"
+    );
+    assert!(
+        out.stderr.contains("198.51.100.0/24"),
+        "names the route: {out}"
+    );
+    assert!(
+        !world.bottle().ip(&["-o", "link"])?.contains("cork"),
+        "no tap was created"
+    );
     // The preflight alone, for TCG, passes on this host.
     let out = world.run(world.cork(["vm", "--preflight", "--accel", "tcg"]))?;
     assert_eq!(out.code(), 0, "{out}");
