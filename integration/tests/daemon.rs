@@ -158,6 +158,37 @@ fn a_daemon_holds_standing_bottles_behind_its_control_socket() -> Result<()> {
         Duration::from_secs(10),
     )?;
 
+    // The second wall: a bottle whose manifest lets it reach the socket (a non-default
+    // path can be listed) gets through the kernel, and the daemon's gate refuses it —
+    // root, but in a bottle's cgroup — with exit 6 and a `control_refused` event.
+    let open = world.manifest("gate", &format!("[unix]\nallow = [\"{sock}\"]\n"))?;
+    let out = create(&world, &sock, &open)?;
+    assert_eq!(out.code(), 0, "{out}");
+    let gate_procs = cgroup_procs(&world, &sock, &world.bottle_name("gate"))?;
+    let script = format!(
+        "echo $$ > {gate_procs} && {} bottle ls --socket {sock}; echo ls_rc=$?",
+        cork_integration::cork::cork_bin()?.display()
+    );
+    let out = world.run(world.command(Side::Bottle, "sh").args(["-c", &script]))?;
+    assert!(
+        out.stdout.contains("ls_rc=6"),
+        "the gate let a bottle in: {out}"
+    );
+    assert!(out.stderr.contains("runs inside bottle"), "{out}");
+    cork_integration::Audit::wait_for(
+        &audit,
+        serde_json::json!({"layer": "cork", "event": "control_refused"}),
+        Duration::from_secs(10),
+    )?;
+    let out = world.run(world.cork([
+        "bottle",
+        "rm",
+        &world.bottle_name("gate"),
+        "--socket",
+        &sock,
+    ]))?;
+    assert_eq!(out.code(), 0, "{out}");
+
     // cork exec: a command started in the standing bottle, hardened as cork run's.
     let key = info["key"].as_str().context("key")?.to_owned();
     let out = world.run(world.cork([

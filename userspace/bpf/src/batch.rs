@@ -40,21 +40,9 @@ pub fn unsupported(e: &io::Error) -> bool {
 }
 
 fn call(cmd: libc::c_long, attr: &mut BatchAttr) -> io::Result<()> {
-    // SAFETY: attr is a fully initialised prefix of `union bpf_attr` of the size passed;
+    // SAFETY: attr is a fully initialised prefix of `union bpf_attr` (the batch member);
     // every pointer in it is valid for the counts it gives (the callers' slices).
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            cmd,
-            attr as *mut BatchAttr,
-            std::mem::size_of::<BatchAttr>() as u32,
-        )
-    };
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
+    unsafe { crate::direct::sys::bpf(cmd, attr) }.map(drop)
 }
 
 /// Writes `keys[i] → values[i]` for every i in one call (BPF_ANY). `K` and `V` must be

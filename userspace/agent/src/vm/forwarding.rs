@@ -190,10 +190,7 @@ fn restore_after_dead_agents_in(state: &Path, root: &Path) -> Result<Vec<String>
     update_state(state, root, |st, root| {
         st.holders.retain(|p| alive(*p));
         if st.holders.is_empty() {
-            for (key, value) in std::mem::take(&mut st.saved).into_iter().rev() {
-                write_sysctl(root, &key, &value)?;
-                restored.push(key);
-            }
+            restored = restore(st, root)?;
         }
         Ok(())
     })?;
@@ -216,9 +213,7 @@ impl Drop for ForwardingLease {
             }
             st.holders.retain(|p| alive(*p));
             if st.holders.is_empty() {
-                for (key, value) in std::mem::take(&mut st.saved).into_iter().rev() {
-                    write_sysctl(root, &key, &value)?;
-                }
+                restore(st, root)?;
             }
             Ok(())
         });
@@ -259,6 +254,17 @@ fn netns_cookie() -> std::io::Result<u64> {
         return Err(std::io::Error::last_os_error());
     }
     Ok(cookie)
+}
+
+/// Puts back every value the record saved (last changed first) and forgets them; the keys
+/// restored.
+fn restore(st: &mut State, root: &Path) -> Result<Vec<String>, ForwardingError> {
+    let mut restored = Vec::new();
+    for (key, value) in std::mem::take(&mut st.saved).into_iter().rev() {
+        write_sysctl(root, &key, &value)?;
+        restored.push(key);
+    }
+    Ok(restored)
 }
 
 fn alive(pid: u32) -> bool {

@@ -148,13 +148,6 @@ pub fn usable_addresses(text: &str, ifname: &str) -> Vec<Ipv6Addr> {
         .collect()
 }
 
-/// The link-local address of `ifname` in `/proc/net/if_inet6` text, if usable.
-pub fn parse_link_local(text: &str, ifname: &str) -> Option<Ipv6Addr> {
-    usable_addresses(text, ifname)
-        .into_iter()
-        .find(Ipv6Addr::is_unicast_link_local)
-}
-
 /// Waits (bounded) until `ifname` has a usable address `want` picks, and returns it. Even
 /// with `accept_dad = 0` a new IPv6 address is tentative until the kernel's address
 /// work runs (a moment after it was added, or after link-up for the link-local one),
@@ -210,15 +203,20 @@ fe80000000000000a8bbccfffedd0003 07 40 20 80     cork5
 
     #[test]
     fn link_local_is_the_usable_scope_link_address_of_that_interface() {
+        let link_local = |ifname| {
+            usable_addresses(TEXT, ifname)
+                .into_iter()
+                .find(Ipv6Addr::is_unicast_link_local)
+        };
         assert_eq!(
-            parse_link_local(TEXT, "cork4"),
+            link_local("cork4"),
             Some("fe80::a8bb:ccff:fedd:2".parse().expect("ip"))
         );
         // Tentative (0x40 in 0xc0): not yet.
-        assert_eq!(parse_link_local(TEXT, "cork3"), None);
+        assert_eq!(link_local("cork3"), None);
         // A name that is a prefix of another interface's is not that interface.
-        assert_eq!(parse_link_local(TEXT, "cork"), None);
-        assert_eq!(parse_link_local(TEXT, "lo"), None);
+        assert_eq!(link_local("cork"), None);
+        assert_eq!(link_local("lo"), None);
     }
 
     #[test]

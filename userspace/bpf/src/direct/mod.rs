@@ -7,7 +7,7 @@
 //! `union bpf_attr`). The pinned link is then handed to aya as a [`PinnedLink`], so teardown
 //! is the same as for every other program.
 
-mod sys;
+pub(crate) mod sys;
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::CString;

@@ -24,7 +24,7 @@ const LOG_BYTES: usize = 1 << 20;
 /// # Safety
 /// `A` must be the `#[repr(C)]` `union bpf_attr` member that `cmd` reads, and every pointer
 /// in it valid for the access the kernel makes during the call.
-unsafe fn bpf<A>(cmd: libc::c_long, attr: &mut A) -> io::Result<libc::c_long> {
+pub(crate) unsafe fn bpf<A>(cmd: libc::c_long, attr: &mut A) -> io::Result<libc::c_long> {
     // SAFETY: the caller's promise; the size passed is attr's own.
     let rc = unsafe {
         libc::syscall(

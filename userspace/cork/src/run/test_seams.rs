@@ -4,27 +4,29 @@
 
 use std::time::Duration;
 
+use crate::seams::{MARKER, SeamGateError};
+
 const PREFIX: &str = "CORK_TEST_";
-const MARKER: &str = "CORK_TEST_HARNESS";
 /// Delay before the audit reader starts, so a test can overflow the ring buffer and see
 /// the loss reported.
 const READER_DELAY_MS: &str = "CORK_TEST_READER_DELAY_MS";
 /// `VAR=HOST`: the provider key in VAR goes to HOST instead of the provider's real API,
 /// so that a test world (names under `.test`) can show the swap end to end.
 const PROVIDER_HOST: &str = "CORK_TEST_PROVIDER_HOST";
+/// Every seam `cork run` honours.
+const NAMES: &[&str] = &[READER_DELAY_MS, PROVIDER_HOST];
 
 #[derive(Debug, thiserror::Error)]
 pub enum SeamError {
-    #[error("{var} is set but {MARKER}=1 is not: test seams only work under the test harness")]
-    NoHarness { var: String },
+    /// A seam without the harness marker, or one `cork run` does not honour.
+    #[error(transparent)]
+    Gate(#[from] SeamGateError),
     #[error("{var}={value:?}: {expected}")]
     Bad {
         var: &'static str,
         value: String,
         expected: &'static str,
     },
-    #[error("unknown test seam {var}")]
-    Unknown { var: String },
 }
 
 #[derive(Debug, Default)]
@@ -41,15 +43,10 @@ pub fn from_env() -> Result<Seams, SeamError> {
 
 fn from_vars(vars: impl Iterator<Item = (String, String)>) -> Result<Seams, SeamError> {
     let vars: Vec<(String, String)> = vars.filter(|(k, _)| k.starts_with(PREFIX)).collect();
-    let harness = vars.iter().any(|(k, v)| k == MARKER && v == "1");
+    // The shared gate refuses a lone seam and one this command does not honour.
+    crate::seams::active(vars.iter().cloned(), NAMES)?;
     let mut seams = Seams::default();
-    for (var, value) in vars {
-        if var == MARKER {
-            continue;
-        }
-        if !harness {
-            return Err(SeamError::NoHarness { var });
-        }
+    for (var, value) in vars.into_iter().filter(|(k, _)| k != MARKER) {
         match var.as_str() {
             READER_DELAY_MS => {
                 let ms = value.parse().map_err(|_| SeamError::Bad {
@@ -71,7 +68,7 @@ fn from_vars(vars: impl Iterator<Item = (String, String)>) -> Result<Seams, Seam
                     });
                 }
             },
-            _ => return Err(SeamError::Unknown { var }),
+            _ => return Err(SeamGateError::Unknown { var, known: NAMES }.into()),
         }
     }
     Ok(seams)
@@ -91,7 +88,10 @@ mod tests {
     #[test]
     fn seams_need_the_harness_marker() {
         let e = from_vars(vars(&[(READER_DELAY_MS, "10")])).unwrap_err();
-        assert!(matches!(e, SeamError::NoHarness { .. }), "{e}");
+        assert!(
+            matches!(e, SeamError::Gate(SeamGateError::WithoutHarness { .. })),
+            "{e}"
+        );
         let s = from_vars(vars(&[(READER_DELAY_MS, "10"), (MARKER, "1")])).unwrap();
         assert_eq!(s.reader_delay, Some(Duration::from_millis(10)));
         assert!(
@@ -120,7 +120,7 @@ mod tests {
     #[test]
     fn unknown_or_bad_seams_are_refused() {
         let e = from_vars(vars(&[("CORK_TEST_OPEN_DOOR", "1"), (MARKER, "1")])).unwrap_err();
-        assert!(matches!(e, SeamError::Unknown { .. }));
+        assert!(matches!(e, SeamError::Gate(SeamGateError::Unknown { .. })));
         let e = from_vars(vars(&[(READER_DELAY_MS, "soon"), (MARKER, "1")])).unwrap_err();
         assert!(matches!(e, SeamError::Bad { .. }));
     }
