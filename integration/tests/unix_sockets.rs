@@ -168,7 +168,16 @@ fn listed_unix_sockets_are_reachable() -> Result<()> {
     // Two datagrams from one socket to one name: one allow event, like unconnected UDP.
     let sent = audit.find(json!({"hook": "sendmsg_unix", "dst": names.dgram_path}));
     assert_eq!(sent.len(), 1, "{}", audit.dump());
-    audit.expect_none(json!({"verdict": "deny"}))?;
+    // Only the listed names are asserted: the host's name service (glibc trying nscd's
+    // socket, say) may add denials of its own that this test is not about.
+    for dst in [
+        &names.stream_path,
+        &names.stream_abstract,
+        &names.dgram_path,
+        &names.dgram_abstract,
+    ] {
+        audit.expect_none(json!({"verdict": "deny", "dst": dst}))?;
+    }
     Ok(())
 }
 
