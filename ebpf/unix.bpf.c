@@ -32,7 +32,8 @@ static __always_inline int cork_unix(struct bpf_sock_addr *ctx, __u8 hook)
 	__u32 rule_id = CORK_RULE_NONE;
 
 	if (cork_unix_name(ctx, &key) == 0) {
-		rule = bpf_map_lookup_elem(&cork_unix_names, &key);
+		rule = cork_policy_slot() ? bpf_map_lookup_elem(&cork_unixname_1, &key) :
+					    bpf_map_lookup_elem(&cork_unix_names, &key);
 		if (rule && rule->action == CORK_ACTION_ALLOW) {
 			verdict = CORK_VERDICT_ALLOW;
 			reason = CORK_REASON_UNIX_ALLOW;

@@ -28,6 +28,10 @@
 #define CORK_MAX_FLOWS 16384
 /* rule_id value meaning "no manifest rule decided this" (default deny, loopback...). */
 #define CORK_RULE_NONE 0xffffffffu
+/* Set in every rule id written to the slot-1 policy maps (see cork_policy_slot in
+ * cork_maps.h): an audit record names the generation whose rule decided, however late it
+ * is read. Rule ids stay below 1 << 20. */
+#define CORK_RULE_SLOT_BIT 0x40000000u
 
 /* Capacity of the unix name map: the manifest's `[unix] allow` plus cork's own deny entries
  * for its control socket (the policy compiler refuses more). */

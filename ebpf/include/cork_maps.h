@@ -9,41 +9,78 @@
 
 #include "cork_bpf.h"
 
+/*
+ * The policy maps come in two slots: the unsuffixed maps are slot 0, the `_1` maps slot 1.
+ * cork_gen holds the live slot. A policy update (`cork bottle update`) fills the other
+ * slot, reads it back, then flips this one word: every decision reads the slot once and
+ * looks in one map of it, so no connect sees half of one policy and half of another.
+ * Empty tries cost nothing (BPF_F_NO_PREALLOC).
+ */
 struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(max_entries, CORK_MAX_PREFIXES);
-	__type(key, struct cork_lpm_v4_key);
-	__type(value, struct cork_prefix_value);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} cork_rules_v4 SEC(".maps");
+} cork_gen SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(max_entries, CORK_MAX_PREFIXES);
-	__type(key, struct cork_lpm_v6_key);
-	__type(value, struct cork_prefix_value);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} cork_rules_v6 SEC(".maps");
+#define CORK_RULES_V4_MAP(name)                                                             \
+	struct {                                                                            \
+		__uint(type, BPF_MAP_TYPE_LPM_TRIE);                                        \
+		__uint(map_flags, BPF_F_NO_PREALLOC);                                       \
+		__uint(max_entries, CORK_MAX_PREFIXES);                                     \
+		__type(key, struct cork_lpm_v4_key);                                        \
+		__type(value, struct cork_prefix_value);                                    \
+		__uint(pinning, LIBBPF_PIN_BY_NAME);                                        \
+	} name SEC(".maps")
+
+#define CORK_RULES_V6_MAP(name)                                                             \
+	struct {                                                                            \
+		__uint(type, BPF_MAP_TYPE_LPM_TRIE);                                        \
+		__uint(map_flags, BPF_F_NO_PREALLOC);                                       \
+		__uint(max_entries, CORK_MAX_PREFIXES);                                     \
+		__type(key, struct cork_lpm_v6_key);                                        \
+		__type(value, struct cork_prefix_value);                                    \
+		__uint(pinning, LIBBPF_PIN_BY_NAME);                                        \
+	} name SEC(".maps")
 
 /* Host loopback ports the bottle may reach (host byte order → 1). */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, CORK_MAX_HOST_PORTS);
-	__type(key, __u16);
-	__type(value, __u8);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} cork_host_ports SEC(".maps");
+#define CORK_HOST_PORTS_MAP(name)                                                           \
+	struct {                                                                            \
+		__uint(type, BPF_MAP_TYPE_HASH);                                            \
+		__uint(max_entries, CORK_MAX_HOST_PORTS);                                   \
+		__type(key, __u16);                                                         \
+		__type(value, __u8);                                                        \
+		__uint(pinning, LIBBPF_PIN_BY_NAME);                                        \
+	} name SEC(".maps")
 
 /* The unix socket names the bottle may reach (allow) or never (deny); any other is denied. */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, CORK_MAX_UNIX_NAMES);
-	__type(key, struct cork_unix_key);
-	__type(value, struct cork_unix_value);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} cork_unix_names SEC(".maps");
+#define CORK_UNIX_NAMES_MAP(name)                                                           \
+	struct {                                                                            \
+		__uint(type, BPF_MAP_TYPE_HASH);                                            \
+		__uint(max_entries, CORK_MAX_UNIX_NAMES);                                   \
+		__type(key, struct cork_unix_key);                                          \
+		__type(value, struct cork_unix_value);                                      \
+		__uint(pinning, LIBBPF_PIN_BY_NAME);                                        \
+	} name SEC(".maps")
+
+CORK_RULES_V4_MAP(cork_rules_v4);
+CORK_RULES_V4_MAP(cork_rules_v4_1);
+CORK_RULES_V6_MAP(cork_rules_v6);
+CORK_RULES_V6_MAP(cork_rules_v6_1);
+CORK_HOST_PORTS_MAP(cork_host_ports);
+CORK_HOST_PORTS_MAP(cork_hostport_1);
+CORK_UNIX_NAMES_MAP(cork_unix_names);
+CORK_UNIX_NAMES_MAP(cork_unixname_1);
+
+/* The live policy slot, 0 or 1 (0 until the first update). */
+static __always_inline __u32 cork_policy_slot(void)
+{
+	__u32 zero = 0;
+	__u32 *slot = bpf_map_lookup_elem(&cork_gen, &zero);
+
+	return slot && *slot ? 1 : 0;
+}
 
 /* Which sockets this bottle created, and what their connect() was allowed to reach.
  * BPF_F_CLONE copies the state to sockets accepted from a bottle's listener. */

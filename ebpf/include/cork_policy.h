@@ -96,16 +96,21 @@ static __always_inline struct cork_decision cork_judge_remote(const struct cork_
 	struct cork_decision deny = { CORK_VERDICT_DENY, CORK_REASON_DEFAULT_DENY, CORK_RULE_NONE, 0 };
 	const struct cork_prefix_value *v;
 
+	/* One read of the live slot, one lookup in it (cork_maps.h). */
+	__u32 slot = cork_policy_slot();
+
 	if (dst->family == CORK_AF_INET) {
 		struct cork_lpm_v4_key k = { .prefixlen = 32 };
 
 		__builtin_memcpy(k.addr, dst->addr, 4);
-		v = bpf_map_lookup_elem(&cork_rules_v4, &k);
+		v = slot ? bpf_map_lookup_elem(&cork_rules_v4_1, &k) :
+			   bpf_map_lookup_elem(&cork_rules_v4, &k);
 	} else {
 		struct cork_lpm_v6_key k = { .prefixlen = 128 };
 
 		__builtin_memcpy(k.addr, dst->addr, 16);
-		v = bpf_map_lookup_elem(&cork_rules_v6, &k);
+		v = slot ? bpf_map_lookup_elem(&cork_rules_v6_1, &k) :
+			   bpf_map_lookup_elem(&cork_rules_v6, &k);
 	}
 	if (!v)
 		return deny;
@@ -124,6 +129,8 @@ static __always_inline int cork_is_loopback(const struct cork_dst *dst)
 
 static __always_inline int cork_host_port_allowed(__u16 port)
 {
+	if (cork_policy_slot())
+		return bpf_map_lookup_elem(&cork_hostport_1, &port) != 0;
 	return bpf_map_lookup_elem(&cork_host_ports, &port) != 0;
 }
 

@@ -335,7 +335,7 @@ fn tap_program_attaches_to_a_device_verifies_and_detaches() -> Result<()> {
     let attached = world.bottle().run(move || {
         let target = AttachTarget::TcIngress { ifname: dev2 };
         let enf = Enforcement::install(consts(), &target, &pin_dir, &plan)?;
-        enf.verify(&target, &plan)?;
+        enf.verify(&target, &plan, 0)?;
         let pinned = pin_dir.join("link_cork_tap_ingress").exists();
         let problems = enf.remove();
         anyhow::ensure!(problems.is_empty(), "removal: {problems:?}");

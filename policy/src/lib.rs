@@ -85,6 +85,7 @@ mod files;
 mod glob;
 mod inspect;
 mod learn;
+mod live;
 mod locate;
 mod manifest;
 mod plan;
@@ -112,6 +113,10 @@ pub use files::{Coverage, FilesConfig, PathPattern};
 pub use glob::{glob_match, has_wildcard};
 pub use inspect::InspectMode;
 pub use learn::{LearnError, LearnedEntry};
+pub use live::{
+    Generation, LivePolicy, PolicySlot, RULE_SLOT_BIT, UpdateRefusal, check_update,
+    needs_inspecting_proxy, split_rule, tag_rule,
+};
 pub use manifest::{MANIFEST_VERSION, Manifest, parse_manifest};
 pub use plan::{
     KernelPlan, MAX_HOST_PORTS, MAX_PREFIXES_PER_FAMILY, MAX_RULES, MAX_SLOTS_PER_PREFIX,

@@ -65,17 +65,26 @@ fn main() -> anyhow::Result<()> {
 }
 
 /// `pub const CORK_RULES_V4: &str = "cork_rules_v4";` for every map `cork_maps.h` declares
-/// (`} cork_rules_v4 SEC(".maps");`): Rust names a map only through these, so a map
+/// (`} cork_rules_v4 SEC(".maps");` or `CORK_RULES_V4_MAP(cork_rules_v4);`): Rust names a map only through these, so a map
 /// renamed in C is a compile error in Rust, not a failed lookup at run time.
 fn map_names(header: &str) -> anyhow::Result<String> {
     let mut out =
         String::from("/// Names of the maps in cork_maps.h (generated).\npub mod map_names {\n");
     let mut n = 0;
     for line in header.lines() {
-        let Some(rest) = line.trim().strip_prefix('}') else {
-            continue;
-        };
-        let Some(name) = rest.trim().strip_suffix("SEC(\".maps\");") else {
+        let line = line.trim();
+        // `} name SEC(".maps");`, or a use of one of the header's map macros:
+        // `CORK_RULES_V4_MAP(name);`.
+        let declared = line
+            .strip_prefix('}')
+            .and_then(|rest| rest.trim().strip_suffix("SEC(\".maps\");"))
+            .or_else(|| {
+                line.strip_prefix("CORK_")
+                    .filter(|_| !line.starts_with("#define"))
+                    .and_then(|rest| rest.split_once("_MAP("))
+                    .and_then(|(_, rest)| rest.strip_suffix(");"))
+            });
+        let Some(name) = declared else {
             continue;
         };
         let name = name.trim();

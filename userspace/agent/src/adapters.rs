@@ -5,17 +5,26 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::BorrowedFd;
+use std::sync::Arc;
 
 use cork_bpf::learned::MapLearner;
 use cork_bpf::redirects::RedirectMap;
 use cork_policy::Slot;
 
-/// The bottle's prefix tries, written by the DNS proxy.
-pub struct KernelLearner(pub MapLearner);
+/// The bottle's prefix tries, written by the DNS proxy. The learner judges the name again
+/// by the policy generation in force (an update may have come between the query and its
+/// answer), so the proxy's slots are not used.
+pub struct KernelLearner(pub Arc<MapLearner>);
 
 impl cork_dns::Learner for KernelLearner {
-    fn learn(&self, addr: IpAddr, slots: &[Slot], ttl: u32) -> Result<(), cork_dns::LearnFailed> {
-        self.0.learn(addr, slots, ttl).map_err(Into::into)
+    fn learn(
+        &self,
+        addr: IpAddr,
+        name: &str,
+        _slots: &[Slot],
+        ttl: u32,
+    ) -> Result<(), cork_dns::LearnFailed> {
+        self.0.learn(addr, name, ttl).map_err(Into::into)
     }
 }
 

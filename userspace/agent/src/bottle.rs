@@ -91,11 +91,16 @@ impl Bottle {
         self.enforcement.as_mut()
     }
 
-    /// Reads back programs and maps against `plan` (see [`Enforcement::verify`]).
-    pub fn verify(&self, plan: &KernelPlan) -> Result<(), BottleError> {
+    /// Reads back programs and maps against `plan`, live in `slot` (see
+    /// [`Enforcement::verify`]).
+    pub fn verify(
+        &self,
+        plan: &KernelPlan,
+        slot: cork_policy::PolicySlot,
+    ) -> Result<(), BottleError> {
         match (&self.cgroup, &self.enforcement) {
             (Some(cg), Some(enf)) => {
-                Ok(enf.verify(&AttachTarget::Cgroup(cg.path().to_path_buf()), plan)?)
+                Ok(enf.verify(&AttachTarget::Cgroup(cg.path().to_path_buf()), plan, slot)?)
             }
             _ => Err(BottleError::Gone),
         }

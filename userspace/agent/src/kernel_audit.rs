@@ -11,12 +11,14 @@ use cork_audit::{AuditSink, EventHead, LossEvent, VerdictEvent};
 use cork_bpf::abi::{self, CORK_RULE_NONE, cork_event, cork_hook, cork_unix_event, cork_unix_kind};
 use cork_bpf::events::EventHandler;
 use cork_dns::Resolved;
+use cork_policy::{LivePolicy, split_rule};
 
 /// What the agent adds to every kernel record of one bottle.
 pub struct Enrichment {
     pub bottle: String,
-    /// Manifest rule names by rule id (`egress.allow[0]`).
-    pub rules: Vec<String>,
+    /// The bottle's policy generations: a kernel rule id names its generation's rule
+    /// (`egress.allow[0]`), also when the record is read after an update.
+    pub live: Arc<LivePolicy>,
     /// Wall clock minus CLOCK_BOOTTIME, to place kernel boot-time stamps.
     pub boot_offset: Duration,
     /// What the DNS proxy answered: names a destination by the name asked for it.
@@ -24,10 +26,10 @@ pub struct Enrichment {
 }
 
 impl Enrichment {
-    pub fn new(bottle: String, rules: Vec<String>, resolved: Arc<Resolved>) -> Self {
+    pub fn new(bottle: String, live: Arc<LivePolicy>, resolved: Arc<Resolved>) -> Self {
         Enrichment {
             bottle,
-            rules,
+            live,
             boot_offset: boot_offset(),
             resolved,
         }
@@ -153,7 +155,7 @@ pub fn verdict_from_kernel(ev: &cork_event, en: &Enrichment) -> VerdictEvent {
         verdict: spelled(abi::verdict_name, ev.verdict, "verdict"),
         reason: spelled(abi::reason_name, ev.reason, "reason"),
         rule: (ev.rule_id != CORK_RULE_NONE)
-            .then(|| en.rules.get(ev.rule_id as usize).cloned())
+            .then(|| en.live.kernel_rule_name(ev.rule_id))
             .flatten(),
         proto: proto_name(ev.proto, ev.sock_type),
         src: if is_skb {
@@ -180,8 +182,8 @@ pub fn verdict_from_unix(ev: &cork_unix_event, en: &Enrichment) -> VerdictEvent 
     out.dst = unix_name(&ev.name);
     out.dport = None;
     out.domain = None;
-    out.rule =
-        (ev.head.rule_id != CORK_RULE_NONE).then(|| format!("unix.allow[{}]", ev.head.rule_id));
+    out.rule = (ev.head.rule_id != CORK_RULE_NONE)
+        .then(|| format!("unix.allow[{}]", split_rule(ev.head.rule_id).1));
     out.proto = match i32::from(ev.head.sock_type) {
         libc::SOCK_STREAM => "unix_stream",
         libc::SOCK_DGRAM => "unix_dgram",
@@ -210,9 +212,15 @@ mod tests {
     use cork_bpf::abi::{cork_reason, cork_verdict};
 
     fn enrichment() -> Enrichment {
+        let policy = cork_policy::compile(
+            "version = 1\n[bottle]\nname = \"b\"\n[egress]\n\
+             allow = [{ cidr = \"198.51.100.0/24\", ports = [\"443\"] }]\n",
+            "m.toml",
+        )
+        .expect("valid manifest");
         Enrichment {
             bottle: "b".into(),
-            rules: vec!["egress.allow[0]".into()],
+            live: Arc::new(LivePolicy::new(Arc::new(policy))),
             boot_offset: Duration::ZERO,
             resolved: Arc::default(),
         }

@@ -5,6 +5,8 @@
 //!   and path derived from it (cgroup, pin dir, run dir), and their parsing for `cork clean`.
 //! - [`runtime`]: [`BottleRuntime`], one bottle's enforcement, DNS proxy, inspecting proxy
 //!   and audit reader, with explicit start / verify / stop.
+//! - [`update`]: [`BottleRuntime::update`], a running bottle's policy replaced as one
+//!   generation.
 //! - [`bottle`]: the kernel half (cgroup + eBPF enforcement) and its safe teardown order.
 //! - [`kernel_audit`]: kernel records → audit events.
 //! - [`adapters`]: the bpf maps behind the DNS proxy's learner and the inspecting proxy's
@@ -21,6 +23,7 @@ pub mod key;
 pub mod mounts;
 pub mod runtime;
 pub mod secrets;
+pub mod update;
 pub mod upstream;
 pub mod vm;
 pub mod web;
@@ -28,3 +31,4 @@ pub mod web;
 pub use bottle::{Bottle, BottleError, TeardownProblem};
 pub use key::{BottleId, BottleKey};
 pub use runtime::{BottleRuntime, GuestFiles, RuntimeError};
+pub use update::{UpdateError, Updated, manifest_digest};

@@ -29,7 +29,7 @@ use cork_bpf::learned::MapLearner;
 use cork_dns::{BoundDnsProxy, DnsProxyConfig, Resolved, RunningDnsProxy};
 use cork_inspect::RunningInspectingProxy;
 use cork_inspect::setup::CaBundle;
-use cork_policy::Policy;
+use cork_policy::{LivePolicy, Policy};
 
 use crate::adapters::{KernelLearner, KernelRedirects};
 use crate::bottle::{Bottle, BottleError, TeardownProblem};
@@ -125,8 +125,10 @@ impl From<crate::vm::VmError> for RuntimeError {
 }
 
 /// The services of a started bottle.
-struct Services {
+pub(crate) struct Services {
     dns: Option<RunningDnsProxy>,
+    /// What the DNS proxy learned, followed by policy updates.
+    pub(crate) learner: Option<Arc<MapLearner>>,
     web: Option<(RunningInspectingProxy, CaBundle)>,
     reader: Option<EventReader>,
     /// A VM bottle's DHCPv4 server and router advertisements.
@@ -140,17 +142,21 @@ pub(crate) enum Fence {
 }
 
 impl Fence {
-    fn enforcement(&mut self) -> Option<&mut cork_bpf::Enforcement> {
+    pub(crate) fn enforcement(&mut self) -> Option<&mut cork_bpf::Enforcement> {
         match self {
             Fence::Cgroup(b) => b.enforcement(),
             Fence::Tap(t) => t.enforcement(),
         }
     }
 
-    fn verify(&self, plan: &cork_policy::KernelPlan) -> Result<(), BottleError> {
+    fn verify(
+        &self,
+        plan: &cork_policy::KernelPlan,
+        slot: cork_policy::PolicySlot,
+    ) -> Result<(), BottleError> {
         match self {
-            Fence::Cgroup(b) => b.verify(plan),
-            Fence::Tap(t) => Ok(t.verify(plan)?),
+            Fence::Cgroup(b) => b.verify(plan, slot),
+            Fence::Tap(t) => Ok(t.verify(plan, slot)?),
         }
     }
 
@@ -185,15 +191,19 @@ pub(crate) struct Parts {
 
 /// One bottle, alive while this value lives.
 pub struct BottleRuntime {
-    policy: Arc<Policy>,
-    key: BottleKey,
+    /// `bottle.name` of its manifest (an update cannot change it).
+    pub(crate) name: String,
+    /// Its policy generations: what the kernel, the DNS proxy, the inspecting proxy and
+    /// the audit reader go by.
+    pub(crate) live: Arc<LivePolicy>,
+    pub(crate) key: BottleKey,
     sink: Arc<Mutex<AuditSink>>,
     pub(crate) fence: Fence,
     /// Bound, not serving yet (until `start`).
     dns: Option<BoundDnsProxy>,
     web: Option<WebSetup>,
-    services: Option<Services>,
-    upstreams: Vec<std::net::SocketAddr>,
+    pub(crate) services: Option<Services>,
+    pub(crate) upstreams: Vec<std::net::SocketAddr>,
     /// Host paths every command in this bottle sees masked (see [`crate::secrets`]).
     masks: Vec<Mask>,
     /// A VM bottle's CA and placeholders, for the guest.
@@ -259,7 +269,7 @@ impl BottleRuntime {
             lease,
         );
         let event = EnforcedEvent {
-            head: cork_audit::EventHead::now(&this.policy.name, "cork", "enforced"),
+            head: cork_audit::EventHead::now(&this.name, "cork", "enforced"),
             detail: format!(
                 "bottle {}: cgroup {} enforced, pins in {}, {} host paths masked",
                 this.key,
@@ -301,7 +311,8 @@ impl BottleRuntime {
         } = parts;
         let command_env = web.as_ref().map(WebSetup::command_env).unwrap_or_default();
         BottleRuntime {
-            policy,
+            name: policy.name.clone(),
+            live: Arc::new(LivePolicy::new(policy)),
             key,
             sink,
             fence,
@@ -337,15 +348,15 @@ impl BottleRuntime {
     /// Writes one `env_scrubbed` event per removed variable: its name and why, never its
     /// value.
     pub fn audit_env_scrub(&self, removals: &[Removal]) -> Result<(), SinkError> {
-        audit_env_scrub(&self.sink, &self.policy.name, removals)
+        audit_env_scrub(&self.sink, &self.name, removals)
     }
 
     pub fn key(&self) -> &BottleKey {
         &self.key
     }
 
-    pub fn policy(&self) -> &Arc<Policy> {
-        &self.policy
+    pub fn policy(&self) -> Arc<Policy> {
+        self.live.current().policy
     }
 
     pub fn sink(&self) -> &Arc<Mutex<AuditSink>> {
@@ -389,6 +400,7 @@ impl BottleRuntime {
         let resolved = Arc::new(Resolved::default());
         let mut services = Services {
             dns: None,
+            learner: None,
             web: None,
             reader: None,
             guestnet: None,
@@ -418,7 +430,7 @@ impl BottleRuntime {
                 )?)),
             };
             services.web = Some(w.start(
-                self.policy.clone(),
+                self.live.clone(),
                 redirects,
                 resolved.clone(),
                 self.sink.clone(),
@@ -426,13 +438,17 @@ impl BottleRuntime {
             )?);
         }
         if let Some(dns) = self.dns.take() {
-            let learner = MapLearner::open(&pin_dir, self.policy.kernel_plan())
-                .map_err(RuntimeError::Learner)?;
+            let current = self.live.current();
+            let learner = Arc::new(
+                MapLearner::open(&pin_dir, current.policy.clone(), current.slot())
+                    .map_err(RuntimeError::Learner)?,
+            );
+            services.learner = Some(learner.clone());
             services.dns = Some(
                 dns.start(
                     DnsProxyConfig {
-                        bottle: self.policy.name.clone(),
-                        policy: self.policy.clone(),
+                        bottle: current.policy.name.clone(),
+                        policy: self.live.clone(),
                         upstreams: self.upstreams.clone(),
                         upstream_timeout: UPSTREAM_TIMEOUT,
                         resolved: resolved.clone(),
@@ -444,9 +460,8 @@ impl BottleRuntime {
                 .map_err(RuntimeError::DnsStart)?,
             );
         }
-        let rules = self.policy.rules.iter().map(|r| r.id.clone()).collect();
         let writer = AuditWriter {
-            enrichment: Enrichment::new(self.policy.name.clone(), rules, resolved),
+            enrichment: Enrichment::new(self.name.clone(), self.live.clone(), resolved),
             sink: self.sink.clone(),
         };
         let Some(enforcement) = self.fence.enforcement() else {
@@ -466,8 +481,9 @@ impl BottleRuntime {
     /// Reads back what the kernel holds for this bottle: our programs on every hook of its
     /// cgroup and the manifest's entries in its maps.
     pub fn verify(&self) -> Result<(), RuntimeError> {
+        let current = self.live.current();
         self.fence
-            .verify(&self.policy.kernel_plan())
+            .verify(&current.policy.kernel_plan(), current.slot())
             .map_err(|source| RuntimeError::Verify {
                 key: self.key.to_string(),
                 source: Box::new(source),
@@ -513,7 +529,7 @@ impl BottleRuntime {
     /// Writes one lifecycle event for this bottle and flushes.
     pub fn lifecycle(&self, event: &'static str, detail: String) -> Result<(), SinkError> {
         self.write_event(&LifecycleEvent {
-            head: cork_audit::EventHead::now(&self.policy.name, "cork", event),
+            head: cork_audit::EventHead::now(&self.name, "cork", event),
             detail,
         })
     }

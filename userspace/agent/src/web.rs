@@ -6,7 +6,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
-use cork_policy::{Action, Policy};
+use cork_policy::{Action, LivePolicy, Policy};
 use rustls::RootCertStore;
 
 use cork_audit::AuditSink;
@@ -155,7 +155,7 @@ impl WebSetup {
     /// Starts serving. The returned bundle must outlive the command.
     pub fn start(
         self,
-        policy: Arc<Policy>,
+        policy: Arc<LivePolicy>,
         redirects: Arc<dyn Redirects>,
         resolved: Arc<Resolved>,
         sink: Arc<Mutex<AuditSink>>,
@@ -165,7 +165,7 @@ impl WebSetup {
             .bound
             .start(
                 InspectConfig {
-                    bottle: policy.name.clone(),
+                    bottle: policy.current().policy.name.clone(),
                     policy,
                     ca: self.ca,
                     upstream_roots: self.roots,

@@ -4,18 +4,24 @@
 //! valid until the answer's clamped TTL runs out — the kernel checks that expiry itself.
 //! Expired entries are swept when the tries fill up, so learning never crowds out the
 //! manifest's own prefixes.
+//!
+//! The learner writes into the live policy slot, judged by the policy of that slot's
+//! generation, and remembers which name taught each address until when: a policy update
+//! carries what is still valid and still allowed into the next slot before it goes live
+//! ([`UpdateLearned`]), and nothing is learned while an update holds the learner.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use aya::maps::lpm_trie::{Key, LpmTrie};
 use aya::maps::{Map, MapData};
-use cork_policy::{KernelPlan, Slot};
+use cork_policy::{KernelPlan, Policy, PolicySlot};
 
 use super::abi::cork_prefix_value;
 use super::boot_ns;
-use super::maps::{MapError, RULES_V4, RULES_V6, learned_value, prefix_value};
+use super::maps::{MapError, learned_value, prefix_value, slot_maps};
 
 type Trie<const N: usize> = LpmTrie<MapData, [u8; N], cork_prefix_value>;
 
@@ -24,6 +30,8 @@ type Trie<const N: usize> = LpmTrie<MapData, [u8; N], cork_prefix_value>;
 pub enum LearnError {
     #[error(transparent)]
     Plan(#[from] cork_policy::LearnError),
+    #[error("{name:?} is not allowed by the bottle's policy in force")]
+    NotAllowed { name: String },
     #[error("{map}: learning {addr}")]
     Insert {
         map: &'static str,
@@ -33,12 +41,27 @@ pub enum LearnError {
     },
 }
 
+/// What one slot's learning is judged by.
+struct Judge {
+    policy: Arc<Policy>,
+    plan: KernelPlan,
+    slot: PolicySlot,
+}
+
+/// Each learned address: the name that taught it last, and until when (boot ns).
+type Taught = HashMap<IpAddr, (String, u64)>;
+
+struct State {
+    judge: Judge,
+    v4: [Trie<4>; 2],
+    v6: [Trie<16>; 2],
+    taught: Taught,
+}
+
 /// Room kept for learned entries is the trie's capacity minus the static prefixes; when an
 /// insert finds the trie full, expired entries are swept and the insert retried once.
 pub struct MapLearner {
-    plan: KernelPlan,
-    v4: Mutex<Trie<4>>,
-    v6: Mutex<Trie<16>>,
+    state: Mutex<State>,
 }
 
 fn open<const N: usize>(pin_dir: &Path, name: &'static str) -> Result<Trie<N>, MapError> {
@@ -55,39 +78,138 @@ fn open<const N: usize>(pin_dir: &Path, name: &'static str) -> Result<Trie<N>, M
 }
 
 impl MapLearner {
-    pub fn open(pin_dir: &Path, plan: KernelPlan) -> Result<Self, MapError> {
+    /// The learner of a bottle whose live slot `slot` holds `policy`.
+    pub fn open(pin_dir: &Path, policy: Arc<Policy>, slot: PolicySlot) -> Result<Self, MapError> {
+        let (s0, s1) = (slot_maps(0), slot_maps(1));
         Ok(MapLearner {
-            plan,
-            v4: Mutex::new(open::<4>(pin_dir, RULES_V4)?),
-            v6: Mutex::new(open::<16>(pin_dir, RULES_V6)?),
+            state: Mutex::new(State {
+                judge: Judge {
+                    plan: policy.kernel_plan(),
+                    policy,
+                    slot,
+                },
+                v4: [open::<4>(pin_dir, s0.v4)?, open::<4>(pin_dir, s1.v4)?],
+                v6: [open::<16>(pin_dir, s0.v6)?, open::<16>(pin_dir, s1.v6)?],
+                taught: HashMap::new(),
+            }),
         })
     }
 
-    /// Allows `addr` for `slots` during `ttl` seconds (plus whatever static rules say).
-    pub fn learn(&self, addr: IpAddr, slots: &[Slot], ttl: u32) -> Result<(), LearnError> {
-        let entry = self.plan.learned_entry(addr, slots)?;
+    /// Allows `addr`, an answer for `name`, during `ttl` seconds for what the policy in
+    /// force allows `name` (plus whatever static rules say).
+    pub fn learn(&self, addr: IpAddr, name: &str, ttl: u32) -> Result<(), LearnError> {
+        let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let state = &mut *guard;
         let until = boot_ns().saturating_add(u64::from(ttl) * 1_000_000_000);
-        let value = learned_value(&entry, until);
-        match entry.prefix.addr() {
-            IpAddr::V4(a) => insert(&self.v4, &self.plan, a.octets(), value, RULES_V4),
-            IpAddr::V6(a) => insert(&self.v6, &self.plan, a.octets(), value, RULES_V6),
+        write(
+            &state.judge,
+            &mut state.v4,
+            &mut state.v6,
+            addr,
+            name,
+            until,
+        )?;
+        state.taught.insert(addr, (name.to_owned(), until));
+        Ok(())
+    }
+
+    /// Holds the learner for a policy update: nothing is learned until the returned value
+    /// commits or drops.
+    pub fn begin_update(&self) -> UpdateLearned<'_> {
+        UpdateLearned {
+            state: self.state.lock().unwrap_or_else(|p| p.into_inner()),
+            carried: None,
         }
     }
 }
 
+/// The learner, held by a policy update (see [`MapLearner::begin_update`]).
+pub struct UpdateLearned<'a> {
+    state: MutexGuard<'a, State>,
+    /// What [`UpdateLearned::carry_over`] wrote, for [`UpdateLearned::commit`].
+    carried: Option<(Judge, Taught)>,
+}
+
+impl UpdateLearned<'_> {
+    /// Writes into `slot` (staged, not live) every learned address whose answer is still
+    /// valid and whose name `policy` still allows; returns how many. The live slot goes
+    /// on being judged by the current policy until [`UpdateLearned::commit`].
+    pub fn carry_over(
+        &mut self,
+        policy: &Arc<Policy>,
+        slot: PolicySlot,
+    ) -> Result<usize, LearnError> {
+        let next = Judge {
+            plan: policy.kernel_plan(),
+            policy: policy.clone(),
+            slot,
+        };
+        let now = boot_ns();
+        let valid: Taught = self
+            .state
+            .taught
+            .iter()
+            .filter(|(_, (name, until))| {
+                *until > now && !next.policy.allowed_slots(name).is_empty()
+            })
+            .map(|(addr, taught)| (*addr, taught.clone()))
+            .collect();
+        let state = &mut *self.state;
+        for (addr, (name, until)) in &valid {
+            write(&next, &mut state.v4, &mut state.v6, *addr, name, *until)?;
+        }
+        let n = valid.len();
+        self.carried = Some((next, valid));
+        Ok(n)
+    }
+
+    /// The kernel reads the staged slot now: learn into it, by its policy, and forget the
+    /// addresses that were not carried over.
+    pub fn commit(mut self) {
+        if let Some((judge, taught)) = self.carried.take() {
+            self.state.judge = judge;
+            self.state.taught = taught;
+        }
+    }
+}
+
+/// Writes `addr` as taught by `name` until `until` into the slot `judge` names.
+fn write(
+    judge: &Judge,
+    v4: &mut [Trie<4>; 2],
+    v6: &mut [Trie<16>; 2],
+    addr: IpAddr,
+    name: &str,
+    until: u64,
+) -> Result<(), LearnError> {
+    let slots = judge.policy.allowed_slots(name);
+    if slots.is_empty() {
+        return Err(LearnError::NotAllowed {
+            name: name.to_owned(),
+        });
+    }
+    let entry = judge.plan.learned_entry(addr, &slots)?;
+    let value = learned_value(&entry, until, judge.slot);
+    let maps = slot_maps(judge.slot);
+    let i = usize::from(judge.slot);
+    match entry.prefix.addr() {
+        IpAddr::V4(a) => insert(&mut v4[i], judge, a.octets(), value, maps.v4),
+        IpAddr::V6(a) => insert(&mut v6[i], judge, a.octets(), value, maps.v6),
+    }
+}
+
 fn insert<const N: usize>(
-    trie: &Mutex<Trie<N>>,
-    plan: &KernelPlan,
+    trie: &mut Trie<N>,
+    judge: &Judge,
     addr: [u8; N],
     value: cork_prefix_value,
     name: &'static str,
 ) -> Result<(), LearnError> {
-    let mut trie = trie.lock().unwrap_or_else(|p| p.into_inner());
     let key = Key::new((N * 8) as u32, addr);
     if trie.insert(&key, value, 0).is_ok() {
         return Ok(());
     }
-    sweep_expired(&mut trie, plan);
+    sweep_expired(trie, judge);
     trie.insert(&key, value, 0)
         .map_err(|source| LearnError::Insert {
             map: name,
@@ -98,7 +220,7 @@ fn insert<const N: usize>(
 
 /// Removes learned entries whose time is up; a host prefix that is also a static manifest
 /// prefix goes back to its static value instead.
-fn sweep_expired<const N: usize>(trie: &mut Trie<N>, plan: &KernelPlan) {
+fn sweep_expired<const N: usize>(trie: &mut Trie<N>, judge: &Judge) {
     let now = boot_ns();
     let expired: Vec<Key<[u8; N]>> = trie
         .iter()
@@ -106,6 +228,7 @@ fn sweep_expired<const N: usize>(trie: &mut Trie<N>, plan: &KernelPlan) {
         .filter(|(_, v)| v.static_count < v.count && v.learned_until_ns <= now)
         .map(|(k, _)| k)
         .collect();
+    let plan = &judge.plan;
     for key in expired {
         let static_entry = plan.v4.iter().chain(&plan.v6).find(|e| {
             e.prefix.len() as u32 == key.prefix_len()
@@ -115,7 +238,7 @@ fn sweep_expired<const N: usize>(trie: &mut Trie<N>, plan: &KernelPlan) {
                 }
         });
         let _ = match static_entry {
-            Some(e) => trie.insert(&key, prefix_value(e), 0),
+            Some(e) => trie.insert(&key, prefix_value(e, judge.slot), 0),
             None => trie.remove(&key),
         };
     }

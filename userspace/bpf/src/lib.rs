@@ -276,7 +276,7 @@ impl Enforcement {
         if let AttachTarget::Cgroup(_) = target {
             unix::attach_all(&consts, &btf, &open, &self.pin_dir, &mut self.attachments)?;
         }
-        self.verify_against(target, &open, plan, false)
+        self.verify_against(target, &open, plan, 0, false)
     }
 
     /// Creates the pin directory, loads every object into it (sharing one set of maps) and
@@ -318,11 +318,66 @@ impl Enforcement {
     }
 
     /// Reads back what the kernel has now, as at install: exactly our program on each hook
-    /// of the cgroup, and the plan's entries in the maps (with what the DNS proxy learned
-    /// since set aside).
-    pub fn verify(&self, target: &AttachTarget, plan: &KernelPlan) -> Result<(), BpfError> {
+    /// of the cgroup, `slot` live, and the plan's entries in that slot's maps (with what
+    /// the DNS proxy learned since set aside).
+    pub fn verify(
+        &self,
+        target: &AttachTarget,
+        plan: &KernelPlan,
+        slot: cork_policy::PolicySlot,
+    ) -> Result<(), BpfError> {
         let open = target.open()?;
-        self.verify_against(target, &open, plan, true)
+        let live = maps::live_slot(&self.objects[0])?;
+        if live != slot {
+            return Err(MapError::Mismatch {
+                map: maps::GEN,
+                detail: format!("slot {live} is live, slot {slot} was expected"),
+            }
+            .into());
+        }
+        self.verify_against(target, &open, plan, slot, true)
+    }
+
+    /// First half of a policy update: empties the slot that is not live, writes `plan`
+    /// into it and reads it back. The programs do not look at it yet.
+    pub fn stage(
+        &mut self,
+        plan: &KernelPlan,
+        slot: cork_policy::PolicySlot,
+    ) -> Result<(), BpfError> {
+        if maps::live_slot(&self.objects[0])? == slot {
+            return Err(MapError::Mismatch {
+                map: maps::GEN,
+                detail: format!("slot {slot} is live: an update stages the other one"),
+            }
+            .into());
+        }
+        maps::clear_slot(&mut self.objects[0], slot)?;
+        maps::write_slot(&mut self.objects[0], plan, slot)?;
+        maps::verify_plan(&self.objects[0], plan, slot, true)?;
+        Ok(())
+    }
+
+    /// Second half: reads the staged slot back once more (learned entries carried over
+    /// were written since), then makes it live with one write.
+    pub fn switch(
+        &mut self,
+        plan: &KernelPlan,
+        slot: cork_policy::PolicySlot,
+    ) -> Result<(), BpfError> {
+        maps::verify_plan(&self.objects[0], plan, slot, true)?;
+        maps::set_live_slot(&mut self.objects[0], slot)?;
+        Ok(())
+    }
+
+    /// Empties a slot that is not live (the previous generation's, once no decision can
+    /// still be reading it), so an old policy does not hold kernel memory.
+    pub fn clear(&mut self, slot: cork_policy::PolicySlot) -> Result<(), BpfError> {
+        if maps::live_slot(&self.objects[0])? == slot {
+            return Ok(());
+        }
+        maps::clear_slot(&mut self.objects[0], slot)?;
+        Ok(())
     }
 
     /// Reads back what the kernel has: exactly our program on each hook of the cgroup, and
@@ -332,6 +387,7 @@ impl Enforcement {
         target: &AttachTarget,
         open: &target::OpenTarget,
         plan: &KernelPlan,
+        slot: cork_policy::PolicySlot,
         learned: bool,
     ) -> Result<(), BpfError> {
         for att in &self.attachments {
@@ -351,7 +407,7 @@ impl Enforcement {
                 });
             }
         }
-        maps::verify_plan(&self.objects[0], plan, learned)?;
+        maps::verify_plan(&self.objects[0], plan, slot, learned)?;
         Ok(())
     }
 

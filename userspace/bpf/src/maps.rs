@@ -1,5 +1,6 @@
-//! Writes a [`KernelPlan`] into a bottle's maps and reads it back. The plan is pure data
-//! from the policy crate; this is the only place it becomes ABI structs.
+//! Writes a [`KernelPlan`] into one policy slot of a bottle's maps and reads it back, and
+//! flips the live slot (`cork_gen`, see cork_maps.h). The plan is pure data from the policy
+//! crate; this is the only place it becomes ABI structs, with its rule ids tagged by slot.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -7,9 +8,10 @@ use std::os::fd::AsFd;
 
 use aya::Ebpf;
 use aya::maps::lpm_trie::{Key, LpmTrie};
-use aya::maps::{HashMap, IterableMap, MapData};
+use aya::maps::{Array, HashMap, IterableMap, MapData};
 use cork_policy::{
-    Action, KernelPlan, LearnedEntry, PrefixEntry, Proto, Redirect, UnixEntry, UnixName,
+    Action, KernelPlan, LearnedEntry, PolicySlot, PrefixEntry, Proto, Redirect, UnixEntry,
+    UnixName, tag_rule,
 };
 
 use super::abi::{
@@ -18,10 +20,38 @@ use super::abi::{
 };
 use super::batch;
 
-pub const RULES_V4: &str = super::abi::map_names::CORK_RULES_V4;
-pub const RULES_V6: &str = super::abi::map_names::CORK_RULES_V6;
-pub const HOST_PORTS: &str = super::abi::map_names::CORK_HOST_PORTS;
-pub const UNIX_NAMES: &str = super::abi::map_names::CORK_UNIX_NAMES;
+use super::abi::map_names as names;
+
+/// The live slot's one-word map.
+pub const GEN: &str = names::CORK_GEN;
+
+/// The policy maps of one slot.
+#[derive(Debug, Clone, Copy)]
+pub struct SlotMaps {
+    pub v4: &'static str,
+    pub v6: &'static str,
+    pub host_ports: &'static str,
+    pub unix: &'static str,
+}
+
+/// The maps of `slot` (0: the unsuffixed ones, 1: the `_1` ones).
+pub fn slot_maps(slot: PolicySlot) -> SlotMaps {
+    if slot == 0 {
+        SlotMaps {
+            v4: names::CORK_RULES_V4,
+            v6: names::CORK_RULES_V6,
+            host_ports: names::CORK_HOST_PORTS,
+            unix: names::CORK_UNIX_NAMES,
+        }
+    } else {
+        SlotMaps {
+            v4: names::CORK_RULES_V4_1,
+            v6: names::CORK_RULES_V6_1,
+            host_ports: names::CORK_HOSTPORT_1,
+            unix: names::CORK_UNIXNAME_1,
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum MapError {
@@ -54,8 +84,8 @@ fn aya_err(map: &'static str, operation: &'static str) -> impl Fn(aya::maps::Map
     }
 }
 
-/// The kernel value for one prefix entry.
-pub fn prefix_value(entry: &PrefixEntry) -> cork_prefix_value {
+/// The kernel value for one prefix entry in the maps of `slot`.
+pub fn prefix_value(entry: &PrefixEntry, slot: PolicySlot) -> cork_prefix_value {
     let mut v = cork_prefix_value {
         count: entry.slots.len() as u32,
         static_count: entry.slots.len() as u32,
@@ -77,7 +107,7 @@ pub fn prefix_value(entry: &PrefixEntry) -> cork_prefix_value {
                 (Action::Allow, Redirect::All) => cork_action::CORK_ACTION_REDIRECT as u8,
             },
             _pad: [0; 2],
-            rule_id: s.rule_id,
+            rule_id: tag_rule(s.rule_id, slot),
         };
     }
     v
@@ -102,6 +132,7 @@ fn value_bytes(v: &cork_prefix_value) -> Vec<u8> {
 /// N picks the family: 4 or 16 address bytes.
 fn trie_entries<const N: usize>(
     entries: &[PrefixEntry],
+    slot: PolicySlot,
 ) -> BTreeMap<(u32, [u8; N]), cork_prefix_value> {
     entries
         .iter()
@@ -111,7 +142,7 @@ fn trie_entries<const N: usize>(
                 IpAddr::V6(a) => a.octets().to_vec(),
             };
             let addr: [u8; N] = bytes.try_into().ok()?;
-            Some(((e.prefix.len() as u32, addr), prefix_value(e)))
+            Some(((e.prefix.len() as u32, addr), prefix_value(e, slot)))
         })
         .collect()
 }
@@ -120,11 +151,12 @@ fn write_trie<const N: usize>(
     ebpf: &mut Ebpf,
     name: &'static str,
     entries: &[PrefixEntry],
+    slot: PolicySlot,
 ) -> Result<(), MapError> {
     let map = ebpf.map_mut(name).ok_or(MapError::Missing(name))?;
     let mut trie: LpmTrie<&mut MapData, [u8; N], cork_prefix_value> =
         LpmTrie::try_from(map).map_err(aya_err(name, "open"))?;
-    let (keys, values): (Vec<_>, Vec<_>) = trie_entries::<N>(entries)
+    let (keys, values): (Vec<_>, Vec<_>) = trie_entries::<N>(entries, slot)
         .into_iter()
         .map(|((len, addr), value)| (Key::new(len, addr), value))
         .unzip();
@@ -144,12 +176,13 @@ fn verify_trie<const N: usize>(
     ebpf: &Ebpf,
     name: &'static str,
     entries: &[PrefixEntry],
+    slot: PolicySlot,
     learned: bool,
 ) -> Result<(), MapError> {
     let map = ebpf.map(name).ok_or(MapError::Missing(name))?;
     let trie: LpmTrie<&MapData, [u8; N], cork_prefix_value> =
         LpmTrie::try_from(map).map_err(aya_err(name, "open"))?;
-    let want: BTreeMap<_, _> = trie_entries::<N>(entries)
+    let want: BTreeMap<_, _> = trie_entries::<N>(entries, slot)
         .into_iter()
         .map(|(k, v)| (k, value_bytes(&v)))
         .collect();
@@ -184,13 +217,20 @@ fn verify_trie<const N: usize>(
     Ok(())
 }
 
-/// The kernel value for a learned host entry, valid until `until_boot_ns`
-/// (CLOCK_BOOTTIME, as `bpf_ktime_get_boot_ns`).
-pub(super) fn learned_value(entry: &LearnedEntry, until_boot_ns: u64) -> cork_prefix_value {
-    let mut v = prefix_value(&PrefixEntry {
-        prefix: entry.prefix,
-        slots: entry.slots.clone(),
-    });
+/// The kernel value for a learned host entry in the maps of `slot`, valid until
+/// `until_boot_ns` (CLOCK_BOOTTIME, as `bpf_ktime_get_boot_ns`).
+pub(super) fn learned_value(
+    entry: &LearnedEntry,
+    until_boot_ns: u64,
+    slot: PolicySlot,
+) -> cork_prefix_value {
+    let mut v = prefix_value(
+        &PrefixEntry {
+            prefix: entry.prefix,
+            slots: entry.slots.clone(),
+        },
+        slot,
+    );
     v.static_count = entry.static_count as u32;
     v.learned_until_ns = until_boot_ns;
     v
@@ -209,13 +249,14 @@ fn insert_host<const N: usize>(
         .map_err(aya_err(name, "insert learned"))
 }
 
-/// Installs (or refreshes) a learned host entry. One map update: the kernel sees the old
-/// value or the new one, never a mix.
+/// Installs (or refreshes) a learned host entry in slot 0 (tests of a fresh bottle). One
+/// map update: the kernel sees the old value or the new one, never a mix.
 pub fn learn(ebpf: &mut Ebpf, entry: &LearnedEntry, until_boot_ns: u64) -> Result<(), MapError> {
-    let value = learned_value(entry, until_boot_ns);
+    let value = learned_value(entry, until_boot_ns, 0);
+    let maps = slot_maps(0);
     match entry.prefix.addr() {
-        IpAddr::V4(a) => insert_host(ebpf, RULES_V4, a.octets(), value),
-        IpAddr::V6(a) => insert_host(ebpf, RULES_V6, a.octets(), value),
+        IpAddr::V4(a) => insert_host(ebpf, maps.v4, a.octets(), value),
+        IpAddr::V6(a) => insert_host(ebpf, maps.v6, a.octets(), value),
     }
 }
 
@@ -250,9 +291,9 @@ fn unix_row(key: &cork_unix_key, value: &cork_unix_value) -> UnixRow {
     )
 }
 
-fn unix_value(entry: &UnixEntry) -> cork_unix_value {
+fn unix_value(entry: &UnixEntry, slot: PolicySlot) -> cork_unix_value {
     cork_unix_value {
-        rule_id: entry.rule_id,
+        rule_id: tag_rule(entry.rule_id, slot),
         action: match entry.action {
             Action::Allow => cork_action::CORK_ACTION_ALLOW as u8,
             Action::Deny => cork_action::CORK_ACTION_DENY as u8,
@@ -261,78 +302,153 @@ fn unix_value(entry: &UnixEntry) -> cork_unix_value {
     }
 }
 
-/// Fills empty maps of a freshly loaded bottle.
+/// Fills the empty slot-0 maps of a freshly loaded bottle (slot 0 is live from the start).
 pub fn write_plan(ebpf: &mut Ebpf, plan: &KernelPlan) -> Result<(), MapError> {
-    write_trie::<4>(ebpf, RULES_V4, &plan.v4)?;
-    write_trie::<16>(ebpf, RULES_V6, &plan.v6)?;
+    write_slot(ebpf, plan, 0)
+}
+
+/// Writes `plan` into the maps of `slot`, which must be empty (see [`clear_slot`]).
+pub fn write_slot(ebpf: &mut Ebpf, plan: &KernelPlan, slot: PolicySlot) -> Result<(), MapError> {
+    let maps = slot_maps(slot);
+    write_trie::<4>(ebpf, maps.v4, &plan.v4, slot)?;
+    write_trie::<16>(ebpf, maps.v6, &plan.v6, slot)?;
     let map = ebpf
-        .map_mut(HOST_PORTS)
-        .ok_or(MapError::Missing(HOST_PORTS))?;
+        .map_mut(maps.host_ports)
+        .ok_or(MapError::Missing(maps.host_ports))?;
     let mut ports: HashMap<&mut MapData, u16, u8> =
-        HashMap::try_from(map).map_err(aya_err(HOST_PORTS, "open"))?;
+        HashMap::try_from(map).map_err(aya_err(maps.host_ports, "open"))?;
     for p in &plan.host_ports {
         ports
             .insert(p, 1, 0)
-            .map_err(aya_err(HOST_PORTS, "insert"))?;
+            .map_err(aya_err(maps.host_ports, "insert"))?;
     }
     let map = ebpf
-        .map_mut(UNIX_NAMES)
-        .ok_or(MapError::Missing(UNIX_NAMES))?;
+        .map_mut(maps.unix)
+        .ok_or(MapError::Missing(maps.unix))?;
     let mut names: HashMap<&mut MapData, cork_unix_key, cork_unix_value> =
-        HashMap::try_from(map).map_err(aya_err(UNIX_NAMES, "open"))?;
+        HashMap::try_from(map).map_err(aya_err(maps.unix, "open"))?;
     for e in &plan.unix {
         names
-            .insert(unix_key(&e.name), unix_value(e), 0)
-            .map_err(aya_err(UNIX_NAMES, "insert"))?;
+            .insert(unix_key(&e.name), unix_value(e, slot), 0)
+            .map_err(aya_err(maps.unix, "insert"))?;
     }
     Ok(())
 }
 
-/// Reads every map back and compares it with the plan, entry for entry.
-/// Reads the maps back and compares them with the plan. `learned` = the bottle has been
-/// running: entries the DNS proxy learned are set aside (a learned entry on a manifest
-/// prefix must still hold that prefix's own slots first, unchanged).
-pub fn verify_plan(ebpf: &Ebpf, plan: &KernelPlan, learned: bool) -> Result<(), MapError> {
-    verify_trie::<4>(ebpf, RULES_V4, &plan.v4, learned)?;
-    verify_trie::<16>(ebpf, RULES_V6, &plan.v6, learned)?;
-    let map = ebpf.map(HOST_PORTS).ok_or(MapError::Missing(HOST_PORTS))?;
+/// Empties every map of `slot` (the one not live: the programs do not read it).
+pub fn clear_slot(ebpf: &mut Ebpf, slot: PolicySlot) -> Result<(), MapError> {
+    let maps = slot_maps(slot);
+    clear_trie::<4>(ebpf, maps.v4)?;
+    clear_trie::<16>(ebpf, maps.v6)?;
+    clear_hash::<u16, u8>(ebpf, maps.host_ports)?;
+    clear_hash::<cork_unix_key, cork_unix_value>(ebpf, maps.unix)
+}
+
+// Keys first, then removals: removing while walking would skip keys.
+fn clear_trie<const N: usize>(ebpf: &mut Ebpf, name: &'static str) -> Result<(), MapError> {
+    let map = ebpf.map_mut(name).ok_or(MapError::Missing(name))?;
+    let mut trie: LpmTrie<&mut MapData, [u8; N], cork_prefix_value> =
+        LpmTrie::try_from(map).map_err(aya_err(name, "open"))?;
+    let keys: Vec<Key<[u8; N]>> = trie
+        .keys()
+        .collect::<Result<_, _>>()
+        .map_err(aya_err(name, "iterate"))?;
+    for k in &keys {
+        trie.remove(k).map_err(aya_err(name, "remove"))?;
+    }
+    Ok(())
+}
+
+fn clear_hash<K: aya::Pod, V: aya::Pod>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+) -> Result<(), MapError> {
+    let map = ebpf.map_mut(name).ok_or(MapError::Missing(name))?;
+    let mut hash: HashMap<&mut MapData, K, V> =
+        HashMap::try_from(map).map_err(aya_err(name, "open"))?;
+    let keys: Vec<K> = hash
+        .keys()
+        .collect::<Result<_, _>>()
+        .map_err(aya_err(name, "iterate"))?;
+    for k in &keys {
+        hash.remove(k).map_err(aya_err(name, "remove"))?;
+    }
+    Ok(())
+}
+
+/// The slot the programs read now.
+pub fn live_slot(ebpf: &Ebpf) -> Result<PolicySlot, MapError> {
+    let map = ebpf.map(GEN).ok_or(MapError::Missing(GEN))?;
+    let word: Array<&MapData, u32> = Array::try_from(map).map_err(aya_err(GEN, "open"))?;
+    let slot = word.get(&0, 0).map_err(aya_err(GEN, "read"))?;
+    Ok(u8::from(slot != 0))
+}
+
+/// Makes `slot` the live one: one word, read once by every decision.
+pub fn set_live_slot(ebpf: &mut Ebpf, slot: PolicySlot) -> Result<(), MapError> {
+    let map = ebpf.map_mut(GEN).ok_or(MapError::Missing(GEN))?;
+    let mut word: Array<&mut MapData, u32> = Array::try_from(map).map_err(aya_err(GEN, "open"))?;
+    word.set(0, u32::from(slot), 0)
+        .map_err(aya_err(GEN, "write"))
+}
+
+/// Reads the maps of `slot` back and compares them with the plan. `learned` = the bottle
+/// has been running: entries the DNS proxy learned are set aside (a learned entry on a
+/// manifest prefix must still hold that prefix's own slots first, unchanged).
+pub fn verify_plan(
+    ebpf: &Ebpf,
+    plan: &KernelPlan,
+    slot: PolicySlot,
+    learned: bool,
+) -> Result<(), MapError> {
+    let maps = slot_maps(slot);
+    verify_trie::<4>(ebpf, maps.v4, &plan.v4, slot, learned)?;
+    verify_trie::<16>(ebpf, maps.v6, &plan.v6, slot, learned)?;
+    let map = ebpf
+        .map(maps.host_ports)
+        .ok_or(MapError::Missing(maps.host_ports))?;
     let ports: HashMap<&MapData, u16, u8> =
-        HashMap::try_from(map).map_err(aya_err(HOST_PORTS, "open"))?;
+        HashMap::try_from(map).map_err(aya_err(maps.host_ports, "open"))?;
     let mut got: Vec<u16> = ports
         .keys()
         .collect::<Result<_, _>>()
-        .map_err(aya_err(HOST_PORTS, "iterate"))?;
+        .map_err(aya_err(maps.host_ports, "iterate"))?;
     got.sort_unstable();
     let mut want = plan.host_ports.clone();
     want.sort_unstable();
     want.dedup();
     if got != want {
         return Err(MapError::Mismatch {
-            map: HOST_PORTS,
+            map: maps.host_ports,
             detail: format!("{got:?} != {want:?}"),
         });
     }
-    verify_unix(ebpf, &plan.unix)
+    verify_unix(ebpf, maps.unix, &plan.unix, slot)
 }
 
-fn verify_unix(ebpf: &Ebpf, entries: &[UnixEntry]) -> Result<(), MapError> {
-    let map = ebpf.map(UNIX_NAMES).ok_or(MapError::Missing(UNIX_NAMES))?;
+fn verify_unix(
+    ebpf: &Ebpf,
+    name: &'static str,
+    entries: &[UnixEntry],
+    slot: PolicySlot,
+) -> Result<(), MapError> {
+    let map = ebpf.map(name).ok_or(MapError::Missing(name))?;
     let names: HashMap<&MapData, cork_unix_key, cork_unix_value> =
-        HashMap::try_from(map).map_err(aya_err(UNIX_NAMES, "open"))?;
+        HashMap::try_from(map).map_err(aya_err(name, "open"))?;
     let mut got: Vec<UnixRow> = Vec::new();
     for item in names.iter() {
-        let (k, v) = item.map_err(aya_err(UNIX_NAMES, "iterate"))?;
+        let (k, v) = item.map_err(aya_err(name, "iterate"))?;
         got.push(unix_row(&k, &v));
     }
     let mut want: Vec<UnixRow> = entries
         .iter()
-        .map(|e| unix_row(&unix_key(&e.name), &unix_value(e)))
+        .map(|e| unix_row(&unix_key(&e.name), &unix_value(e, slot)))
         .collect();
     got.sort();
     want.sort();
     if got != want {
         return Err(MapError::Mismatch {
-            map: UNIX_NAMES,
+            map: name,
             detail: format!("{} entries, {} expected", got.len(), want.len()),
         });
     }

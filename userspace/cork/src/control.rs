@@ -4,12 +4,14 @@
 //!
 //! Exit status of the client verbs: 0 done; 1 the manifest is invalid (FILE:LINE:COL on
 //! stderr, as `cork check`); 2 a bad request; 3 the daemon is not running; 4 no such
-//! bottle; 5 a bottle of that name exists; 6 refused by the host-only gate; 125 the daemon
-//! could not enforce, or the exchange failed.
+//! bottle; 5 a bottle of that name exists; 6 refused by the host-only gate; 7 the update
+//! changes what a running bottle cannot change (the policy in force is unchanged); 125 the
+//! daemon could not enforce (for an update: the policy in force is unchanged), or the
+//! exchange failed.
 
 use std::path::{Path, PathBuf};
 
-use cork_daemon::api::{BottleInfo, CreateBottle, ErrorKind, Removed};
+use cork_daemon::api::{BottleInfo, CreateBottle, ErrorKind, PolicyUpdated, Removed};
 use cork_daemon::client::{self, ClientError};
 use http::Method;
 
@@ -32,6 +34,7 @@ pub fn fail(verb: &str, e: &ClientError) -> u8 {
             ErrorKind::NotFound => 4,
             ErrorKind::Exists => 5,
             ErrorKind::Forbidden => 6,
+            ErrorKind::UpdateRefused => 7,
             ErrorKind::Enforcement => 125,
         },
     }
@@ -49,24 +52,38 @@ fn decode<T: serde::de::DeserializeOwned>(
 
 /// `cork bottle create --manifest M`.
 pub fn create(socket: &Path, manifest: &Path) -> Result<BottleInfo, ClientError> {
+    let body = manifest_body(socket, manifest)?;
+    decode(
+        socket,
+        client::call(socket, Method::POST, "/v1/bottles", Some(body))?,
+    )
+}
+
+/// `cork bottle update NAME --manifest M`.
+pub fn update(socket: &Path, name: &str, manifest: &Path) -> Result<PolicyUpdated, ClientError> {
+    let body = manifest_body(socket, manifest)?;
+    decode(
+        socket,
+        client::call(socket, Method::PUT, &bottle_path(name)?, Some(body))?,
+    )
+}
+
+/// The request body carrying a manifest file's text.
+fn manifest_body(socket: &Path, manifest: &Path) -> Result<Vec<u8>, ClientError> {
     let text = std::fs::read_to_string(manifest).map_err(|e| {
         ClientError::Api(cork_daemon::api::ApiError::new(
             ErrorKind::BadRequest,
             format!("reading {}: {e}", manifest.display()),
         ))
     })?;
-    let body = serde_json::to_vec(&CreateBottle {
+    serde_json::to_vec(&CreateBottle {
         manifest: text,
         origin: manifest.display().to_string(),
     })
     .map_err(|e| ClientError::Protocol {
         socket: socket.to_owned(),
         why: e.to_string(),
-    })?;
-    decode(
-        socket,
-        client::call(socket, Method::POST, "/v1/bottles", Some(body))?,
-    )
+    })
 }
 
 /// `cork bottle ls`.

@@ -8,6 +8,7 @@
 //! | `POST /v1/bottles` | [`CreateBottle`] | `201` [`BottleInfo`] |
 //! | `GET /v1/bottles/{name}` | — | [`BottleInfo`] |
 //! | `GET /v1/bottles/{name}/exec` | — | [`ExecInfo`] (for `cork exec`) |
+//! | `PUT /v1/bottles/{name}` | [`CreateBottle`] | [`PolicyUpdated`] (atomic policy change) |
 //! | `DELETE /v1/bottles/{name}` | — | `200` [`Removed`] |
 
 use serde::{Deserialize, Serialize};
@@ -32,8 +33,24 @@ pub struct BottleInfo {
     pub cgroup_procs: Option<String>,
     /// When it was created (RFC 3339).
     pub created: String,
-    /// The manifest's origin as given at creation.
+    /// The manifest's origin as given at creation (or at the last update).
     pub origin: String,
+    /// The policy generation in force: 0 at creation, one more per update.
+    #[serde(default)]
+    pub generation: u64,
+}
+
+/// `PUT /v1/bottles/{name}`: what an update did (the `policy_updated` audit event says
+/// the same).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyUpdated {
+    pub name: String,
+    pub old_generation: u64,
+    pub new_generation: u64,
+    /// Learned DNS addresses still valid and still allowed, carried into the new policy.
+    pub learned_carried: usize,
+    /// SHA-256 of the new manifest text, hex.
+    pub manifest_sha256: String,
 }
 
 /// `GET /v1/bottles/{name}/exec`: what `cork exec` needs to start a command in the
@@ -70,8 +87,13 @@ pub enum ErrorKind {
     Exists,
     /// The caller may not use this socket (not root on the host, or inside a bottle).
     Forbidden,
-    /// Enforcement could not be set up or verified; nothing was left behind.
+    /// Enforcement could not be set up or verified; nothing was left behind (for an
+    /// update: the policy in force is unchanged).
     Enforcement,
+    /// The update changes what a running bottle cannot change (its name, `[dns]`,
+    /// `[tls]`, credentials, `[dlp]`, `[env]`, `[files]`, whether it inspects at all);
+    /// the policy in force is unchanged.
+    UpdateRefused,
 }
 
 impl ErrorKind {
@@ -79,7 +101,7 @@ impl ErrorKind {
         match self {
             ErrorKind::BadRequest | ErrorKind::Manifest => 400,
             ErrorKind::NotFound => 404,
-            ErrorKind::Exists => 409,
+            ErrorKind::Exists | ErrorKind::UpdateRefused => 409,
             ErrorKind::Forbidden => 403,
             ErrorKind::Enforcement => 500,
         }

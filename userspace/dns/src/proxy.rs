@@ -6,7 +6,7 @@
 //!
 //! 1. the bottle's rate limit ([`DnsConfig::queries_per_second`], burst of the same);
 //! 2. [`check_query`](super::check_query) — what may be asked at all;
-//! 3. [`Policy::match_domain`] — whether this name may be asked;
+//! 3. [`Policy::match_domain`](cork_policy::Policy::match_domain) — whether this name may be asked;
 //! 4. the upstream resolvers, in order (UDP, then TCP when truncated), answers filtered by
 //!    [`super::filter_answer`];
 //! 5. every address in the answer goes into the kernel through the [`Learner`] **before**
@@ -43,7 +43,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cork_audit::AuditSink;
-use cork_policy::{Policy, Slot};
+use cork_policy::{LivePolicy, Slot};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
@@ -76,9 +76,11 @@ const BIND_ATTEMPTS: usize = 8;
 pub struct DnsProxyConfig {
     /// The bottle's name, for audit events.
     pub bottle: String,
-    /// Decides names ([`Policy::match_domain`]), the slots learned addresses get
-    /// ([`Policy::allowed_slots`]), TTL bounds and the query rate (`policy.dns`).
-    pub policy: Arc<Policy>,
+    /// Decides names ([`Policy::match_domain`](cork_policy::Policy::match_domain)), the slots learned addresses get
+    /// ([`Policy::allowed_slots`](cork_policy::Policy::allowed_slots)), TTL bounds and the query rate (`policy.dns`). Each
+    /// query is decided by the generation in force when it arrives; `[dns]` settings are
+    /// the first generation's (an update cannot change them).
+    pub policy: Arc<LivePolicy>,
     /// Resolvers, tried in order; must not be empty (every allowed query would fail).
     pub upstreams: Vec<SocketAddr>,
     /// Per attempt (UDP, and TCP again when the UDP answer is truncated), e.g. 2 s.
@@ -92,10 +94,12 @@ pub struct DnsProxyConfig {
 /// Installs learned addresses in the kernel; cork's map code in production, a fake in
 /// tests. Called before the reply carrying the address is sent.
 pub trait Learner: Send + Sync {
-    /// Allow `addr` for `slots` (from [`Policy::allowed_slots`]) for `ttl` seconds.
-    /// `Err` = could not install: the bottle gets SERVFAIL and the audit event says
-    /// `learn_failed` (addresses of the same answer learned before stay learned).
-    fn learn(&self, addr: IpAddr, slots: &[Slot], ttl: u32) -> Result<(), LearnFailed>;
+    /// Allow `addr`, an answer for `name`, for `slots` (from [`Policy::allowed_slots`](cork_policy::Policy::allowed_slots) of
+    /// the generation that decided the query) for `ttl` seconds. A learner that follows
+    /// policy updates itself may judge `name` again by the generation in force (the
+    /// kernel's does). `Err` = could not install: the bottle gets SERVFAIL and the audit
+    /// event says `learn_failed` (addresses of the same answer learned before stay learned).
+    fn learn(&self, addr: IpAddr, name: &str, slots: &[Slot], ttl: u32) -> Result<(), LearnFailed>;
 }
 
 /// Why a [`Learner`] could not install an address (its own typed error, boxed: the
@@ -192,7 +196,7 @@ impl BoundDnsProxy {
         let tcp4 = tokio::net::TcpListener::from_std(tcp4)?;
         let tcp6 = tokio::net::TcpListener::from_std(tcp6)?;
 
-        let dns = &cfg.policy.dns;
+        let dns = cfg.policy.current().policy.dns.clone();
         let (stop, stopped) = watch::channel(false);
         let shared = Arc::new(Shared {
             ttl: TtlBounds {

@@ -7,7 +7,7 @@ use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cork_policy::{RuleId, WebDecision};
+use cork_policy::{Policy, RuleId, WebDecision};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
@@ -16,7 +16,7 @@ use tokio_rustls::TlsAcceptor;
 use super::client_hello::{HelloError, MAX_PEEK_LEN, peek_client_hello};
 use super::events::ProxyEvent;
 use super::http::{self, Conn};
-use super::server::Shared;
+use super::server::{Shared, rule_name};
 use crate::redirects::Original;
 
 /// How long a client may take to send its ClientHello.
@@ -41,7 +41,7 @@ pub async fn handle(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
     };
     ev.dst = Some(orig.dst.to_string());
     ev.pid = orig.pid;
-    ev.rule = shared.rule_name(orig.rule_id);
+    ev.rule = shared.kernel_rule_name(orig.rule_id);
     let _ = stream.set_nodelay(true);
 
     match peek_hello(&stream).await {
@@ -132,8 +132,13 @@ pub enum Allowed {
 /// Does policy let this bottle reach `name` at `orig` (the SNI of a TLS flow, or the Host
 /// of a plain-HTTP request)? The name must be allowed for the port, and the address must
 /// be one the bottle was told for that very name. `Err` is the audit reason.
-pub fn decide(shared: &Shared, name: &str, orig: &Original) -> Result<Allowed, &'static str> {
-    let allowed = match shared.cfg.policy.web_decision(name, orig.dst.port()) {
+pub fn decide(
+    shared: &Shared,
+    policy: &Policy,
+    name: &str,
+    orig: &Original,
+) -> Result<Allowed, &'static str> {
+    let allowed = match policy.web_decision(name, orig.dst.port()) {
         WebDecision::Deny { reason, .. } => return Err(reason),
         WebDecision::Inspect { rule_id } => Allowed::Inspect { rule_id },
         WebDecision::PassThrough { rule_id } => Allowed::PassThrough { rule_id },
@@ -153,7 +158,9 @@ async fn tls_flow(
     sni: String,
     peer: SocketAddr,
 ) {
-    let decision = match decide(&shared, &sni, &orig) {
+    // The flow goes by the generation in force now, whatever an update does meanwhile.
+    let policy = shared.policy();
+    let decision = match decide(&shared, &policy, &sni, &orig) {
         Ok(d) => d,
         Err(reason) => {
             return refuse_tls(&shared, stream, ev, started, reason, ALERT_ACCESS_DENIED).await;
@@ -162,7 +169,7 @@ async fn tls_flow(
     match decision {
         Allowed::PassThrough { rule_id } => {
             ev.mode = "passthrough";
-            ev.rule = shared.rule_name(rule_id);
+            ev.rule = rule_name(&policy, rule_id);
             pass_through(shared, stream, ev, started, orig).await;
         }
         Allowed::Inspect { rule_id } => {
@@ -193,15 +200,9 @@ async fn tls_flow(
                 }
             };
             let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-            let conn = Arc::new(Conn::new(
-                shared.clone(),
-                orig,
-                sni,
-                rule_id,
-                h2,
-                true,
-                peer,
-            ));
+            let conn = Arc::new(
+                Conn::new(shared.clone(), orig, sni, rule_id, h2, true, peer).with_policy(policy),
+            );
             serve(conn, TokioIo::new(tls), h2).await;
         }
     }

@@ -7,7 +7,7 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener as StdListener};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use cork_policy::{Credential, DlpAction, Policy};
+use cork_policy::{Credential, DlpAction, LivePolicy, Policy, RuleId};
 use rustls::{RootCertStore, ServerConfig};
 use tokio::net::TcpListener;
 
@@ -43,7 +43,9 @@ impl std::fmt::Debug for LoadedCredential {
 /// Everything the proxy of one bottle needs.
 pub struct InspectConfig {
     pub bottle: String,
-    pub policy: Arc<Policy>,
+    /// Swapped whole by a policy update; `[dlp]`, `[tls]` and credentials are the first
+    /// generation's (an update cannot change them).
+    pub policy: Arc<LivePolicy>,
     pub ca: Arc<BottleCa>,
     pub upstream_roots: Arc<RootCertStore>,
     /// Built once per bottle; every stream shares it, and it goes with the bottle.
@@ -53,6 +55,11 @@ pub struct InspectConfig {
     pub resolved: Arc<Resolved>,
     pub redirects: Arc<dyn Redirects>,
     pub sink: Arc<Mutex<AuditSink>>,
+}
+
+/// The manifest id of rule `id` of `policy`.
+pub fn rule_name(policy: &Policy, id: RuleId) -> Option<String> {
+    policy.rule(id).map(|r| r.id.clone())
 }
 
 /// What every connection of one proxy shares.
@@ -82,8 +89,14 @@ impl Shared {
         Ok(Arc::new(server))
     }
 
-    pub fn rule_name(&self, rule_id: cork_policy::RuleId) -> Option<String> {
-        self.cfg.policy.rule(rule_id).map(|r| r.id.clone())
+    /// The generation in force: a connection takes it once and goes by it.
+    pub fn policy(&self) -> Arc<Policy> {
+        self.cfg.policy.current().policy
+    }
+
+    /// The manifest id of a rule id the kernel reported (it names its generation).
+    pub fn kernel_rule_name(&self, raw: u32) -> Option<String> {
+        self.cfg.policy.kernel_rule_name(raw)
     }
 
     pub fn audit<E: serde::Serialize>(&self, ev: &E) {
@@ -135,7 +148,7 @@ impl BoundInspectingProxy {
     ) -> io::Result<RunningInspectingProxy> {
         let roots = cfg.upstream_roots.clone();
         let shared = Arc::new(Shared {
-            dlp_action: cfg.policy.dlp.action,
+            dlp_action: cfg.policy.current().policy.dlp.action,
             cfg,
             client_h1: client_config(roots.clone(), &[b"http/1.1"]),
             client_h2: client_config(roots, &[b"h2", b"http/1.1"]),

@@ -259,7 +259,7 @@ impl TapFence {
         };
         // Recorded before the read-back so that a failed read-back still removes them.
         fence.nft = Some(cork_nft::apply(&rules).map_err(nft_err)?);
-        fence.verify(plan)?;
+        fence.verify(plan, 0)?;
         Ok(fence)
     }
 
@@ -281,7 +281,7 @@ impl TapFence {
 
     /// Reads back the tc program and the maps against `plan`, and the nftables chains
     /// against what was installed.
-    pub fn verify(&self, plan: &KernelPlan) -> Result<(), VmError> {
+    pub fn verify(&self, plan: &KernelPlan, slot: cork_policy::PolicySlot) -> Result<(), VmError> {
         let (Some(link), Some(enf), Some(nft)) = (&self.link, &self.enforcement, &self.nft) else {
             return Err(VmError::Gone);
         };
@@ -291,6 +291,7 @@ impl TapFence {
                 ifname: ifname.clone(),
             },
             plan,
+            slot,
         )
         .map_err(|source| VmError::Bpf {
             ifname,

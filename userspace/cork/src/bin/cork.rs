@@ -156,6 +156,14 @@ enum BottleCmd {
     Ls,
     /// One bottle, as JSON.
     Show { name: String },
+    /// Replace a running bottle's policy as one generation: the kernel switches from the
+    /// old policy to the new one in one write (no connect sees a mix); open connections
+    /// stay open. Only egress rules, domains, host ports and unix names may change.
+    Update {
+        name: String,
+        #[arg(long, short = 'm')]
+        manifest: PathBuf,
+    },
     /// Remove a bottle (its processes are killed while still enforced).
     Rm { name: String },
 }
@@ -344,12 +352,28 @@ fn bottle(socket: &Path, cmd: BottleCmd) -> ExitCode {
             0
         }),
         BottleCmd::Ls => control::list(socket).map(|list| {
-            println!("{:<24} {:<40} CREATED", "NAME", "KEY");
+            println!("{:<24} {:<40} {:<4} CREATED", "NAME", "KEY", "GEN");
             for b in list {
-                println!("{:<24} {:<40} {}", b.name, b.key, b.created);
+                println!(
+                    "{:<24} {:<40} {:<4} {}",
+                    b.name, b.key, b.generation, b.created
+                );
             }
             0
         }),
+        BottleCmd::Update { name, manifest } => {
+            control::update(socket, &name, &manifest).map(|u| {
+                println!(
+                    "{} generation {} -> {} ({} learned addresses carried, manifest sha256 {})",
+                    u.name,
+                    u.old_generation,
+                    u.new_generation,
+                    u.learned_carried,
+                    u.manifest_sha256
+                );
+                0
+            })
+        }
         BottleCmd::Show { name } => control::show(socket, &name).map(|b| {
             println!(
                 "{}",

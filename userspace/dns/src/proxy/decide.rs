@@ -24,10 +24,6 @@ impl Shared {
         }
     }
 
-    fn rule_name(&self, rule_id: cork_policy::RuleId) -> Option<String> {
-        self.cfg.policy.rule(rule_id).map(|r| r.id.clone())
-    }
-
     /// Refuses a message before it is decided (rate limit, overload) with `rcode`, or with
     /// the refusal [`check_query`] gives when the message is not a query cork answers.
     pub(super) fn refuse_early(
@@ -90,16 +86,18 @@ impl Shared {
         };
         ev.name = Some(q.name.clone());
         ev.qtype = Some(q.qtype.as_str().to_owned());
-        let policy = &self.cfg.policy;
+        // The whole query goes by the generation in force as it arrives.
+        let policy = self.cfg.policy.current().policy;
+        let rule_name = |rule_id| policy.rule(rule_id).map(|r| r.id.clone());
         match policy.match_domain(&q.name) {
             DomainVerdict::Deny { rule_id } => {
-                ev.rule = self.rule_name(rule_id);
+                ev.rule = rule_name(rule_id);
                 return refused(ev, &q, "denied", Rcode::Refused);
             }
             DomainVerdict::NoMatch => return refused(ev, &q, "not_allowed", Rcode::Refused),
             DomainVerdict::Allow { rule_id } => {
                 ev.verdict = "allow";
-                ev.rule = self.rule_name(rule_id);
+                ev.rule = rule_name(rule_id);
             }
         }
 
@@ -126,7 +124,7 @@ impl Shared {
         ev.cnames.clone_from(&answer.cnames);
         let slots = policy.allowed_slots(&q.name);
         for &(addr, ttl) in &answer.addrs {
-            if let Err(e) = self.learner.learn(addr, &slots, ttl) {
+            if let Err(e) = self.learner.learn(addr, &q.name, &slots, ttl) {
                 tracing::warn!(name = %q.name, %addr, error = %e, "learning a DNS answer");
                 return refused(ev, &q, "learn_failed", Rcode::ServFail);
             }

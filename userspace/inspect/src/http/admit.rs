@@ -31,7 +31,6 @@ pub fn admit(
     pq: &str,
     audit: &mut RequestAudit,
 ) -> Result<Admitted, Refusal> {
-    let shared = &conn.shared;
     // The name this request is for, and whether policy lets it through.
     let Some(authority) = request_authority(req, conn.h2) else {
         return Err(Refusal::new(StatusCode::BAD_REQUEST, "missing_host"));
@@ -47,7 +46,7 @@ pub fn admit(
         ));
     }
     let rule_id = rule_for(conn, &host)?;
-    audit.ev.rule = shared.rule_name(rule_id);
+    audit.ev.rule = crate::server::rule_name(&conn.policy, rule_id);
 
     if req.method() == Method::CONNECT {
         return Err(Refusal::new(StatusCode::FORBIDDEN, "connect_refused"));
@@ -57,7 +56,7 @@ pub fn admit(
         return Err(Refusal::new(StatusCode::FORBIDDEN, "upgrade_refused"));
     }
     let mut route = None;
-    if let Some(rule) = shared.cfg.policy.domain_rule(rule_id) {
+    if let Some(rule) = conn.policy.domain_rule(rule_id) {
         route = route_for(rule, req.method().as_str(), pq).cloned();
         match route_decision(rule, req.method().as_str(), pq) {
             RouteVerdict::Allowed => {}
@@ -72,7 +71,7 @@ pub fn admit(
         authority,
         host,
         websocket,
-        rules: DlpRules::new(shared.cfg.policy.clone(), route),
+        rules: DlpRules::new(conn.policy.clone(), route),
     })
 }
 
@@ -81,7 +80,7 @@ pub fn admit(
 fn rule_for(conn: &Conn, host: &str) -> Result<cork_policy::RuleId, Refusal> {
     if !conn.tls {
         // Plain HTTP has nothing to pass through untouched: both are inspected.
-        return match flow::decide(&conn.shared, host, &conn.orig) {
+        return match flow::decide(&conn.shared, &conn.policy, host, &conn.orig) {
             Ok(Allowed::Inspect { rule_id } | Allowed::PassThrough { rule_id }) => Ok(rule_id),
             Err(reason) => Err(Refusal::new(StatusCode::FORBIDDEN, reason)),
         };

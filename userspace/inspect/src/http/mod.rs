@@ -42,6 +42,8 @@ pub struct Conn {
     /// The SNI the flow was allowed for; empty for plain HTTP (decided per request).
     pub sni: String,
     pub rule_id: cork_policy::RuleId,
+    /// The generation this connection goes by (`rule_id` is one of its rules).
+    pub policy: Arc<cork_policy::Policy>,
     pub h2: bool,
     pub tls: bool,
     pub client: SocketAddr,
@@ -59,6 +61,7 @@ impl Conn {
         client: SocketAddr,
     ) -> Self {
         Conn {
+            policy: shared.policy(),
             shared,
             orig,
             sni,
@@ -68,6 +71,13 @@ impl Conn {
             client,
             upstream: tokio::sync::Mutex::new(None),
         }
+    }
+
+    /// Goes by `policy` (the generation its flow was decided by) instead of the one in
+    /// force now.
+    pub fn with_policy(mut self, policy: Arc<cork_policy::Policy>) -> Self {
+        self.policy = policy;
+        self
     }
 
     /// Where the upstream connection may go if the dialled address does not answer: the

@@ -41,7 +41,7 @@ impl RequestAudit {
         ev.sni = (!conn.sni.is_empty()).then(|| conn.sni.clone());
         ev.dst = Some(conn.orig.dst.to_string());
         ev.pid = conn.orig.pid;
-        ev.rule = shared.rule_name(conn.rule_id);
+        ev.rule = crate::server::rule_name(&conn.policy, conn.rule_id);
         ev.method = Some(req.method().to_string());
         ev.path = Some(audit_path(pq));
         RequestAudit {

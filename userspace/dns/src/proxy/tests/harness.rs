@@ -40,7 +40,13 @@ pub(super) struct FakeLearner {
 }
 
 impl Learner for FakeLearner {
-    fn learn(&self, addr: IpAddr, slots: &[Slot], ttl: u32) -> Result<(), LearnFailed> {
+    fn learn(
+        &self,
+        addr: IpAddr,
+        _name: &str,
+        slots: &[Slot],
+        ttl: u32,
+    ) -> Result<(), LearnFailed> {
         if self.fail {
             return Err("learned-address map is full".into());
         }
@@ -144,7 +150,7 @@ domain = "bad.allowed.test"
     let port = bound.port();
     let cfg = DnsProxyConfig {
         bottle: "proxy-test".into(),
-        policy: Arc::clone(&policy),
+        policy: Arc::new(cork_policy::LivePolicy::new(Arc::clone(&policy))),
         upstreams: policy.dns.upstream.clone().unwrap(),
         upstream_timeout: opts.timeout,
         resolved: Arc::clone(&resolved),
