@@ -260,6 +260,42 @@ impl Spawned {
         }
     }
 
+    /// Waits until a stdout line satisfies `pred` (`what` names it in the error);
+    /// returns that line.
+    pub fn wait_line_where(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&str) -> bool,
+    ) -> Result<String> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    let done = pred(&line);
+                    self.seen.push(line.clone());
+                    if done {
+                        return Ok(line);
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    let err = self.collect_stderr();
+                    bail!(
+                        "no line {what} before stdout closed; stdout: {:?}\nstderr:\n{err}",
+                        self.seen
+                    )
+                }
+                Err(e) => bail!("no line {what} ({e}); stdout so far: {:?}", self.seen),
+            }
+        }
+    }
+
+    /// The stdout lines read so far by the waits.
+    pub fn seen(&self) -> &[String] {
+        &self.seen
+    }
+
     /// SIGKILLs the child and reaps it.
     pub fn kill(&mut self) -> Result<ExitStatus> {
         kill(self.pid(), Signal::SIGKILL).context("kill child")?;

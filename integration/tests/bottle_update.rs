@@ -9,7 +9,8 @@
 //! Refused updates (a section that cannot change, a bad manifest, no such bottle) change
 //! nothing and say why.
 //!
-//! One test function: the daemon lock is host-wide.
+//! The daemon runs with a lock of its own (`CORK_TEST_DAEMON_LOCK`), so this file does not
+//! contend with the other daemon tests for the host's one-daemon lock.
 
 use std::time::Duration;
 
@@ -118,13 +119,15 @@ fn a_policy_update_switches_every_decision_at_once() -> Result<()> {
 
     let sock = world.path("cork", "sock").display().to_string();
     let audit = world.path("daemon-audit", "jsonl");
-    let mut daemon = Spawned::start(&mut world.cork([
+    let mut cmd = world.cork([
         "daemon",
         "--socket",
         &sock,
         "--audit-log",
         &audit.display().to_string(),
-    ]))?;
+    ]);
+    cmd.env("CORK_TEST_DAEMON_LOCK", world.path("daemon", "lock"));
+    let mut daemon = Spawned::start(&mut cmd)?;
     daemon.wait_line(&format!("cork daemon: serving on {sock}"), WAIT)?;
 
     let old = world.manifest("upd", OLD)?;

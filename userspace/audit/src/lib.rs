@@ -1,9 +1,12 @@
 //! Audit events: one JSON object per line per decision, from any layer. This crate owns
 //! the event model and the sink; the agent turns kernel records into [`VerdictEvent`]s,
-//! the DNS and inspecting proxies write their own events through the same sink.
+//! the DNS and inspecting proxies write their own events through the same sink. A sink
+//! may also feed an in-memory [`AuditHistory`] (the daemon's `cork audit`).
 
+mod history;
 mod sink;
 
+pub use history::{AuditHistory, FOLLOW_BACKLOG, HISTORY_BYTES, HISTORY_LINES, LineFilter};
 pub use sink::{AuditSink, SinkError};
 
 use serde::Serialize;

@@ -1,11 +1,15 @@
-//! Where audit lines go: a file (appended, created 0600) or standard error.
+//! Where audit lines go: a file (appended, created 0600) or standard error, and, when the
+//! sink was given one, an in-memory [`AuditHistory`] (the daemon's, for `cork audit`).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Serialize;
+
+use crate::history::AuditHistory;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
@@ -23,15 +27,71 @@ pub enum SinkError {
     },
 }
 
-pub enum AuditSink {
+pub struct AuditSink {
+    dest: Dest,
+    history: Option<Arc<AuditHistory>>,
+}
+
+enum Dest {
     File { path: PathBuf, out: BufWriter<File> },
     Stderr,
 }
 
 impl AuditSink {
     pub fn open(path: Option<&Path>) -> Result<Self, SinkError> {
+        Ok(AuditSink {
+            dest: Dest::open(path)?,
+            history: None,
+        })
+    }
+
+    /// The same sink, also recording every line it writes in `history`.
+    pub fn with_history(mut self, history: Arc<AuditHistory>) -> Self {
+        self.history = Some(history);
+        self
+    }
+
+    fn target(&self) -> String {
+        match &self.dest {
+            Dest::File { path, .. } => path.display().to_string(),
+            Dest::Stderr => "stderr".into(),
+        }
+    }
+
+    /// Writes one event as one line. Buffered for files: call [`AuditSink::flush`]. The
+    /// history gets the line even when the file write fails: the event happened.
+    pub fn write<E: Serialize>(&mut self, event: &E) -> Result<(), SinkError> {
+        let mut line = serde_json::to_vec(event).expect("audit events serialize");
+        line.push(b'\n');
+        let res = match &mut self.dest {
+            Dest::File { out, .. } => out.write_all(&line),
+            Dest::Stderr => io::stderr().lock().write_all(&line),
+        };
+        if let Some(history) = &self.history {
+            history.push(line);
+        }
+        res.map_err(|source| SinkError::Write {
+            target: self.target(),
+            source,
+        })
+    }
+
+    pub fn flush(&mut self) -> Result<(), SinkError> {
+        let res = match &mut self.dest {
+            Dest::File { out, .. } => out.flush(),
+            Dest::Stderr => Ok(()),
+        };
+        res.map_err(|source| SinkError::Write {
+            target: self.target(),
+            source,
+        })
+    }
+}
+
+impl Dest {
+    fn open(path: Option<&Path>) -> Result<Self, SinkError> {
         let Some(path) = path else {
-            return Ok(AuditSink::Stderr);
+            return Ok(Dest::Stderr);
         };
         let file = OpenOptions::new()
             .create(true)
@@ -42,41 +102,9 @@ impl AuditSink {
                 path: path.to_path_buf(),
                 source,
             })?;
-        Ok(AuditSink::File {
+        Ok(Dest::File {
             path: path.to_path_buf(),
             out: BufWriter::new(file),
-        })
-    }
-
-    fn target(&self) -> String {
-        match self {
-            AuditSink::File { path, .. } => path.display().to_string(),
-            AuditSink::Stderr => "stderr".into(),
-        }
-    }
-
-    /// Writes one event as one line. Buffered for files: call [`AuditSink::flush`].
-    pub fn write<E: Serialize>(&mut self, event: &E) -> Result<(), SinkError> {
-        let mut line = serde_json::to_vec(event).expect("audit events serialize");
-        line.push(b'\n');
-        let res = match self {
-            AuditSink::File { out, .. } => out.write_all(&line),
-            AuditSink::Stderr => io::stderr().lock().write_all(&line),
-        };
-        res.map_err(|source| SinkError::Write {
-            target: self.target(),
-            source,
-        })
-    }
-
-    pub fn flush(&mut self) -> Result<(), SinkError> {
-        let res = match self {
-            AuditSink::File { out, .. } => out.flush(),
-            AuditSink::Stderr => Ok(()),
-        };
-        res.map_err(|source| SinkError::Write {
-            target: self.target(),
-            source,
         })
     }
 }

@@ -1,5 +1,5 @@
-//! The daemon's CLI verbs: `cork daemon`, and `cork bottle create|ls|show|rm`, which are
-//! clients of its control socket (`--socket PATH`, else `$CORK_SOCKET`, else
+//! The daemon's CLI verbs: `cork daemon`, and `cork bottle create|ls|show|rm` and
+//! `cork audit` ([`crate::audit_verb`]), which are clients of its control socket (`--socket PATH`, else `$CORK_SOCKET`, else
 //! `/run/cork/cork.sock`).
 //!
 //! Exit status of the client verbs: 0 done; 1 the manifest is invalid (FILE:LINE:COL on

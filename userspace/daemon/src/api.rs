@@ -10,6 +10,14 @@
 //! | `GET /v1/bottles/{name}/exec` | — | [`ExecInfo`] (for `cork exec`) |
 //! | `PUT /v1/bottles/{name}` | [`CreateBottle`] | [`PolicyUpdated`] (atomic policy change) |
 //! | `DELETE /v1/bottles/{name}` | — | `200` [`Removed`] |
+//! | `GET /v1/audit?bottle=NAME&verdict=deny&since=10m&follow=1` | — | `application/x-ndjson`: audit events, oldest first (all parameters optional; see [`crate::audit_query`]) |
+//!
+//! `GET /v1/audit` is the one answer that is not JSON: one audit event per line, from
+//! the daemon's in-memory history (the last 50 000 lines); `since` is a duration back
+//! from now (`10m`, `2h`) or an RFC 3339 time; `verdict` is `allow` or `deny` (events
+//! without a verdict — lifecycle, loss — then do not match); with `follow=1` the body
+//! goes on with each new matching event until the client hangs up. A bad parameter is
+//! a `bad_request` naming it.
 
 use serde::{Deserialize, Serialize};
 

@@ -8,10 +8,14 @@
 //!   process inside a bottle.
 //! - [`server`]: `cork daemon` — the lock that keeps a second daemon out, the socket, the
 //!   bottles (each a `cork_agent::BottleRuntime`), the routes.
+//! - [`audit_query`]: `GET /v1/audit`'s parameters, parsed by the daemon and built by
+//!   `cork audit`; the route itself streams the daemon's `cork_audit::AuditHistory`.
 //! - [`client`]: what the CLI verbs use; a daemon that is not running is a clear error,
 //!   never a hang.
 
 pub mod api;
+pub mod audit_query;
+mod audit_route;
 pub mod client;
 pub mod gate;
 pub mod notify;

@@ -17,13 +17,14 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
+use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use nix::fcntl::{Flock, FlockArg};
 
 use cork_agent::BottleRuntime;
-use cork_audit::AuditSink;
+use cork_audit::{AuditHistory, AuditSink};
 
 use crate::api::{
     ApiError, BottleInfo, CreateBottle, ErrorBody, ErrorKind, ExecInfo, PolicyUpdated, Removed,
@@ -32,6 +33,9 @@ use crate::gate::{self, Peer};
 
 /// Largest request body: a manifest (100 000 rules is a few MB).
 const MAX_BODY: usize = 32 << 20;
+
+/// Every answer's body: whole JSON, or a stream (`GET /v1/audit`).
+pub type Body = BoxBody<Bytes, Infallible>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -67,6 +71,8 @@ struct Standing {
 struct State {
     bottles: Mutex<BTreeMap<String, Standing>>,
     sink: Arc<Mutex<AuditSink>>,
+    /// What the sink wrote lately, for `GET /v1/audit`.
+    history: Arc<AuditHistory>,
     handle: tokio::runtime::Handle,
 }
 
@@ -110,7 +116,10 @@ pub fn run(cfg: DaemonConfig, ready: impl FnOnce(&Path)) -> Result<(), DaemonErr
         return Err(DaemonError::NotRoot);
     }
     let _lock = lock(&cfg.lock)?;
-    let sink = Arc::new(Mutex::new(AuditSink::open(cfg.audit_log.as_deref())?));
+    raise_nofile_limit();
+    let history = Arc::new(AuditHistory::default());
+    let sink = AuditSink::open(cfg.audit_log.as_deref())?.with_history(history.clone());
+    let sink = Arc::new(Mutex::new(sink));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("cork-daemon")
@@ -120,6 +129,7 @@ pub fn run(cfg: DaemonConfig, ready: impl FnOnce(&Path)) -> Result<(), DaemonErr
     let state = Arc::new(State {
         bottles: Mutex::new(BTreeMap::new()),
         sink,
+        history,
         handle: rt.handle().clone(),
     });
     let socket = cfg.socket.clone();
@@ -194,9 +204,9 @@ async fn serve(
     }
 }
 
-fn json<T: serde::Serialize>(status: u16, body: &T) -> Response<Full<Bytes>> {
+fn json<T: serde::Serialize>(status: u16, body: &T) -> Response<Body> {
     let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
-    let mut resp = Response::new(Full::new(Bytes::from(bytes)));
+    let mut resp = Response::new(Full::new(Bytes::from(bytes)).boxed());
     *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     resp.headers_mut().insert(
         http::header::CONTENT_TYPE,
@@ -205,15 +215,11 @@ fn json<T: serde::Serialize>(status: u16, body: &T) -> Response<Full<Bytes>> {
     resp
 }
 
-fn error(e: ApiError) -> Response<Full<Bytes>> {
+fn error(e: ApiError) -> Response<Body> {
     json(e.kind.status(), &ErrorBody { error: e })
 }
 
-async fn route(
-    state: Arc<State>,
-    peer: Option<Peer>,
-    req: Request<Incoming>,
-) -> Response<Full<Bytes>> {
+async fn route(state: Arc<State>, peer: Option<Peer>, req: Request<Incoming>) -> Response<Body> {
     let admitted = peer.ok_or(gate::Refusal::NoPid).and_then(gate::admit);
     if let Err(why) = admitted {
         tracing::warn!("control socket: refused {peer:?}: {why}");
@@ -269,6 +275,9 @@ async fn route(
             Ok(bytes) => update(state, name, &bytes).await,
             Err(e) => error(e),
         },
+        (Method::GET, "/v1/audit", _) => {
+            crate::audit_route::answer(&state.history, req.uri().query()).unwrap_or_else(error)
+        }
         (m, p, _) => error(ApiError::new(
             ErrorKind::BadRequest,
             format!("no route {m} {p} (see the README's control API)"),
@@ -288,7 +297,7 @@ async fn body(req: Request<Incoming>) -> Result<Bytes, ApiError> {
         .map_err(|e| ApiError::new(ErrorKind::BadRequest, format!("reading the body: {e}")))
 }
 
-async fn create(state: Arc<State>, bytes: &[u8]) -> Response<Full<Bytes>> {
+async fn create(state: Arc<State>, bytes: &[u8]) -> Response<Body> {
     let req: CreateBottle = match serde_json::from_slice(bytes) {
         Ok(r) => r,
         Err(e) => {
@@ -370,7 +379,7 @@ async fn create(state: Arc<State>, bytes: &[u8]) -> Response<Full<Bytes>> {
     json(201, &info)
 }
 
-async fn remove(state: Arc<State>, name: String) -> Response<Full<Bytes>> {
+async fn remove(state: Arc<State>, name: String) -> Response<Body> {
     let standing = state
         .bottles
         .lock()
@@ -390,7 +399,7 @@ async fn remove(state: Arc<State>, name: String) -> Response<Full<Bytes>> {
 /// ([`BottleRuntime::update`]). The bottle table stays locked for the update (about a
 /// tenth of a second plus the map writes): other control requests wait, the bottles'
 /// traffic does not.
-async fn update(state: Arc<State>, name: String, bytes: &[u8]) -> Response<Full<Bytes>> {
+async fn update(state: Arc<State>, name: String, bytes: &[u8]) -> Response<Body> {
     let req: CreateBottle = match serde_json::from_slice(bytes) {
         Ok(r) => r,
         Err(e) => {
@@ -441,6 +450,21 @@ async fn update(state: Arc<State>, name: String, bytes: &[u8]) -> Response<Full<
         Ok(Ok(u)) => json(200, &u),
         Ok(Err(e)) => error(e),
         Err(e) => error(ApiError::new(ErrorKind::Enforcement, e.to_string())),
+    }
+}
+
+/// A daemon holds many bottles, each with proxies, DNS sockets, maps and program fds:
+/// the soft limit on open files (often 1024) goes up to the hard one. Failing to raise
+/// it is logged, not fatal — the daemon still serves, with fewer bottles.
+fn raise_nofile_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => tracing::info!("open files limit raised from {soft} to {hard}"),
+            Err(e) => tracing::warn!("raising the open files limit from {soft} to {hard}: {e}"),
+        },
+        Ok((soft, _)) => tracing::info!("open files limit {soft} (already the hard limit)"),
+        Err(e) => tracing::warn!("reading the open files limit: {e}"),
     }
 }
 

@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use cork::dlp_scan;
 use cork::run::{self, RunOptions};
+use cork_daemon::audit_query;
 
 #[derive(Parser)]
 #[command(
@@ -83,6 +84,9 @@ enum Cmd {
         #[arg(last = true, required = true, num_args = 1..)]
         command: Vec<OsString>,
     },
+    /// The daemon's audit events (its recent history, in memory), one JSON object per
+    /// line, oldest first; with --follow, new ones as they happen.
+    Audit(AuditArgs),
     /// Standing bottles, through the daemon's control socket.
     Bottle {
         /// The control socket (default $CORK_SOCKET, else /run/cork/cork.sock).
@@ -143,6 +147,26 @@ struct VmArgs {
     /// and `opt/cork/env` are reserved); repeatable.
     #[arg(long = "fw-cfg", value_name = "NAME=FILE")]
     fw_cfg: Vec<String>,
+}
+
+#[derive(clap::Args)]
+struct AuditArgs {
+    /// Only this bottle's events.
+    #[arg(long, value_parser = audit_query::parse_bottle)]
+    bottle: Option<String>,
+    /// Only events with this verdict: allow or deny (lifecycle events have none).
+    #[arg(long, value_parser = audit_query::parse_verdict)]
+    verdict: Option<String>,
+    /// Only events since then: a duration back from now (10m, 2h, 30s) or an RFC 3339
+    /// time (2026-11-30T07:00:00Z).
+    #[arg(long, value_parser = audit_query::Since::parse)]
+    since: Option<audit_query::Since>,
+    /// Keep printing new events until interrupted (SIGINT/SIGTERM).
+    #[arg(long)]
+    follow: bool,
+    /// The control socket (default $CORK_SOCKET, else /run/cork/cork.sock).
+    #[arg(long)]
+    socket: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -242,6 +266,15 @@ fn main() -> ExitCode {
                 ExitCode::from(e.exit_code() as u8)
             }
         },
+        Cmd::Audit(a) => ExitCode::from(cork::audit_verb::audit(
+            &cork::control::socket(a.socket),
+            &audit_query::AuditQuery {
+                bottle: a.bottle,
+                verdict: a.verdict,
+                since: a.since,
+                follow: a.follow,
+            },
+        )),
         Cmd::Bottle { socket, command } => bottle(&cork::control::socket(socket), command),
         Cmd::Dlp {
             command: DlpCmd::Scan { file, manifest },
@@ -320,15 +353,20 @@ fn dlp_scan(file: &Path, manifest: Option<&Path>) -> ExitCode {
 }
 
 fn daemon(socket: Option<PathBuf>, audit_log: Option<PathBuf>) -> ExitCode {
-    // The daemon honours no seam yet: any CORK_TEST_* but the marker refuses the boot.
-    if let Err(e) = cork::seams::active(cork::seams::env(), &[]) {
+    // One seam: CORK_TEST_DAEMON_LOCK, a lock of the test's own, so that a test's daemon
+    // does not take the host's one-daemon lock from other tests running at the same time.
+    // Any other CORK_TEST_*, or this one without the marker, refuses the boot.
+    const LOCK_SEAM: &str = "CORK_TEST_DAEMON_LOCK";
+    if let Err(e) = cork::seams::active(cork::seams::env(), &[LOCK_SEAM]) {
         eprintln!("cork daemon: {e}");
         return ExitCode::from(125);
     }
     let socket = cork::control::socket(socket);
+    let lock = std::env::var_os(LOCK_SEAM)
+        .map_or_else(|| PathBuf::from(cork_daemon::LOCK_PATH), PathBuf::from);
     let cfg = cork_daemon::server::DaemonConfig {
         socket,
-        lock: PathBuf::from(cork_daemon::LOCK_PATH),
+        lock,
         audit_log,
     };
     let ready = |path: &Path| {
