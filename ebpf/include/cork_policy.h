@@ -90,10 +90,34 @@ static __always_inline struct cork_decision cork_scan(const struct cork_prefix_v
 	return d;
 }
 
+/*
+ * cork_scan of an entry, packed into a scalar: verdict | reason << 8 | redirect << 16 |
+ * rule_id << 32. A global function is verified once, on its own: a caller's paths meet
+ * again at its scalar result instead of each carrying the scan's branches (with the scan
+ * inlined once per policy slot, the tap program overran the verifier's budget of a
+ * million instructions). A NULL entry is the default deny.
+ */
+__noinline __u64 cork_scan_packed(const struct cork_prefix_value *v, __u32 proto, __u32 port)
+{
+	struct cork_decision d = { CORK_VERDICT_DENY, CORK_REASON_DEFAULT_DENY, CORK_RULE_NONE, 0 };
+
+	if (v)
+		d = cork_scan(v, (__u8)proto, (__u16)port);
+	return (__u64)d.verdict | (__u64)d.reason << 8 | (__u64)d.redirect << 16 |
+	       (__u64)d.rule_id << 32;
+}
+
+static __always_inline struct cork_decision cork_unpack(__u64 packed)
+{
+	struct cork_decision d = { (__u8)packed, (__u8)(packed >> 8), (__u32)(packed >> 32),
+				   (__u8)(packed >> 16) };
+
+	return d;
+}
+
 /* Judge a non-loopback destination against the bottle's prefix rules. */
 static __always_inline struct cork_decision cork_judge_remote(const struct cork_dst *dst)
 {
-	struct cork_decision deny = { CORK_VERDICT_DENY, CORK_REASON_DEFAULT_DENY, CORK_RULE_NONE, 0 };
 	const struct cork_prefix_value *v;
 
 	/* One read of the live slot, one lookup in it (cork_maps.h). */
@@ -112,9 +136,7 @@ static __always_inline struct cork_decision cork_judge_remote(const struct cork_
 		v = slot ? bpf_map_lookup_elem(&cork_rules_v6_1, &k) :
 			   bpf_map_lookup_elem(&cork_rules_v6, &k);
 	}
-	if (!v)
-		return deny;
-	return cork_scan(v, dst->proto, dst->port);
+	return cork_unpack(cork_scan_packed(v, dst->proto, dst->port));
 }
 
 static __always_inline int cork_is_loopback(const struct cork_dst *dst)

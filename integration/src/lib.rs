@@ -30,6 +30,7 @@ pub mod scale_bench;
 pub mod server;
 pub mod sweep;
 pub mod unix_peer;
+pub mod update_bench;
 pub mod verdicts;
 pub mod vm;
 pub mod world;

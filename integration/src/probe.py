@@ -86,6 +86,15 @@ def op_write(path, text):
     return "ok"
 
 
+def op_rewrite(path):
+    # Writes a file's own content back: a no-op wherever the write is allowed at all.
+    with open(path) as f:
+        text = f.read()
+    with open(path, "w") as f:
+        f.write(text)
+    return "ok"
+
+
 def op_read(path):
     with open(path) as f:
         return f.read().strip().replace("\n", ";")

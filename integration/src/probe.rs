@@ -80,6 +80,12 @@ impl Probe {
         self.push(&["write", path, text])
     }
 
+    /// Writes a file's content back unchanged ("ok", or the errno of the refusal): probes
+    /// whether a host setting is writable without changing it.
+    pub fn rewrite(self, path: &str) -> Self {
+        self.push(&["rewrite", path])
+    }
+
     /// Prints a file's content with newlines as ';'.
     pub fn read(self, path: &str) -> Self {
         self.push(&["read", path])

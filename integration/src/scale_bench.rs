@@ -38,12 +38,17 @@ pub fn manifest_body(per_family: usize, domains: usize) -> String {
 /// `per_family` distinct allow rules (port 443) in each family, IPv4 then IPv6 alternating:
 /// `egress.allow[k]` for k from the first index given to them on, in manifest order.
 pub fn data_rules(per_family: usize) -> String {
+    data_rules_on(per_family, 443)
+}
+
+/// [`data_rules`] for `port`: the same prefixes, every kernel entry different.
+pub fn data_rules_on(per_family: usize, port: u16) -> String {
     let mut s = String::new();
     for i in 0..per_family {
         let _ = write!(
             s,
-            "[[egress.allow]]\ncidr = \"10.{}.{}.{}\"\nports = [443]\n\
-             [[egress.allow]]\ncidr = \"2001:db8:{:x}:{:x}::/64\"\nports = [443]\n",
+            "[[egress.allow]]\ncidr = \"10.{}.{}.{}\"\nports = [{port}]\n\
+             [[egress.allow]]\ncidr = \"2001:db8:{:x}:{:x}::/64\"\nports = [{port}]\n",
             (i >> 16) & 0xff,
             (i >> 8) & 0xff,
             i & 0xff,

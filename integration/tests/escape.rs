@@ -59,6 +59,36 @@ fn bottle_cannot_move_itself_to_the_root_cgroup() -> Result<()> {
     Ok(())
 }
 
+#[test]
+fn root_in_a_bottle_cannot_change_host_settings() -> Result<()> {
+    let world = World::new("root_in_a_bottle_cannot_change_host_settings")?;
+    // Each write puts back what is there: harmless even if the bottle could write.
+    let paths = [
+        "/proc/sys/kernel/core_pattern",
+        "/proc/sys/net/ipv4/ip_forward",
+        "/proc/sys/net/ipv6/conf/all/forwarding",
+        "/sys/module/printk/parameters/time",
+    ];
+    let mut probe = Probe::new();
+    for p in paths {
+        probe = probe.rewrite(p);
+    }
+    // Outside a bottle, as root in the same network namespace, the same writes work.
+    let outside = world.run(
+        world
+            .command(Side::Bottle, "python3")
+            .args(&probe.argv()[1..]),
+    )?;
+    assert_eq!(outside.lines(), ["ok"; 4], "baseline: {outside}");
+    let (out, _audit) = world.run_probe("a", "", &probe)?;
+    assert_eq!(
+        out.lines(),
+        ["EROFS"; 4],
+        "kernel settings must be read-only in a bottle: {out}"
+    );
+    Ok(())
+}
+
 /// Adds a route per family and an nftables table, printing each tool's output and then
 /// `<key>=<exit status>`.
 const NET_ADMIN_SCRIPT: &str = "ip route add 198.51.100.128/25 dev lo 2>&1; echo ip=$?; \

@@ -1,11 +1,12 @@
-//! `cork-bench [--only connect|dns|kernel|scale] [COUNT [ROUNDS]]`: connect()+close per second
+//! `cork-bench [--only connect|dns|kernel|scale|daemon] [COUNT [ROUNDS]]`: connect()+close per second
 //! against a TCP server in the internet netns, from the bottle netns outside any bottle,
 //! then inside `cork run` (same `connect-loop` client both times), in interleaved rounds;
 //! prints the rates, their medians and the ratio. Then DNS through the proxy against
 //! direct, then the kernel programs: nanoseconds per run of each (`bpf_stats`), and the
 //! latency of audit delivery (kernel decision to audit log line). Then policy scale: 10,
 //! 1 000 and 100 000 CIDR rules per family (+ 10 000 domain rules) — check and start-up
-//! time, trie memory, connect4's cost.
+//! time, trie memory, connect4's cost. Then standing bottles: `cork bottle create`,
+//! `cork bottle update` and `cork exec -- true` at 10, 10 000 and 100 000 rules per family.
 
 use anyhow::{Context, Result, bail};
 use cork_integration::dns_server::Zone;
@@ -25,15 +26,15 @@ fn main() -> Result<()> {
         args.next();
         Some(
             args.next()
-                .context("--only needs connect, dns, kernel or scale")?,
+                .context("--only needs connect, dns, kernel, scale or daemon")?,
         )
     } else {
         None
     };
     if let Some(o) = &only
-        && !["connect", "dns", "kernel", "scale"].contains(&o.as_str())
+        && !["connect", "dns", "kernel", "scale", "daemon"].contains(&o.as_str())
     {
-        bail!("--only {o}: expected connect, dns, kernel or scale");
+        bail!("--only {o}: expected connect, dns, kernel, scale or daemon");
     }
     let wants = |section: &str| only.as_deref().is_none_or(|o| o == section);
     let count: u64 = args.next().map(|c| c.parse()).transpose()?.unwrap_or(5000);
@@ -62,6 +63,9 @@ fn main() -> Result<()> {
     }
     if wants("scale") {
         cork_integration::scale_bench::report(&world, &client, &[10, 1000, 100_000], count)?;
+    }
+    if wants("daemon") {
+        cork_integration::update_bench::report(&world, &[10, 10_000, 100_000])?;
     }
     server.kill()?;
     if wants("dns") {

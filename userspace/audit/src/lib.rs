@@ -3,6 +3,7 @@
 //! the DNS and inspecting proxies write their own events through the same sink. A sink
 //! may also feed an in-memory [`AuditHistory`] (the daemon's `cork audit`).
 
+pub mod chain;
 mod history;
 mod sink;
 

@@ -1,5 +1,7 @@
 //! Where audit lines go: a file (appended, created 0600) or standard error, and, when the
 //! sink was given one, an in-memory [`AuditHistory`] (the daemon's, for `cork audit`).
+//! Lines written to a file carry the hash chain ([`crate::chain`]), continued from the
+//! file's last line; the history gets the same bytes.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
@@ -30,6 +32,8 @@ pub enum SinkError {
 pub struct AuditSink {
     dest: Dest,
     history: Option<Arc<AuditHistory>>,
+    /// The chain value of the last line written (file destinations only).
+    chain: Option<[u8; 32]>,
 }
 
 enum Dest {
@@ -39,10 +43,26 @@ enum Dest {
 
 impl AuditSink {
     pub fn open(path: Option<&Path>) -> Result<Self, SinkError> {
+        let chain = match path {
+            Some(path) => Some(
+                crate::chain::head_of(path).map_err(|source| SinkError::Open {
+                    path: path.to_path_buf(),
+                    source,
+                })?,
+            ),
+            None => None,
+        };
         Ok(AuditSink {
             dest: Dest::open(path)?,
             history: None,
+            chain,
         })
+    }
+
+    /// The chain value of the last line written, as hex (file destinations only): the
+    /// head to keep elsewhere to anchor the file's chain.
+    pub fn chain_head(&self) -> Option<String> {
+        self.chain.as_ref().map(crate::chain::hex)
     }
 
     /// The same sink, also recording every line it writes in `history`.
@@ -62,6 +82,9 @@ impl AuditSink {
     /// history gets the line even when the file write fails: the event happened.
     pub fn write<E: Serialize>(&mut self, event: &E) -> Result<(), SinkError> {
         let mut line = serde_json::to_vec(event).expect("audit events serialize");
+        if let Some(prev) = &mut self.chain {
+            crate::chain::seal(prev, &mut line);
+        }
         line.push(b'\n');
         let res = match &mut self.dest {
             Dest::File { out, .. } => out.write_all(&line),

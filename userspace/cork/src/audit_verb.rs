@@ -3,9 +3,15 @@
 //! each line one JSON event, flushed at once, so that `| jq` and `| grep` see events
 //! live. Exit status as the other client verbs ([`crate::control`]); following ends with
 //! 0 on SIGINT/SIGTERM and with 3 when the daemon goes away.
+//!
+//! `--file FILE` reads a JSON-lines audit log (`--audit-log` of any entry point) instead,
+//! with the same filters; `--flow COOKIE` prints the story of one socket
+//! ([`crate::audit_flow`]) from either source; `--verify FILE` checks a log's hash chain
+//! ([`cork_audit::chain`]): exit 0 intact, 1 broken (the line named), 2 unreadable.
 
-use std::io::Write;
-use std::path::Path;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use cork_daemon::audit_query::AuditQuery;
 use cork_daemon::client::{self, ClientError, StreamEnd};
@@ -44,5 +50,117 @@ pub fn audit(socket: &Path, query: &AuditQuery) -> u8 {
         ),
         Ok(_) => 0,
         Err(e) => crate::control::fail("audit", &e),
+    }
+}
+
+/// Where `cork audit` reads events.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// The daemon's history, through its control socket.
+    Daemon(PathBuf),
+    /// A JSON-lines audit log.
+    File(PathBuf),
+}
+
+/// `cork audit` from `source`: the query's events, or with `flow` the story of that
+/// socket (then only the query's bottle applies: the story needs the DNS answers that
+/// came before it, whatever their verdict or age).
+pub fn run(source: &Source, query: &AuditQuery, flow: Option<u64>) -> u8 {
+    match (source, flow) {
+        (Source::Daemon(socket), None) => audit(socket, query),
+        (source, flow) => {
+            let mut query = query.clone();
+            if flow.is_some() {
+                query.verdict = None;
+                query.since = None;
+            }
+            let lines = match collect(source, &query) {
+                Ok(lines) => lines,
+                Err(code) => return code,
+            };
+            let refs: Vec<&[u8]> = lines.iter().map(Vec::as_slice).collect();
+            let shown = match flow {
+                Some(cookie) => crate::audit_flow::story(&refs, cookie),
+                None => refs,
+            };
+            print_lines(&shown)
+        }
+    }
+}
+
+/// Every line of `source` that `query` lets through (never following).
+fn collect(source: &Source, query: &AuditQuery) -> Result<Vec<Vec<u8>>, u8> {
+    let filter = query.filter(SystemTime::now());
+    match source {
+        Source::File(path) => {
+            let file = std::fs::File::open(path).map_err(|e| {
+                eprintln!("cork audit: reading {}: {e}", path.display());
+                2u8
+            })?;
+            let mut out = Vec::new();
+            for (i, line) in std::io::BufReader::new(file).split(b'\n').enumerate() {
+                let line = line.map_err(|e| {
+                    eprintln!("cork audit: {}:{}: {e}", path.display(), i + 1);
+                    2u8
+                })?;
+                if !line.is_empty() && filter.matches(&line) {
+                    out.push(line);
+                }
+            }
+            Ok(out)
+        }
+        Source::Daemon(socket) => {
+            let mut query = query.clone();
+            query.follow = false;
+            let mut out = Vec::new();
+            client::lines(socket, &query.to_path(), |line| {
+                out.push(line.to_vec());
+                true
+            })
+            .map_err(|e| crate::control::fail("audit", &e))?;
+            Ok(out)
+        }
+    }
+}
+
+fn print_lines(lines: &[&[u8]]) -> u8 {
+    let mut out = std::io::stdout().lock();
+    for line in lines {
+        let written = out.write_all(line).and_then(|()| out.write_all(b"\n"));
+        if let Err(e) = written {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                return 0;
+            }
+            eprintln!("cork audit: writing to standard output: {e}");
+            return 125;
+        }
+    }
+    let _ = out.flush();
+    0
+}
+
+/// `cork audit --verify FILE`.
+pub fn verify(path: &Path) -> u8 {
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("cork audit: reading {}: {e}", path.display());
+            return 2;
+        }
+    };
+    match cork_audit::chain::verify(std::io::BufReader::new(file)) {
+        Ok(v) => {
+            println!(
+                "{}: {} lines, chain intact, head {}",
+                path.display(),
+                v.lines,
+                cork_audit::chain::hex(&v.head)
+            );
+            0
+        }
+        Err(e) => {
+            eprintln!("cork audit: {}: {e}", path.display());
+            1
+        }
     }
 }

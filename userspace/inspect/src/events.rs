@@ -53,6 +53,9 @@ pub struct ProxyEvent {
     pub client: String,
     /// The process that connected (kernel record).
     pub pid: Option<u32>,
+    /// The bottle's socket as the kernel knows it (its kernel events carry the same
+    /// `cookie`): joins this event to the connect that made the flow.
+    pub cookie: Option<u64>,
     /// Why the upstream failed, for 502s (a TLS or connect error, never a secret).
     pub error: Option<String>,
 }
@@ -81,6 +84,7 @@ impl ProxyEvent {
             served_by: None,
             client: client.to_string(),
             pid: None,
+            cookie: None,
             error: None,
         }
     }

@@ -41,6 +41,7 @@ pub async fn handle(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
     };
     ev.dst = Some(orig.dst.to_string());
     ev.pid = orig.pid;
+    ev.cookie = (orig.sock_cookie != 0).then_some(orig.sock_cookie);
     ev.rule = shared.kernel_rule_name(orig.rule_id);
     let _ = stream.set_nodelay(true);
 

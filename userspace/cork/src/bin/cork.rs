@@ -162,8 +162,18 @@ struct AuditArgs {
     #[arg(long, value_parser = audit_query::Since::parse)]
     since: Option<audit_query::Since>,
     /// Keep printing new events until interrupted (SIGINT/SIGTERM).
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["file", "flow", "verify"])]
     follow: bool,
+    /// Read this JSON-lines audit log (an `--audit-log` file) instead of the daemon.
+    #[arg(long, conflicts_with = "socket")]
+    file: Option<PathBuf>,
+    /// The story of one socket, by its cookie (the `cookie` of its kernel events): the DNS
+    /// answer that made its destination reachable, its kernel verdicts, the proxy's events.
+    #[arg(long, value_name = "COOKIE")]
+    flow: Option<u64>,
+    /// Check FILE's hash chain: exit 0 intact, 1 broken (the line is named), 2 unreadable.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["file", "socket", "bottle", "verdict", "since", "flow"])]
+    verify: Option<PathBuf>,
     /// The control socket (default $CORK_SOCKET, else /run/cork/cork.sock).
     #[arg(long)]
     socket: Option<PathBuf>,
@@ -266,15 +276,25 @@ fn main() -> ExitCode {
                 ExitCode::from(e.exit_code() as u8)
             }
         },
-        Cmd::Audit(a) => ExitCode::from(cork::audit_verb::audit(
-            &cork::control::socket(a.socket),
-            &audit_query::AuditQuery {
-                bottle: a.bottle,
-                verdict: a.verdict,
-                since: a.since,
-                follow: a.follow,
-            },
-        )),
+        Cmd::Audit(a) => {
+            if let Some(file) = &a.verify {
+                return ExitCode::from(cork::audit_verb::verify(file));
+            }
+            let source = match a.file {
+                Some(file) => cork::audit_verb::Source::File(file),
+                None => cork::audit_verb::Source::Daemon(cork::control::socket(a.socket)),
+            };
+            ExitCode::from(cork::audit_verb::run(
+                &source,
+                &audit_query::AuditQuery {
+                    bottle: a.bottle,
+                    verdict: a.verdict,
+                    since: a.since,
+                    follow: a.follow,
+                },
+                a.flow,
+            ))
+        }
         Cmd::Bottle { socket, command } => bottle(&cork::control::socket(socket), command),
         Cmd::Dlp {
             command: DlpCmd::Scan { file, manifest },

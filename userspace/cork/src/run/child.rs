@@ -58,7 +58,13 @@ impl ChildSetup {
         let cgroup_procs = OpenOptions::new().write(true).open(procs_path)?;
         let readonly = mounts
             .iter()
-            .filter(|m| matches!(m.fstype.as_str(), "cgroup" | "cgroup2" | "bpf"))
+            // The bpf and cgroup mounts wherever they are, and everything under /sys
+            // (tracefs, debugfs, securityfs... root-owned files whose writes few check
+            // capabilities for), each read-only in the bottle.
+            .filter(|m| {
+                matches!(m.fstype.as_str(), "cgroup" | "cgroup2" | "bpf")
+                    || m.target.starts_with("/sys")
+            })
             .map(|m| CString::new(m.target.as_os_str().as_encoded_bytes()))
             .collect::<Result<_, _>>()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
@@ -97,12 +103,20 @@ impl ChildSetup {
             MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
             None::<&str>,
         )?;
+        // The kernel's settings are the host's (and the network ones this network
+        // namespace's), not the bottle's: root in the bottle must not set
+        // kernel.core_pattern (a program the host runs on the next crash), forwarding, a
+        // sysrq (a host reboot) or a device's attributes. Read-only for good: undoing it
+        // takes CAP_SYS_ADMIN, dropped below.
+        for path in HOST_SETTINGS {
+            readonly_bind(path)?;
+        }
         for target in &self.readonly {
             mount(
                 None::<&str>,
                 target.as_c_str(),
                 None::<&str>,
-                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | PSEUDO,
                 None::<&str>,
             )?;
         }
@@ -124,6 +138,44 @@ impl ChildSetup {
         close_inherited_fds()?;
         init::split()
     }
+}
+
+/// What root in a bottle could otherwise change for the whole host through files alone.
+const HOST_SETTINGS: &[&str] = &[
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+    "/proc/irq",
+    "/proc/bus",
+    "/sys",
+];
+
+/// A bind mount takes its flags from the remount alone (mount(2)): pseudo file systems
+/// keep no set-id programs, devices or executables.
+const PSEUDO: MsFlags = MsFlags::MS_NOSUID
+    .union(MsFlags::MS_NODEV)
+    .union(MsFlags::MS_NOEXEC);
+
+/// Binds `path` onto itself (with what is mounted under it) and makes that bind read-only;
+/// a path this kernel does not have is skipped.
+fn readonly_bind(path: &str) -> io::Result<()> {
+    if !std::path::Path::new(path).exists() {
+        return Ok(());
+    }
+    mount(
+        Some(path),
+        path,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )?;
+    mount(
+        None::<&str>,
+        path,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | PSEUDO,
+        None::<&str>,
+    )?;
+    Ok(())
 }
 
 /// Marks every descriptor above stderr close-on-exec. A socket created outside the bottle

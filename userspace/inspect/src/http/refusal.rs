@@ -41,6 +41,7 @@ impl RequestAudit {
         ev.sni = (!conn.sni.is_empty()).then(|| conn.sni.clone());
         ev.dst = Some(conn.orig.dst.to_string());
         ev.pid = conn.orig.pid;
+        ev.cookie = (conn.orig.sock_cookie != 0).then_some(conn.orig.sock_cookie);
         ev.rule = crate::server::rule_name(&conn.policy, conn.rule_id);
         ev.method = Some(req.method().to_string());
         ev.path = Some(audit_path(pq));
