@@ -14,6 +14,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail, ensure};
 use cork_integration::cork::cork_bin;
 use cork_integration::dns_server::Zone;
+use cork_integration::process::Spawned;
 use cork_integration::{RunOutput, Side, World};
 use serde_json::Value;
 
@@ -147,7 +148,7 @@ fn a_correct_bottle_passes_every_probe() -> Result<()> {
     )?;
     let allowed4 = world.tcp_server(Side::Internet, "198.51.100.10:8443")?;
     let allowed6 = world.tcp_server(Side::Internet, "[2001:db8::10]:8443")?;
-    let denied = world.tcp_server(Side::Internet, "198.51.100.64:443")?;
+    let denied = world.tcp_server(Side::Internet, "198.51.100.65:443")?;
     let host_port = world.tcp_server(Side::Bottle, "[::]:9200")?;
     let foreign = world.tcp_server(Side::Bottle, "[::]:1")?;
 
@@ -296,6 +297,88 @@ fn weakened_bottles_fail_exactly_their_probes() -> Result<()> {
             ("cgroup.escape", "writable"),
         ],
     )?;
+    Ok(())
+}
+
+#[test]
+fn cork_exec_gives_the_probe_its_standing_bottle_s_manifest() -> Result<()> {
+    let world = World::new("cork_exec_gives_the_probe_its_manifest")?;
+    let sock = world.path("cork", "sock").display().to_string();
+    let mut cmd = world.cork([
+        "daemon".as_ref(),
+        "--socket".as_ref(),
+        sock.as_str().as_ref(),
+        "--audit-log".as_ref(),
+        world.path("daemon-audit", "jsonl").as_os_str(),
+    ]);
+    // A lock of the test's own: other daemon tests may run at the same time.
+    cmd.env("CORK_TEST_HARNESS", "1")
+        .env("CORK_TEST_DAEMON_LOCK", world.path("daemon", "lock"));
+    let mut daemon = Spawned::start(&mut cmd)?;
+    let result = daemon
+        .wait_line(
+            &format!("cork daemon: serving on {sock}"),
+            Duration::from_secs(30),
+        )
+        .and_then(|_| exec_probes(&world, &sock));
+    // Stopped with SIGTERM however the steps ended, so it tears its bottle down.
+    nix::sys::signal::kill(daemon.pid(), nix::sys::signal::Signal::SIGTERM)?;
+    let stopped = daemon.finish(Duration::from_secs(30))?;
+    result?;
+    assert_eq!(stopped.code(), 0, "{stopped}");
+    Ok(())
+}
+
+fn exec_probes(world: &World, sock: &str) -> Result<()> {
+    let manifest = world.manifest(
+        "std",
+        "[[egress.allow]]\ncidr = \"198.51.100.10/32\"\nports = [8443]\n",
+    )?;
+    let _allowed = world.tcp_server(Side::Internet, "198.51.100.10:8443")?;
+    let out = world.run(world.cork([
+        "bottle".as_ref(),
+        "create".as_ref(),
+        "--socket".as_ref(),
+        sock.as_ref(),
+        "-m".as_ref(),
+        manifest.as_os_str(),
+    ]))?;
+    assert_eq!(out.code(), 0, "{out}");
+    let name = world.bottle_name("std");
+    let exec = |seam: Option<&str>| -> Result<RunOutput> {
+        let mut argv = vec![
+            "exec".to_owned(),
+            name.clone(),
+            "--socket".into(),
+            sock.to_owned(),
+            "--".into(),
+        ];
+        argv.extend(probe_argv(&["--json"])?);
+        let mut cmd = world.cork(argv);
+        if let Some(seam) = seam {
+            cmd.env("CORK_TEST_HARNESS", "1").env(seam, "1");
+        }
+        world.run(&mut cmd)
+    };
+    let out = exec(None)?;
+    let r = reports(&out)?;
+    assert_eq!(out.code(), 0, "{out}");
+    assert!(failed_ids(&r).is_empty(), "{out}");
+    find(&r, "net.allow:egress.allow[0]")?;
+    assert!(
+        find(&r, "cgroup.member")?["observed"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(&name),
+        "{out}"
+    );
+    let out = exec(Some("CORK_TEST_KEEP_CAPS"))?;
+    let r = reports(&out)?;
+    assert_eq!(out.code(), 1, "{out}");
+    assert_eq!(
+        failed_ids(&r),
+        BTreeSet::from(["proc.capabilities".to_owned()])
+    );
     Ok(())
 }
 

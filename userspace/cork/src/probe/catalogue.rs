@@ -6,6 +6,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
+use super::inside;
 use super::samples::{DEFAULT_PORT, sample_in, sample_name};
 
 use cork_policy::{Action, DomainVerdict, Policy, Proto, RuleTarget};
@@ -138,7 +139,13 @@ fn packet_proto(proto: Proto) -> Proto {
     }
 }
 
-fn probe(id: String, severity: Severity, proves: String, expected: &str, check: Check) -> Probe {
+pub(super) fn probe(
+    id: String,
+    severity: Severity,
+    proves: String,
+    expected: &str,
+    check: Check,
+) -> Probe {
     Probe {
         id,
         severity,
@@ -148,7 +155,7 @@ fn probe(id: String, severity: Severity, proves: String, expected: &str, check: 
     }
 }
 
-fn hard(id: String, proves: String, expected: &str, check: Check) -> Probe {
+pub(super) fn hard(id: String, proves: String, expected: &str, check: Check) -> Probe {
     probe(id, Severity::Hard, proves, expected, check)
 }
 
@@ -185,11 +192,11 @@ pub fn build(policy: &Policy, s: &Settings) -> Vec<Probe> {
             },
         ));
     }
-    sockets(&mut out);
-    process(policy, &mut out);
+    inside::sockets(&mut out);
+    inside::process(policy, &mut out);
     dns(policy, s, &mut out);
-    ca(policy, &mut out);
-    credentials(policy, &mut out);
+    inside::ca(policy, &mut out);
+    inside::credentials(policy, &mut out);
     out
 }
 
@@ -315,119 +322,6 @@ fn loopback(policy: &Policy, s: &Settings, out: &mut Vec<Probe>) {
     }
 }
 
-fn sockets(out: &mut Vec<Probe>) {
-    use libc::{
-        AF_INET, AF_INET6, AF_PACKET, ETH_P_ALL, IPPROTO_ICMP, IPPROTO_ICMPV6, SOCK_DGRAM, SOCK_RAW,
-    };
-    let list: [(&str, &str, libc::c_int, libc::c_int, libc::c_int); 5] = [
-        (
-            "raw4",
-            "socket(AF_INET, SOCK_RAW, IPPROTO_ICMP)",
-            AF_INET,
-            SOCK_RAW,
-            IPPROTO_ICMP,
-        ),
-        (
-            "raw6",
-            "socket(AF_INET6, SOCK_RAW, IPPROTO_ICMPV6)",
-            AF_INET6,
-            SOCK_RAW,
-            IPPROTO_ICMPV6,
-        ),
-        (
-            "icmp4",
-            "socket(AF_INET, SOCK_DGRAM, IPPROTO_ICMP)",
-            AF_INET,
-            SOCK_DGRAM,
-            IPPROTO_ICMP,
-        ),
-        (
-            "icmp6",
-            "socket(AF_INET6, SOCK_DGRAM, IPPROTO_ICMPV6)",
-            AF_INET6,
-            SOCK_DGRAM,
-            IPPROTO_ICMPV6,
-        ),
-        (
-            "packet",
-            "socket(AF_PACKET, SOCK_RAW, htons(ETH_P_ALL))",
-            AF_PACKET,
-            SOCK_RAW,
-            i32::from((ETH_P_ALL as u16).to_be()),
-        ),
-    ];
-    for (id, what, family, ty, protocol) in list {
-        out.push(hard(
-            format!("socket.{id}"),
-            format!("{what} is refused: nothing bypasses the connect/sendmsg hooks"),
-            "socket(2) fails with EPERM or EACCES",
-            Check::Socket {
-                family,
-                ty,
-                protocol,
-                what,
-            },
-        ));
-    }
-}
-
-fn process(policy: &Policy, out: &mut Vec<Probe>) {
-    let list = [
-        (
-            "proc.capabilities",
-            "no capability that could undo enforcement is held or can come back".to_owned(),
-            "none of cork's dropped capabilities in CapEff/CapPrm/CapInh/CapBnd/CapAmb",
-            Check::Capabilities,
-        ),
-        (
-            "proc.no_new_privs",
-            "no exec (setuid binaries included) can gain privileges".to_owned(),
-            "NoNewPrivs: 1 in /proc/self/status",
-            Check::NoNewPrivs,
-        ),
-        (
-            "proc.seccomp",
-            "cork's seccomp filter (socket refusals and their audit) is installed".to_owned(),
-            "Seccomp: 2 (filter mode) in /proc/self/status",
-            Check::Seccomp,
-        ),
-        (
-            "cgroup.member",
-            format!(
-                "this process is in bottle {:?}'s cgroup, where cork's programs judge it",
-                policy.name
-            ),
-            "the cgroup v2 path in /proc/self/cgroup ends in cork-<bottle>-<agent pid>_<id>",
-            Check::CgroupMember {
-                bottle: policy.name.clone(),
-            },
-        ),
-        (
-            "cgroup.escape",
-            "the bottle's cgroup cannot be left".to_owned(),
-            "writing \"0\" to the parent cgroup's cgroup.procs fails (EROFS)",
-            Check::CgroupEscape,
-        ),
-        (
-            "mount.cgroup_ro",
-            "every cgroup filesystem is read-only in the bottle".to_owned(),
-            "every cgroup/cgroup2 mount in /proc/self/mountinfo has the ro option",
-            Check::MountsReadOnly {
-                fstypes: &["cgroup", "cgroup2"],
-            },
-        ),
-        (
-            "mount.bpf_ro",
-            "bpffs (the pins that keep enforcement attached) is read-only in the bottle".to_owned(),
-            "every bpf mount in /proc/self/mountinfo has the ro option",
-            Check::MountsReadOnly { fstypes: &["bpf"] },
-        ),
-    ];
-    for (id, proves, expected, check) in list {
-        out.push(hard(id.to_owned(), proves, expected, check));
-    }
-}
-
 /// The first name an allow rule allows (for the TXT probe), if any.
 fn allowed_name(policy: &Policy) -> Option<String> {
     policy
@@ -483,61 +377,99 @@ fn dns(policy: &Policy, s: &Settings, out: &mut Vec<Probe>) {
     }
 }
 
-fn ca(policy: &Policy, out: &mut Vec<Probe>) {
-    // The bundle exists only when some rule sends traffic through the inspecting proxy.
-    if !policy.domains.iter().any(|d| d.action == Action::Allow) {
-        return;
-    }
-    let subject = cork_inspect::ca::subject(&policy.name);
-    for var in cork_inspect::setup::CA_ENV_VARS {
-        let (client, severity) = match var {
-            "SSL_CERT_FILE" => ("OpenSSL and Python's ssl", Severity::Hard),
-            "CURL_CA_BUNDLE" => ("curl", Severity::Soft),
-            "REQUESTS_CA_BUNDLE" => ("Python requests", Severity::Soft),
-            "NODE_EXTRA_CA_CERTS" => ("Node.js", Severity::Soft),
-            "GIT_SSL_CAINFO" => ("git", Severity::Soft),
-            _ => ("its clients", Severity::Soft),
-        };
-        out.push(probe(
-            format!("ca.env:{var}"),
-            severity,
-            format!("{client} trust the bottle's CA ({var} names a bundle holding it)"),
-            &format!(
-                "${var} names a readable PEM bundle with a certificate whose CN is {subject:?}"
-            ),
-            Check::CaBundle {
-                var,
-                subject: subject.clone(),
-            },
-        ));
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn credentials(policy: &Policy, out: &mut Vec<Probe>) {
-    for c in &policy.credentials {
-        out.push(hard(
-            format!("cred.placeholder:{}", c.env),
-            format!(
-                "the credential for {} (line {}) is a placeholder in ${}",
-                c.domain, c.line, c.env
-            ),
-            &format!("${} holds the manifest's placeholder", c.env),
-            Check::Placeholder {
-                env: c.env.clone(),
-                placeholder: c.placeholder.clone(),
-            },
-        ));
-        out.push(hard(
-            format!("cred.real_absent:{}", c.value_env),
-            format!(
-                "the real value's variable ${} (cork's own) is not in the bottle",
-                c.value_env
-            ),
-            &format!("${} is not set", c.value_env),
-            Check::RealValueAbsent {
-                value_env: c.value_env.clone(),
-                env: c.env.clone(),
-            },
-        ));
+    const MANIFEST: &str = r#"
+version = 1
+[bottle]
+name = "cat"
+
+[[egress.allow]]
+cidr = "198.51.100.0/25"
+ports = [8443]
+
+[[egress.allow]]
+domain = "*.pkg.example.test"
+ports = [443]
+
+[[egress.deny]]
+cidr = "198.51.100.64/26"
+
+[[egress.deny]]
+domain = "evil.pkg.example.test"
+
+[loopback]
+host_ports = [1, 9200]
+
+[[credentials]]
+domain = "a.pkg.example.test"
+header = "x-api-key"
+placeholder = "cork-placeholder-x"
+env = "X_KEY"
+value_env = "X_REAL"
+"#;
+
+    fn settings() -> Settings {
+        Settings {
+            deny_samples: vec![
+                "198.51.100.200".parse().unwrap(),
+                "2001:db8::200".parse().unwrap(),
+            ],
+            resolver: "198.51.100.53:53".parse().unwrap(),
+            random_resolvers: vec!["198.51.100.253".parse().unwrap()],
+            denied_name: "no.invalid".into(),
+            loopback_port: 2,
+        }
+    }
+
+    #[test]
+    fn every_promise_has_a_probe_and_every_destination_stays_in_the_test_ranges() {
+        let policy = cork_policy::compile(MANIFEST, "t.toml").unwrap();
+        let probes = build(&policy, &settings());
+        let ids: Vec<&str> = probes.iter().map(|p| p.id.as_str()).collect();
+        for id in [
+            "net.allow:egress.allow[0]",
+            "dns.allow:egress.allow[1]",
+            "net.deny:egress.deny[0]",
+            "dns.deny:egress.deny[1]",
+            "net.default_deny:2001:db8::200",
+            "loopback.foreign:127.0.0.1:2",
+            "loopback.host_port:[::1]:9200",
+            "dns.txt_refused",
+            "dns.redirect:198.51.100.253",
+            "ca.env:SSL_CERT_FILE",
+            "cred.placeholder:X_KEY",
+            "cred.real_absent:X_REAL",
+        ] {
+            assert!(ids.contains(&id), "{id} missing from {ids:?}");
+        }
+        let test_range = |ip: IpAddr| match ip {
+            IpAddr::V4(a) => a.octets()[..3] == [198, 51, 100] || a.is_loopback(),
+            IpAddr::V6(a) => a.segments()[..2] == [0x2001, 0xdb8] || a.is_loopback(),
+        };
+        for p in &probes {
+            assert!(!p.expected.is_empty() && !p.proves.is_empty(), "{}", p.id);
+            match &p.check {
+                Check::Connect { addr, expect, .. } => {
+                    assert!(test_range(addr.ip()), "{} sends to {addr}", p.id);
+                    // The allow sample avoids the deny prefix inside its own.
+                    if p.id == "net.allow:egress.allow[0]" {
+                        assert_eq!(*expect, Expect::NotRefused);
+                        let deny: cork_policy::Prefix = "198.51.100.64/26".parse().unwrap();
+                        assert!(!deny.contains(addr.ip()), "{addr}");
+                    }
+                }
+                Check::Dns { server, name, .. } | Check::DomainAllow { server, name, .. } => {
+                    assert!(test_range(server.ip()), "{} asks {server}", p.id);
+                    assert!(
+                        name.ends_with(".test") || name.ends_with(".invalid"),
+                        "{name}"
+                    );
+                }
+                _ => {}
+            }
+        }
     }
 }

@@ -14,6 +14,7 @@ mod catalogue;
 mod cli;
 mod dns;
 mod env;
+mod inside;
 mod net;
 mod process;
 mod report;

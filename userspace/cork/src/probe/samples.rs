@@ -45,8 +45,8 @@ fn candidates(prefix: &Prefix) -> Vec<IpAddr> {
             out.extend((0..32).filter_map(|i| offset(base, 0xfe - i)));
         }
     }
-    out.push(prefix.addr());
-    out.extend((1..64).filter_map(|i| offset(prefix.addr(), i)));
+    // A host address before the network's own (which a /32 or /128 only has).
+    out.extend((1..64).chain([0]).filter_map(|i| offset(prefix.addr(), i)));
     out.retain(|a| prefix.contains(*a));
     out
 }
