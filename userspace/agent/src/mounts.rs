@@ -27,7 +27,7 @@ pub struct Mount {
 }
 
 /// Octal escapes (`\040` for space) as the kernel writes them in mount paths.
-pub(crate) fn unescape(field: &str) -> String {
+pub fn unescape(field: &str) -> String {
     let b = field.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

@@ -55,11 +55,17 @@ impl fmt::Debug for BottleCa {
     }
 }
 
+/// The common name of bottle `bottle`'s CA certificate. `cork probe` looks for it in the
+/// bundles a bottle's clients trust.
+pub fn subject(bottle: &str) -> String {
+    format!("cork bottle {bottle} CA")
+}
+
 impl BottleCa {
     /// Makes a fresh CA for bottle `bottle` (its name goes in the subject, so a user who
     /// sees the certificate knows which cork bottle minted it).
     pub fn new(bottle: &str) -> Result<Self, CaError> {
-        let subject = format!("cork bottle {bottle} CA");
+        let subject = subject(bottle);
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
         dn.push(DnType::CommonName, subject.clone());

@@ -98,6 +98,11 @@ enum Cmd {
     /// Remove cgroups and pins left by cork agents that no longer run (killing any
     /// processes still in those bottles).
     Clean,
+    /// Inside a bottle: check every promise its manifest implies (denied and allowed
+    /// destinations, sockets, capabilities, seccomp, cgroup, mounts, control socket,
+    /// loopback, DNS, CA trust, placeholders), each with its evidence. Exit 0 when every
+    /// hard probe passed, 1 when one failed, 2 when it could not run.
+    Probe(cork::probe::ProbeArgs),
     /// The inspecting proxy's DLP, offline.
     Dlp {
         #[command(subcommand)]
@@ -295,6 +300,7 @@ fn main() -> ExitCode {
                 a.flow,
             ))
         }
+        Cmd::Probe(a) => ExitCode::from(cork::probe::probe(&a.options())),
         Cmd::Bottle { socket, command } => bottle(&cork::control::socket(socket), command),
         Cmd::Dlp {
             command: DlpCmd::Scan { file, manifest },

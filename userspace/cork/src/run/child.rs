@@ -26,6 +26,7 @@ use nix::unistd::{Gid, Uid, setgid, setgroups, setuid};
 
 use super::landlock::Domain;
 use super::masks::MaskMounts;
+use super::test_seams::Weaken;
 use super::{caps, init, seccomp};
 use cork_agent::mounts::Mount;
 use cork_agent::secrets::Mask;
@@ -45,6 +46,8 @@ pub struct ChildSetup {
     masks: MaskMounts,
     landlock: Domain,
     user: Option<UserSpec>,
+    /// Test seams (harness only): hardening steps to skip.
+    weaken: Weaken,
 }
 
 impl ChildSetup {
@@ -54,6 +57,7 @@ impl ChildSetup {
         masks: &[Mask],
         user: Option<UserSpec>,
         listener_channel: RawFd,
+        weaken: Weaken,
     ) -> io::Result<Self> {
         let cgroup_procs = OpenOptions::new().write(true).open(procs_path)?;
         let readonly = mounts
@@ -75,6 +79,7 @@ impl ChildSetup {
             masks: MaskMounts::prepare(masks)?,
             landlock: Domain::prepare()?,
             user,
+            weaken,
         })
     }
 
@@ -111,7 +116,7 @@ impl ChildSetup {
         for path in HOST_SETTINGS {
             readonly_bind(path)?;
         }
-        for target in &self.readonly {
+        for target in self.readonly.iter().filter(|_| !self.weaken.rw_mounts) {
             mount(
                 None::<&str>,
                 target.as_c_str(),
@@ -122,19 +127,25 @@ impl ChildSetup {
         }
         self.masks.apply()?;
         let caps_err = |e: ::caps::errors::CapsError| io::Error::other(e.to_string());
-        caps::drop_bounding().map_err(caps_err)?;
+        if !self.weaken.keep_caps {
+            caps::drop_bounding().map_err(caps_err)?;
+        }
         if let Some(u) = self.user {
             setgroups(&[Gid::from_raw(u.gid)])?;
             setgid(Gid::from_raw(u.gid))?;
             setuid(Uid::from_raw(u.uid))?;
         }
-        caps::drop_remaining().map_err(caps_err)?;
+        if !self.weaken.keep_caps {
+            caps::drop_remaining().map_err(caps_err)?;
+        }
         // SAFETY: prctl with integer arguments only.
         if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
             return Err(io::Error::last_os_error());
         }
         self.landlock.apply()?;
-        seccomp::install_in_child(self.listener_channel)?;
+        if !self.weaken.no_seccomp {
+            seccomp::install_in_child(self.listener_channel)?;
+        }
         close_inherited_fds()?;
         init::split()
     }

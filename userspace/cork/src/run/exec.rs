@@ -49,6 +49,21 @@ pub fn exec(opts: ExecOptions) -> Result<i32, RunError> {
     }
     let sink = Arc::new(Mutex::new(AuditSink::open(opts.audit_log.as_deref())?));
     cork_agent::runtime::audit_env_scrub(&sink, &policy.name, &removals)?;
+    if !seams.active.is_empty() {
+        let mut sink = sink.lock().unwrap_or_else(|p| p.into_inner());
+        sink.write(&cork_audit::LifecycleEvent {
+            head: cork_audit::EventHead::now(&policy.name, "cork", "test_seams"),
+            detail: test_seams::announce(&seams),
+        })?;
+        sink.flush()?;
+    }
+    // The daemon keeps the manifest's text; its origin is given to the command only while
+    // that file still holds the same text.
+    let origin = std::path::Path::new(&info.origin);
+    let manifest = (origin.is_absolute()
+        && std::fs::read_to_string(origin).is_ok_and(|t| t == info.manifest))
+    .then(|| spawn::manifest_for_command(origin, &decision.masks, opts.user))
+    .flatten();
     let procs = PathBuf::from(&info.cgroup_procs);
     let (mut child, channel) = spawn::start(spawn::InBottle {
         procs: &procs,
@@ -58,6 +73,8 @@ pub fn exec(opts: ExecOptions) -> Result<i32, RunError> {
         env: &info.env,
         program,
         args,
+        manifest: manifest.as_deref(),
+        weaken: seams.weaken,
     })?;
     let auditor = spawn::socket_auditor(&channel, &policy.name, &sink);
     if let Err(e) = signals::forward_to(child.id()) {

@@ -163,6 +163,10 @@ pub fn run(opts: RunOptions) -> Result<i32, RunError> {
     let sink = Arc::new(Mutex::new(AuditSink::open(opts.audit_log.as_deref())?));
     let mut bottle = BottleRuntime::enforce_hiding(policy.clone(), sink.clone(), masks)?;
     bottle.audit_env_scrub(&removals)?;
+    if !seams.active.is_empty() {
+        bottle.lifecycle("test_seams", test_seams::announce(&seams))?;
+    }
+    let manifest = spawn::manifest_for_command(&opts.manifest, bottle.masks(), opts.user);
 
     let procs = bottle.cgroup_procs().ok_or(RunError::NoCgroup)?;
     let (mut child, channel) = spawn::start(spawn::InBottle {
@@ -173,6 +177,8 @@ pub fn run(opts: RunOptions) -> Result<i32, RunError> {
         env: bottle.command_env_vars(),
         program,
         args,
+        manifest: manifest.as_deref(),
+        weaken: seams.weaken,
     })?;
 
     // From here on the command runs; kernel events wait in the ring buffer until read.

@@ -8,7 +8,7 @@
 use std::ffi::OsString;
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 
@@ -17,6 +17,7 @@ use cork_agent::secrets::{Mask, Removal};
 use cork_agent::web::CommandEnv;
 use cork_audit::AuditSink;
 
+use super::test_seams::Weaken;
 use super::{RunError, UserSpec, child, pidns, seccomp};
 
 /// A command to start in a bottle.
@@ -31,6 +32,11 @@ pub struct InBottle<'a> {
     pub env: &'a CommandEnv,
     pub program: &'a OsString,
     pub args: &'a [OsString],
+    /// The manifest's absolute path when the command can read it: `$CORK_MANIFEST` (for
+    /// `cork probe`). `None` removes a `CORK_MANIFEST` the caller had.
+    pub manifest: Option<&'a Path>,
+    /// Test seams that weaken the command's hardening (harness only).
+    pub weaken: Weaken,
 }
 
 /// Starts the command; returns it and the channel its seccomp listener arrives on. The
@@ -43,6 +49,7 @@ pub fn start(b: InBottle<'_>) -> Result<(Child, seccomp::ListenerChannel), RunEr
         b.masks,
         b.user,
         channel.child.as_raw_fd(),
+        b.weaken,
     )
     .map_err(RunError::Prepare)?;
     let mut cmd = Command::new(b.program);
@@ -53,6 +60,10 @@ pub fn start(b: InBottle<'_>) -> Result<(Child, seccomp::ListenerChannel), RunEr
         cmd.env_remove(&r.name);
     }
     b.env.apply(&mut cmd);
+    match b.manifest {
+        Some(path) => cmd.env(crate::probe::MANIFEST_ENV, path),
+        None => cmd.env_remove(crate::probe::MANIFEST_ENV),
+    };
     // SAFETY: the closure only makes syscalls on data prepared before fork; the caller
     // has no other threads yet (its runtime and audit threads start after this), so
     // nothing the child needs can be held locked by a thread that does not exist in it.
@@ -73,6 +84,31 @@ pub fn start(b: InBottle<'_>) -> Result<(Child, seccomp::ListenerChannel), RunEr
         return Err(RunError::Prepare(e));
     }
     Ok((child, channel))
+}
+
+/// The manifest path to give the command as `$CORK_MANIFEST`: `path` made absolute, if the
+/// command can read it — not under one of its masks, and readable by its user by the
+/// file's mode bits (directory permissions on the way are not checked; `cork probe` says
+/// so when reading fails).
+pub fn manifest_for_command(
+    path: &Path,
+    masks: &[Mask],
+    user: Option<UserSpec>,
+) -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let path = std::fs::canonicalize(path).ok()?;
+    if masks.iter().any(|m| path.starts_with(&m.path)) {
+        return None;
+    }
+    let meta = std::fs::metadata(&path).ok()?;
+    let readable = match user {
+        None => true,
+        Some(u) if u.uid == 0 => true,
+        Some(u) if meta.uid() == u.uid => meta.mode() & 0o400 != 0,
+        Some(u) if meta.gid() == u.gid => meta.mode() & 0o040 != 0,
+        Some(_) => meta.mode() & 0o004 != 0,
+    };
+    readable.then_some(path)
 }
 
 /// Audits the command's refused sockets. The child sent its seccomp listener before
