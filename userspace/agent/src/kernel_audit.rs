@@ -1,7 +1,8 @@
 //! Kernel records (`struct cork_event`) → audit events, enriched with what only userspace
 //! knows: the bottle's name, the manifest rule behind a rule id, wall-clock time, the name
 //! the DNS proxy learned an address for. [`AuditWriter`] is the bottle's
-//! [`EventHandler`]: the bpf reader hands it records, it writes them to the sink.
+//! [`EventHandler`]: the bpf reader hands it records, it writes them to the sink, repeated
+//! allows of one flow summarised by [`aggregate`] (denies never are).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::{Arc, Mutex};
@@ -12,6 +13,10 @@ use cork_bpf::abi::{self, CORK_RULE_NONE, cork_event, cork_hook, cork_unix_event
 use cork_bpf::events::EventHandler;
 use cork_dns::Resolved;
 use cork_policy::{LivePolicy, split_rule};
+
+use aggregate::{Admit, Aggregator, Summary};
+
+mod aggregate;
 
 /// What the agent adds to every kernel record of one bottle.
 pub struct Enrichment {
@@ -88,27 +93,63 @@ fn spelled(name: fn(u32) -> Option<&'static str>, code: u8, what: &str) -> &'sta
     })
 }
 
-/// The bottle's handler for kernel records: enrich, write, flush when drained.
+/// The bottle's handler for kernel records: enrich, write (repeated allows of one flow
+/// summarised, see [`aggregate`]), flush when drained.
 pub struct AuditWriter {
-    pub enrichment: Enrichment,
-    pub sink: Arc<Mutex<AuditSink>>,
+    enrichment: Enrichment,
+    sink: Arc<Mutex<AuditSink>>,
+    flows: Aggregator,
 }
 
-impl EventHandler for AuditWriter {
-    fn event(&mut self, ev: &cork_event) {
-        let out = verdict_from_kernel(ev, &self.enrichment);
+impl AuditWriter {
+    pub fn new(enrichment: Enrichment, sink: Arc<Mutex<AuditSink>>) -> Self {
+        AuditWriter {
+            enrichment,
+            sink,
+            flows: Aggregator::default(),
+        }
+    }
+
+    fn write<E: serde::Serialize>(&self, out: &E) {
         let mut sink = self.sink.lock().unwrap_or_else(|p| p.into_inner());
-        if let Err(e) = sink.write(&out) {
+        if let Err(e) = sink.write(out) {
             tracing::error!("{e:#}");
         }
     }
 
-    fn unix_event(&mut self, ev: &cork_unix_event) {
-        let out = verdict_from_unix(ev, &self.enrichment);
+    /// Writes each summary as its flow's last allow with `count`.
+    fn write_summaries(&self, summaries: Vec<Summary>) -> bool {
+        let wrote = !summaries.is_empty();
+        for s in summaries {
+            let mut out = verdict_from_kernel(&s.last, &self.enrichment);
+            out.count = Some(s.count);
+            self.write(&out);
+        }
+        wrote
+    }
+
+    fn flush(&self) {
         let mut sink = self.sink.lock().unwrap_or_else(|p| p.into_inner());
-        if let Err(e) = sink.write(&out) {
+        if let Err(e) = sink.flush() {
             tracing::error!("{e:#}");
         }
+    }
+}
+
+impl EventHandler for AuditWriter {
+    fn event(&mut self, ev: &cork_event) {
+        match self.flows.admit(ev) {
+            Admit::Held => return,
+            Admit::WriteAfter(summary) => {
+                self.write_summaries(vec![summary]);
+            }
+            Admit::Write => {}
+        }
+        self.write(&verdict_from_kernel(ev, &self.enrichment));
+    }
+
+    fn unix_event(&mut self, ev: &cork_unix_event) {
+        self.write(&verdict_from_unix(ev, &self.enrichment));
     }
 
     fn lost(&mut self, lost: u64, lost_total: u64) {
@@ -117,18 +158,43 @@ impl EventHandler for AuditWriter {
             lost,
             lost_total,
         };
-        let mut sink = self.sink.lock().unwrap_or_else(|p| p.into_inner());
-        if let Err(e) = sink.write(&ev) {
-            tracing::error!("{e:#}");
-        }
+        self.write(&ev);
     }
 
     fn drained(&mut self) {
-        let mut sink = self.sink.lock().unwrap_or_else(|p| p.into_inner());
-        if let Err(e) = sink.flush() {
-            tracing::error!("{e:#}");
+        self.flush();
+    }
+
+    fn tick(&mut self) {
+        let due = self.flows.due(boot_now_ns());
+        if self.write_summaries(due) {
+            self.flush();
         }
     }
+}
+
+impl Drop for AuditWriter {
+    /// The reader is gone (finished or aborted): what was being counted is written now,
+    /// so no allow goes unrecorded.
+    fn drop(&mut self) {
+        let held = self.flows.finish();
+        if self.write_summaries(held) {
+            self.flush();
+        }
+    }
+}
+
+/// CLOCK_BOOTTIME now, in nanoseconds: the clock of the kernel's record stamps.
+fn boot_now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid timespec to write to.
+    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    (ts.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(ts.tv_nsec as u64)
 }
 
 /// Turns one kernel record into its audit event.
@@ -171,6 +237,7 @@ pub fn verdict_from_kernel(ev: &cork_event, en: &Enrichment) -> VerdictEvent {
         comm: comm(&ev.comm),
         cgroup_id: ev.cgroup_id,
         cookie: ev.sock_cookie,
+        count: None,
     }
 }
 

@@ -460,10 +460,10 @@ impl BottleRuntime {
                 .map_err(RuntimeError::DnsStart)?,
             );
         }
-        let writer = AuditWriter {
-            enrichment: Enrichment::new(self.name.clone(), self.live.clone(), resolved),
-            sink: self.sink.clone(),
-        };
+        let writer = AuditWriter::new(
+            Enrichment::new(self.name.clone(), self.live.clone(), resolved),
+            self.sink.clone(),
+        );
         let Some(enforcement) = self.fence.enforcement() else {
             return Err(RuntimeError::Verify {
                 key: self.key.to_string(),

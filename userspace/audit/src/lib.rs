@@ -61,6 +61,11 @@ pub struct VerdictEvent {
     pub comm: Option<String>,
     pub cgroup_id: u64,
     pub cookie: u64,
+    /// On a summary line only: how many allows of this same flow (everything above but
+    /// `ts` and `cookie`, which are the last one's) this line stands for, none of them
+    /// written on its own. The flow's first allow was written before it, as any line is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
 }
 
 /// Kernel events that could not be delivered (ring buffer full): reported, never silent.

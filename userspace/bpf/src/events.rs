@@ -32,6 +32,10 @@ pub trait EventHandler: Send + 'static {
     fn lost(&mut self, lost: u64, lost_total: u64);
     /// Everything available was read: a good moment to flush.
     fn drained(&mut self);
+    /// Called every [`LOSS_CHECK`], records or not: a handler that holds some back (the
+    /// agent summarises repeated allows) writes what is due. What it still holds when the
+    /// reader ends, it writes when it is dropped.
+    fn tick(&mut self) {}
 }
 
 const EVENTS: &str = super::abi::map_names::CORK_EVENTS;
@@ -39,8 +43,9 @@ const LOST: &str = super::abi::map_names::CORK_LOST;
 /// How often the ring is drained without a wake-up: the longest a record waits, unless
 /// the agent's runtime is busy.
 pub const POLL: Duration = Duration::from_millis(10);
-/// How often the loss counter is looked at (one map read).
-const LOSS_CHECK: Duration = Duration::from_millis(100);
+/// How often the loss counter is looked at (one map read) and the handler's
+/// [`EventHandler::tick`] runs.
+pub const LOSS_CHECK: Duration = Duration::from_millis(100);
 /// How long [`EventReader::finish`] waits for the final drain.
 const FINISH_WAIT: Duration = Duration::from_secs(5);
 
@@ -152,7 +157,10 @@ impl<H: EventHandler> Reader<H> {
                     }
                 },
                 _ = poll.tick() => self.drain(&mut ring.get_mut().0) > 0,
-                _ = loss.tick() => self.report_loss(),
+                _ = loss.tick() => {
+                    self.handler.tick();
+                    self.report_loss()
+                }
                 _ = &mut stopped => {
                     self.drain(&mut ring.get_mut().0);
                     self.report_loss();

@@ -10,7 +10,8 @@ use serde::Serialize;
 /// if upstream or the kernel then failed: `reason` and `rcode` say so), `deny` otherwise.
 /// `reason` is `allowed`, a [`QueryRefusal::reason`](super::QueryRefusal::reason), or one
 /// of the proxy's own: `rate_limited`, `overloaded`, `denied`, `not_allowed`,
-/// `upstream_failed`, `learn_failed`, `proxy_stopped`.
+/// `upstream_failed`, `learn_failed`, `proxy_stopped`, and `connection_limit` for a TCP
+/// connection closed unread at accept (then `name`, `qtype` and `rcode` are null).
 #[derive(Debug, Clone, Serialize)]
 pub struct DnsQueryEvent {
     /// `ts`, `bottle`, `layer`, `event`: the fields every audit event starts with.

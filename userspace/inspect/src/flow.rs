@@ -11,6 +11,7 @@ use cork_policy::{Policy, RuleId, WebDecision};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio_rustls::TlsAcceptor;
 
 use super::client_hello::{HelloError, MAX_PEEK_LEN, peek_client_hello};
@@ -28,7 +29,14 @@ const ALERT_ACCESS_DENIED: u8 = 49;
 const ALERT_INTERNAL_ERROR: u8 = 80;
 const ALERT_UNRECOGNIZED_NAME: u8 = 112;
 
-pub async fn handle(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
+/// Serves one accepted connection; `_permit` is its place among the bottle's
+/// [`MAX_CONNECTIONS`](super::server::MAX_CONNECTIONS), given back when the flow ends.
+pub async fn handle(
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    _permit: OwnedSemaphorePermit,
+) {
     let started = Instant::now();
     let mut ev = ProxyEvent::new(&shared.cfg.bottle, "connection", peer);
     // Identity from the kernel only: a connection this bottle's programs did not redirect
@@ -78,6 +86,23 @@ pub async fn handle(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
             }
         }
     }
+}
+
+/// A connection over the bottle's [`MAX_CONNECTIONS`](super::server::MAX_CONNECTIONS):
+/// audited `connection_limit` with what the kernel recorded of it (taking the record also
+/// frees its map entry), and closed at once — nothing is read, nothing goes upstream. The
+/// bottle sees the connection close before any TLS or HTTP answer.
+pub fn refuse_over_limit(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
+    let mut ev = ProxyEvent::new(&shared.cfg.bottle, "connection", peer);
+    ev.reason = "connection_limit";
+    if let Some(orig) = shared.cfg.redirects.take(peer, stream.as_fd()) {
+        ev.dst = Some(orig.dst.to_string());
+        ev.pid = orig.pid;
+        ev.rule = shared.kernel_rule_name(orig.rule_id);
+    }
+    // Audited first, so the event is written by the time the bottle sees the close.
+    shared.audit(&ev);
+    drop(stream);
 }
 
 /// Peeks until the ClientHello is complete (nothing is consumed: rustls reads it again).

@@ -10,6 +10,7 @@ use std::time::Duration;
 use cork_policy::{Credential, DlpAction, LivePolicy, Policy, RuleId};
 use rustls::{RootCertStore, ServerConfig};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 use super::ca::{BottleCa, DecidedLeaf};
 use super::flow;
@@ -22,6 +23,15 @@ use cork_dns::Resolved;
 
 /// Attempts at finding a port free on both loopback addresses.
 const BIND_ATTEMPTS: usize = 8;
+
+/// Connections one bottle's proxy serves at once, both listeners together; one more is
+/// refused at accept (audited `connection_limit`) and closed before anything is read from
+/// it or sent upstream. Each served flow holds two of the agent's descriptors (the
+/// bottle's side and upstream's) and, at worst, hyper's buffers (see the README's "Bounds
+/// per bottle"): 256 is far above what a browser (6 per host) or a package manager
+/// (16–64) keeps open, and 512 descriptors a bottle leaves a daemon at the usual
+/// 1 048 576 open files room for thousands of bottles.
+pub const MAX_CONNECTIONS: usize = 256;
 
 /// A credential with its real value, read from cork's own environment at start.
 /// `Debug` never shows the value.
@@ -69,6 +79,8 @@ pub struct Shared {
     /// Upstream TLS offering HTTP/1.1 only (bottle spoke HTTP/1.1) or h2 first.
     pub client_h1: Arc<rustls::ClientConfig>,
     pub client_h2: Arc<rustls::ClientConfig>,
+    /// Permits for the flows served at once ([`MAX_CONNECTIONS`]).
+    pub connections: Arc<Semaphore>,
 }
 
 impl Shared {
@@ -152,6 +164,7 @@ impl BoundInspectingProxy {
             cfg,
             client_h1: client_config(roots.clone(), &[b"http/1.1"]),
             client_h2: client_config(roots, &[b"h2", b"http/1.1"]),
+            connections: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
         });
         let _guard = runtime.enter();
         let mut accepts = Vec::new();
@@ -171,15 +184,20 @@ fn bind_v6_only(addr: Ipv6Addr, port: u16) -> io::Result<StdListener> {
 }
 
 /// Accepts connections; each flow is a task in this loop's own set, so aborting the loop
-/// drops every connection it accepted.
+/// drops every connection it accepted. A flow holds one of [`MAX_CONNECTIONS`] permits for
+/// its whole life; without one it is refused here, in the loop, so a bottle opening
+/// connections by the thousand costs one accept, one map lookup and one audit line each.
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
     let mut flows = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    flows.spawn(flow::handle(shared.clone(), stream, peer));
-                }
+                Ok((stream, peer)) => match shared.connections.clone().try_acquire_owned() {
+                    Ok(permit) => {
+                        flows.spawn(flow::handle(shared.clone(), stream, peer, permit));
+                    }
+                    Err(_) => flow::refuse_over_limit(&shared, stream, peer),
+                },
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
                     tracing::warn!("proxy accept: {e}");

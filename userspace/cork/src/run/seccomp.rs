@@ -255,6 +255,7 @@ fn answer_one(listener: &OwnedFd, bottle: &str, sink: &Mutex<AuditSink>) {
         comm,
         cgroup_id: 0,
         cookie: 0,
+        count: None,
     };
     let mut sink = sink.lock().unwrap_or_else(|p| p.into_inner());
     if let Err(e) = sink.write(&ev).and_then(|()| sink.flush()) {

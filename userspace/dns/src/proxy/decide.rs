@@ -54,6 +54,15 @@ impl Shared {
         reply
     }
 
+    /// Audits a TCP connection closed at accept because the bottle already holds
+    /// [`MAX_TCP_CONNECTIONS`](super::MAX_TCP_CONNECTIONS): `connection_limit`, no name,
+    /// no reply.
+    pub(super) fn refuse_connection(&self, client: SocketAddr) {
+        let mut ev = self.event(Transport::Tcp, client);
+        ev.reason = "connection_limit";
+        self.audit(&ev);
+    }
+
     /// Decides one message (steps 2–6 of the module docs), audits it, and returns the
     /// reply to send, if any.
     pub(super) async fn decide(

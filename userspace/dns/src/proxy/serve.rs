@@ -94,7 +94,11 @@ pub(super) async fn tcp_loop(shared: Arc<Shared>, listener: TcpListener, _alive:
                             connections.spawn(serve_tcp(shared, stream, client, permit));
                         }
                         Err(_) => {
-                            tracing::warn!(%client, "too many DNS TCP connections; closing one");
+                            // Closed unread: its queries are not known, so the event names
+                            // the connection only. Audited first, so the event is written
+                            // by the time the bottle sees the close.
+                            shared.refuse_connection(client);
+                            drop(stream);
                         }
                     }
                 }

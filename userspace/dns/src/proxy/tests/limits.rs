@@ -110,6 +110,20 @@ fn tcp_connections_past_the_bound_are_closed() {
     let mut extra = tcp_connect(h.v4());
     let mut rest = Vec::new();
     assert_eq!(extra.read_to_end(&mut rest).unwrap(), 0, "closed on accept");
+    // ...and audited, before the close: a refusal is never silent.
+    let ev = h.last_audit();
+    assert_eq!(ev["reason"], "connection_limit");
+    assert_eq!(ev["verdict"], "deny");
+    assert_eq!(ev["transport"], "tcp");
+    assert_eq!(ev["name"], Value::Null);
+    assert_eq!(ev["rcode"], Value::Null);
+    assert_eq!(
+        h.audit()
+            .iter()
+            .filter(|e| e["reason"] == "connection_limit")
+            .count(),
+        1
+    );
 }
 
 #[test]
