@@ -151,14 +151,12 @@ impl ChildSetup {
     }
 }
 
-/// What root in a bottle could otherwise change for the whole host through files alone.
-const HOST_SETTINGS: &[&str] = &[
-    "/proc/sys",
-    "/proc/sysrq-trigger",
-    "/proc/irq",
-    "/proc/bus",
-    "/sys",
-];
+/// What root in a bottle could otherwise change for the whole host through files alone,
+/// in the bottle's own procfs (not mount points: each is bound onto itself first). /sys
+/// and every mount under it are remounted read-only in place with the cgroup and bpf
+/// mounts (binding /sys onto itself would leave the writable mounts below, out of reach
+/// but still listed).
+const HOST_SETTINGS: &[&str] = &["/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus"];
 
 /// A bind mount takes its flags from the remount alone (mount(2)): pseudo file systems
 /// keep no set-id programs, devices or executables.
