@@ -49,7 +49,9 @@ pub fn report(world: &World, sizes: &[usize]) -> Result<()> {
         "--audit-log",
         &world.path("bench-audit", "jsonl").display().to_string(),
     ]);
-    cmd.env("CORK_TEST_DAEMON_LOCK", world.path("bench", "lock"));
+    cmd.arg("--state-dir")
+        .arg(world.path("daemon-state", "d"))
+        .env("CORK_TEST_DAEMON_LOCK", world.path("bench", "lock"));
     let mut daemon = Spawned::start(&mut cmd)?;
     daemon.wait_line(&format!("cork daemon: serving on {sock}"), WAIT)?;
     println!(

@@ -126,7 +126,9 @@ fn a_policy_update_switches_every_decision_at_once() -> Result<()> {
         "--audit-log",
         &audit.display().to_string(),
     ]);
-    cmd.env("CORK_TEST_DAEMON_LOCK", world.path("daemon", "lock"));
+    cmd.arg("--state-dir")
+        .arg(world.path("daemon-state", "d"))
+        .env("CORK_TEST_DAEMON_LOCK", world.path("daemon", "lock"));
     let mut daemon = Spawned::start(&mut cmd)?;
     daemon.wait_line(&format!("cork daemon: serving on {sock}"), WAIT)?;
 

@@ -67,12 +67,17 @@ fn a_daemon_holds_standing_bottles_behind_its_control_socket() -> Result<()> {
     assert_eq!(out.code(), 125, "{out}");
     assert!(out.stderr.contains("unknown test seam"), "{out}");
 
+    // A state directory of its own: its kill -9 below leaves state there, and no other
+    // test's daemon should find it.
+    let state = world.dir().join("state").display().to_string();
     let mut daemon = Spawned::start(&mut world.cork([
         "daemon",
         "--socket",
         &sock,
         "--audit-log",
         &audit.display().to_string(),
+        "--state-dir",
+        &state,
     ]))?;
     daemon.wait_line(
         &format!("cork daemon: serving on {sock}"),
@@ -236,8 +241,9 @@ fn a_daemon_holds_standing_bottles_behind_its_control_socket() -> Result<()> {
     assert!(!socket.exists(), "socket removed");
 
     // kill -9 of the daemon: its bottle stays fenced (pinned programs, default deny)
-    // until `cork clean`.
-    let mut daemon = Spawned::start(&mut world.cork(["daemon", "--socket", &sock]))?;
+    // until `cork clean` (or a restarted daemon takes it back: daemon_restart.rs).
+    let mut daemon =
+        Spawned::start(&mut world.cork(["daemon", "--socket", &sock, "--state-dir", &state]))?;
     daemon.wait_line(
         &format!("cork daemon: serving on {sock}"),
         Duration::from_secs(30),

@@ -31,7 +31,9 @@ impl Daemon {
             "--audit-log".as_ref(),
             audit.as_os_str(),
         ]);
-        cmd.env("CORK_TEST_HARNESS", "1")
+        cmd.arg("--state-dir")
+            .arg(world.path("daemon-state", "d"))
+            .env("CORK_TEST_HARNESS", "1")
             .env("CORK_TEST_DAEMON_LOCK", world.path("daemon", "lock"));
         let mut d = Daemon(Some(Spawned::start(&mut cmd)?));
         if let Some(s) = d.0.as_mut() {

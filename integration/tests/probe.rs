@@ -83,7 +83,9 @@ fn run_probe(
     let mut cmd = world.cork_run(&manifest, label, &probe_argv(extra)?);
     cmd.env("ACME_REAL_KEY", "real-secret-value-not-for-the-bottle");
     if !seams.is_empty() {
-        cmd.env("CORK_TEST_HARNESS", "1");
+        cmd.arg("--state-dir")
+            .arg(world.path("daemon-state", "d"))
+            .env("CORK_TEST_HARNESS", "1");
     }
     for s in seams {
         cmd.env(s, "1");
@@ -312,7 +314,9 @@ fn cork_exec_gives_the_probe_its_standing_bottle_s_manifest() -> Result<()> {
         world.path("daemon-audit", "jsonl").as_os_str(),
     ]);
     // A lock of the test's own: other daemon tests may run at the same time.
-    cmd.env("CORK_TEST_HARNESS", "1")
+    cmd.arg("--state-dir")
+        .arg(world.path("daemon-state", "d"))
+        .env("CORK_TEST_HARNESS", "1")
         .env("CORK_TEST_DAEMON_LOCK", world.path("daemon", "lock"));
     let mut daemon = Spawned::start(&mut cmd)?;
     let result = daemon
@@ -356,7 +360,10 @@ fn exec_probes(world: &World, sock: &str) -> Result<()> {
         argv.extend(probe_argv(&["--json"])?);
         let mut cmd = world.cork(argv);
         if let Some(seam) = seam {
-            cmd.env("CORK_TEST_HARNESS", "1").env(seam, "1");
+            cmd.arg("--state-dir")
+                .arg(world.path("daemon-state", "d"))
+                .env("CORK_TEST_HARNESS", "1")
+                .env(seam, "1");
         }
         world.run(&mut cmd)
     };

@@ -90,6 +90,17 @@ impl LivePolicy {
         }
     }
 
+    /// A bottle's policy taken over by a restarted agent: generation `number` (so slot
+    /// `number % 2`), with no record of the one before it.
+    pub fn resume(policy: Arc<Policy>, number: u64) -> Self {
+        LivePolicy {
+            slots: RwLock::new(Slots {
+                current: Generation { number, policy },
+                other: None,
+            }),
+        }
+    }
+
     /// The generation in force.
     pub fn current(&self) -> Generation {
         self.read().current.clone()
@@ -243,6 +254,16 @@ mod tests {
         live.commit(&g);
         assert_eq!(live.current().number, 2);
         assert!(Arc::ptr_eq(&live.in_slot(1).expect("slot 1"), &b));
+    }
+
+    #[test]
+    fn a_resumed_policy_keeps_its_generation_and_slot() {
+        let a = policy("[egress]\nallow = [{ cidr = \"198.51.100.1/32\", ports = [\"80\"] }]\n");
+        let live = LivePolicy::resume(a.clone(), 3);
+        assert_eq!((live.current().number, live.current().slot()), (3, 1));
+        assert!(live.in_slot(0).is_none());
+        let g = live.stage(a);
+        assert_eq!((g.number, g.slot()), (4, 0));
     }
 
     #[test]

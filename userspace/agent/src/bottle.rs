@@ -49,6 +49,8 @@ pub enum TeardownProblem {
     Bpf(#[from] TeardownError),
     #[error(transparent)]
     Vm(#[from] crate::vm::VmTeardownProblem),
+    #[error("finding the bottle's cgroup")]
+    Mount(#[source] crate::mounts::MountError),
 }
 
 impl Bottle {
@@ -70,6 +72,27 @@ impl Bottle {
             cgroup: Some(cgroup),
             enforcement: Some(enforcement),
         })
+    }
+
+    /// A bottle whose cgroup and enforcement an earlier agent left (already verified by
+    /// the caller): see [`crate::adopt`].
+    pub(crate) fn adopt(key: &BottleKey, cgroup: BottleCgroup, enforcement: Enforcement) -> Self {
+        Bottle {
+            key: key.clone(),
+            cgroup: Some(cgroup),
+            enforcement: Some(enforcement),
+        }
+    }
+
+    /// Lets go of cgroup and enforcement without touching either: the programs stay
+    /// attached and pinned, the processes stay in the fence.
+    pub(crate) fn abandon(&mut self) {
+        if let Some(cg) = self.cgroup.take() {
+            cg.forget();
+        }
+        if let Some(enf) = self.enforcement.take() {
+            enf.abandon();
+        }
     }
 
     pub fn key(&self) -> &BottleKey {

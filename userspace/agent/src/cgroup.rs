@@ -50,6 +50,21 @@ impl BottleCgroup {
         })
     }
 
+    /// The existing cgroup `path` of a bottle a restarted daemon takes back (its
+    /// processes are in it). From here on Drop kills them, as for a created one.
+    pub fn adopt(path: &Path) -> Self {
+        BottleCgroup {
+            path: path.to_path_buf(),
+            removed: false,
+        }
+    }
+
+    /// Lets go of the cgroup without touching it: processes stay, fenced by the pinned
+    /// programs (a takeover that could not finish).
+    pub fn forget(mut self) {
+        self.removed = true;
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

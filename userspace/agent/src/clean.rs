@@ -3,7 +3,8 @@
 //! its CA bundle directory — and what a killed `cork vm` left: its nftables chains in
 //! this network namespace (its tap went with its process; its pins are swept like any).
 //! Only names that parse as a [`BottleKey`] are touched, and only when the agent process
-//! that owns the key is gone.
+//! that owns the key is gone and no live agent took the bottle over since
+//! ([`IdLease::held_for`]: a restarted daemon).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -44,8 +45,11 @@ fn stale_entries(dir: &Path) -> Vec<(PathBuf, bool)> {
         .flatten()
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
-            let pid = owner_pid(&name)?;
-            Some((e.path(), agent_alive(pid)))
+            let key = BottleKey::parse(&name)?;
+            // A bottle a restarted daemon took back names the dead daemon's pid: the
+            // mark on its held id says it is alive.
+            let live = agent_alive(key.agent_pid()) || IdLease::held_for(&key);
+            Some((e.path(), live))
         })
         .collect()
 }

@@ -3,7 +3,9 @@
 //! [`BottleId`] is a small number unique among the bottles alive on this host: the
 //! allocator takes the lowest id whose lock file (`/run/cork/ids/<id>.lock`) nobody holds
 //! and keeps the `flock` for the bottle's life, so two agents (two `cork run`s, a daemon)
-//! never hand out the same id, and a killed agent's ids come free by themselves.
+//! never hand out the same id. The lock file names the bottle's key: a killed agent's id
+//! comes free once its bottle's pins are gone (`cork clean`), and stays reserved while
+//! they are there — for a restarted daemon to take the bottle back with its id.
 //!
 //! [`BottleKey`] is `cork-<name>-<agent pid>_<id>`: the bottle's cgroup, its bpffs pin
 //! directory and its run directory (`/run/cork/<key>`, the CA bundle) are all named after
@@ -84,6 +86,12 @@ impl IdLease {
         for n in 1..=MAX_ID {
             let path = dir.join(format!("{n}.lock"));
             if let Some(lock) = try_lock(&path)? {
+                if still_pinned(&lock) {
+                    // Free, but a killed agent's bottle under this id is still fenced
+                    // (a daemon will take it back, or `cork clean` remove it): two
+                    // bottles never share an id. The file stays, with its mark.
+                    continue;
+                }
                 return Ok(IdLease {
                     id: BottleId(n),
                     path,
@@ -114,6 +122,34 @@ impl IdLease {
     }
 }
 
+impl IdLease {
+    /// Writes `key` into the lock file: the allocator reads it to keep the id of a killed
+    /// agent's still-pinned bottle reserved, and `cork clean` to tell a bottle a
+    /// restarted daemon took back (its key names the daemon that died) from a leftover.
+    pub fn mark(&self, key: &BottleKey) -> io::Result<()> {
+        use std::io::Write;
+        let Some(lock) = &self.lock else {
+            return Ok(());
+        };
+        let mut file: &File = lock;
+        file.set_len(0)?;
+        std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(0))?;
+        file.write_all(key.to_string().as_bytes())
+    }
+
+    /// Whether a live agent holds `key`'s id with `key` written in the lock file (see
+    /// [`IdLease::mark`]).
+    pub fn held_for(key: &BottleKey) -> bool {
+        let Some(id) = key.id() else {
+            return false;
+        };
+        let path = Path::new(ID_DIR).join(format!("{id}.lock"));
+        let marked = std::fs::read_to_string(&path).is_ok_and(|s| s == key.to_string());
+        // Free (we got it, and let it go again at once) means nobody holds it.
+        marked && matches!(Self::claim(id.get()), Ok(None))
+    }
+}
+
 impl Drop for IdLease {
     fn drop(&mut self) {
         // Unlink while still holding the lock: a concurrent allocator that opened the old
@@ -121,6 +157,18 @@ impl Drop for IdLease {
         let _ = std::fs::remove_file(&self.path);
         drop(self.lock.take());
     }
+}
+
+/// Whether the lock file names (see [`IdLease::mark`]) a bottle whose pins still exist.
+fn still_pinned(lock: &File) -> bool {
+    use std::io::Read;
+    let mut text = String::new();
+    let mut file = lock;
+    if file.read_to_string(&mut text).is_err() {
+        return false;
+    }
+    BottleKey::parse(text.trim())
+        .is_some_and(|key| key.pin_dir(Path::new(crate::mounts::BPFFS)).exists())
 }
 
 /// The lock on `path`, or `None` when someone else holds it. The usual lock-file dance:

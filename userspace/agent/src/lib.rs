@@ -5,6 +5,8 @@
 //!   and path derived from it (cgroup, pin dir, run dir), and their parsing for `cork clean`.
 //! - [`runtime`]: [`BottleRuntime`], one bottle's enforcement, DNS proxy, inspecting proxy
 //!   and audit reader, with explicit start / verify / stop.
+//! - [`adopt`]: [`BottleRuntime::adopt`], a bottle a restarted daemon takes back from
+//!   the kernel's pins and its saved state — or leaves fenced, saying why.
 //! - [`update`]: [`BottleRuntime::update`], a running bottle's policy replaced as one
 //!   generation.
 //! - [`bottle`]: the kernel half (cgroup + eBPF enforcement) and its safe teardown order.
@@ -15,6 +17,7 @@
 //! - [`cgroup`], [`mounts`], [`clean`], [`upstream`], [`web`].
 
 pub mod adapters;
+pub mod adopt;
 pub mod bottle;
 pub mod cgroup;
 pub mod clean;

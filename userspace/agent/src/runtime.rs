@@ -210,8 +210,11 @@ pub struct BottleRuntime {
     guest: Option<GuestFiles>,
     /// What every command in this (cgroup) bottle gets in its environment.
     command_env: web::CommandEnv,
-    /// Held for the bottle's life: the id is ours until this drops.
-    _lease: IdLease,
+    /// What a restarted daemon needs to take this bottle back (see [`crate::adopt`]).
+    pub(crate) restart: crate::adopt::RestartFacts,
+    /// Held for the bottle's life: the id is ours until this drops (`None` only once a
+    /// failed adoption handed it back, see [`crate::adopt`]).
+    pub(crate) lease: Option<IdLease>,
 }
 
 impl BottleRuntime {
@@ -294,6 +297,9 @@ impl BottleRuntime {
         }
         let lease = IdLease::allocate()?;
         let key = BottleKey::new(&policy.name, lease.id());
+        if let Err(e) = lease.mark(&key) {
+            tracing::warn!("bottle {key}: writing its key into its id lock: {e}");
+        }
         Ok((upstreams, lease, key))
     }
 
@@ -310,6 +316,11 @@ impl BottleRuntime {
             guest,
         } = parts;
         let command_env = web.as_ref().map(WebSetup::command_env).unwrap_or_default();
+        let restart = crate::adopt::RestartFacts {
+            dns_port: dns.port(),
+            proxy_port: web.as_ref().map_or(0, WebSetup::port),
+            ca: web.as_ref().map(WebSetup::ca),
+        };
         BottleRuntime {
             name: policy.name.clone(),
             live: Arc::new(LivePolicy::new(policy)),
@@ -323,7 +334,8 @@ impl BottleRuntime {
             upstreams,
             masks,
             guest,
-            _lease: lease,
+            restart,
+            lease: Some(lease),
         }
     }
 

@@ -119,8 +119,46 @@ impl WebSetup {
         }))
     }
 
+    /// [`WebSetup::prepare`] for a bottle a restarted daemon takes back: the CA its
+    /// processes already trust (from the daemon's state), the bundle left in its run
+    /// directory, and exactly the listener port its programs redirect to. `Ok(None)` when
+    /// the policy sends nothing through the proxy.
+    pub fn restore(
+        policy: &Policy,
+        key: &BottleKey,
+        ca_cert_pem: &str,
+        ca_key_pem: &str,
+        port: u16,
+    ) -> Result<Option<Self>, WebError> {
+        if !policy.domains.iter().any(|d| d.action == Action::Allow) {
+            return Ok(None);
+        }
+        let creds = setup::load_credentials(policy, |k| std::env::var(k).ok())?;
+        let scanner = Arc::new(setup::scanner(policy, &creds)?);
+        let swaps = Arc::new(Credentials::new(&creds)?);
+        let roots = Arc::new(upstream::roots(&policy.tls.upstream_ca)?);
+        let ca = Arc::new(BottleCa::restore(&policy.name, ca_cert_pem, ca_key_pem)?);
+        std::fs::create_dir_all(RUN_DIR).map_err(WebError::RunDir)?;
+        let bound = BoundInspectingProxy::bind_port(port).map_err(WebError::Bind)?;
+        let bundle = CaBundle::adopt(&key.run_dir(), ca.cert_pem())?;
+        Ok(Some(WebSetup {
+            bound,
+            ca,
+            creds,
+            swaps,
+            scanner,
+            roots,
+            bundle,
+        }))
+    }
+
     pub fn port(&self) -> u16 {
         self.bound.port()
+    }
+
+    /// The bottle's CA (the daemon keeps its key so a restart serves the same one).
+    pub fn ca(&self) -> Arc<BottleCa> {
+        self.ca.clone()
     }
 
     /// What a VM guest gets instead of [`WebSetup::child_env`]: the CA certificate to

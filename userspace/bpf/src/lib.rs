@@ -7,6 +7,7 @@
 //! While a link pin exists the program stays attached, even if the agent is SIGKILLed.
 
 pub mod abi;
+mod adopt;
 mod attach;
 mod batch;
 mod direct;
@@ -79,6 +80,21 @@ pub enum BpfError {
         path: PathBuf,
         #[source]
         source: aya::pin::PinError,
+    },
+    #[error("the pins of {path} are incomplete: {} missing", missing.join(", "))]
+    PinsMissing { path: PathBuf, missing: Vec<String> },
+    #[error("listing pin directory {path}")]
+    ListPins {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("program {program}: opening its pinned link {path}")]
+    OpenLink {
+        program: &'static str,
+        path: PathBuf,
+        #[source]
+        source: aya::programs::links::LinkError,
     },
     #[error("creating pin directory {path}")]
     PinDir {

@@ -46,6 +46,18 @@ pub struct BottleInfo {
     /// The policy generation in force: 0 at creation, one more per update.
     #[serde(default)]
     pub generation: u64,
+    /// `serving`, or `fenced: <why>` for a bottle a restarted daemon could not verify:
+    /// its programs hold (default deny), its DNS and inspecting proxies are down, and the
+    /// only thing left to do with it is `DELETE` (`cork bottle rm`).
+    #[serde(default = "serving")]
+    pub state: String,
+}
+
+/// The state of a bottle that serves.
+pub const SERVING: &str = "serving";
+
+fn serving() -> String {
+    SERVING.to_owned()
 }
 
 /// `PUT /v1/bottles/{name}`: what an update did (the `policy_updated` audit event says

@@ -10,6 +10,8 @@
 //!   bottles (each a `cork_agent::BottleRuntime`), the routes.
 //! - [`audit_query`]: `GET /v1/audit`'s parameters, parsed by the daemon and built by
 //!   `cork audit`; the route itself streams the daemon's `cork_audit::AuditHistory`.
+//! - [`state_dir`]: one file per standing bottle, for a restarted daemon; `restore`
+//!   takes the saved bottles back at start (or lists them fenced, saying why).
 //! - [`client`]: what the CLI verbs use; a daemon that is not running is a clear error,
 //!   never a hang.
 
@@ -19,7 +21,9 @@ mod audit_route;
 pub mod client;
 pub mod gate;
 pub mod notify;
+mod restore;
 pub mod server;
+pub mod state_dir;
 
 /// Where the daemon listens unless told otherwise (`--socket`, `CORK_SOCKET`). Bottles can
 /// never connect to it: every bottle's kernel unix gate denies this path whatever its

@@ -5,8 +5,9 @@
 //! as `cork run` does it — and serving [`crate::api`] behind [`crate::gate`].
 //!
 //! SIGINT/SIGTERM stop it: it stops accepting, then tears every bottle down (processes
-//! killed while still enforced, then the programs). Re-adopting bottles across a daemon
-//! restart is not done yet: a SIGKILLed daemon leaves its bottles fenced for `cork clean`.
+//! killed while still enforced, then the programs). A SIGKILLed daemon leaves its bottles
+//! fenced; started again on the same state directory it takes them back before serving
+//! ([`crate::restore`]), or lists them as fenced, saying why.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -30,6 +31,8 @@ use crate::api::{
     ApiError, BottleInfo, CreateBottle, ErrorBody, ErrorKind, ExecInfo, PolicyUpdated, Removed,
 };
 use crate::gate::{self, Peer};
+use crate::restore::{self, Fenced};
+use crate::state_dir::StateDir;
 
 /// Largest request body: a manifest (100 000 rules is a few MB).
 const MAX_BODY: usize = 32 << 20;
@@ -54,12 +57,16 @@ pub enum DaemonError {
     Runtime(#[source] std::io::Error),
     #[error("cork daemon must run as root (it creates cgroups and loads eBPF programs)")]
     NotRoot,
+    #[error("opening the state directory")]
+    State(#[source] crate::state_dir::StateError),
 }
 
 pub struct DaemonConfig {
     pub socket: PathBuf,
     pub lock: PathBuf,
     pub audit_log: Option<PathBuf>,
+    /// Where each standing bottle's state is kept for a restart ([`crate::state_dir`]).
+    pub state_dir: PathBuf,
 }
 
 struct Standing {
@@ -70,6 +77,9 @@ struct Standing {
 
 struct State {
     bottles: Mutex<BTreeMap<String, Standing>>,
+    /// Bottles a restart could not take back: listed, removable, nothing else.
+    fenced: Mutex<BTreeMap<String, Fenced>>,
+    state_dir: StateDir,
     sink: Arc<Mutex<AuditSink>>,
     /// What the sink wrote lately, for `GET /v1/audit`.
     history: Arc<AuditHistory>,
@@ -116,6 +126,7 @@ pub fn run(cfg: DaemonConfig, ready: impl FnOnce(&Path)) -> Result<(), DaemonErr
         return Err(DaemonError::NotRoot);
     }
     let _lock = lock(&cfg.lock)?;
+    let state_dir = StateDir::open(&cfg.state_dir).map_err(DaemonError::State)?;
     raise_nofile_limit();
     let history = Arc::new(AuditHistory::default());
     let sink = AuditSink::open(cfg.audit_log.as_deref())?.with_history(history.clone());
@@ -126,8 +137,29 @@ pub fn run(cfg: DaemonConfig, ready: impl FnOnce(&Path)) -> Result<(), DaemonErr
         .enable_all()
         .build()
         .map_err(DaemonError::Runtime)?;
+    // The bottles a killed daemon left come back before anyone can ask for them.
+    let restored = restore::adopt_all(&state_dir, &sink, rt.handle());
+    let bottles = restored
+        .serving
+        .into_iter()
+        .map(|b| {
+            let standing = Standing {
+                runtime: b.runtime,
+                info: b.info,
+                manifest: b.manifest,
+            };
+            (standing.info.name.clone(), standing)
+        })
+        .collect();
+    let fenced = restored
+        .fenced
+        .into_iter()
+        .map(|f| (f.info.name.clone(), f))
+        .collect();
     let state = Arc::new(State {
-        bottles: Mutex::new(BTreeMap::new()),
+        bottles: Mutex::new(bottles),
+        fenced: Mutex::new(fenced),
+        state_dir,
         sink,
         history,
         handle: rt.handle().clone(),
@@ -139,6 +171,10 @@ pub fn run(cfg: DaemonConfig, ready: impl FnOnce(&Path)) -> Result<(), DaemonErr
     for (name, b) in bottles {
         for p in b.runtime.stop() {
             tracing::error!("bottle {name}: {}", cork_audit::error_chain(&p));
+        }
+        // Torn down (or left for `cork clean`): nothing for a next daemon to take back.
+        if let Err(e) = state.state_dir.remove(&name) {
+            tracing::error!("{}", cork_audit::error_chain(&e));
         }
     }
     let _ = std::fs::remove_file(&socket);
@@ -236,7 +272,10 @@ async fn route(state: Arc<State>, peer: Option<Peer>, req: Request<Incoming>) ->
     match (method, path.as_str(), name) {
         (Method::GET, "/v1/bottles", _) => {
             let bottles = state.bottles.lock().unwrap_or_else(|p| p.into_inner());
-            let list: Vec<&BottleInfo> = bottles.values().map(|b| &b.info).collect();
+            let fenced = state.fenced.lock().unwrap_or_else(|p| p.into_inner());
+            let mut list: Vec<&BottleInfo> = bottles.values().map(|b| &b.info).collect();
+            list.extend(fenced.values().map(|f| &f.info));
+            list.sort_by(|a, b| a.name.cmp(&b.name));
             json(200, &list)
         }
         (Method::POST, "/v1/bottles", _) => match body(req).await {
@@ -260,14 +299,16 @@ async fn route(state: Arc<State>, peer: Option<Peer>, req: Request<Incoming>) ->
                     ),
                     None => error(not_found(name)),
                 },
-                None => error(not_found(name)),
+                None => error(fenced_or_not_found(&state, name)),
             }
         }
         (Method::GET, _, Some(name)) => {
             let bottles = state.bottles.lock().unwrap_or_else(|p| p.into_inner());
-            match bottles.get(&name) {
-                Some(b) => json(200, &b.info),
-                None => error(not_found(&name)),
+            let fenced = state.fenced.lock().unwrap_or_else(|p| p.into_inner());
+            match (bottles.get(&name), fenced.get(&name)) {
+                (Some(b), _) => json(200, &b.info),
+                (None, Some(f)) => json(200, &f.info),
+                (None, None) => error(not_found(&name)),
             }
         }
         (Method::DELETE, _, Some(name)) => remove(state, name).await,
@@ -287,6 +328,35 @@ async fn route(state: Arc<State>, peer: Option<Peer>, req: Request<Incoming>) ->
 
 fn not_found(name: &str) -> ApiError {
     ApiError::new(ErrorKind::NotFound, format!("no bottle named {name:?}"))
+}
+
+/// A fenced bottle takes nothing but removal; anything else is not found.
+fn fenced_or_not_found(state: &State, name: &str) -> ApiError {
+    let fenced = state.fenced.lock().unwrap_or_else(|p| p.into_inner());
+    match fenced.get(name) {
+        Some(f) => ApiError::new(
+            ErrorKind::Enforcement,
+            format!(
+                "bottle {name:?} is {}; only `cork bottle rm` applies to it",
+                f.info.state
+            ),
+        ),
+        None => not_found(name),
+    }
+}
+
+/// Saves a standing bottle's state for a restart; a failure is logged and audited (the
+/// bottle runs on, but a restarted daemon would leave it fenced).
+fn save_state(state: &State, standing: &Standing) {
+    let saved = restore::record(&standing.runtime, &standing.info, &standing.manifest);
+    if let Err(e) = state.state_dir.save(&saved) {
+        let why = cork_audit::error_chain(&e);
+        tracing::error!("bottle {}: saving its state: {why}", standing.info.name);
+        let _ = standing.runtime.lifecycle(
+            "state_not_saved",
+            format!("a restarted daemon will leave this bottle fenced: {why}"),
+        );
+    }
 }
 
 async fn body(req: Request<Incoming>) -> Result<Bytes, ApiError> {
@@ -313,12 +383,16 @@ async fn create(state: Arc<State>, bytes: &[u8]) -> Response<Body> {
         Err(e) => return error(ApiError::new(ErrorKind::Manifest, e.to_string())),
     };
     let name = policy.name.clone();
-    if state
-        .bottles
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .contains_key(&name)
-    {
+    // Locks in the order every route takes them: bottles, then fenced.
+    let taken = |bottles: &BTreeMap<String, Standing>| {
+        bottles.contains_key(&name)
+            || state
+                .fenced
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains_key(&name)
+    };
+    if taken(&state.bottles.lock().unwrap_or_else(|p| p.into_inner())) {
         return error(ApiError::new(
             ErrorKind::Exists,
             format!("a bottle named {name:?} exists already"),
@@ -351,21 +425,21 @@ async fn create(state: Arc<State>, bytes: &[u8]) -> Response<Body> {
         created: humantime_now(),
         origin: req.origin,
         generation: 0,
+        state: crate::api::SERVING.to_owned(),
     };
     // Lost a race with another create of the same name: this one goes again.
     let lost = {
         let mut bottles = state.bottles.lock().unwrap_or_else(|p| p.into_inner());
-        if bottles.contains_key(&name) {
+        if taken(&bottles) {
             Some(runtime)
         } else {
-            bottles.insert(
-                name.clone(),
-                Standing {
-                    runtime,
-                    info: info.clone(),
-                    manifest,
-                },
-            );
+            let standing = Standing {
+                runtime,
+                info: info.clone(),
+                manifest,
+            };
+            save_state(&state, &standing);
+            bottles.insert(name.clone(), standing);
             None
         }
     };
@@ -385,13 +459,24 @@ async fn remove(state: Arc<State>, name: String) -> Response<Body> {
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .remove(&name);
-    let Some(standing) = standing else {
-        return error(not_found(&name));
+    let fenced = state
+        .fenced
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&name);
+    let problems = match (standing, fenced) {
+        (Some(standing), _) => tokio::task::spawn_blocking(move || standing.runtime.stop())
+            .await
+            .map(|ps| ps.iter().map(|p| cork_audit::error_chain(p)).collect())
+            .unwrap_or_else(|e| vec![e.to_string()]),
+        (None, Some(fenced)) => tokio::task::spawn_blocking(move || fenced.teardown())
+            .await
+            .unwrap_or_else(|e| vec![e.to_string()]),
+        (None, None) => return error(not_found(&name)),
     };
-    let problems = tokio::task::spawn_blocking(move || standing.runtime.stop())
-        .await
-        .map(|ps| ps.iter().map(|p| cork_audit::error_chain(p)).collect())
-        .unwrap_or_else(|e| vec![e.to_string()]);
+    if let Err(e) = state.state_dir.remove(&name) {
+        tracing::error!("{}", cork_audit::error_chain(&e));
+    }
     json(200, &Removed { name, problems })
 }
 
@@ -417,7 +502,7 @@ async fn update(state: Arc<State>, name: String, bytes: &[u8]) -> Response<Body>
     let done = tokio::task::spawn_blocking(move || {
         let mut bottles = state.bottles.lock().unwrap_or_else(|p| p.into_inner());
         let Some(standing) = bottles.get_mut(&name) else {
-            return Err(not_found(&name));
+            return Err(fenced_or_not_found(&state, &name));
         };
         let updated = standing
             .runtime
@@ -437,6 +522,7 @@ async fn update(state: Arc<State>, name: String, bytes: &[u8]) -> Response<Body>
         standing.manifest = req.manifest;
         standing.info.origin = req.origin;
         standing.info.generation = updated.new_generation;
+        save_state(&state, standing);
         Ok(PolicyUpdated {
             name: name.clone(),
             old_generation: updated.old_generation,

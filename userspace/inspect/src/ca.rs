@@ -1,6 +1,7 @@
 //! The bottle's certificate authority: made in memory when the bottle starts, never
 //! written anywhere the bottle can read (only its certificate is), and gone when the agent
-//! exits. Leaf certificates are minted per SNI name on first use and cached.
+//! exits — except that the daemon keeps its bottles' CA keys in its state directory
+//! (root only) so that a restarted daemon serves the CA its bottles already trust. Leaf certificates are minted per SNI name on first use and cached.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -61,34 +62,65 @@ pub fn subject(bottle: &str) -> String {
     format!("cork bottle {bottle} CA")
 }
 
+/// The CA certificate's parameters for bottle `bottle`, and its subject.
+fn ca_params(bottle: &str) -> (CertificateParams, String) {
+    let subject = subject(bottle);
+    let mut params = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, subject.clone());
+    dn.push(DnType::OrganizationName, "cork");
+    params.distinguished_name = dn;
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let now = time_now();
+    params.not_before = now - std::time::Duration::from_secs(3600);
+    params.not_after = now + std::time::Duration::from_secs(30 * 24 * 3600);
+    (params, subject)
+}
+
 impl BottleCa {
     /// Makes a fresh CA for bottle `bottle` (its name goes in the subject, so a user who
     /// sees the certificate knows which cork bottle minted it).
     pub fn new(bottle: &str) -> Result<Self, CaError> {
-        let subject = subject(bottle);
-        let mut params = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::CommonName, subject.clone());
-        dn.push(DnType::OrganizationName, "cork");
-        params.distinguished_name = dn;
-        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let now = time_now();
-        params.not_before = now - std::time::Duration::from_secs(3600);
-        params.not_after = now + std::time::Duration::from_secs(30 * 24 * 3600);
         let key = KeyPair::generate().map_err(CaError::Key)?;
+        let (params, subject) = ca_params(bottle);
         let cert = params.self_signed(&key).map_err(CaError::CaCert)?;
+        Self::assemble(params, key, cert.pem(), subject)
+    }
+
+    /// The CA of bottle `bottle` made earlier by [`BottleCa::new`], from its certificate
+    /// and key (a restarted daemon taking its bottles back: their processes trust this
+    /// certificate already). Leaves minted from now on chain to that certificate: same
+    /// subject, same key, so the same issuer name and key identifier.
+    pub fn restore(bottle: &str, cert_pem: &str, key_pem: &str) -> Result<Self, CaError> {
+        let key = KeyPair::from_pem(key_pem).map_err(CaError::Key)?;
+        let (params, subject) = ca_params(bottle);
+        Self::assemble(params, key, cert_pem.to_owned(), subject)
+    }
+
+    fn assemble(
+        params: CertificateParams,
+        key: KeyPair,
+        cert_pem: String,
+        subject: String,
+    ) -> Result<Self, CaError> {
         let leaf_key = KeyPair::generate().map_err(CaError::Key)?;
         let der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
         let leaf_signer = any_supported_type(&der).map_err(CaError::Signer)?;
         Ok(BottleCa {
-            cert_pem: cert.pem(),
+            cert_pem,
             issuer: Issuer::new(params, key),
             leaf_key,
             leaf_signer,
             subject,
             leaves: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The CA's private key, PEM: only for the daemon's state directory (mode 0600, never
+    /// a place the bottle can read), so that a restarted daemon serves the same CA.
+    pub fn key_pem(&self) -> String {
+        self.issuer.key().serialize_pem()
     }
 
     /// The CA certificate, PEM: what the bottle trusts.
@@ -165,6 +197,8 @@ impl ResolvesServerCert for DecidedLeaf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rustls::RootCertStore;
+    use rustls::client::danger::ServerCertVerifier;
 
     #[test]
     fn leaves_are_cached_per_name_and_carry_only_that_name() {
@@ -180,6 +214,43 @@ mod tests {
         let has = |n: &[u8]| der.windows(n.len()).any(|w| w == n);
         assert!(has(b"api.example.test"));
         assert!(!has(b"other.example.test"));
+    }
+
+    #[test]
+    fn a_restored_ca_mints_leaves_that_chain_to_the_original_certificate() {
+        let ca = BottleCa::new("r").unwrap();
+        let again = BottleCa::restore("r", ca.cert_pem(), &ca.key_pem()).unwrap();
+        assert_eq!(again.cert_pem(), ca.cert_pem());
+        let leaf = again.leaf("api.example.test").unwrap();
+        // A client trusting only the original certificate accepts the new leaf.
+        let mut roots = RootCertStore::empty();
+        for der in rustls_pemfile_certs(ca.cert_pem()) {
+            roots.add(der).unwrap();
+        }
+        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            Arc::new(rustls::crypto::ring::default_provider()),
+        )
+        .build()
+        .unwrap();
+        let name = rustls_pki_types::ServerName::try_from("api.example.test").unwrap();
+        verifier
+            .verify_server_cert(
+                &leaf.cert[0],
+                &[],
+                &name,
+                &[],
+                rustls_pki_types::UnixTime::now(),
+            )
+            .expect("the restored CA's leaf verifies against the original certificate");
+        assert!(BottleCa::restore("r", ca.cert_pem(), "not a key").is_err());
+    }
+
+    fn rustls_pemfile_certs(pem: &str) -> Vec<CertificateDer<'static>> {
+        use rustls_pki_types::pem::PemObject;
+        CertificateDer::pem_slice_iter(pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .unwrap()
     }
 
     #[test]

@@ -148,6 +148,21 @@ impl BoundInspectingProxy {
         Err(last.unwrap_or_else(|| io::Error::other("no free port")))
     }
 
+    /// [`BoundInspectingProxy::bind`] on exactly `port` (127.0.0.1 and ::1): a bottle taken
+    /// over by a restarted daemon, whose programs redirect to that port. Taken by someone
+    /// else is `AddrInUse`, never another port.
+    pub fn bind_port(port: u16) -> io::Result<Self> {
+        if port == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the inspecting proxy's port to bind again is 0",
+            ));
+        }
+        let v4 = StdListener::bind((Ipv4Addr::LOCALHOST, port))?;
+        let v6 = bind_v6_only(Ipv6Addr::LOCALHOST, port)?;
+        Ok(BoundInspectingProxy { v4, v6, port })
+    }
+
     pub fn port(&self) -> u16 {
         self.port
     }

@@ -149,6 +149,16 @@ impl CaBundle {
             source,
         };
         fs::DirBuilder::new().mode(0o755).create(dir).map_err(err)?;
+        Self::write_file(dir, ca_pem)
+    }
+
+    /// Writes the bundle file into `dir`, which exists.
+    fn write_file(dir: &Path, ca_pem: &str) -> Result<Self, SetupError> {
+        let path = dir.join("ca-bundle.pem");
+        let err = |source| SetupError::Bundle {
+            path: path.clone(),
+            source,
+        };
         let bundle = CaBundle {
             dir: dir.to_path_buf(),
             path: path.clone(),
@@ -170,6 +180,31 @@ impl CaBundle {
             .map_err(err)?;
         f.write_all(text.as_bytes()).map_err(err)?;
         Ok(bundle)
+    }
+
+    /// The bundle an earlier agent wrote in `dir` for the CA `ca_pem` (a restarted daemon
+    /// taking its bottle back): kept as it is when it still ends with that certificate —
+    /// the bottle's processes have it open or will — written again otherwise.
+    pub fn adopt(dir: &Path, ca_pem: &str) -> Result<Self, SetupError> {
+        let path = dir.join("ca-bundle.pem");
+        match fs::read_to_string(&path) {
+            Ok(text) if text.ends_with(ca_pem) => Ok(CaBundle {
+                dir: dir.to_path_buf(),
+                path,
+            }),
+            Ok(_) => {
+                fs::remove_file(&path).map_err(|source| SetupError::Bundle {
+                    path: path.clone(),
+                    source,
+                })?;
+                Self::write_file(dir, ca_pem)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound && dir.is_dir() => {
+                Self::write_file(dir, ca_pem)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Self::write(dir, ca_pem),
+            Err(source) => Err(SetupError::Bundle { path, source }),
+        }
     }
 
     pub fn path(&self) -> &Path {

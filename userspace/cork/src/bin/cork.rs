@@ -64,6 +64,10 @@ enum Cmd {
         /// Append audit events (JSON lines) to this file instead of standard error.
         #[arg(long)]
         audit_log: Option<PathBuf>,
+        /// Each standing bottle's state, so that a restarted daemon takes its bottles back
+        /// (default /var/lib/cork; root only, it holds the bottles' CA keys).
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
     },
     /// Run CMD in a daemon's standing bottle, hardened as `cork run` hardens its command;
     /// exits with CMD's status (128+N for signal N, 125 if cork failed, 126/127).
@@ -261,7 +265,11 @@ fn main() -> ExitCode {
             }
         }
         Cmd::Clean => clean(),
-        Cmd::Daemon { socket, audit_log } => daemon(socket, audit_log),
+        Cmd::Daemon {
+            socket,
+            audit_log,
+            state_dir,
+        } => daemon(socket, audit_log, state_dir),
         Cmd::Exec {
             name,
             socket,
@@ -378,7 +386,11 @@ fn dlp_scan(file: &Path, manifest: Option<&Path>) -> ExitCode {
     }
 }
 
-fn daemon(socket: Option<PathBuf>, audit_log: Option<PathBuf>) -> ExitCode {
+fn daemon(
+    socket: Option<PathBuf>,
+    audit_log: Option<PathBuf>,
+    state_dir: Option<PathBuf>,
+) -> ExitCode {
     // One seam: CORK_TEST_DAEMON_LOCK, a lock of the test's own, so that a test's daemon
     // does not take the host's one-daemon lock from other tests running at the same time.
     // Any other CORK_TEST_*, or this one without the marker, refuses the boot.
@@ -394,6 +406,8 @@ fn daemon(socket: Option<PathBuf>, audit_log: Option<PathBuf>) -> ExitCode {
         socket,
         lock,
         audit_log,
+        state_dir: state_dir
+            .unwrap_or_else(|| PathBuf::from(cork_daemon::state_dir::DEFAULT_STATE_DIR)),
     };
     let ready = |path: &Path| {
         println!("cork daemon: serving on {}", path.display());
@@ -416,11 +430,14 @@ fn bottle(socket: &Path, cmd: BottleCmd) -> ExitCode {
             0
         }),
         BottleCmd::Ls => control::list(socket).map(|list| {
-            println!("{:<24} {:<40} {:<4} CREATED", "NAME", "KEY", "GEN");
+            println!(
+                "{:<24} {:<40} {:<4} {:<24} STATE",
+                "NAME", "KEY", "GEN", "CREATED"
+            );
             for b in list {
                 println!(
-                    "{:<24} {:<40} {:<4} {}",
-                    b.name, b.key, b.generation, b.created
+                    "{:<24} {:<40} {:<4} {:<24} {}",
+                    b.name, b.key, b.generation, b.created, b.state
                 );
             }
             0

@@ -1,0 +1,135 @@
+//! [`Enforcement::adopt`]: takes over a cgroup bottle's enforcement that an earlier agent
+//! process installed and pinned (a daemon that was SIGKILLed and started again). Nothing
+//! is loaded, attached or written: the pinned maps are opened again (by loading the map
+//! object with its pin directory, which makes aya reuse every pinned map instead of
+//! creating one) and each pinned link is opened to learn which program it holds. The
+//! caller then reads everything back with [`Enforcement::verify`] before trusting it.
+//!
+//! Adoption never weakens the fence: a failure leaves every pin where it was (no link is
+//! unpinned, no map replaced), and a map pin that the load had to create because it was
+//! missing is removed again before the error is returned.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use aya::EbpfLoader;
+use aya::programs::links::{FdLink, PinnedLink};
+
+use crate::{AttachTarget, query::AttachType};
+use crate::{Attachment, BpfError, CGROUP_OBJECTS, Enforcement, unix};
+
+/// Every program a cgroup bottle has attached, with its hook: the aya-loaded objects'
+/// and the unix object's.
+fn cgroup_programs() -> Vec<(&'static str, AttachType)> {
+    let mut all: Vec<_> = CGROUP_OBJECTS
+        .iter()
+        .flat_map(|spec| spec.programs.iter().copied())
+        .collect();
+    all.extend(unix::OBJECT.programs.iter().map(|p| (p.name, p.attach)));
+    all
+}
+
+/// The names in a pin directory.
+fn pins(dir: &Path) -> Result<BTreeSet<String>, BpfError> {
+    let entries = fs::read_dir(dir).map_err(|source| BpfError::ListPins {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    Ok(entries
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect())
+}
+
+impl Enforcement {
+    /// Takes over the enforcement pinned in `pin_dir` for the cgroup `target`. Errors say
+    /// what is missing; the pins stay as they are either way. Verify before use.
+    pub fn adopt(target: &AttachTarget, pin_dir: &Path) -> Result<Self, BpfError> {
+        if !matches!(target, AttachTarget::Cgroup(_)) {
+            return Err(BpfError::WrongTarget {
+                program: "adoption",
+                wants: "a cgroup",
+            });
+        }
+        let before = pins(pin_dir)?;
+        let programs = cgroup_programs();
+        let missing: Vec<String> = programs
+            .iter()
+            .map(|(p, _)| format!("link_{p}"))
+            .filter(|l| !before.contains(l))
+            .collect();
+        if !missing.is_empty() {
+            return Err(BpfError::PinsMissing {
+                path: pin_dir.to_path_buf(),
+                missing,
+            });
+        }
+        let spec = CGROUP_OBJECTS[0];
+        // Programs are not loaded by this (aya loads a program only when asked): only the
+        // maps are opened, each from its pin when there is one. No kernel BTF either: it
+        // serves the programs' relocations only, and parsing it is most of a load's time.
+        let loaded = EbpfLoader::new()
+            .btf(None)
+            .default_map_pin_directory(pin_dir)
+            .load(spec.bytes);
+        let created: Vec<String> = pins(pin_dir)?.difference(&before).cloned().collect();
+        if !created.is_empty() {
+            // The load made maps that were not pinned: those are empty, not the bottle's.
+            // Remove them again so the directory holds what the earlier agent left.
+            drop(loaded);
+            for name in &created {
+                let _ = fs::remove_file(pin_dir.join(name));
+            }
+            return Err(BpfError::PinsMissing {
+                path: pin_dir.to_path_buf(),
+                missing: created,
+            });
+        }
+        let ebpf = loaded.map_err(|source| BpfError::LoadObject {
+            object: spec.name,
+            source,
+        })?;
+        let mut attachments = Vec::with_capacity(programs.len());
+        for (program, attach) in programs {
+            attachments.push(open_link(pin_dir, program, attach)?);
+        }
+        Ok(Enforcement {
+            pin_dir: pin_dir.to_path_buf(),
+            objects: vec![ebpf],
+            attachments,
+            removed: false,
+        })
+    }
+}
+
+/// Opens the pinned link of `program` and reads which program it holds.
+fn open_link(
+    pin_dir: &Path,
+    program: &'static str,
+    attach: AttachType,
+) -> Result<Attachment, BpfError> {
+    let path: PathBuf = pin_dir.join(format!("link_{program}"));
+    let open = || {
+        PinnedLink::from_pin(&path).map_err(|source| BpfError::OpenLink {
+            program,
+            path: path.clone(),
+            source,
+        })
+    };
+    // One handle to ask with (an FdLink, closed right after: the pin keeps the link), one
+    // kept for teardown.
+    let info = FdLink::from(open()?)
+        .info()
+        .map_err(|source| BpfError::OpenLink {
+            program,
+            path: path.clone(),
+            source,
+        })?;
+    Ok(Attachment {
+        program,
+        attach,
+        prog_id: info.program_id(),
+        link: Some(open()?),
+    })
+}
