@@ -83,9 +83,7 @@ fn run_probe(
     let mut cmd = world.cork_run(&manifest, label, &probe_argv(extra)?);
     cmd.env("ACME_REAL_KEY", "real-secret-value-not-for-the-bottle");
     if !seams.is_empty() {
-        cmd.arg("--state-dir")
-            .arg(world.path("daemon-state", "d"))
-            .env("CORK_TEST_HARNESS", "1");
+        cmd.env("CORK_TEST_HARNESS", "1");
     }
     for s in seams {
         cmd.env(s, "1");
@@ -360,10 +358,7 @@ fn exec_probes(world: &World, sock: &str) -> Result<()> {
         argv.extend(probe_argv(&["--json"])?);
         let mut cmd = world.cork(argv);
         if let Some(seam) = seam {
-            cmd.arg("--state-dir")
-                .arg(world.path("daemon-state", "d"))
-                .env("CORK_TEST_HARNESS", "1")
-                .env(seam, "1");
+            cmd.env("CORK_TEST_HARNESS", "1").env(seam, "1");
         }
         world.run(&mut cmd)
     };
