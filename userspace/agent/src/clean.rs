@@ -73,8 +73,10 @@ pub fn clean() -> Result<CleanReport, MountError> {
             }
         }
     }
-    let bpffs = Path::new(mounts::BPFFS);
-    for (path, live) in stale_entries(bpffs) {
+    // Under `ip netns exec` this is the host's bpffs, reached through an ancestor's root:
+    // where the agents that made the pins put them (see mounts::elsewhere).
+    let bpffs = mounts::find_bpffs()?.unwrap_or_else(|| PathBuf::from(mounts::BPFFS));
+    for (path, live) in stale_entries(&bpffs) {
         if live {
             report.kept_live.push(path);
             continue;

@@ -276,8 +276,8 @@ impl BottleRuntime {
             detail: format!(
                 "bottle {}: cgroup {} enforced, pins in {}, {} host paths masked",
                 this.key,
-                this.key.cgroup_path(&cgroup_root).display(),
-                this.key.pin_dir(&bpffs).display(),
+                mounts::for_others(&this.key.cgroup_path(&cgroup_root)).display(),
+                mounts::for_others(&this.key.pin_dir(&bpffs)).display(),
                 this.masks.len()
             ),
             masked: this.masks.iter().map(Mask::audit).collect(),

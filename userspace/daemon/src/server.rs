@@ -25,6 +25,7 @@ use hyper_util::rt::TokioIo;
 use nix::fcntl::{Flock, FlockArg};
 
 use cork_agent::BottleRuntime;
+use cork_agent::mounts::for_others;
 use cork_audit::{AuditHistory, AuditSink};
 
 use crate::api::{
@@ -59,6 +60,8 @@ pub enum DaemonError {
     NotRoot,
     #[error("opening the state directory")]
     State(#[source] crate::state_dir::StateError),
+    #[error(transparent)]
+    Mounts(#[from] cork_agent::mounts::MountError),
 }
 
 pub struct DaemonConfig {
@@ -126,6 +129,9 @@ pub fn run(cfg: DaemonConfig, ready: impl FnOnce(&Path)) -> Result<(), DaemonErr
         return Err(DaemonError::NotRoot);
     }
     let _lock = lock(&cfg.lock)?;
+    // Under `ip netns exec` the host's cgroup2 and bpffs are reached through the root of
+    // the process that started us: found now, before that process can go away.
+    cork_agent::mounts::settle()?;
     let state_dir = StateDir::open(&cfg.state_dir).map_err(DaemonError::State)?;
     raise_nofile_limit();
     let history = Arc::new(AuditHistory::default());
@@ -291,7 +297,7 @@ async fn route(state: Arc<State>, peer: Option<Peer>, req: Request<Incoming>) ->
                         200,
                         &ExecInfo {
                             name: name.to_owned(),
-                            cgroup_procs: procs.display().to_string(),
+                            cgroup_procs: for_others(&procs).display().to_string(),
                             manifest: b.manifest.clone(),
                             origin: b.info.origin.clone(),
                             env: b.runtime.command_env_vars().clone(),
@@ -421,7 +427,9 @@ async fn create(state: Arc<State>, bytes: &[u8]) -> Response<Body> {
     let info = BottleInfo {
         name: name.clone(),
         key: runtime.key().to_string(),
-        cgroup_procs: runtime.cgroup_procs().map(|p| p.display().to_string()),
+        cgroup_procs: runtime
+            .cgroup_procs()
+            .map(|p| for_others(&p).display().to_string()),
         created: humantime_now(),
         origin: req.origin,
         generation: 0,
