@@ -8,6 +8,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use cork_bench_report::Report;
 
 use crate::audit_tail::AuditTail;
 use crate::kernel_stats::{self, BottlePrograms, ProgStat};
@@ -29,6 +30,8 @@ const HELD_BACK_MS: &str = "3000";
 /// One bottle's program counters over `count` allowed connects.
 pub struct ProgramCost {
     pub connects: u64,
+    /// connect()+close per second, as the client measured it.
+    pub rate: f64,
     pub programs: Vec<ProgStat>,
     pub audit_lost: u64,
 }
@@ -98,8 +101,14 @@ pub fn program_cost_with(
     }
     let after = progs.snapshot()?;
     let audit = crate::Audit::read(&world.audit_path_for(label))?;
+    let rate = out
+        .stdout
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("rate=")?.strip_suffix("/s")?.parse().ok())
+        .with_context(|| format!("no rate in the client's output:\n{out}"))?;
     Ok(ProgramCost {
         connects: count,
+        rate,
         programs: kernel_stats::delta(&before, &after),
         audit_lost: audit.lost(),
     })
@@ -134,8 +143,13 @@ pub fn delivery_latency(
 }
 
 /// The kernel section of `cork-bench`: program cost with the reader running and held
-/// back, then delivery latency for paced and back-to-back connects. Prints as it goes.
-pub fn report(world: &World, client: &str, count: u64) -> Result<()> {
+/// back, then delivery latency for `paced` connects one every 2 ms and `count` back to
+/// back. Prints as it goes and returns the `kernel` report.
+pub fn report(world: &World, client: &str, count: u64, paced: u64) -> Result<Report> {
+    let mut rep = Report::new(
+        "kernel",
+        format!("kernel programs over {count} allowed connects in a bottle (bpf_stats)"),
+    );
     println!("\nkernel programs, {count} allowed connects in a bottle (bpf_stats)");
     let live = program_cost(world, client, "kstats", count, false)?;
     let held_count = count.min(HELD_BACK_MAX);
@@ -154,6 +168,12 @@ pub fn report(world: &World, client: &str, count: u64) -> Result<()> {
             h.map_or(0, |h| h.run_cnt),
             h.map_or(0.0, ProgStat::ns_per_run),
         );
+        rep.row(
+            &format!("ns.{}", p.name),
+            &format!("{} per run", p.name),
+            "ns",
+            &[p.ns_per_run()],
+        );
     }
     println!(
         "  all programs per connect: {:.0} ns (reader held back: {:.0} ns); audit lost {} / {}",
@@ -162,17 +182,31 @@ pub fn report(world: &World, client: &str, count: u64) -> Result<()> {
         live.audit_lost,
         held.audit_lost
     );
+    rep.row(
+        "ns_per_connect",
+        "all programs per connect",
+        "ns",
+        &[live.ns_per_connect()],
+    )
+    .row(
+        "ns_per_connect_held",
+        "all programs per connect, audit reader held back",
+        "ns",
+        &[held.ns_per_connect()],
+    )
+    .ratio_to("ns_per_connect");
 
     println!("\naudit delivery latency (kernel decision -> line in the audit log)");
     let runs = [
         (
+            "paced",
             "one connect every 2 ms",
-            1000,
+            paced,
             Some(Duration::from_millis(2)),
         ),
-        ("back to back", count, None),
+        ("b2b", "back to back", count, None),
     ];
-    for (i, (what, n, pace)) in runs.into_iter().enumerate() {
+    for (i, (key, what, n, pace)) in runs.into_iter().enumerate() {
         let mut lat = delivery_latency(world, client, &format!("klat{i}"), n, pace)?;
         let (p50, p99, max) = crate::audit_tail::percentiles(&mut lat);
         println!(
@@ -182,8 +216,20 @@ pub fn report(world: &World, client: &str, count: u64) -> Result<()> {
             ms(p99),
             ms(max)
         );
+        rep.row(
+            &format!("audit_p50.{key}"),
+            &format!("audit delivery p50, {what}"),
+            "ms",
+            &[ms(p50)],
+        )
+        .row(
+            &format!("audit_p99.{key}"),
+            &format!("audit delivery p99, {what}"),
+            "ms",
+            &[ms(p99)],
+        );
     }
-    Ok(())
+    Ok(rep)
 }
 
 fn ms(d: Duration) -> f64 {

@@ -53,6 +53,9 @@ impl LoadSpec {
         if let Some(b) = self.body {
             a.extend(["--post".to_owned(), b.to_string()]);
         }
+        if self.fresh {
+            a.push("--new-connections".to_owned());
+        }
         a
     }
 
@@ -64,6 +67,7 @@ impl LoadSpec {
         let (mut url, mut connect_to, mut proxy, mut cacert) = (None, None, None, None);
         let (mut concurrency, mut warmup, mut duration) = (16, 1.0, 10.0);
         let (mut rate, mut body, mut threads, mut connect_by_name) = (None, None, 1, false);
+        let mut fresh = false;
         while let Some(flag) = it.next() {
             let mut value = || {
                 it.next()
@@ -75,6 +79,7 @@ impl LoadSpec {
                 "--connect-to" => connect_to = Some(parse_addr(&value()?)?),
                 "--proxy" => proxy = Some(parse_addr(&value()?)?),
                 "--connect-by-name" => connect_by_name = true,
+                "--new-connections" => fresh = true,
                 "--cacert" => cacert = Some(PathBuf::from(value()?)),
                 "--concurrency" | "-c" => concurrency = value()?.parse()?,
                 "--warmup" => warmup = value()?.parse()?,
@@ -116,6 +121,7 @@ impl LoadSpec {
             duration: Duration::from_secs_f64(duration),
             rate,
             body,
+            fresh,
         };
         Ok((spec, threads))
     }
@@ -163,6 +169,8 @@ pub struct CompareOpts {
     /// Measure latency at this rate (or half the peer's maximum if that is lower), so
     /// that peers which reach it are compared at the same load.
     pub latency_rate: Option<f64>,
+    /// Also measure new TLS connections per second (one request each, full handshakes).
+    pub new_connections: bool,
 }
 
 /// One peer's figures.
@@ -176,6 +184,8 @@ pub struct PeerResult {
     pub max: LoadResult,
     /// Open loop at half that rate: the latency.
     pub paced: LoadResult,
+    /// Closed loop, a new TLS connection per request (with `new_connections`).
+    pub fresh: Option<LoadResult>,
 }
 
 /// Builds the namespace, CAs and upstream, then measures each peer in turn; `report`
@@ -200,6 +210,16 @@ pub fn compare(opts: &CompareOpts, mut report: impl FnMut(&PeerResult)) -> Resul
     // them stays in the namespace, but to cork's hooks they are not loopback addresses.
     let ns = bench.ns();
     ns.ip(&["addr", "add", &format!("{}/32", routed.ip()), "dev", "lo"])?;
+    // New connections at thousands a second leave TIME_WAIT on the side that closes
+    // first: a proxy closing its upstream connection after the client's reset. Reusing
+    // those ports is on by default only toward loopback addresses, and cork reaches the
+    // upstream on a routed one. This namespace is the bench's own.
+    let sysctl = run_with_timeout(
+        ns.command("sysctl")
+            .args(["-qw", "net.ipv4.tcp_tw_reuse=1"]),
+        Duration::from_secs(10),
+    )?;
+    ensure!(sysctl.code() == 0, "sysctl tcp_tw_reuse: {sysctl}");
     ns.ip(&["addr", "add", &format!("{}/32", dns_addr.ip()), "dev", "lo"])?;
     let _dns = crate::dns_server::start(
         ns,
@@ -249,6 +269,7 @@ pub fn compare(opts: &CompareOpts, mut report: impl FnMut(&PeerResult)) -> Resul
             duration: opts.duration,
             rate: None,
             body: opts.body,
+            fresh: false,
         };
         let max = run_load(&bench, &running, &opts.load_bin, &spec)
             .with_context(|| format!("{}: maximum rate; {}", peer.name(), upstream_report()))?;
@@ -256,12 +277,23 @@ pub fn compare(opts: &CompareOpts, mut report: impl FnMut(&PeerResult)) -> Resul
         spec.rate = Some(opts.latency_rate.map_or(half, |r| r.min(half)));
         let paced = run_load(&bench, &running, &opts.load_bin, &spec)
             .with_context(|| format!("{}: latency at half the maximum", peer.name()))?;
+        let fresh = if opts.new_connections {
+            spec.rate = None;
+            spec.fresh = true;
+            Some(
+                run_load(&bench, &running, &opts.load_bin, &spec)
+                    .with_context(|| format!("{}: new TLS connections", peer.name()))?,
+            )
+        } else {
+            None
+        };
         drop(running);
         let r = PeerResult {
             peer,
             round,
             max,
             paced,
+            fresh,
         };
         report(&r);
         results.push(r);
@@ -317,6 +349,7 @@ mod tests {
             duration: Duration::from_secs(3),
             rate: Some(1234.5),
             body: Some(1024),
+            fresh: true,
         }
     }
 
@@ -345,6 +378,7 @@ mod tests {
             rate: 3.5,
             p50_us: 700,
             p99_us: 9000,
+            cdf: vec![600, 700, 9000],
         };
         let back = LoadResult::parse(&format!("noise\n{r}\n")).unwrap();
         assert_eq!(format!("{back}"), format!("{r}"));

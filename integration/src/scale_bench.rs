@@ -1,7 +1,8 @@
 //! Policy scale for `cork-bench`: manifests of N CIDR rules per address family plus
 //! 10 000 domain rules, and for each N how long `cork check` takes, how long `cork run`
 //! takes to start the command (everything up to enforced) and to finish after it, the
-//! kernel memory of the two prefix tries, and what connect4 costs per run.
+//! kernel memory of the two prefix tries, what connect4 costs per run, and the
+//! connect()+close rate in the bottle.
 //!
 //! The generated prefixes are policy data only: they are loaded into the bottle's maps and
 //! never contacted. IPv4 ones are host routes in 10.0.0.0/8, IPv6 ones /64s in
@@ -12,6 +13,7 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use cork_bench_report::{Report, Series, SeriesKind};
 
 use crate::kernel_bench::{self, PORT, TARGET};
 use crate::kernel_stats;
@@ -119,17 +121,31 @@ pub fn measure(world: &World, label: &str, per_family: usize) -> Result<ScaleRow
     })
 }
 
-/// The scale section of `cork-bench`: for each size, the figures above and connect4's
-/// nanoseconds per run over `connects` allowed connects.
-pub fn report(world: &World, client: &str, sizes: &[usize], connects: u64) -> Result<()> {
+/// The scale section of `cork-bench`: for each size, the figures above, connect4's
+/// nanoseconds per run and the client's connect()+close rate over `connects` allowed
+/// connects. Prints as it goes and returns the `scale` report.
+pub fn report(world: &World, client: &str, sizes: &[usize], connects: u64) -> Result<Report> {
+    let mut rep = Report::new(
+        "scale",
+        format!("policy scale: N CIDR rules per family + {DOMAIN_RULES} domain rules"),
+    );
     println!(
         "\npolicy scale: N CIDR rules per family + {DOMAIN_RULES} domain rules \
          (release cork; times are wall clock)"
     );
     println!(
-        "  {:>7} {:>7} {:>10} {:>12} {:>10} {:>11} {:>11} {:>12}",
-        "N", "rules", "check", "run→command", "teardown", "v4 memlock", "v6 memlock", "connect4 ns"
+        "  {:>7} {:>7} {:>10} {:>12} {:>10} {:>11} {:>11} {:>12} {:>11}",
+        "N",
+        "rules",
+        "check",
+        "run→command",
+        "teardown",
+        "v4 memlock",
+        "v6 memlock",
+        "connect4 ns",
+        "connects/s"
     );
+    let mut points = Vec::new();
     for (i, &n) in sizes.iter().enumerate() {
         let row = measure(world, &format!("scale{i}"), n)?;
         let body = manifest_body(n, DOMAIN_RULES);
@@ -147,7 +163,7 @@ pub fn report(world: &World, client: &str, sizes: &[usize], connects: u64) -> Re
             .find(|p| p.name == "cork_connect4")
             .map_or(0.0, kernel_stats::ProgStat::ns_per_run);
         println!(
-            "  {:>7} {:>7} {:>8.0}ms {:>10.0}ms {:>8.0}ms {:>9.1}MiB {:>9.1}MiB {:>12.0}",
+            "  {:>7} {:>7} {:>8.0}ms {:>10.0}ms {:>8.0}ms {:>9.1}MiB {:>9.1}MiB {:>12.0} {:>11.0}",
             row.per_family,
             row.rules,
             ms(row.check),
@@ -155,10 +171,42 @@ pub fn report(world: &World, client: &str, sizes: &[usize], connects: u64) -> Re
             ms(row.after_command),
             mib(row.memlock_v4),
             mib(row.memlock_v6),
-            connect4
+            connect4,
+            cost.rate
         );
+        let figures = [
+            ("check_ms", "cork check", "ms", ms(row.check)),
+            (
+                "start_ms",
+                "cork run to the command",
+                "ms",
+                ms(row.to_command),
+            ),
+            (
+                "teardown_ms",
+                "cork run teardown",
+                "ms",
+                ms(row.after_command),
+            ),
+            ("memlock_v4", "v4 trie memlock", "MiB", mib(row.memlock_v4)),
+            ("memlock_v6", "v6 trie memlock", "MiB", mib(row.memlock_v6)),
+            ("connect4_ns", "cork_connect4 per run", "ns", connect4),
+            ("connects", "connect()+close in a bottle", "1/s", cost.rate),
+        ];
+        for (key, what, unit, v) in figures {
+            rep.row(&format!("{key}.{n}"), &format!("{what}, N={n}"), unit, &[v]);
+        }
+        points.push((n as f64, cost.rate));
     }
-    Ok(())
+    rep.series(Series {
+        key: "connects".into(),
+        name: format!("in a bottle, N rules per family + {DOMAIN_RULES} domains"),
+        kind: SeriesKind::Xy,
+        x_unit: "rules per family".into(),
+        y_unit: "1/s".into(),
+        points,
+    });
+    Ok(rep)
 }
 
 fn ms(d: Duration) -> f64 {

@@ -10,6 +10,7 @@ use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
+use cork_bench_report::Report;
 
 use crate::process::Spawned;
 use crate::scale_bench::{DOMAIN_RULES, data_rules_on};
@@ -39,8 +40,14 @@ fn timed(world: &World, args: &[&str]) -> Result<Duration> {
     Ok(took)
 }
 
-/// Prints one row per size.
-pub fn report(world: &World, sizes: &[usize]) -> Result<()> {
+/// Prints one row per size and returns the `daemon` report.
+pub fn report(world: &World, sizes: &[usize]) -> Result<Report> {
+    let mut rep = Report::new(
+        "daemon",
+        format!(
+            "standing bottles (cork daemon): N CIDR rules per family + {DOMAIN_RULES} domain rules"
+        ),
+    );
     let sock = world.path("bench", "sock").display().to_string();
     let mut cmd = world.cork([
         "daemon",
@@ -51,6 +58,9 @@ pub fn report(world: &World, sizes: &[usize]) -> Result<()> {
     ]);
     cmd.arg("--state-dir")
         .arg(world.path("daemon-state", "d"))
+        // Its own lock (a test seam, so under the harness flag): the host's daemon
+        // lock is not the bench's to take.
+        .env("CORK_TEST_HARNESS", "1")
         .env("CORK_TEST_DAEMON_LOCK", world.path("bench", "lock"));
     let mut daemon = Spawned::start(&mut cmd)?;
     daemon.wait_line(&format!("cork daemon: serving on {sock}"), WAIT)?;
@@ -98,9 +108,21 @@ pub fn report(world: &World, sizes: &[usize]) -> Result<()> {
             update.as_secs_f64() * 1e3,
             exec.as_secs_f64() * 1e3
         );
+        for (key, what, took) in [
+            ("create_ms", "cork bottle create", create),
+            ("update_ms", "cork bottle update (every entry)", update),
+            ("exec_ms", "cork exec -- true", exec),
+        ] {
+            rep.row(
+                &format!("{key}.{n}"),
+                &format!("{what}, N={n}"),
+                "ms",
+                &[took.as_secs_f64() * 1e3],
+            );
+        }
         Ok::<_, anyhow::Error>(())
     });
     nix::sys::signal::kill(daemon.pid(), nix::sys::signal::Signal::SIGTERM)?;
     daemon.finish(WAIT)?;
-    rows
+    rows.map(|()| rep)
 }

@@ -1,5 +1,5 @@
 //! Project tasks: `cargo xtask deps | build | lint | guest | test | demo | bench |
-//! bench-deps | bench-proxy | bench-vm | package | clean`.
+//! bench-smoke | bench-deps | bench-proxy | bench-vm | package | clean`.
 //! CI runs `.ci/run`, which runs `cargo xtask deps` and `cargo xtask test`, the same
 //! commands the README gives.
 
@@ -8,6 +8,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
+mod bench;
 mod guest;
 mod package;
 
@@ -53,11 +54,12 @@ fn main() -> Result<()> {
         Some("guest") => guest::build(&root()),
         Some("test") => test(rest),
         Some("demo") => demo(),
-        Some("bench") => bench(rest),
+        Some("bench") => bench::bench(rest),
+        Some("bench-smoke") => bench::smoke(),
         Some("bench-deps") => bench_deps(),
         Some("bench-vm") => bench_vm(),
         Some("package") => package::package(&root(), env!("CARGO_PKG_VERSION")),
-        Some("bench-proxy") => bench_proxy(rest),
+        Some("bench-proxy") => bench::bench_proxy(rest),
         Some("clean") => clean(),
         _ => {
             eprintln!(
@@ -68,7 +70,8 @@ fn main() -> Result<()> {
                  \x20 guest  build the VM test guest (cloud kernel + busybox initramfs) in target/guest\n\
                  \x20 test   lint, unit tests, then the privileged integration suite (root)\n\
                  \x20 demo   a bottle in a throwaway netns world: allowed and denied flows + audit\n\
-                 \x20 bench  connect()+close rate inside a bottle vs outside\n\
+                 \x20 bench  every bench (or --only one), the summary table, docs/bench/*.svg\n\
+                 \x20 bench-smoke  every bench with tiny counts: runs and reports (part of test)\n\
                  \x20 bench-deps   install the peer proxies bench-proxy compares with (root)\n\
                  \x20 bench-proxy  HTTPS req/s and latency: direct, cork, mitmproxy, squid ssl-bump\n\
                  \x20 bench-vm     a guest on a bare tap vs in a VM bottle: connects/s, MiB/s, HTTPS req/s\n\
@@ -80,14 +83,14 @@ fn main() -> Result<()> {
     }
 }
 
-fn root() -> PathBuf {
+pub(crate) fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("xtask is in the workspace")
         .to_path_buf()
 }
 
-fn run(cmd: &mut Command) -> Result<()> {
+pub(crate) fn run(cmd: &mut Command) -> Result<()> {
     eprintln!("+ {cmd:?}");
     let status = cmd.status().with_context(|| format!("starting {cmd:?}"))?;
     if !status.success() {
@@ -96,13 +99,13 @@ fn run(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
-fn cargo() -> Command {
+pub(crate) fn cargo() -> Command {
     let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     c.current_dir(root());
     c
 }
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
 }
@@ -134,7 +137,7 @@ fn lint() -> Result<()> {
     ]))
 }
 
-fn cork_bin(profile: &str) -> PathBuf {
+pub(crate) fn cork_bin(profile: &str) -> PathBuf {
     root().join("target").join(profile).join("cork")
 }
 
@@ -177,6 +180,9 @@ fn test(extra: &[String]) -> Result<()> {
         // around it would push the message out of CI's excerpt.
         .env("RUST_BACKTRACE", "0")
         .env("RUST_LIB_BACKTRACE", "0"))?;
+    // Every bench once with tiny counts, so none rots; its worlds are gone before the
+    // leak check looks.
+    bench::smoke()?;
     run(cargo()
         .args(["test", "-p", "cork-integration", "--test", "zz_no_leaks"])
         .env("CORK_BIN", &bin)
@@ -216,14 +222,6 @@ fn demo() -> Result<()> {
             "cork-demo",
         ])
         .env("CORK_BIN", cork_bin("debug")))
-}
-
-fn bench(extra: &[String]) -> Result<()> {
-    if !is_root() {
-        bail!("the benchmark runs bottles: run it as root");
-    }
-    // The client loop is the same binary inside and outside the bottle.
-    release_run("cork-bench", &["--bins"], extra)
 }
 
 /// Builds cork and the integration binaries `bins` (cargo's selection flags) in release,
@@ -266,7 +264,7 @@ fn bench_vm() -> Result<()> {
 const BENCH_APT_PACKAGES: &[&str] = &["squid-openssl", "python3-venv"];
 
 /// Where `bench-deps` puts mitmproxy's virtualenv; `cork-proxy-bench` looks there.
-const BENCH_VENV: &str = "/var/cache/cork-bench/venv";
+pub(crate) const BENCH_VENV: &str = "/var/cache/cork-bench/venv";
 
 fn bench_deps() -> Result<()> {
     if !is_root() {
@@ -298,29 +296,6 @@ fn bench_deps() -> Result<()> {
     }
     run(Command::new(venv.join("bin/pip")).args(["install", "-q", "--upgrade", "pip"]))?;
     run(Command::new(venv.join("bin/pip")).args(["install", "-q", "mitmproxy"]))
-}
-
-fn bench_proxy(extra: &[String]) -> Result<()> {
-    if !is_root() {
-        bail!("the proxy benchmark creates a network namespace: run it as root");
-    }
-    // The cork peer runs the release agent, like every other peer's release build.
-    run(cargo().args(["build", "--release", "-p", "cork", "--bin", "cork"]))?;
-    run(cargo()
-        .args([
-            "run",
-            "--release",
-            "--quiet",
-            "-p",
-            "cork-integration",
-            "--bin",
-            "cork-proxy-bench",
-            "--",
-            "compare",
-        ])
-        .args(extra)
-        .env("CORK_BENCH_VENV", BENCH_VENV)
-        .env("CORK_BIN", cork_bin("release")))
 }
 
 fn clean() -> Result<()> {

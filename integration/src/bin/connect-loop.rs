@@ -3,7 +3,8 @@
 //! `connects=N failed=F secs=S rate=R/s`. The same client runs inside and outside a
 //! bottle in `cork-bench`, so the two rates compare the enforcement alone.
 //! `connect-loop --dns SERVER NAME COUNT`: COUNT sequential UDP A queries for NAME to
-//! SERVER:53, printing `queries=N failed=F secs=S rate=R/s p50=…us p99=…us`.
+//! SERVER:53, printing `queries=N failed=F secs=S rate=R/s p50=…us p99=…us q=…` (`q`:
+//! the latency in µs at every percent and at 99.9 %, for the CDF figure).
 //! `connect-loop --serve ADDR PORT` is the other end: accept and close, nothing else, so
 //! the server is never what is measured.
 
@@ -152,15 +153,19 @@ fn dns_loop(server: &str, name: &str, count: &str) -> Result<()> {
         }
     }
     let secs = start.elapsed().as_secs_f64();
-    rtts.sort_unstable();
-    let pct =
-        |p: f64| rtts.get(((rtts.len() as f64 * p) as usize).min(rtts.len().saturating_sub(1)));
-    let us = |d: Option<&Duration>| d.map_or(0, |d| d.as_micros());
+    let mut us: Vec<u64> = rtts
+        .iter()
+        .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+        .collect();
+    us.sort_unstable();
+    let pct = |p: f64| cork_bench_report::quantiles(&us, &[p])[0];
+    let cdf = cork_bench_report::quantiles(&us, &cork_bench_report::cdf_probabilities());
     println!(
-        "queries={count} failed={failed} secs={secs:.3} rate={:.1}/s p50={}us p99={}us",
+        "queries={count} failed={failed} secs={secs:.3} rate={:.1}/s p50={}us p99={}us {}",
         f64::from(count) / secs,
-        us(pct(0.50)),
-        us(pct(0.99))
+        pct(0.50),
+        pct(0.99),
+        cork_bench_report::format_list("q", &cdf)
     );
     if failed > 0 {
         bail!("{failed} of {count} queries failed");

@@ -1,17 +1,28 @@
-//! `cork-bench [--only connect|dns|kernel|scale|daemon] [COUNT [ROUNDS]]`: connect()+close per second
-//! against a TCP server in the internet netns, from the bottle netns outside any bottle,
-//! then inside `cork run` (same `connect-loop` client both times), in interleaved rounds;
-//! prints the rates, their medians and the ratio. Then DNS through the proxy against
-//! direct, then the kernel programs: nanoseconds per run of each (`bpf_stats`), and the
-//! latency of audit delivery (kernel decision to audit log line). Then policy scale: 10,
-//! 1 000 and 100 000 CIDR rules per family (+ 10 000 domain rules) — check and start-up
-//! time, trie memory, connect4's cost. Then standing bottles: `cork bottle create`,
-//! `cork bottle update` and `cork exec -- true` at 10, 10 000 and 100 000 rules per family.
+//! `cork-bench [--smoke] [--only connect|dns|kernel|scale|daemon] [COUNT [ROUNDS]]`:
+//! connect()+close per second against a TCP server in the internet netns, from the bottle
+//! netns outside any bottle, then inside `cork run` (same `connect-loop` client both
+//! times), in interleaved rounds; prints the rates, their medians and the ratio. Then DNS
+//! through the proxy against direct, then the kernel programs: nanoseconds per run of each
+//! (`bpf_stats`), and the latency of audit delivery (kernel decision to audit log line).
+//! Then policy scale: 10, 1 000, 10 000 and 100 000 CIDR rules per family (+ 10 000
+//! domain rules) — check and start-up time, trie memory, connect4's cost, connects/s. Then
+//! standing bottles: `cork bottle create`, `cork bottle update` and `cork exec -- true` at
+//! 10, 10 000 and 100 000 rules per family.
+//!
+//! Each section also writes its report (`cork_bench_report::Report`) as
+//! `$CORK_BENCH_OUT/<section>.json` (default `target/bench`). `--smoke` is the test
+//! suite's run: the smallest sizes (10 rules), `COUNT` connects (default 300), one round,
+//! 200 DNS queries — it proves every section runs and reports, and measures nothing.
+
+use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
+use cork_bench_report::{Report, cdf_series, parse_list};
 use cork_integration::dns_server::Zone;
 use cork_integration::process::Spawned;
 use cork_integration::{Side, World};
+
+const SECTIONS: [&str; 5] = ["connect", "dns", "kernel", "scale", "daemon"];
 
 fn rate(out: &cork_integration::RunOutput) -> Result<f64> {
     out.stdout
@@ -20,8 +31,23 @@ fn rate(out: &cork_integration::RunOutput) -> Result<f64> {
         .with_context(|| format!("no rate in output:\n{out}"))
 }
 
+/// Where the reports go.
+fn out_dir() -> PathBuf {
+    std::env::var_os("CORK_BENCH_OUT").map_or_else(|| PathBuf::from("target/bench"), PathBuf::from)
+}
+
+fn save(report: &Report) -> Result<()> {
+    let path = report.write(&out_dir())?;
+    println!("  (report: {})", path.display());
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1).peekable();
+    let smoke = args.peek().is_some_and(|a| a == "--smoke");
+    if smoke {
+        args.next();
+    }
     let only = if args.peek().is_some_and(|a| a == "--only") {
         args.next();
         Some(
@@ -32,13 +58,22 @@ fn main() -> Result<()> {
         None
     };
     if let Some(o) = &only
-        && !["connect", "dns", "kernel", "scale", "daemon"].contains(&o.as_str())
+        && !SECTIONS.contains(&o.as_str())
     {
         bail!("--only {o}: expected connect, dns, kernel, scale or daemon");
     }
     let wants = |section: &str| only.as_deref().is_none_or(|o| o == section);
-    let count: u64 = args.next().map(|c| c.parse()).transpose()?.unwrap_or(5000);
-    let rounds: usize = args.next().map(|c| c.parse()).transpose()?.unwrap_or(5);
+    let default_count = if smoke { 300 } else { 5000 };
+    let count: u64 = args
+        .next()
+        .map(|c| c.parse())
+        .transpose()?
+        .unwrap_or(default_count);
+    let rounds: usize = args
+        .next()
+        .map(|c| c.parse())
+        .transpose()?
+        .unwrap_or(if smoke { 1 } else { 5 });
     let client = std::env::current_exe()?.with_file_name("connect-loop");
     if !client.is_file() {
         bail!(
@@ -56,25 +91,41 @@ fn main() -> Result<()> {
     ]))?;
     server.wait_line("ready", std::time::Duration::from_secs(5))?;
     if wants("connect") {
-        connect_bench(&world, &client, count, rounds)?;
+        save(&connect_bench(&world, &client, count, rounds)?)?;
     }
     if wants("kernel") {
-        cork_integration::kernel_bench::report(&world, &client, count.max(20_000))?;
+        let (n, paced) = if smoke {
+            (count, count.min(100))
+        } else {
+            (count.max(20_000), 1000)
+        };
+        save(&cork_integration::kernel_bench::report(
+            &world, &client, n, paced,
+        )?)?;
     }
     if wants("scale") {
-        cork_integration::scale_bench::report(&world, &client, &[10, 1000, 100_000], count)?;
+        let sizes: &[usize] = if smoke {
+            &[10]
+        } else {
+            &[10, 1000, 10_000, 100_000]
+        };
+        save(&cork_integration::scale_bench::report(
+            &world, &client, sizes, count,
+        )?)?;
     }
     if wants("daemon") {
-        cork_integration::update_bench::report(&world, &[10, 10_000, 100_000])?;
+        let sizes: &[usize] = if smoke { &[10] } else { &[10, 10_000, 100_000] };
+        save(&cork_integration::update_bench::report(&world, sizes)?)?;
     }
     server.kill()?;
     if wants("dns") {
-        dns_bench(&world, &client, rounds)?;
+        let queries = if smoke { 200 } else { 2000 };
+        save(&dns_bench(&world, &client, queries, rounds)?)?;
     }
     Ok(())
 }
 
-fn connect_bench(world: &World, client: &str, count: u64, rounds: usize) -> Result<()> {
+fn connect_bench(world: &World, client: &str, count: u64, rounds: usize) -> Result<Report> {
     let args = [
         "198.51.100.10".to_string(),
         "9000".into(),
@@ -85,10 +136,11 @@ fn connect_bench(world: &World, client: &str, count: u64, rounds: usize) -> Resu
         .chain(args.iter().cloned())
         .collect();
 
-    println!(
+    let title = format!(
         "connect()+close to 198.51.100.10:9000 (veth to another netns), {count} per run, \
          {rounds} interleaved rounds"
     );
+    println!("{title}");
     // Interleaved rounds, so drift on the machine (other load, TIME_WAIT build-up) hits
     // both sides alike; medians reported.
     let (mut outside, mut inside, mut events, mut lost) = (Vec::new(), Vec::new(), 0, 0);
@@ -113,36 +165,57 @@ fn connect_bench(world: &World, client: &str, count: u64, rounds: usize) -> Resu
             .sum::<u64>();
         lost += audit.lost();
     }
-    let (a, b) = (median(&mut outside), median(&mut inside));
+    let mut rep = Report::new("connect", title);
+    rep.row(
+        "outside",
+        "connect()+close outside a bottle",
+        "1/s",
+        &outside,
+    )
+    .row("inside", "connect()+close inside cork run", "1/s", &inside)
+    .ratio_to("outside")
+    .row(
+        "audit_verdicts",
+        "audit verdicts",
+        "events",
+        &[events as f64],
+    )
+    .row("audit_lost", "audit events lost", "events", &[lost as f64]);
+    let (a, b) = (rep.rows[0].value, rep.rows[1].value);
     println!("  median outside a bottle : {a:>10.1}/s");
     println!("  median inside cork run  : {b:>10.1}/s");
     println!("  ratio inside/outside    : {:.3}", b / a);
     println!("  audit verdicts: {events} (lost {lost})");
-    Ok(())
+    Ok(rep)
 }
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+/// One DNS run's figures.
+struct DnsRun {
+    rate: f64,
+    p50: f64,
+    p99: f64,
+    /// Latency (µs) at each of `cdf_probabilities`.
+    cdf: Vec<u64>,
 }
 
 /// Sequential UDP queries for an allowed name: straight to the test world's authoritative
 /// server (outside a bottle), then from inside a bottle, where the kernel redirects them to
 /// cork's DNS proxy, which checks, forwards, filters, learns the answer into the kernel and
 /// replies. The difference is what the proxy adds.
-fn dns_bench(world: &World, client: &str, rounds: usize) -> Result<()> {
-    const QUERIES: &str = "2000";
+fn dns_bench(world: &World, client: &str, queries: u32, rounds: usize) -> Result<Report> {
     let _upstream = world.dns_server(
         "198.51.100.53:53",
         Zone::new().a("bench.example.test", "198.51.100.10", 300),
     )?;
     let manifest = "[[egress.allow]]\ndomain = \"bench.example.test\"\nports = [443]\n\n\
                     [dns]\nupstream = [\"198.51.100.53\"]\nqueries_per_second = 10000\n";
-    let args = ["--dns", "198.51.100.53", "bench.example.test", QUERIES];
+    let queries = queries.to_string();
+    let args = ["--dns", "198.51.100.53", "bench.example.test", &queries];
     let argv: Vec<String> = std::iter::once(client.to_string())
         .chain(args.iter().map(|a| a.to_string()))
         .collect();
-    println!("\nDNS A queries, {QUERIES} sequential per run, {rounds} interleaved rounds");
+    let title = format!("DNS A queries, {queries} sequential per run, {rounds} interleaved rounds");
+    println!("\n{title}");
     let (mut direct, mut proxied) = (Vec::new(), Vec::new());
     for round in 1..=rounds {
         let plain = world.run(world.command(Side::Bottle, client).args(args))?;
@@ -153,25 +226,73 @@ fn dns_bench(world: &World, client: &str, rounds: usize) -> Result<()> {
         let (a, b) = (dns_stats(&plain)?, dns_stats(&bottled)?);
         println!(
             "  round {round}: direct {:>8.1}/s p50 {:>5}us p99 {:>5}us   via cork {:>8.1}/s p50 {:>5}us p99 {:>5}us",
-            a.0, a.1, a.2, b.0, b.1, b.2
+            a.rate, a.p50, a.p99, b.rate, b.p50, b.p99
         );
         direct.push(a);
         proxied.push(b);
     }
-    let med = |v: &mut Vec<(f64, u64, u64)>, i: usize| {
-        let mut x: Vec<f64> = v.iter().map(|t| [t.0, t.1 as f64, t.2 as f64][i]).collect();
-        median(&mut x)
-    };
+    let col = |v: &[DnsRun], f: fn(&DnsRun) -> f64| -> Vec<f64> { v.iter().map(f).collect() };
+    let mut rep = Report::new("dns", title);
+    rep.row(
+        "direct_rate",
+        "DNS queries/s direct",
+        "1/s",
+        &col(&direct, |r| r.rate),
+    )
+    .row(
+        "cork_rate",
+        "DNS queries/s through cork",
+        "1/s",
+        &col(&proxied, |r| r.rate),
+    )
+    .ratio_to("direct_rate")
+    .row(
+        "direct_p50",
+        "DNS p50 direct",
+        "us",
+        &col(&direct, |r| r.p50),
+    )
+    .row(
+        "cork_p50",
+        "DNS p50 through cork",
+        "us",
+        &col(&proxied, |r| r.p50),
+    )
+    .ratio_to("direct_p50")
+    .row(
+        "direct_p99",
+        "DNS p99 direct",
+        "us",
+        &col(&direct, |r| r.p99),
+    )
+    .row(
+        "cork_p99",
+        "DNS p99 through cork",
+        "us",
+        &col(&proxied, |r| r.p99),
+    )
+    .ratio_to("direct_p99");
+    let value = |r: &Report, k: &str| r.get(k).map_or(f64::NAN, |r| r.value);
     let (dr, dp50, dp99) = (
-        med(&mut direct, 0),
-        med(&mut direct, 1),
-        med(&mut direct, 2),
+        value(&rep, "direct_rate"),
+        value(&rep, "direct_p50"),
+        value(&rep, "direct_p99"),
     );
     let (pr, pp50, pp99) = (
-        med(&mut proxied, 0),
-        med(&mut proxied, 1),
-        med(&mut proxied, 2),
+        value(&rep, "cork_rate"),
+        value(&rep, "cork_p50"),
+        value(&rep, "cork_p99"),
     );
+    rep.row("p50_added", "DNS p50 added by cork", "us", &[pp50 - dp50])
+        .row("p99_added", "DNS p99 added by cork", "us", &[pp99 - dp99]);
+    let cdfs = |v: &[DnsRun]| -> Vec<Vec<u64>> { v.iter().map(|r| r.cdf.clone()).collect() };
+    rep.series(cdf_series("direct", "direct", "us", &cdfs(&direct)))
+        .series(cdf_series(
+            "cork",
+            "through cork's DNS proxy",
+            "us",
+            &cdfs(&proxied),
+        ));
     println!("  median direct   : {dr:>9.1}/s  p50 {dp50:>6.0}us  p99 {dp99:>6.0}us");
     println!("  median via cork : {pr:>9.1}/s  p50 {pp50:>6.0}us  p99 {pp99:>6.0}us");
     println!(
@@ -180,20 +301,21 @@ fn dns_bench(world: &World, client: &str, rounds: usize) -> Result<()> {
         pp99 - dp99,
         pr / dr
     );
-    Ok(())
+    Ok(rep)
 }
 
-/// (rate, p50 µs, p99 µs) from a `connect-loop --dns` line.
-fn dns_stats(out: &cork_integration::RunOutput) -> Result<(f64, u64, u64)> {
+/// A `connect-loop --dns` line's figures.
+fn dns_stats(out: &cork_integration::RunOutput) -> Result<DnsRun> {
     let field = |key: &str| -> Result<&str> {
         out.stdout
             .split_whitespace()
             .find_map(|w| w.strip_prefix(key))
             .with_context(|| format!("no {key} in output:\n{out}"))
     };
-    Ok((
-        field("rate=")?.trim_end_matches("/s").parse()?,
-        field("p50=")?.trim_end_matches("us").parse()?,
-        field("p99=")?.trim_end_matches("us").parse()?,
-    ))
+    Ok(DnsRun {
+        rate: field("rate=")?.trim_end_matches("/s").parse()?,
+        p50: field("p50=")?.trim_end_matches("us").parse()?,
+        p99: field("p99=")?.trim_end_matches("us").parse()?,
+        cdf: parse_list(&out.stdout, "q").with_context(|| format!("no q= in output:\n{out}"))?,
+    })
 }

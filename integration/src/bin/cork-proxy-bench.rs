@@ -2,12 +2,14 @@
 //! intercepting proxies, each peer measured the same way in one run.
 //!
 //! ```text
-//! cork-proxy-bench compare [--peers direct,mitmproxy,squid] [-c 16] [--warmup 1]
-//!                          [--duration 10] [--rounds 1] [--path /bytes?n=1024]
-//!                          [--post BYTES] [--latency-rate R]
+//! cork-proxy-bench compare [--smoke] [--peers direct,cork,mitmproxy,squid] [-c 16]
+//!                          [--warmup 1] [--duration 10] [--rounds 1]
+//!                          [--path /bytes?n=1024] [--post BYTES] [--latency-rate R]
+//!                          [--no-new-connections]
 //! cork-proxy-bench load --url https://bench.test/bytes?n=1024 [--connect-to ADDR]
 //!                       [--proxy ADDR] [--cacert FILE] [-c 16] [--warmup 1]
 //!                       [--duration 10] [--rate R] [--post BYTES] [--threads 1]
+//!                       [--new-connections]
 //! ```
 //! `cargo xtask bench-proxy [compare options]` builds in release mode and runs
 //! `compare`; `cargo xtask bench-deps` installs the peers (squid-openssl, mitmproxy in a
@@ -21,7 +23,13 @@
 //! woke the client: tokio's timer ticks in milliseconds, so above ~10k req/s requests
 //! leave in per-tick bursts, which weighs on direct's latency most. With `--rounds N`
 //! every round runs every peer in turn and the summary gives each figure's median. The
-//! namespace, its processes and the temp dir go on every exit path: `Drop`, and a
+//! Then, unless `--no-new-connections`, a third closed-loop run opens a new TLS
+//! connection for every request (full handshake, no resumption, reset after the
+//! answer): new intercepted connections per second, against direct's plain rustls
+//! server. Without `--peers`, peers that are not installed are skipped with a note.
+//! The results go to `$CORK_BENCH_OUT/proxy.json` (default `target/bench`) as well.
+//! `--smoke` (the test suite's run) is 2 connections, 0.2 s warm-up, 0.5 s runs.
+//! The namespace, its processes and the temp dir go on every exit path: `Drop`, and a
 //! signal thread for SIGINT/SIGTERM/SIGHUP; after a SIGKILL, `cargo xtask clean` (or the
 //! test suite's sweeper) removes the world-named leftovers.
 //!
@@ -44,6 +52,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use cork_bench_report::{Report, cdf_series};
 use cork_integration::proxy_bench::{self, CompareOpts, LoadSpec, Peer, PeerResult};
 
 fn main() -> Result<()> {
@@ -78,12 +87,22 @@ fn compare(args: &[String]) -> Result<()> {
             || PathBuf::from("/var/cache/cork-bench/venv"),
             PathBuf::from,
         ),
+        new_connections: true,
     };
+    let mut peers_given = false;
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         let mut value = || it.next().with_context(|| format!("{flag} needs a value"));
         match flag.as_str() {
+            "--smoke" => {
+                opts.concurrency = 2;
+                opts.warmup = Duration::from_millis(200);
+                opts.duration = Duration::from_millis(500);
+                opts.rounds = 1;
+            }
+            "--no-new-connections" => opts.new_connections = false,
             "--peers" => {
+                peers_given = true;
                 opts.peers = value()?
                     .split(',')
                     .map(Peer::parse)
@@ -99,33 +118,112 @@ fn compare(args: &[String]) -> Result<()> {
             other => bail!("unknown compare option {other:?}"),
         }
     }
+    if !peers_given {
+        opts.peers.retain(|p| match p.missing(&opts.venv) {
+            Some(why) => {
+                println!("skipping {why}");
+                false
+            }
+            None => true,
+        });
+    }
     let what = match opts.body {
         Some(n) => format!("POST {} with {n} B", opts.path),
         None => format!("GET {}", opts.path),
     };
-    println!(
+    let title = format!(
         "HTTPS keep-alive, HTTP/1.1, {what}, {} connections, {:?} per run after {:?} warm-up, \
          {} round(s)",
         opts.concurrency, opts.duration, opts.warmup, opts.rounds
     );
+    println!("{title}");
     let latency_at = match opts.latency_rate {
         Some(r) => format!("latency at {r:.0} req/s, or half the max if lower"),
         None => "latency at half the max".to_owned(),
     };
-    println!("  round peer        max req/s   p50 us   p99 us  errors   ({latency_at})");
+    println!(
+        "  round peer        max req/s   p50 us   p99 us  errors   new TLS conn/s  p50 us   ({latency_at})"
+    );
     let results = proxy_bench::compare(&opts, |r| {
+        let fresh = r.fresh.as_ref().map_or(String::new(), |f| {
+            format!("{:>14.0} {:>7}", f.rate, f.p50_us)
+        });
         println!(
-            "  {:>5} {:<10} {:>10.0} {:>8} {:>8} {:>7}",
+            "  {:>5} {:<10} {:>10.0} {:>8} {:>8} {:>7}   {fresh}",
             r.round,
             r.peer.name(),
             r.max.rate,
             r.paced.p50_us,
             r.paced.p99_us,
-            r.max.errors + r.paced.errors
+            r.max.errors + r.paced.errors + r.fresh.as_ref().map_or(0, |f| f.errors)
         );
     })?;
     summary(&opts.peers, &results);
+    let dir = std::env::var_os("CORK_BENCH_OUT")
+        .map_or_else(|| PathBuf::from("target/bench"), PathBuf::from);
+    let path = report(title, &opts.peers, &results).write(&dir)?;
+    println!("(report: {})", path.display());
     Ok(())
+}
+
+/// The `proxy` report: per peer, the maximum keep-alive rate, open-loop p50/p99 and new
+/// TLS connections per second (each against direct), and the latency CDF.
+fn report(title: String, peers: &[Peer], results: &[PeerResult]) -> Report {
+    let mut rep = Report::new("proxy", title);
+    let has_direct = peers.contains(&Peer::Direct);
+    type Pick = fn(&PeerResult) -> Option<f64>;
+    let figures: [(&str, &str, &str, Pick); 5] = [
+        ("max_rps", "keep-alive HTTPS max req/s", "1/s", |r| {
+            Some(r.max.rate)
+        }),
+        ("p50", "keep-alive HTTPS p50 (open loop)", "us", |r| {
+            Some(r.paced.p50_us as f64)
+        }),
+        ("p99", "keep-alive HTTPS p99 (open loop)", "us", |r| {
+            Some(r.paced.p99_us as f64)
+        }),
+        ("tls_cps", "new TLS connections/s", "1/s", |r| {
+            r.fresh.as_ref().map(|f| f.rate)
+        }),
+        ("tls_p50", "new TLS connection + request p50", "us", |r| {
+            r.fresh.as_ref().map(|f| f.p50_us as f64)
+        }),
+    ];
+    for (key, what, unit, pick) in figures {
+        for &p in peers {
+            let samples: Vec<f64> = results
+                .iter()
+                .filter(|r| r.peer == p)
+                .filter_map(pick)
+                .collect();
+            if samples.is_empty() {
+                continue;
+            }
+            rep.row(
+                &format!("{key}.{}", p.name()),
+                &format!("{what}, {}", p.name()),
+                unit,
+                &samples,
+            );
+            if has_direct && p != Peer::Direct {
+                rep.ratio_to(&format!("{key}.direct"));
+            }
+        }
+    }
+    for &p in peers {
+        let runs: Vec<Vec<u64>> = results
+            .iter()
+            .filter(|r| r.peer == p)
+            .map(|r| r.paced.cdf.clone())
+            .collect();
+        rep.series(cdf_series(
+            &format!("latency.{}", p.name()),
+            p.name(),
+            "us",
+            &runs,
+        ));
+    }
+    rep
 }
 
 /// Medians per peer, with ratios against direct when it ran.

@@ -57,6 +57,10 @@ pub struct LoadSpec {
     pub rate: Option<f64>,
     /// POST a body of this many bytes instead of a GET.
     pub body: Option<usize>,
+    /// One request per connection: connect, a full TLS handshake (no session
+    /// resumption), one request, then a reset (no TIME_WAIT left behind), so the rate is
+    /// bound by handshakes.
+    pub fresh: bool,
 }
 
 /// What a run measured.
@@ -72,6 +76,8 @@ pub struct LoadResult {
     pub p50_us: u64,
     /// 99th percentile latency, µs.
     pub p99_us: u64,
+    /// Latency (µs) at each of [`cork_bench_report::cdf_probabilities`].
+    pub cdf: Vec<u64>,
 }
 
 impl std::fmt::Display for LoadResult {
@@ -79,8 +85,13 @@ impl std::fmt::Display for LoadResult {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "rate={:.1}/s requests={} errors={} p50={}us p99={}us",
-            self.rate, self.requests, self.errors, self.p50_us, self.p99_us
+            "rate={:.1}/s requests={} errors={} p50={}us p99={}us {}",
+            self.rate,
+            self.requests,
+            self.errors,
+            self.p50_us,
+            self.p99_us,
+            cork_bench_report::format_list("q", &self.cdf)
         )
     }
 }
@@ -99,6 +110,8 @@ impl LoadResult {
             errors: field("errors=")?.parse()?,
             p50_us: field("p50=")?.trim_end_matches("us").parse()?,
             p99_us: field("p99=")?.trim_end_matches("us").parse()?,
+            cdf: cork_bench_report::parse_list(text, "q")
+                .with_context(|| format!("no q= in load output:\n{text}"))?,
         })
     }
 }
@@ -163,6 +176,9 @@ async fn run_async(spec: LoadSpec) -> Result<LoadResult> {
         .with_root_certificates(roots)
         .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    if spec.fresh {
+        config.resumption = rustls::client::Resumption::disabled();
+    }
     let server_name = ServerName::try_from(spec.host.clone())
         .with_context(|| format!("server name {:?}", spec.host))?;
     let shared = Arc::new(Shared {
@@ -194,20 +210,16 @@ async fn run_async(spec: LoadSpec) -> Result<LoadResult> {
         eprintln!("first error: {e}");
     }
     let secs = shared.spec.duration.as_secs_f64();
+    let mut lat: Vec<u64> = lat.into_iter().map(u64::from).collect();
     lat.sort_unstable();
-    let pct = |p: f64| -> u64 {
-        if lat.is_empty() {
-            return 0;
-        }
-        let i = ((lat.len() as f64 * p).ceil() as usize).clamp(1, lat.len()) - 1;
-        u64::from(lat[i])
-    };
+    let pct = |p: f64| cork_bench_report::quantiles(&lat, &[p])[0];
     Ok(LoadResult {
         requests: lat.len() as u64,
         errors: shared.errors.load(Ordering::Relaxed),
         rate: lat.len() as f64 / secs,
         p50_us: pct(0.50),
         p99_us: pct(0.99),
+        cdf: cork_bench_report::quantiles(&lat, &cork_bench_report::cdf_probabilities()),
     })
 }
 
@@ -259,6 +271,11 @@ async fn conn_task(shared: Arc<Shared>, measure_from: Instant, end: Instant) -> 
                     let us = done.duration_since(due).as_micros();
                     lat.push(u32::try_from(us).unwrap_or(u32::MAX));
                 }
+                if spec.fresh {
+                    // Dropping the sender ends hyper's connection task, which drops
+                    // the stream: a reset (zero linger), before the next handshake.
+                    sender = None;
+                }
             }
             Err(e) => {
                 if due >= measure_from {
@@ -292,6 +309,11 @@ async fn connect(shared: &Shared) -> Result<SendRequest<Full<Bytes>>> {
         .await
         .with_context(|| format!("connect {to}"))?;
     tcp.set_nodelay(true)?;
+    if spec.fresh {
+        // Thousands of client-closed connections a second to one address would fill
+        // the port range with TIME_WAIT; a reset leaves none.
+        tcp.set_zero_linger()?;
+    }
     if spec.proxy.is_some() {
         let target = if spec.connect_by_name {
             format!("{}:{}", spec.host, spec.port)

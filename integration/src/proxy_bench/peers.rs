@@ -63,6 +63,30 @@ impl Peer {
             .with_context(|| format!("unknown peer {s:?} (direct, cork, mitmproxy, squid)"))
     }
 
+    /// Why this peer cannot run here (its programs are not installed), if so.
+    pub fn missing(self, venv: &Path) -> Option<String> {
+        let need: Vec<PathBuf> = match self {
+            Peer::Direct | Peer::Cork => Vec::new(),
+            Peer::Mitmproxy => vec![venv.join("bin/mitmdump")],
+            Peer::Squid => vec![
+                "/usr/sbin/squid".into(),
+                "/usr/lib/squid/security_file_certgen".into(),
+            ],
+        };
+        let absent: Vec<String> = need
+            .iter()
+            .filter(|p| !p.is_file())
+            .map(|p| p.display().to_string())
+            .collect();
+        (!absent.is_empty()).then(|| {
+            format!(
+                "{} not installed ({} missing; `cargo xtask bench-deps` installs it)",
+                self.name(),
+                absent.join(", ")
+            )
+        })
+    }
+
     /// Starts the peer in `env`'s namespace and returns once it accepts connections.
     pub fn start(self, env: &PeerEnv<'_>) -> Result<RunningPeer> {
         match self {

@@ -5,7 +5,9 @@
 //! this thread's own CPU time, and set beside a baseline measured in the same run over
 //! the same bytes: a plain automaton walk (one table lookup per byte, no SIMD skipping)
 //! for three token prefixes. The ratio to it moves far less with the machine's load and
-//! clock than the absolute figure.
+//! clock than the absolute figure. `CORK_DLP_BENCH_MIB` sets the input size (default
+//! 64; the bench smoke run uses 1); `cargo xtask bench` reads the `dlp throughput, …`
+//! lines.
 
 use aho_corasick::{AhoCorasick, AhoCorasickKind};
 
@@ -54,10 +56,15 @@ fn throughput_on_mixed_text() {
         Some(Kernel::Avx2) => "AVX2",
         None => "aho-corasick",
     };
-    let mixed = mixed_text(64 * MIB);
-    let traffic = developer_traffic(64 * MIB);
+    let mib = std::env::var("CORK_DLP_BENCH_MIB")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(64)
+        .max(1);
+    let mixed = mixed_text(mib * MIB);
+    let traffic = developer_traffic(mib * MIB);
     println!(
-        "dlp throughput over 64 MiB, best of {RUNS}, per CPU second; baseline: a DFA walk \
+        "dlp throughput over {mib} MiB, best of {RUNS}, per CPU second; baseline: a DFA walk \
          over every byte; keyword roots searched with {}",
         name(best)
     );
