@@ -158,7 +158,7 @@ pub fn report(world: &World, client: &str, count: u64, paced: u64) -> Result<Rep
         "  {:<18} {:>10} {:>12}   {:>10} {:>12}",
         "program", "runs", "ns/run", "runs", "ns/run (reader held back)"
     );
-    for p in &live.programs {
+    for (i, p) in live.programs.iter().enumerate() {
         let h = held.programs.iter().find(|h| h.name == p.name);
         println!(
             "  {:<18} {:>10} {:>12.0}   {:>10} {:>12.0}",
@@ -168,8 +168,17 @@ pub fn report(world: &World, client: &str, count: u64, paced: u64) -> Result<Rep
             h.map_or(0, |h| h.run_cnt),
             h.map_or(0.0, ProgStat::ns_per_run),
         );
+        // Programs that never ran have no cost to report; names the kernel cut to 15
+        // bytes (getpeername4/6) can repeat, and keys must not.
+        let mut key = format!("ns.{}", p.name);
+        if rep.get(&key).is_some() {
+            key = format!("{key}.{i}");
+        }
+        if p.run_cnt == 0 {
+            continue;
+        }
         rep.row(
-            &format!("ns.{}", p.name),
+            &key,
             &format!("{} per run", p.name),
             "ns",
             &[p.ns_per_run()],

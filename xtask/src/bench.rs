@@ -84,6 +84,12 @@ pub fn bench_proxy(extra: &[String]) -> Result<()> {
     summary(&out, None)
 }
 
+/// `cargo xtask bench-report`: the table and the figures again from the last run's
+/// reports, without running anything.
+pub fn report() -> Result<()> {
+    summary(&bench_dir(), Some(&root().join("docs/bench")))
+}
+
 /// An integration binary of `profile`, run from the workspace root with the cork of the
 /// same profile, mitmproxy's virtualenv, and `out` for its report.
 fn integration_bin(profile: &str, bin: &str, out: &Path) -> Command {

@@ -1,5 +1,5 @@
 //! Project tasks: `cargo xtask deps | build | lint | guest | test | demo | bench |
-//! bench-smoke | bench-deps | bench-proxy | bench-vm | package | clean`.
+//! bench-smoke | bench-report | bench-deps | bench-proxy | bench-vm | package | clean`.
 //! CI runs `.ci/run`, which runs `cargo xtask deps` and `cargo xtask test`, the same
 //! commands the README gives.
 
@@ -56,6 +56,7 @@ fn main() -> Result<()> {
         Some("demo") => demo(),
         Some("bench") => bench::bench(rest),
         Some("bench-smoke") => bench::smoke(),
+        Some("bench-report") => bench::report(),
         Some("bench-deps") => bench_deps(),
         Some("bench-vm") => bench_vm(),
         Some("package") => package::package(&root(), env!("CARGO_PKG_VERSION")),
@@ -72,6 +73,7 @@ fn main() -> Result<()> {
                  \x20 demo   a bottle in a throwaway netns world: allowed and denied flows + audit\n\
                  \x20 bench  every bench (or --only one), the summary table, docs/bench/*.svg\n\
                  \x20 bench-smoke  every bench with tiny counts: runs and reports (part of test)\n\
+                 \x20 bench-report the table and docs/bench/*.svg again from target/bench/*.json\n\
                  \x20 bench-deps   install the peer proxies bench-proxy compares with (root)\n\
                  \x20 bench-proxy  HTTPS req/s and latency: direct, cork, mitmproxy, squid ssl-bump\n\
                  \x20 bench-vm     a guest on a bare tap vs in a VM bottle: connects/s, MiB/s, HTTPS req/s\n\

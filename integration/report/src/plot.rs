@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::Error;
 use crate::model::{Report, Series};
@@ -184,7 +185,8 @@ fn draw_bars(
         .margin(10)
         .x_label_area_size(30)
         .y_label_area_size(64)
-        .build_cartesian_2d((0..n).into_segmented(), 0f64..yhi * 1.15)?;
+        // A segmented 0..k has k + 1 segments.
+        .build_cartesian_2d((0..(n - 1).max(0)).into_segmented(), 0f64..yhi * 1.15)?;
     let label = |v: &SegmentValue<i32>| match v {
         SegmentValue::CenterOf(i) => usize::try_from(*i)
             .ok()
@@ -215,7 +217,10 @@ fn draw_bars(
         Text::new(
             crate::table::number(b.value),
             (SegmentValue::CenterOf(i), b.value),
-            ("sans-serif", 12).into_font().color(&BLACK),
+            ("sans-serif", 12)
+                .into_font()
+                .color(&BLACK)
+                .pos(Pos::new(HPos::Center, VPos::Bottom)),
         )
     }))?;
     Ok(())

@@ -12,7 +12,7 @@ pub fn number(v: f64) -> String {
         return format!("{v}");
     }
     let a = v.abs();
-    let text = if a >= 100.0 {
+    let text = if a >= 100.0 || v.fract() == 0.0 {
         format!("{v:.0}")
     } else if a >= 10.0 {
         format!("{v:.1}")
@@ -59,6 +59,14 @@ pub fn machine_line(reports: &[Report]) -> String {
     format!("machine: {}", each.join("; "))
 }
 
+/// What a ratio is against, short: the first part of the baseline's dotted key that
+/// the row's key lacks (`max_rps.cork` to `max_rps.direct`: `direct`;
+/// `x.16k` to `baseline.x.16k`: `baseline`).
+fn ratio_label<'a>(row: &str, to: &'a str) -> &'a str {
+    let own: Vec<&str> = row.split('.').collect();
+    to.split('.').find(|p| !own.contains(p)).unwrap_or(to)
+}
+
 /// The table: a header, then for each report its rows.
 pub fn render(reports: &[Report]) -> String {
     let mut lines: Vec<[String; 5]> = vec![[
@@ -82,8 +90,7 @@ pub fn render(reports: &[Report]) -> String {
                 String::new()
             };
             let ratio = row.ratio.as_ref().map_or(String::new(), |q| {
-                let to = r.get(&q.to).map_or(q.to.as_str(), |b| b.key.as_str());
-                format!("{:.2} vs {to}", q.value)
+                format!("{:.2} vs {}", q.value, ratio_label(&row.key, &q.to))
             });
             lines.push([
                 r.bench.clone(),

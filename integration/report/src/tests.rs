@@ -112,6 +112,8 @@ fn numbers_are_grouped_like_the_readme() {
     assert_eq!(table::number(36.44), "36.4");
     assert_eq!(table::number(0.654), "0.654");
     assert_eq!(table::number(1.5), "1.50");
+    assert_eq!(table::number(10.0), "10");
+    assert_eq!(table::number(0.0), "0");
     assert_eq!(table::number(f64::NAN), "NaN");
 }
 
@@ -130,6 +132,19 @@ fn the_table_lists_every_row_with_range_and_ratio() {
     );
     assert!(
         lines[3].contains("150 1/s") && lines[3].contains("0.75 vs outside"),
+        "{text}"
+    );
+    let mut proxy = Report::new("proxy", "proxy");
+    proxy
+        .row("max_rps.direct", "direct", "1/s", &[2.0])
+        .row("max_rps.cork", "cork", "1/s", &[1.0])
+        .ratio_to("max_rps.direct")
+        .row("baseline.x.16k", "baseline", "GB/s", &[1.0])
+        .row("x.16k", "scan", "GB/s", &[2.0])
+        .ratio_to("baseline.x.16k");
+    let text = table::render(&[proxy]);
+    assert!(
+        text.contains("0.50 vs direct") && text.contains("2.00 vs baseline"),
         "{text}"
     );
     // Values line up on the right.
@@ -200,6 +215,12 @@ fn figures_are_svg_with_their_series_and_labels() {
     assert!(get("https-rate-per-peer.svg").contains("86 000"));
     assert!(get("https-rate-per-peer.svg").contains("new TLS connections"));
     assert!(get("connects-vs-rules.svg").contains("outside a bottle (connect bench)"));
+    // One bar alone still draws.
+    let one = vec![plot::Bar {
+        label: "cork".into(),
+        value: 3.0,
+    }];
+    plot::bars_svg("one", &[("one", "1/s", one)]).expect("one bar draws");
 }
 
 #[test]
