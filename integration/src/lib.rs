@@ -13,6 +13,7 @@ pub mod addr;
 pub mod audit;
 pub mod audit_tail;
 pub mod cork;
+pub mod daemon;
 pub mod dns_server;
 pub mod fake_homes;
 pub mod guest;

@@ -12,11 +12,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Result, bail};
 use cork_bench_report::Report;
 
-use crate::process::Spawned;
+use crate::daemon::TestDaemon;
 use crate::scale_bench::{DOMAIN_RULES, data_rules_on};
 use crate::world::World;
-
-const WAIT: Duration = Duration::from_secs(120);
 
 /// A manifest body: `per_family` rules per family on `port`, and the domain rules.
 fn body(per_family: usize, port: u16) -> String {
@@ -49,21 +47,7 @@ pub fn report(world: &World, sizes: &[usize]) -> Result<Report> {
         ),
     );
     let sock = world.path("bench", "sock").display().to_string();
-    let mut cmd = world.cork([
-        "daemon",
-        "--socket",
-        &sock,
-        "--audit-log",
-        &world.path("bench-audit", "jsonl").display().to_string(),
-    ]);
-    cmd.arg("--state-dir")
-        .arg(world.path("daemon-state", "d"))
-        // Its own lock (a test seam, so under the harness flag): the host's daemon
-        // lock is not the bench's to take.
-        .env("CORK_TEST_HARNESS", "1")
-        .env("CORK_TEST_DAEMON_LOCK", world.path("bench", "lock"));
-    let mut daemon = Spawned::start(&mut cmd)?;
-    daemon.wait_line(&format!("cork daemon: serving on {sock}"), WAIT)?;
+    let daemon = TestDaemon::start(world, &sock, &world.path("bench-audit", "jsonl"))?;
     println!(
         "\nstanding bottles (cork daemon): N CIDR rules per family + {DOMAIN_RULES} domain rules"
     );
@@ -122,7 +106,6 @@ pub fn report(world: &World, sizes: &[usize]) -> Result<Report> {
         }
         Ok::<_, anyhow::Error>(())
     });
-    nix::sys::signal::kill(daemon.pid(), nix::sys::signal::Signal::SIGTERM)?;
-    daemon.finish(WAIT)?;
+    daemon.stop()?;
     rows.map(|()| rep)
 }

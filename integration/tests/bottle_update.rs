@@ -9,12 +9,12 @@
 //! Refused updates (a section that cannot change, a bad manifest, no such bottle) change
 //! nothing and say why.
 //!
-//! The daemon runs with a lock of its own (`CORK_TEST_DAEMON_LOCK`), so this file does not
-//! contend with the other daemon tests for the host's one-daemon lock.
+//! The daemon runs with a lock and state of its own ([`TestDaemon`]).
 
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use cork_integration::daemon::TestDaemon;
 use cork_integration::dns_server::Zone;
 use cork_integration::process::{RunOutput, Spawned};
 use cork_integration::{Audit, Side, World};
@@ -119,18 +119,7 @@ fn a_policy_update_switches_every_decision_at_once() -> Result<()> {
 
     let sock = world.path("cork", "sock").display().to_string();
     let audit = world.path("daemon-audit", "jsonl");
-    let mut cmd = world.cork([
-        "daemon",
-        "--socket",
-        &sock,
-        "--audit-log",
-        &audit.display().to_string(),
-    ]);
-    cmd.arg("--state-dir")
-        .arg(world.path("daemon-state", "d"))
-        .env("CORK_TEST_DAEMON_LOCK", world.path("daemon", "lock"));
-    let mut daemon = Spawned::start(&mut cmd)?;
-    daemon.wait_line(&format!("cork daemon: serving on {sock}"), WAIT)?;
+    let daemon = TestDaemon::start(&world, &sock, &audit)?;
 
     let old = world.manifest("upd", OLD)?;
     let new = world.manifest("upd", NEW)?;
@@ -346,8 +335,7 @@ fn a_policy_update_switches_every_decision_at_once() -> Result<()> {
 
     let out = cork_out(&world, &["bottle", "rm", &name, "--socket", &sock])?;
     assert_eq!(out.code(), 0, "{out}");
-    nix::sys::signal::kill(daemon.pid(), nix::sys::signal::Signal::SIGTERM)?;
-    let out = daemon.finish(WAIT)?;
+    let out = daemon.stop()?;
     assert_eq!(out.code(), 0, "{out}");
     Ok(())
 }

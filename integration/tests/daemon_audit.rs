@@ -18,51 +18,7 @@ use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(15);
 
-/// The daemon, stopped with SIGTERM however the test ends (so it tears its bottles down
-/// the way a real stop does, before the World's drop SIGKILLs what is left).
-struct Daemon(Option<Spawned>);
-
-impl Daemon {
-    fn start(world: &World, sock: &str, audit: &std::path::Path) -> Result<Self> {
-        let mut cmd = world.cork([
-            "daemon".as_ref(),
-            "--socket".as_ref(),
-            sock.as_ref(),
-            "--audit-log".as_ref(),
-            audit.as_os_str(),
-        ]);
-        cmd.arg("--state-dir")
-            .arg(world.path("daemon-state", "d"))
-            .env("CORK_TEST_HARNESS", "1")
-            .env("CORK_TEST_DAEMON_LOCK", world.path("daemon", "lock"));
-        let mut d = Daemon(Some(Spawned::start(&mut cmd)?));
-        if let Some(s) = d.0.as_mut() {
-            s.wait_line(
-                &format!("cork daemon: serving on {sock}"),
-                Duration::from_secs(30),
-            )?;
-        }
-        Ok(d)
-    }
-
-    /// SIGTERM, then its exit.
-    fn stop(mut self) -> Result<RunOutput> {
-        let d = self.0.take().context("daemon already stopped")?;
-        nix::sys::signal::kill(d.pid(), nix::sys::signal::Signal::SIGTERM)?;
-        d.finish(Duration::from_secs(30))
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(d) = self.0.take() {
-            let _ = nix::sys::signal::kill(d.pid(), nix::sys::signal::Signal::SIGTERM);
-            if let Err(e) = d.finish(Duration::from_secs(30)) {
-                eprintln!("stopping the daemon: {e:#}");
-            }
-        }
-    }
-}
+use cork_integration::daemon::TestDaemon as Daemon;
 
 /// `cork audit --socket SOCK ARGS...`, run to its end.
 fn audit(world: &World, sock: &str, args: &[&str]) -> Result<RunOutput> {

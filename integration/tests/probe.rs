@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 use cork_integration::cork::cork_bin;
+use cork_integration::daemon::TestDaemon;
 use cork_integration::dns_server::Zone;
-use cork_integration::process::Spawned;
 use cork_integration::{RunOutput, Side, World};
 use serde_json::Value;
 
@@ -304,28 +304,10 @@ fn weakened_bottles_fail_exactly_their_probes() -> Result<()> {
 fn cork_exec_gives_the_probe_its_standing_bottle_s_manifest() -> Result<()> {
     let world = World::new("cork_exec_gives_the_probe_its_manifest")?;
     let sock = world.path("cork", "sock").display().to_string();
-    let mut cmd = world.cork([
-        "daemon".as_ref(),
-        "--socket".as_ref(),
-        sock.as_str().as_ref(),
-        "--audit-log".as_ref(),
-        world.path("daemon-audit", "jsonl").as_os_str(),
-    ]);
-    // A lock of the test's own: other daemon tests may run at the same time.
-    cmd.arg("--state-dir")
-        .arg(world.path("daemon-state", "d"))
-        .env("CORK_TEST_HARNESS", "1")
-        .env("CORK_TEST_DAEMON_LOCK", world.path("daemon", "lock"));
-    let mut daemon = Spawned::start(&mut cmd)?;
-    let result = daemon
-        .wait_line(
-            &format!("cork daemon: serving on {sock}"),
-            Duration::from_secs(30),
-        )
-        .and_then(|_| exec_probes(&world, &sock));
+    let daemon = TestDaemon::start(&world, &sock, &world.path("daemon-audit", "jsonl"))?;
+    let result = exec_probes(&world, &sock);
     // Stopped with SIGTERM however the steps ended, so it tears its bottle down.
-    nix::sys::signal::kill(daemon.pid(), nix::sys::signal::Signal::SIGTERM)?;
-    let stopped = daemon.finish(Duration::from_secs(30))?;
+    let stopped = daemon.stop()?;
     result?;
     assert_eq!(stopped.code(), 0, "{stopped}");
     Ok(())

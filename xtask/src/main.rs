@@ -28,6 +28,8 @@ const APT_PACKAGES: &[&str] = &[
     "iproute2",
     "nftables",
     "python3",
+    // The OCSF validator's virtualenv (see `ocsf_venv`).
+    "python3-venv",
     "curl",
     // Real clients of the proxy tests (tests/proxy.rs): a missing one fails them.
     "nodejs",
@@ -65,7 +67,7 @@ fn main() -> Result<()> {
         _ => {
             eprintln!(
                 "usage: cargo xtask <task>\n\
-                 \x20 deps   install the Debian packages cork needs (root)\n\
+                 \x20 deps   install the Debian packages cork needs and the OCSF validator's venv (root)\n\
                  \x20 build  build everything (eBPF objects included)\n\
                  \x20 lint   cargo fmt --check and clippy -D warnings\n\
                  \x20 guest  build the VM test guest (cloud kernel + busybox initramfs) in target/guest\n\
@@ -120,7 +122,25 @@ fn deps() -> Result<()> {
     run(Command::new("apt-get")
         .args(["install", "-y", "-qq", "--no-install-recommends"])
         .args(APT_PACKAGES)
-        .env("DEBIAN_FRONTEND", "noninteractive"))
+        .env("DEBIAN_FRONTEND", "noninteractive"))?;
+    ocsf_venv()
+}
+
+/// Where `deps` puts the OCSF validator's virtualenv (tests/audit_ocsf.rs runs
+/// integration/src/ocsf_validate.py with its python).
+const OCSF_VENV: &str = "target/ocsf-venv";
+
+/// The virtualenv with the pinned packages of integration/ocsf-requirements.txt: the
+/// OCSF schema data and a JSON Schema validator, so that the test suite checks cork's
+/// OCSF output against the schema offline. Idempotent: pip leaves satisfied pins alone.
+fn ocsf_venv() -> Result<()> {
+    let venv = root().join(OCSF_VENV);
+    if !venv.join("bin/python").exists() {
+        run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+    }
+    run(Command::new(venv.join("bin/pip"))
+        .args(["install", "-q", "--disable-pip-version-check", "-r"])
+        .arg(root().join("integration/ocsf-requirements.txt")))
 }
 
 fn build() -> Result<()> {

@@ -8,7 +8,12 @@
 //! with the same filters; `--flow COOKIE` prints the story of one socket
 //! ([`crate::audit_flow`]) from either source; `--verify FILE` checks a log's hash chain
 //! ([`cork_audit::chain`]): exit 0 intact, 1 broken (the line named), 2 unreadable.
+//!
+//! `--format ocsf` prints each event as an OCSF event instead ([`crate::ocsf`]), from any
+//! source; a line that cannot be converted is named on stderr, the others still print,
+//! and the exit status is then 2.
 
+use std::borrow::Cow;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -16,13 +21,67 @@ use std::time::SystemTime;
 use cork_daemon::audit_query::AuditQuery;
 use cork_daemon::client::{self, ClientError, StreamEnd};
 
+/// How `cork audit` prints each event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Format {
+    /// The audit line as written.
+    #[default]
+    Json,
+    /// An OCSF event (schema version [`crate::ocsf::SCHEMA_VERSION`]), one JSON line each.
+    Ocsf,
+}
+
+/// Turns audit lines into output lines, remembering whether one could not be.
+struct Render {
+    format: Format,
+    failed: bool,
+}
+
+impl Render {
+    fn new(format: Format) -> Self {
+        Render {
+            format,
+            failed: false,
+        }
+    }
+
+    /// `line` as printed; `None` (said on stderr) when it cannot be converted.
+    fn line<'a>(&mut self, line: &'a [u8]) -> Option<Cow<'a, [u8]>> {
+        match self.format {
+            Format::Json => Some(Cow::Borrowed(line)),
+            Format::Ocsf => match crate::ocsf::from_line(line) {
+                Ok(event) => Some(Cow::Owned(event.to_string().into_bytes())),
+                Err(e) => {
+                    let text = String::from_utf8_lossy(line);
+                    let shown: String = text.chars().take(120).collect();
+                    eprintln!(
+                        "cork audit: not converted to OCSF ({}): {shown}",
+                        cork_audit::error_chain(&e)
+                    );
+                    self.failed = true;
+                    None
+                }
+            },
+        }
+    }
+
+    /// The exit status once every line was printed.
+    fn status(&self) -> u8 {
+        if self.failed { 2 } else { 0 }
+    }
+}
+
 /// Runs the verb; the exit status.
-pub fn audit(socket: &Path, query: &AuditQuery) -> u8 {
+pub fn audit(socket: &Path, query: &AuditQuery, format: Format) -> u8 {
     let mut stdout_error = None;
+    let mut render = Render::new(format);
     let mut out = std::io::stdout().lock();
     let ended = client::lines(socket, &query.to_path(), |line| {
+        let Some(line) = render.line(line) else {
+            return true;
+        };
         let written = out
-            .write_all(line)
+            .write_all(&line)
             .and_then(|()| out.write_all(b"\n"))
             .and_then(|()| out.flush());
         match written {
@@ -48,7 +107,7 @@ pub fn audit(socket: &Path, query: &AuditQuery) -> u8 {
                 why: "it ended the audit stream".into(),
             },
         ),
-        Ok(_) => 0,
+        Ok(_) => render.status(),
         Err(e) => crate::control::fail("audit", &e),
     }
 }
@@ -65,9 +124,9 @@ pub enum Source {
 /// `cork audit` from `source`: the query's events, or with `flow` the story of that
 /// socket (then only the query's bottle applies: the story needs the DNS answers that
 /// came before it, whatever their verdict or age).
-pub fn run(source: &Source, query: &AuditQuery, flow: Option<u64>) -> u8 {
+pub fn run(source: &Source, query: &AuditQuery, flow: Option<u64>, format: Format) -> u8 {
     match (source, flow) {
-        (Source::Daemon(socket), None) => audit(socket, query),
+        (Source::Daemon(socket), None) => audit(socket, query, format),
         (source, flow) => {
             let mut query = query.clone();
             if flow.is_some() {
@@ -83,7 +142,7 @@ pub fn run(source: &Source, query: &AuditQuery, flow: Option<u64>) -> u8 {
                 Some(cookie) => crate::audit_flow::story(&refs, cookie),
                 None => refs,
             };
-            print_lines(&shown)
+            print_lines(&shown, format)
         }
     }
 }
@@ -123,10 +182,14 @@ fn collect(source: &Source, query: &AuditQuery) -> Result<Vec<Vec<u8>>, u8> {
     }
 }
 
-fn print_lines(lines: &[&[u8]]) -> u8 {
+fn print_lines(lines: &[&[u8]], format: Format) -> u8 {
+    let mut render = Render::new(format);
     let mut out = std::io::stdout().lock();
     for line in lines {
-        let written = out.write_all(line).and_then(|()| out.write_all(b"\n"));
+        let Some(line) = render.line(line) else {
+            continue;
+        };
+        let written = out.write_all(&line).and_then(|()| out.write_all(b"\n"));
         if let Err(e) = written {
             if e.kind() == std::io::ErrorKind::BrokenPipe {
                 return 0;
@@ -136,7 +199,7 @@ fn print_lines(lines: &[&[u8]]) -> u8 {
         }
     }
     let _ = out.flush();
-    0
+    render.status()
 }
 
 /// `cork audit --verify FILE`.

@@ -10,6 +10,7 @@ pub mod audit_flow;
 pub mod audit_verb;
 pub mod control;
 pub mod dlp_scan;
+pub mod ocsf;
 pub mod probe;
 pub mod run;
 pub mod seams;

@@ -7,7 +7,8 @@
 //!   (`SO_PEERCRED`, and the cgroup of the peer process): root on the host, never a
 //!   process inside a bottle.
 //! - [`server`]: `cork daemon` — the lock that keeps a second daemon out, the socket, the
-//!   bottles (each a `cork_agent::BottleRuntime`), the routes.
+//!   bottles (each a `cork_agent::BottleRuntime`), the router; `bottle_routes` holds
+//!   create, remove and update.
 //! - [`audit_query`]: `GET /v1/audit`'s parameters, parsed by the daemon and built by
 //!   `cork audit`; the route itself streams the daemon's `cork_audit::AuditHistory`.
 //! - [`state_dir`]: one file per standing bottle, for a restarted daemon; `restore`
@@ -18,6 +19,7 @@
 pub mod api;
 pub mod audit_query;
 mod audit_route;
+mod bottle_routes;
 pub mod client;
 pub mod gate;
 pub mod notify;

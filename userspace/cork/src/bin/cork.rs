@@ -186,6 +186,10 @@ struct AuditArgs {
     /// The control socket (default $CORK_SOCKET, else /run/cork/cork.sock).
     #[arg(long)]
     socket: Option<PathBuf>,
+    /// How to print each event: json (the audit line as written) or ocsf (an OCSF 1.8.0
+    /// event: Network, HTTP, DNS Activity, Application Lifecycle, Base Event).
+    #[arg(long, value_enum, default_value_t = cork::audit_verb::Format::Json, conflicts_with = "verify")]
+    format: cork::audit_verb::Format,
 }
 
 #[derive(Subcommand)]
@@ -306,6 +310,7 @@ fn main() -> ExitCode {
                     follow: a.follow,
                 },
                 a.flow,
+                a.format,
             ))
         }
         Cmd::Probe(a) => ExitCode::from(cork::probe::probe(&a.options())),
