@@ -1,4 +1,4 @@
-//! The steps every program goes through, whatever its hook: load, attach as a bpf link,
+//! The steps every program goes through, whatever its hook, once loaded: attach as a bpf link,
 //! take the link out of aya's table (so dropping the object does not detach it), pin it
 //! in the bottle's pin directory, and note the program id for verification. Each hook
 //! family's module supplies only how its program type attaches.
@@ -45,13 +45,13 @@ pub(crate) fn cgroup_of<'t>(
     })
 }
 
-/// Loads, attaches (as a bpf link) and takes the link out of aya's table: the same steps
-/// for each program type, `$ty` being the aya program type.
+/// Attaches an already loaded program (see [`crate::load`]) as a bpf link and takes the
+/// link out of aya's table: the same steps for each program type, `$ty` being the aya
+/// program type.
 macro_rules! attach_link {
     ($prog:expr, $program:expr, $ty:ty, $($attach_arg:expr),+) => {{
         let err = $crate::attach::program_err;
         let p: &mut $ty = $prog.try_into().map_err(err($program, "type check"))?;
-        p.load().map_err(err($program, "load"))?;
         let id = p.attach($($attach_arg),+).map_err(err($program, "attach"))?;
         let link = p.take_link(id).map_err(err($program, "take link"))?;
         aya::programs::links::FdLink::try_from(link)
@@ -80,7 +80,8 @@ macro_rules! cgroup_attach {
 }
 pub(crate) use cgroup_attach;
 
-/// Attaches `program` of `spec` to `target` and pins its link in `pin_dir`.
+/// Attaches `program` of `spec` (loaded already) to `target` and pins its link in
+/// `pin_dir`.
 pub(crate) fn attach_one(
     ebpf: &mut Ebpf,
     spec: &ObjectSpec,

@@ -13,6 +13,7 @@ mod batch;
 mod direct;
 pub mod events;
 pub mod learned;
+mod load;
 mod maps;
 mod query;
 pub mod redirects;
@@ -282,22 +283,29 @@ impl Enforcement {
         let specs = objects_for(target);
         let btf = self.load_objects(specs, consts, plan)?;
         let open = target.open()?;
+        // A cgroup bottle's processes share the host's unix sockets; a VM guest has none.
+        let unix = matches!(target, AttachTarget::Cgroup(_)).then_some(load::UnixLoad {
+            consts: &consts,
+            btf: &btf,
+            pin_dir: &self.pin_dir,
+        });
+        // Every program is verified before the first is attached.
+        let unix = load::load_all(&mut self.objects, specs, unix)?;
         for (spec, ebpf) in specs.iter().zip(self.objects.iter_mut()) {
             for &(program, attach) in spec.programs {
                 let att = attach::attach_one(ebpf, spec, program, attach, &open, &self.pin_dir)?;
                 self.attachments.push(att);
             }
         }
-        // A cgroup bottle's processes share the host's unix sockets; a VM guest has none.
-        if let AttachTarget::Cgroup(_) = target {
-            unix::attach_all(&consts, &btf, &open, &self.pin_dir, &mut self.attachments)?;
+        if let Some(unix) = unix {
+            unix::attach_all(unix, &open, &self.pin_dir, &mut self.attachments)?;
         }
         self.verify_against(target, &open, plan, 0, false)
     }
 
     /// Creates the pin directory, loads every object into it (sharing one set of maps) and
-    /// fills the maps from the plan. Nothing is attached yet. Returns the kernel's BTF, which
-    /// the objects loaded outside aya relocate against too.
+    /// fills the maps from the plan. No program is loaded and nothing attached yet. Returns
+    /// the kernel's BTF, which the objects loaded outside aya relocate against too.
     fn load_objects(
         &mut self,
         specs: &[&ObjectSpec],
@@ -308,17 +316,28 @@ impl Enforcement {
             path: self.pin_dir.clone(),
             source,
         })?;
-        let btf = Btf::from_sys_fs().map_err(BpfError::Btf)?;
+        // Parsing the kernel's BTF (~15 ms) is the loader's main cost. aya 0.14's
+        // `EbpfLoader::new` always parses a copy of its own, which cannot be taken out of
+        // it: so one loader serves every object, and the copy kept here (for the unix
+        // object and as the one aya relocates against) is parsed meanwhile on another CPU.
+        let (btf, mut loader) = std::thread::scope(|s| {
+            let ours = s.spawn(Btf::from_sys_fs);
+            let loader = EbpfLoader::new();
+            let btf = ours.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+            (btf, loader)
+        });
+        let btf = btf.map_err(BpfError::Btf)?;
         let guest = consts.guest.unwrap_or_default();
+        loader
+            .btf(Some(&btf))
+            .default_map_pin_directory(&self.pin_dir)
+            .override_global("CORK_BOTTLE_ID", &consts.bottle_id, true)
+            // Only the sock_addr object reads these two, only the tap object the guest.
+            .override_global("CORK_DNS_PORT", &consts.dns_port, false)
+            .override_global("CORK_PROXY_PORT", &consts.proxy_port, false)
+            .override_global("CORK_GUEST", &guest, false);
         for (i, spec) in specs.iter().enumerate() {
-            let ebpf = EbpfLoader::new()
-                .btf(Some(&btf))
-                .default_map_pin_directory(&self.pin_dir)
-                .override_global("CORK_BOTTLE_ID", &consts.bottle_id, true)
-                // Only the sock_addr object reads these two, only the tap object the guest.
-                .override_global("CORK_DNS_PORT", &consts.dns_port, false)
-                .override_global("CORK_PROXY_PORT", &consts.proxy_port, false)
-                .override_global("CORK_GUEST", &guest, false)
+            let ebpf = loader
                 .load(spec.bytes)
                 .map_err(|source| BpfError::LoadObject {
                     object: spec.name,

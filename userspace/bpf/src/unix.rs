@@ -38,27 +38,42 @@ pub(crate) const OBJECT: DirectObject = DirectObject {
 /// The kernel that brought the unix sock_addr hooks.
 const FIRST_KERNEL: (u32, u32) = (6, 7);
 
-/// Loads the unix programs, attaches each to the target's cgroup and pins its link,
-/// pushing every attachment made onto `out` as it is made (so a failure halfway leaves
-/// nothing the caller's teardown does not know of).
-pub(crate) fn attach_all(
+/// The unix programs, verified and loaded, attached nowhere yet.
+pub(crate) struct Loaded(Vec<direct::LoadedProgram>);
+
+/// Loads (verifies) the unix programs against the bottle's pinned maps in `pin_dir`,
+/// refusing a kernel without the hooks. Attaches nothing.
+pub(crate) fn load_all(
     consts: &LoadConstants,
     btf: &aya::Btf,
-    target: &OpenTarget,
     pin_dir: &std::path::Path,
-    out: &mut Vec<Attachment>,
-) -> Result<(), BpfError> {
-    let cgroup = attach::cgroup_of(target, OBJECT.programs[0].name)?;
+) -> Result<Loaded, BpfError> {
     if let Some(release) = too_old() {
         return Err(BpfError::UnixHooksUnsupported { release });
     }
     let bottle_id = consts.bottle_id.to_ne_bytes();
     let globals = HashMap::from([("CORK_BOTTLE_ID", (&bottle_id[..], true))]);
     let prepared = direct::prepare(&OBJECT, globals, btf, pin_dir)?;
-    for p in OBJECT.programs {
-        out.push(direct::attach(
-            &prepared, p.name, p.attach, cgroup, pin_dir,
-        )?);
+    let loaded = OBJECT
+        .programs
+        .iter()
+        .map(|p| direct::load(&prepared, p.name, p.attach))
+        .collect::<Result<_, _>>()?;
+    Ok(Loaded(loaded))
+}
+
+/// Attaches the loaded unix programs to the target's cgroup and pins each link, pushing
+/// every attachment made onto `out` as it is made (so a failure halfway leaves nothing
+/// the caller's teardown does not know of).
+pub(crate) fn attach_all(
+    loaded: Loaded,
+    target: &OpenTarget,
+    pin_dir: &std::path::Path,
+    out: &mut Vec<Attachment>,
+) -> Result<(), BpfError> {
+    let cgroup = attach::cgroup_of(target, OBJECT.programs[0].name)?;
+    for p in loaded.0 {
+        out.push(direct::attach(p, cgroup, pin_dir)?);
     }
     Ok(())
 }

@@ -7,10 +7,9 @@
 
 use std::sync::OnceLock;
 
-use regex::bytes::Regex;
-
 use super::checks;
 use super::dfa::AnchoredDfa;
+use super::lazy_regex::LazyRegex;
 use super::{DlpError, MAX_MATCH_LEN};
 
 /// Bytes before a match its check may read (the name a value is assigned to); the
@@ -178,7 +177,7 @@ pub(super) struct Compiled {
     pub kind: Kind,
     pub severity: Severity,
     pub keywords: Vec<String>,
-    pub regex: Regex,
+    regex: LazyRegex,
     pub check: Check,
     /// Longest possible match, in bytes.
     pub max_len: usize,
@@ -191,7 +190,7 @@ pub(super) struct Compiled {
     /// `\A(?:regex)`, when every match starts with a keyword and the regex has no
     /// look-around: then a match at a keyword start depends only on the bytes from there,
     /// and an anchored search stops as soon as the match fails, instead of running on.
-    anchored: Option<Regex>,
+    anchored: Option<LazyRegex>,
     /// The same anchored search as a DFA, built on first use (most detectors never get
     /// that far); `None` inside when it would be too big.
     dfa: OnceLock<Option<AnchoredDfa>>,
@@ -205,10 +204,16 @@ impl Compiled {
                 detector: detector(),
             });
         }
-        let regex = Regex::new(&d.regex).map_err(|source| DlpError::InvalidRegex {
-            detector: detector(),
-            source,
-        })?;
+        // A custom detector's regex is compiled now, so a bad one is refused at setup; a
+        // built-in's on first use (every one is compiled by a unit test).
+        let regex = if d.family == Family::Custom {
+            LazyRegex::compiled(&d.regex).map_err(|source| DlpError::InvalidRegex {
+                detector: detector(),
+                source,
+            })?
+        } else {
+            LazyRegex::new(d.regex.clone())
+        };
         // regex::bytes parses with UTF-8 mode off; analyse it the same way.
         let hir = regex_syntax::ParserBuilder::new()
             .utf8(false)
@@ -261,12 +266,13 @@ impl Compiled {
     /// match itself is returned so the scanner can move past it. The check may read up to
     /// [`CONTEXT`] bytes of `hay` before the match.
     pub fn find_at(&self, hay: &[u8], at: usize) -> Option<(std::ops::Range<usize>, bool)> {
+        let regex = self.regex.get()?;
         if self.check == Check::None {
-            return self.regex.find_at(hay, at).map(|m| (m.range(), true));
+            return regex.find_at(hay, at).map(|m| (m.range(), true));
         }
         // Most tries find nothing: only a match pays for the captures (an allocation).
-        let start = self.regex.find_at(hay, at)?.start();
-        let caps = self.regex.captures_at(hay, start)?;
+        let start = regex.find_at(hay, at)?.start();
+        let caps = regex.captures_at(hay, start)?;
         let whole = caps.get(0)?.range();
         let before = &hay[whole.start.saturating_sub(CONTEXT)..whole.start];
         let ok = checks::passes(self.check, before, &caps);
@@ -306,12 +312,12 @@ impl Compiled {
         limit: usize,
         use_dfa: bool,
     ) -> Option<(std::ops::Range<usize>, bool)> {
-        let re = self.anchored.as_ref()?;
+        let re = self.anchored.as_ref()?.get()?;
         let slice = &hay[start..limit];
         let dfa = use_dfa
             .then(|| {
                 self.dfa
-                    .get_or_init(|| AnchoredDfa::build(self.regex.as_str()))
+                    .get_or_init(|| AnchoredDfa::build(self.regex.pattern()))
             })
             .and_then(Option::as_ref);
         // Only the captures need the regex, and only a match needs the captures.
@@ -328,9 +334,10 @@ impl Compiled {
     }
 }
 
-/// The anchored form of `regex`, if it compiles to exactly `\A` followed by `hir` (a
+/// The anchored form of `regex`, if it parses to exactly `\A` followed by `hir` (a
 /// pattern ending in an `(?x)` comment, say, would not: then the detector goes without).
-fn anchored(regex: &str, hir: &regex_syntax::hir::Hir) -> Option<Regex> {
+/// Compiled on first use, like the detector's own regex.
+fn anchored(regex: &str, hir: &regex_syntax::hir::Hir) -> Option<LazyRegex> {
     use regex_syntax::hir::{Hir, Look};
     let pattern = format!(r"\A(?:{regex})");
     let parsed = regex_syntax::ParserBuilder::new()
@@ -341,7 +348,7 @@ fn anchored(regex: &str, hir: &regex_syntax::hir::Hir) -> Option<Regex> {
     if parsed != Hir::concat(vec![Hir::look(Look::Start), hir.clone()]) {
         return None;
     }
-    Regex::new(&pattern).ok()
+    Some(LazyRegex::new(pattern))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -375,5 +382,39 @@ fn keyword_start(hir: &regex_syntax::hir::Hir, keywords: &[String]) -> Option<Ke
         Some(KeywordStart::FoldedCase)
     } else {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Compiled, builtin_detectors};
+
+    /// Built-ins compile on first use, where a failure could only skip the detector: prove
+    /// here that each one, and its anchored form, compiles.
+    #[test]
+    fn every_builtin_compiles() {
+        for d in builtin_detectors() {
+            let c = Compiled::new(&d).expect("a built-in detector is valid");
+            assert!(
+                c.regex.get().is_some(),
+                "{}: regex does not compile",
+                d.name
+            );
+            if let Some(a) = &c.anchored {
+                assert!(
+                    a.get().is_some(),
+                    "{}: anchored form does not compile",
+                    d.name
+                );
+            }
+        }
+    }
+
+    /// A custom detector's bad regex is refused when the scanner is built, as before.
+    #[test]
+    fn custom_regex_errors_at_setup() {
+        let d = super::Detector::custom("acme", "ACME-(", &["ACME-"]);
+        let err = Compiled::new(&d).expect_err("an unclosed group is refused");
+        assert!(err.to_string().contains("acme"), "{err}");
     }
 }

@@ -29,6 +29,7 @@ pub mod decode;
 mod detectors;
 mod dfa;
 mod known;
+mod lazy_regex;
 mod needles;
 mod precision;
 mod redact;

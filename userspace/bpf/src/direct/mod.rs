@@ -13,7 +13,7 @@ use std::collections::{HashMap, HashSet};
 use std::ffi::CString;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -185,22 +185,21 @@ fn data_map(object: &'static str, name: &str, map: aya_obj::Map) -> Result<MapDa
     Ok(data)
 }
 
-/// Loads `program`, links it to `cgroup` for its attach type and pins the link at
-/// `pin_dir/link_<program>`: attached until that pin is removed.
-pub(crate) fn attach(
+/// A program the kernel verified and loaded, attached nowhere: dropping it unloads it.
+pub(crate) struct LoadedProgram {
+    program: &'static str,
+    attach: AttachType,
+    fd: OwnedFd,
+    prog_id: u32,
+}
+
+/// Loads `program` of `prepared` for its attach type (the verifier runs here, in the
+/// calling thread). Nothing is attached yet.
+pub(crate) fn load(
     prepared: &Prepared,
     program: &'static str,
     attach: AttachType,
-    cgroup: &File,
-    pin_dir: &Path,
-) -> Result<Attachment, BpfError> {
-    let syscall = |operation| {
-        move |source| BpfError::Syscall {
-            program,
-            operation,
-            source,
-        }
-    };
+) -> Result<LoadedProgram, BpfError> {
     let (license, insns) = prepared
         .programs
         .get(program)
@@ -208,14 +207,46 @@ pub(crate) fn attach(
             object: prepared.object,
             program,
         })?;
-    let prog = sys::load_sock_addr(program, insns, license, attach as u32).map_err(|r| {
+    let fd = sys::load_sock_addr(program, insns, license, attach as u32).map_err(|r| {
         BpfError::Verifier {
             program,
             log: r.log,
             source: r.error,
         }
     })?;
-    let prog_id = sys::prog_id(prog.as_fd()).map_err(syscall("reading its id"))?;
+    let prog_id = sys::prog_id(fd.as_fd()).map_err(|source| BpfError::Syscall {
+        program,
+        operation: "reading its id",
+        source,
+    })?;
+    Ok(LoadedProgram {
+        program,
+        attach,
+        fd,
+        prog_id,
+    })
+}
+
+/// Links a loaded program to `cgroup` for its attach type and pins the link at
+/// `pin_dir/link_<program>`: attached until that pin is removed.
+pub(crate) fn attach(
+    loaded: LoadedProgram,
+    cgroup: &File,
+    pin_dir: &Path,
+) -> Result<Attachment, BpfError> {
+    let LoadedProgram {
+        program,
+        attach,
+        fd: prog,
+        prog_id,
+    } = loaded;
+    let syscall = |operation| {
+        move |source| BpfError::Syscall {
+            program,
+            operation,
+            source,
+        }
+    };
     let link = sys::link_cgroup(prog.as_fd(), cgroup.as_fd(), attach as u32)
         .map_err(syscall("linking it to the cgroup"))?;
     let path = pin_dir.join(format!("link_{program}"));
