@@ -240,10 +240,7 @@ pub(crate) fn dlp_config(
                 return Err(loc.error(
                     text.span(),
                     "dlp.action",
-                    format!(
-                        "unknown action {:?}; expected {ACTIONS}",
-                        text.get_ref()
-                    ),
+                    format!("unknown action {:?}; expected {ACTIONS}", text.get_ref()),
                 ));
             }
         },

@@ -31,7 +31,18 @@ mod tests {
         assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
         assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
         assert_eq!(parse_duration("0s"), Some(Duration::ZERO));
-        for bad in ["", "s", "5", "5 m", "-5m", "+5m", "1.5h", "5d", "m5", "99999999999999999999h"] {
+        for bad in [
+            "",
+            "s",
+            "5",
+            "5 m",
+            "-5m",
+            "+5m",
+            "1.5h",
+            "5d",
+            "m5",
+            "99999999999999999999h",
+        ] {
             assert_eq!(parse_duration(bad), None, "{bad:?}");
         }
     }

@@ -77,8 +77,8 @@ mod dlp;
 mod dlp_check;
 mod dns;
 mod domain;
-mod duration;
 mod domain_rule;
+mod duration;
 mod env;
 mod error;
 mod evaluate;
@@ -107,10 +107,10 @@ pub use dlp::{
     CustomDetector, DEFAULT_APPROVAL_TIMEOUT, DetectorAction, DetectorRef, DlpAction, DlpConfig,
     MAX_APPROVAL_TIMEOUT,
 };
-pub use duration::parse_duration;
 pub use dns::DnsConfig;
 pub use domain::{DomainError, DomainPattern};
 pub use domain_rule::{DomainRule, DomainVerdict};
+pub use duration::parse_duration;
 pub use env::EnvConfig;
 pub use error::ManifestError;
 pub use evaluate::{Verdict, evaluate};

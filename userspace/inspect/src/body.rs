@@ -121,6 +121,14 @@ impl InspectedBody {
                 self.pending.extend(findings);
                 false
             }
+            // The head had nothing to hold for, and a streamed body cannot be held (part
+            // of it may be upstream already): unless an operator approved this request,
+            // `supervise` in a body acts as `block`.
+            DlpAction::Supervise if self.rules.is_approved() => false,
+            DlpAction::Supervise => {
+                r.blocked = true;
+                true
+            }
             DlpAction::Log => false,
         }
     }

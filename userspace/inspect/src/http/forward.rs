@@ -97,7 +97,9 @@ fn upstream_request(
     admitted: &Admitted,
     up_h2: bool,
 ) -> Result<Request<UpBody>, Refusal> {
-    let Head { mut headers, pq } = head;
+    let Head {
+        mut headers, pq, ..
+    } = head;
     strip_hop_by_hop(&mut headers, admitted.websocket);
     if admitted.websocket {
         headers.remove(HeaderName::from_static("sec-websocket-extensions"));

@@ -4,7 +4,7 @@
 //! response streams back with real values swapped back out.
 //!
 //! [`handle`] is the pipeline, a step per submodule: `admit` (the name and the route),
-//! `head` (DLP on URL and headers), credentials (here), `forward` (the request body and
+//! `head` (DLP on URL and headers), `supervise` (a hold for an operator), credentials (here), `forward` (the request body and
 //! the upstream exchange), `respond` (the response or WebSocket back to the bottle). A
 //! step that refuses returns a `Refusal`, which `refusal` writes as the audit event and
 //! the response; `draining` reads a refused request's body away.
@@ -15,6 +15,7 @@ mod forward;
 mod head;
 mod refusal;
 mod respond;
+mod supervise;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -114,8 +115,11 @@ async fn exchange(
     pq: String,
     audit: &mut RequestAudit,
 ) -> Result<Exchanged, Refusal> {
-    let admitted = admit::admit(conn, req, &pq, audit)?;
+    let mut admitted = admit::admit(conn, req, &pq, audit)?;
     let mut head = head::scan(&conn.shared, req, pq, audit, &admitted.rules)?;
+    if head.supervise {
+        supervise::hold(conn, &mut admitted, audit).await?;
+    }
     let creds = inject_credentials(&conn.shared, &admitted.host, &mut head.headers, audit);
     forward::forward(conn, req, admitted, head, creds, audit).await
 }
