@@ -1,7 +1,9 @@
 //! Operator approval end to end (`supervise`): a daemon's bottle sends a request carrying
 //! a secret in a header; the proxy holds it — the upstream sees nothing — until
 //! `cork approve ID` releases it (the upstream gets it once, curl gets 200) or
-//! `cork deny ID` refuses it (403, reason `approval_denied`); a bottle with a 2s
+//! `cork deny ID` refuses it (403, reason `approval_denied`); a secret in a body is held
+//! the same way, and `cork approve ID --for 10m` lets the same request through again
+//! without a hold; a bottle with a 2s
 //! `dlp.approval_timeout` gets 403 `approval_timeout`; `cork run`, with nobody to ask,
 //! blocks with reason `supervise_without_daemon`. Every hold and decision is an audit
 //! event, decisions naming the deciding peer's uid.
@@ -24,23 +26,25 @@ fn cork(world: &World, args: &[&str]) -> Result<RunOutput> {
     world.run(world.cork(args))
 }
 
-/// The curl command line sending the secret in a header to `path`; prints the body, then
-/// `status=NNN`.
+/// The curl command line sending the secret in a header to `path` (with `/body` in its
+/// path: in a POST body instead); prints the response body, then `status=NNN`.
 fn curl(path: &str) -> Vec<String> {
-    [
-        "curl",
-        "-sS",
-        "--max-time",
-        "60",
-        "-H",
-        &format!("x-debug: {AWS_KEY}"),
-        "-w",
-        "\nstatus=%{http_code}\n",
-        &format!("https://{API}{path}"),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+    let secret = if path.starts_with("/body") {
+        ["--data-binary".to_string(), AWS_KEY.to_string()]
+    } else {
+        ["-H".to_string(), format!("x-debug: {AWS_KEY}")]
+    };
+    let mut argv: Vec<String> = ["curl", "-sS", "--max-time", "60"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    argv.extend(secret);
+    argv.extend([
+        "-w".to_string(),
+        "\nstatus=%{http_code}\n".into(),
+        format!("https://{API}{path}"),
+    ]);
+    argv
 }
 
 /// `cork exec NAME -- curl ...` started in the background.
@@ -146,6 +150,29 @@ fn held_requests_wait_for_an_operator() -> Result<()> {
     let out = cork(&world, &["approve", &id, "--socket", &sock])?;
     assert_eq!(out.code(), 4, "{out}");
 
+    // A secret in a body: the body is read whole and the request held before anything
+    // goes upstream; approved for 10 minutes, it goes as it came, and the same request
+    // again goes through at once on the remembered approval.
+    let client = exec_curl(&world, &sock, &long, "/body")?;
+    let id = held_id(&log, "/body")?;
+    assert_eq!(api.log().requests().len(), 1, "a held body goes nowhere");
+    let out = cork(&world, &["approve", &id, "--for", "10m", "--socket", &sock])?;
+    assert_eq!(out.code(), 0, "{out}");
+    assert!(out.stdout.contains("remembered for 600s"), "{out}");
+    let out = client.finish(WAIT)?;
+    assert!(out.stdout.contains("status=200"), "{out}");
+    let reqs = api.log().wait_sentinel("/body", WAIT)?;
+    let body = reqs.iter().find(|r| r.path() == "/body").context("/body")?;
+    assert_eq!(body.body, AWS_KEY.as_bytes(), "{body:#?}");
+    let out = exec_curl(&world, &sock, &long, "/body")?.finish(WAIT)?;
+    assert!(out.stdout.contains("status=200"), "{out}");
+    api.log().wait_settled(3, WAIT)?;
+    let out = cork(
+        &world,
+        &["approve", "1", "--for", "forever", "--socket", &sock],
+    )?;
+    assert_eq!(out.code(), 2, "a bad --for is a bad request:\n{out}");
+
     // Held, then denied: a 403 naming why; nothing upstream.
     let client = exec_curl(&world, &sock, &long, "/deny")?;
     let id = held_id(&log, "/deny")?;
@@ -174,17 +201,21 @@ fn held_requests_wait_for_an_operator() -> Result<()> {
     let out = cork(&world, &["deny", "987654", "--socket", &sock])?;
     assert_eq!(out.code(), 4, "{out}");
 
-    // Only the approved request ever reached upstream, and never the denied ones.
-    let reqs = api.log().requests();
-    assert_eq!(reqs.len(), 1, "{reqs:#?}");
-    assert_eq!(reqs[0].path(), "/approve");
+    // Only the approved requests ever reached upstream, and never the denied ones.
+    let paths: Vec<String> = api
+        .log()
+        .requests()
+        .iter()
+        .map(|r| r.path().to_owned())
+        .collect();
+    assert_eq!(paths, ["/approve", "/body", "/body"]);
 
     let audit = Audit::wait_for(
         &log,
         json!({"event": "approval_timeout", "path": "/timeout"}),
         WAIT,
     )?;
-    for path in ["/approve", "/deny", "/timeout"] {
+    for path in ["/approve", "/body", "/deny", "/timeout"] {
         audit.expect(json!({"layer": "proxy", "event": "held", "path": path,
             "verdict": "hold", "reason": "held_for_approval", "dlp_action": "supervise",
             "detectors": ["aws-access-key-id"], "host": API}))?;
@@ -195,8 +226,14 @@ fn held_requests_wait_for_an_operator() -> Result<()> {
     )?;
     audit.expect(
         json!({"layer": "proxy", "event": "request", "path": "/approve",
-        "verdict": "allow", "status": 200, "decided_by": 0}),
+        "verdict": "allow", "reason": "approved", "status": 200, "decided_by": 0}),
     )?;
+    audit.expect(
+        json!({"layer": "proxy", "event": "approved", "path": "/body",
+        "reason": "approval_remembered", "decided_by": 0}),
+    )?;
+    let held_bodies = audit.find(json!({"event": "held", "path": "/body"})).len();
+    assert_eq!(held_bodies, 1, "the remembered approval held nothing");
     audit.expect(json!({"layer": "proxy", "event": "denied", "path": "/deny",
         "verdict": "deny", "reason": "approval_denied", "status": 403, "decided_by": 0}))?;
     audit.expect(

@@ -56,6 +56,21 @@ impl DlpRules {
         strongest
     }
 
+    /// Whether some finding on this request could call for `supervise`: its body is then
+    /// buffered (up to a bound) and scanned before anything goes upstream.
+    pub fn may_supervise(&self) -> bool {
+        let dlp = &self.policy.dlp;
+        dlp.action == DlpAction::Supervise
+            || self
+                .route
+                .as_ref()
+                .is_some_and(|r| r.dlp_action == Some(DlpAction::Supervise))
+            || dlp
+                .actions
+                .iter()
+                .any(|a| a.action == Some(DlpAction::Supervise))
+    }
+
     /// Whether some finding on this request could be redacted: a redacted body's length
     /// changes, so it cannot keep its `Content-Length`.
     pub fn may_redact(&self) -> bool {
