@@ -208,6 +208,31 @@ mod tests {
     }
 
     #[test]
+    fn decisions_parse_with_an_optional_for() {
+        let d: Decide = serde_json::from_str(r#"{"decision":"approve","for":"10m"}"#)
+            .expect("approve with for");
+        assert_eq!(d.decision, Decision::Approve);
+        assert_eq!(d.remember.as_deref(), Some("10m"));
+        let d: Decide = serde_json::from_str(r#"{"decision":"deny"}"#).expect("deny");
+        assert_eq!((d.decision, d.remember), (Decision::Deny, None));
+        assert_eq!(
+            serde_json::to_string(&Decide {
+                decision: Decision::Approve,
+                remember: None
+            })
+            .expect("json"),
+            r#"{"decision":"approve"}"#
+        );
+        for bad in [
+            r#"{"decision":"maybe"}"#,
+            r#"{"decision":"approve","until":"10m"}"#,
+            r#"{}"#,
+        ] {
+            assert!(serde_json::from_str::<Decide>(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn create_refuses_unknown_fields() {
         let e = serde_json::from_str::<CreateBottle>(r#"{"manifest":"","origin":"m","extra":1}"#);
         assert!(e.is_err());
