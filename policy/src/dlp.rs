@@ -3,9 +3,10 @@
 //!
 //! ```toml
 //! [dlp]
-//! action = "block"          # "block" | "redact" | "log"; default "block"
+//! action = "block"          # "block" | "supervise" | "redact" | "log"; default "block"
+//! approval_timeout = "5m"   # how long a `supervise` hold waits for an operator; default 5m
 //! [dlp.actions]             # per detector id (built-in or custom)
-//! jwt = "log"               # "block" | "redact" | "log" | "off"
+//! jwt = "log"               # "block" | "supervise" | "redact" | "log" | "off"
 //! [[dlp.detectors]]
 //! name = "acme-order-id"    # [a-z0-9][a-z0-9-]{0,63}, unique
 //! regex = "ACME-[0-9]{12}"
@@ -14,6 +15,8 @@
 //!
 //! Regexes are not compiled here (this crate has no regex engine); the DLP crate compiles
 //! them and names the detector when one fails.
+
+use std::time::Duration;
 
 use toml::Spanned;
 
@@ -28,6 +31,10 @@ pub enum DlpAction {
     /// Refuse the request. The default: a secret that leaves cannot be called back.
     #[default]
     Block,
+    /// Hold the request, nothing of it sent upstream, until an operator approves or
+    /// denies it through the daemon (or `dlp.approval_timeout` denies it). Without a
+    /// daemon there is nobody to ask: it acts as `Block`.
+    Supervise,
     /// Replace the secret in the request and send it on.
     Redact,
     /// Send the request unchanged and report the finding.
@@ -39,17 +46,21 @@ impl DlpAction {
     pub fn as_str(self) -> &'static str {
         match self {
             DlpAction::Block => "block",
+            DlpAction::Supervise => "supervise",
             DlpAction::Redact => "redact",
             DlpAction::Log => "log",
         }
     }
 
-    /// How much an action holds a request back: block > redact > log.
+    /// How much an action holds a request back: block > supervise > redact > log (a
+    /// request an operator could approve still carries what a `redact` finding would
+    /// have cut, so the operator sees it whole and decides).
     fn rank(self) -> u8 {
         match self {
             DlpAction::Log => 0,
             DlpAction::Redact => 1,
-            DlpAction::Block => 2,
+            DlpAction::Supervise => 2,
+            DlpAction::Block => 3,
         }
     }
 
@@ -63,14 +74,34 @@ impl DlpAction {
     }
 }
 
+/// How long a held request waits for an operator when the manifest does not say.
+pub const DEFAULT_APPROVAL_TIMEOUT: Duration = Duration::from_secs(5 * 60);
+
+/// The longest `dlp.approval_timeout`: a held request keeps the bottle's client waiting
+/// and its connection open, and clients give up long before an hour anyway.
+pub const MAX_APPROVAL_TIMEOUT: Duration = Duration::from_secs(60 * 60);
+
 /// Validated `[dlp]` settings; the default blocks and adds no detector.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DlpConfig {
     pub action: DlpAction,
+    /// `dlp.approval_timeout`: how long a `supervise` hold waits before it is denied.
+    pub approval_timeout: Duration,
     /// `[[dlp.detectors]]`, in manifest order.
     pub detectors: Vec<CustomDetector>,
     /// `[dlp.actions]`, sorted by detector id.
     pub actions: Vec<DetectorAction>,
+}
+
+impl Default for DlpConfig {
+    fn default() -> Self {
+        DlpConfig {
+            action: DlpAction::default(),
+            approval_timeout: DEFAULT_APPROVAL_TIMEOUT,
+            detectors: Vec::new(),
+            actions: Vec::new(),
+        }
+    }
 }
 
 /// One `[dlp.actions]` entry.
@@ -119,10 +150,11 @@ impl DlpConfig {
     }
 }
 
-/// `"block"`, `"redact"`, `"log"` (`Some(Some(_))`) or `"off"` (`Some(None)`).
+/// `"block"`, `"supervise"`, `"redact"`, `"log"` (`Some(Some(_))`) or `"off"` (`Some(None)`).
 pub(crate) fn parse_action(text: &str) -> Option<Option<DlpAction>> {
     match text {
         "block" => Some(Some(DlpAction::Block)),
+        "supervise" => Some(Some(DlpAction::Supervise)),
         "redact" => Some(Some(DlpAction::Redact)),
         "log" => Some(Some(DlpAction::Log)),
         "off" => Some(None),
@@ -170,6 +202,28 @@ pub struct CustomDetector {
     pub col: usize,
 }
 
+/// The actions a finding can get, as error messages list them.
+pub(crate) const ACTIONS: &str = "\"block\", \"supervise\", \"redact\" or \"log\"";
+
+/// `dlp.approval_timeout`: a duration (`"90s"`, `"5m"`), more than zero, at most
+/// [`MAX_APPROVAL_TIMEOUT`].
+fn approval_timeout(loc: &Locator<'_>, text: Spanned<String>) -> Result<Duration, ManifestError> {
+    let bad = |why: String| loc.error(text.span(), "dlp.approval_timeout", why);
+    let Some(d) = crate::duration::parse_duration(text.get_ref()) else {
+        return Err(bad(format!(
+            "{:?} is not a duration; write a number and a unit, e.g. \"90s\", \"5m\" or \"1h\"",
+            text.get_ref()
+        )));
+    };
+    if d.is_zero() || d > MAX_APPROVAL_TIMEOUT {
+        return Err(bad(format!(
+            "{:?} is out of range: a hold waits more than 0s and at most 1h",
+            text.get_ref()
+        )));
+    }
+    Ok(d)
+}
+
 /// Validates `[dlp]`; an absent table gives the default.
 pub(crate) fn dlp_config(
     loc: &Locator<'_>,
@@ -180,18 +234,20 @@ pub(crate) fn dlp_config(
     };
     let action = match raw.action {
         None => DlpAction::default(),
-        Some(text) => match text.get_ref().as_str() {
-            "block" => DlpAction::Block,
-            "redact" => DlpAction::Redact,
-            "log" => DlpAction::Log,
-            other => {
+        Some(text) => match parse_action(text.get_ref()) {
+            Some(Some(action)) => action,
+            _ => {
                 return Err(loc.error(
                     text.span(),
                     "dlp.action",
-                    format!("unknown action {other:?}; expected \"block\", \"redact\" or \"log\""),
+                    format!("unknown action {:?}; expected {ACTIONS}", text.get_ref()),
                 ));
             }
         },
+    };
+    let approval_timeout = match raw.approval_timeout {
+        None => DEFAULT_APPROVAL_TIMEOUT,
+        Some(text) => approval_timeout(loc, text)?,
     };
     let mut detectors: Vec<CustomDetector> = Vec::new();
     for (i, entry) in raw.detectors.unwrap_or_default().into_iter().enumerate() {
@@ -206,7 +262,7 @@ pub(crate) fn dlp_config(
                 text.span(),
                 key,
                 format!(
-                    "unknown action {:?}; expected \"block\", \"redact\", \"log\" or \"off\"",
+                    "unknown action {:?}; expected {ACTIONS} or \"off\"",
                     text.get_ref()
                 ),
             ));
@@ -225,6 +281,7 @@ pub(crate) fn dlp_config(
     }
     Ok(DlpConfig {
         action,
+        approval_timeout,
         detectors,
         actions,
     })

@@ -46,7 +46,7 @@
 //!   here). `[[credentials]]` gives the bottle a placeholder that the proxy swaps for the
 //!   real value in one header to one exact host, which must be inspected
 //!   ([`Policy::credentials_for`]). `[dlp]` sets the action on a finding (`block` by
-//!   default, `redact`, `log`) and adds `[[dlp.detectors]]`, whose regexes the DLP crate
+//!   default, `supervise`, `redact`, `log`) and adds `[[dlp.detectors]]`, whose regexes the DLP crate
 //!   compiles.
 //! - `[unix] allow` lists the unix-domain sockets the bottle may connect or send to, by
 //!   absolute path or `@abstract` name, matched exactly as the program passes them; every
@@ -78,6 +78,7 @@ mod dlp_check;
 mod dns;
 mod domain;
 mod domain_rule;
+mod duration;
 mod env;
 mod error;
 mod evaluate;
@@ -102,10 +103,14 @@ mod web;
 
 pub use compile::{Policy, compile};
 pub use credential::Credential;
-pub use dlp::{CustomDetector, DetectorAction, DetectorRef, DlpAction, DlpConfig};
+pub use dlp::{
+    CustomDetector, DEFAULT_APPROVAL_TIMEOUT, DetectorAction, DetectorRef, DlpAction, DlpConfig,
+    MAX_APPROVAL_TIMEOUT,
+};
 pub use dns::DnsConfig;
 pub use domain::{DomainError, DomainPattern};
 pub use domain_rule::{DomainRule, DomainVerdict};
+pub use duration::parse_duration;
 pub use env::EnvConfig;
 pub use error::ManifestError;
 pub use evaluate::{Verdict, evaluate};

@@ -133,8 +133,9 @@ pub(crate) fn http_route(
                     text.span(),
                     format!("{id}.dlp_action"),
                     format!(
-                        "unknown action {:?}; expected \"block\", \"redact\" or \"log\"",
-                        text.get_ref()
+                        "unknown action {:?}; expected {}",
+                        text.get_ref(),
+                        crate::dlp::ACTIONS
                     ),
                 ));
             }

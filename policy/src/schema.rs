@@ -98,6 +98,7 @@ pub(crate) struct RawCredential {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawDlp {
     pub action: Option<Spanned<String>>,
+    pub approval_timeout: Option<Spanned<String>>,
     pub detectors: Option<Vec<Spanned<RawDetector>>>,
     /// `[dlp.actions]`: detector id → action.
     pub actions: Option<std::collections::BTreeMap<String, Spanned<String>>>,

@@ -332,7 +332,7 @@ fn dlp_errors() {
         (
             "[dlp]\naction = \"drop\"\n".to_owned(),
             "bottle.toml:12:10: dlp.action: unknown action \"drop\"; expected \"block\", \
-             \"redact\" or \"log\"",
+             \"supervise\", \"redact\" or \"log\"",
         ),
         (
             det("regex = \"x\"\n"),

@@ -78,6 +78,8 @@ pub struct Saved<'a> {
     pub dns_port: u16,
     pub proxy_port: u16,
     pub ca: Option<&'a SavedCa>,
+    /// The restarted daemon's registry for `supervise` holds.
+    pub approvals: Option<&'a Arc<cork_inspect::approvals::Approvals>>,
 }
 
 /// Why a bottle could not be taken back (it stays fenced).
@@ -241,6 +243,7 @@ impl BottleRuntime {
             lease,
         );
         this.live = Arc::new(LivePolicy::resume(ready.policy, saved.generation));
+        this.approvals = saved.approvals.cloned();
         let started = this.start(runtime).and_then(|()| this.verify());
         if let Err(e) = started {
             let lease = this.disown();

@@ -32,6 +32,9 @@ pub mod vm;
 pub mod web;
 
 pub use bottle::{Bottle, BottleError, TeardownProblem};
+/// The registry `supervise` holds wait in (the daemon owns one, see
+/// [`BottleRuntime::supervise_through`]).
+pub use cork_inspect::approvals;
 pub use key::{BottleId, BottleKey};
 pub use runtime::{BottleRuntime, GuestFiles, RuntimeError};
 pub use update::{UpdateError, Updated, manifest_digest};

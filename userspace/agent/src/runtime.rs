@@ -212,6 +212,9 @@ pub struct BottleRuntime {
     command_env: web::CommandEnv,
     /// What a restarted daemon needs to take this bottle back (see [`crate::adopt`]).
     pub(crate) restart: crate::adopt::RestartFacts,
+    /// Where `supervise` holds wait for an operator (the daemon's registry); `None`
+    /// under `cork run`, where `supervise` acts as `block`.
+    pub(crate) approvals: Option<Arc<cork_inspect::approvals::Approvals>>,
     /// Held for the bottle's life: the id is ours until this drops (`None` only once a
     /// failed adoption handed it back, see [`crate::adopt`]).
     pub(crate) lease: Option<IdLease>,
@@ -335,6 +338,7 @@ impl BottleRuntime {
             masks,
             guest,
             restart,
+            approvals: None,
             lease: Some(lease),
         }
     }
@@ -396,6 +400,12 @@ impl BottleRuntime {
         &self.command_env
     }
 
+    /// Requests held under `supervise` wait in `approvals` for an operator (the daemon
+    /// decides them); call before [`BottleRuntime::start`].
+    pub fn supervise_through(&mut self, approvals: Arc<cork_inspect::approvals::Approvals>) {
+        self.approvals = Some(approvals);
+    }
+
     /// Starts the DNS proxy and the inspecting proxy (as tasks on `runtime`) and the audit
     /// reader. On error, whatever started is stopped again and the bottle stays fenced.
     pub fn start(&mut self, runtime: &tokio::runtime::Handle) -> Result<(), RuntimeError> {
@@ -446,6 +456,7 @@ impl BottleRuntime {
                 redirects,
                 resolved.clone(),
                 self.sink.clone(),
+                self.approvals.clone(),
                 runtime,
             )?);
         }

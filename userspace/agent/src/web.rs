@@ -197,6 +197,7 @@ impl WebSetup {
         redirects: Arc<dyn Redirects>,
         resolved: Arc<Resolved>,
         sink: Arc<Mutex<AuditSink>>,
+        approvals: Option<Arc<cork_inspect::approvals::Approvals>>,
         runtime: &tokio::runtime::Handle,
     ) -> Result<(RunningInspectingProxy, CaBundle), WebError> {
         let running = self
@@ -212,6 +213,7 @@ impl WebSetup {
                     resolved,
                     redirects,
                     sink,
+                    approvals,
                 },
                 runtime,
             )

@@ -6,6 +6,7 @@
 //! about the bottle itself — identity, enforcement, DNS and inspecting proxies, audit — is
 //! [`cork_agent`]'s, below it.
 
+pub mod approvals_verb;
 pub mod audit_flow;
 pub mod audit_verb;
 pub mod control;

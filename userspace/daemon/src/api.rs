@@ -10,6 +10,8 @@
 //! | `GET /v1/bottles/{name}/exec` | — | [`ExecInfo`] (for `cork exec`) |
 //! | `PUT /v1/bottles/{name}` | [`CreateBottle`] | [`PolicyUpdated`] (atomic policy change) |
 //! | `DELETE /v1/bottles/{name}` | — | `200` [`Removed`] |
+//! | `GET /v1/approvals` | — | `[HeldRequest]`: every bottle's requests held under `supervise`, oldest first |
+//! | `POST /v1/approvals/{id}` | [`Decide`] | [`Decided`]; `not_found` for an id not held (decided, timed out, never held) |
 //! | `GET /v1/audit?bottle=NAME&verdict=deny&since=10m&follow=1` | — | `application/x-ndjson`: audit events, oldest first (all parameters optional; see [`crate::audit_query`]) |
 //!
 //! `GET /v1/audit` is the one answer that is not JSON: one audit event per line, from
@@ -93,6 +95,38 @@ pub struct Removed {
     pub problems: Vec<String>,
 }
 
+pub use cork_agent::approvals::HeldRequest;
+
+/// `POST /v1/approvals/{id}`: an operator's decision on a held request. `for` (approve
+/// only): remember the approval that long (`"10m"`, at most 24h) for the same bottle,
+/// host, method and route.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Decide {
+    pub decision: Decision,
+    #[serde(default, rename = "for", skip_serializing_if = "Option::is_none")]
+    pub remember: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    Approve,
+    Deny,
+}
+
+/// What `POST /v1/approvals/{id}` did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decided {
+    pub id: String,
+    pub decision: Decision,
+    /// The deciding peer's uid (kernel peer credentials of the control connection).
+    pub by: u32,
+    /// Seconds the approval is remembered for; 0 when not remembered.
+    pub remembered_s: u64,
+    pub request: HeldRequest,
+}
+
 /// Why a request failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -171,6 +205,31 @@ mod tests {
             r#"{"error":{"kind":"not_found","message":"no bottle \"x\""}}"#
         );
         assert_eq!(ErrorKind::Exists.status(), 409);
+    }
+
+    #[test]
+    fn decisions_parse_with_an_optional_for() {
+        let d: Decide = serde_json::from_str(r#"{"decision":"approve","for":"10m"}"#)
+            .expect("approve with for");
+        assert_eq!(d.decision, Decision::Approve);
+        assert_eq!(d.remember.as_deref(), Some("10m"));
+        let d: Decide = serde_json::from_str(r#"{"decision":"deny"}"#).expect("deny");
+        assert_eq!((d.decision, d.remember), (Decision::Deny, None));
+        assert_eq!(
+            serde_json::to_string(&Decide {
+                decision: Decision::Approve,
+                remember: None
+            })
+            .expect("json"),
+            r#"{"decision":"approve"}"#
+        );
+        for bad in [
+            r#"{"decision":"maybe"}"#,
+            r#"{"decision":"approve","until":"10m"}"#,
+            r#"{}"#,
+        ] {
+            assert!(serde_json::from_str::<Decide>(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

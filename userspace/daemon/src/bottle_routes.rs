@@ -92,9 +92,11 @@ pub(crate) async fn create(state: Arc<State>, bytes: &[u8]) -> Response<Body> {
     }
     let sink = state.sink.clone();
     let handle = state.handle.clone();
+    let approvals = state.approvals.clone();
     // Loading and verifying programs blocks (the verifier): off the reactor.
     let made = tokio::task::spawn_blocking(move || {
         let mut runtime = BottleRuntime::enforce(Arc::new(policy), sink)?;
+        runtime.supervise_through(approvals);
         runtime.start(&handle)?;
         runtime.verify()?;
         Ok::<_, cork_agent::RuntimeError>(runtime)

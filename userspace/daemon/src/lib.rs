@@ -17,6 +17,7 @@
 //!   never a hang.
 
 pub mod api;
+mod approval_routes;
 pub mod audit_query;
 mod audit_route;
 mod bottle_routes;

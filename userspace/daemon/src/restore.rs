@@ -85,6 +85,7 @@ fn lifecycle(sink: &Mutex<AuditSink>, bottle: &str, event: &'static str, detail:
 pub(crate) fn adopt_all(
     dir: &StateDir,
     sink: &Arc<Mutex<AuditSink>>,
+    approvals: &Arc<cork_agent::approvals::Approvals>,
     runtime: &tokio::runtime::Handle,
 ) -> Restored {
     let started = Instant::now();
@@ -132,6 +133,7 @@ pub(crate) fn adopt_all(
                 dns_port: saved.dns_port,
                 proxy_port: saved.proxy_port,
                 ca: saved.ca.as_ref(),
+                approvals: Some(approvals),
             },
             sink.clone(),
             runtime,

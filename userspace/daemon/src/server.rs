@@ -86,6 +86,8 @@ pub(crate) struct State {
     /// What the sink wrote lately, for `GET /v1/audit`.
     pub(crate) history: Arc<AuditHistory>,
     pub(crate) handle: tokio::runtime::Handle,
+    /// Every bottle's `supervise` holds, decided through `/v1/approvals`.
+    pub(crate) approvals: Arc<cork_agent::approvals::Approvals>,
 }
 
 /// Takes the daemon lock, or says who holds it.
@@ -143,7 +145,8 @@ pub fn run(cfg: DaemonConfig, ready: impl FnOnce(&Path)) -> Result<(), DaemonErr
         .build()
         .map_err(DaemonError::Runtime)?;
     // The bottles a killed daemon left come back before anyone can ask for them.
-    let restored = restore::adopt_all(&state_dir, &sink, rt.handle());
+    let approvals = Arc::new(cork_agent::approvals::Approvals::new());
+    let restored = restore::adopt_all(&state_dir, &sink, &approvals, rt.handle());
     let bottles = restored
         .serving
         .into_iter()
@@ -168,6 +171,7 @@ pub fn run(cfg: DaemonConfig, ready: impl FnOnce(&Path)) -> Result<(), DaemonErr
         sink,
         history,
         handle: rt.handle().clone(),
+        approvals,
     });
     let socket = cfg.socket.clone();
     let served = rt.block_on(serve(state.clone(), &socket, ready));
@@ -321,6 +325,16 @@ async fn route(state: Arc<State>, peer: Option<Peer>, req: Request<Incoming>) ->
             Ok(bytes) => update(state, name, &bytes).await,
             Err(e) => error(e),
         },
+        (Method::GET, "/v1/approvals", _) => crate::approval_routes::list(&state.approvals),
+        (Method::POST, p, _) if p.starts_with("/v1/approvals/") => {
+            let id = p.trim_start_matches("/v1/approvals/").to_owned();
+            // Admitted above: the peer is known.
+            let by = peer.map_or(u32::MAX, |p| p.uid);
+            match body(req).await {
+                Ok(bytes) => crate::approval_routes::decide(&state.approvals, &id, by, &bytes),
+                Err(e) => error(e),
+            }
+        }
         (Method::GET, "/v1/audit", _) => {
             crate::audit_route::answer(&state.history, req.uri().query()).unwrap_or_else(error)
         }

@@ -11,7 +11,7 @@ use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
 use cork_policy::DlpAction;
-use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper::body::{Body, Frame, SizeHint};
 
 use super::BoxError;
 use crate::dlp_rules::DlpRules;
@@ -49,8 +49,12 @@ pub trait Decode: Send {
     fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), BoxError>;
 }
 
+/// A request body as the proxy reads it: the bottle's stream, or what a hold buffered
+/// followed by the rest of that stream ([`crate::http`]'s `held_body`).
+pub type DownstreamBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
+
 pub struct InspectedBody {
-    inner: Incoming,
+    inner: DownstreamBody,
     scan: Option<StreamScan>,
     rules: DlpRules,
     /// Forwardable bytes not released yet: they start at stream offset `held_start` of
@@ -73,7 +77,7 @@ impl InspectedBody {
     /// `decoder`: scan the decoded stream but forward the encoded bytes (then `redact`
     /// cannot rewrite them and behaves as `block`).
     pub fn new(
-        inner: Incoming,
+        inner: DownstreamBody,
         scan: StreamScan,
         rules: DlpRules,
         decoder: Option<Box<dyn Decode>>,
@@ -120,6 +124,14 @@ impl InspectedBody {
             DlpAction::Redact => {
                 self.pending.extend(findings);
                 false
+            }
+            // The head had nothing to hold for, and a streamed body cannot be held (part
+            // of it may be upstream already): unless an operator approved this request,
+            // `supervise` in a body acts as `block`.
+            DlpAction::Supervise if self.rules.is_approved() => false,
+            DlpAction::Supervise => {
+                r.blocked = true;
+                true
             }
             DlpAction::Log => false,
         }
@@ -225,7 +237,7 @@ impl Body for InspectedBody {
             }
             let step = match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
                 None => this.on_end(),
-                Some(Err(e)) => Err(Box::new(e) as BoxError),
+                Some(Err(e)) => Err(e),
                 Some(Ok(frame)) => match frame.into_data() {
                     Ok(data) => this.on_data(data),
                     Err(frame) => {

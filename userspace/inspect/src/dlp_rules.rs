@@ -12,12 +12,32 @@ use cork_policy::{DlpAction, HttpRoute, Policy};
 pub struct DlpRules {
     policy: Arc<Policy>,
     route: Option<HttpRoute>,
+    /// An operator approved this request: `supervise` findings no longer hold it.
+    approved: bool,
 }
 
 impl DlpRules {
     /// `route`: the route the request went by, if its rule has routes.
     pub fn new(policy: Arc<Policy>, route: Option<HttpRoute>) -> Self {
-        DlpRules { policy, route }
+        DlpRules {
+            policy,
+            route,
+            approved: false,
+        }
+    }
+
+    /// The route the request went by, if its rule has routes.
+    pub fn route(&self) -> Option<&HttpRoute> {
+        self.route.as_ref()
+    }
+
+    /// These rules once an operator approved the request.
+    pub fn approve(&mut self) {
+        self.approved = true;
+    }
+
+    pub fn is_approved(&self) -> bool {
+        self.approved
     }
 
     /// Drops the findings this request ignores (`"off"`, `dlp_skip`); the strongest
@@ -34,6 +54,21 @@ impl DlpRules {
             },
         );
         strongest
+    }
+
+    /// Whether some finding on this request could call for `supervise`: its body is then
+    /// buffered (up to a bound) and scanned before anything goes upstream.
+    pub fn may_supervise(&self) -> bool {
+        let dlp = &self.policy.dlp;
+        dlp.action == DlpAction::Supervise
+            || self
+                .route
+                .as_ref()
+                .is_some_and(|r| r.dlp_action == Some(DlpAction::Supervise))
+            || dlp
+                .actions
+                .iter()
+                .any(|a| a.action == Some(DlpAction::Supervise))
     }
 
     /// Whether some finding on this request could be redacted: a redacted body's length

@@ -34,7 +34,7 @@ pub struct ProxyEvent {
     /// Each of `detectors` with its severity (`critical`, `high`, `medium`, `low`); known
     /// secrets are `critical`.
     pub severities: BTreeMap<String, &'static str>,
-    /// The DLP action taken on them: `block`, `redact` or `log`.
+    /// The DLP action taken on them: `block`, `supervise`, `redact` or `log`.
     pub dlp_action: Option<&'static str>,
     /// Credentials swapped into the request, by env var name.
     pub credentials: Vec<String>,
@@ -58,6 +58,13 @@ pub struct ProxyEvent {
     pub cookie: Option<u64>,
     /// Why the upstream failed, for 502s (a TLS or connect error, never a secret).
     pub error: Option<String>,
+    /// The id a `supervise` hold got (`cork approvals ls`, `cork approve ID`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval: Option<String>,
+    /// The uid of the operator who approved or denied the hold (the control socket
+    /// peer's, from the kernel).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decided_by: Option<u32>,
 }
 
 impl ProxyEvent {
@@ -86,6 +93,8 @@ impl ProxyEvent {
             pid: None,
             cookie: None,
             error: None,
+            approval: None,
+            decided_by: None,
         }
     }
 

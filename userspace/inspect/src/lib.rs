@@ -11,8 +11,9 @@
 //! - `server` (listeners, runtime), `flow` (per connection), `http` (per request),
 //!   `body` (streamed request bodies), `return_body` (responses and their audit event),
 //!   `upstream` (verified TLS to the real server), `codings`, `swap`, `websocket_relay`,
-//!   [`events`].
+//!   [`events`], [`approvals`] (requests held for an operator under `supervise`).
 
+pub mod approvals;
 mod body;
 pub mod ca;
 pub mod client_hello;

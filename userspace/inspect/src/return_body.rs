@@ -49,6 +49,8 @@ impl AuditOnEnd {
                     DlpAction::Redact => ("redact", "dlp_redacted"),
                     DlpAction::Log => ("log", "dlp_logged"),
                     DlpAction::Block => ("block", "dlp_blocked"),
+                    // Let through: an operator approved the held request.
+                    DlpAction::Supervise => ("supervise", "approved"),
                 };
                 self.event.dlp_action = Some(action);
                 if self.event.reason == "allowed" {

@@ -65,6 +65,9 @@ pub struct InspectConfig {
     pub resolved: Arc<Resolved>,
     pub redirects: Arc<dyn Redirects>,
     pub sink: Arc<Mutex<AuditSink>>,
+    /// Where `supervise` holds wait for an operator: the daemon's registry. `None` (a
+    /// bottle of `cork run`): nobody to ask, `supervise` acts as `block`.
+    pub approvals: Option<Arc<crate::approvals::Approvals>>,
 }
 
 /// The manifest id of rule `id` of `policy`.

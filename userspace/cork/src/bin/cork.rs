@@ -91,6 +91,19 @@ enum Cmd {
     /// The daemon's audit events (its recent history, in memory), one JSON object per
     /// line, oldest first; with --follow, new ones as they happen.
     Audit(AuditArgs),
+    /// Requests held under the DLP action `supervise`, waiting for an operator.
+    Approvals(cork::approvals_verb::ApprovalsArgs),
+    /// Release a held request (it goes upstream as it came); with --for, requests of the
+    /// same bottle, host, method and route go through without a hold for that long.
+    Approve {
+        #[command(flatten)]
+        args: cork::approvals_verb::DecideArgs,
+        /// Remember the approval this long ("90s", "10m", "2h"; at most 24h).
+        #[arg(long = "for", value_name = "DURATION")]
+        remember: Option<String>,
+    },
+    /// Refuse a held request (the bottle gets a 403 with reason approval_denied).
+    Deny(cork::approvals_verb::DecideArgs),
     /// Standing bottles, through the daemon's control socket.
     Bottle {
         /// The control socket (default $CORK_SOCKET, else /run/cork/cork.sock).
@@ -315,6 +328,17 @@ fn main() -> ExitCode {
         }
         Cmd::Probe(a) => ExitCode::from(cork::probe::probe(&a.options())),
         Cmd::Bottle { socket, command } => bottle(&cork::control::socket(socket), command),
+        Cmd::Approvals(a) => ExitCode::from(cork::approvals_verb::approvals(a)),
+        Cmd::Approve { args, remember } => ExitCode::from(cork::approvals_verb::decide(
+            args,
+            cork_daemon::api::Decision::Approve,
+            remember,
+        )),
+        Cmd::Deny(args) => ExitCode::from(cork::approvals_verb::decide(
+            args,
+            cork_daemon::api::Decision::Deny,
+            None,
+        )),
         Cmd::Dlp {
             command: DlpCmd::Scan { file, manifest },
         } => dlp_scan(&file, manifest.as_deref()),

@@ -29,6 +29,7 @@ pub async fn forward(
     mut head: Head,
     creds: Option<Arc<HostCredentials>>,
     audit: &mut RequestAudit,
+    buffered: Option<super::held_body::Buffered>,
 ) -> Result<Exchanged, Refusal> {
     let shared = &conn.shared;
     // The request body: decoded for scanning when compressed, forwarded as it came.
@@ -42,7 +43,7 @@ pub async fn forward(
     let method = req.method().clone();
     let down_upgrade = admitted.websocket.then(|| hyper::upgrade::on(&mut req));
     let body = InspectedBody::new(
-        req.into_body(),
+        super::held_body::forwardable(buffered, req.into_body()),
         shared.cfg.scanner.stream_shared(),
         admitted.rules.clone(),
         decoder,
@@ -97,7 +98,9 @@ fn upstream_request(
     admitted: &Admitted,
     up_h2: bool,
 ) -> Result<Request<UpBody>, Refusal> {
-    let Head { mut headers, pq } = head;
+    let Head {
+        mut headers, pq, ..
+    } = head;
     strip_hop_by_hop(&mut headers, admitted.websocket);
     if admitted.websocket {
         headers.remove(HeaderName::from_static("sec-websocket-extensions"));

@@ -1,5 +1,5 @@
-//! The request head: one DLP pass over the URL and every header value (block, redact or
-//! log), and the header rules of both directions (hop-by-hop headers, the authority a
+//! The request head: one DLP pass over the URL and every header value (block, supervise,
+//! redact or log), and the header rules of both directions (hop-by-hop headers, the authority a
 //! request names, WebSocket upgrades).
 
 use crate::dlp_rules::DlpRules;
@@ -34,6 +34,9 @@ pub struct Head {
     pub headers: HeaderMap,
     /// The path and query to send upstream, redacted where DLP redacts.
     pub pq: String,
+    /// A finding calls for `supervise`: the request waits for an operator before
+    /// anything of it goes upstream (the head is kept whole for the operator's decision).
+    pub supervise: bool,
 }
 
 /// The request's path and query (`/` when it names none).
@@ -67,6 +70,7 @@ pub fn scan(
         joined.push(b'\n');
     }
     let mut findings = scan_all(shared, &joined);
+    let mut supervise = false;
     if let Some(action) = rules.judge(&mut findings) {
         note(&mut audit.ev, &findings, action);
         match action {
@@ -92,12 +96,14 @@ pub fn scan(
                 }
                 headers = out;
             }
+            DlpAction::Supervise => supervise = true,
             DlpAction::Log => {}
         }
     }
     Ok(Head {
         headers,
         pq: new_pq.unwrap_or(pq),
+        supervise,
     })
 }
 

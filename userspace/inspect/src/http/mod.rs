@@ -4,7 +4,8 @@
 //! response streams back with real values swapped back out.
 //!
 //! [`handle`] is the pipeline, a step per submodule: `admit` (the name and the route),
-//! `head` (DLP on URL and headers), credentials (here), `forward` (the request body and
+//! `head` (DLP on URL and headers), `held_body` (a body read whole before a possible
+//! hold), `supervise` (a hold for an operator), credentials (here), `forward` (the request body and
 //! the upstream exchange), `respond` (the response or WebSocket back to the bottle). A
 //! step that refuses returns a `Refusal`, which `refusal` writes as the audit event and
 //! the response; `draining` reads a refused request's body away.
@@ -13,8 +14,10 @@ mod admit;
 mod draining;
 mod forward;
 mod head;
+mod held_body;
 mod refusal;
 mod respond;
+mod supervise;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -114,10 +117,30 @@ async fn exchange(
     pq: String,
     audit: &mut RequestAudit,
 ) -> Result<Exchanged, Refusal> {
-    let admitted = admit::admit(conn, req, &pq, audit)?;
+    let mut admitted = admit::admit(conn, req, &pq, audit)?;
     let mut head = head::scan(&conn.shared, req, pq, audit, &admitted.rules)?;
+    // A body that could call for `supervise` is read and scanned before any hold or
+    // upstream connection; a head already held needs no second look.
+    let mut buffered = None;
+    if !head.supervise && !admitted.websocket && admitted.rules.may_supervise() {
+        let b = held_body::buffer(req).await?;
+        if b.complete {
+            head.supervise = held_body::calls_for_supervise(
+                &conn.shared,
+                &head.headers,
+                &admitted.rules,
+                &b,
+                audit,
+            )
+            .await?;
+        }
+        buffered = Some(b);
+    }
+    if head.supervise {
+        supervise::hold(conn, &mut admitted, audit).await?;
+    }
     let creds = inject_credentials(&conn.shared, &admitted.host, &mut head.headers, audit);
-    forward::forward(conn, req, admitted, head, creds, audit).await
+    forward::forward(conn, req, admitted, head, creds, audit, buffered).await
 }
 
 /// Credentials: the placeholder becomes the real value in the credential's header, on

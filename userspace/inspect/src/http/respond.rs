@@ -50,6 +50,8 @@ pub fn respond(shared: &Arc<Shared>, ex: Exchanged, audit: RequestAudit) -> Resp
     ev.reason = match (ev.detectors.is_empty(), ev.dlp_action) {
         (true, _) => "allowed",
         (false, Some("redact")) => "dlp_redacted",
+        // Held and approved by an operator (or by a remembered approval).
+        (false, Some("supervise")) => "approved",
         (false, _) => "dlp_logged",
     };
     let upgraded = down_upgrade.is_some() && status == StatusCode::SWITCHING_PROTOCOLS;

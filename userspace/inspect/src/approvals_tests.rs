@@ -1,0 +1,136 @@
+//! The registry on its own: approve, deny, timeout, remembered approvals and their expiry.
+
+use std::time::{Duration, Instant};
+
+use super::*;
+
+fn req(path: &str) -> HeldRequest {
+    HeldRequest {
+        id: String::new(),
+        bottle: "b".into(),
+        host: "api.example.test".into(),
+        method: "POST".into(),
+        path: path.into(),
+        route: path.into(),
+        detectors: vec!["github-token".into()],
+        held_at: "2026-11-30T00:00:00Z".into(),
+        timeout_s: 60,
+    }
+}
+
+#[tokio::test]
+async fn approve_releases_the_hold_and_names_the_peer() {
+    let a = Approvals::new();
+    let (info, hold) = a.hold(req("/x"));
+    assert_eq!(a.pending(), vec![info.clone()]);
+    let decided = a
+        .decide(&info.id, Verdict::Approve, 1000, None, Instant::now())
+        .expect("held");
+    assert_eq!(decided.path, "/x");
+    assert_eq!(
+        hold.wait(Duration::from_secs(60)).await,
+        Outcome::Approved { by: 1000 }
+    );
+    assert!(a.pending().is_empty());
+    // Decided once: a second decision finds nothing.
+    assert!(
+        a.decide(&info.id, Verdict::Deny, 0, None, Instant::now())
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn deny_releases_the_hold() {
+    let a = Approvals::new();
+    let (info, hold) = a.hold(req("/x"));
+    a.decide(&info.id, Verdict::Deny, 0, None, Instant::now())
+        .expect("held");
+    assert_eq!(
+        hold.wait(Duration::from_secs(60)).await,
+        Outcome::Denied { by: 0 }
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn nobody_deciding_times_out_and_forgets_the_id() {
+    let a = Approvals::new();
+    let (info, hold) = a.hold(req("/x"));
+    assert_eq!(hold.wait(Duration::from_secs(2)).await, Outcome::TimedOut);
+    assert!(a.pending().is_empty());
+    let late = a.decide(&info.id, Verdict::Approve, 0, None, Instant::now());
+    assert!(late.is_err(), "a timed-out hold cannot be decided");
+}
+
+#[test]
+fn unknown_and_malformed_ids_are_refused() {
+    let a = Approvals::new();
+    for id in ["1", "x", "", "-1"] {
+        let e = a
+            .decide(id, Verdict::Approve, 0, None, Instant::now())
+            .expect_err("nothing held");
+        assert_eq!(e.id, id);
+    }
+}
+
+#[test]
+fn a_dropped_hold_is_no_longer_pending() {
+    let a = Approvals::new();
+    let (_, hold) = a.hold(req("/x"));
+    assert_eq!(a.pending().len(), 1);
+    drop(hold);
+    assert!(a.pending().is_empty());
+}
+
+#[test]
+fn remembered_approvals_cover_the_same_kind_until_they_expire() {
+    let a = Approvals::new();
+    let now = Instant::now();
+    let (info, _hold) = a.hold(req("/x"));
+    a.decide(
+        &info.id,
+        Verdict::Approve,
+        1000,
+        Some(Duration::from_secs(600)),
+        now,
+    )
+    .expect("held");
+    assert_eq!(a.remembered(&req("/x"), now), Some(1000));
+    assert_eq!(
+        a.remembered(&req("/x"), now + Duration::from_secs(599)),
+        Some(1000)
+    );
+    // Another route, method, host or bottle is not covered.
+    assert_eq!(a.remembered(&req("/y"), now), None);
+    let mut other = req("/x");
+    other.method = "PUT".into();
+    assert_eq!(a.remembered(&other, now), None);
+    let mut other = req("/x");
+    other.bottle = "c".into();
+    assert_eq!(a.remembered(&other, now), None);
+    // Expired: forgotten.
+    assert_eq!(
+        a.remembered(&req("/x"), now + Duration::from_secs(600)),
+        None
+    );
+    assert_eq!(a.remembered(&req("/x"), now), None);
+}
+
+#[test]
+fn a_denial_or_plain_approval_is_not_remembered() {
+    let a = Approvals::new();
+    let now = Instant::now();
+    let (info, _h) = a.hold(req("/x"));
+    a.decide(
+        &info.id,
+        Verdict::Deny,
+        0,
+        Some(Duration::from_secs(60)),
+        now,
+    )
+    .expect("held");
+    assert_eq!(a.remembered(&req("/x"), now), None);
+    let (info, _h) = a.hold(req("/x"));
+    a.decide(&info.id, Verdict::Approve, 0, None, now)
+        .expect("held");
+    assert_eq!(a.remembered(&req("/x"), now), None);
+}
