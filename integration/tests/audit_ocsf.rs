@@ -170,8 +170,11 @@ fn a_run_log_converts_to_valid_ocsf_events() -> Result<()> {
     // DNS: the asked name and the answer the bottle got.
     let dns = events
         .iter()
-        .find(|e| e["class_uid"] == 4003 && e["query"]["hostname"] == API)
-        .context("the DNS Activity for the API's name")?;
+        // curl asks A and AAAA at once, in either order: the A answer carries the address.
+        .find(|e| {
+            e["class_uid"] == 4003 && e["query"]["hostname"] == API && e["query"]["type"] == "A"
+        })
+        .context("the DNS Activity for the API's name, type A")?;
     assert!(
         dns["answers"]
             .as_array()
