@@ -20,6 +20,7 @@ pub mod guest;
 pub mod guest_lab;
 pub mod host;
 pub mod https_upstream;
+pub mod inspected_api;
 pub mod kernel_bench;
 pub mod kernel_stats;
 pub mod netns;

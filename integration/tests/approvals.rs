@@ -12,8 +12,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use cork_integration::daemon::TestDaemon;
-use cork_integration::dns_server::Zone;
-use cork_integration::https_upstream::{TestCa, UpstreamConfig};
+use cork_integration::inspected_api::InspectedApi;
 use cork_integration::process::{RunOutput, Spawned};
 use cork_integration::{Audit, World};
 use serde_json::{Value, json};
@@ -85,22 +84,13 @@ fn held_id(log: &std::path::Path, path: &str) -> Result<String> {
 #[test]
 fn held_requests_wait_for_an_operator() -> Result<()> {
     let world = World::new("held_requests_wait_for_an_operator")?;
-    let _dns = world.dns_server("198.51.100.53:53", Zone::new().a(API, "198.51.100.10", 300))?;
-    let ca = TestCa::new()?;
-    let ca_path = world.path("upstream-ca", "pem");
-    ca.write_pem(&ca_path)?;
-    let api = world.https_upstream(
-        &ca,
-        UpstreamConfig::new()
-            .name(API)
-            .tls("198.51.100.10:443".parse()?),
-    )?;
+    let inspected = InspectedApi::start(&world, API)?;
+    let api = &inspected.upstream;
     let manifest = |timeout: &str| {
         format!(
-            "[[egress.allow]]\ndomain = \"{API}\"\nports = [443]\n\n\
-             [dns]\nupstream = [\"198.51.100.53\"]\n\n[tls]\nupstream_ca = [\"{}\"]\n\n\
-             [dlp]\naction = \"supervise\"\napproval_timeout = \"{timeout}\"\n",
-            ca_path.display()
+            "{}{}\n[dlp]\naction = \"supervise\"\napproval_timeout = \"{timeout}\"\n",
+            inspected.allow_rule(),
+            inspected.sections()
         )
     };
 

@@ -9,8 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use cork_integration::dns_server::Zone;
-use cork_integration::https_upstream::{TestCa, UpstreamConfig};
+use cork_integration::inspected_api::InspectedApi;
 use cork_integration::{RunOutput, Side, World};
 use serde_json::Value;
 
@@ -88,22 +87,13 @@ fn to(events: &[Value], ip: &str, port: u64) -> Result<Value> {
 #[test]
 fn a_run_log_converts_to_valid_ocsf_events() -> Result<()> {
     let world = World::new("a_run_log_converts_to_valid_ocsf_events")?;
-    let _dns = world.dns_server("198.51.100.53:53", Zone::new().a(API, "198.51.100.10", 300))?;
-    let ca = TestCa::new()?;
-    let ca_path = world.path("upstream-ca", "pem");
-    ca.write_pem(&ca_path)?;
-    let api = world.https_upstream(
-        &ca,
-        UpstreamConfig::new()
-            .name(API)
-            .tls("198.51.100.10:443".parse()?),
-    )?;
+    let inspected = InspectedApi::start(&world, API)?;
+    let api = &inspected.upstream;
     let v6 = world.tcp_server(Side::Internet, "[2001:db8::30]:8443")?;
     let body = format!(
-        "[[egress.allow]]\ndomain = \"{API}\"\nports = [443]\n\n\
-         [[egress.allow]]\ncidr = \"2001:db8::30/128\"\nports = [8443]\n\n\
-         [dns]\nupstream = [\"198.51.100.53\"]\n\n[tls]\nupstream_ca = [\"{}\"]\n",
-        ca_path.display()
+        "{}[[egress.allow]]\ncidr = \"2001:db8::30/128\"\nports = [8443]\n\n{}",
+        inspected.allow_rule(),
+        inspected.sections()
     );
     let script = format!(
         "curl -sS --max-time 10 -o /dev/null -w 'status=%{{http_code}}\\n' https://{API}/ocsf; \

@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use cork_integration::World;
-use cork_integration::dns_server::Zone;
-use cork_integration::https_upstream::{TestCa, UpstreamConfig};
+use cork_integration::inspected_api::InspectedApi;
 use cork_integration::process::RunOutput;
 use serde_json::{Value, json};
 
@@ -44,21 +43,9 @@ fn tampered(world: &World, path: &Path, edit: impl FnOnce(&mut Vec<String>)) -> 
 #[test]
 fn an_audit_log_tells_each_flow_and_shows_tampering() -> Result<()> {
     let world = World::new("an_audit_log_tells_each_flow_and_shows_tampering")?;
-    let _dns = world.dns_server("198.51.100.53:53", Zone::new().a(API, "198.51.100.10", 300))?;
-    let ca = TestCa::new()?;
-    let ca_path = world.path("upstream-ca", "pem");
-    ca.write_pem(&ca_path)?;
-    let api = world.https_upstream(
-        &ca,
-        UpstreamConfig::new()
-            .name(API)
-            .tls("198.51.100.10:443".parse()?),
-    )?;
-    let body = format!(
-        "[[egress.allow]]\ndomain = \"{API}\"\nports = [443]\n\n\
-         [dns]\nupstream = [\"198.51.100.53\"]\n\n[tls]\nupstream_ca = [\"{}\"]\n",
-        ca_path.display()
-    );
+    let inspected = InspectedApi::start(&world, API)?;
+    let api = &inspected.upstream;
+    let body = format!("{}{}", inspected.allow_rule(), inspected.sections());
     let script = format!(
         "curl -sS --max-time 10 -o /dev/null -w 'status=%{{http_code}}\\n' https://{API}/story; \
          busybox nc -w 2 198.51.100.21 8080 </dev/null; echo nc_rc=$?"
