@@ -7,8 +7,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 
+use crate::probe::Probe;
 use crate::process::{RunOutput, Spawned};
 use crate::world::World;
 
@@ -89,4 +90,31 @@ impl Drop for TestDaemon {
             }
         }
     }
+}
+
+/// `cork exec NAME --socket SOCK --audit-log <fresh> -- ARGV...` as a command (not started).
+pub fn exec(world: &World, sock: &str, name: &str, argv: &[&str]) -> std::process::Command {
+    let exec_audit = world.path("exec-audit", "jsonl");
+    let mut cmd = world.cork([
+        "exec".as_ref(),
+        name.as_ref(),
+        "--socket".as_ref(),
+        sock.as_ref(),
+        "--audit-log".as_ref(),
+        exec_audit.as_os_str(),
+        "--".as_ref(),
+    ]);
+    cmd.args(argv);
+    cmd
+}
+
+/// Runs `probe` under `cork exec` in bottle `name`; its lines (an error if it fails).
+pub fn exec_probe(world: &World, sock: &str, name: &str, probe: &Probe) -> Result<Vec<String>> {
+    let argv = probe.argv();
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let out = world.run(exec(world, sock, name, &argv))?;
+    if out.code() != 0 {
+        bail!("cork exec {name} failed:\n{out}");
+    }
+    Ok(out.lines().iter().map(|l| l.to_string()).collect())
 }

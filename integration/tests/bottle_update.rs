@@ -14,7 +14,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use cork_integration::daemon::TestDaemon;
+use cork_integration::daemon::{TestDaemon, exec};
 use cork_integration::dns_server::Zone;
 use cork_integration::process::{RunOutput, Spawned};
 use cork_integration::{Audit, Side, World};
@@ -88,6 +88,15 @@ fn generation_of(line: &str) -> Result<u8> {
     })
 }
 
+/// `cork bottle update NAME --socket SOCK -m MANIFEST`.
+fn update(world: &World, sock: &str, name: &str, manifest: &std::path::Path) -> Result<RunOutput> {
+    let m = manifest.display().to_string();
+    cork_out(
+        world,
+        &["bottle", "update", name, "--socket", sock, "-m", &m],
+    )
+}
+
 fn cork_out(world: &World, args: &[&str]) -> Result<RunOutput> {
     world.run(world.cork(args))
 }
@@ -152,11 +161,9 @@ fn a_policy_update_switches_every_decision_at_once() -> Result<()> {
         "connect 198.51.100.11 8080",
         "sendto 198.51.100.12 9000 fresh",
     ];
-    let mut argv = vec![
-        "exec", &name, "--socket", &sock, "--", "python3", "-c", CLIENT,
-    ];
+    let mut argv = vec!["python3", "-c", CLIENT];
     argv.extend(ops.iter().flat_map(|op| op.split_whitespace()));
-    let held = Spawned::start(&mut world.cork(argv))?;
+    let held = Spawned::start(&mut exec(&world, &sock, &name, &argv))?;
     // Its datagram arrived: it holds the connected socket and waits on the go-file.
     if let Err(e) = udp.wait_payload("before", WAIT) {
         bail!("{e:#}\nthe client: {}", held.finish(WAIT)?);
@@ -164,70 +171,33 @@ fn a_policy_update_switches_every_decision_at_once() -> Result<()> {
 
     // The loop runs before, during and after the update.
     let stop = world.path("stop", "file");
-    let mut looping = Spawned::start(&mut world.cork([
-        "exec",
-        &name,
-        "--socket",
+    let stop_s = stop.display().to_string();
+    let mut looping = Spawned::start(&mut exec(
+        &world,
         &sock,
-        "--",
-        "python3",
-        "-c",
-        LOOP,
-        &stop.display().to_string(),
-    ]))?;
+        &name,
+        &["python3", "-c", LOOP, &stop_s],
+    ))?;
     looping.wait_line("Y EPERM", WAIT)?;
 
     // Refused updates change nothing.
     let dns_changed = world.manifest("upd", &format!("{NEW}min_ttl = 7\n"))?;
-    let out = cork_out(
-        &world,
-        &[
-            "bottle",
-            "update",
-            &name,
-            "--socket",
-            &sock,
-            "-m",
-            &dns_changed.display().to_string(),
-        ],
-    )?;
+    let out = update(&world, &sock, &name, &dns_changed)?;
     assert_eq!(out.code(), 7, "{out}");
     assert!(
         out.stderr.contains("recreate the bottle to change [dns]"),
         "{out}"
     );
     let bad = world.manifest("upd", "[[egress.allow]]\ncidr = \"198.51.100.300/32\"\n")?;
-    let out = cork_out(
-        &world,
-        &[
-            "bottle",
-            "update",
-            &name,
-            "--socket",
-            &sock,
-            "-m",
-            &bad.display().to_string(),
-        ],
-    )?;
+    let out = update(&world, &sock, &name, &bad)?;
     assert_eq!(out.code(), 1, "{out}");
     assert!(out.stderr.contains(":7:"), "located: {out}");
-    let new_path = new.display().to_string();
-    let out = cork_out(
-        &world,
-        &[
-            "bottle", "update", "nope", "--socket", &sock, "-m", &new_path,
-        ],
-    )?;
+    let out = update(&world, &sock, "nope", &new)?;
     assert_eq!(out.code(), 4, "{out}");
     looping.wait_line("Y EPERM", WAIT)?;
 
     // The update, while the loop connects.
-    let out = cork_out(
-        &world,
-        &[
-            "bottle", "update", &name, "--socket", &sock, "-m", &new_path,
-        ],
-    )?;
+    let out = update(&world, &sock, &name, &new)?;
     assert_eq!(out.code(), 0, "{out}");
     assert!(
         out.stdout.contains(&format!("{name} generation 0 -> 1")),

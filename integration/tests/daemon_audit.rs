@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(15);
 
-use cork_integration::daemon::TestDaemon as Daemon;
+use cork_integration::daemon::{TestDaemon as Daemon, exec_probe};
 
 /// `cork audit --socket SOCK ARGS...`, run to its end.
 fn audit(world: &World, sock: &str, args: &[&str]) -> Result<RunOutput> {
@@ -52,26 +52,6 @@ fn destinations(evs: &[Value]) -> BTreeSet<(String, u64)> {
 
 fn dest(dst: &str, dport: u64) -> (String, u64) {
     (dst.to_owned(), dport)
-}
-
-/// `cork exec NAME -- <probe>`; the probe's lines.
-fn exec_probe(world: &World, sock: &str, name: &str, probe: &Probe) -> Result<Vec<String>> {
-    let exec_audit = world.path("exec-audit", "jsonl");
-    let mut cmd = world.cork([
-        "exec".as_ref(),
-        name.as_ref(),
-        "--socket".as_ref(),
-        sock.as_ref(),
-        "--audit-log".as_ref(),
-        exec_audit.as_os_str(),
-        "--".as_ref(),
-    ]);
-    cmd.args(probe.argv());
-    let out = world.run(cmd)?;
-    if out.code() != 0 {
-        bail!("cork exec {name} failed:\n{out}");
-    }
-    Ok(out.lines().iter().map(|l| l.to_string()).collect())
 }
 
 #[test]

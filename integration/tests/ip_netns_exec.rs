@@ -16,8 +16,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use cork_integration::cork::cork_bin;
+use cork_integration::daemon::exec_probe;
 use cork_integration::process::{RunOutput, Spawned};
 use cork_integration::{Audit, Probe, Side, World, host};
 use nix::sys::signal::{Signal, kill};
@@ -152,26 +153,6 @@ fn cork_run_under_ip_netns_exec_enforces_and_leaves_pins_where_clean_finds_them(
         dump("pins", &host::cork_pins(&prefix))
     );
     Ok(())
-}
-
-/// `cork exec NAME -- <probe>` from the host's mount namespace; the probe's lines.
-fn exec_probe(world: &World, sock: &str, name: &str, probe: &Probe) -> Result<Vec<String>> {
-    let exec_audit = world.path("exec-audit", "jsonl");
-    let mut cmd = world.cork([
-        "exec".as_ref(),
-        name.as_ref(),
-        "--socket".as_ref(),
-        sock.as_ref(),
-        "--audit-log".as_ref(),
-        exec_audit.as_os_str(),
-        "--".as_ref(),
-    ]);
-    cmd.args(probe.argv());
-    let out = world.run(cmd)?;
-    if out.code() != 0 {
-        bail!("cork exec {name} failed:\n{out}");
-    }
-    Ok(out.lines().iter().map(|l| l.to_string()).collect())
 }
 
 /// SIGTERM, then the exit.

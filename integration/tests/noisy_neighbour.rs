@@ -90,23 +90,7 @@ while not os.path.exists(go) and time.monotonic() < deadline:
 print("done", flush=True)
 "#;
 
-use cork_integration::daemon::TestDaemon as Daemon;
-
-/// `cork exec NAME -- ARGV...` as a command (not started).
-fn exec(world: &World, sock: &str, name: &str, argv: &[&str]) -> std::process::Command {
-    let exec_audit = world.path("exec-audit", "jsonl");
-    let mut cmd = world.cork([
-        "exec".as_ref(),
-        name.as_ref(),
-        "--socket".as_ref(),
-        sock.as_ref(),
-        "--audit-log".as_ref(),
-        exec_audit.as_os_str(),
-        "--".as_ref(),
-    ]);
-    cmd.args(argv);
-    cmd
-}
+use cork_integration::daemon::{TestDaemon as Daemon, exec};
 
 fn ran(out: RunOutput, what: &str) -> Result<RunOutput> {
     ensure!(out.code() == 0, "{what} exited {}:\n{out}", out.code());

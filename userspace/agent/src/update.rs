@@ -82,7 +82,7 @@ struct PolicyUpdatedEvent<'a> {
 /// SHA-256 of manifest text, as lowercase hex (the `manifest_sha256` of events).
 pub fn manifest_digest(text: &str) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
-    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    cork_audit::chain::hex(digest.as_ref())
 }
 
 impl BottleRuntime {

@@ -42,9 +42,19 @@ pub fn seal(prev: &mut [u8; 32], line: &mut Vec<u8>) {
     line.extend_from_slice(b"\"}");
 }
 
-/// Lowercase hex of a chain value.
-pub fn hex(value: &[u8; 32]) -> String {
-    value.iter().map(|b| format!("{b:02x}")).collect()
+/// Lowercase hex of a chain value (or any digest).
+pub fn hex(value: &[u8]) -> String {
+    let mut out = String::with_capacity(value.len() * 2);
+    for b in value {
+        push_hex(&mut out, *b);
+    }
+    out
+}
+
+fn push_hex(out: &mut String, b: u8) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    out.push(char::from(DIGITS[usize::from(b >> 4)]));
+    out.push(char::from(DIGITS[usize::from(b & 0xf)]));
 }
 
 /// A chained line split into (the line as it was hashed, its chain value); `None` when

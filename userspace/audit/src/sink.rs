@@ -62,7 +62,7 @@ impl AuditSink {
     /// The chain value of the last line written, as hex (file destinations only): the
     /// head to keep elsewhere to anchor the file's chain.
     pub fn chain_head(&self) -> Option<String> {
-        self.chain.as_ref().map(crate::chain::hex)
+        self.chain.as_ref().map(|c| crate::chain::hex(c))
     }
 
     /// The same sink, also recording every line it writes in `history`.
