@@ -6,7 +6,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
-use cork_policy::{Action, LivePolicy, Policy};
+use cork_policy::{LivePolicy, Policy};
 use rustls::RootCertStore;
 
 use cork_audit::AuditSink;
@@ -84,6 +84,29 @@ pub struct WebSetup {
     bundle: CaBundle,
 }
 
+/// What [`WebSetup::prepare`] and [`WebSetup::restore`] both build: the credentials from
+/// the agent's environment, one scanner and one set of swappers per bottle (shared by its
+/// streams and dropped with the bottle, the real credential values with them), and the
+/// upstream roots.
+struct Built {
+    creds: Vec<LoadedCredential>,
+    scanner: Arc<Scanner>,
+    swaps: Arc<Credentials>,
+    roots: Arc<RootCertStore>,
+}
+
+impl Built {
+    fn from(policy: &Policy) -> Result<Self, WebError> {
+        let creds = setup::load_credentials(policy, |k| std::env::var(k).ok())?;
+        Ok(Built {
+            scanner: Arc::new(setup::scanner(policy, &creds)?),
+            swaps: Arc::new(Credentials::new(&creds)?),
+            roots: Arc::new(upstream::roots(&policy.tls.upstream_ca)?),
+            creds,
+        })
+    }
+}
+
 impl WebSetup {
     /// `None` when no rule sends anything through the proxy (no domain allow rules).
     pub fn prepare(
@@ -91,15 +114,15 @@ impl WebSetup {
         key: &BottleKey,
         listen: Listen,
     ) -> Result<Option<Self>, WebError> {
-        if !policy.domains.iter().any(|d| d.action == Action::Allow) {
+        if !cork_policy::needs_inspecting_proxy(policy) {
             return Ok(None);
         }
-        let creds = setup::load_credentials(policy, |k| std::env::var(k).ok())?;
-        // One scanner and one set of swappers per bottle, shared by its streams and
-        // dropped with the bottle (the real credential values with them).
-        let scanner = Arc::new(setup::scanner(policy, &creds)?);
-        let swaps = Arc::new(Credentials::new(&creds)?);
-        let roots = Arc::new(upstream::roots(&policy.tls.upstream_ca)?);
+        let Built {
+            creds,
+            scanner,
+            swaps,
+            roots,
+        } = Built::from(policy)?;
         let ca = Arc::new(BottleCa::new(&policy.name)?);
         std::fs::create_dir_all(RUN_DIR).map_err(WebError::RunDir)?;
         let bundle = CaBundle::write(&key.run_dir(), ca.cert_pem())?;
@@ -130,13 +153,15 @@ impl WebSetup {
         ca_key_pem: &str,
         port: u16,
     ) -> Result<Option<Self>, WebError> {
-        if !policy.domains.iter().any(|d| d.action == Action::Allow) {
+        if !cork_policy::needs_inspecting_proxy(policy) {
             return Ok(None);
         }
-        let creds = setup::load_credentials(policy, |k| std::env::var(k).ok())?;
-        let scanner = Arc::new(setup::scanner(policy, &creds)?);
-        let swaps = Arc::new(Credentials::new(&creds)?);
-        let roots = Arc::new(upstream::roots(&policy.tls.upstream_ca)?);
+        let Built {
+            creds,
+            scanner,
+            swaps,
+            roots,
+        } = Built::from(policy)?;
         let ca = Arc::new(BottleCa::restore(&policy.name, ca_cert_pem, ca_key_pem)?);
         std::fs::create_dir_all(RUN_DIR).map_err(WebError::RunDir)?;
         let bound = BoundInspectingProxy::bind_port(port).map_err(WebError::Bind)?;

@@ -2,7 +2,7 @@
 //! sockets it must be refused, its capabilities, no_new_privs, seccomp, cgroup and mounts,
 //! the CA bundles and the credential placeholders in its environment.
 
-use cork_policy::{Action, Policy};
+use cork_policy::Policy;
 
 use super::catalogue::{Check, Probe, Severity, hard, probe};
 
@@ -121,7 +121,7 @@ pub fn process(policy: &Policy, out: &mut Vec<Probe>) {
 
 pub fn ca(policy: &Policy, out: &mut Vec<Probe>) {
     // The bundle exists only when some rule sends traffic through the inspecting proxy.
-    if !policy.domains.iter().any(|d| d.action == Action::Allow) {
+    if !cork_policy::needs_inspecting_proxy(policy) {
         return;
     }
     let subject = cork_inspect::ca::subject(&policy.name);
