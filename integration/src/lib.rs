@@ -25,6 +25,7 @@ pub mod kernel_bench;
 pub mod kernel_stats;
 pub mod netns;
 pub mod nft;
+pub mod ocsf;
 pub mod probe;
 pub mod process;
 pub mod proxy_bench;

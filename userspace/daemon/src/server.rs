@@ -67,6 +67,8 @@ pub struct DaemonConfig {
     pub socket: PathBuf,
     pub lock: PathBuf,
     pub audit_log: Option<PathBuf>,
+    /// Also writes every audit line here, in another shape (`--ocsf-log`).
+    pub audit_mirror: Option<Box<dyn cork_audit::LineMirror>>,
     /// Where each standing bottle's state is kept for a restart ([`crate::state_dir`]).
     pub state_dir: PathBuf,
 }
@@ -136,7 +138,10 @@ pub fn run(cfg: DaemonConfig, ready: impl FnOnce(&Path)) -> Result<(), DaemonErr
     let state_dir = StateDir::open(&cfg.state_dir).map_err(DaemonError::State)?;
     raise_nofile_limit();
     let history = Arc::new(AuditHistory::default());
-    let sink = AuditSink::open(cfg.audit_log.as_deref())?.with_history(history.clone());
+    let mut sink = AuditSink::open(cfg.audit_log.as_deref())?.with_history(history.clone());
+    if let Some(mirror) = cfg.audit_mirror {
+        sink = sink.with_mirror(mirror);
+    }
     let sink = Arc::new(Mutex::new(sink));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -1,11 +1,11 @@
 //! Held requests and the operator's decisions on them. A request whose DLP findings call
-//! for `supervise` is held by the proxy (nothing of it sent upstream) under an id in an
+//! for `supervise`, or that an `[[egress.ask]]` rule takes, is held by the proxy (nothing of it sent upstream) under an id in an
 //! [`Approvals`] registry; an operator approves or denies it through the daemon, or the
 //! bottle's `dlp.approval_timeout` denies it. An approval may be remembered for a while:
 //! the same bottle, host, method and route then goes through without a new hold.
 //!
 //! One registry serves every bottle of a daemon; `cork run` has none (nobody to ask), and
-//! its proxy treats `supervise` as `block`.
+//! its proxy refuses what it would hold, as `block` would.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -28,6 +28,10 @@ pub struct HeldRequest {
     /// route's manifest place (`route@LINE:COL`), or the path when no route matched.
     pub route: String,
     pub detectors: Vec<String>,
+    /// The `[[egress.ask]]` rule that holds it (`egress.ask[0]`); absent when DLP
+    /// findings made the hold.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
     /// Wall-clock RFC 3339 time the hold began.
     pub held_at: String,
     /// Seconds the hold waits before it is denied.

@@ -13,6 +13,7 @@ fn req(path: &str) -> HeldRequest {
         path: path.into(),
         route: path.into(),
         detectors: vec!["github-token".into()],
+        rule: None,
         held_at: "2026-11-30T00:00:00Z".into(),
         timeout_s: 60,
     }
