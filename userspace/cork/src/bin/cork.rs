@@ -95,7 +95,7 @@ enum Cmd {
     /// The daemon's audit events (its recent history, in memory), one JSON object per
     /// line, oldest first; with --follow, new ones as they happen.
     Audit(AuditArgs),
-    /// Requests held under the DLP action `supervise`, waiting for an operator.
+    /// Requests held for an operator (DLP action `supervise`, `[[egress.ask]]` rules).
     Approvals(cork::approvals_verb::ApprovalsArgs),
     /// Release a held request (it goes upstream as it came); with --for, requests of the
     /// same bottle, host, method and route go through without a hold for that long.
