@@ -17,6 +17,7 @@ pub mod daemon;
 pub mod dns_server;
 pub mod fake_homes;
 pub mod guest;
+pub mod guest_cork;
 pub mod guest_lab;
 pub mod host;
 pub mod https_upstream;

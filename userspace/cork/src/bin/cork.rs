@@ -169,8 +169,8 @@ struct VmArgs {
     /// Append audit events (JSON lines) to this file instead of standard error.
     #[arg(long)]
     audit_log: Option<PathBuf>,
-    /// Hand FILE to the guest as fw_cfg entry NAME (`opt/...`; cork's own `opt/cork/ca.pem`
-    /// and `opt/cork/env` are reserved); repeatable.
+    /// Hand FILE to the guest as fw_cfg entry NAME (`opt/...`; cork's own `opt/cork/ca.pem`,
+    /// `opt/cork/env` and `opt/cork/manifest` are reserved); repeatable.
     #[arg(long = "fw-cfg", value_name = "NAME=FILE")]
     fw_cfg: Vec<String>,
 }
