@@ -37,9 +37,27 @@ impl TestDaemon {
         audit_log: &Path,
         adjust: impl FnOnce(&mut std::process::Command),
     ) -> Result<Self> {
+        Self::start_in(
+            world,
+            socket,
+            audit_log,
+            &world.path("daemon-state", "d"),
+            adjust,
+        )
+    }
+
+    /// [`TestDaemon::start_with`] on state directory `state_dir` (another daemon's, to
+    /// see a restart).
+    pub fn start_in(
+        world: &World,
+        socket: &str,
+        audit_log: &Path,
+        state_dir: &Path,
+        adjust: impl FnOnce(&mut std::process::Command),
+    ) -> Result<Self> {
         let socket = socket.to_owned();
         let audit_log = audit_log.to_path_buf();
-        let state_dir = world.path("daemon-state", "d");
+        let state_dir = state_dir.to_path_buf();
         let mut cmd = world.cork(["daemon", "--socket", socket.as_str()]);
         cmd.arg("--audit-log")
             .arg(&audit_log)
@@ -71,6 +89,15 @@ impl TestDaemon {
     /// The audit log it writes.
     pub fn audit_log(&self) -> &Path {
         &self.audit_log
+    }
+
+    /// SIGKILL: the daemon dies without any teardown, as in a crash (its bottles stay,
+    /// fenced, for the next daemon on the same state directory).
+    pub fn kill9(mut self) -> Result<()> {
+        if let Some(mut d) = self.process.take() {
+            d.kill()?;
+        }
+        Ok(())
     }
 
     /// SIGTERM, then its exit.

@@ -59,6 +59,8 @@ pub enum DaemonError {
     NotRoot,
     #[error("opening the state directory")]
     State(#[source] crate::state_dir::StateError),
+    #[error("taking back the held requests' registry")]
+    Approvals(#[source] cork_agent::approvals::StoreError),
     #[error(transparent)]
     Mounts(#[from] cork_agent::mounts::MountError),
 }
@@ -150,7 +152,11 @@ pub fn run(cfg: DaemonConfig, ready: impl FnOnce(&Path)) -> Result<(), DaemonErr
         .build()
         .map_err(DaemonError::Runtime)?;
     // The bottles a killed daemon left come back before anyone can ask for them.
-    let approvals = Arc::new(cork_agent::approvals::Approvals::new());
+    let (approvals, lost) =
+        cork_agent::approvals::Approvals::persistent(state_dir.approvals_file())
+            .map_err(DaemonError::Approvals)?;
+    let approvals = Arc::new(approvals);
+    restore::report_lost_holds(&sink, &lost);
     let restored = restore::adopt_all(&state_dir, &sink, &approvals, rt.handle());
     let bottles = restored
         .serving
