@@ -119,6 +119,27 @@ impl Drop for TestDaemon {
     }
 }
 
+/// `cork bottle create --socket SOCK -m MANIFEST`, run to its end (any exit status).
+pub fn create(world: &World, sock: &str, manifest: &Path) -> Result<RunOutput> {
+    world.run(world.cork([
+        "bottle".as_ref(),
+        "create".as_ref(),
+        "--socket".as_ref(),
+        sock.as_ref(),
+        "-m".as_ref(),
+        manifest.as_os_str(),
+    ]))
+}
+
+/// [`create`], which must succeed (an error with its output otherwise).
+pub fn create_ok(world: &World, sock: &str, manifest: &Path) -> Result<()> {
+    let out = create(world, sock, manifest)?;
+    if out.code() != 0 {
+        bail!("cork bottle create {} failed:\n{out}", manifest.display());
+    }
+    Ok(())
+}
+
 /// `cork exec NAME --socket SOCK --audit-log <fresh> -- ARGV...` as a command (not started).
 pub fn exec(world: &World, sock: &str, name: &str, argv: &[&str]) -> std::process::Command {
     let exec_audit = world.path("exec-audit", "jsonl");

@@ -108,9 +108,7 @@ fn ask_rules_hold_requests_for_an_operator() -> Result<()> {
     let daemon = TestDaemon::start(&world, &sock, &log)?;
     let name = world.bottle_name("ask");
     let m = world.manifest("ask", &manifest)?;
-    let m = m.display().to_string();
-    let out = cork(&world, &["bottle", "create", "--socket", &sock, "-m", &m])?;
-    assert_eq!(out.code(), 0, "{out}");
+    cork_integration::daemon::create_ok(&world, &sock, &m)?;
 
     // What the allow rule decides is decided at once: a GET under /v1/ goes...
     let out = world.run(exec(
@@ -253,9 +251,7 @@ fn holds_and_remembered_approvals_outlive_a_daemon_crash() -> Result<()> {
     let daemon = TestDaemon::start_in(&world, &sock, &log, &state, |_| {})?;
     let name = world.bottle_name("crash");
     let m = world.manifest("crash", &manifest)?;
-    let m = m.display().to_string();
-    let out = cork(&world, &["bottle", "create", "--socket", &sock, "-m", &m])?;
-    assert_eq!(out.code(), 0, "{out}");
+    cork_integration::daemon::create_ok(&world, &sock, &m)?;
 
     // POST approved for 10 minutes; a DELETE left waiting.
     let client = exec_curl(&world, &sock, &name, &curl("-4", "POST", "/v1/deploy"))?;
