@@ -280,7 +280,14 @@ const SMOKE_EXPECTED: &[(&str, &[&str], &[&str])] = &[
     ),
     (
         "daemon",
-        &["create_ms.10", "update_ms.10", "exec_ms.10"],
+        &[
+            "create_ms.10",
+            "update_ms.10",
+            "exec_ms.10",
+            "exec_wall.bare",
+            "exec_wall.exec_small",
+            "exec_added.small",
+        ],
         &[],
     ),
     (

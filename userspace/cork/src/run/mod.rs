@@ -91,6 +91,8 @@ pub enum RunError {
     Wait(#[source] io::Error),
     #[error(transparent)]
     Control(cork_daemon::client::ClientError),
+    #[error("the daemon's answer: {why}")]
+    DaemonAnswer { why: String },
 }
 
 impl RunError {
