@@ -2,7 +2,10 @@
 //! cost of joining a daemon's standing bottle, as repeated whole-process runs in turn
 //! (bare, then into a small bottle, then into one with 10 000 domain rules), medians of
 //! wall clock and of the client's CPU time (its own and its children's: the bottle's
-//! init and `true`). The daemon's share of the work is in the wall clock only.
+//! init and `true`). The daemon's share of the work is in the wall clock only. Then
+//! `cork exec` after a second of quiet, as an agent calls it: a process that moves into
+//! a cgroup waits for an RCU grace period when no move happened lately, which
+//! back-to-back runs never see.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -12,6 +15,9 @@ use cork_bench_report::{Report, median};
 
 use crate::scale_bench::DOMAIN_RULES;
 use crate::world::{Side, World};
+
+/// The quiet before each of the paused runs.
+const PAUSE: Duration = Duration::from_secs(1);
 
 /// One finished run: wall clock and the CPU time of the process and its descendants.
 struct Run {
@@ -90,6 +96,11 @@ pub fn report(world: &World, sock: &str, runs: usize, rep: &mut Report) -> Resul
         small_runs.push(once(exec(&names[0]))?);
         big_runs.push(once(exec(&names[1]))?);
     }
+    let mut paused = Vec::new();
+    for _ in 0..runs.div_ceil(3) {
+        std::thread::sleep(PAUSE);
+        paused.push(once(exec(&names[0]))?);
+    }
     for name in &names {
         world.run(world.cork(["bottle", "rm", name, "--socket", sock]))?;
     }
@@ -111,6 +122,11 @@ pub fn report(world: &World, sock: &str, runs: usize, rep: &mut Report) -> Resul
             "exec_big",
             format!("cork exec -- true, 10 CIDR + {DOMAIN_RULES} domains"),
             &big_runs,
+        ),
+        (
+            "exec_paused",
+            format!("cork exec -- true, small, after {PAUSE:?} quiet"),
+            &paused,
         ),
     ] {
         let (w, c) = (ms(v, wall), ms(v, cpu));

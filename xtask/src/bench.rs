@@ -286,6 +286,7 @@ const SMOKE_EXPECTED: &[(&str, &[&str], &[&str])] = &[
             "exec_ms.10",
             "exec_wall.bare",
             "exec_wall.exec_small",
+            "exec_wall.exec_paused",
             "exec_added.small",
         ],
         &[],

@@ -7,11 +7,11 @@
 
 mod caps;
 mod child;
+mod clone_into;
 mod exec;
 mod init;
 mod landlock;
 mod masks;
-mod pidns;
 mod seccomp;
 mod signals;
 mod spawn;
