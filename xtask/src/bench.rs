@@ -181,7 +181,10 @@ pub fn dlp_report(text: &str) -> Result<Report> {
             .to_owned(),
     );
     for line in text.lines() {
-        if let Some(rest) = line.strip_prefix("dlp construction, ") {
+        // libtest prints a test's first line after its name (`test ... ok` comes later).
+        const CONSTRUCTION: &str = "dlp construction, ";
+        if let Some(at) = line.find(CONSTRUCTION) {
+            let rest = &line[at + CONSTRUCTION.len()..];
             let (what, ms) = rest
                 .rsplit_once(": ")
                 .and_then(|(what, figure)| {
@@ -375,7 +378,7 @@ dlp throughput over 1 MiB, best of 3, per CPU second; baseline: a DFA walk over 
 dlp throughput, builtin + 1 custom + 1 known secret: 1612 MB/s per CPU second, 2.310x baseline (698 MB/s) (16 KiB chunks, 12 findings)
 dlp throughput, builtin only: 1800 MB/s per CPU second, 2.500x baseline (720 MB/s) (64 KiB chunks, 0 findings)
 test tests::throughput::throughput_on_mixed_text ... ok
-dlp construction, built-in analysis (once per process): 111.72 ms
+test tests::construction::construction_of_a_scanner ... dlp construction, built-in analysis (once per process): 111.72 ms
 dlp construction, a scanner (built-ins + 1 custom + 1 known secret) after the first: 2.91 ms
 ";
 
