@@ -77,11 +77,7 @@ pub fn report(world: &World, sock: &str, runs: usize, rep: &mut Report) -> Resul
     let bottles = [("exec-small", small), ("exec-big", big)];
     let mut names = Vec::new();
     for (label, body) in &bottles {
-        let manifest = world.manifest(label, body)?.display().to_string();
-        let out = world.run(world.cork(["bottle", "create", "--socket", sock, "-m", &manifest]))?;
-        if out.code() != 0 {
-            bail!("cork bottle create {label}:\n{out}");
-        }
+        crate::daemon::create_ok(world, sock, &world.manifest(label, body)?)?;
         names.push(world.bottle_name(label));
     }
     let exec = |name: &str| world.cork(["exec", name, "--socket", sock, "--", "true"]);

@@ -46,15 +46,7 @@ fn exec_in_bottle(world: &World, sock: &str, daemon: &TestDaemon) -> Result<()> 
          [env]\npass = [\"KEEP_TOKEN\"]\nscrub = [\"MY_COMPANY_*\"]\n\n\
          [files]\nhide = [\"~/.config/my-tool/token\"]\nallow = [\"~/.ssh/known_hosts\"]\n",
     )?;
-    let out = world.run(world.cork([
-        "bottle".as_ref(),
-        "create".as_ref(),
-        "--socket".as_ref(),
-        sock.as_ref(),
-        "-m".as_ref(),
-        manifest.as_os_str(),
-    ]))?;
-    assert_eq!(out.code(), 0, "{out}");
+    cork_integration::daemon::create_ok(world, sock, &manifest)?;
     let name = world.bottle_name("sec");
     let ghp = fake_github_token("Zq8Xw2Rt5Yu7Hq7Wz3Kd9Vb2Lp9mN4");
     let odd_name = OsString::from_vec(b"ODD_\xffNAME".to_vec());
