@@ -25,6 +25,7 @@ static __always_inline int cork_same_dst(const struct cork_sock_state *st,
 }
 
 static __always_inline struct cork_decision cork_judge_packet(struct __sk_buff *skb,
+							      const struct cork_bottle_cfg *cfg,
 							      const struct cork_pkt *pkt)
 {
 	struct cork_decision pass = { CORK_VERDICT_ALLOW, CORK_REASON_ALLOW_RULE, CORK_RULE_NONE };
@@ -37,7 +38,7 @@ static __always_inline struct cork_decision cork_judge_packet(struct __sk_buff *
 		sk = bpf_sk_fullsock(sk);
 	if (sk)
 		st = bpf_sk_storage_get(&cork_sock, sk, 0, 0);
-	if (st && st->bottle_id != CORK_BOTTLE_ID)
+	if (st && st->bottle_id != cfg->bottle_id)
 		st = 0;
 
 	if (pkt->l4 != IPPROTO_TCP && pkt->l4 != IPPROTO_UDP)
@@ -67,17 +68,21 @@ static __always_inline struct cork_decision cork_judge_packet(struct __sk_buff *
 SEC("cgroup_skb/egress")
 int cork_skb_egress(struct __sk_buff *skb)
 {
+	/* The socket's cgroup: the one whose programs run for this packet. */
+	const struct cork_bottle_cfg *cfg = cork_cfg_of(bpf_skb_cgroup_id(skb));
 	struct cork_pkt pkt = {};
 	struct cork_decision d;
 	struct cork_event *ev;
 
 	if (!cork_parse(skb, 0, &pkt))
 		return CORK_PASS; /* not IP (e.g. ARP is never in a socket's cgroup path) */
-	d = cork_judge_packet(skb, &pkt);
+	if (!cfg)
+		return CORK_BLOCK; /* not a bottle cork configured: fail closed */
+	d = cork_judge_packet(skb, cfg, &pkt);
 	if (d.verdict == CORK_VERDICT_ALLOW)
 		return CORK_PASS;
 
-	ev = cork_event_start(CORK_HOOK_SKB_EGRESS, d.verdict, d.reason, d.rule_id);
+	ev = cork_event_start(cfg->bottle_id, CORK_HOOK_SKB_EGRESS, d.verdict, d.reason, d.rule_id);
 	if (ev) {
 		ev->cgroup_id = bpf_skb_cgroup_id(skb);
 		ev->sock_cookie = bpf_get_socket_cookie(skb);

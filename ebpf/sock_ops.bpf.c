@@ -25,7 +25,9 @@ int cork_sock_ops(struct bpf_sock_ops *skops)
 	if (!sk)
 		return 1;
 	st = bpf_sk_storage_get(&cork_sock, sk, 0, 0);
-	if (!st || st->bottle_id != CORK_BOTTLE_ID || !st->redir_port)
+	/* The state is written by cork's connect hook of the bottle the socket connected
+	 * from (which set redir_port): a socket no bottle tagged has none. */
+	if (!st || !st->bottle_id || !st->redir_port)
 		return 1;
 
 	if (skops->family == CORK_AF_INET) {

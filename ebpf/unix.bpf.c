@@ -25,12 +25,15 @@ static __always_inline int cork_unix_first_send(struct bpf_sock_addr *ctx, __u32
 
 static __always_inline int cork_unix(struct bpf_sock_addr *ctx, __u8 hook)
 {
+	const struct cork_bottle_cfg *cfg = cork_cfg_current();
 	struct cork_unix_key key = {};
 	struct cork_unix_value *rule;
 	struct cork_unix_event *ev;
 	__u8 verdict = CORK_VERDICT_DENY, reason = CORK_REASON_DEFAULT_DENY;
 	__u32 rule_id = CORK_RULE_NONE;
 
+	if (!cfg)
+		return CORK_BLOCK; /* not a bottle cork configured: fail closed */
 	if (cork_unix_name(ctx, &key) == 0) {
 		rule = cork_policy_slot() ? bpf_map_lookup_elem(&cork_unixname_1, &key) :
 					    bpf_map_lookup_elem(&cork_unix_names, &key);
@@ -52,7 +55,7 @@ static __always_inline int cork_unix(struct bpf_sock_addr *ctx, __u8 hook)
 	ev = bpf_ringbuf_reserve(&cork_events, sizeof(*ev), 0);
 	if (ev) {
 		__builtin_memset(ev, 0, sizeof(*ev));
-		cork_event_head(&ev->head, hook, verdict, reason, rule_id);
+		cork_event_head(&ev->head, cfg->bottle_id, hook, verdict, reason, rule_id);
 		cork_event_task(&ev->head);
 		ev->head.family = CORK_AF_UNIX;
 		ev->head.sock_cookie = bpf_get_socket_cookie(ctx);

@@ -28,11 +28,11 @@ static __always_inline void cork_count_lost(void)
 }
 
 /* The fields every hook fills the same way, in a record already zeroed. */
-static __always_inline void cork_event_head(struct cork_event *ev, __u8 hook, __u8 verdict,
-					    __u8 reason, __u32 rule_id)
+static __always_inline void cork_event_head(struct cork_event *ev, __u32 bottle_id, __u8 hook,
+					    __u8 verdict, __u8 reason, __u32 rule_id)
 {
 	ev->ts_boot_ns = bpf_ktime_get_boot_ns();
-	ev->bottle_id = CORK_BOTTLE_ID;
+	ev->bottle_id = bottle_id;
 	ev->hook = hook;
 	ev->verdict = verdict;
 	ev->reason = reason;
@@ -40,7 +40,8 @@ static __always_inline void cork_event_head(struct cork_event *ev, __u8 hook, __
 }
 
 /* Reserve a zeroed record with the fields every hook fills the same way. */
-static __always_inline struct cork_event *cork_event_start(__u8 hook, __u8 verdict, __u8 reason,
+static __always_inline struct cork_event *cork_event_start(__u32 bottle_id, __u8 hook,
+							   __u8 verdict, __u8 reason,
 							   __u32 rule_id)
 {
 	struct cork_event *ev = bpf_ringbuf_reserve(&cork_events, sizeof(*ev), 0);
@@ -50,7 +51,7 @@ static __always_inline struct cork_event *cork_event_start(__u8 hook, __u8 verdi
 		return 0;
 	}
 	__builtin_memset(ev, 0, sizeof(*ev));
-	cork_event_head(ev, hook, verdict, reason, rule_id);
+	cork_event_head(ev, bottle_id, hook, verdict, reason, rule_id);
 	return ev;
 }
 

@@ -73,6 +73,36 @@ CORK_HOST_PORTS_MAP(cork_hostport_1);
 CORK_UNIX_NAMES_MAP(cork_unix_names);
 CORK_UNIX_NAMES_MAP(cork_unixname_1);
 
+/*
+ * Which bottle a cgroup hook is judging for, and that bottle's proxy ports: one entry per
+ * bottle, keyed by the id of the cgroup its programs are attached to (on cgroup v2, the
+ * inode number of the cgroup's directory). Looked up on every hook instead of being a
+ * constant fixed at load, so the verified programs are the same for every bottle. A
+ * process in any other cgroup (a child cgroup cannot be made: the bottle's cgroupfs is
+ * read-only) finds no entry, and its hook fails closed.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, CORK_MAX_BOTTLES);
+	__type(key, __u64);
+	__type(value, struct cork_bottle_cfg);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cork_cfg SEC(".maps");
+
+/* The settings of the bottle whose cgroup has id `cgroup_id`, or 0 when there is none. */
+static __always_inline const struct cork_bottle_cfg *cork_cfg_of(__u64 cgroup_id)
+{
+	const struct cork_bottle_cfg *cfg = bpf_map_lookup_elem(&cork_cfg, &cgroup_id);
+
+	return cfg && cfg->bottle_id ? cfg : 0;
+}
+
+/* The settings of the bottle the current task is in (process-context hooks only). */
+static __always_inline const struct cork_bottle_cfg *cork_cfg_current(void)
+{
+	return cork_cfg_of(bpf_get_current_cgroup_id());
+}
+
 /* The live policy slot, 0 or 1 (0 until the first update). */
 static __always_inline __u32 cork_policy_slot(void)
 {

@@ -17,7 +17,7 @@ use aya::EbpfLoader;
 use aya::programs::links::{FdLink, PinnedLink};
 
 use crate::{AttachTarget, query::AttachType};
-use crate::{Attachment, BpfError, CGROUP_OBJECTS, Enforcement, unix};
+use crate::{Attachment, BpfError, CGROUP_OBJECTS, Enforcement, MapError, cfg, unix};
 
 /// Every program a cgroup bottle has attached, with its hook: the aya-loaded objects'
 /// and the unix object's.
@@ -46,12 +46,12 @@ impl Enforcement {
     /// Takes over the enforcement pinned in `pin_dir` for the cgroup `target`. Errors say
     /// what is missing; the pins stay as they are either way. Verify before use.
     pub fn adopt(target: &AttachTarget, pin_dir: &Path) -> Result<Self, BpfError> {
-        if !matches!(target, AttachTarget::Cgroup(_)) {
+        let AttachTarget::Cgroup(cgroup) = target else {
             return Err(BpfError::WrongTarget {
                 program: "adoption",
                 wants: "a cgroup",
             });
-        }
+        };
         let before = pins(pin_dir)?;
         let programs = cgroup_programs();
         let missing: Vec<String> = programs
@@ -90,6 +90,13 @@ impl Enforcement {
             object: spec.name,
             source,
         })?;
+        // The hooks judge for whichever bottle the cgroup's entry names: it must be there
+        // (verify then reads it back as found here).
+        let key = cfg::cgroup_id(cgroup)?;
+        let entry = cfg::read(&ebpf, key)?.ok_or_else(|| MapError::Mismatch {
+            map: crate::abi::map_names::CORK_CFG,
+            detail: format!("no entry for the bottle's cgroup {key}"),
+        })?;
         let mut attachments = Vec::with_capacity(programs.len());
         for (program, attach) in programs {
             attachments.push(open_link(pin_dir, program, attach)?);
@@ -98,6 +105,7 @@ impl Enforcement {
             pin_dir: pin_dir.to_path_buf(),
             objects: vec![ebpf],
             attachments,
+            cfg: Some((key, entry)),
             removed: false,
         })
     }

@@ -10,6 +10,7 @@ pub mod abi;
 mod adopt;
 mod attach;
 mod batch;
+mod cfg;
 mod direct;
 pub mod events;
 pub mod learned;
@@ -37,6 +38,7 @@ use aya::{Btf, Ebpf, EbpfError, EbpfLoader};
 use cork_policy::KernelPlan;
 
 use attach::ObjectSpec;
+pub use cfg::{CgroupIdError, cgroup_id, own_cgroup_id};
 pub use maps::MapError;
 pub use query::{AttachType, attached_programs};
 pub use target::AttachTarget;
@@ -117,6 +119,8 @@ pub enum BpfError {
     },
     #[error(transparent)]
     Map(#[from] MapError),
+    #[error(transparent)]
+    CgroupId(#[from] CgroupIdError),
     #[error("eBPF object {object}: {operation}")]
     Prepare {
         object: &'static str,
@@ -201,7 +205,9 @@ pub enum TeardownError {
     },
 }
 
-/// Load-time constants of a bottle's programs (`const volatile` globals in cork_bpf.h).
+/// What differs from bottle to bottle: a cgroup bottle's programs find these in its
+/// `cork_cfg` entry (see cfg.rs), a VM bottle's tap program has them as load-time
+/// constants (`const volatile` globals in tap.bpf.c).
 #[derive(Debug, Clone, Copy)]
 pub struct LoadConstants {
     /// Which bottle these program instances enforce.
@@ -231,6 +237,8 @@ pub struct Enforcement {
     pin_dir: PathBuf,
     objects: Vec<Ebpf>,
     attachments: Vec<Attachment>,
+    /// A cgroup bottle's `cork_cfg` entry: its cgroup's id and what it holds.
+    cfg: Option<(u64, abi::cork_bottle_cfg)>,
     removed: bool,
 }
 
@@ -267,6 +275,7 @@ impl Enforcement {
             pin_dir: pin_dir.to_path_buf(),
             objects: Vec::new(),
             attachments: Vec::new(),
+            cfg: None,
             removed: false,
         };
         // On error `this` drops here and removes whatever was created.
@@ -282,10 +291,13 @@ impl Enforcement {
     ) -> Result<(), BpfError> {
         let specs = objects_for(target);
         let btf = self.load_objects(specs, consts, plan)?;
+        if let AttachTarget::Cgroup(path) = target {
+            // Before anything is attached: a hook without its entry fails closed.
+            self.configure(cfg::cgroup_id(path)?, &consts)?;
+        }
         let open = target.open()?;
         // A cgroup bottle's processes share the host's unix sockets; a VM guest has none.
         let unix = matches!(target, AttachTarget::Cgroup(_)).then_some(load::UnixLoad {
-            consts: &consts,
             btf: &btf,
             pin_dir: &self.pin_dir,
         });
@@ -331,10 +343,8 @@ impl Enforcement {
         loader
             .btf(Some(&btf))
             .default_map_pin_directory(&self.pin_dir)
-            .override_global("CORK_BOTTLE_ID", &consts.bottle_id, true)
-            // Only the sock_addr object reads these two, only the tap object the guest.
-            .override_global("CORK_DNS_PORT", &consts.dns_port, false)
-            .override_global("CORK_PROXY_PORT", &consts.proxy_port, false)
+            // Only the tap object has constants: the cgroup hooks read cork_cfg.
+            .override_global("CORK_BOTTLE_ID", &consts.bottle_id, false)
             .override_global("CORK_GUEST", &guest, false);
         for (i, spec) in specs.iter().enumerate() {
             let ebpf = loader
@@ -350,6 +360,16 @@ impl Enforcement {
             }
         }
         Ok(btf)
+    }
+
+    /// Writes the `cork_cfg` entry of the cgroup with id `key` from `consts`, and reads it
+    /// back.
+    fn configure(&mut self, key: u64, consts: &LoadConstants) -> Result<(), BpfError> {
+        let entry = cfg::entry(consts);
+        cfg::write(&mut self.objects[0], key, entry)?;
+        cfg::verify(&self.objects[0], key, &entry)?;
+        self.cfg = Some((key, entry));
+        Ok(())
     }
 
     /// Reads back what the kernel has now, as at install: exactly our program on each hook
@@ -441,6 +461,9 @@ impl Enforcement {
                     expected: att.prog_id,
                 });
             }
+        }
+        if let Some((key, entry)) = &self.cfg {
+            cfg::verify(&self.objects[0], *key, entry)?;
         }
         maps::verify_plan(&self.objects[0], plan, slot, learned)?;
         Ok(())

@@ -75,6 +75,7 @@ fn loaded(
         pin_dir: pin_dir.to_path_buf(),
         objects: Vec::new(),
         attachments: Vec::new(),
+        cfg: None,
         removed: false,
     };
     enforcement.load_objects(specs, consts, plan)?;
@@ -117,6 +118,9 @@ impl SkbTestRun {
         plan: &KernelPlan,
     ) -> Result<Self, BpfError> {
         let mut enforcement = loaded(super::CGROUP_OBJECTS, consts, pin_dir, plan)?;
+        // The kernel creates the test packet's socket in this process's cgroup, which is
+        // where the program looks its bottle up (bpf_skb_cgroup_id).
+        enforcement.configure(super::cfg::own_cgroup_id()?, &consts)?;
         let prog: &mut CgroupSkb = program_mut(&mut enforcement, "skb", SKB_PROGRAM)?
             .try_into()
             .map_err(program_err(SKB_PROGRAM, "type check"))?;

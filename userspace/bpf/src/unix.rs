@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use crate::direct::{self, DirectObject, DirectProgram};
 use crate::query::AttachType;
 use crate::target::OpenTarget;
-use crate::{Attachment, BpfError, LoadConstants, attach};
+use crate::{Attachment, BpfError, attach};
 
 /// aya-obj 0.3 parses only the section names it knows: it reads these two under the names
 /// of the inet hooks of the same program type (the attach type is given at load, not read
@@ -43,17 +43,12 @@ pub(crate) struct Loaded(Vec<direct::LoadedProgram>);
 
 /// Loads (verifies) the unix programs against the bottle's pinned maps in `pin_dir`,
 /// refusing a kernel without the hooks. Attaches nothing.
-pub(crate) fn load_all(
-    consts: &LoadConstants,
-    btf: &aya::Btf,
-    pin_dir: &std::path::Path,
-) -> Result<Loaded, BpfError> {
+pub(crate) fn load_all(btf: &aya::Btf, pin_dir: &std::path::Path) -> Result<Loaded, BpfError> {
     if let Some(release) = too_old() {
         return Err(BpfError::UnixHooksUnsupported { release });
     }
-    let bottle_id = consts.bottle_id.to_ne_bytes();
-    let globals = HashMap::from([("CORK_BOTTLE_ID", (&bottle_id[..], true))]);
-    let prepared = direct::prepare(&OBJECT, globals, btf, pin_dir)?;
+    // No load-time constants: the programs find their bottle in cork_cfg.
+    let prepared = direct::prepare(&OBJECT, HashMap::new(), btf, pin_dir)?;
     let loaded = OBJECT
         .programs
         .iter()
