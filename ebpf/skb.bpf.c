@@ -7,6 +7,8 @@
  * replies of the bottle's listeners to peers outside its allowlist. There is no task
  * context here, so identity is the socket's cgroup and cookie.
  */
+/* One set of these programs serves every cgroup bottle (see cork_maps.h). */
+#define CORK_SHARED
 #include "cork_policy.h"
 #include "cork_events.h"
 #include "cork_packet.h"
@@ -51,11 +53,11 @@ static __always_inline struct cork_decision cork_judge_packet(struct __sk_buff *
 		 * a peer that connected to them); unknown sockets only the host ports. */
 		if (st && (st->flags & CORK_SOCK_OWNED))
 			return pass;
-		if (cork_host_port_allowed(pkt->dst.port))
+		if (cork_host_port_allowed(cfg->bottle_id, pkt->dst.port))
 			return pass;
 		return drop;
 	}
-	struct cork_decision d = cork_judge_remote(&pkt->dst);
+	struct cork_decision d = cork_judge_remote(cfg->bottle_id, &pkt->dst);
 
 	/* A flow the policy sends through the proxy never goes direct: only a connect()
 	 * rewritten to the proxy (vetted above) carries it. */

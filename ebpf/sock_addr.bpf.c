@@ -5,6 +5,8 @@
  * __inet_stream_connect), every UDP connect and every unconnected UDP datagram is judged
  * here before the kernel acts on it. Returning CORK_BLOCK fails the call with EPERM.
  */
+/* One set of these programs serves every cgroup bottle (see cork_maps.h). */
+#define CORK_SHARED
 #include "cork_policy.h"
 #include "cork_events.h"
 
@@ -51,10 +53,10 @@ static __always_inline struct cork_decision cork_judge(struct bpf_sock_addr *ctx
 	struct cork_decision d = { CORK_VERDICT_ALLOW, 0, CORK_RULE_NONE, 0 };
 
 	if (!cork_is_loopback(dst))
-		return cork_judge_remote(dst);
+		return cork_judge_remote(bottle_id, dst);
 	if (cork_loopback_owned(ctx, bottle_id, dst)) {
 		d.reason = CORK_REASON_LOOPBACK_OWN;
-	} else if (cork_host_port_allowed(dst->port)) {
+	} else if (cork_host_port_allowed(bottle_id, dst->port)) {
 		d.reason = CORK_REASON_LOOPBACK_HOST_PORT;
 	} else {
 		d.verdict = CORK_VERDICT_DENY;
@@ -63,18 +65,34 @@ static __always_inline struct cork_decision cork_judge(struct bpf_sock_addr *ctx
 	return d;
 }
 
-/* Log an allow for unconnected UDP only the first time this socket sends to dst. */
-static __always_inline int cork_first_send(struct bpf_sock_addr *ctx, const struct cork_dst *dst)
+/* Makes a socket's state this bottle's. The state is one per socket for all bottles
+ * (cork_maps.h): what another bottle recorded on a socket that reached this one (passed
+ * over a unix socket) is not this bottle's, and goes, as if each bottle had its own. */
+static __always_inline void cork_sock_claim(struct cork_sock_state *st, __u32 bottle_id)
 {
+	if (st->bottle_id != bottle_id) {
+		__builtin_memset(st, 0, sizeof(*st));
+		st->bottle_id = bottle_id;
+	}
+}
+
+/* Log an allow for unconnected UDP only the first time this socket sends to dst. */
+static __always_inline int cork_first_send(struct bpf_sock_addr *ctx, __u32 bottle_id,
+					   const struct cork_dst *dst)
+{
+	void *flows = CORK_MAP(flows, bottle_id);
 	struct cork_flow_key k = {};
 	__u8 one = 1;
+
+	if (!flows)
+		return 1; /* logged every time rather than never */
 
 	k.cookie = bpf_get_socket_cookie(ctx);
 	__builtin_memcpy(k.addr, dst->addr, 16);
 	k.port = dst->port;
 	k.family = dst->family;
 	k.proto = dst->proto;
-	return bpf_map_update_elem(&cork_flows, &k, &one, BPF_NOEXIST) == 0;
+	return bpf_map_update_elem(flows, &k, &one, BPF_NOEXIST) == 0;
 }
 
 /* Remember what connect() was allowed to reach, so cgroup_skb lets the flow through even
@@ -90,7 +108,7 @@ static __always_inline void cork_mark_vetted(struct bpf_sock_addr *ctx, __u32 bo
 	st = bpf_sk_storage_get(&cork_sock, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	if (!st)
 		return;
-	st->bottle_id = bottle_id;
+	cork_sock_claim(st, bottle_id);
 	st->flags |= CORK_SOCK_VETTED;
 	__builtin_memcpy(st->conn_addr, dst->addr, 16);
 	st->conn_port = dst->port;
@@ -160,7 +178,7 @@ static __always_inline void cork_redirect_dns(struct bpf_sock_addr *ctx,
 	if (sk)
 		st = bpf_sk_storage_get(&cork_sock, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	if (st) {
-		st->bottle_id = cfg->bottle_id;
+		cork_sock_claim(st, cfg->bottle_id);
 		st->dns_port = 53;
 		if (is_v6) {
 			__builtin_memcpy(st->dns_addr, dst->raw, 16);
@@ -192,7 +210,7 @@ static __always_inline int cork_redirect_proxy(struct bpf_sock_addr *ctx,
 		st = bpf_sk_storage_get(&cork_sock, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	if (!st)
 		return 0;
-	st->bottle_id = cfg->bottle_id;
+	cork_sock_claim(st, cfg->bottle_id);
 	__builtin_memcpy(st->redir_addr, dst->addr, 16);
 	st->redir_port = dst->port;
 	st->redir_family = dst->family;
@@ -237,7 +255,7 @@ static __always_inline int cork_sock_addr(struct bpf_sock_addr *ctx, struct cork
 			cork_mark_vetted(ctx, cfg->bottle_id, dst);
 		}
 	}
-	if (d.verdict == CORK_VERDICT_ALLOW && !is_connect && !cork_first_send(ctx, dst))
+	if (d.verdict == CORK_VERDICT_ALLOW && !is_connect && !cork_first_send(ctx, cfg->bottle_id, dst))
 		return CORK_PASS;
 
 	ev = cork_event_start(cfg->bottle_id, hook, d.verdict, d.reason, d.rule_id);

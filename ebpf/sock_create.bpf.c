@@ -7,6 +7,8 @@
  * socket is tagged as this bottle's, which is how loopback scoping recognises the bottle's
  * own listeners. (AF_PACKET never reaches this hook: cork run drops CAP_NET_RAW instead.)
  */
+/* One set of these programs serves every cgroup bottle (see cork_maps.h). */
+#define CORK_SHARED
 #include "cork_events.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -158,7 +158,7 @@ static __always_inline struct cork_decision cork_judge_guest(struct __sk_buff *s
 	}
 	if (cork_is_gateway(dst)) {
 		if ((pkt->l4 == IPPROTO_UDP || pkt->l4 == IPPROTO_TCP) &&
-		    cork_host_port_allowed(dst->port)) {
+		    cork_host_port_allowed(CORK_BOTTLE_ID, dst->port)) {
 			d.reason = CORK_REASON_LOOPBACK_HOST_PORT;
 			*mark = CORK_MARK_HOST;
 			return d;
@@ -167,7 +167,7 @@ static __always_inline struct cork_decision cork_judge_guest(struct __sk_buff *s
 	}
 	if (pkt->l4 != IPPROTO_TCP && pkt->l4 != IPPROTO_UDP)
 		return cork_deny(CORK_REASON_DEFAULT_DENY);
-	d = cork_judge_remote(dst);
+	d = cork_judge_remote(CORK_BOTTLE_ID, dst);
 	if (d.verdict == CORK_VERDICT_ALLOW)
 		*mark = d.redirect ? CORK_MARK_INSPECT : CORK_MARK_DIRECT;
 	return d;

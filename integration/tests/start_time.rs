@@ -54,10 +54,22 @@ cidr = "2001:db8:4::/64"
 ports = [5432]
 "#;
 
-fn timed(cmd: &mut Command) -> Result<Duration> {
+/// CPU time (user + system) of every waited-for child so far.
+fn children_cpu() -> Duration {
+    // SAFETY: an all-zero rusage is a valid value for getrusage to overwrite.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: ru is a valid, writable rusage.
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut ru) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// Wall and CPU time of one run (this test runs one command at a time).
+fn timed(cmd: &mut Command) -> Result<(Duration, Duration)> {
+    let cpu = children_cpu();
     let t = Instant::now();
     let out = cmd.output()?;
-    let took = t.elapsed();
+    let took = (t.elapsed(), children_cpu().saturating_sub(cpu));
     if !out.status.success() {
         bail!(
             "{cmd:?} failed: {}\n{}",
@@ -68,9 +80,12 @@ fn timed(cmd: &mut Command) -> Result<Duration> {
     Ok(took)
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
+/// Medians of wall and CPU time.
+fn median(v: Vec<(Duration, Duration)>) -> (Duration, Duration) {
+    let (mut wall, mut cpu): (Vec<_>, Vec<_>) = v.into_iter().unzip();
+    wall.sort();
+    cpu.sort();
+    (wall[wall.len() / 2], cpu[cpu.len() / 2])
 }
 
 fn ms(d: Duration) -> f64 {
@@ -117,20 +132,22 @@ fn start_time() -> Result<()> {
         }
     }
     let bare = median(bare);
-    println!("bare sh -c true: {:.1} ms", ms(bare));
-    let after = median(after);
     println!(
-        "cork run -- true: {:.1} ms (adds {:.1} ms)",
-        ms(after),
-        ms(after.saturating_sub(bare))
+        "bare sh -c true: {:.1} ms wall, {:.1} ms CPU",
+        ms(bare.0),
+        ms(bare.1)
     );
-    if !old.is_empty() {
-        let old = median(old);
+    let report = |what: &str, t: (Duration, Duration)| {
         println!(
-            "before (CORK_BIN_BEFORE): {:.1} ms (adds {:.1} ms)",
-            ms(old),
-            ms(old.saturating_sub(bare))
+            "{what}: {:.1} ms wall (adds {:.1} ms), {:.1} ms CPU",
+            ms(t.0),
+            ms(t.0.saturating_sub(bare.0)),
+            ms(t.1)
         );
+    };
+    report("cork run -- true", median(after));
+    if !old.is_empty() {
+        report("before (CORK_BIN_BEFORE)", median(old));
     }
     Ok(())
 }

@@ -183,6 +183,19 @@ impl FencedBottle {
                 .into_iter()
                 .map(TeardownProblem::Bpf),
         );
+        // Out of the shared program set too (its links went with the pins).
+        if let Some(id) = key.id() {
+            problems.extend(
+                cork_bpf::shared::forget_bottle(Path::new(mounts::BPFFS), id.get())
+                    .into_iter()
+                    .map(|p| {
+                        TeardownProblem::Bpf(cork_bpf::TeardownError::Shared {
+                            what: "taking the bottle out of the shared program set",
+                            source: std::io::Error::other(p),
+                        })
+                    }),
+            );
+        }
         let _ = std::fs::remove_dir_all(key.run_dir());
         problems
     }

@@ -85,12 +85,28 @@ pub fn clean() -> Result<CleanReport, MountError> {
             continue;
         }
         let problems = cork_bpf::remove_pin_dir(&path);
+        // Its links are gone with the pins: take it out of the shared program set too.
+        let id = path
+            .file_name()
+            .and_then(|n| BottleKey::parse(&n.to_string_lossy()))
+            .and_then(|k| k.id());
+        if let Some(id) = id {
+            report
+                .problems
+                .extend(cork_bpf::shared::forget_bottle(&bpffs, id.get()));
+        }
         if problems.is_empty() {
             report.removed.push(path);
         }
         report
             .problems
             .extend(problems.iter().map(|p| cork_audit::error_chain(p)));
+    }
+    // Program sets no bottle is registered in (left pinned by design while bottles come
+    // and go; see cork_bpf::shared).
+    match cork_bpf::shared::remove_unused(&bpffs) {
+        Ok(_) => {}
+        Err(e) => report.problems.push(cork_audit::error_chain(&e)),
     }
     clean_nft(&mut report);
     // IP forwarding a killed `cork vm` turned on in this namespace.

@@ -17,18 +17,7 @@ use aya::EbpfLoader;
 use aya::programs::links::{FdLink, PinnedLink};
 
 use crate::{AttachTarget, query::AttachType};
-use crate::{Attachment, BpfError, CGROUP_OBJECTS, Enforcement, MapError, cfg, unix};
-
-/// Every program a cgroup bottle has attached, with its hook: the aya-loaded objects'
-/// and the unix object's.
-fn cgroup_programs() -> Vec<(&'static str, AttachType)> {
-    let mut all: Vec<_> = CGROUP_OBJECTS
-        .iter()
-        .flat_map(|spec| spec.programs.iter().copied())
-        .collect();
-    all.extend(unix::OBJECT.programs.iter().map(|p| (p.name, p.attach)));
-    all
-}
+use crate::{Attachment, BpfError, Enforcement, MapError, cfg, shared};
 
 /// The names in a pin directory.
 fn pins(dir: &Path) -> Result<BTreeSet<String>, BpfError> {
@@ -53,7 +42,7 @@ impl Enforcement {
             });
         };
         let before = pins(pin_dir)?;
-        let programs = cgroup_programs();
+        let programs = shared::programs();
         let missing: Vec<String> = programs
             .iter()
             .map(|(p, _)| format!("link_{p}"))
@@ -65,14 +54,13 @@ impl Enforcement {
                 missing,
             });
         }
-        let spec = CGROUP_OBJECTS[0];
         // Programs are not loaded by this (aya loads a program only when asked): only the
         // maps are opened, each from its pin when there is one. No kernel BTF either: it
         // serves the programs' relocations only, and parsing it is most of a load's time.
         let loaded = EbpfLoader::new()
             .btf(None)
             .default_map_pin_directory(pin_dir)
-            .load(spec.bytes);
+            .load(shared::BOTTLE_MAPS);
         let created: Vec<String> = pins(pin_dir)?.difference(&before).cloned().collect();
         if !created.is_empty() {
             // The load made maps that were not pinned: those are empty, not the bottle's.
@@ -87,25 +75,47 @@ impl Enforcement {
             });
         }
         let ebpf = loaded.map_err(|source| BpfError::LoadObject {
-            object: spec.name,
+            object: "bottle_maps",
             source,
         })?;
+        // The links must hold this build's shared programs: the set whose cork_cfg and
+        // outer maps they read is then the one this build names (a bottle of another
+        // build stays fenced, never detached).
+        let root = pin_dir.parent().unwrap_or(Path::new("/")).join(shared::DIR);
+        let set = shared::Shared::existing(&root)?;
+        let ours: Vec<(&str, u32)> = set
+            .open_programs()?
+            .iter()
+            .map(|p| (p.name(), p.id()))
+            .collect();
+        let mut attachments = Vec::with_capacity(programs.len());
+        for (program, attach) in programs {
+            let att = open_link(pin_dir, program, attach)?;
+            if !ours.contains(&(program, att.prog_id)) {
+                return Err(MapError::Mismatch {
+                    map: shared::DIR,
+                    detail: format!(
+                        "{program} is attached as program {}, not this build's shared one",
+                        att.prog_id
+                    ),
+                }
+                .into());
+            }
+            attachments.push(att);
+        }
         // The hooks judge for whichever bottle the cgroup's entry names: it must be there
-        // (verify then reads it back as found here).
+        // (verify then reads it back as found here, and the outer maps' slots).
         let key = cfg::cgroup_id(cgroup)?;
-        let entry = cfg::read(&ebpf, key)?.ok_or_else(|| MapError::Mismatch {
+        let entry = cfg::read(set.dir(), key)?.ok_or_else(|| MapError::Mismatch {
             map: crate::abi::map_names::CORK_CFG,
             detail: format!("no entry for the bottle's cgroup {key}"),
         })?;
-        let mut attachments = Vec::with_capacity(programs.len());
-        for (program, attach) in programs {
-            attachments.push(open_link(pin_dir, program, attach)?);
-        }
         Ok(Enforcement {
             pin_dir: pin_dir.to_path_buf(),
             objects: vec![ebpf],
             attachments,
             cfg: Some((key, entry)),
+            shared: Some((set.dir().to_path_buf(), entry.bottle_id)),
             removed: false,
         })
     }

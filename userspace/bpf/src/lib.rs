@@ -2,9 +2,13 @@
 //! policy, attach them to the bottle's cgroup, pin everything so enforcement outlives this
 //! process, read it back to verify, and take it all down again.
 //!
-//! Pins live in `<bpffs>/cork-<bottle key>/`: the maps (pinned by name, which is also how
-//! the three objects share one set of maps) and one `link_<program>` per attachment.
-//! While a link pin exists the program stays attached, even if the agent is SIGKILLed.
+//! Pins live in `<bpffs>/cork-<bottle key>/`: the bottle's maps (pinned by name) and one
+//! `link_<program>` per attachment. While a link pin exists the program stays attached,
+//! even if the agent is SIGKILLed. A cgroup bottle's programs are not its own: one set,
+//! verified once, serves every cgroup bottle of the host (see [`shared`]); the bottle
+//! registers its maps and its `cork_cfg` entry in the set and links the set's programs
+//! to its cgroup. A VM bottle's tap program is its own (loaded with its guest as
+//! constants).
 
 pub mod abi;
 mod adopt;
@@ -18,6 +22,7 @@ mod load;
 mod maps;
 mod query;
 pub mod redirects;
+pub mod shared;
 mod target;
 pub mod test_run;
 // One loader module per eBPF object, named after its ebpf/*.bpf.c.
@@ -203,6 +208,12 @@ pub enum TeardownError {
         #[source]
         source: io::Error,
     },
+    #[error("the shared program set: {what}")]
+    Shared {
+        what: &'static str,
+        #[source]
+        source: io::Error,
+    },
 }
 
 /// What differs from bottle to bottle: a cgroup bottle's programs find these in its
@@ -239,6 +250,9 @@ pub struct Enforcement {
     attachments: Vec<Attachment>,
     /// A cgroup bottle's `cork_cfg` entry: its cgroup's id and what it holds.
     cfg: Option<(u64, abi::cork_bottle_cfg)>,
+    /// A cgroup bottle's program set (shared.rs): its directory and the bottle's id, its
+    /// slot in the set's outer arrays.
+    shared: Option<(PathBuf, u32)>,
     removed: bool,
 }
 
@@ -276,6 +290,7 @@ impl Enforcement {
             objects: Vec::new(),
             attachments: Vec::new(),
             cfg: None,
+            shared: None,
             removed: false,
         };
         // On error `this` drops here and removes whatever was created.
@@ -289,28 +304,87 @@ impl Enforcement {
         target: &AttachTarget,
         plan: &KernelPlan,
     ) -> Result<(), BpfError> {
-        let specs = objects_for(target);
-        let btf = self.load_objects(specs, consts, plan)?;
-        if let AttachTarget::Cgroup(path) = target {
-            // Before anything is attached: a hook without its entry fails closed.
-            self.configure(cfg::cgroup_id(path)?, &consts)?;
-        }
+        let AttachTarget::Cgroup(cgroup) = target else {
+            return self.install_tap(consts, target, plan);
+        };
+        // The host's program set, next to the bottles' pin directories.
+        let root = self
+            .pin_dir
+            .parent()
+            .unwrap_or(Path::new("/"))
+            .join(shared::DIR);
+        let key = cfg::cgroup_id(cgroup)?;
+        // The bottle's own maps first, outside the set's lock: filling them is the long
+        // part for a large policy, and other bottles may be starting meanwhile.
+        self.make_bottle_maps(plan)?;
+        let mut set = shared::Shared::ensure(&root)?;
+        self.join_set(&set, consts, key)?;
+        // Registered: the set is in use now, `cork clean` keeps it.
+        set.unlock();
         let open = target.open()?;
-        // A cgroup bottle's processes share the host's unix sockets; a VM guest has none.
-        let unix = matches!(target, AttachTarget::Cgroup(_)).then_some(load::UnixLoad {
-            btf: &btf,
-            pin_dir: &self.pin_dir,
-        });
+        let cgroup = attach::cgroup_of(&open, "the cgroup hooks")?;
+        for program in set.open_programs()? {
+            self.attachments
+                .push(direct::attach(program, cgroup, &self.pin_dir)?);
+        }
+        self.verify_against(target, &open, plan, 0, false)
+    }
+
+    /// Makes this bottle's maps in its pin directory and fills them from `plan`.
+    fn make_bottle_maps(&mut self, plan: &KernelPlan) -> Result<(), BpfError> {
+        fs::create_dir(&self.pin_dir).map_err(|source| BpfError::PinDir {
+            path: self.pin_dir.clone(),
+            source,
+        })?;
+        // No programs in it: the kernel's BTF (which aya parses anyway) is not needed.
+        let maps = EbpfLoader::new()
+            .btf(None)
+            .default_map_pin_directory(&self.pin_dir)
+            .load(shared::BOTTLE_MAPS)
+            .map_err(|source| BpfError::LoadObject {
+                object: "bottle_maps",
+                source,
+            })?;
+        self.objects.push(maps);
+        maps::write_plan(&mut self.objects[0], plan)?;
+        Ok(())
+    }
+
+    /// Registers this bottle's maps and its `cork_cfg` entry (for the cgroup `key`) in
+    /// the program set. Nothing is attached yet.
+    fn join_set(
+        &mut self,
+        set: &shared::Shared,
+        consts: LoadConstants,
+        key: u64,
+    ) -> Result<(), BpfError> {
+        self.shared = Some((set.dir().to_path_buf(), consts.bottle_id));
+        shared::register_maps(set.dir(), &self.pin_dir, consts.bottle_id)?;
+        // Last: with its entry the programs judge the cgroup as this bottle.
+        let entry = cfg::entry(&consts);
+        self.cfg = Some((key, entry));
+        cfg::write(set.dir(), key, entry)?;
+        cfg::verify(set.dir(), key, &entry)?;
+        Ok(())
+    }
+
+    /// A VM bottle: its own tap program, loaded with its guest as constants.
+    fn install_tap(
+        &mut self,
+        consts: LoadConstants,
+        target: &AttachTarget,
+        plan: &KernelPlan,
+    ) -> Result<(), BpfError> {
+        let specs = objects_for(target);
+        self.load_objects(specs, consts, plan)?;
+        let open = target.open()?;
         // Every program is verified before the first is attached.
-        let unix = load::load_all(&mut self.objects, specs, unix)?;
+        load::load_all(&mut self.objects, specs, None)?;
         for (spec, ebpf) in specs.iter().zip(self.objects.iter_mut()) {
             for &(program, attach) in spec.programs {
                 let att = attach::attach_one(ebpf, spec, program, attach, &open, &self.pin_dir)?;
                 self.attachments.push(att);
             }
-        }
-        if let Some(unix) = unix {
-            unix::attach_all(unix, &open, &self.pin_dir, &mut self.attachments)?;
         }
         self.verify_against(target, &open, plan, 0, false)
     }
@@ -360,16 +434,6 @@ impl Enforcement {
             }
         }
         Ok(btf)
-    }
-
-    /// Writes the `cork_cfg` entry of the cgroup with id `key` from `consts`, and reads it
-    /// back.
-    fn configure(&mut self, key: u64, consts: &LoadConstants) -> Result<(), BpfError> {
-        let entry = cfg::entry(consts);
-        cfg::write(&mut self.objects[0], key, entry)?;
-        cfg::verify(&self.objects[0], key, &entry)?;
-        self.cfg = Some((key, entry));
-        Ok(())
     }
 
     /// Reads back what the kernel has now, as at install: exactly our program on each hook
@@ -462,14 +526,15 @@ impl Enforcement {
                 });
             }
         }
-        if let Some((key, entry)) = &self.cfg {
-            cfg::verify(&self.objects[0], *key, entry)?;
+        if let (Some((dir, bottle_id)), Some((key, entry))) = (&self.shared, &self.cfg) {
+            cfg::verify(dir, *key, entry)?;
+            shared::verify_maps(dir, &self.pin_dir, *bottle_id)?;
         }
         maps::verify_plan(&self.objects[0], plan, slot, learned)?;
         Ok(())
     }
 
-    /// The shared maps live in the first object (the others reuse them by pin).
+    /// The bottle's maps live in the first object (the others reuse them by pin).
     pub fn maps_object(&mut self) -> &mut Ebpf {
         &mut self.objects[0]
     }
@@ -508,6 +573,23 @@ impl Enforcement {
             }
         }
         self.objects.clear();
+        // Out of the program set: the entry first (the hooks are gone already).
+        if let Some((dir, bottle_id)) = self.shared.take() {
+            if let Some((key, _)) = self.cfg.take()
+                && let Err(source) = cfg::delete(&dir, key)
+            {
+                problems.push(TeardownError::Shared {
+                    what: "deleting the bottle's cork_cfg entry",
+                    source,
+                });
+            }
+            for source in shared::forget_maps(&dir, bottle_id) {
+                problems.push(TeardownError::Shared {
+                    what: "emptying the bottle's slot of the outer maps",
+                    source,
+                });
+            }
+        }
         problems.extend(remove_pin_dir(&self.pin_dir));
         problems
     }
