@@ -177,13 +177,7 @@ impl FencedBottle {
             });
             return problems;
         }
-        let pins = key.pin_dir(Path::new(mounts::BPFFS));
-        problems.extend(
-            cork_bpf::remove_pin_dir(&pins)
-                .into_iter()
-                .map(TeardownProblem::Bpf),
-        );
-        // Out of the shared program set too (its links went with the pins).
+        // Out of the shared program set first, while the pins still reserve the id.
         if let Some(id) = key.id() {
             problems.extend(
                 cork_bpf::shared::forget_bottle(Path::new(mounts::BPFFS), id.get())
@@ -196,6 +190,12 @@ impl FencedBottle {
                     }),
             );
         }
+        let pins = key.pin_dir(Path::new(mounts::BPFFS));
+        problems.extend(
+            cork_bpf::remove_pin_dir(&pins)
+                .into_iter()
+                .map(TeardownProblem::Bpf),
+        );
         let _ = std::fs::remove_dir_all(key.run_dir());
         problems
     }

@@ -84,8 +84,8 @@ pub fn clean() -> Result<CleanReport, MountError> {
         if failed_keys.contains(&path.file_name().map(|n| n.to_os_string())) {
             continue;
         }
-        let problems = cork_bpf::remove_pin_dir(&path);
-        // Its links are gone with the pins: take it out of the shared program set too.
+        // Out of the shared program set first, while its pins still reserve its id (no
+        // new bottle can hold it yet); its processes are gone with its cgroup.
         let id = path
             .file_name()
             .and_then(|n| BottleKey::parse(&n.to_string_lossy()))
@@ -95,6 +95,7 @@ pub fn clean() -> Result<CleanReport, MountError> {
                 .problems
                 .extend(cork_bpf::shared::forget_bottle(&bpffs, id.get()));
         }
+        let problems = cork_bpf::remove_pin_dir(&path);
         if problems.is_empty() {
             report.removed.push(path);
         }
