@@ -20,6 +20,7 @@ pub mod events;
 pub mod learned;
 mod load;
 mod maps;
+mod mapset;
 mod query;
 pub mod redirects;
 pub mod shared;
@@ -45,6 +46,7 @@ use cork_policy::KernelPlan;
 use attach::ObjectSpec;
 pub use cfg::{CgroupIdError, cgroup_id, own_cgroup_id};
 pub use maps::MapError;
+pub use mapset::MapSet;
 pub use query::{AttachType, attached_programs};
 pub use target::AttachTarget;
 
@@ -246,7 +248,10 @@ pub(crate) struct Attachment {
 /// attachments until they are removed.
 pub struct Enforcement {
     pin_dir: PathBuf,
+    /// A VM bottle's tap object (its program); empty for a cgroup bottle.
     objects: Vec<Ebpf>,
+    /// The bottle's maps.
+    maps: MapSet,
     attachments: Vec<Attachment>,
     /// A cgroup bottle's `cork_cfg` entry: its cgroup's id and what it holds.
     cfg: Option<(u64, abi::cork_bottle_cfg)>,
@@ -288,6 +293,7 @@ impl Enforcement {
         let mut this = Enforcement {
             pin_dir: pin_dir.to_path_buf(),
             objects: Vec::new(),
+            maps: MapSet::default(),
             attachments: Vec::new(),
             cfg: None,
             shared: None,
@@ -336,17 +342,8 @@ impl Enforcement {
             path: self.pin_dir.clone(),
             source,
         })?;
-        // No programs in it: the kernel's BTF (which aya parses anyway) is not needed.
-        let maps = EbpfLoader::new()
-            .btf(None)
-            .default_map_pin_directory(&self.pin_dir)
-            .load(shared::BOTTLE_MAPS)
-            .map_err(|source| BpfError::LoadObject {
-                object: "bottle_maps",
-                source,
-            })?;
-        self.objects.push(maps);
-        maps::write_plan(&mut self.objects[0], plan)?;
+        self.maps = MapSet::create_pinned("bottle_maps", shared::BOTTLE_MAPS, &self.pin_dir)?;
+        maps::write_plan(&mut self.maps, plan)?;
         Ok(())
     }
 
@@ -430,7 +427,8 @@ impl Enforcement {
             self.objects.push(ebpf);
             if i == 0 {
                 // The maps exist now; fill them before any program can run.
-                maps::write_plan(&mut self.objects[0], plan)?;
+                self.maps = MapSet::take_all(&mut self.objects[0]);
+                maps::write_plan(&mut self.maps, plan)?;
             }
         }
         Ok(btf)
@@ -446,7 +444,7 @@ impl Enforcement {
         slot: cork_policy::PolicySlot,
     ) -> Result<(), BpfError> {
         let open = target.open()?;
-        let live = maps::live_slot(&self.objects[0])?;
+        let live = maps::live_slot(&self.maps)?;
         if live != slot {
             return Err(MapError::Mismatch {
                 map: maps::GEN,
@@ -464,16 +462,16 @@ impl Enforcement {
         plan: &KernelPlan,
         slot: cork_policy::PolicySlot,
     ) -> Result<(), BpfError> {
-        if maps::live_slot(&self.objects[0])? == slot {
+        if maps::live_slot(&self.maps)? == slot {
             return Err(MapError::Mismatch {
                 map: maps::GEN,
                 detail: format!("slot {slot} is live: an update stages the other one"),
             }
             .into());
         }
-        maps::clear_slot(&mut self.objects[0], slot)?;
-        maps::write_slot(&mut self.objects[0], plan, slot)?;
-        maps::verify_plan(&self.objects[0], plan, slot, true)?;
+        maps::clear_slot(&mut self.maps, slot)?;
+        maps::write_slot(&mut self.maps, plan, slot)?;
+        maps::verify_plan(&self.maps, plan, slot, true)?;
         Ok(())
     }
 
@@ -484,18 +482,18 @@ impl Enforcement {
         plan: &KernelPlan,
         slot: cork_policy::PolicySlot,
     ) -> Result<(), BpfError> {
-        maps::verify_plan(&self.objects[0], plan, slot, true)?;
-        maps::set_live_slot(&mut self.objects[0], slot)?;
+        maps::verify_plan(&self.maps, plan, slot, true)?;
+        maps::set_live_slot(&mut self.maps, slot)?;
         Ok(())
     }
 
     /// Empties a slot that is not live (the previous generation's, once no decision can
     /// still be reading it), so an old policy does not hold kernel memory.
     pub fn clear(&mut self, slot: cork_policy::PolicySlot) -> Result<(), BpfError> {
-        if maps::live_slot(&self.objects[0])? == slot {
+        if maps::live_slot(&self.maps)? == slot {
             return Ok(());
         }
-        maps::clear_slot(&mut self.objects[0], slot)?;
+        maps::clear_slot(&mut self.maps, slot)?;
         Ok(())
     }
 
@@ -530,13 +528,13 @@ impl Enforcement {
             cfg::verify(dir, *key, entry)?;
             shared::verify_maps(dir, &self.pin_dir, *bottle_id)?;
         }
-        maps::verify_plan(&self.objects[0], plan, slot, learned)?;
+        maps::verify_plan(&self.maps, plan, slot, learned)?;
         Ok(())
     }
 
     /// The bottle's maps live in the first object (the others reuse them by pin).
-    pub fn maps_object(&mut self) -> &mut Ebpf {
-        &mut self.objects[0]
+    pub fn maps_object(&mut self) -> &mut MapSet {
+        &mut self.maps
     }
 
     pub fn pin_dir(&self) -> &Path {
@@ -573,6 +571,7 @@ impl Enforcement {
             }
         }
         self.objects.clear();
+        self.maps = MapSet::default();
         // Out of the program set: the entry first (the hooks are gone already).
         if let Some((dir, bottle_id)) = self.shared.take() {
             if let Some((key, _)) = self.cfg.take()

@@ -75,6 +75,7 @@ fn loaded(
     let mut enforcement = Enforcement {
         pin_dir: pin_dir.to_path_buf(),
         objects: Vec::new(),
+        maps: super::MapSet::default(),
         attachments: Vec::new(),
         cfg: None,
         shared: None,
@@ -129,6 +130,7 @@ impl SkbTestRun {
         let mut enforcement = Enforcement {
             pin_dir: pin_dir.to_path_buf(),
             objects: Vec::new(),
+            maps: super::MapSet::default(),
             attachments: Vec::new(),
             cfg: None,
             shared: None,
