@@ -1,4 +1,5 @@
-//! One inspected HTTPS API for a test: a name at 198.51.100.10:443, served with a test
+//! One inspected HTTPS API for a test: a name at 198.51.100.10:443 (and [2001:db8::10]:443
+//! with [`InspectedApi::start_dual`]), served with a test
 //! CA's certificate and answered by the World's DNS server at 198.51.100.53, plus the
 //! manifest lines a bottle needs to reach it through cork's inspecting proxy.
 
@@ -21,19 +22,29 @@ pub struct InspectedApi {
 impl InspectedApi {
     /// Starts the DNS server (the name's A record, TTL 300) and the HTTPS upstream.
     pub fn start(world: &World, name: &str) -> Result<Self> {
-        let dns = world.dns_server(
-            "198.51.100.53:53",
-            Zone::new().a(name, "198.51.100.10", 300),
-        )?;
+        Self::start_with(world, name, false)
+    }
+
+    /// [`InspectedApi::start`], with an AAAA record too and the upstream also at
+    /// [2001:db8::10]:443.
+    pub fn start_dual(world: &World, name: &str) -> Result<Self> {
+        Self::start_with(world, name, true)
+    }
+
+    fn start_with(world: &World, name: &str, v6: bool) -> Result<Self> {
+        let mut zone = Zone::new().a(name, "198.51.100.10", 300);
+        let mut cfg = UpstreamConfig::new()
+            .name(name)
+            .tls("198.51.100.10:443".parse()?);
+        if v6 {
+            zone = zone.aaaa(name, "2001:db8::10", 300);
+            cfg = cfg.tls("[2001:db8::10]:443".parse()?);
+        }
+        let dns = world.dns_server("198.51.100.53:53", zone)?;
         let ca = TestCa::new()?;
         let ca_path = world.path("upstream-ca", "pem");
         ca.write_pem(&ca_path)?;
-        let upstream = world.https_upstream(
-            &ca,
-            UpstreamConfig::new()
-                .name(name)
-                .tls("198.51.100.10:443".parse()?),
-        )?;
+        let upstream = world.https_upstream(&ca, cfg)?;
         Ok(InspectedApi {
             name: name.to_owned(),
             upstream,

@@ -113,9 +113,9 @@ impl Probe {
         self
     }
 
-    /// `python3 -c SCRIPT OPS...`.
+    /// `python3 -c SCRIPT OPS...`, python3 being the interpreter itself (see [`python3`]).
     pub fn argv(&self) -> Vec<String> {
-        let mut v = vec!["python3".to_owned(), "-c".to_owned(), SCRIPT.to_owned()];
+        let mut v = vec![python3().to_owned(), "-c".to_owned(), SCRIPT.to_owned()];
         v.extend(self.ops.iter().cloned());
         v
     }
@@ -130,4 +130,24 @@ impl Probe {
             format!("{}; exit $?", line.join(" ")),
         ]
     }
+}
+
+/// The interpreter `python3` on PATH runs, asked once (`sys.executable`): where PATH
+/// leads to a shim (pyenv's is a bash script that runs several more), the probe would
+/// otherwise start a chain of shells in the bottle before python — slower, and every
+/// one of them a process the test did not mean to run. `python3` when it cannot tell.
+pub fn python3() -> &'static str {
+    static PATH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        std::process::Command::new("python3")
+            .args(["-c", "import sys; print(sys.executable)"])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .map(|s| s.trim().to_owned())
+            .filter(|s| s.starts_with('/'))
+            .unwrap_or_else(|| "python3".to_owned())
+    })
 }

@@ -293,11 +293,14 @@ impl World {
         let bin = cork_bin().unwrap_or_else(|e| panic!("{e:#}"));
         let mut cmd = self.bottle().command(bin);
         cmd.args(args).stdin(std::process::Stdio::null());
-        // One environment wherever the suite runs: CI has no HOME, and a python without
-        // one asks the name service for its home directory — glibc first tries nscd's
-        // socket, which a bottle is refused (and audited, rightly): a deny no test made.
-        if std::env::var_os("HOME").is_none() {
-            cmd.env("HOME", "/root");
+        // One environment wherever the suite runs: CI has neither HOME nor SHELL, and a
+        // python without HOME (or a bash without SHELL — a pyenv shim is a bash script)
+        // asks the name service for the user — glibc first tries nscd's socket, which a
+        // bottle is refused (and audited, rightly): a deny no test made.
+        for (var, value) in [("HOME", "/root"), ("SHELL", "/bin/sh")] {
+            if std::env::var_os(var).is_none() {
+                cmd.env(var, value);
+            }
         }
         cmd
     }

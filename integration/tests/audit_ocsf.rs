@@ -1,62 +1,18 @@
 //! `cork audit --format ocsf` on a real `cork run` log — kernel allows and denies over
 //! IPv4 and IPv6, a DNS query answered by the World's DNS server, an inspected HTTPS
 //! request, lifecycle lines — and every OCSF event it prints validated offline against
-//! the pinned OCSF schema by integration/src/ocsf_validate.py, in the virtualenv
-//! `cargo xtask deps` makes (missing, the test fails: it is a dependency, never a skip).
+//! the pinned OCSF schema (`cork_integration::ocsf::validate`).
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use cork_integration::inspected_api::InspectedApi;
+use cork_integration::ocsf::{parse_lines, validate};
 use cork_integration::{RunOutput, Side, World};
 use serde_json::Value;
 
 const API: &str = "api.example.test";
-/// The OCSF version cork's events claim (`cork::ocsf::SCHEMA_VERSION`).
-const OCSF_VERSION: &str = "1.8.0";
 const WAIT: Duration = Duration::from_secs(5);
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("integration/ is in the workspace")
-        .to_path_buf()
-}
-
-/// Runs the validator on `events`; its report.
-fn validate(events: &Path) -> Result<String> {
-    let python = workspace().join("target/ocsf-venv/bin/python");
-    if !python.exists() {
-        bail!(
-            "{} is missing: the OCSF validator's virtualenv is a dependency of this test; \
-             run `cargo xtask deps`",
-            python.display()
-        );
-    }
-    let out = Command::new(&python)
-        .arg(workspace().join("integration/src/ocsf_validate.py"))
-        .arg(OCSF_VERSION)
-        .arg(events)
-        .output()
-        .with_context(|| format!("running {}", python.display()))?;
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    if !out.status.success() {
-        bail!("OCSF validation failed ({}):\n{report}", out.status);
-    }
-    Ok(report)
-}
-
-fn parse_lines(text: &str) -> Result<Vec<Value>> {
-    text.lines()
-        .map(|l| serde_json::from_str(l).with_context(|| format!("not JSON: {l}")))
-        .collect()
-}
 
 fn cork_audit(world: &World, args: &[&str]) -> Result<RunOutput> {
     let mut full = vec!["audit"];

@@ -127,16 +127,18 @@ fn the_bottle_can_neither_kill_nor_trace_cork_or_its_init() -> Result<()> {
     Ok(())
 }
 
-/// A CMD that reports each stop signal it gets and exits 3 on SIGTERM.
+/// A CMD that reports each stop signal it gets and exits 3 on SIGTERM. It writes with
+/// `os.write`, not `print`: a signal that arrives while a `print` still holds stdout's
+/// buffer makes the handler's `print` a reentrant call, which python refuses.
 const REPORTER: &str = r#"
-import signal, sys
+import os, signal, sys
 def report(sig, _):
-    print("got", sig, flush=True)
+    os.write(1, b"got %d\n" % sig)
     if sig == signal.SIGTERM:
         sys.exit(3)
 for s in (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM):
     signal.signal(s, report)
-print("ready", flush=True)
+os.write(1, b"ready\n")
 while True:
     signal.pause()
 "#;

@@ -6,6 +6,8 @@
 //! - `opt/cork/ca.pem` — the bottle's CA certificate (PEM), to trust for inspected TLS.
 //! - `opt/cork/env` — `NAME=VALUE` lines (credential placeholders and the like), one per
 //!   line, no quoting: a guest exports each line as it is.
+//! - `opt/cork/manifest` — the bottle's manifest as cork read it, so that `cork probe
+//!   --guest` inside the guest checks the promises its own bottle makes.
 //! - `opt/cork/probe` — test guests only: the shell script their init runs.
 
 use std::path::{Path, PathBuf};
@@ -15,6 +17,7 @@ const MAX_NAME: usize = 56;
 
 pub const CA_PEM: &str = "opt/cork/ca.pem";
 pub const ENV: &str = "opt/cork/env";
+pub const MANIFEST: &str = "opt/cork/manifest";
 pub const PROBE: &str = "opt/cork/probe";
 
 #[derive(Debug, thiserror::Error)]

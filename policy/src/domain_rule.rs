@@ -30,6 +30,10 @@ pub struct DomainRule {
     /// `[[egress.allow.http]]` entries, in manifest order; empty means any request. Only
     /// ever set on a rule that inspects some port (see [`crate::route_decision`]).
     pub routes: Vec<HttpRoute>,
+    /// An `[[egress.ask]]` rule: an allow rule inspected on every port it covers, whose
+    /// requests (those its routes admit) wait for an operator's approval — before any
+    /// `[[egress.allow]]` rule for the name is asked (see [`Policy::request_decision`]).
+    pub ask: bool,
     /// 1-based manifest line of the `domain` value.
     pub line: usize,
     /// 1-based column of the `domain` value.

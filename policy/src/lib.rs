@@ -42,6 +42,11 @@
 //!   (`methods`, `paths` as segment-boundary prefixes; none = any request). A git push
 //!   (`git-receive-pack`) needs a route naming its path, and a request path that servers
 //!   could read differently is refused: see [`route_decision`].
+//! - `[[egress.ask]]` (a domain, optional `ports`, default 80 and 443, and
+//!   `[[egress.ask.http]]` routes) makes its names reachable like an allow rule, always
+//!   inspected; each request its routes admit waits for an operator, before any allow
+//!   rule for the name is asked ([`Policy::request_decision`]). Ask rules take the rule
+//!   ids after every allow and deny rule.
 //! - `[tls] upstream_ca` adds roots for upstream verification (absolute paths, not read
 //!   here). `[[credentials]]` gives the bottle a placeholder that the proxy swaps for the
 //!   real value in one header to one exact host, which must be inspected
@@ -71,6 +76,7 @@
 //! action = "block"
 //! ```
 
+mod ask;
 mod compile;
 mod credential;
 mod dlp;
@@ -137,4 +143,4 @@ pub use unix::{
     UnixConfig, UnixName,
 };
 pub use vm::check_for_vm;
-pub use web::WebDecision;
+pub use web::{RequestVerdict, WebDecision};

@@ -3,7 +3,7 @@
 //! This module owns the meaning of each key (defaults, allowed values, naming rules);
 //! `schema.rs` owns the TOML shape, `domain.rs` and `dns.rs` the meaning of domain names
 //! and of `[dns]`, `inspect.rs` and `route.rs` that of `inspect` and
-//! `[[egress.allow.http]]`, `tls.rs`, `credential.rs`, `dlp.rs` and `unix.rs` that of their tables,
+//! `[[egress.allow.http]]`, `ask.rs` what `[[egress.ask]]` cannot have, `tls.rs`, `credential.rs`, `dlp.rs` and `unix.rs` that of their tables,
 //! and `compile.rs` the kernel capacity limits.
 
 use toml::Spanned;
@@ -94,25 +94,31 @@ pub fn parse_manifest(src: &str, origin: &str) -> Result<Manifest, ManifestError
     let mut rules = Vec::new();
     let mut domains = Vec::new();
     if let Some(egress) = raw.egress {
-        let lists = [(Action::Allow, egress.allow), (Action::Deny, egress.deny)];
-        for (action, entries) in lists {
+        // Ask rules come last so that adding one leaves the other rules' ids as they were.
+        let lists = [
+            (Kind::Allow, egress.allow),
+            (Kind::Deny, egress.deny),
+            (Kind::Ask, egress.ask),
+        ];
+        for (kind, entries) in lists {
             for (index, entry) in entries.unwrap_or_default().into_iter().enumerate() {
                 let Entry {
                     info,
                     domain_at,
                     inspect,
                     routes,
-                } = rule(&loc, action, index, entry)?;
+                } = rule(&loc, kind, index, entry)?;
                 if let (RuleTarget::Domain(pattern), Some((line, col))) = (&info.target, domain_at)
                 {
                     domains.push(DomainRule {
                         rule_id: rule::rule_id(rules.len(), &info, origin)?,
                         pattern: pattern.clone(),
-                        action,
+                        action: info.action,
                         ports: info.ports.clone(),
                         proto: info.proto,
                         inspect,
                         routes,
+                        ask: kind == Kind::Ask,
                         line,
                         col,
                     });
@@ -227,18 +233,31 @@ struct Entry {
     routes: Vec<HttpRoute>,
 }
 
+/// Which list of `[egress]` an entry is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Allow,
+    Deny,
+    /// An allow rule whose every request waits for an operator (see `ask.rs`).
+    Ask,
+}
+
 fn rule(
     loc: &Locator<'_>,
-    action: Action,
+    kind: Kind,
     index: usize,
     entry: Spanned<RawRule>,
 ) -> Result<Entry, ManifestError> {
-    let id = match action {
-        Action::Allow => format!("egress.allow[{index}]"),
-        Action::Deny => format!("egress.deny[{index}]"),
+    let (id, action) = match kind {
+        Kind::Allow => (format!("egress.allow[{index}]"), Action::Allow),
+        Kind::Deny => (format!("egress.deny[{index}]"), Action::Deny),
+        Kind::Ask => (format!("egress.ask[{index}]"), Action::Allow),
     };
     let span = entry.span();
     let raw = entry.into_inner();
+    if kind == Kind::Ask {
+        crate::ask::check_ask_entry(loc, &id, span.clone(), &raw)?;
+    }
 
     let (target, domain_at) = match (raw.cidr, raw.domain) {
         (Some(_), Some(_)) => {
@@ -302,6 +321,10 @@ fn rule(
         }
     }
 
+    if kind == Kind::Ask && ports.is_empty() {
+        ports = crate::ask::default_ports();
+    }
+
     let proto = match raw.proto {
         // Allow rules name a service, which is TCP far more often than not; a deny rule is
         // meant to shut a destination, so it covers both protocols unless narrowed.
@@ -329,7 +352,14 @@ fn rule(
         line,
         col,
     };
-    let (inspect, routes) = inspection(loc, &info.id, &info, raw.inspect, raw.http)?;
+    let (inspect, routes) = if kind == Kind::Ask {
+        (
+            InspectMode::On,
+            crate::ask::ask_routes(loc, &info.id, raw.http)?,
+        )
+    } else {
+        inspection(loc, &info.id, &info, raw.inspect, raw.http)?
+    };
     Ok(Entry {
         info,
         domain_at,

@@ -37,9 +37,11 @@ pub(crate) struct RawBottle {
 pub(crate) struct RawEgress {
     pub allow: Option<Vec<Spanned<RawRule>>>,
     pub deny: Option<Vec<Spanned<RawRule>>>,
+    /// `[[egress.ask]]`: domain rules whose requests wait for an operator.
+    pub ask: Option<Vec<Spanned<RawRule>>>,
 }
 
-/// One `[[egress.allow]]` or `[[egress.deny]]` entry. Exactly one of `cidr` and `domain`
+/// One `[[egress.allow]]`, `[[egress.deny]]` or `[[egress.ask]]` entry. Exactly one of `cidr` and `domain`
 /// must be present, which `manifest.rs` checks so the refusal can point at the entry.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -49,7 +51,8 @@ pub(crate) struct RawRule {
     pub ports: Option<Spanned<Vec<Spanned<PortValue>>>>,
     pub proto: Option<Spanned<String>>,
     pub inspect: Option<Spanned<bool>>,
-    /// `[[egress.allow.http]]` entries: TOML appends them to the last `[[egress.allow]]`.
+    /// `[[egress.allow.http]]` (or `[[egress.ask.http]]`) entries: TOML appends them to
+    /// the last `[[egress.allow]]` (`[[egress.ask]]`).
     pub http: Option<Vec<Spanned<RawRoute>>>,
 }
 

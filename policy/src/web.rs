@@ -1,12 +1,14 @@
 //! The inspecting proxy's first decision on a redirected flow: from the name the client
 //! gave (TLS server name or HTTP `Host`) and the port it connected to, whether to
-//! terminate TLS and inspect, pass the flow through untouched, or refuse it.
+//! terminate TLS and inspect, pass the flow through untouched, or refuse it; then, for
+//! each request of an inspected flow, which rule takes it and whether it is held.
 
 use crate::compile::Policy;
 use crate::domain::normalise_query;
 use crate::domain_rule::{DomainRule, DomainVerdict, matching};
 use crate::plan::RuleId;
 use crate::ports::Proto;
+use crate::route::{RouteVerdict, route_decision};
 use crate::rule::Action;
 
 /// What the proxy does with one flow.
@@ -23,6 +25,26 @@ pub enum WebDecision {
         rule_id: Option<RuleId>,
         reason: &'static str,
     },
+}
+
+/// What the proxy does with one request of an inspected flow
+/// ([`Policy::request_decision`]). `rule_id` is the rule that decided, for the audit
+/// event and the request's route settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestVerdict {
+    /// Sent on (after DLP), under this allow rule's routes.
+    Allowed { rule_id: RuleId },
+    /// Held for an operator by this `[[egress.ask]]` rule.
+    Ask { rule_id: RuleId },
+    /// Refused: the rule for the name has no route for it (`no_route`).
+    NoRoute { rule_id: RuleId },
+    /// Refused: a git push no route names (`git_push_refused`).
+    GitPush { rule_id: RuleId },
+    /// Refused: a path servers could read differently (`bad_path`).
+    BadPath,
+    /// Refused: no rule for the name covers the port (a flow the proxy should never
+    /// have inspected).
+    NoRule,
 }
 
 impl Policy {
@@ -49,21 +71,77 @@ impl Policy {
             DomainVerdict::Allow { .. } => {}
         }
         let name = normalise_query(host).unwrap_or_default();
-        let chosen = matching(&self.domains, &name, Action::Allow)
-            .into_iter()
-            .find(|r| r.proto.matches(Proto::Tcp) && covers(r, port));
-        match chosen {
-            Some(rule) if rule.inspects(port) => WebDecision::Inspect {
+        let rules = matching(&self.domains, &name, Action::Allow);
+        // An ask rule that covers the port makes the flow inspected whatever the allow
+        // rules say: its requests must be seen to be held.
+        let ask = rules.iter().find(|r| r.ask && covers_tcp(r, port));
+        let chosen = rules.iter().find(|r| !r.ask && covers_tcp(r, port));
+        match (chosen, ask) {
+            (Some(rule), _) if rule.inspects(port) => WebDecision::Inspect {
                 rule_id: rule.rule_id,
             },
-            Some(rule) if rule.redirects(port) => WebDecision::PassThrough {
+            (_, Some(ask)) => WebDecision::Inspect {
+                rule_id: ask.rule_id,
+            },
+            (Some(rule), None) if rule.redirects(port) => WebDecision::PassThrough {
                 rule_id: rule.rule_id,
             },
             // The rule that covers the port but does not redirect it, or none when no rule
             // for this name covers the port (as the kernel's default deny has none).
-            other => WebDecision::Deny {
+            (other, None) => WebDecision::Deny {
                 rule_id: other.map(|r| r.rule_id),
                 reason: "port_not_allowed",
+            },
+        }
+    }
+
+    /// Decides one request to `host` on TCP `port` of a flow [`Policy::web_decision`]
+    /// inspects: `method` as sent, `path_and_query` the origin-form target. Ask rules
+    /// come first — the most specific ask rule for the name and port whose routes admit
+    /// the request holds it — and only then the allow rule that speaks for the name, as
+    /// [`route_decision`] says; an allow rule that covers the port without inspecting it
+    /// (the flow is inspected for an ask rule's sake) lets the request through. A path
+    /// servers could read differently is refused whichever rule would take it.
+    pub fn request_decision(
+        &self,
+        host: &str,
+        port: u16,
+        method: &str,
+        path_and_query: &str,
+    ) -> RequestVerdict {
+        let name = normalise_query(host).unwrap_or_default();
+        let rules = matching(&self.domains, &name, Action::Allow);
+        let mut refused_by_ask = None;
+        for rule in rules.iter().filter(|r| r.ask && covers_tcp(r, port)) {
+            match route_decision(rule, method, path_and_query) {
+                RouteVerdict::Allowed => {
+                    return RequestVerdict::Ask {
+                        rule_id: rule.rule_id,
+                    };
+                }
+                RouteVerdict::BadPath => return RequestVerdict::BadPath,
+                other => {
+                    refused_by_ask.get_or_insert((rule.rule_id, other));
+                }
+            }
+        }
+        match rules.iter().find(|r| !r.ask && covers_tcp(r, port)) {
+            Some(rule) if rule.inspects(port) => {
+                let rule_id = rule.rule_id;
+                match route_decision(rule, method, path_and_query) {
+                    RouteVerdict::Allowed => RequestVerdict::Allowed { rule_id },
+                    RouteVerdict::NoRoute => RequestVerdict::NoRoute { rule_id },
+                    RouteVerdict::GitPush => RequestVerdict::GitPush { rule_id },
+                    RouteVerdict::BadPath => RequestVerdict::BadPath,
+                }
+            }
+            Some(rule) => RequestVerdict::Allowed {
+                rule_id: rule.rule_id,
+            },
+            None => match refused_by_ask {
+                Some((rule_id, RouteVerdict::GitPush)) => RequestVerdict::GitPush { rule_id },
+                Some((rule_id, _)) => RequestVerdict::NoRoute { rule_id },
+                None => RequestVerdict::NoRule,
             },
         }
     }
@@ -78,6 +156,8 @@ impl Policy {
     }
 }
 
-fn covers(rule: &DomainRule, port: u16) -> bool {
-    rule.ports.is_empty() || rule.ports.iter().any(|r| r.contains(port))
+/// Whether `rule` lets TCP to `port` through (redirected or not).
+fn covers_tcp(rule: &DomainRule, port: u16) -> bool {
+    rule.proto.matches(Proto::Tcp)
+        && (rule.ports.is_empty() || rule.ports.iter().any(|r| r.contains(port)))
 }

@@ -1,5 +1,6 @@
 //! Where audit lines go: a file (appended, created 0600) or standard error, and, when the
-//! sink was given one, an in-memory [`AuditHistory`] (the daemon's, for `cork audit`).
+//! sink was given one, an in-memory [`AuditHistory`] (the daemon's, for `cork audit`) and
+//! a [`LineMirror`] (the daemon's OCSF log).
 //! Lines written to a file carry the hash chain ([`crate::chain`]), continued from the
 //! file's last line; the history gets the same bytes.
 
@@ -29,9 +30,18 @@ pub enum SinkError {
     },
 }
 
+/// A second destination for every line a sink writes, in a shape of its own (the daemon's
+/// OCSF log, `cork daemon --ocsf-log`). It gets each line as the sink wrote it — chain
+/// value included, without the newline — after the main destination.
+pub trait LineMirror: Send {
+    fn mirror(&mut self, line: &[u8]) -> Result<(), SinkError>;
+    fn flush(&mut self) -> Result<(), SinkError>;
+}
+
 pub struct AuditSink {
     dest: Dest,
     history: Option<Arc<AuditHistory>>,
+    mirror: Option<Box<dyn LineMirror>>,
     /// The chain value of the last line written (file destinations only).
     chain: Option<[u8; 32]>,
 }
@@ -55,6 +65,7 @@ impl AuditSink {
         Ok(AuditSink {
             dest: Dest::open(path)?,
             history: None,
+            mirror: None,
             chain,
         })
     }
@@ -68,6 +79,12 @@ impl AuditSink {
     /// The same sink, also recording every line it writes in `history`.
     pub fn with_history(mut self, history: Arc<AuditHistory>) -> Self {
         self.history = Some(history);
+        self
+    }
+
+    /// The same sink, also handing every line it writes to `mirror`.
+    pub fn with_mirror(mut self, mirror: Box<dyn LineMirror>) -> Self {
+        self.mirror = Some(mirror);
         self
     }
 
@@ -90,13 +107,19 @@ impl AuditSink {
             Dest::File { out, .. } => out.write_all(&line),
             Dest::Stderr => io::stderr().lock().write_all(&line),
         };
+        // The mirror too gets the line when the main write failed: the event happened.
+        let mirrored = match &mut self.mirror {
+            Some(mirror) => mirror.mirror(&line[..line.len() - 1]),
+            None => Ok(()),
+        };
         if let Some(history) = &self.history {
             history.push(line);
         }
         res.map_err(|source| SinkError::Write {
             target: self.target(),
             source,
-        })
+        })?;
+        mirrored
     }
 
     pub fn flush(&mut self) -> Result<(), SinkError> {
@@ -104,10 +127,15 @@ impl AuditSink {
             Dest::File { out, .. } => out.flush(),
             Dest::Stderr => Ok(()),
         };
+        let mirrored = match &mut self.mirror {
+            Some(mirror) => mirror.flush(),
+            None => Ok(()),
+        };
         res.map_err(|source| SinkError::Write {
             target: self.target(),
             source,
-        })
+        })?;
+        mirrored
     }
 }
 
@@ -116,18 +144,23 @@ impl Dest {
         let Some(path) = path else {
             return Ok(Dest::Stderr);
         };
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(|source| SinkError::Open {
-                path: path.to_path_buf(),
-                source,
-            })?;
         Ok(Dest::File {
             path: path.to_path_buf(),
-            out: BufWriter::new(file),
+            out: BufWriter::new(open_log(path)?),
         })
     }
+}
+
+/// Opens an audit log the way every one is opened: appended to, created `0600` (audit
+/// lines name what a bottle tried, which is not everyone's to read).
+pub fn open_log(path: &Path) -> Result<File, SinkError> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|source| SinkError::Open {
+            path: path.to_path_buf(),
+            source,
+        })
 }

@@ -55,10 +55,17 @@ pub fn approvals(args: ApprovalsArgs) -> u8 {
         return 0;
     }
     println!(
-        "{:<6} {:<20} {:<7} {:<28} {:<24} {:<24} DETECTORS",
+        "{:<6} {:<20} {:<7} {:<28} {:<24} {:<24} HELD BY",
         "ID", "BOTTLE", "METHOD", "HOST", "PATH", "HELD AT"
     );
     for h in list {
+        // Why it waits: the ask rule, then the DLP detectors that found something.
+        let why: Vec<&str> = h
+            .rule
+            .iter()
+            .chain(&h.detectors)
+            .map(String::as_str)
+            .collect();
         println!(
             "{:<6} {:<20} {:<7} {:<28} {:<24} {:<24} {}",
             h.id,
@@ -67,7 +74,7 @@ pub fn approvals(args: ApprovalsArgs) -> u8 {
             h.host,
             h.path,
             h.held_at,
-            h.detectors.join(",")
+            why.join(",")
         );
     }
     0

@@ -145,7 +145,7 @@ pub fn vm(opts: VmOptions) -> Result<i32, VmRunError> {
     // Errors from here on drop `bottle` (full teardown) before `runtime`.
     bottle.start(runtime.handle())?;
     bottle.verify()?;
-    let files = GuestFilesOnDisk::write(&bottle)?;
+    let files = GuestFilesOnDisk::write(&bottle, &src)?;
     let tap = bottle.tap().ok_or(VmRunError::NoTap)?;
     let mac = Mac(bottle.guest_addressing().ok_or(VmRunError::NoTap)?.mac);
     let disks = opts
@@ -215,7 +215,7 @@ fn extra_fw_cfg(given: &[String]) -> Result<Vec<FwCfg>, VmRunError> {
                 why,
             };
             let (name, file) = g.split_once('=').ok_or_else(|| bad("expected NAME=FILE"))?;
-            if [fw_cfg::CA_PEM, fw_cfg::ENV].contains(&name) {
+            if [fw_cfg::CA_PEM, fw_cfg::ENV, fw_cfg::MANIFEST].contains(&name) {
                 return Err(bad("this name is cork's own"));
             }
             if !std::path::Path::new(file).is_file() {
@@ -226,23 +226,28 @@ fn extra_fw_cfg(given: &[String]) -> Result<Vec<FwCfg>, VmRunError> {
         .collect()
 }
 
-/// The bottle's CA and placeholder env as files QEMU reads at start, removed on drop.
+/// The bottle's manifest, CA and placeholder env as files QEMU reads at start, removed
+/// on drop.
 struct GuestFilesOnDisk {
     dir: PathBuf,
+    manifest: PathBuf,
     ca: Option<PathBuf>,
     env: Option<PathBuf>,
 }
 
 impl GuestFilesOnDisk {
-    fn write(bottle: &BottleRuntime) -> Result<Self, VmRunError> {
+    fn write(bottle: &BottleRuntime, manifest: &str) -> Result<Self, VmRunError> {
         let dir = bottle.key().run_dir().join("guest");
         let err = |source| VmRunError::GuestFiles {
             dir: dir.clone(),
             source,
         };
         std::fs::create_dir_all(&dir).map_err(err)?;
+        let manifest_path = dir.join("manifest.toml");
+        std::fs::write(&manifest_path, manifest).map_err(err)?;
         let mut this = GuestFilesOnDisk {
             dir: dir.clone(),
+            manifest: manifest_path,
             ca: None,
             env: None,
         };
@@ -269,7 +274,7 @@ impl GuestFilesOnDisk {
     }
 
     fn entries(&self) -> Result<Vec<FwCfg>, VmRunError> {
-        let mut out = Vec::new();
+        let mut out = vec![FwCfg::new(fw_cfg::MANIFEST, &self.manifest)?];
         if let Some(ca) = &self.ca {
             out.push(FwCfg::new(fw_cfg::CA_PEM, ca)?);
         }

@@ -59,6 +59,8 @@ pub enum DaemonError {
     NotRoot,
     #[error("opening the state directory")]
     State(#[source] crate::state_dir::StateError),
+    #[error("taking back the held requests' registry")]
+    Approvals(#[source] cork_agent::approvals::StoreError),
     #[error(transparent)]
     Mounts(#[from] cork_agent::mounts::MountError),
 }
@@ -67,6 +69,8 @@ pub struct DaemonConfig {
     pub socket: PathBuf,
     pub lock: PathBuf,
     pub audit_log: Option<PathBuf>,
+    /// Also writes every audit line here, in another shape (`--ocsf-log`).
+    pub audit_mirror: Option<Box<dyn cork_audit::LineMirror>>,
     /// Where each standing bottle's state is kept for a restart ([`crate::state_dir`]).
     pub state_dir: PathBuf,
 }
@@ -136,7 +140,10 @@ pub fn run(cfg: DaemonConfig, ready: impl FnOnce(&Path)) -> Result<(), DaemonErr
     let state_dir = StateDir::open(&cfg.state_dir).map_err(DaemonError::State)?;
     raise_nofile_limit();
     let history = Arc::new(AuditHistory::default());
-    let sink = AuditSink::open(cfg.audit_log.as_deref())?.with_history(history.clone());
+    let mut sink = AuditSink::open(cfg.audit_log.as_deref())?.with_history(history.clone());
+    if let Some(mirror) = cfg.audit_mirror {
+        sink = sink.with_mirror(mirror);
+    }
     let sink = Arc::new(Mutex::new(sink));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -145,7 +152,11 @@ pub fn run(cfg: DaemonConfig, ready: impl FnOnce(&Path)) -> Result<(), DaemonErr
         .build()
         .map_err(DaemonError::Runtime)?;
     // The bottles a killed daemon left come back before anyone can ask for them.
-    let approvals = Arc::new(cork_agent::approvals::Approvals::new());
+    let (approvals, lost) =
+        cork_agent::approvals::Approvals::persistent(state_dir.approvals_file())
+            .map_err(DaemonError::Approvals)?;
+    let approvals = Arc::new(approvals);
+    restore::report_lost_holds(&sink, &lost);
     let restored = restore::adopt_all(&state_dir, &sink, &approvals, rt.handle());
     let bottles = restored
         .serving

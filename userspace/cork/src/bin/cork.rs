@@ -68,6 +68,10 @@ enum Cmd {
         /// (default /var/lib/cork; root only, it holds the bottles' CA keys).
         #[arg(long)]
         state_dir: Option<PathBuf>,
+        /// Also append every audit event to this file as an OCSF event (one JSON object
+        /// per line, OCSF 1.8.0), for a SIEM; the --audit-log stays cork's own record.
+        #[arg(long)]
+        ocsf_log: Option<PathBuf>,
     },
     /// Run CMD in a daemon's standing bottle, hardened as `cork run` hardens its command;
     /// exits with CMD's status (128+N for signal N, 125 if cork failed, 126/127).
@@ -91,7 +95,7 @@ enum Cmd {
     /// The daemon's audit events (its recent history, in memory), one JSON object per
     /// line, oldest first; with --follow, new ones as they happen.
     Audit(AuditArgs),
-    /// Requests held under the DLP action `supervise`, waiting for an operator.
+    /// Requests held for an operator (DLP action `supervise`, `[[egress.ask]]` rules).
     Approvals(cork::approvals_verb::ApprovalsArgs),
     /// Release a held request (it goes upstream as it came); with --for, requests of the
     /// same bottle, host, method and route go through without a hold for that long.
@@ -165,8 +169,8 @@ struct VmArgs {
     /// Append audit events (JSON lines) to this file instead of standard error.
     #[arg(long)]
     audit_log: Option<PathBuf>,
-    /// Hand FILE to the guest as fw_cfg entry NAME (`opt/...`; cork's own `opt/cork/ca.pem`
-    /// and `opt/cork/env` are reserved); repeatable.
+    /// Hand FILE to the guest as fw_cfg entry NAME (`opt/...`; cork's own `opt/cork/ca.pem`,
+    /// `opt/cork/env` and `opt/cork/manifest` are reserved); repeatable.
     #[arg(long = "fw-cfg", value_name = "NAME=FILE")]
     fw_cfg: Vec<String>,
 }
@@ -286,7 +290,8 @@ fn main() -> ExitCode {
             socket,
             audit_log,
             state_dir,
-        } => daemon(socket, audit_log, state_dir),
+            ocsf_log,
+        } => daemon(socket, audit_log, state_dir, ocsf_log),
         Cmd::Exec {
             name,
             socket,
@@ -419,6 +424,7 @@ fn daemon(
     socket: Option<PathBuf>,
     audit_log: Option<PathBuf>,
     state_dir: Option<PathBuf>,
+    ocsf_log: Option<PathBuf>,
 ) -> ExitCode {
     // One seam: CORK_TEST_DAEMON_LOCK, a lock of the test's own, so that a test's daemon
     // does not take the host's one-daemon lock from other tests running at the same time.
@@ -431,10 +437,19 @@ fn daemon(
     let socket = cork::control::socket(socket);
     let lock = std::env::var_os(LOCK_SEAM)
         .map_or_else(|| PathBuf::from(cork_daemon::LOCK_PATH), PathBuf::from);
+    let audit_mirror = match ocsf_log.as_deref().map(cork::ocsf::OcsfLog::open) {
+        None => None,
+        Some(Ok(log)) => Some(Box::new(log) as Box<dyn cork_audit::LineMirror>),
+        Some(Err(e)) => {
+            eprintln!("cork daemon: --ocsf-log: {}", cork_audit::error_chain(&e));
+            return ExitCode::from(125);
+        }
+    };
     let cfg = cork_daemon::server::DaemonConfig {
         socket,
         lock,
         audit_log,
+        audit_mirror,
         state_dir: state_dir
             .unwrap_or_else(|| PathBuf::from(cork_daemon::state_dir::DEFAULT_STATE_DIR)),
     };

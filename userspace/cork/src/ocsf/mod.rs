@@ -1,6 +1,7 @@
 //! cork's audit events as OCSF events (Open Cybersecurity Schema Framework, version
-//! [`SCHEMA_VERSION`]): `cork audit --format ocsf`. Pure: one audit line (a JSON object as
-//! any `--audit-log` or the daemon's history holds it) in, one OCSF event out.
+//! [`SCHEMA_VERSION`]): `cork audit --format ocsf`, and the daemon's `--ocsf-log`
+//! ([`OcsfLog`]). The mapping is pure: one audit line (a JSON object as any `--audit-log`
+//! or the daemon's history holds it) in, one OCSF event out.
 //!
 //! | cork event | OCSF class |
 //! | --- | --- |
@@ -21,6 +22,7 @@ mod envelope;
 mod fields;
 mod http;
 mod lifecycle;
+mod log;
 mod network;
 mod proxy;
 
@@ -28,6 +30,7 @@ use serde_json::Value;
 
 pub use envelope::SCHEMA_VERSION;
 use fields::{Fields, Head};
+pub use log::OcsfLog;
 
 /// Why a line could not be mapped.
 #[derive(Debug, thiserror::Error)]

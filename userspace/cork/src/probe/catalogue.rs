@@ -46,6 +46,11 @@ pub enum Expect {
     Refused,
     /// The kernel lets it out: connected, or refused by the other end.
     NotRefused,
+    /// From a VM guest: the tap drops it, so the connect times out.
+    Dropped,
+    /// From a VM guest: the tap lets it through, so something answers (connected, or
+    /// refused by the other end); a timeout means it was dropped.
+    Answered,
 }
 
 /// What a DNS query must get back.
@@ -95,6 +100,8 @@ pub enum Check {
         name: String,
         port: u16,
         proto: Proto,
+        /// `NotRefused` in a cgroup bottle, `Answered` in a guest.
+        expect: Expect,
     },
     CaBundle {
         var: &'static str,
@@ -107,6 +114,19 @@ pub enum Check {
     RealValueAbsent {
         value_env: String,
         env: String,
+    },
+    /// A PEM file (a guest's fw_cfg `opt/cork/ca.pem`) holds the bottle's CA.
+    CaFile {
+        path: std::path::PathBuf,
+        subject: String,
+    },
+    /// A guest's fw_cfg `opt/cork/env` sets `env` to the placeholder and has no
+    /// `value_env`; nor has the probe's own environment.
+    FwCfgEnv {
+        path: std::path::PathBuf,
+        env: String,
+        placeholder: String,
+        value_env: String,
     },
 }
 
@@ -122,8 +142,28 @@ pub struct Settings {
     pub random_resolvers: Vec<IpAddr>,
     /// A name the manifest does not allow.
     pub denied_name: String,
-    /// A host loopback port not in `host_ports`.
+    /// A host loopback port not in `host_ports` (in a guest: a gateway port).
     pub loopback_port: u16,
+    /// In a VM guest (`--guest`): its gateways. `None` in a cgroup bottle.
+    pub gateways: Option<Vec<SocketAddr>>,
+}
+
+impl Settings {
+    /// What a connect the manifest denies must meet here, and how the report says it.
+    fn denied(&self) -> (Expect, &'static str) {
+        match self.gateways {
+            None => (Expect::Refused, REFUSED_CONNECT),
+            Some(_) => (Expect::Dropped, super::guest::DROPPED_CONNECT),
+        }
+    }
+
+    /// What a connect the manifest allows must meet here, and how the report says it.
+    fn allowed(&self) -> (Expect, &'static str) {
+        match self.gateways {
+            None => (Expect::NotRefused, REACHED_CONNECT),
+            Some(_) => (Expect::Answered, super::guest::ANSWERED_CONNECT),
+        }
+    }
 }
 
 /// The port a rule's sample uses: its first port, else 443.
@@ -165,21 +205,31 @@ const REACHED_CONNECT: &str =
 
 /// Every probe `policy` implies, in a stable order: rules, default deny, loopback, unix,
 /// sockets, process, DNS, CA, credentials.
+///
+/// In a VM guest ([`Settings::gateways`]): rules, default deny, the gateway, DNS, and the
+/// CA and credentials as fw_cfg hands them over (see [`super::guest`]).
 pub fn build(policy: &Policy, s: &Settings) -> Vec<Probe> {
     let mut out = Vec::new();
     rules(policy, s, &mut out);
+    let (expect, expected) = s.denied();
     for &addr in &s.deny_samples {
         let sa = SocketAddr::new(addr, DEFAULT_PORT);
         out.push(hard(
             format!("net.default_deny:{addr}"),
             format!("{sa}, which no rule allows, is unreachable (default deny)"),
-            REFUSED_CONNECT,
+            expected,
             Check::Connect {
                 addr: sa,
                 proto: Proto::Tcp,
-                expect: Expect::Refused,
+                expect,
             },
         ));
+    }
+    if let Some(gateways) = &s.gateways {
+        super::guest::gateway(policy, s, gateways, &mut out);
+        dns(policy, s, &mut out);
+        super::guest::fw_cfg(policy, &mut out);
+        return out;
     }
     loopback(policy, s, &mut out);
     for path in cork_policy::CONTROL_SOCKET_SPELLINGS {
@@ -204,11 +254,16 @@ fn rules(policy: &Policy, s: &Settings, out: &mut Vec<Probe>) {
     for rule in &policy.rules {
         let port = rule_port(&rule.ports);
         let proto = packet_proto(rule.proto);
+        if s.gateways.is_some() && proto == Proto::Udp {
+            // From a guest a UDP datagram's fate cannot be seen (no refusal, no answer
+            // owed): the README lists this limit.
+            continue;
+        }
         match (&rule.target, rule.action) {
             (RuleTarget::Prefix(p), action) => {
-                let (kind, expect, expected) = match action {
-                    Action::Deny => ("deny", Expect::Refused, REFUSED_CONNECT),
-                    Action::Allow => ("allow", Expect::NotRefused, REACHED_CONNECT),
+                let (kind, (expect, expected)) = match action {
+                    Action::Deny => ("deny", s.denied()),
+                    Action::Allow => ("allow", s.allowed()),
                 };
                 let Some(addr) = sample_in(policy, p, proto, port, action) else {
                     // Every address of the prefix is decided otherwise (a deny inside an
@@ -223,7 +278,7 @@ fn rules(policy: &Policy, s: &Settings, out: &mut Vec<Probe>) {
                         rule.id,
                         rule.line,
                         proto_name(proto),
-                        if expect == Expect::Refused {
+                        if matches!(expect, Expect::Refused | Expect::Dropped) {
                             "unreachable"
                         } else {
                             "reachable"
@@ -258,6 +313,7 @@ fn rules(policy: &Policy, s: &Settings, out: &mut Vec<Probe>) {
                         name,
                         port,
                         proto,
+                        expect: s.allowed().0,
                     },
                 ));
             }
@@ -421,6 +477,7 @@ value_env = "X_REAL"
             random_resolvers: vec!["198.51.100.253".parse().unwrap()],
             denied_name: "no.invalid".into(),
             loopback_port: 2,
+            gateways: None,
         }
     }
 

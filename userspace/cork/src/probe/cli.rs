@@ -33,6 +33,11 @@ pub struct ProbeArgs {
     /// A host loopback port not in host_ports (default: the lowest one from 1).
     #[arg(long, value_name = "PORT")]
     pub loopback_port: Option<u16>,
+    /// Probe from inside a VM bottle's guest: the promises cork's tap keeps (denied
+    /// traffic dropped, allowed traffic answered, the gateway's host_ports, DNS), with
+    /// the manifest, CA and placeholders from the fw_cfg files `cork vm` hands over.
+    #[arg(long)]
+    pub guest: bool,
     /// Seconds a connect or DNS query may take.
     #[arg(long, default_value_t = 2.0)]
     pub timeout: f64,
@@ -52,6 +57,7 @@ impl ProbeArgs {
             // Bounded: a zero deadline is refused by connect_timeout, and a probe run
             // must end.
             timeout: Duration::from_secs_f64(self.timeout.clamp(0.05, 60.0)),
+            guest: self.guest,
         }
     }
 }

@@ -203,6 +203,7 @@ pub fn domain_allow_probe(
     name: &str,
     port: u16,
     proto: Proto,
+    expect: Expect,
     timeout: Duration,
     trace: &mut Trace,
 ) -> Outcome {
@@ -229,13 +230,7 @@ pub fn domain_allow_probe(
     let Some(&first) = addrs.first() else {
         return Outcome::pass(format!("{answered}; no address to connect to"));
     };
-    let connected = connect_probe(
-        SocketAddr::new(first, port),
-        proto,
-        Expect::NotRefused,
-        timeout,
-        trace,
-    );
+    let connected = connect_probe(SocketAddr::new(first, port), proto, expect, timeout, trace);
     Outcome {
         observed: format!("{answered}; {first}:{port} {}", connected.observed),
         ..connected

@@ -1,7 +1,7 @@
 //! Probes of what cork puts in the command's environment: the CA bundle variables
 //! (each names a readable PEM bundle holding the bottle's CA, found by its subject) and the
 //! credential placeholders (the placeholder is there, the variable holding the real value
-//! is not).
+//! is not) — or, in a VM guest, in the fw_cfg files `cork vm` hands over.
 //!
 //! The limit of the credential probe, said plainly: the bottle never learns the real value,
 //! so the probe cannot search the environment for it. It checks what cork promises — the
@@ -9,6 +9,7 @@
 //! value from (`value_env`) is absent.
 
 use std::fs;
+use std::path::Path;
 
 use x509_parser::pem::Pem;
 
@@ -79,6 +80,93 @@ pub fn ca_bundle_probe(var: &str, subject: &str, trace: &mut Trace) -> Outcome {
                 subjects.len()
             ),
         )
+    }
+}
+
+/// A PEM file (not a variable naming one) holds the bottle's CA: a guest's fw_cfg
+/// `opt/cork/ca.pem`.
+pub fn ca_file_probe(path: &Path, subject: &str, trace: &mut Trace) -> Outcome {
+    let shown = path.display();
+    let text = match fs::read(path) {
+        Ok(t) => t,
+        Err(e) => {
+            trace.step(format!("read {shown} = {e}"));
+            return Outcome::fail(
+                format!("{shown} unreadable"),
+                format!(
+                    "{shown} cannot be read ({e}): cork vm did not hand over the bottle's CA,                      or the guest lacks the qemu_fw_cfg module"
+                ),
+            );
+        }
+    };
+    let (subjects, bad) = bundle_subjects(&text);
+    trace.step(format!(
+        "{shown}: {} certificate(s), {bad} unparsable block(s)",
+        subjects.len()
+    ));
+    if subjects.iter().any(|s| s == subject) {
+        Outcome::pass(format!("{subject:?} in {shown}"))
+    } else {
+        Outcome::fail(
+            format!("{subject:?} not in {shown}"),
+            format!("{shown} holds {subjects:?}, not the bottle's CA {subject:?}"),
+        )
+    }
+}
+
+/// A guest's fw_cfg env file (`NAME=VALUE` lines) sets `env` to the placeholder and
+/// carries no `value_env`; the probe's own environment has no `value_env` either.
+pub fn fw_cfg_env_probe(
+    path: &Path,
+    env: &str,
+    placeholder: &str,
+    value_env: &str,
+    trace: &mut Trace,
+) -> Outcome {
+    let shown = path.display();
+    let text = match fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            trace.step(format!("read {shown} = {e}"));
+            return Outcome::fail(
+                format!("{shown} unreadable"),
+                format!("{shown} cannot be read ({e}): cork vm did not hand over the placeholders"),
+            );
+        }
+    };
+    let value = |name: &str| {
+        text.lines().find_map(|l| {
+            l.split_once('=')
+                .filter(|(k, _)| *k == name)
+                .map(|(_, v)| v)
+        })
+    };
+    if value(value_env).is_some() || std::env::var_os(value_env).is_some() {
+        trace.step(format!("{value_env} is set (not shown)"));
+        return Outcome::fail(
+            format!("{value_env} set"),
+            format!(
+                "{value_env}, where cork reads the real value of {env}'s credential, reached                  the guest: the real credential is there"
+            ),
+        );
+    }
+    match value(env) {
+        Some(v) if v == placeholder => Outcome::pass("placeholder present"),
+        Some(v) => {
+            // Never print the value: it may be the real credential.
+            trace.step(format!(
+                "{env} is set in {shown}, {} bytes, not the placeholder",
+                v.len()
+            ));
+            Outcome::fail(
+                "another value",
+                format!("{shown} sets {env} to something other than the manifest's placeholder"),
+            )
+        }
+        None => Outcome::fail(
+            "unset",
+            format!("{shown} does not set {env}: the guest gets no placeholder"),
+        ),
     }
 }
 

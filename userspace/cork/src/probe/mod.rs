@@ -5,7 +5,9 @@
 //! evidence: what it did, what it expected, what came back, and for a failure, why.
 //!
 //! The manifest: `--manifest PATH`, else `$CORK_MANIFEST`, which `cork run` and `cork exec`
-//! set to the manifest's absolute path when the bottle can read it (see [`MANIFEST_ENV`]).
+//! set to the manifest's absolute path when the bottle can read it (see [`MANIFEST_ENV`]),
+//! else, with `--guest` inside a VM bottle's guest, the one `cork vm` put in fw_cfg
+//! ([`guest`]).
 //!
 //! Exit status: 0 when every hard probe passed, 1 when one failed, 2 when the probe could
 //! not run (no manifest, a bad option).
@@ -14,6 +16,7 @@ mod catalogue;
 mod cli;
 mod dns;
 mod env;
+mod guest;
 mod inside;
 mod net;
 mod process;
@@ -62,6 +65,8 @@ pub struct ProbeOptions {
     /// A host loopback port not in `host_ports`; `None`: the lowest such port from 1.
     pub loopback_port: Option<u16>,
     pub timeout: Duration,
+    /// Inside a VM bottle's guest (`--guest`): see [`guest`].
+    pub guest: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +102,8 @@ fn load_policy(opts: &ProbeOptions) -> Result<Policy, ProbeError> {
     let (path, from) = match (&opts.manifest, std::env::var_os(MANIFEST_ENV)) {
         (Some(p), _) => (p.clone(), "--manifest"),
         (None, Some(p)) if !p.is_empty() => (PathBuf::from(p), "$CORK_MANIFEST"),
+        // `cork vm` hands its guest the manifest.
+        _ if opts.guest => (guest::fw_cfg_file("opt/cork/manifest"), "fw_cfg"),
         _ => return Err(ProbeError::NoManifest),
     };
     let src = std::fs::read_to_string(&path).map_err(|source| ProbeError::ReadManifest {
@@ -148,6 +155,7 @@ fn settings(policy: &Policy, opts: &ProbeOptions) -> Result<Settings, ProbeError
         },
         denied_name,
         loopback_port,
+        gateways: opts.guest.then(guest::gateways),
     })
 }
 
@@ -183,10 +191,18 @@ fn check(probe: &Probe, timeout: Duration, trace: &mut Trace) -> Outcome {
             name,
             port,
             proto,
-        } => dns::domain_allow_probe(*server, name, *port, *proto, timeout, trace),
+            expect,
+        } => dns::domain_allow_probe(*server, name, *port, *proto, *expect, timeout, trace),
         Check::CaBundle { var, subject } => env::ca_bundle_probe(var, subject, trace),
         Check::Placeholder { env, placeholder } => env::placeholder_probe(env, placeholder, trace),
         Check::RealValueAbsent { value_env, env } => env::real_absent_probe(value_env, env, trace),
+        Check::CaFile { path, subject } => env::ca_file_probe(path, subject, trace),
+        Check::FwCfgEnv {
+            path,
+            env,
+            placeholder,
+            value_env,
+        } => env::fw_cfg_env_probe(path, env, placeholder, value_env, trace),
     }
 }
 
@@ -234,10 +250,13 @@ fn try_probe(opts: &ProbeOptions) -> Result<u8, ProbeError> {
     let written = if opts.json {
         report::write_json(&mut out, &reports)
     } else {
-        let header = format!(
+        let mut header = format!(
             "cork probe: bottle {:?}, resolver {}, default-deny samples {:?}",
             policy.name, s.resolver, s.deny_samples
         );
+        if let Some(gateways) = &s.gateways {
+            header.push_str(&format!(", in a VM guest, gateways {gateways:?}"));
+        }
         report::write_table(&mut out, &reports, &header)
     };
     match written {

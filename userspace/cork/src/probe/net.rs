@@ -4,7 +4,8 @@
 //!
 //! A refused connect is EPERM from the kernel, before any packet exists: that is the only
 //! pass for a deny probe. A timeout means the kernel did not refuse — the SYN left the
-//! bottle — so it fails, saying so.
+//! bottle — so it fails, saying so. In a VM guest (`--guest`) it is the other way round:
+//! cork's tap drops denied packets, so a timeout is the pass.
 
 use std::io;
 use std::net::{SocketAddr, TcpStream, UdpSocket};
@@ -136,6 +137,50 @@ pub fn connect_probe(
             Outcome::pass(format!(
                 "{name}: not refused by the kernel (the attempt left the bottle)"
             ))
+        }
+        (Expect::Dropped | Expect::Answered, result) => guest_outcome(addr, expect, result),
+    }
+}
+
+/// From a VM guest, where cork's tap drops what it denies (no RST, no error): denied means
+/// a timeout, allowed means an answer — a connection or the other end's refusal.
+fn guest_outcome(addr: SocketAddr, expect: Expect, result: io::Result<()>) -> Outcome {
+    let timed_out = |e: &io::Error| {
+        e.kind() == io::ErrorKind::TimedOut || e.kind() == io::ErrorKind::WouldBlock
+    };
+    match (expect, result) {
+        (Expect::Dropped, Err(e)) if timed_out(&e) => Outcome::pass("timeout (dropped)"),
+        (Expect::Dropped, Ok(())) => Outcome::fail(
+            "connected",
+            format!("the tap let the connection to {addr} through: cork did not drop it"),
+        ),
+        (Expect::Dropped, Err(e)) => {
+            let name = errno_name(&e);
+            Outcome::fail(
+                name.clone(),
+                format!(
+                    "{name} ({e}), not a timeout: something answered or refused inside the                      guest, so this does not show that cork's tap drops {addr}"
+                ),
+            )
+        }
+        (_, Ok(())) => Outcome::pass("connected"),
+        (_, Err(e)) if timed_out(&e) => Outcome::fail(
+            "timeout",
+            format!(
+                "nothing answered {addr} before the deadline: the tap dropped a destination                  the manifest allows (or the far end is down; the audit log says which)"
+            ),
+        ),
+        (_, Err(e)) if e.raw_os_error() == Some(libc::ECONNREFUSED) => Outcome::pass(
+            "ECONNREFUSED: the other end answered (the tap let it through)".to_owned(),
+        ),
+        (_, Err(e)) => {
+            let name = errno_name(&e);
+            Outcome::fail(
+                name.clone(),
+                format!(
+                    "{name} ({e}): no answer from {addr}, so nothing shows the tap let it through"
+                ),
+            )
         }
     }
 }

@@ -136,6 +136,15 @@ pub fn run(opts: RunOptions) -> Result<i32, RunError> {
     for w in &policy.warnings {
         tracing::warn!("{w}");
     }
+    if let Some(ask) = policy.domains.iter().find(|d| d.ask) {
+        // Nobody to ask: every request an ask rule takes is refused (`ask_without_daemon`).
+        tracing::warn!(
+            "{}:{}:{}: `[[egress.ask]]` holds requests for an operator, and `cork run` has              none: they are refused; create the bottle with `cork bottle create` under              `cork daemon` to have them approved",
+            opts.manifest.display(),
+            ask.line,
+            ask.col
+        );
+    }
 
     // What of the host's secrets the command does not get: decided before the bottle
     // exists, so that the `enforced` event can list every mask.

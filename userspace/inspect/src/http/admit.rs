@@ -1,9 +1,10 @@
 //! Admission: the name a request is for (Host / :authority) checked against the flow's
-//! SNI, or against policy on plain HTTP; then CONNECT, upgrades and the L7 routes. All
-//! before anything is scanned or sent upstream.
+//! SNI, or against policy on plain HTTP; then CONNECT, upgrades, and the rule that takes
+//! the request (an ask rule's hold, or an allow rule's L7 routes). All before anything is
+//! scanned or sent upstream.
 
 use crate::dlp_rules::DlpRules;
-use cork_policy::{RouteVerdict, route_decision, route_for};
+use cork_policy::{RequestVerdict, route_for};
 use http::{Method, Request, StatusCode, header};
 use hyper::body::Incoming;
 
@@ -19,6 +20,9 @@ pub struct Admitted {
     /// Its name, normalised as SNI is: the credentials' domain and the upstream's name.
     pub host: String,
     pub websocket: bool,
+    /// An `[[egress.ask]]` rule took it: it waits for an operator before anything of it
+    /// goes upstream.
+    pub ask: bool,
     /// The request's DLP settings (its route's overrides).
     pub rules: DlpRules,
 }
@@ -55,22 +59,39 @@ pub fn admit(
     if req.headers().contains_key(header::UPGRADE) && !websocket {
         return Err(Refusal::new(StatusCode::FORBIDDEN, "upgrade_refused"));
     }
-    let mut route = None;
-    if let Some(rule) = conn.policy.domain_rule(rule_id) {
-        route = route_for(rule, req.method().as_str(), pq).cloned();
-        match route_decision(rule, req.method().as_str(), pq) {
-            RouteVerdict::Allowed => {}
-            RouteVerdict::NoRoute => return Err(Refusal::new(StatusCode::FORBIDDEN, "no_route")),
-            RouteVerdict::GitPush => {
-                return Err(Refusal::new(StatusCode::FORBIDDEN, "git_push_refused"));
-            }
-            RouteVerdict::BadPath => return Err(Refusal::new(StatusCode::BAD_REQUEST, "bad_path")),
+    // Which rule takes the request: an ask rule holds it, an allow rule's routes pass
+    // or refuse it.
+    let method = req.method().as_str();
+    let (rule_id, ask) = match conn
+        .policy
+        .request_decision(&host, conn.orig.dst.port(), method, pq)
+    {
+        RequestVerdict::Allowed { rule_id } => (rule_id, false),
+        RequestVerdict::Ask { rule_id } => (rule_id, true),
+        RequestVerdict::NoRoute { rule_id } => {
+            audit.ev.rule = crate::server::rule_name(&conn.policy, rule_id);
+            return Err(Refusal::new(StatusCode::FORBIDDEN, "no_route"));
         }
-    }
+        RequestVerdict::GitPush { rule_id } => {
+            audit.ev.rule = crate::server::rule_name(&conn.policy, rule_id);
+            return Err(Refusal::new(StatusCode::FORBIDDEN, "git_push_refused"));
+        }
+        RequestVerdict::BadPath => return Err(Refusal::new(StatusCode::BAD_REQUEST, "bad_path")),
+        RequestVerdict::NoRule => {
+            return Err(Refusal::new(StatusCode::FORBIDDEN, "port_not_allowed"));
+        }
+    };
+    audit.ev.rule = crate::server::rule_name(&conn.policy, rule_id);
+    let route = conn
+        .policy
+        .domain_rule(rule_id)
+        .and_then(|rule| route_for(rule, method, pq))
+        .cloned();
     Ok(Admitted {
         authority,
         host,
         websocket,
+        ask,
         rules: DlpRules::new(conn.policy.clone(), route),
     })
 }

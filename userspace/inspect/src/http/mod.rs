@@ -5,7 +5,7 @@
 //!
 //! [`handle`] is the pipeline, a step per submodule: `admit` (the name and the route),
 //! `head` (DLP on URL and headers), `held_body` (a body read whole before a possible
-//! hold), `supervise` (a hold for an operator), credentials (here), `forward` (the request body and
+//! hold), `supervise` (a hold for an operator: DLP's `supervise` or an ask rule), credentials (here), `forward` (the request body and
 //! the upstream exchange), `respond` (the response or WebSocket back to the bottle). A
 //! step that refuses returns a `Refusal`, which `refusal` writes as the audit event and
 //! the response; `draining` reads a refused request's body away.
@@ -136,7 +136,7 @@ async fn exchange(
         }
         buffered = Some(b);
     }
-    if head.supervise {
+    if head.supervise || admitted.ask {
         supervise::hold(conn, &mut admitted, audit).await?;
     }
     let creds = inject_credentials(&conn.shared, &admitted.host, &mut head.headers, audit);

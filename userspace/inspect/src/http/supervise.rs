@@ -1,9 +1,10 @@
-//! A request whose head DLP findings call for `supervise`: held in the proxy (nothing of
-//! it upstream, not even a connection) until an operator approves or denies it through
-//! the daemon, or the bottle's `dlp.approval_timeout` passes. Every hold and its end is
-//! an audit event: `held`, then `approved`, `denied` or `approval_timeout`, naming the
-//! deciding peer's uid. Without a registry (`cork run`) it is refused as `block` would
-//! be, with reason `supervise_without_daemon`.
+//! A request whose DLP findings call for `supervise`, or that an `[[egress.ask]]` rule
+//! takes: held in the proxy (nothing of it upstream, not even a connection) until an
+//! operator approves or denies it through the daemon, or the bottle's
+//! `dlp.approval_timeout` passes. Every hold and its end is an audit event: `held`, then
+//! `approved`, `denied` or `approval_timeout`, naming the deciding peer's uid. Without a
+//! registry (`cork run`) it is refused as `block` would be, with reason
+//! `supervise_without_daemon` (or `ask_without_daemon` for an ask rule).
 
 use std::time::Instant;
 
@@ -23,10 +24,12 @@ pub async fn hold(
 ) -> Result<(), Refusal> {
     let shared = &conn.shared;
     let Some(approvals) = shared.cfg.approvals.clone() else {
-        return Err(Refusal::new(
-            StatusCode::FORBIDDEN,
-            "supervise_without_daemon",
-        ));
+        let reason = if admitted.ask {
+            "ask_without_daemon"
+        } else {
+            "supervise_without_daemon"
+        };
+        return Err(Refusal::new(StatusCode::FORBIDDEN, reason));
     };
     let timeout = conn.policy.dlp.approval_timeout;
     let path = audit
@@ -47,6 +50,7 @@ pub async fn hold(
         path,
         route,
         detectors: audit.ev.detectors.clone(),
+        rule: admitted.ask.then(|| audit.ev.rule.clone()).flatten(),
         held_at: cork_audit::EventHead::now("-", "proxy", "-").ts,
         timeout_s: timeout.as_secs(),
     };
