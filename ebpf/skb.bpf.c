@@ -7,6 +7,8 @@
  * replies of the bottle's listeners to peers outside its allowlist. There is no task
  * context here, so identity is the socket's cgroup and cookie.
  */
+/* One set of these programs serves every cgroup bottle (see cork_maps.h). */
+#define CORK_SHARED
 #include "cork_policy.h"
 #include "cork_events.h"
 #include "cork_packet.h"
@@ -25,6 +27,7 @@ static __always_inline int cork_same_dst(const struct cork_sock_state *st,
 }
 
 static __always_inline struct cork_decision cork_judge_packet(struct __sk_buff *skb,
+							      const struct cork_bottle_cfg *cfg,
 							      const struct cork_pkt *pkt)
 {
 	struct cork_decision pass = { CORK_VERDICT_ALLOW, CORK_REASON_ALLOW_RULE, CORK_RULE_NONE };
@@ -37,7 +40,7 @@ static __always_inline struct cork_decision cork_judge_packet(struct __sk_buff *
 		sk = bpf_sk_fullsock(sk);
 	if (sk)
 		st = bpf_sk_storage_get(&cork_sock, sk, 0, 0);
-	if (st && st->bottle_id != CORK_BOTTLE_ID)
+	if (st && st->bottle_id != cfg->bottle_id)
 		st = 0;
 
 	if (pkt->l4 != IPPROTO_TCP && pkt->l4 != IPPROTO_UDP)
@@ -50,11 +53,11 @@ static __always_inline struct cork_decision cork_judge_packet(struct __sk_buff *
 		 * a peer that connected to them); unknown sockets only the host ports. */
 		if (st && (st->flags & CORK_SOCK_OWNED))
 			return pass;
-		if (cork_host_port_allowed(pkt->dst.port))
+		if (cork_host_port_allowed(cfg->bottle_id, pkt->dst.port))
 			return pass;
 		return drop;
 	}
-	struct cork_decision d = cork_judge_remote(&pkt->dst);
+	struct cork_decision d = cork_judge_remote(cfg->bottle_id, &pkt->dst);
 
 	/* A flow the policy sends through the proxy never goes direct: only a connect()
 	 * rewritten to the proxy (vetted above) carries it. */
@@ -67,17 +70,21 @@ static __always_inline struct cork_decision cork_judge_packet(struct __sk_buff *
 SEC("cgroup_skb/egress")
 int cork_skb_egress(struct __sk_buff *skb)
 {
+	/* The socket's cgroup: the one whose programs run for this packet. */
+	const struct cork_bottle_cfg *cfg = cork_cfg_of(bpf_skb_cgroup_id(skb));
 	struct cork_pkt pkt = {};
 	struct cork_decision d;
 	struct cork_event *ev;
 
 	if (!cork_parse(skb, 0, &pkt))
 		return CORK_PASS; /* not IP (e.g. ARP is never in a socket's cgroup path) */
-	d = cork_judge_packet(skb, &pkt);
+	if (!cfg)
+		return CORK_BLOCK; /* not a bottle cork configured: fail closed */
+	d = cork_judge_packet(skb, cfg, &pkt);
 	if (d.verdict == CORK_VERDICT_ALLOW)
 		return CORK_PASS;
 
-	ev = cork_event_start(CORK_HOOK_SKB_EGRESS, d.verdict, d.reason, d.rule_id);
+	ev = cork_event_start(cfg->bottle_id, CORK_HOOK_SKB_EGRESS, d.verdict, d.reason, d.rule_id);
 	if (ev) {
 		ev->cgroup_id = bpf_skb_cgroup_id(skb);
 		ev->sock_cookie = bpf_get_socket_cookie(skb);

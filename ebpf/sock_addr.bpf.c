@@ -5,6 +5,8 @@
  * __inet_stream_connect), every UDP connect and every unconnected UDP datagram is judged
  * here before the kernel acts on it. Returning CORK_BLOCK fails the call with EPERM.
  */
+/* One set of these programs serves every cgroup bottle (see cork_maps.h). */
+#define CORK_SHARED
 #include "cork_policy.h"
 #include "cork_events.h"
 
@@ -15,7 +17,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
  * this bottle create it? Ownership is the bottle tag that cgroup/sock_create stored on the
  * socket; the host's and other bottles' sockets carry none in this bottle's map.
  */
-static __always_inline int cork_loopback_owned(struct bpf_sock_addr *ctx,
+static __always_inline int cork_loopback_owned(struct bpf_sock_addr *ctx, __u32 bottle_id,
 					       const struct cork_dst *dst)
 {
 	struct bpf_sock_tuple t = {};
@@ -39,22 +41,22 @@ static __always_inline int cork_loopback_owned(struct bpf_sock_addr *ctx,
 		return 0;
 
 	struct cork_sock_state *st = bpf_sk_storage_get(&cork_sock, sk, 0, 0);
-	int owned = st && st->bottle_id == CORK_BOTTLE_ID && (st->flags & CORK_SOCK_OWNED);
+	int owned = st && st->bottle_id == bottle_id && (st->flags & CORK_SOCK_OWNED);
 
 	bpf_sk_release(sk);
 	return owned;
 }
 
-static __always_inline struct cork_decision cork_judge(struct bpf_sock_addr *ctx,
+static __always_inline struct cork_decision cork_judge(struct bpf_sock_addr *ctx, __u32 bottle_id,
 						       const struct cork_dst *dst)
 {
 	struct cork_decision d = { CORK_VERDICT_ALLOW, 0, CORK_RULE_NONE, 0 };
 
 	if (!cork_is_loopback(dst))
-		return cork_judge_remote(dst);
-	if (cork_loopback_owned(ctx, dst)) {
+		return cork_judge_remote(bottle_id, dst);
+	if (cork_loopback_owned(ctx, bottle_id, dst)) {
 		d.reason = CORK_REASON_LOOPBACK_OWN;
-	} else if (cork_host_port_allowed(dst->port)) {
+	} else if (cork_host_port_allowed(bottle_id, dst->port)) {
 		d.reason = CORK_REASON_LOOPBACK_HOST_PORT;
 	} else {
 		d.verdict = CORK_VERDICT_DENY;
@@ -63,23 +65,40 @@ static __always_inline struct cork_decision cork_judge(struct bpf_sock_addr *ctx
 	return d;
 }
 
-/* Log an allow for unconnected UDP only the first time this socket sends to dst. */
-static __always_inline int cork_first_send(struct bpf_sock_addr *ctx, const struct cork_dst *dst)
+/* Makes a socket's state this bottle's. The state is one per socket for all bottles
+ * (cork_maps.h): what another bottle recorded on a socket that reached this one (passed
+ * over a unix socket) is not this bottle's, and goes, as if each bottle had its own. */
+static __always_inline void cork_sock_claim(struct cork_sock_state *st, __u32 bottle_id)
 {
+	if (st->bottle_id != bottle_id) {
+		__builtin_memset(st, 0, sizeof(*st));
+		st->bottle_id = bottle_id;
+	}
+}
+
+/* Log an allow for unconnected UDP only the first time this socket sends to dst. */
+static __always_inline int cork_first_send(struct bpf_sock_addr *ctx, __u32 bottle_id,
+					   const struct cork_dst *dst)
+{
+	void *flows = CORK_MAP(flows, bottle_id);
 	struct cork_flow_key k = {};
 	__u8 one = 1;
+
+	if (!flows)
+		return 1; /* logged every time rather than never */
 
 	k.cookie = bpf_get_socket_cookie(ctx);
 	__builtin_memcpy(k.addr, dst->addr, 16);
 	k.port = dst->port;
 	k.family = dst->family;
 	k.proto = dst->proto;
-	return bpf_map_update_elem(&cork_flows, &k, &one, BPF_NOEXIST) == 0;
+	return bpf_map_update_elem(flows, &k, &one, BPF_NOEXIST) == 0;
 }
 
 /* Remember what connect() was allowed to reach, so cgroup_skb lets the flow through even
  * after a learned address expires. */
-static __always_inline void cork_mark_vetted(struct bpf_sock_addr *ctx, const struct cork_dst *dst)
+static __always_inline void cork_mark_vetted(struct bpf_sock_addr *ctx, __u32 bottle_id,
+					     const struct cork_dst *dst)
 {
 	struct bpf_sock *sk = ctx->sk;
 	struct cork_sock_state *st;
@@ -89,7 +108,7 @@ static __always_inline void cork_mark_vetted(struct bpf_sock_addr *ctx, const st
 	st = bpf_sk_storage_get(&cork_sock, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	if (!st)
 		return;
-	st->bottle_id = CORK_BOTTLE_ID;
+	cork_sock_claim(st, bottle_id);
 	st->flags |= CORK_SOCK_VETTED;
 	__builtin_memcpy(st->conn_addr, dst->addr, 16);
 	st->conn_port = dst->port;
@@ -149,8 +168,9 @@ static __always_inline void cork_rewrite_to_agent(struct bpf_sock_addr *ctx,
  * remember where the bottle meant to send it (recvmsg shows replies as coming from
  * there), then rewrite the destination to the proxy on loopback.
  */
-static __always_inline void cork_redirect_dns(struct bpf_sock_addr *ctx, struct cork_dst *dst,
-					      int is_v6, int is_connect)
+static __always_inline void cork_redirect_dns(struct bpf_sock_addr *ctx,
+					      const struct cork_bottle_cfg *cfg,
+					      struct cork_dst *dst, int is_v6, int is_connect)
 {
 	struct cork_sock_state *st = 0;
 	struct bpf_sock *sk = ctx->sk;
@@ -158,7 +178,7 @@ static __always_inline void cork_redirect_dns(struct bpf_sock_addr *ctx, struct 
 	if (sk)
 		st = bpf_sk_storage_get(&cork_sock, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	if (st) {
-		st->bottle_id = CORK_BOTTLE_ID;
+		cork_sock_claim(st, cfg->bottle_id);
 		st->dns_port = 53;
 		if (is_v6) {
 			__builtin_memcpy(st->dns_addr, dst->raw, 16);
@@ -168,7 +188,7 @@ static __always_inline void cork_redirect_dns(struct bpf_sock_addr *ctx, struct 
 			st->dns_family = CORK_AF_INET;
 		}
 	}
-	cork_rewrite_to_agent(ctx, st, dst, is_v6, is_connect, CORK_DNS_PORT);
+	cork_rewrite_to_agent(ctx, st, dst, is_v6, is_connect, cfg->dns_port);
 }
 
 /*
@@ -177,34 +197,38 @@ static __always_inline void cork_redirect_dns(struct bpf_sock_addr *ctx, struct 
  * getpeername to show), then rewrite it to the proxy. Without socket storage or without a
  * proxy the connect is refused: the flow must not go direct.
  */
-static __always_inline int cork_redirect_proxy(struct bpf_sock_addr *ctx, struct cork_dst *dst,
-					       int is_v6, __u32 rule_id)
+static __always_inline int cork_redirect_proxy(struct bpf_sock_addr *ctx,
+					       const struct cork_bottle_cfg *cfg,
+					       struct cork_dst *dst, int is_v6, __u32 rule_id)
 {
 	struct cork_sock_state *st = 0;
 	struct bpf_sock *sk = ctx->sk;
 
-	if (!CORK_PROXY_PORT)
+	if (!cfg->proxy_port)
 		return 0;
 	if (sk)
 		st = bpf_sk_storage_get(&cork_sock, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	if (!st)
 		return 0;
-	st->bottle_id = CORK_BOTTLE_ID;
+	cork_sock_claim(st, cfg->bottle_id);
 	__builtin_memcpy(st->redir_addr, dst->addr, 16);
 	st->redir_port = dst->port;
 	st->redir_family = dst->family;
 	st->redir_rule = rule_id;
-	cork_rewrite_to_agent(ctx, st, dst, is_v6, 1, CORK_PROXY_PORT);
+	cork_rewrite_to_agent(ctx, st, dst, is_v6, 1, cfg->proxy_port);
 	return 1;
 }
 
 static __always_inline int cork_sock_addr(struct bpf_sock_addr *ctx, struct cork_dst *dst,
 					  __u8 hook, int is_connect)
 {
+	const struct cork_bottle_cfg *cfg = cork_cfg_current();
 	struct cork_decision d;
 	struct cork_event *ev;
 	int is_v6 = hook == CORK_HOOK_CONNECT6 || hook == CORK_HOOK_SENDMSG6;
 
+	if (!cfg)
+		return CORK_BLOCK; /* not a bottle cork configured: fail closed */
 	if (ctx->protocol == IPPROTO_TCP)
 		dst->proto = IPPROTO_TCP;
 	else if (ctx->protocol == IPPROTO_UDP)
@@ -213,28 +237,28 @@ static __always_inline int cork_sock_addr(struct bpf_sock_addr *ctx, struct cork
 		return CORK_BLOCK; /* sock_create admits no other protocol */
 	dst->port = bpf_ntohs((__u16)ctx->user_port);
 
-	if (CORK_DNS_PORT && dst->port == 53) {
+	if (cfg->dns_port && dst->port == 53) {
 		d.verdict = CORK_VERDICT_ALLOW;
 		d.reason = CORK_REASON_DNS_REDIRECT;
 		d.rule_id = CORK_RULE_NONE;
-		cork_redirect_dns(ctx, dst, is_v6, is_connect);
+		cork_redirect_dns(ctx, cfg, dst, is_v6, is_connect);
 	} else {
-		d = cork_judge(ctx, dst);
+		d = cork_judge(ctx, cfg->bottle_id, dst);
 		if (d.verdict == CORK_VERDICT_ALLOW && d.redirect) {
 			/* Only TCP connect() gets here: UDP to a redirected port is refused by
 			 * the scan itself. */
-			if (!is_connect || !cork_redirect_proxy(ctx, dst, is_v6, d.rule_id)) {
+			if (!is_connect || !cork_redirect_proxy(ctx, cfg, dst, is_v6, d.rule_id)) {
 				d.verdict = CORK_VERDICT_DENY;
 				d.redirect = 0;
 			}
 		} else if (d.verdict == CORK_VERDICT_ALLOW && is_connect) {
-			cork_mark_vetted(ctx, dst);
+			cork_mark_vetted(ctx, cfg->bottle_id, dst);
 		}
 	}
-	if (d.verdict == CORK_VERDICT_ALLOW && !is_connect && !cork_first_send(ctx, dst))
+	if (d.verdict == CORK_VERDICT_ALLOW && !is_connect && !cork_first_send(ctx, cfg->bottle_id, dst))
 		return CORK_PASS;
 
-	ev = cork_event_start(hook, d.verdict, d.reason, d.rule_id);
+	ev = cork_event_start(cfg->bottle_id, hook, d.verdict, d.reason, d.rule_id);
 	if (ev) {
 		cork_event_task(ev);
 		cork_event_dst(ev, dst);
@@ -288,12 +312,14 @@ int cork_sendmsg6(struct bpf_sock_addr *ctx)
  * coming from the server the bottle addressed (resolvers drop answers from anywhere
  * else). Must return 1.
  */
-static __always_inline void cork_restore_dns_source(struct bpf_sock_addr *ctx, int is_v6)
+static __always_inline void cork_restore_dns_source(struct bpf_sock_addr *ctx,
+						    const struct cork_bottle_cfg *cfg, int is_v6)
 {
 	struct cork_sock_state *st;
 	struct bpf_sock *sk = ctx->sk;
 
-	if (!CORK_DNS_PORT || !sk || CORK_CTX_LOAD32(ctx, user_port) != bpf_htons(CORK_DNS_PORT))
+	if (!cfg->dns_port || !sk ||
+	    CORK_CTX_LOAD32(ctx, user_port) != bpf_htons(cfg->dns_port))
 		return;
 	st = bpf_sk_storage_get(&cork_sock, sk, 0, 0);
 	if (!st || !st->dns_family)
@@ -317,26 +343,33 @@ static __always_inline void cork_restore_dns_source(struct bpf_sock_addr *ctx, i
 SEC("cgroup/recvmsg4")
 int cork_recvmsg4(struct bpf_sock_addr *ctx)
 {
-	cork_restore_dns_source(ctx, 0);
+	const struct cork_bottle_cfg *cfg = cork_cfg_current();
+
+	if (cfg)
+		cork_restore_dns_source(ctx, cfg, 0);
 	return 1;
 }
 
 SEC("cgroup/recvmsg6")
 int cork_recvmsg6(struct bpf_sock_addr *ctx)
 {
-	cork_restore_dns_source(ctx, 1);
+	const struct cork_bottle_cfg *cfg = cork_cfg_current();
+
+	if (cfg)
+		cork_restore_dns_source(ctx, cfg, 1);
 	return 1;
 }
 
 /* getpeername() on a connection redirected to the inspecting proxy names the server the
  * bottle dialled, as the socket's family spells it. */
-static __always_inline void cork_restore_proxy_peer(struct bpf_sock_addr *ctx, int is_v6)
+static __always_inline void cork_restore_proxy_peer(struct bpf_sock_addr *ctx,
+						    const struct cork_bottle_cfg *cfg, int is_v6)
 {
 	struct cork_sock_state *st;
 	struct bpf_sock *sk = ctx->sk;
 
-	if (!CORK_PROXY_PORT || !sk ||
-	    CORK_CTX_LOAD32(ctx, user_port) != bpf_htons(CORK_PROXY_PORT))
+	if (!cfg->proxy_port || !sk ||
+	    CORK_CTX_LOAD32(ctx, user_port) != bpf_htons(cfg->proxy_port))
 		return;
 	st = bpf_sk_storage_get(&cork_sock, sk, 0, 0);
 	if (!st || !st->redir_port)
@@ -360,15 +393,23 @@ static __always_inline void cork_restore_proxy_peer(struct bpf_sock_addr *ctx, i
 SEC("cgroup/getpeername4")
 int cork_getpeername4(struct bpf_sock_addr *ctx)
 {
-	cork_restore_dns_source(ctx, 0);
-	cork_restore_proxy_peer(ctx, 0);
+	const struct cork_bottle_cfg *cfg = cork_cfg_current();
+
+	if (cfg) {
+		cork_restore_dns_source(ctx, cfg, 0);
+		cork_restore_proxy_peer(ctx, cfg, 0);
+	}
 	return 1;
 }
 
 SEC("cgroup/getpeername6")
 int cork_getpeername6(struct bpf_sock_addr *ctx)
 {
-	cork_restore_dns_source(ctx, 1);
-	cork_restore_proxy_peer(ctx, 1);
+	const struct cork_bottle_cfg *cfg = cork_cfg_current();
+
+	if (cfg) {
+		cork_restore_dns_source(ctx, cfg, 1);
+		cork_restore_proxy_peer(ctx, cfg, 1);
+	}
 	return 1;
 }

@@ -7,6 +7,8 @@
  * socket is tagged as this bottle's, which is how loopback scoping recognises the bottle's
  * own listeners. (AF_PACKET never reaches this hook: cork run drops CAP_NET_RAW instead.)
  */
+/* One set of these programs serves every cgroup bottle (see cork_maps.h). */
+#define CORK_SHARED
 #include "cork_events.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -27,19 +29,22 @@ static __always_inline __u8 cork_refusal(const struct bpf_sock *sk)
 SEC("cgroup/sock_create")
 int cork_sock_create(struct bpf_sock *sk)
 {
+	const struct cork_bottle_cfg *cfg = cork_cfg_current();
 	__u8 reason = cork_refusal(sk);
 	struct cork_sock_state *st;
 	struct cork_event *ev;
 
+	if (!cfg)
+		return CORK_BLOCK; /* not a bottle cork configured: fail closed */
 	if (!reason) {
 		st = bpf_sk_storage_get(&cork_sock, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 		if (!st)
 			return CORK_BLOCK; /* untagged sockets would lose loopback scoping: fail closed */
-		st->bottle_id = CORK_BOTTLE_ID;
+		st->bottle_id = cfg->bottle_id;
 		st->flags = CORK_SOCK_OWNED;
 		return CORK_PASS;
 	}
-	ev = cork_event_start(CORK_HOOK_SOCK_CREATE, CORK_VERDICT_DENY, reason, CORK_RULE_NONE);
+	ev = cork_event_start(cfg->bottle_id, CORK_HOOK_SOCK_CREATE, CORK_VERDICT_DENY, reason, CORK_RULE_NONE);
 	if (ev) {
 		cork_event_task(ev);
 		ev->family = sk->family;

@@ -7,6 +7,8 @@
  * entry is written by this bottle's kernel program only, so the proxy learns bottle and
  * destination from kernel state, never from anything the bottle sends.
  */
+/* One set of these programs serves every cgroup bottle (see cork_maps.h). */
+#define CORK_SHARED
 #include "cork_policy.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
@@ -25,7 +27,9 @@ int cork_sock_ops(struct bpf_sock_ops *skops)
 	if (!sk)
 		return 1;
 	st = bpf_sk_storage_get(&cork_sock, sk, 0, 0);
-	if (!st || st->bottle_id != CORK_BOTTLE_ID || !st->redir_port)
+	/* The state is written by cork's connect hook of the bottle the socket connected
+	 * from (which set redir_port): a socket no bottle tagged has none. */
+	if (!st || !st->bottle_id || !st->redir_port)
 		return 1;
 
 	if (skops->family == CORK_AF_INET) {
@@ -57,6 +61,10 @@ int cork_sock_ops(struct bpf_sock_ops *skops)
 	v.rule_id = st->redir_rule;
 	v.sock_cookie = bpf_get_socket_cookie(skops);
 	v.pid = bpf_get_current_pid_tgid() >> 32;
-	bpf_map_update_elem(&cork_redirects, &k, &v, BPF_ANY);
+	/* The bottle's own table, which only its proxy reads. */
+	void *redirects = CORK_MAP(redirects, st->bottle_id);
+
+	if (redirects)
+		bpf_map_update_elem(redirects, &k, &v, BPF_ANY);
 	return 1;
 }

@@ -27,8 +27,11 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-/* Set by the loader for this bottle's guest. */
+/* Set by the loader for this bottle's guest. A VM bottle's tap program stays per bottle:
+ * the guest's addresses as constants keep it within the verifier's budget, and a VM's
+ * boot dwarfs one more verification. The cgroup hooks find their bottle in cork_cfg. */
 const volatile struct cork_guest CORK_GUEST = {};
+const volatile __u32 CORK_BOTTLE_ID = 0;
 
 #define CORK_ETH_P_ARP 0x0806
 #define CORK_ICMPV6 58
@@ -99,7 +102,7 @@ static __always_inline int cork_is_ndp(int type)
 static __noinline void cork_audit_pkt(const struct cork_pkt *pkt, __u32 verdict, __u32 reason,
 				      __u32 rule_id)
 {
-	struct cork_event *ev = cork_event_start(CORK_HOOK_TC_INGRESS, verdict, reason, rule_id);
+	struct cork_event *ev = cork_event_start(CORK_BOTTLE_ID, CORK_HOOK_TC_INGRESS, verdict, reason, rule_id);
 
 	if (!ev)
 		return;
@@ -155,7 +158,7 @@ static __always_inline struct cork_decision cork_judge_guest(struct __sk_buff *s
 	}
 	if (cork_is_gateway(dst)) {
 		if ((pkt->l4 == IPPROTO_UDP || pkt->l4 == IPPROTO_TCP) &&
-		    cork_host_port_allowed(dst->port)) {
+		    cork_host_port_allowed(CORK_BOTTLE_ID, dst->port)) {
 			d.reason = CORK_REASON_LOOPBACK_HOST_PORT;
 			*mark = CORK_MARK_HOST;
 			return d;
@@ -164,7 +167,7 @@ static __always_inline struct cork_decision cork_judge_guest(struct __sk_buff *s
 	}
 	if (pkt->l4 != IPPROTO_TCP && pkt->l4 != IPPROTO_UDP)
 		return cork_deny(CORK_REASON_DEFAULT_DENY);
-	d = cork_judge_remote(dst);
+	d = cork_judge_remote(CORK_BOTTLE_ID, dst);
 	if (d.verdict == CORK_VERDICT_ALLOW)
 		*mark = d.redirect ? CORK_MARK_INSPECT : CORK_MARK_DIRECT;
 	return d;

@@ -39,6 +39,9 @@
 /* Bytes of sun_path in struct sockaddr_un: the longest unix socket name. */
 #define CORK_UNIX_NAME_MAX 108
 
+/* Capacity of cork_cfg, the bottles the programs can tell apart by their cgroup. */
+#define CORK_MAX_BOTTLES 4096
+
 /* Capacity of the map from a redirected connection's client address to its original
  * destination (LRU: an entry lives from the bottle's connect() until the proxy accepts). */
 #define CORK_MAX_REDIRECTS 16384
@@ -285,7 +288,19 @@ struct cork_guest {
 	__u8 gw6_ll[16];     /* the gateway's link-local address (the router in RAs) */
 };
 
+/* A cgroup bottle's settings, found by its programs at run time in cork_cfg (keyed by the
+ * id of the bottle's cgroup) rather than fixed when they are loaded: so the programs do
+ * not differ from bottle to bottle. Written once by the loader before anything is
+ * attached; never changed while the bottle lives. */
+struct cork_bottle_cfg {
+	__u32 bottle_id;     /* the bottle these hooks judge for; never 0 (0 = no bottle) */
+	__u16 dns_port;      /* its DNS proxy on 127.0.0.1 and ::1; 0 = no DNS redirect */
+	__u16 proxy_port;    /* its inspecting proxy on 127.0.0.1/::1; 0 = none (redirected
+			      * flows are refused) */
+};
+
 #define CORK_ABI_ASSERT(cond) _Static_assert(cond, #cond)
+CORK_ABI_ASSERT(sizeof(struct cork_bottle_cfg) == 8);
 CORK_ABI_ASSERT(sizeof(struct cork_guest) == 64);
 CORK_ABI_ASSERT(sizeof(struct cork_port_rule) == 12);
 CORK_ABI_ASSERT(sizeof(struct cork_prefix_value) == 16 + 12 * CORK_PREFIX_SLOTS);

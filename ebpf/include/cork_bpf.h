@@ -24,15 +24,6 @@
 #define CORK_PASS 1
 #define CORK_BLOCK 0
 
-/* Set by the loader per bottle (aya EbpfLoader::set_global): which bottle these program
- * instances enforce. The attach point (the bottle's cgroup) is what ties a process to it. */
-const volatile __u32 CORK_BOTTLE_ID = 0;
-/* The bottle's DNS proxy listens on 127.0.0.1 and ::1 at this port; 0 = no redirect. */
-const volatile __u16 CORK_DNS_PORT = 0;
-/* The bottle's inspecting proxy listens on 127.0.0.1 and ::1 at this port; 0 = no proxy,
- * so connections that policy sends through it are refused (fail closed). */
-const volatile __u16 CORK_PROXY_PORT = 0;
-
 /* Store to / load from a context field at a constant offset from the unmodified ctx
  * pointer. Plain C lets clang hoist `&ctx->field` into another register, and the verifier
  * refuses context access through a modified pointer ("dereference of modified ctx ptr"). */

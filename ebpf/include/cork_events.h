@@ -18,21 +18,22 @@
  * 8 bytes (kernel/bpf/ringbuf.c, BPF_RINGBUF_HDR_SZ). */
 #define CORK_EVENT_RING_BYTES (8 + ((sizeof(struct cork_event) + 7) / 8) * 8)
 
-static __always_inline void cork_count_lost(void)
+static __always_inline void cork_count_lost(__u32 bottle_id)
 {
 	__u32 zero = 0;
-	__u64 *lost = bpf_map_lookup_elem(&cork_lost, &zero);
+	void *map = CORK_MAP(lost, bottle_id);
+	__u64 *lost = map ? bpf_map_lookup_elem(map, &zero) : 0;
 
 	if (lost)
 		*lost += 1; /* per-CPU slot: no other writer */
 }
 
 /* The fields every hook fills the same way, in a record already zeroed. */
-static __always_inline void cork_event_head(struct cork_event *ev, __u8 hook, __u8 verdict,
-					    __u8 reason, __u32 rule_id)
+static __always_inline void cork_event_head(struct cork_event *ev, __u32 bottle_id, __u8 hook,
+					    __u8 verdict, __u8 reason, __u32 rule_id)
 {
 	ev->ts_boot_ns = bpf_ktime_get_boot_ns();
-	ev->bottle_id = CORK_BOTTLE_ID;
+	ev->bottle_id = bottle_id;
 	ev->hook = hook;
 	ev->verdict = verdict;
 	ev->reason = reason;
@@ -40,17 +41,19 @@ static __always_inline void cork_event_head(struct cork_event *ev, __u8 hook, __
 }
 
 /* Reserve a zeroed record with the fields every hook fills the same way. */
-static __always_inline struct cork_event *cork_event_start(__u8 hook, __u8 verdict, __u8 reason,
+static __always_inline struct cork_event *cork_event_start(__u32 bottle_id, __u8 hook,
+							   __u8 verdict, __u8 reason,
 							   __u32 rule_id)
 {
-	struct cork_event *ev = bpf_ringbuf_reserve(&cork_events, sizeof(*ev), 0);
+	void *ring = CORK_MAP(events, bottle_id);
+	struct cork_event *ev = ring ? bpf_ringbuf_reserve(ring, sizeof(*ev), 0) : 0;
 
 	if (!ev) {
-		cork_count_lost();
+		cork_count_lost(bottle_id);
 		return 0;
 	}
 	__builtin_memset(ev, 0, sizeof(*ev));
-	cork_event_head(ev, hook, verdict, reason, rule_id);
+	cork_event_head(ev, bottle_id, hook, verdict, reason, rule_id);
 	return ev;
 }
 
@@ -68,8 +71,10 @@ static __always_inline void cork_event_task(struct cork_event *ev)
 /* Commits a record from cork_event_start: every hook submits through here. */
 static __always_inline void cork_event_submit(struct cork_event *ev)
 {
-	/* Counts this record too: the producer position moved when it was reserved. */
-	__u64 unread = bpf_ringbuf_query(&cork_events, BPF_RB_AVAIL_DATA);
+	/* Counts this record too: the producer position moved when it was reserved. (The
+	 * ring it was reserved in: the bottle's, found again.) */
+	void *ring = CORK_MAP(events, ev->bottle_id);
+	__u64 unread = ring ? bpf_ringbuf_query(ring, BPF_RB_AVAIL_DATA) : 0;
 	__u64 before = unread - CORK_EVENT_RING_BYTES;
 
 	/* Records of other CPUs can move the count past a multiple unseen by both; the next

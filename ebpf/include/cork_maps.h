@@ -1,88 +1,139 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Map definitions shared by every cork object. Each object declares the same maps and the
- * loader gives all objects of one bottle the same pin directory, so LIBBPF_PIN_BY_NAME
- * makes them one set of maps per bottle (created by the first object, reused by the rest).
+ * Map definitions shared by every cork object, in two layouts.
+ *
+ * Per bottle (the tap object, and bottle_maps.bpf.c): the maps below are declared as they
+ * are; the loader gives every object of one bottle the same pin directory, so
+ * LIBBPF_PIN_BY_NAME makes them one set of maps per bottle.
+ *
+ * Shared (the cgroup objects, compiled with CORK_SHARED): one set of programs serves every
+ * cgroup bottle of the host, loaded and verified once. A program finds its bottle in
+ * cork_cfg (keyed by cgroup id), and each of that bottle's maps through an outer array
+ * (`co_<name>`, indexed by bottle id) that holds the bottle's own map: a bottle's policy,
+ * ring buffer and flow tables stay its own (pinned in its directory, sized, filled, read
+ * back and freed as before), only the way to them is shared. cork_cfg and cork_sock (one
+ * state per socket, tagged with its bottle) are host-wide.
+ *
+ * CORK_MAP(name, id) is the pointer to bottle `id`'s map cork_<name> in either layout: in
+ * the shared one it may be 0 (no such bottle), and every caller then fails closed.
  */
 #ifndef CORK_MAPS_H
 #define CORK_MAPS_H
 
 #include "cork_bpf.h"
 
+/* The definition of each per-bottle map, without its pinning (an inner map's template
+ * must not have one). Key and value by size: clang describes a struct reached only
+ * through an inner map's template as a forward declaration, which has no size. */
+#define CORK_GEN_DEF                                                                        \
+	__uint(type, BPF_MAP_TYPE_ARRAY);                                                   \
+	__uint(max_entries, 1);                                                             \
+	__uint(key_size, sizeof(__u32));                                                    \
+	__uint(value_size, sizeof(__u32))
+#define CORK_RULES_V4_DEF                                                                   \
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);                                                \
+	__uint(map_flags, BPF_F_NO_PREALLOC);                                               \
+	__uint(max_entries, CORK_MAX_PREFIXES);                                             \
+	__uint(key_size, sizeof(struct cork_lpm_v4_key));                                   \
+	__uint(value_size, sizeof(struct cork_prefix_value))
+#define CORK_RULES_V6_DEF                                                                   \
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);                                                \
+	__uint(map_flags, BPF_F_NO_PREALLOC);                                               \
+	__uint(max_entries, CORK_MAX_PREFIXES);                                             \
+	__uint(key_size, sizeof(struct cork_lpm_v6_key));                                   \
+	__uint(value_size, sizeof(struct cork_prefix_value))
+/* Host loopback ports the bottle may reach (host byte order → 1). */
+#define CORK_HOST_PORTS_DEF                                                                 \
+	__uint(type, BPF_MAP_TYPE_HASH);                                                    \
+	__uint(max_entries, CORK_MAX_HOST_PORTS);                                           \
+	__uint(key_size, sizeof(__u16));                                                    \
+	__uint(value_size, sizeof(__u8))
+/* The unix socket names the bottle may reach (allow) or never (deny); any other is denied. */
+#define CORK_UNIX_NAMES_DEF                                                                 \
+	__uint(type, BPF_MAP_TYPE_HASH);                                                    \
+	__uint(max_entries, CORK_MAX_UNIX_NAMES);                                           \
+	__uint(key_size, sizeof(struct cork_unix_key));                                     \
+	__uint(value_size, sizeof(struct cork_unix_value))
+#define CORK_EVENTS_DEF                                                                     \
+	__uint(type, BPF_MAP_TYPE_RINGBUF);                                                 \
+	__uint(max_entries, CORK_EVENTS_BYTES)
+/* Events that did not fit in the ring buffer; userspace reports them, never silent. */
+#define CORK_LOST_DEF                                                                       \
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);                                            \
+	__uint(max_entries, 1);                                                             \
+	__uint(key_size, sizeof(__u32));                                                    \
+	__uint(value_size, sizeof(__u64))
+/* (socket, destination) pairs whose allow was already logged. */
+#define CORK_FLOWS_DEF                                                                      \
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);                                                \
+	__uint(max_entries, CORK_MAX_FLOWS);                                                \
+	__uint(key_size, sizeof(struct cork_flow_key));                                     \
+	__uint(value_size, sizeof(__u8))
+/* Redirected connections not yet accepted by the proxy: client address → original
+ * destination (see struct cork_redirect_value). */
+#define CORK_REDIRECTS_DEF                                                                  \
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);                                                \
+	__uint(max_entries, CORK_MAX_REDIRECTS);                                            \
+	__uint(key_size, sizeof(struct cork_redirect_key));                                 \
+	__uint(value_size, sizeof(struct cork_redirect_value))
+
+#ifdef CORK_SHARED
+
+/* The outer array of one per-bottle map: slot `bottle id` holds that bottle's map. */
+#define CORK_OUTER(name, def)                                                               \
+	struct {                                                                            \
+		__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);                                   \
+		__uint(max_entries, CORK_MAX_BOTTLES);                                      \
+		__type(key, __u32);                                                         \
+		__uint(pinning, LIBBPF_PIN_BY_NAME);                                        \
+		__array(values, struct { def; });                                           \
+	} name SEC(".maps")
+
+CORK_OUTER(co_gen, CORK_GEN_DEF);
+CORK_OUTER(co_rules_v4, CORK_RULES_V4_DEF);
+CORK_OUTER(co_rules_v4_1, CORK_RULES_V4_DEF);
+CORK_OUTER(co_rules_v6, CORK_RULES_V6_DEF);
+CORK_OUTER(co_rules_v6_1, CORK_RULES_V6_DEF);
+CORK_OUTER(co_host_ports, CORK_HOST_PORTS_DEF);
+CORK_OUTER(co_hostport_1, CORK_HOST_PORTS_DEF);
+CORK_OUTER(co_unix_names, CORK_UNIX_NAMES_DEF);
+CORK_OUTER(co_unixname_1, CORK_UNIX_NAMES_DEF);
+CORK_OUTER(co_events, CORK_EVENTS_DEF);
+CORK_OUTER(co_lost, CORK_LOST_DEF);
+CORK_OUTER(co_flows, CORK_FLOWS_DEF);
+CORK_OUTER(co_redirects, CORK_REDIRECTS_DEF);
+
 /*
- * The policy maps come in two slots: the unsuffixed maps are slot 0, the `_1` maps slot 1.
- * cork_gen holds the live slot. A policy update (`cork bottle update`) fills the other
- * slot, reads it back, then flips this one word: every decision reads the slot once and
- * looks in one map of it, so no connect sees half of one policy and half of another.
- * Empty tries cost nothing (BPF_F_NO_PREALLOC).
+ * Which bottle a cgroup hook is judging for, and that bottle's proxy ports: one entry per
+ * bottle, keyed by the id of the cgroup its programs are attached to (on cgroup v2, the
+ * inode number of the cgroup's directory). Looked up on every hook instead of being a
+ * constant fixed at load, so the verified programs are the same for every bottle. A
+ * process in any other cgroup (a child cgroup cannot be made: the bottle's cgroupfs is
+ * read-only) finds no entry, and its hook fails closed.
  */
 struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u32);
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, CORK_MAX_BOTTLES);
+	__type(key, __u64);
+	__type(value, struct cork_bottle_cfg);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} cork_gen SEC(".maps");
+} cork_cfg SEC(".maps");
 
-#define CORK_RULES_V4_MAP(name)                                                             \
-	struct {                                                                            \
-		__uint(type, BPF_MAP_TYPE_LPM_TRIE);                                        \
-		__uint(map_flags, BPF_F_NO_PREALLOC);                                       \
-		__uint(max_entries, CORK_MAX_PREFIXES);                                     \
-		__type(key, struct cork_lpm_v4_key);                                        \
-		__type(value, struct cork_prefix_value);                                    \
-		__uint(pinning, LIBBPF_PIN_BY_NAME);                                        \
-	} name SEC(".maps")
-
-#define CORK_RULES_V6_MAP(name)                                                             \
-	struct {                                                                            \
-		__uint(type, BPF_MAP_TYPE_LPM_TRIE);                                        \
-		__uint(map_flags, BPF_F_NO_PREALLOC);                                       \
-		__uint(max_entries, CORK_MAX_PREFIXES);                                     \
-		__type(key, struct cork_lpm_v6_key);                                        \
-		__type(value, struct cork_prefix_value);                                    \
-		__uint(pinning, LIBBPF_PIN_BY_NAME);                                        \
-	} name SEC(".maps")
-
-/* Host loopback ports the bottle may reach (host byte order → 1). */
-#define CORK_HOST_PORTS_MAP(name)                                                           \
-	struct {                                                                            \
-		__uint(type, BPF_MAP_TYPE_HASH);                                            \
-		__uint(max_entries, CORK_MAX_HOST_PORTS);                                   \
-		__type(key, __u16);                                                         \
-		__type(value, __u8);                                                        \
-		__uint(pinning, LIBBPF_PIN_BY_NAME);                                        \
-	} name SEC(".maps")
-
-/* The unix socket names the bottle may reach (allow) or never (deny); any other is denied. */
-#define CORK_UNIX_NAMES_MAP(name)                                                           \
-	struct {                                                                            \
-		__uint(type, BPF_MAP_TYPE_HASH);                                            \
-		__uint(max_entries, CORK_MAX_UNIX_NAMES);                                   \
-		__type(key, struct cork_unix_key);                                          \
-		__type(value, struct cork_unix_value);                                      \
-		__uint(pinning, LIBBPF_PIN_BY_NAME);                                        \
-	} name SEC(".maps")
-
-CORK_RULES_V4_MAP(cork_rules_v4);
-CORK_RULES_V4_MAP(cork_rules_v4_1);
-CORK_RULES_V6_MAP(cork_rules_v6);
-CORK_RULES_V6_MAP(cork_rules_v6_1);
-CORK_HOST_PORTS_MAP(cork_host_ports);
-CORK_HOST_PORTS_MAP(cork_hostport_1);
-CORK_UNIX_NAMES_MAP(cork_unix_names);
-CORK_UNIX_NAMES_MAP(cork_unixname_1);
-
-/* The live policy slot, 0 or 1 (0 until the first update). */
-static __always_inline __u32 cork_policy_slot(void)
+/* The settings of the bottle whose cgroup has id `cgroup_id`, or 0 when there is none. */
+static __always_inline const struct cork_bottle_cfg *cork_cfg_of(__u64 cgroup_id)
 {
-	__u32 zero = 0;
-	__u32 *slot = bpf_map_lookup_elem(&cork_gen, &zero);
+	const struct cork_bottle_cfg *cfg = bpf_map_lookup_elem(&cork_cfg, &cgroup_id);
 
-	return slot && *slot ? 1 : 0;
+	return cfg && cfg->bottle_id ? cfg : 0;
 }
 
-/* Which sockets this bottle created, and what their connect() was allowed to reach.
+/* The settings of the bottle the current task is in (process-context hooks only). */
+static __always_inline const struct cork_bottle_cfg *cork_cfg_current(void)
+{
+	return cork_cfg_of(bpf_get_current_cgroup_id());
+}
+
+/* Which sockets a bottle created, and what their connect() was allowed to reach.
  * BPF_F_CLONE copies the state to sockets accepted from a bottle's listener. */
 struct {
 	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
@@ -92,38 +143,57 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } cork_sock SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, CORK_EVENTS_BYTES);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} cork_events SEC(".maps");
+#define CORK_MAP(name, id)                                                                  \
+	({                                                                                  \
+		__u32 __cork_id = (id);                                                     \
+		(void *)bpf_map_lookup_elem(&co_##name, &__cork_id);                        \
+	})
 
-/* Events that did not fit in the ring buffer; userspace reports them, never silent. */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, __u64);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} cork_lost SEC(".maps");
+#else
 
-/* (socket, destination) pairs whose allow was already logged. */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, CORK_MAX_FLOWS);
-	__type(key, struct cork_flow_key);
-	__type(value, __u8);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} cork_flows SEC(".maps");
+#define CORK_BOTTLE_MAP(name, def)                                                          \
+	struct {                                                                            \
+		def;                                                                        \
+		__uint(pinning, LIBBPF_PIN_BY_NAME);                                        \
+	} name SEC(".maps")
 
-/* Redirected connections not yet accepted by the proxy: client address → original
- * destination (see struct cork_redirect_value). */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, CORK_MAX_REDIRECTS);
-	__type(key, struct cork_redirect_key);
-	__type(value, struct cork_redirect_value);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} cork_redirects SEC(".maps");
+/*
+ * The policy maps come in two slots: the unsuffixed maps are slot 0, the `_1` maps slot 1.
+ * cork_gen holds the live slot. A policy update (`cork bottle update`) fills the other
+ * slot, reads it back, then flips this one word: every decision reads the slot once and
+ * looks in one map of it, so no connect sees half of one policy and half of another.
+ * Empty tries cost nothing (BPF_F_NO_PREALLOC).
+ */
+CORK_BOTTLE_MAP(cork_gen, CORK_GEN_DEF);
+CORK_BOTTLE_MAP(cork_rules_v4, CORK_RULES_V4_DEF);
+CORK_BOTTLE_MAP(cork_rules_v4_1, CORK_RULES_V4_DEF);
+CORK_BOTTLE_MAP(cork_rules_v6, CORK_RULES_V6_DEF);
+CORK_BOTTLE_MAP(cork_rules_v6_1, CORK_RULES_V6_DEF);
+CORK_BOTTLE_MAP(cork_host_ports, CORK_HOST_PORTS_DEF);
+CORK_BOTTLE_MAP(cork_hostport_1, CORK_HOST_PORTS_DEF);
+CORK_BOTTLE_MAP(cork_unix_names, CORK_UNIX_NAMES_DEF);
+CORK_BOTTLE_MAP(cork_unixname_1, CORK_UNIX_NAMES_DEF);
+CORK_BOTTLE_MAP(cork_events, CORK_EVENTS_DEF);
+CORK_BOTTLE_MAP(cork_lost, CORK_LOST_DEF);
+CORK_BOTTLE_MAP(cork_flows, CORK_FLOWS_DEF);
+CORK_BOTTLE_MAP(cork_redirects, CORK_REDIRECTS_DEF);
+
+#define CORK_MAP(name, id) ((void)(id), (void *)&cork_##name)
+
+#endif /* CORK_SHARED */
+
+/* Bottle `id`'s live policy slot, 0 or 1 (0 until the first update); -1 when the bottle
+ * has no maps (shared layout only): the caller fails closed. */
+static __always_inline int cork_policy_slot(__u32 id)
+{
+	__u32 zero = 0;
+	void *gen = CORK_MAP(gen, id);
+	__u32 *slot;
+
+	if (!gen)
+		return -1;
+	slot = bpf_map_lookup_elem(gen, &zero);
+	return slot && *slot ? 1 : 0;
+}
 
 #endif

@@ -115,26 +115,30 @@ static __always_inline struct cork_decision cork_unpack(__u64 packed)
 	return d;
 }
 
-/* Judge a non-loopback destination against the bottle's prefix rules. */
-static __always_inline struct cork_decision cork_judge_remote(const struct cork_dst *dst)
+/* Judge a non-loopback destination against bottle `id`'s prefix rules (denied when the
+ * bottle has no maps). */
+static __always_inline struct cork_decision cork_judge_remote(__u32 id, const struct cork_dst *dst)
 {
-	const struct cork_prefix_value *v;
+	const struct cork_prefix_value *v = 0;
+	void *rules;
 
 	/* One read of the live slot, one lookup in it (cork_maps.h). */
-	__u32 slot = cork_policy_slot();
+	int slot = cork_policy_slot(id);
 
 	if (dst->family == CORK_AF_INET) {
 		struct cork_lpm_v4_key k = { .prefixlen = 32 };
 
 		__builtin_memcpy(k.addr, dst->addr, 4);
-		v = slot ? bpf_map_lookup_elem(&cork_rules_v4_1, &k) :
-			   bpf_map_lookup_elem(&cork_rules_v4, &k);
+		rules = slot == 1 ? CORK_MAP(rules_v4_1, id) : CORK_MAP(rules_v4, id);
+		if (slot >= 0 && rules)
+			v = bpf_map_lookup_elem(rules, &k);
 	} else {
 		struct cork_lpm_v6_key k = { .prefixlen = 128 };
 
 		__builtin_memcpy(k.addr, dst->addr, 16);
-		v = slot ? bpf_map_lookup_elem(&cork_rules_v6_1, &k) :
-			   bpf_map_lookup_elem(&cork_rules_v6, &k);
+		rules = slot == 1 ? CORK_MAP(rules_v6_1, id) : CORK_MAP(rules_v6, id);
+		if (slot >= 0 && rules)
+			v = bpf_map_lookup_elem(rules, &k);
 	}
 	return cork_unpack(cork_scan_packed(v, dst->proto, dst->port));
 }
@@ -149,11 +153,12 @@ static __always_inline int cork_is_loopback(const struct cork_dst *dst)
 	return dst->addr[15] == 1;
 }
 
-static __always_inline int cork_host_port_allowed(__u16 port)
+static __always_inline int cork_host_port_allowed(__u32 id, __u16 port)
 {
-	if (cork_policy_slot())
-		return bpf_map_lookup_elem(&cork_hostport_1, &port) != 0;
-	return bpf_map_lookup_elem(&cork_host_ports, &port) != 0;
+	int slot = cork_policy_slot(id);
+	void *ports = slot == 1 ? CORK_MAP(hostport_1, id) : CORK_MAP(host_ports, id);
+
+	return slot >= 0 && ports && bpf_map_lookup_elem(ports, &port) != 0;
 }
 
 /*

@@ -108,5 +108,22 @@ fn rmdir_tree(path: &Path) -> Result<()> {
 
 /// Removes a pin directory and the pins in it.
 pub fn remove_pins(path: &Path) -> Result<()> {
+    // A cgroup bottle is registered in the host's shared program set too
+    // (cork_bpf::shared): pins removed by hand take that with them, as `cork clean` does.
+    // First, while the pins still reserve the bottle's id (a new bottle cannot have it).
+    let id = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.rsplit_once('_'))
+        .and_then(|(_, id)| id.parse::<u32>().ok());
+    if let (Some(id), Some(bpffs)) = (id, path.parent()) {
+        let problems = cork_bpf::shared::forget_bottle(bpffs, id);
+        if !problems.is_empty() {
+            bail!(
+                "taking bottle {id} of {} out of the shared programs: {problems:?}",
+                path.display()
+            );
+        }
+    }
     std::fs::remove_dir_all(path).with_context(|| format!("remove {}", path.display()))
 }

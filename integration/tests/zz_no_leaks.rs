@@ -44,6 +44,15 @@ fn no_bpf_pins_remain() {
     assert!(left.is_empty(), "pins left behind: {left:?}");
 }
 
+/// The shared program set (`cork_programs`) stays pinned by design; no bottle may stay
+/// registered in it (a cork_cfg entry or an outer map slot would keep a dead bottle's
+/// maps alive).
+#[test]
+fn no_bottle_stays_in_the_shared_programs() {
+    let left = cork_bpf::shared::registrations(Path::new(host::BPFFS));
+    assert!(left.is_empty(), "registrations left behind: {left:?}");
+}
+
 #[test]
 fn no_ca_bundles_remain() {
     let left = host::entries_with_prefix(Path::new("/run/cork"), "cork-");

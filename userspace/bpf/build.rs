@@ -7,8 +7,16 @@ use std::process::Command;
 
 use anyhow::{Context, bail};
 
-/// One object per kernel hook family (see ebpf/).
-const PROGRAMS: &[&str] = &["sock_addr", "sock_create", "skb", "sock_ops", "tap", "unix"];
+/// One object per kernel hook family (see ebpf/), and a cgroup bottle's maps alone.
+const PROGRAMS: &[&str] = &[
+    "sock_addr",
+    "sock_create",
+    "skb",
+    "sock_ops",
+    "tap",
+    "unix",
+    "bottle_maps",
+];
 const HEADERS: &[&str] = &[
     "cork_abi.h",
     "cork_packet.h",
@@ -74,15 +82,16 @@ fn map_names(header: &str) -> anyhow::Result<String> {
     for line in header.lines() {
         let line = line.trim();
         // `} name SEC(".maps");`, or a use of one of the header's map macros:
-        // `CORK_RULES_V4_MAP(name);`.
+        // `CORK_BOTTLE_MAP(name, DEF);`, `CORK_OUTER(name, DEF);`.
         let declared = line
             .strip_prefix('}')
             .and_then(|rest| rest.trim().strip_suffix("SEC(\".maps\");"))
             .or_else(|| {
-                line.strip_prefix("CORK_")
-                    .filter(|_| !line.starts_with("#define"))
-                    .and_then(|rest| rest.split_once("_MAP("))
-                    .and_then(|(_, rest)| rest.strip_suffix(");"))
+                ["CORK_BOTTLE_MAP(", "CORK_OUTER("]
+                    .iter()
+                    .find_map(|m| line.strip_prefix(m))
+                    .and_then(|rest| rest.split_once(','))
+                    .map(|(name, _)| name)
             });
         let Some(name) = declared else {
             continue;

@@ -177,6 +177,19 @@ impl FencedBottle {
             });
             return problems;
         }
+        // Out of the shared program set first, while the pins still reserve the id.
+        if let Some(id) = key.id() {
+            problems.extend(
+                cork_bpf::shared::forget_bottle(Path::new(mounts::BPFFS), id.get())
+                    .into_iter()
+                    .map(|p| {
+                        TeardownProblem::Bpf(cork_bpf::TeardownError::Shared {
+                            what: "taking the bottle out of the shared program set",
+                            source: std::io::Error::other(p),
+                        })
+                    }),
+            );
+        }
         let pins = key.pin_dir(Path::new(mounts::BPFFS));
         problems.extend(
             cork_bpf::remove_pin_dir(&pins)

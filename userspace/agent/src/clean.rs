@@ -84,6 +84,17 @@ pub fn clean() -> Result<CleanReport, MountError> {
         if failed_keys.contains(&path.file_name().map(|n| n.to_os_string())) {
             continue;
         }
+        // Out of the shared program set first, while its pins still reserve its id (no
+        // new bottle can hold it yet); its processes are gone with its cgroup.
+        let id = path
+            .file_name()
+            .and_then(|n| BottleKey::parse(&n.to_string_lossy()))
+            .and_then(|k| k.id());
+        if let Some(id) = id {
+            report
+                .problems
+                .extend(cork_bpf::shared::forget_bottle(&bpffs, id.get()));
+        }
         let problems = cork_bpf::remove_pin_dir(&path);
         if problems.is_empty() {
             report.removed.push(path);
@@ -91,6 +102,12 @@ pub fn clean() -> Result<CleanReport, MountError> {
         report
             .problems
             .extend(problems.iter().map(|p| cork_audit::error_chain(p)));
+    }
+    // Program sets no bottle is registered in (left pinned by design while bottles come
+    // and go; see cork_bpf::shared).
+    match cork_bpf::shared::remove_unused(&bpffs) {
+        Ok(_) => {}
+        Err(e) => report.problems.push(cork_audit::error_chain(&e)),
     }
     clean_nft(&mut report);
     // IP forwarding a killed `cork vm` turned on in this namespace.

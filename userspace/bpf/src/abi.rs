@@ -53,6 +53,9 @@ unsafe impl aya::Pod for cork_redirect_key {}
 unsafe impl aya::Pod for cork_redirect_value {}
 // SAFETY: as above (bytes only).
 unsafe impl aya::Pod for cork_guest {}
+// SAFETY: as above (two integers, no padding).
+unsafe impl aya::Pod for cork_bottle_cfg {}
+const _: () = assert!(std::mem::size_of::<cork_bottle_cfg>() == 8);
 // SAFETY: as above (bytes only, zero past `len`).
 unsafe impl aya::Pod for cork_unix_key {}
 // SAFETY: as above.

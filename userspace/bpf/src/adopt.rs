@@ -1,34 +1,21 @@
 //! [`Enforcement::adopt`]: takes over a cgroup bottle's enforcement that an earlier agent
 //! process installed and pinned (a daemon that was SIGKILLed and started again). Nothing
-//! is loaded, attached or written: the pinned maps are opened again (by loading the map
-//! object with its pin directory, which makes aya reuse every pinned map instead of
-//! creating one) and each pinned link is opened to learn which program it holds. The
-//! caller then reads everything back with [`Enforcement::verify`] before trusting it.
+//! is loaded, attached or written: the bottle's pinned maps are opened again, each pinned
+//! link is opened to learn which program it holds (it must be one of this build's shared
+//! programs, see shared.rs), and the bottle's `cork_cfg` entry is read. The caller then
+//! reads everything back with [`Enforcement::verify`] before trusting it.
 //!
 //! Adoption never weakens the fence: a failure leaves every pin where it was (no link is
-//! unpinned, no map replaced), and a map pin that the load had to create because it was
-//! missing is removed again before the error is returned.
+//! unpinned, no map created or replaced, no registration in the shared set touched).
 
 use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use aya::EbpfLoader;
 use aya::programs::links::{FdLink, PinnedLink};
 
 use crate::{AttachTarget, query::AttachType};
-use crate::{Attachment, BpfError, CGROUP_OBJECTS, Enforcement, unix};
-
-/// Every program a cgroup bottle has attached, with its hook: the aya-loaded objects'
-/// and the unix object's.
-fn cgroup_programs() -> Vec<(&'static str, AttachType)> {
-    let mut all: Vec<_> = CGROUP_OBJECTS
-        .iter()
-        .flat_map(|spec| spec.programs.iter().copied())
-        .collect();
-    all.extend(unix::OBJECT.programs.iter().map(|p| (p.name, p.attach)));
-    all
-}
+use crate::{Attachment, BpfError, Enforcement, MapError, MapSet, cfg, shared};
 
 /// The names in a pin directory.
 fn pins(dir: &Path) -> Result<BTreeSet<String>, BpfError> {
@@ -46,14 +33,14 @@ impl Enforcement {
     /// Takes over the enforcement pinned in `pin_dir` for the cgroup `target`. Errors say
     /// what is missing; the pins stay as they are either way. Verify before use.
     pub fn adopt(target: &AttachTarget, pin_dir: &Path) -> Result<Self, BpfError> {
-        if !matches!(target, AttachTarget::Cgroup(_)) {
+        let AttachTarget::Cgroup(cgroup) = target else {
             return Err(BpfError::WrongTarget {
                 program: "adoption",
                 wants: "a cgroup",
             });
-        }
+        };
         let before = pins(pin_dir)?;
-        let programs = cgroup_programs();
+        let programs = shared::programs();
         let missing: Vec<String> = programs
             .iter()
             .map(|(p, _)| format!("link_{p}"))
@@ -65,39 +52,49 @@ impl Enforcement {
                 missing,
             });
         }
-        let spec = CGROUP_OBJECTS[0];
-        // Programs are not loaded by this (aya loads a program only when asked): only the
-        // maps are opened, each from its pin when there is one. No kernel BTF either: it
-        // serves the programs' relocations only, and parsing it is most of a load's time.
-        let loaded = EbpfLoader::new()
-            .btf(None)
-            .default_map_pin_directory(pin_dir)
-            .load(spec.bytes);
-        let created: Vec<String> = pins(pin_dir)?.difference(&before).cloned().collect();
-        if !created.is_empty() {
-            // The load made maps that were not pinned: those are empty, not the bottle's.
-            // Remove them again so the directory holds what the earlier agent left.
-            drop(loaded);
-            for name in &created {
-                let _ = fs::remove_file(pin_dir.join(name));
-            }
-            return Err(BpfError::PinsMissing {
-                path: pin_dir.to_path_buf(),
-                missing: created,
-            });
-        }
-        let ebpf = loaded.map_err(|source| BpfError::LoadObject {
-            object: spec.name,
-            source,
-        })?;
+        // Only the maps are opened, each from its pin (nothing is created: a missing pin is
+        // an error and the directory stays as the earlier agent left it).
+        let inner: Vec<&str> = shared::INNER.iter().map(|(i, _)| *i).collect();
+        let maps = MapSet::open_pinned(pin_dir, &inner)?;
+        // The links must hold this build's shared programs: the set whose cork_cfg and
+        // outer maps they read is then the one this build names (a bottle of another
+        // build stays fenced, never detached).
+        let root = pin_dir.parent().unwrap_or(Path::new("/")).join(shared::DIR);
+        let set = shared::Shared::existing(&root)?;
+        let ours: Vec<(&str, u32)> = set
+            .open_programs()?
+            .iter()
+            .map(|p| (p.name(), p.id()))
+            .collect();
         let mut attachments = Vec::with_capacity(programs.len());
         for (program, attach) in programs {
-            attachments.push(open_link(pin_dir, program, attach)?);
+            let att = open_link(pin_dir, program, attach)?;
+            if !ours.contains(&(program, att.prog_id)) {
+                return Err(MapError::Mismatch {
+                    map: shared::DIR,
+                    detail: format!(
+                        "{program} is attached as program {}, not this build's shared one",
+                        att.prog_id
+                    ),
+                }
+                .into());
+            }
+            attachments.push(att);
         }
+        // The hooks judge for whichever bottle the cgroup's entry names: it must be there
+        // (verify then reads it back as found here, and the outer maps' slots).
+        let key = cfg::cgroup_id(cgroup)?;
+        let entry = cfg::read(set.dir(), key)?.ok_or_else(|| MapError::Mismatch {
+            map: crate::abi::map_names::CORK_CFG,
+            detail: format!("no entry for the bottle's cgroup {key}"),
+        })?;
         Ok(Enforcement {
             pin_dir: pin_dir.to_path_buf(),
-            objects: vec![ebpf],
+            objects: Vec::new(),
+            maps,
             attachments,
+            cfg: Some((key, entry)),
+            shared: Some((set.dir().to_path_buf(), entry.bottle_id)),
             removed: false,
         })
     }

@@ -11,7 +11,6 @@ use std::os::fd::AsRawFd;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use aya::Ebpf;
 use aya::maps::{MapData, PerCpuArray, RingBuf};
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
@@ -75,7 +74,7 @@ impl EventReader {
     /// Takes the ring buffer and loss counter out of the bottle's map object and starts
     /// reading them on `runtime`.
     pub fn start<H: EventHandler>(
-        ebpf: &mut Ebpf,
+        ebpf: &mut crate::MapSet,
         handler: H,
         runtime: &tokio::runtime::Handle,
     ) -> Result<Self, MapError> {

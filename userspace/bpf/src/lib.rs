@@ -2,21 +2,28 @@
 //! policy, attach them to the bottle's cgroup, pin everything so enforcement outlives this
 //! process, read it back to verify, and take it all down again.
 //!
-//! Pins live in `<bpffs>/cork-<bottle key>/`: the maps (pinned by name, which is also how
-//! the three objects share one set of maps) and one `link_<program>` per attachment.
-//! While a link pin exists the program stays attached, even if the agent is SIGKILLed.
+//! Pins live in `<bpffs>/cork-<bottle key>/`: the bottle's maps (pinned by name) and one
+//! `link_<program>` per attachment. While a link pin exists the program stays attached,
+//! even if the agent is SIGKILLed. A cgroup bottle's programs are not its own: one set,
+//! verified once, serves every cgroup bottle of the host (see [`shared`]); the bottle
+//! registers its maps and its `cork_cfg` entry in the set and links the set's programs
+//! to its cgroup. A VM bottle's tap program is its own (loaded with its guest as
+//! constants).
 
 pub mod abi;
 mod adopt;
 mod attach;
 mod batch;
+mod cfg;
 mod direct;
 pub mod events;
 pub mod learned;
 mod load;
 mod maps;
+mod mapset;
 mod query;
 pub mod redirects;
+pub mod shared;
 mod target;
 pub mod test_run;
 // One loader module per eBPF object, named after its ebpf/*.bpf.c.
@@ -37,7 +44,9 @@ use aya::{Btf, Ebpf, EbpfError, EbpfLoader};
 use cork_policy::KernelPlan;
 
 use attach::ObjectSpec;
+pub use cfg::{CgroupIdError, cgroup_id, own_cgroup_id};
 pub use maps::MapError;
+pub use mapset::MapSet;
 pub use query::{AttachType, attached_programs};
 pub use target::AttachTarget;
 
@@ -117,6 +126,8 @@ pub enum BpfError {
     },
     #[error(transparent)]
     Map(#[from] MapError),
+    #[error(transparent)]
+    CgroupId(#[from] CgroupIdError),
     #[error("eBPF object {object}: {operation}")]
     Prepare {
         object: &'static str,
@@ -199,9 +210,17 @@ pub enum TeardownError {
         #[source]
         source: io::Error,
     },
+    #[error("the shared program set: {what}")]
+    Shared {
+        what: &'static str,
+        #[source]
+        source: io::Error,
+    },
 }
 
-/// Load-time constants of a bottle's programs (`const volatile` globals in cork_bpf.h).
+/// What differs from bottle to bottle: a cgroup bottle's programs find these in its
+/// `cork_cfg` entry (see cfg.rs), a VM bottle's tap program has them as load-time
+/// constants (`const volatile` globals in tap.bpf.c).
 #[derive(Debug, Clone, Copy)]
 pub struct LoadConstants {
     /// Which bottle these program instances enforce.
@@ -229,8 +248,16 @@ pub(crate) struct Attachment {
 /// attachments until they are removed.
 pub struct Enforcement {
     pin_dir: PathBuf,
+    /// A VM bottle's tap object (its program); empty for a cgroup bottle.
     objects: Vec<Ebpf>,
+    /// The bottle's maps.
+    maps: MapSet,
     attachments: Vec<Attachment>,
+    /// A cgroup bottle's `cork_cfg` entry: its cgroup's id and what it holds.
+    cfg: Option<(u64, abi::cork_bottle_cfg)>,
+    /// A cgroup bottle's program set (shared.rs): its directory and the bottle's id, its
+    /// slot in the set's outer arrays.
+    shared: Option<(PathBuf, u32)>,
     removed: bool,
 }
 
@@ -266,7 +293,10 @@ impl Enforcement {
         let mut this = Enforcement {
             pin_dir: pin_dir.to_path_buf(),
             objects: Vec::new(),
+            maps: MapSet::default(),
             attachments: Vec::new(),
+            cfg: None,
+            shared: None,
             removed: false,
         };
         // On error `this` drops here and removes whatever was created.
@@ -280,25 +310,78 @@ impl Enforcement {
         target: &AttachTarget,
         plan: &KernelPlan,
     ) -> Result<(), BpfError> {
-        let specs = objects_for(target);
-        let btf = self.load_objects(specs, consts, plan)?;
+        let AttachTarget::Cgroup(cgroup) = target else {
+            return self.install_tap(consts, target, plan);
+        };
+        // The host's program set, next to the bottles' pin directories.
+        let root = self
+            .pin_dir
+            .parent()
+            .unwrap_or(Path::new("/"))
+            .join(shared::DIR);
+        let key = cfg::cgroup_id(cgroup)?;
+        // The bottle's own maps first, outside the set's lock: filling them is the long
+        // part for a large policy, and other bottles may be starting meanwhile.
+        self.make_bottle_maps(plan)?;
+        let mut set = shared::Shared::ensure(&root)?;
+        self.join_set(&set, consts, key)?;
+        // Registered: the set is in use now, `cork clean` keeps it.
+        set.unlock();
         let open = target.open()?;
-        // A cgroup bottle's processes share the host's unix sockets; a VM guest has none.
-        let unix = matches!(target, AttachTarget::Cgroup(_)).then_some(load::UnixLoad {
-            consts: &consts,
-            btf: &btf,
-            pin_dir: &self.pin_dir,
-        });
+        let cgroup = attach::cgroup_of(&open, "the cgroup hooks")?;
+        for program in set.open_programs()? {
+            self.attachments
+                .push(direct::attach(program, cgroup, &self.pin_dir)?);
+        }
+        self.verify_against(target, &open, plan, 0, false)
+    }
+
+    /// Makes this bottle's maps in its pin directory and fills them from `plan`.
+    fn make_bottle_maps(&mut self, plan: &KernelPlan) -> Result<(), BpfError> {
+        fs::create_dir(&self.pin_dir).map_err(|source| BpfError::PinDir {
+            path: self.pin_dir.clone(),
+            source,
+        })?;
+        self.maps = MapSet::create_pinned("bottle_maps", shared::BOTTLE_MAPS, &self.pin_dir)?;
+        maps::write_plan(&mut self.maps, plan)?;
+        Ok(())
+    }
+
+    /// Registers this bottle's maps and its `cork_cfg` entry (for the cgroup `key`) in
+    /// the program set. Nothing is attached yet.
+    fn join_set(
+        &mut self,
+        set: &shared::Shared,
+        consts: LoadConstants,
+        key: u64,
+    ) -> Result<(), BpfError> {
+        self.shared = Some((set.dir().to_path_buf(), consts.bottle_id));
+        shared::register_maps(set.dir(), &self.pin_dir, consts.bottle_id)?;
+        // Last: with its entry the programs judge the cgroup as this bottle.
+        let entry = cfg::entry(&consts);
+        self.cfg = Some((key, entry));
+        cfg::write(set.dir(), key, entry)?;
+        cfg::verify(set.dir(), key, &entry)?;
+        Ok(())
+    }
+
+    /// A VM bottle: its own tap program, loaded with its guest as constants.
+    fn install_tap(
+        &mut self,
+        consts: LoadConstants,
+        target: &AttachTarget,
+        plan: &KernelPlan,
+    ) -> Result<(), BpfError> {
+        let specs = objects_for(target);
+        self.load_objects(specs, consts, plan)?;
+        let open = target.open()?;
         // Every program is verified before the first is attached.
-        let unix = load::load_all(&mut self.objects, specs, unix)?;
+        load::load_all(&mut self.objects, specs, None)?;
         for (spec, ebpf) in specs.iter().zip(self.objects.iter_mut()) {
             for &(program, attach) in spec.programs {
                 let att = attach::attach_one(ebpf, spec, program, attach, &open, &self.pin_dir)?;
                 self.attachments.push(att);
             }
-        }
-        if let Some(unix) = unix {
-            unix::attach_all(unix, &open, &self.pin_dir, &mut self.attachments)?;
         }
         self.verify_against(target, &open, plan, 0, false)
     }
@@ -331,10 +414,8 @@ impl Enforcement {
         loader
             .btf(Some(&btf))
             .default_map_pin_directory(&self.pin_dir)
-            .override_global("CORK_BOTTLE_ID", &consts.bottle_id, true)
-            // Only the sock_addr object reads these two, only the tap object the guest.
-            .override_global("CORK_DNS_PORT", &consts.dns_port, false)
-            .override_global("CORK_PROXY_PORT", &consts.proxy_port, false)
+            // Only the tap object has constants: the cgroup hooks read cork_cfg.
+            .override_global("CORK_BOTTLE_ID", &consts.bottle_id, false)
             .override_global("CORK_GUEST", &guest, false);
         for (i, spec) in specs.iter().enumerate() {
             let ebpf = loader
@@ -346,7 +427,8 @@ impl Enforcement {
             self.objects.push(ebpf);
             if i == 0 {
                 // The maps exist now; fill them before any program can run.
-                maps::write_plan(&mut self.objects[0], plan)?;
+                self.maps = MapSet::take_all(&mut self.objects[0]);
+                maps::write_plan(&mut self.maps, plan)?;
             }
         }
         Ok(btf)
@@ -362,7 +444,7 @@ impl Enforcement {
         slot: cork_policy::PolicySlot,
     ) -> Result<(), BpfError> {
         let open = target.open()?;
-        let live = maps::live_slot(&self.objects[0])?;
+        let live = maps::live_slot(&self.maps)?;
         if live != slot {
             return Err(MapError::Mismatch {
                 map: maps::GEN,
@@ -380,16 +462,16 @@ impl Enforcement {
         plan: &KernelPlan,
         slot: cork_policy::PolicySlot,
     ) -> Result<(), BpfError> {
-        if maps::live_slot(&self.objects[0])? == slot {
+        if maps::live_slot(&self.maps)? == slot {
             return Err(MapError::Mismatch {
                 map: maps::GEN,
                 detail: format!("slot {slot} is live: an update stages the other one"),
             }
             .into());
         }
-        maps::clear_slot(&mut self.objects[0], slot)?;
-        maps::write_slot(&mut self.objects[0], plan, slot)?;
-        maps::verify_plan(&self.objects[0], plan, slot, true)?;
+        maps::clear_slot(&mut self.maps, slot)?;
+        maps::write_slot(&mut self.maps, plan, slot)?;
+        maps::verify_plan(&self.maps, plan, slot, true)?;
         Ok(())
     }
 
@@ -400,18 +482,18 @@ impl Enforcement {
         plan: &KernelPlan,
         slot: cork_policy::PolicySlot,
     ) -> Result<(), BpfError> {
-        maps::verify_plan(&self.objects[0], plan, slot, true)?;
-        maps::set_live_slot(&mut self.objects[0], slot)?;
+        maps::verify_plan(&self.maps, plan, slot, true)?;
+        maps::set_live_slot(&mut self.maps, slot)?;
         Ok(())
     }
 
     /// Empties a slot that is not live (the previous generation's, once no decision can
     /// still be reading it), so an old policy does not hold kernel memory.
     pub fn clear(&mut self, slot: cork_policy::PolicySlot) -> Result<(), BpfError> {
-        if maps::live_slot(&self.objects[0])? == slot {
+        if maps::live_slot(&self.maps)? == slot {
             return Ok(());
         }
-        maps::clear_slot(&mut self.objects[0], slot)?;
+        maps::clear_slot(&mut self.maps, slot)?;
         Ok(())
     }
 
@@ -442,13 +524,17 @@ impl Enforcement {
                 });
             }
         }
-        maps::verify_plan(&self.objects[0], plan, slot, learned)?;
+        if let (Some((dir, bottle_id)), Some((key, entry))) = (&self.shared, &self.cfg) {
+            cfg::verify(dir, *key, entry)?;
+            shared::verify_maps(dir, &self.pin_dir, *bottle_id)?;
+        }
+        maps::verify_plan(&self.maps, plan, slot, learned)?;
         Ok(())
     }
 
-    /// The shared maps live in the first object (the others reuse them by pin).
-    pub fn maps_object(&mut self) -> &mut Ebpf {
-        &mut self.objects[0]
+    /// The bottle's maps live in the first object (the others reuse them by pin).
+    pub fn maps_object(&mut self) -> &mut MapSet {
+        &mut self.maps
     }
 
     pub fn pin_dir(&self) -> &Path {
@@ -485,6 +571,24 @@ impl Enforcement {
             }
         }
         self.objects.clear();
+        self.maps = MapSet::default();
+        // Out of the program set: the entry first (the hooks are gone already).
+        if let Some((dir, bottle_id)) = self.shared.take() {
+            if let Some((key, _)) = self.cfg.take()
+                && let Err(source) = cfg::delete(&dir, key)
+            {
+                problems.push(TeardownError::Shared {
+                    what: "deleting the bottle's cork_cfg entry",
+                    source,
+                });
+            }
+            for source in shared::forget_maps(&dir, bottle_id) {
+                problems.push(TeardownError::Shared {
+                    what: "emptying the bottle's slot of the outer maps",
+                    source,
+                });
+            }
+        }
         problems.extend(remove_pin_dir(&self.pin_dir));
         problems
     }

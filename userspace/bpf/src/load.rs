@@ -22,7 +22,7 @@ use aya::programs::{Program, ProgramError};
 use aya::{Btf, Ebpf};
 
 use crate::attach::{ObjectSpec, program_err};
-use crate::{BpfError, LoadConstants, unix};
+use crate::{BpfError, unix};
 
 /// More workers than this would only queue in the kernel on a small machine's CPUs, and
 /// a bottle has only five large programs.
@@ -30,7 +30,6 @@ const MAX_WORKERS: usize = 4;
 
 /// What the unix hooks' loader needs (their object is loaded outside aya).
 pub(crate) struct UnixLoad<'a> {
-    pub consts: &'a LoadConstants,
     pub btf: &'a Btf,
     pub pin_dir: &'a Path,
 }
@@ -127,7 +126,7 @@ fn run(job: Job<'_>) -> Result<Done, BpfError> {
             load_program(prog, program)?;
             Ok(Done::Aya)
         }
-        Job::Unix(u) => Ok(Done::Unix(unix::load_all(u.consts, u.btf, u.pin_dir)?)),
+        Job::Unix(u) => Ok(Done::Unix(unix::load_all(u.btf, u.pin_dir)?)),
     }
 }
 

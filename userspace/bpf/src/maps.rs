@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::os::fd::AsFd;
 
-use aya::Ebpf;
 use aya::maps::lpm_trie::{Key, LpmTrie};
 use aya::maps::{Array, HashMap, IterableMap, MapData};
 use cork_policy::{
@@ -19,6 +18,7 @@ use super::abi::{
     cork_unix_value,
 };
 use super::batch;
+use super::mapset::MapSet;
 
 use super::abi::map_names as names;
 
@@ -148,7 +148,7 @@ fn trie_entries<const N: usize>(
 }
 
 fn write_trie<const N: usize>(
-    ebpf: &mut Ebpf,
+    ebpf: &mut MapSet,
     name: &'static str,
     entries: &[PrefixEntry],
     slot: PolicySlot,
@@ -173,7 +173,7 @@ fn write_trie<const N: usize>(
 }
 
 fn verify_trie<const N: usize>(
-    ebpf: &Ebpf,
+    ebpf: &MapSet,
     name: &'static str,
     entries: &[PrefixEntry],
     slot: PolicySlot,
@@ -237,7 +237,7 @@ pub(super) fn learned_value(
 }
 
 fn insert_host<const N: usize>(
-    ebpf: &mut Ebpf,
+    ebpf: &mut MapSet,
     name: &'static str,
     addr: [u8; N],
     value: cork_prefix_value,
@@ -251,7 +251,7 @@ fn insert_host<const N: usize>(
 
 /// Installs (or refreshes) a learned host entry in slot 0 (tests of a fresh bottle). One
 /// map update: the kernel sees the old value or the new one, never a mix.
-pub fn learn(ebpf: &mut Ebpf, entry: &LearnedEntry, until_boot_ns: u64) -> Result<(), MapError> {
+pub fn learn(ebpf: &mut MapSet, entry: &LearnedEntry, until_boot_ns: u64) -> Result<(), MapError> {
     let value = learned_value(entry, until_boot_ns, 0);
     let maps = slot_maps(0);
     match entry.prefix.addr() {
@@ -303,12 +303,12 @@ fn unix_value(entry: &UnixEntry, slot: PolicySlot) -> cork_unix_value {
 }
 
 /// Fills the empty slot-0 maps of a freshly loaded bottle (slot 0 is live from the start).
-pub fn write_plan(ebpf: &mut Ebpf, plan: &KernelPlan) -> Result<(), MapError> {
+pub fn write_plan(ebpf: &mut MapSet, plan: &KernelPlan) -> Result<(), MapError> {
     write_slot(ebpf, plan, 0)
 }
 
 /// Writes `plan` into the maps of `slot`, which must be empty (see [`clear_slot`]).
-pub fn write_slot(ebpf: &mut Ebpf, plan: &KernelPlan, slot: PolicySlot) -> Result<(), MapError> {
+pub fn write_slot(ebpf: &mut MapSet, plan: &KernelPlan, slot: PolicySlot) -> Result<(), MapError> {
     let maps = slot_maps(slot);
     write_trie::<4>(ebpf, maps.v4, &plan.v4, slot)?;
     write_trie::<16>(ebpf, maps.v6, &plan.v6, slot)?;
@@ -336,7 +336,7 @@ pub fn write_slot(ebpf: &mut Ebpf, plan: &KernelPlan, slot: PolicySlot) -> Resul
 }
 
 /// Empties every map of `slot` (the one not live: the programs do not read it).
-pub fn clear_slot(ebpf: &mut Ebpf, slot: PolicySlot) -> Result<(), MapError> {
+pub fn clear_slot(ebpf: &mut MapSet, slot: PolicySlot) -> Result<(), MapError> {
     let maps = slot_maps(slot);
     clear_trie::<4>(ebpf, maps.v4)?;
     clear_trie::<16>(ebpf, maps.v6)?;
@@ -345,7 +345,7 @@ pub fn clear_slot(ebpf: &mut Ebpf, slot: PolicySlot) -> Result<(), MapError> {
 }
 
 // Keys first, then removals: removing while walking would skip keys.
-fn clear_trie<const N: usize>(ebpf: &mut Ebpf, name: &'static str) -> Result<(), MapError> {
+fn clear_trie<const N: usize>(ebpf: &mut MapSet, name: &'static str) -> Result<(), MapError> {
     let map = ebpf.map_mut(name).ok_or(MapError::Missing(name))?;
     let mut trie: LpmTrie<&mut MapData, [u8; N], cork_prefix_value> =
         LpmTrie::try_from(map).map_err(aya_err(name, "open"))?;
@@ -360,7 +360,7 @@ fn clear_trie<const N: usize>(ebpf: &mut Ebpf, name: &'static str) -> Result<(),
 }
 
 fn clear_hash<K: aya::Pod, V: aya::Pod>(
-    ebpf: &mut Ebpf,
+    ebpf: &mut MapSet,
     name: &'static str,
 ) -> Result<(), MapError> {
     let map = ebpf.map_mut(name).ok_or(MapError::Missing(name))?;
@@ -377,7 +377,7 @@ fn clear_hash<K: aya::Pod, V: aya::Pod>(
 }
 
 /// The slot the programs read now.
-pub fn live_slot(ebpf: &Ebpf) -> Result<PolicySlot, MapError> {
+pub fn live_slot(ebpf: &MapSet) -> Result<PolicySlot, MapError> {
     let map = ebpf.map(GEN).ok_or(MapError::Missing(GEN))?;
     let word: Array<&MapData, u32> = Array::try_from(map).map_err(aya_err(GEN, "open"))?;
     let slot = word.get(&0, 0).map_err(aya_err(GEN, "read"))?;
@@ -385,7 +385,7 @@ pub fn live_slot(ebpf: &Ebpf) -> Result<PolicySlot, MapError> {
 }
 
 /// Makes `slot` the live one: one word, read once by every decision.
-pub fn set_live_slot(ebpf: &mut Ebpf, slot: PolicySlot) -> Result<(), MapError> {
+pub fn set_live_slot(ebpf: &mut MapSet, slot: PolicySlot) -> Result<(), MapError> {
     let map = ebpf.map_mut(GEN).ok_or(MapError::Missing(GEN))?;
     let mut word: Array<&mut MapData, u32> = Array::try_from(map).map_err(aya_err(GEN, "open"))?;
     word.set(0, u32::from(slot), 0)
@@ -396,7 +396,7 @@ pub fn set_live_slot(ebpf: &mut Ebpf, slot: PolicySlot) -> Result<(), MapError> 
 /// has been running: entries the DNS proxy learned are set aside (a learned entry on a
 /// manifest prefix must still hold that prefix's own slots first, unchanged).
 pub fn verify_plan(
-    ebpf: &Ebpf,
+    ebpf: &MapSet,
     plan: &KernelPlan,
     slot: PolicySlot,
     learned: bool,
@@ -427,7 +427,7 @@ pub fn verify_plan(
 }
 
 fn verify_unix(
-    ebpf: &Ebpf,
+    ebpf: &MapSet,
     name: &'static str,
     entries: &[UnixEntry],
     slot: PolicySlot,

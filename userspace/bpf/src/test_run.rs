@@ -7,13 +7,14 @@
 use std::io;
 use std::net::IpAddr;
 use std::os::fd::{AsFd, AsRawFd, RawFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use aya::programs::{CgroupSkb, Program};
+use aya::programs::Program;
 use cork_policy::KernelPlan;
 
 use super::attach::{ObjectSpec, program_err};
-use super::{BpfError, Enforcement, LoadConstants};
+use super::direct::LoadedProgram;
+use super::{BpfError, Enforcement, LoadConstants, shared};
 
 const BPF_PROG_TEST_RUN: libc::c_long = 10;
 const SKB_PROGRAM: &str = "cork_skb_egress";
@@ -74,7 +75,10 @@ fn loaded(
     let mut enforcement = Enforcement {
         pin_dir: pin_dir.to_path_buf(),
         objects: Vec::new(),
+        maps: super::MapSet::default(),
         attachments: Vec::new(),
+        cfg: None,
+        shared: None,
         removed: false,
     };
     enforcement.load_objects(specs, consts, plan)?;
@@ -104,24 +108,69 @@ fn program_fd(enforcement: &Enforcement, program: &str) -> io::Result<RawFd> {
     Ok(prog.fd().map_err(io::Error::other)?.as_fd().as_raw_fd())
 }
 
-/// A bottle's programs loaded (not attached) with its maps filled from a plan.
+/// A cgroup bottle's maps filled from a plan, registered in a program set of its own
+/// (next to `pin_dir`, so tests side by side never share one); nothing attached.
 pub struct SkbTestRun {
     enforcement: Enforcement,
+    skb: LoadedProgram,
+    root: PathBuf,
 }
 
 impl SkbTestRun {
-    /// Loads everything into `pin_dir` (which must not exist; removed on drop).
+    /// Loads everything into `pin_dir` (which must not exist; removed on drop) and
+    /// `<pin_dir>_programs`.
     pub fn load(
         consts: LoadConstants,
         pin_dir: &Path,
         plan: &KernelPlan,
     ) -> Result<Self, BpfError> {
-        let mut enforcement = loaded(super::CGROUP_OBJECTS, consts, pin_dir, plan)?;
-        let prog: &mut CgroupSkb = program_mut(&mut enforcement, "skb", SKB_PROGRAM)?
-            .try_into()
-            .map_err(program_err(SKB_PROGRAM, "type check"))?;
-        prog.load().map_err(program_err(SKB_PROGRAM, "load"))?;
-        Ok(SkbTestRun { enforcement })
+        let mut root = pin_dir.as_os_str().to_owned();
+        root.push("_programs");
+        let root = PathBuf::from(root);
+        let mut enforcement = Enforcement {
+            pin_dir: pin_dir.to_path_buf(),
+            objects: Vec::new(),
+            maps: super::MapSet::default(),
+            attachments: Vec::new(),
+            cfg: None,
+            shared: None,
+            removed: false,
+        };
+        enforcement.make_bottle_maps(plan)?;
+        let mut set = match shared::Shared::ensure(&root) {
+            Ok(set) => set,
+            Err(e) => {
+                let _ = shared::remove_unused_in(&root);
+                return Err(e);
+            }
+        };
+        // The kernel creates the test packet's socket in this process's cgroup, which is
+        // where the program looks its bottle up (bpf_skb_cgroup_id).
+        let joined = super::cfg::own_cgroup_id()
+            .map_err(BpfError::from)
+            .and_then(|key| enforcement.join_set(&set, consts, key));
+        set.unlock();
+        let found = joined.and_then(|()| {
+            set.open_programs()?
+                .into_iter()
+                .find(|p| p.name() == SKB_PROGRAM)
+                .ok_or(BpfError::MissingProgram {
+                    object: "skb",
+                    program: SKB_PROGRAM,
+                })
+        });
+        match found {
+            Ok(skb) => Ok(SkbTestRun {
+                enforcement,
+                skb,
+                root,
+            }),
+            Err(e) => {
+                drop(enforcement);
+                let _ = shared::remove_unused_in(&root);
+                Err(e)
+            }
+        }
     }
 
     /// Installs a learned host entry valid until `until_boot_ns` (CLOCK_BOOTTIME).
@@ -135,7 +184,7 @@ impl SkbTestRun {
 
     /// Runs the program on one IP packet; true when it passes the packet.
     pub fn passes(&mut self, ip_packet: &[u8]) -> io::Result<bool> {
-        let fd = program_fd(&self.enforcement, SKB_PROGRAM)?;
+        let fd = self.skb.fd().as_raw_fd();
         // The kernel takes an Ethernet frame and starts cgroup_skb programs at the network
         // header (net/bpf/test_run.c, bpf_prog_test_run_skb: eth_type_trans).
         let mut frame = vec![0u8; 12];
@@ -155,6 +204,14 @@ impl SkbTestRun {
         // SAFETY: data_in points at `frame`, alive for the call; no output buffers.
         unsafe { test_run(&mut attr)? };
         Ok(attr.retval & 1 == 1)
+    }
+}
+
+impl Drop for SkbTestRun {
+    fn drop(&mut self) {
+        // The bottle out of the set first, then the set (empty now) with its programs.
+        let _ = self.enforcement.remove_inner();
+        let _ = shared::remove_unused_in(&self.root);
     }
 }
 

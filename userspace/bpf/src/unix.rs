@@ -10,10 +10,9 @@
 
 use std::collections::HashMap;
 
+use crate::BpfError;
 use crate::direct::{self, DirectObject, DirectProgram};
 use crate::query::AttachType;
-use crate::target::OpenTarget;
-use crate::{Attachment, BpfError, LoadConstants, attach};
 
 /// aya-obj 0.3 parses only the section names it knows: it reads these two under the names
 /// of the inet hooks of the same program type (the attach type is given at load, not read
@@ -41,41 +40,26 @@ const FIRST_KERNEL: (u32, u32) = (6, 7);
 /// The unix programs, verified and loaded, attached nowhere yet.
 pub(crate) struct Loaded(Vec<direct::LoadedProgram>);
 
+impl Loaded {
+    pub(crate) fn programs(&self) -> &[direct::LoadedProgram] {
+        &self.0
+    }
+}
+
 /// Loads (verifies) the unix programs against the bottle's pinned maps in `pin_dir`,
 /// refusing a kernel without the hooks. Attaches nothing.
-pub(crate) fn load_all(
-    consts: &LoadConstants,
-    btf: &aya::Btf,
-    pin_dir: &std::path::Path,
-) -> Result<Loaded, BpfError> {
+pub(crate) fn load_all(btf: &aya::Btf, pin_dir: &std::path::Path) -> Result<Loaded, BpfError> {
     if let Some(release) = too_old() {
         return Err(BpfError::UnixHooksUnsupported { release });
     }
-    let bottle_id = consts.bottle_id.to_ne_bytes();
-    let globals = HashMap::from([("CORK_BOTTLE_ID", (&bottle_id[..], true))]);
-    let prepared = direct::prepare(&OBJECT, globals, btf, pin_dir)?;
+    // No load-time constants: the programs find their bottle in cork_cfg.
+    let prepared = direct::prepare(&OBJECT, HashMap::new(), btf, pin_dir)?;
     let loaded = OBJECT
         .programs
         .iter()
         .map(|p| direct::load(&prepared, p.name, p.attach))
         .collect::<Result<_, _>>()?;
     Ok(Loaded(loaded))
-}
-
-/// Attaches the loaded unix programs to the target's cgroup and pins each link, pushing
-/// every attachment made onto `out` as it is made (so a failure halfway leaves nothing
-/// the caller's teardown does not know of).
-pub(crate) fn attach_all(
-    loaded: Loaded,
-    target: &OpenTarget,
-    pin_dir: &std::path::Path,
-    out: &mut Vec<Attachment>,
-) -> Result<(), BpfError> {
-    let cgroup = attach::cgroup_of(target, OBJECT.programs[0].name)?;
-    for p in loaded.0 {
-        out.push(direct::attach(p, cgroup, pin_dir)?);
-    }
-    Ok(())
 }
 
 /// The running kernel's release when it predates the unix hooks. A release that cannot

@@ -265,3 +265,59 @@ pub(crate) fn attach(
         link: Some(link),
     })
 }
+
+impl LoadedProgram {
+    /// The program's name in its object.
+    pub(crate) fn name(&self) -> &'static str {
+        self.program
+    }
+
+    /// The kernel's id of the program.
+    pub(crate) fn id(&self) -> u32 {
+        self.prog_id
+    }
+
+    /// Pins the program at `path` (it stays loaded while the pin exists).
+    pub(crate) fn pin(&self, path: &Path) -> Result<(), BpfError> {
+        let program = self.program;
+        CString::new(path.as_os_str().as_bytes())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
+            .and_then(|c| sys::pin(self.fd.as_fd(), &c))
+            .map_err(|source| BpfError::Syscall {
+                program,
+                operation: "pinning the program",
+                source,
+            })
+    }
+
+    /// Opens the program pinned at `path`, to be attached as `attach`.
+    pub(crate) fn from_pin(
+        program: &'static str,
+        attach: AttachType,
+        path: &Path,
+    ) -> Result<Self, BpfError> {
+        let syscall = |operation| {
+            move |source| BpfError::Syscall {
+                program,
+                operation,
+                source,
+            }
+        };
+        let fd = CString::new(path.as_os_str().as_bytes())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
+            .and_then(|c| sys::obj_get(&c))
+            .map_err(syscall("opening its pin"))?;
+        let prog_id = sys::prog_id(fd.as_fd()).map_err(syscall("reading its id"))?;
+        Ok(LoadedProgram {
+            program,
+            attach,
+            fd,
+            prog_id,
+        })
+    }
+
+    /// The program's fd (for BPF_PROG_TEST_RUN).
+    pub(crate) fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}

@@ -11,7 +11,9 @@ use aya_obj::generated::bpf_insn;
 
 const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
 const BPF_PROG_LOAD: libc::c_long = 5;
+const BPF_MAP_DELETE_ELEM: libc::c_long = 3;
 const BPF_OBJ_PIN: libc::c_long = 6;
+const BPF_OBJ_GET: libc::c_long = 7;
 const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
 const BPF_MAP_FREEZE: libc::c_long = 22;
 const BPF_LINK_CREATE: libc::c_long = 28;
@@ -187,7 +189,7 @@ pub(super) fn load_sock_addr(
 }
 
 /// The kernel's id of a loaded program (`struct bpf_prog_info` starts with type, id).
-pub(super) fn prog_id(prog: BorrowedFd<'_>) -> io::Result<u32> {
+pub(crate) fn prog_id(prog: BorrowedFd<'_>) -> io::Result<u32> {
     let mut info = [0u32; 2];
     let mut attr = InfoAttr {
         bpf_fd: prog.as_raw_fd() as u32,
@@ -216,7 +218,7 @@ pub(super) fn link_cgroup(
 }
 
 /// Pins `object` (a link here) at `path` on bpffs.
-pub(super) fn pin(object: BorrowedFd<'_>, path: &CStr) -> io::Result<()> {
+pub(crate) fn pin(object: BorrowedFd<'_>, path: &CStr) -> io::Result<()> {
     let mut attr = ObjPinAttr {
         pathname: path.as_ptr() as u64,
         bpf_fd: object.as_raw_fd() as u32,
@@ -224,4 +226,26 @@ pub(super) fn pin(object: BorrowedFd<'_>, path: &CStr) -> io::Result<()> {
     };
     // SAFETY: attr points at the NUL-terminated path, alive for the call.
     unsafe { bpf(BPF_OBJ_PIN, &mut attr) }.map(drop)
+}
+
+/// Opens the object pinned at `path` (a program here).
+pub(crate) fn obj_get(path: &CStr) -> io::Result<OwnedFd> {
+    let mut attr = ObjPinAttr {
+        pathname: path.as_ptr() as u64,
+        ..Default::default()
+    };
+    // SAFETY: attr points at the NUL-terminated path, alive for the call.
+    unsafe { bpf(BPF_OBJ_GET, &mut attr) }.map(owned)
+}
+
+/// Deletes `key` (its bytes) from `map`: ENOENT when there was none.
+pub(crate) fn delete(map: BorrowedFd<'_>, key: &[u8]) -> io::Result<()> {
+    let mut attr = MapElemAttr {
+        map_fd: map.as_raw_fd() as u32,
+        key: key.as_ptr() as u64,
+        ..Default::default()
+    };
+    // SAFETY: attr points at `key`, the map's key size (the caller's promise), alive for
+    // the call; the kernel only reads it.
+    unsafe { bpf(BPF_MAP_DELETE_ELEM, &mut attr) }.map(drop)
 }
