@@ -187,12 +187,26 @@ impl BoundInspectingProxy {
         let _guard = runtime.enter();
         let mut accepts = Vec::new();
         for std in [self.v4, self.v6] {
+            deepen_backlog(&std)?;
             std.set_nonblocking(true)?;
             let listener = TcpListener::from_std(std)?;
             accepts.push(runtime.spawn(accept_loop(listener, shared.clone())));
         }
         Ok(RunningInspectingProxy { accepts })
     }
+}
+
+/// The accept queue a proxy listener asks for (the kernel caps it at
+/// `net.core.somaxconn`, 4096 by default).
+const LISTEN_BACKLOG: i32 = 4096;
+
+/// Listens again with [`LISTEN_BACKLOG`]: std listens with 128, and a bottle opening
+/// connections by the hundred at once (a package manager's parallel fetches, or a noisy
+/// agent) would see the handshakes past the queue dropped and retried seconds later —
+/// for its over-limit connections too, which the proxy can only refuse once accepted.
+fn deepen_backlog(listener: &StdListener) -> io::Result<()> {
+    let backlog = nix::sys::socket::Backlog::new(LISTEN_BACKLOG).map_err(io::Error::from)?;
+    nix::sys::socket::listen(listener, backlog).map_err(io::Error::from)
 }
 
 /// One IPv6 address only: binding a specific address (not `::`) never takes IPv4
