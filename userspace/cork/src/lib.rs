@@ -15,6 +15,7 @@ pub mod ocsf;
 pub mod probe;
 pub mod run;
 pub mod seams;
+pub mod verbs;
 pub mod vm;
 
 pub use cork_agent as agent;

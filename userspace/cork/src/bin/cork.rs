@@ -3,13 +3,12 @@
 //! offline.
 
 use std::ffi::OsString;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use cork::dlp_scan;
 use cork::run::{self, RunOptions};
+use cork::verbs::{self, bottle::BottleCmd, dlp::DlpCmd, vm::VmArgs};
 use cork_daemon::audit_query;
 
 #[derive(Parser)]
@@ -132,50 +131,6 @@ enum Cmd {
 }
 
 #[derive(clap::Args)]
-struct VmArgs {
-    /// Only run the preflight checks (KVM, QEMU, /dev/net/tun) and print the result.
-    #[arg(long)]
-    preflight: bool,
-    /// The bottle's manifest (TOML).
-    #[arg(long, short = 'm', required_unless_present = "preflight")]
-    manifest: Option<PathBuf>,
-    /// The guest kernel (bzImage/vmlinuz).
-    #[arg(long, required_unless_present = "preflight")]
-    kernel: Option<PathBuf>,
-    /// The guest's initramfs.
-    #[arg(long)]
-    initrd: Option<PathBuf>,
-    /// A disk image (raw or qcow2, detected), as a virtio disk; repeatable.
-    #[arg(long = "disk")]
-    disks: Vec<PathBuf>,
-    /// Kernel command line; `console=ttyS0` is added unless it names a console.
-    #[arg(long, default_value = "")]
-    append: String,
-    /// Accelerator: kvm (default, checked by the preflight) or tcg (emulation, slow).
-    #[arg(long, default_value = "kvm")]
-    accel: cork_kvm::Accel,
-    /// Guest memory in MiB.
-    #[arg(long, default_value_t = 512)]
-    memory: u32,
-    /// Guest vCPUs.
-    #[arg(long, default_value_t = 1)]
-    cpus: u32,
-    /// IPv4 pool the guest's /30 comes from (default 10.239.0.0/16).
-    #[arg(long)]
-    pool4: Option<cork_policy::Prefix>,
-    /// IPv6 pool the guest's /64 comes from (default fd63:6f72:6b00::/48).
-    #[arg(long)]
-    pool6: Option<cork_policy::Prefix>,
-    /// Append audit events (JSON lines) to this file instead of standard error.
-    #[arg(long)]
-    audit_log: Option<PathBuf>,
-    /// Hand FILE to the guest as fw_cfg entry NAME (`opt/...`; cork's own `opt/cork/ca.pem`,
-    /// `opt/cork/env` and `opt/cork/manifest` are reserved); repeatable.
-    #[arg(long = "fw-cfg", value_name = "NAME=FILE")]
-    fw_cfg: Vec<String>,
-}
-
-#[derive(clap::Args)]
 struct AuditArgs {
     /// Only this bottle's events.
     #[arg(long, value_parser = audit_query::parse_bottle)]
@@ -209,44 +164,6 @@ struct AuditArgs {
     format: cork::audit_verb::Format,
 }
 
-#[derive(Subcommand)]
-enum BottleCmd {
-    /// Create a standing bottle from a manifest (enforced and verified when this returns).
-    Create {
-        #[arg(long, short = 'm')]
-        manifest: PathBuf,
-    },
-    /// List the standing bottles.
-    Ls,
-    /// One bottle, as JSON.
-    Show { name: String },
-    /// Replace a running bottle's policy as one generation: the kernel switches from the
-    /// old policy to the new one in one write (no connect sees a mix); open connections
-    /// stay open. Only egress rules, domains, host ports and unix names may change.
-    Update {
-        name: String,
-        #[arg(long, short = 'm')]
-        manifest: PathBuf,
-    },
-    /// Remove a bottle (its processes are killed while still enforced).
-    Rm { name: String },
-}
-
-#[derive(Subcommand)]
-enum DlpCmd {
-    /// Scan FILE (`-` for standard input) with the proxy's detectors and print the
-    /// findings as JSON: exit 0 if none, 1 if any, 2 if the scan could not run.
-    Scan {
-        /// What to scan; `-` reads standard input.
-        file: PathBuf,
-        /// Use this manifest's `[dlp]` settings (its detectors and actions).
-        #[arg(long, short = 'm')]
-        manifest: Option<PathBuf>,
-    },
-    /// List the built-in detectors (id, family, severity, title) as JSON lines.
-    Detectors,
-}
-
 fn parse_user(s: &str) -> Result<run::UserSpec, String> {
     run::parse_user(s)
 }
@@ -264,8 +181,8 @@ fn main() -> ExitCode {
     init_logging();
     let cli = Cli::parse();
     match cli.command {
-        Cmd::Check { manifest, vm } => check(&manifest, vm),
-        Cmd::Vm(args) => vm(args),
+        Cmd::Check { manifest, vm } => verbs::check::check(&manifest, vm),
+        Cmd::Vm(args) => verbs::vm::vm(args),
         Cmd::Run {
             manifest,
             audit_log,
@@ -285,13 +202,13 @@ fn main() -> ExitCode {
                 }
             }
         }
-        Cmd::Clean => clean(),
+        Cmd::Clean => verbs::check::clean(),
         Cmd::Daemon {
             socket,
             audit_log,
             state_dir,
             ocsf_log,
-        } => daemon(socket, audit_log, state_dir, ocsf_log),
+        } => verbs::daemon::daemon(socket, audit_log, state_dir, ocsf_log),
         Cmd::Exec {
             name,
             socket,
@@ -332,7 +249,9 @@ fn main() -> ExitCode {
             ))
         }
         Cmd::Probe(a) => ExitCode::from(cork::probe::probe(&a.options())),
-        Cmd::Bottle { socket, command } => bottle(&cork::control::socket(socket), command),
+        Cmd::Bottle { socket, command } => {
+            verbs::bottle::bottle(&cork::control::socket(socket), command)
+        }
         Cmd::Approvals(a) => ExitCode::from(cork::approvals_verb::approvals(a)),
         Cmd::Approve { args, remember } => ExitCode::from(cork::approvals_verb::decide(
             args,
@@ -346,277 +265,9 @@ fn main() -> ExitCode {
         )),
         Cmd::Dlp {
             command: DlpCmd::Scan { file, manifest },
-        } => dlp_scan(&file, manifest.as_deref()),
+        } => verbs::dlp::scan(&file, manifest.as_deref()),
         Cmd::Dlp {
             command: DlpCmd::Detectors,
-        } => {
-            for d in cork_dlp::builtin_detectors() {
-                let line = serde_json::json!({
-                    "id": d.name,
-                    "family": d.family.as_str(),
-                    "severity": d.severity.as_str(),
-                    "title": d.title,
-                });
-                println!("{line}");
-            }
-            ExitCode::SUCCESS
-        }
-    }
-}
-
-fn dlp_scan(file: &Path, manifest: Option<&Path>) -> ExitCode {
-    let fail = |msg: String| {
-        eprintln!("cork dlp scan: {msg}");
-        ExitCode::from(2)
-    };
-    let policy = match manifest {
-        None => None,
-        Some(path) => {
-            let src = match std::fs::read_to_string(path) {
-                Ok(s) => s,
-                Err(e) => return fail(format!("reading {}: {e}", path.display())),
-            };
-            match cork_policy::compile(&src, &path.display().to_string()) {
-                Ok(p) => Some(p),
-                Err(e) => return fail(e.to_string()),
-            }
-        }
-    };
-    let scanner = match &policy {
-        Some(p) => cork_agent::web::offline_scanner(p),
-        None => cork_dlp::Scanner::new(&cork_dlp::Config::default()).map_err(Into::into),
-    };
-    let scanner = match scanner {
-        Ok(s) => s,
-        Err(e) => return fail(cork_audit::error_chain(&e)),
-    };
-    let input = match dlp_scan::open(file) {
-        Ok(r) => r,
-        Err(e) => return fail(format!("reading {}: {e}", file.display())),
-    };
-    let action = |detector: &str| match &policy {
-        None => "block",
-        Some(p) => p.dlp.resolve(None, detector).map_or("off", |a| a.as_str()),
-    };
-    let source = file.display().to_string();
-    let report = match dlp_scan::scan(&source, input, &scanner, action) {
-        Ok(r) => r,
-        Err(e) => return fail(format!("reading {}: {e}", file.display())),
-    };
-    let json = match serde_json::to_string_pretty(&report) {
-        Ok(json) => json,
-        Err(e) => return fail(e.to_string()),
-    };
-    // A closed pipe (`| head`) is the reader's choice, not a crash: write, don't println!.
-    if let Err(e) = writeln!(std::io::stdout().lock(), "{json}")
-        && e.kind() != std::io::ErrorKind::BrokenPipe
-    {
-        return fail(format!("writing the report: {e}"));
-    }
-    if report.findings.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    }
-}
-
-fn daemon(
-    socket: Option<PathBuf>,
-    audit_log: Option<PathBuf>,
-    state_dir: Option<PathBuf>,
-    ocsf_log: Option<PathBuf>,
-) -> ExitCode {
-    // One seam: CORK_TEST_DAEMON_LOCK, a lock of the test's own, so that a test's daemon
-    // does not take the host's one-daemon lock from other tests running at the same time.
-    // Any other CORK_TEST_*, or this one without the marker, refuses the boot.
-    const LOCK_SEAM: &str = "CORK_TEST_DAEMON_LOCK";
-    if let Err(e) = cork::seams::active(cork::seams::env(), &[LOCK_SEAM]) {
-        eprintln!("cork daemon: {e}");
-        return ExitCode::from(125);
-    }
-    let socket = cork::control::socket(socket);
-    let lock = std::env::var_os(LOCK_SEAM)
-        .map_or_else(|| PathBuf::from(cork_daemon::LOCK_PATH), PathBuf::from);
-    let audit_mirror = match ocsf_log.as_deref().map(cork::ocsf::OcsfLog::open) {
-        None => None,
-        Some(Ok(log)) => Some(Box::new(log) as Box<dyn cork_audit::LineMirror>),
-        Some(Err(e)) => {
-            eprintln!("cork daemon: --ocsf-log: {}", cork_audit::error_chain(&e));
-            return ExitCode::from(125);
-        }
-    };
-    let cfg = cork_daemon::server::DaemonConfig {
-        socket,
-        lock,
-        audit_log,
-        audit_mirror,
-        state_dir: state_dir
-            .unwrap_or_else(|| PathBuf::from(cork_daemon::state_dir::DEFAULT_STATE_DIR)),
-    };
-    let ready = |path: &Path| {
-        println!("cork daemon: serving on {}", path.display());
-        cork_daemon::notify::ready();
-    };
-    match cork_daemon::server::run(cfg, ready) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("cork daemon: {}", cork_audit::error_chain(&e));
-            ExitCode::from(125)
-        }
-    }
-}
-
-fn bottle(socket: &Path, cmd: BottleCmd) -> ExitCode {
-    use cork::control;
-    let done = match cmd {
-        BottleCmd::Create { manifest } => control::create(socket, &manifest).map(|b| {
-            println!("{} {}", b.name, b.key);
-            0
-        }),
-        BottleCmd::Ls => control::list(socket).map(|list| {
-            println!(
-                "{:<24} {:<40} {:<4} {:<24} STATE",
-                "NAME", "KEY", "GEN", "CREATED"
-            );
-            for b in list {
-                println!(
-                    "{:<24} {:<40} {:<4} {:<24} {}",
-                    b.name, b.key, b.generation, b.created, b.state
-                );
-            }
-            0
-        }),
-        BottleCmd::Update { name, manifest } => {
-            control::update(socket, &name, &manifest).map(|u| {
-                println!(
-                    "{} generation {} -> {} ({} learned addresses carried, manifest sha256 {})",
-                    u.name,
-                    u.old_generation,
-                    u.new_generation,
-                    u.learned_carried,
-                    u.manifest_sha256
-                );
-                0
-            })
-        }
-        BottleCmd::Show { name } => control::show(socket, &name).map(|b| {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&b).unwrap_or_else(|e| e.to_string())
-            );
-            0
-        }),
-        BottleCmd::Rm { name } => control::remove(socket, &name).map(|r| {
-            for p in &r.problems {
-                eprintln!("cork bottle rm: {p}");
-            }
-            u8::from(!r.problems.is_empty())
-        }),
-    };
-    match done {
-        Ok(code) => ExitCode::from(code),
-        Err(e) => ExitCode::from(control::fail("bottle", &e)),
-    }
-}
-
-fn vm(a: VmArgs) -> ExitCode {
-    let fail = |e: &dyn std::error::Error| {
-        eprintln!("cork vm: {}", cork_audit::error_chain(e));
-        ExitCode::from(cork::vm::EXIT_CORK_FAILED as u8)
-    };
-    if a.preflight {
-        return match cork::vm::preflight_only(a.accel) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => fail(&e),
-        };
-    }
-    let (Some(manifest), Some(kernel)) = (a.manifest, a.kernel) else {
-        eprintln!("cork vm: --manifest and --kernel are required");
-        return ExitCode::from(cork::vm::EXIT_CORK_FAILED as u8);
-    };
-    match cork::vm::vm(cork::vm::VmOptions {
-        manifest,
-        kernel,
-        initrd: a.initrd,
-        disks: a.disks,
-        append: a.append,
-        accel: a.accel,
-        memory_mib: a.memory,
-        cpus: a.cpus,
-        pool4: a.pool4,
-        pool6: a.pool6,
-        audit_log: a.audit_log,
-        fw_cfg: a.fw_cfg,
-    }) {
-        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
-        Err(e) => fail(&e),
-    }
-}
-
-fn check(path: &PathBuf, for_vm: bool) -> ExitCode {
-    let src = match std::fs::read_to_string(path) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("cork check: reading {}: {e}", path.display());
-            return ExitCode::from(1);
-        }
-    };
-    let origin = path.display().to_string();
-    let checked = cork_policy::compile(&src, &origin).and_then(|p| {
-        if for_vm {
-            cork_policy::check_for_vm(&src, &origin)?;
-        }
-        Ok(p)
-    });
-    match checked {
-        Ok(policy) => {
-            // Located like errors, on stderr, but the manifest is still valid.
-            for w in &policy.warnings {
-                eprintln!("warning: {w}");
-            }
-            let plan = policy.kernel_plan();
-            println!(
-                "{}: ok — bottle {:?}, {} rules, {} IPv4 and {} IPv6 prefixes, {} domain rules, \
-                 {} host loopback ports, {} credentials",
-                path.display(),
-                policy.name,
-                policy.rules.len(),
-                plan.v4.len(),
-                plan.v6.len(),
-                policy.domains.len(),
-                plan.host_ports.len(),
-                policy.credentials.len()
-            );
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("{e}");
-            ExitCode::from(1)
-        }
-    }
-}
-
-fn clean() -> ExitCode {
-    match cork_agent::clean::clean() {
-        Ok(report) => {
-            for p in &report.removed {
-                println!("removed {}", p.display());
-            }
-            for p in &report.kept_live {
-                println!("kept {} (its agent is running)", p.display());
-            }
-            for p in &report.problems {
-                eprintln!("cork clean: {p}");
-            }
-            if report.problems.is_empty() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            }
-        }
-        Err(e) => {
-            eprintln!("cork clean: {}", cork_audit::error_chain(&e));
-            ExitCode::from(1)
-        }
+        } => verbs::dlp::detectors(),
     }
 }
