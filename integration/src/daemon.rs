@@ -142,7 +142,17 @@ pub fn create_ok(world: &World, sock: &str, manifest: &Path) -> Result<()> {
 
 /// `cork exec NAME --socket SOCK --audit-log <fresh> -- ARGV...` as a command (not started).
 pub fn exec(world: &World, sock: &str, name: &str, argv: &[&str]) -> std::process::Command {
-    let exec_audit = world.path("exec-audit", "jsonl");
+    exec_logged(world, sock, name, &world.path("exec-audit", "jsonl"), argv)
+}
+
+/// [`exec`] writing the exec's own audit events to `exec_audit`.
+pub fn exec_logged(
+    world: &World,
+    sock: &str,
+    name: &str,
+    exec_audit: &Path,
+    argv: &[&str],
+) -> std::process::Command {
     let mut cmd = world.cork([
         "exec".as_ref(),
         name.as_ref(),

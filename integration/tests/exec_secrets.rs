@@ -60,18 +60,13 @@ fn exec_in_bottle(world: &World, sock: &str, daemon: &TestDaemon) -> Result<()> 
         p(&h.env, ".ssh/known_hosts"),
         p(&h.env, "notes.txt"),
     ];
-    let mut cmd = world.cork([
-        "exec".as_ref(),
-        name.as_ref(),
-        "--socket".as_ref(),
-        sock.as_ref(),
-        "--audit-log".as_ref(),
-        exec_audit.as_os_str(),
-        "--".as_ref(),
-        "/usr/bin/python3".as_ref(),
-        "-c".as_ref(),
-        READER.as_ref(),
-    ]);
+    let mut cmd = cork_integration::daemon::exec_logged(
+        world,
+        sock,
+        &name,
+        &exec_audit,
+        &["/usr/bin/python3", "-c", READER],
+    );
     cmd.args(&paths)
         .env("HOME", &h.env)
         .env_remove("SUDO_USER")

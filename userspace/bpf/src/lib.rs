@@ -282,6 +282,20 @@ fn objects_for(target: &AttachTarget) -> &'static [&'static ObjectSpec] {
 }
 
 impl Enforcement {
+    /// Nothing yet, to be pinned in `pin_dir`: what [`Enforcement::install`] and the
+    /// kernel-model tests fill (dropped half-filled, it removes what it holds).
+    pub(crate) fn empty(pin_dir: &Path) -> Self {
+        Enforcement {
+            pin_dir: pin_dir.to_path_buf(),
+            objects: Vec::new(),
+            maps: MapSet::default(),
+            attachments: Vec::new(),
+            cfg: None,
+            shared: None,
+            removed: false,
+        }
+    }
+
     /// Loads, fills, attaches, pins and verifies. On any error everything done so far is
     /// undone before returning: a bottle is either fully enforced or not started.
     pub fn install(
@@ -290,15 +304,7 @@ impl Enforcement {
         pin_dir: &Path,
         plan: &KernelPlan,
     ) -> Result<Self, BpfError> {
-        let mut this = Enforcement {
-            pin_dir: pin_dir.to_path_buf(),
-            objects: Vec::new(),
-            maps: MapSet::default(),
-            attachments: Vec::new(),
-            cfg: None,
-            shared: None,
-            removed: false,
-        };
+        let mut this = Enforcement::empty(pin_dir);
         // On error `this` drops here and removes whatever was created.
         this.install_inner(consts, target, plan)?;
         Ok(this)

@@ -72,15 +72,7 @@ fn loaded(
     pin_dir: &Path,
     plan: &KernelPlan,
 ) -> Result<Enforcement, BpfError> {
-    let mut enforcement = Enforcement {
-        pin_dir: pin_dir.to_path_buf(),
-        objects: Vec::new(),
-        maps: super::MapSet::default(),
-        attachments: Vec::new(),
-        cfg: None,
-        shared: None,
-        removed: false,
-    };
+    let mut enforcement = Enforcement::empty(pin_dir);
     enforcement.load_objects(specs, consts, plan)?;
     Ok(enforcement)
 }
@@ -127,15 +119,7 @@ impl SkbTestRun {
         let mut root = pin_dir.as_os_str().to_owned();
         root.push("_programs");
         let root = PathBuf::from(root);
-        let mut enforcement = Enforcement {
-            pin_dir: pin_dir.to_path_buf(),
-            objects: Vec::new(),
-            maps: super::MapSet::default(),
-            attachments: Vec::new(),
-            cfg: None,
-            shared: None,
-            removed: false,
-        };
+        let mut enforcement = Enforcement::empty(pin_dir);
         enforcement.make_bottle_maps(plan)?;
         let mut set = match shared::Shared::ensure(&root) {
             Ok(set) => set,
