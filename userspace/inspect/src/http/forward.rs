@@ -44,7 +44,7 @@ pub async fn forward(
     let down_upgrade = admitted.websocket.then(|| hyper::upgrade::on(&mut req));
     let body = InspectedBody::new(
         super::held_body::forwardable(buffered, req.into_body()),
-        shared.cfg.scanner.stream_shared(),
+        shared.cfg.scanner.clone(),
         admitted.rules.clone(),
         decoder,
         report.clone(),
