@@ -37,9 +37,27 @@ impl TestDaemon {
         audit_log: &Path,
         adjust: impl FnOnce(&mut std::process::Command),
     ) -> Result<Self> {
+        Self::start_in(
+            world,
+            socket,
+            audit_log,
+            &world.path("daemon-state", "d"),
+            adjust,
+        )
+    }
+
+    /// [`TestDaemon::start_with`] on state directory `state_dir` (another daemon's, to
+    /// see a restart).
+    pub fn start_in(
+        world: &World,
+        socket: &str,
+        audit_log: &Path,
+        state_dir: &Path,
+        adjust: impl FnOnce(&mut std::process::Command),
+    ) -> Result<Self> {
         let socket = socket.to_owned();
         let audit_log = audit_log.to_path_buf();
-        let state_dir = world.path("daemon-state", "d");
+        let state_dir = state_dir.to_path_buf();
         let mut cmd = world.cork(["daemon", "--socket", socket.as_str()]);
         cmd.arg("--audit-log")
             .arg(&audit_log)
@@ -73,6 +91,15 @@ impl TestDaemon {
         &self.audit_log
     }
 
+    /// SIGKILL: the daemon dies without any teardown, as in a crash (its bottles stay,
+    /// fenced, for the next daemon on the same state directory).
+    pub fn kill9(mut self) -> Result<()> {
+        if let Some(mut d) = self.process.take() {
+            d.kill()?;
+        }
+        Ok(())
+    }
+
     /// SIGTERM, then its exit.
     pub fn stop(mut self) -> Result<RunOutput> {
         let d = self.process.take().context("daemon already stopped")?;
@@ -90,6 +117,27 @@ impl Drop for TestDaemon {
             }
         }
     }
+}
+
+/// `cork bottle create --socket SOCK -m MANIFEST`, run to its end (any exit status).
+pub fn create(world: &World, sock: &str, manifest: &Path) -> Result<RunOutput> {
+    world.run(world.cork([
+        "bottle".as_ref(),
+        "create".as_ref(),
+        "--socket".as_ref(),
+        sock.as_ref(),
+        "-m".as_ref(),
+        manifest.as_os_str(),
+    ]))
+}
+
+/// [`create`], which must succeed (an error with its output otherwise).
+pub fn create_ok(world: &World, sock: &str, manifest: &Path) -> Result<()> {
+    let out = create(world, sock, manifest)?;
+    if out.code() != 0 {
+        bail!("cork bottle create {} failed:\n{out}", manifest.display());
+    }
+    Ok(())
 }
 
 /// `cork exec NAME --socket SOCK --audit-log <fresh> -- ARGV...` as a command (not started).

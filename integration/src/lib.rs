@@ -15,6 +15,7 @@ pub mod audit_tail;
 pub mod cork;
 pub mod daemon;
 pub mod dns_server;
+pub mod exec_bench;
 pub mod fake_homes;
 pub mod guest;
 pub mod guest_cork;

@@ -38,8 +38,9 @@ fn timed(world: &World, args: &[&str]) -> Result<Duration> {
     Ok(took)
 }
 
-/// Prints one row per size and returns the `daemon` report.
-pub fn report(world: &World, sizes: &[usize]) -> Result<Report> {
+/// Prints one row per size, then `cork exec -- true` against bare `true` over
+/// `exec_runs` rounds (see `exec_bench`), and returns the `daemon` report.
+pub fn report(world: &World, sizes: &[usize], exec_runs: usize) -> Result<Report> {
     let mut rep = Report::new(
         "daemon",
         format!(
@@ -106,6 +107,7 @@ pub fn report(world: &World, sizes: &[usize]) -> Result<Report> {
         }
         Ok::<_, anyhow::Error>(())
     });
+    let rows = rows.and_then(|()| crate::exec_bench::report(world, &sock, exec_runs, &mut rep));
     daemon.stop()?;
     rows.map(|()| rep)
 }

@@ -110,9 +110,7 @@ fn held_requests_wait_for_an_operator() -> Result<()> {
     let (long, short) = (world.bottle_name("long"), world.bottle_name("short"));
     for (label, timeout) in [("long", "5m"), ("short", "2s")] {
         let m = world.manifest(label, &manifest(timeout))?;
-        let m = m.display().to_string();
-        let out = cork(&world, &["bottle", "create", "--socket", &sock, "-m", &m])?;
-        assert_eq!(out.code(), 0, "{out}");
+        cork_integration::daemon::create_ok(&world, &sock, &m)?;
     }
 
     // Held: nothing upstream, listed, then approved and forwarded once.

@@ -108,9 +108,7 @@ fn ask_rules_hold_requests_for_an_operator() -> Result<()> {
     let daemon = TestDaemon::start(&world, &sock, &log)?;
     let name = world.bottle_name("ask");
     let m = world.manifest("ask", &manifest)?;
-    let m = m.display().to_string();
-    let out = cork(&world, &["bottle", "create", "--socket", &sock, "-m", &m])?;
-    assert_eq!(out.code(), 0, "{out}");
+    cork_integration::daemon::create_ok(&world, &sock, &m)?;
 
     // What the allow rule decides is decided at once: a GET under /v1/ goes...
     let out = world.run(exec(
@@ -229,6 +227,88 @@ fn ask_rules_hold_requests_for_an_operator() -> Result<()> {
             .find(json!({"event": "held", "path": "/v1/list"}))
             .is_empty()
     );
+    daemon.stop()?;
+    Ok(())
+}
+
+/// A daemon SIGKILLed with a request held and an approval remembered: the next daemon on
+/// the same state directory reports the lost hold (`approval_lost`, reason
+/// `daemon_restarted`), still honours the remembered approval, and gives the next hold
+/// an id the old list never had.
+#[test]
+fn holds_and_remembered_approvals_outlive_a_daemon_crash() -> Result<()> {
+    let world = World::new("holds_and_remembered_approvals_outlive_a_daemon_crash")?;
+    let inspected = InspectedApi::start_dual(&world, API)?;
+    let api = &inspected.upstream;
+    let manifest = format!(
+        "[[egress.ask]]\ndomain = \"{API}\"\nports = [443]\n\
+         [[egress.ask.http]]\nmethods = [\"POST\", \"DELETE\"]\npaths = [\"/v1/deploy\"]\n\n{}",
+        inspected.sections()
+    );
+    let sock = world.path("cork", "sock").display().to_string();
+    let log = world.path("daemon-audit", "jsonl");
+    let state = world.path("daemon-state", "d");
+    let daemon = TestDaemon::start_in(&world, &sock, &log, &state, |_| {})?;
+    let name = world.bottle_name("crash");
+    let m = world.manifest("crash", &manifest)?;
+    cork_integration::daemon::create_ok(&world, &sock, &m)?;
+
+    // POST approved for 10 minutes; a DELETE left waiting.
+    let client = exec_curl(&world, &sock, &name, &curl("-4", "POST", "/v1/deploy"))?;
+    let id = held(&log, "POST", "/v1/deploy", 0)?;
+    let out = cork(&world, &["approve", &id, "--for", "10m", "--socket", &sock])?;
+    assert_eq!(out.code(), 0, "{out}");
+    assert!(client.finish(WAIT)?.stdout.contains("status=200"));
+    let waiting = exec_curl(&world, &sock, &name, &curl("-6", "DELETE", "/v1/deploy"))?;
+    let lost_id = held(&log, "DELETE", "/v1/deploy", 0)?;
+
+    daemon.kill9()?;
+    // The held client's connection died with the daemon's proxy.
+    let out = waiting.finish(WAIT)?;
+    assert!(!out.stdout.contains("status=200"), "{out}");
+
+    let daemon = TestDaemon::start_in(&world, &sock, &log, &state, |_| {})?;
+    let audit = Audit::wait_for(
+        &log,
+        json!({"event": "approval_lost", "approval": lost_id}),
+        WAIT,
+    )?;
+    audit.expect(
+        json!({"layer": "proxy", "event": "approval_lost", "bottle": name,
+        "verdict": "deny", "reason": "daemon_restarted", "approval": lost_id,
+        "method": "DELETE", "path": "/v1/deploy", "host": API, "rule": "egress.ask[0]"}),
+    )?;
+    // The remembered approval stands: the same request goes through without a hold.
+    let out = world.run(exec(
+        &world,
+        &sock,
+        &name,
+        &curl("-4", "POST", "/v1/deploy")
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    ))?;
+    assert!(out.stdout.contains("status=200"), "{out}");
+    Audit::wait_for(
+        &log,
+        json!({"event": "approved", "reason": "approval_remembered"}),
+        WAIT,
+    )?;
+    // A new hold gets an id the old daemon never gave out.
+    let client = exec_curl(&world, &sock, &name, &curl("-4", "DELETE", "/v1/deploy"))?;
+    let new_id = held(&log, "DELETE", "/v1/deploy", 1)?;
+    let n = |s: &str| s.parse::<u64>().context("a numeric id");
+    assert!(n(&new_id)? > n(&lost_id)?, "{new_id} after {lost_id}");
+    let out = cork(&world, &["deny", &new_id, "--socket", &sock])?;
+    assert_eq!(out.code(), 0, "{out}");
+    assert!(client.finish(WAIT)?.stdout.contains("approval_denied"));
+    let deletes = api
+        .log()
+        .requests()
+        .iter()
+        .filter(|r| r.method == "DELETE")
+        .count();
+    assert_eq!(deletes, 0, "no held DELETE ever went upstream");
     daemon.stop()?;
     Ok(())
 }

@@ -9,20 +9,9 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use cork_integration::process::{RunOutput, Spawned};
+use cork_integration::daemon::create;
+use cork_integration::process::Spawned;
 use cork_integration::{Side, World};
-
-/// `cork bottle create --socket SOCK -m MANIFEST`.
-fn create(world: &World, sock: &str, manifest: &std::path::Path) -> Result<RunOutput> {
-    world.run(world.cork([
-        "bottle".as_ref(),
-        "create".as_ref(),
-        "--socket".as_ref(),
-        sock.as_ref(),
-        "-m".as_ref(),
-        manifest.as_os_str(),
-    ]))
-}
 
 /// The `cgroup.procs` of standing bottle `name`, from `cork bottle show`.
 fn cgroup_procs(world: &World, sock: &str, name: &str) -> Result<String> {

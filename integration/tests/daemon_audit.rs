@@ -101,15 +101,7 @@ fn cork_audit_filters_and_follows_the_daemons_events() -> Result<()> {
     let (a, b) = (world.bottle_name("a"), world.bottle_name("b"));
     for label in ["a", "b"] {
         let manifest = world.manifest(label, body)?;
-        let out = world.run(world.cork([
-            "bottle".as_ref(),
-            "create".as_ref(),
-            "--socket".as_ref(),
-            sock.as_ref(),
-            "-m".as_ref(),
-            manifest.as_os_str(),
-        ]))?;
-        assert_eq!(out.code(), 0, "{out}");
+        cork_integration::daemon::create_ok(&world, &sock, &manifest)?;
     }
 
     let both = Probe::new()

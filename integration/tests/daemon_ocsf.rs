@@ -45,15 +45,7 @@ fn a_daemon_writes_ocsf_beside_its_own_log() -> Result<()> {
         "o",
         "[[egress.allow]]\ncidr = \"198.51.100.10/32\"\nports = [8080]\n",
     )?;
-    let out = world.run(world.cork([
-        "bottle".as_ref(),
-        "create".as_ref(),
-        "--socket".as_ref(),
-        sock.as_ref(),
-        "-m".as_ref(),
-        manifest.as_os_str(),
-    ]))?;
-    assert_eq!(out.code(), 0, "{out}");
+    cork_integration::daemon::create_ok(&world, &sock, &manifest)?;
     let probe = Probe::new()
         .tcp("198.51.100.10", 8080)?
         .tcp("2001:db8::11", 8080)?;

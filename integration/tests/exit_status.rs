@@ -42,6 +42,24 @@ fn missing_cmd_exits_127() -> Result<()> {
     let argv = vec!["/nonexistent/cork-test-no-such-program".to_owned()];
     let out = world.run(&mut world.cork_run(&m, "a", &argv))?;
     assert_eq!(out.code(), 127, "{out}");
+    // Found on PATH is found (the lookup uses the command's environment, as std's did).
+    let argv = vec!["cork-test-no-such-program-on-path".to_owned()];
+    let out = world.run(&mut world.cork_run(&m, "a", &argv))?;
+    assert_eq!(out.code(), 127, "{out}");
+    let argv = vec!["sh".to_owned(), "-c".to_owned(), "exit 3".to_owned()];
+    let out = world.run(&mut world.cork_run(&m, "a", &argv))?;
+    assert_eq!(out.code(), 3, "{out}");
+    Ok(())
+}
+
+#[test]
+fn unexecutable_cmd_exits_126() -> Result<()> {
+    let world = World::new("unexecutable_cmd_exits_126")?;
+    let m = world.manifest("a", "")?;
+    // A file that exists but is not executable: exec(2) says EACCES.
+    let argv = vec![m.display().to_string()];
+    let out = world.run(&mut world.cork_run(&m, "a", &argv))?;
+    assert_eq!(out.code(), 126, "{out}");
     Ok(())
 }
 

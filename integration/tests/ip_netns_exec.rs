@@ -219,15 +219,7 @@ fn with_daemon(
         "a",
         "[[egress.allow]]\ncidr = \"198.51.100.10/32\"\nports = [8080]\n",
     )?;
-    let out = world.run(world.cork([
-        "bottle".as_ref(),
-        "create".as_ref(),
-        "--socket".as_ref(),
-        sock.as_ref(),
-        "-m".as_ref(),
-        manifest.as_os_str(),
-    ]))?;
-    assert_eq!(out.code(), 0, "{out}");
+    cork_integration::daemon::create_ok(world, sock, &manifest)?;
     let name = world.bottle_name("a");
     let out = world.run(world.cork(["bottle", "ls", "--socket", sock]))?;
     assert_eq!(out.code(), 0, "{out}");

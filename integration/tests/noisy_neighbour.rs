@@ -152,15 +152,7 @@ fn a_noisy_bottle_is_refused_while_a_quiet_one_is_served() -> Result<()> {
     let (noisy, quiet) = (world.bottle_name("noisy"), world.bottle_name("quiet"));
     for label in ["noisy", "quiet"] {
         let manifest = world.manifest(label, &body)?;
-        let out = world.run(world.cork([
-            "bottle".as_ref(),
-            "create".as_ref(),
-            "--socket".as_ref(),
-            sock.as_ref(),
-            "-m".as_ref(),
-            manifest.as_os_str(),
-        ]))?;
-        ran(out, "cork bottle create")?;
+        cork_integration::daemon::create_ok(&world, &sock, &manifest)?;
     }
 
     // The noisy bottle floods and fills its proxy, and holds what it was given.

@@ -319,15 +319,7 @@ fn exec_probes(world: &World, sock: &str) -> Result<()> {
         "[[egress.allow]]\ncidr = \"198.51.100.10/32\"\nports = [8443]\n",
     )?;
     let _allowed = world.tcp_server(Side::Internet, "198.51.100.10:8443")?;
-    let out = world.run(world.cork([
-        "bottle".as_ref(),
-        "create".as_ref(),
-        "--socket".as_ref(),
-        sock.as_ref(),
-        "-m".as_ref(),
-        manifest.as_os_str(),
-    ]))?;
-    assert_eq!(out.code(), 0, "{out}");
+    cork_integration::daemon::create_ok(world, sock, &manifest)?;
     let name = world.bottle_name("std");
     let exec = |seam: Option<&str>| -> Result<RunOutput> {
         let mut argv = vec![

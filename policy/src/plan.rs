@@ -6,7 +6,7 @@
 //! for destinations whose longest match is an allow `/32` inside it, and vice versa.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashSet};
 use std::fmt;
 
 use crate::ports::{PortRange, Proto};
@@ -127,22 +127,26 @@ pub(crate) fn build(
     host_ports: &[u16],
     unix_allow: &[UnixName],
 ) -> Result<KernelPlan, PlanError> {
-    let mut v4 = BTreeSet::new();
-    let mut v6 = BTreeSet::new();
     // Each prefix's rules in manifest order: an entry looks up the prefixes containing it
     // (itself cut to each length some rule uses), instead of testing every rule, which is
-    // quadratic: 4e10 tests at 100 000 prefixes per family.
-    let mut by_prefix = Covering::default();
-    for (i, rule) in rules.iter().enumerate() {
-        let Some(net) = rule.prefix() else { continue };
-        by_prefix.add(net, i);
-        let family = if net.is_ipv4() { &mut v4 } else { &mut v6 };
-        // Rules sharing a prefix share its entry, so only new prefixes count.
-        if family.insert(net) && family.len() > MAX_PREFIXES_PER_FAMILY {
-            return Err(PlanError::TooManyPrefixes { rule: i });
+    // quadratic: 4e10 tests at 100 000 prefixes per family. Sorted vectors rather than
+    // trees and hash maps: one allocation each, and ordered as the entries must be.
+    let by_prefix = Covering::new(rules);
+    let mut v4 = Vec::new();
+    let mut v6 = Vec::new();
+    for prefix in by_prefix.distinct() {
+        if prefix.is_ipv4() {
+            v4.push(prefix);
+        } else {
+            v6.push(prefix);
         }
     }
-    let entries = |set: BTreeSet<Prefix>| -> Result<Vec<PrefixEntry>, PlanError> {
+    if v4.len().max(v6.len()) > MAX_PREFIXES_PER_FAMILY {
+        return Err(PlanError::TooManyPrefixes {
+            rule: first_over_the_limit(rules),
+        });
+    }
+    let entries = |set: Vec<Prefix>| -> Result<Vec<PrefixEntry>, PlanError> {
         set.into_iter()
             .map(|prefix| entry(prefix, rules, &by_prefix))
             .collect()
@@ -153,6 +157,21 @@ pub(crate) fn build(
         host_ports: host_ports.to_vec(),
         unix: unix_entries(unix_allow),
     })
+}
+
+/// The rule that, in manifest order, brings the first prefix past
+/// [`MAX_PREFIXES_PER_FAMILY`] distinct ones in its family (rules sharing a prefix share
+/// its entry, so only new prefixes count). Only asked once the limit is known broken.
+fn first_over_the_limit(rules: &[RuleInfo]) -> usize {
+    let (mut v4, mut v6) = (HashSet::new(), HashSet::new());
+    for (i, rule) in rules.iter().enumerate() {
+        let Some(net) = rule.prefix() else { continue };
+        let family = if net.is_ipv4() { &mut v4 } else { &mut v6 };
+        if family.insert(net) && family.len() > MAX_PREFIXES_PER_FAMILY {
+            return i;
+        }
+    }
+    rules.len().saturating_sub(1)
 }
 
 /// `unix_allow` (which the manifest keeps below `MAX_UNIX_NAMES` and free of the control
@@ -171,10 +190,10 @@ fn unix_entries(unix_allow: &[UnixName]) -> Vec<UnixEntry> {
     allow.chain(deny).collect()
 }
 
-/// The prefix rules, indexed for "which rules contain this prefix".
-#[derive(Default)]
+/// The prefix rules, indexed for "which rules contain this prefix": (prefix, rule index)
+/// pairs sorted by prefix, then manifest order.
 struct Covering {
-    rules: HashMap<Prefix, Vec<usize>>,
+    pairs: Vec<(Prefix, usize)>,
     /// The prefix lengths rules use, per family: few in practice, so an entry needs few
     /// lookups.
     lens_v4: BTreeSet<u8>,
@@ -182,14 +201,45 @@ struct Covering {
 }
 
 impl Covering {
-    fn add(&mut self, prefix: Prefix, rule: usize) {
-        self.rules.entry(prefix).or_default().push(rule);
-        let lens = if prefix.is_ipv4() {
-            &mut self.lens_v4
-        } else {
-            &mut self.lens_v6
-        };
-        lens.insert(prefix.len());
+    fn new(rules: &[RuleInfo]) -> Self {
+        let mut pairs: Vec<(Prefix, usize)> = rules
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| Some((r.prefix()?, i)))
+            .collect();
+        pairs.sort_unstable();
+        let mut lens_v4 = BTreeSet::new();
+        let mut lens_v6 = BTreeSet::new();
+        for (prefix, _) in &pairs {
+            if prefix.is_ipv4() {
+                lens_v4.insert(prefix.len());
+            } else {
+                lens_v6.insert(prefix.len());
+            }
+        }
+        Covering {
+            pairs,
+            lens_v4,
+            lens_v6,
+        }
+    }
+
+    /// Every prefix some rule names, once each, in order.
+    fn distinct(&self) -> impl Iterator<Item = Prefix> + '_ {
+        self.pairs
+            .iter()
+            .enumerate()
+            .filter(|(k, (p, _))| *k == 0 || self.pairs[k - 1].0 != *p)
+            .map(|(_, (p, _))| *p)
+    }
+
+    /// The rules naming exactly `prefix`, in manifest order.
+    fn naming(&self, prefix: Prefix) -> impl Iterator<Item = usize> + '_ {
+        let start = self.pairs.partition_point(|(p, _)| *p < prefix);
+        self.pairs[start..]
+            .iter()
+            .take_while(move |(p, _)| *p == prefix)
+            .map(|(_, i)| *i)
     }
 
     /// The rules whose prefix contains `prefix`, in manifest order.
@@ -201,9 +251,8 @@ impl Covering {
         };
         let mut found: Vec<usize> = lens
             .range(..=prefix.len())
-            .filter_map(|&len| self.rules.get(&prefix.cut(len)?))
-            .flatten()
-            .copied()
+            .filter_map(|&len| prefix.cut(len))
+            .flat_map(|cut| self.naming(cut))
             .collect();
         found.sort_unstable();
         found

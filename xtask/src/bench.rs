@@ -125,6 +125,7 @@ fn dlp(out: &Path, full: bool) -> Result<()> {
     cmd.args([
         "throughput",
         "--",
+        "construction",
         "--ignored",
         "--nocapture",
         "--test-threads=1",
@@ -145,9 +146,11 @@ fn dlp(out: &Path, full: bool) -> Result<()> {
     }
     let mut rep = dlp_report(&text)?;
     rep.command = if full {
-        "cargo test -p cork-dlp --lib --release throughput -- --ignored --nocapture".into()
+        "cargo test -p cork-dlp --lib --release throughput -- construction --ignored --nocapture"
+            .into()
     } else {
-        "CORK_DLP_BENCH_MIB=1 cargo test -p cork-dlp --lib throughput -- --ignored".into()
+        "CORK_DLP_BENCH_MIB=1 cargo test -p cork-dlp --lib throughput -- construction --ignored"
+            .into()
     };
     rep.write(out)?;
     Ok(())
@@ -166,8 +169,9 @@ fn slug(what: &str) -> String {
     s.trim_matches('_').to_owned()
 }
 
-/// The `dlp` report from the test's output lines:
-/// `dlp throughput, WHAT: N MB/s per CPU second, Rx baseline (B MB/s) (K KiB chunks, …)`.
+/// The `dlp` report from the tests' output lines:
+/// `dlp throughput, WHAT: N MB/s per CPU second, Rx baseline (B MB/s) (K KiB chunks, …)`
+/// and `dlp construction, WHAT: N ms`.
 pub fn dlp_report(text: &str) -> Result<Report> {
     let mut rep = Report::new(
         "dlp",
@@ -177,6 +181,28 @@ pub fn dlp_report(text: &str) -> Result<Report> {
             .to_owned(),
     );
     for line in text.lines() {
+        // libtest prints a test's first line after its name (`test ... ok` comes later).
+        const CONSTRUCTION: &str = "dlp construction, ";
+        if let Some(at) = line.find(CONSTRUCTION) {
+            let rest = &line[at + CONSTRUCTION.len()..];
+            let (what, ms) = rest
+                .rsplit_once(": ")
+                .and_then(|(what, figure)| {
+                    Some((what, figure.strip_suffix(" ms")?.parse::<f64>().ok()?))
+                })
+                .with_context(|| format!("unreadable DLP construction line: {line}"))?;
+            let key = format!(
+                "construction.{}",
+                slug(what.split(" (").next().unwrap_or(what))
+            );
+            rep.row(
+                &key,
+                &format!("DLP scanner construction: {what}"),
+                "ms",
+                &[ms],
+            );
+            continue;
+        }
         let Some(rest) = line.strip_prefix("dlp throughput, ") else {
             continue;
         };
@@ -257,7 +283,15 @@ const SMOKE_EXPECTED: &[(&str, &[&str], &[&str])] = &[
     ),
     (
         "daemon",
-        &["create_ms.10", "update_ms.10", "exec_ms.10"],
+        &[
+            "create_ms.10",
+            "update_ms.10",
+            "exec_ms.10",
+            "exec_wall.bare",
+            "exec_wall.exec_small",
+            "exec_wall.exec_paused",
+            "exec_added.small",
+        ],
         &[],
     ),
     (
@@ -296,6 +330,8 @@ const SMOKE_EXPECTED: &[(&str, &[&str], &[&str])] = &[
             "builtin_1_custom_1_known_secret.16k",
             "builtin_only.16k",
             "1_known_secret_only.16k",
+            "construction.built_in_analysis",
+            "construction.a_scanner",
         ],
         &[],
     ),
@@ -342,6 +378,8 @@ dlp throughput over 1 MiB, best of 3, per CPU second; baseline: a DFA walk over 
 dlp throughput, builtin + 1 custom + 1 known secret: 1612 MB/s per CPU second, 2.310x baseline (698 MB/s) (16 KiB chunks, 12 findings)
 dlp throughput, builtin only: 1800 MB/s per CPU second, 2.500x baseline (720 MB/s) (64 KiB chunks, 0 findings)
 test tests::throughput::throughput_on_mixed_text ... ok
+test tests::construction::construction_of_a_scanner ... dlp construction, built-in analysis (once per process): 111.72 ms
+dlp construction, a scanner (built-ins + 1 custom + 1 known secret) after the first: 2.91 ms
 ";
 
     #[test]
@@ -356,6 +394,14 @@ test tests::throughput::throughput_on_mixed_text ... ok
         assert_eq!(ratio.to, "baseline.builtin_1_custom_1_known_secret.16k");
         assert!((ratio.value - 1612.0 / 698.0).abs() < 1e-9);
         assert_eq!(rep.get("builtin_only.64k").map(|r| r.value), Some(1.8));
+        let analysis = rep
+            .get("construction.built_in_analysis")
+            .expect("analysis row");
+        assert_eq!((analysis.value, analysis.unit.as_str()), (111.72, "ms"));
+        assert_eq!(
+            rep.get("construction.a_scanner").map(|r| r.value),
+            Some(2.91)
+        );
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! Then policy scale: 10, 1 000, 10 000 and 100 000 CIDR rules per family (+ 10 000
 //! domain rules) — check and start-up time, trie memory, connect4's cost, connects/s. Then
 //! standing bottles: `cork bottle create`, `cork bottle update` and `cork exec -- true` at
-//! 10, 10 000 and 100 000 rules per family.
+//! 10, 10 000 and 100 000 rules per family, then `cork exec -- true` against bare `true`
+//! in 30 rounds.
 //!
 //! Each section also writes its report (`cork_bench_report::Report`) as
 //! `$CORK_BENCH_OUT/<section>.json` (default `target/bench`). `--smoke` is the test
@@ -115,7 +116,10 @@ fn main() -> Result<()> {
     }
     if wants("daemon") {
         let sizes: &[usize] = if smoke { &[10] } else { &[10, 10_000, 100_000] };
-        save(&cork_integration::update_bench::report(&world, sizes)?)?;
+        let exec_runs = if smoke { 3 } else { 30 };
+        save(&cork_integration::update_bench::report(
+            &world, sizes, exec_runs,
+        )?)?;
     }
     server.kill()?;
     if wants("dns") {

@@ -66,6 +66,11 @@ impl fmt::Display for BottleId {
     }
 }
 
+/// How often, and how far apart, [`IdLease::claim`] tries a busy lock: 100 ms in all,
+/// far longer than another allocator's glance at it.
+const CLAIM_ATTEMPTS: u32 = 20;
+const CLAIM_PAUSE: std::time::Duration = std::time::Duration::from_millis(5);
+
 /// A held id: the id stays ours until this is dropped (or the process dies).
 #[derive(Debug)]
 pub struct IdLease {
@@ -108,17 +113,31 @@ impl IdLease {
 
     /// Takes id `n` if no live agent holds it (`cork clean` removing what a dead agent
     /// left under that id, holding it so that no new bottle takes the id meanwhile).
+    ///
+    /// A busy lock is tried again for a moment before it counts as held: another cork
+    /// allocating an id takes each free id's lock just long enough to see whether its
+    /// bottle is still pinned ([`IdLease::allocate`]), and a daemon taking its bottles
+    /// back must not mistake that glance for a live agent (it would leave its own bottle
+    /// fenced). A live agent holds the lock for its bottle's life.
     pub fn claim(n: u32) -> Result<Option<IdLease>, KeyError> {
         if n == 0 || n > MAX_ID {
             return Ok(None);
         }
         std::fs::create_dir_all(ID_DIR).map_err(KeyError::IdDir)?;
         let path = Path::new(ID_DIR).join(format!("{n}.lock"));
-        Ok(try_lock(&path)?.map(|lock| IdLease {
-            id: BottleId(n),
-            path,
-            lock: Some(lock),
-        }))
+        for attempt in 0..CLAIM_ATTEMPTS {
+            if let Some(lock) = try_lock(&path)? {
+                return Ok(Some(IdLease {
+                    id: BottleId(n),
+                    path,
+                    lock: Some(lock),
+                }));
+            }
+            if attempt + 1 < CLAIM_ATTEMPTS {
+                std::thread::sleep(CLAIM_PAUSE);
+            }
+        }
+        Ok(None)
     }
 }
 

@@ -126,8 +126,22 @@ fn bottle_path(name: &str) -> Result<String, ClientError> {
     Ok(format!("/v1/bottles/{name}"))
 }
 
-/// `GET /v1/bottles/NAME/exec`: what `cork exec` needs.
-pub fn exec_info(socket: &Path, name: &str) -> Result<cork_daemon::api::ExecInfo, ClientError> {
+/// `POST /v1/bottles/NAME/exec`: the caller's environment `env` judged by the daemon, and
+/// what else `cork exec` needs.
+pub fn exec_plan(
+    socket: &Path,
+    name: &str,
+    env: Vec<(std::ffi::OsString, std::ffi::OsString)>,
+) -> Result<cork_daemon::api::ExecPlan, ClientError> {
     let path = format!("{}/exec", bottle_path(name)?);
-    decode(socket, client::call(socket, Method::GET, &path, None)?)
+    let body = serde_json::to_vec(&cork_daemon::api::ExecRequest { env }).map_err(|e| {
+        ClientError::Protocol {
+            socket: socket.to_owned(),
+            why: format!("encoding the environment: {e}"),
+        }
+    })?;
+    decode(
+        socket,
+        client::call(socket, Method::POST, &path, Some(body))?,
+    )
 }

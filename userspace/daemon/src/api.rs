@@ -7,7 +7,7 @@
 //! | `GET /v1/bottles` | — | `[BottleInfo]` |
 //! | `POST /v1/bottles` | [`CreateBottle`] | `201` [`BottleInfo`] |
 //! | `GET /v1/bottles/{name}` | — | [`BottleInfo`] |
-//! | `GET /v1/bottles/{name}/exec` | — | [`ExecInfo`] (for `cork exec`) |
+//! | `POST /v1/bottles/{name}/exec` | [`ExecRequest`] | [`ExecPlan`] (for `cork exec`) |
 //! | `PUT /v1/bottles/{name}` | [`CreateBottle`] | [`PolicyUpdated`] (atomic policy change) |
 //! | `DELETE /v1/bottles/{name}` | — | `200` [`Removed`] |
 //! | `GET /v1/approvals` | — | `[HeldRequest]`: every bottle's requests held under `supervise`, oldest first |
@@ -75,17 +75,36 @@ pub struct PolicyUpdated {
     pub manifest_sha256: String,
 }
 
-/// `GET /v1/bottles/{name}/exec`: what `cork exec` needs to start a command in the
-/// bottle the way `cork run` starts one — its cgroup, its manifest (the host-secrets
-/// decision is the caller's: its environment, its user), and the environment the bottle
-/// gives every command (CA bundle, placeholders).
+/// `POST /v1/bottles/{name}/exec`: the environment `cork exec`'s command would inherit
+/// (the caller's own, names and values), for the daemon to judge with the bottle's
+/// compiled policy and scanner. The daemon keeps none of it beyond the request, and
+/// answers only which names go ([`ExecPlan::removals`]): what the command gets is still
+/// built by the caller. No `Debug`: the values may be credentials.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecRequest {
+    #[serde(with = "cork_agent::secrets::wire::vars")]
+    pub env: Vec<(std::ffi::OsString, std::ffi::OsString)>,
+}
+
+/// What `cork exec` needs to start a command in the bottle the way `cork run` starts
+/// one: its cgroup, the host-secrets removals for the caller's environment (decided as
+/// `cork run` decides them; provider keys without a placeholder: a standing bottle's
+/// policy is fixed), the manifest's `[files]` (the caller resolves the masks in its own
+/// mount namespace, for its command's user), the environment the bottle gives every
+/// command (CA bundle, placeholders), and which manifest is in force (its origin, and the
+/// SHA-256 of its text: `$CORK_MANIFEST` names the origin only while it holds that text).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ExecInfo {
+pub struct ExecPlan {
     pub name: String,
     pub cgroup_procs: String,
-    pub manifest: String,
     pub origin: String,
+    pub manifest_sha256: String,
+    /// `files.hide` and `files.allow`, as written (validated at create).
+    pub files_hide: Vec<String>,
+    pub files_allow: Vec<String>,
     pub env: cork_agent::web::CommandEnv,
+    pub removals: Vec<cork_agent::secrets::Removal>,
 }
 
 /// `DELETE /v1/bottles/{name}`: what teardown met (empty when everything went).

@@ -133,6 +133,7 @@ pub(crate) async fn create(state: Arc<State>, bytes: &[u8]) -> Response<Body> {
                 runtime,
                 info: info.clone(),
                 manifest,
+                exec: Arc::default(),
             };
             save_state(&state, &standing);
             bottles.insert(name.clone(), standing);
@@ -216,6 +217,7 @@ pub(crate) async fn update(state: Arc<State>, name: String, bytes: &[u8]) -> Res
                 other => ApiError::new(ErrorKind::Enforcement, cork_audit::error_chain(&other)),
             })?;
         standing.manifest = req.manifest;
+        standing.exec = Arc::default();
         standing.info.origin = req.origin;
         standing.info.generation = updated.new_generation;
         save_state(&state, standing);

@@ -8,7 +8,8 @@
 //!   process inside a bottle.
 //! - [`server`]: `cork daemon` — the lock that keeps a second daemon out, the socket, the
 //!   bottles (each a `cork_agent::BottleRuntime`), the router; `bottle_routes` holds
-//!   create, remove and update.
+//!   create, remove and update, `exec_route` the daemon's half of `cork exec` (the
+//!   caller's environment judged with the bottle's policy and scanner).
 //! - [`audit_query`]: `GET /v1/audit`'s parameters, parsed by the daemon and built by
 //!   `cork audit`; the route itself streams the daemon's `cork_audit::AuditHistory`.
 //! - [`state_dir`]: one file per standing bottle, for a restarted daemon; `restore`
@@ -22,6 +23,7 @@ pub mod audit_query;
 mod audit_route;
 mod bottle_routes;
 pub mod client;
+mod exec_route;
 pub mod gate;
 pub mod notify;
 mod restore;

@@ -67,6 +67,50 @@ pub(crate) fn record(runtime: &BottleRuntime, info: &BottleInfo, manifest: &str)
     }
 }
 
+/// `approval_lost`: a request held when the last daemon stopped. Its client's connection
+/// went with that daemon's proxy, so it never went upstream; this closes its `held`.
+#[derive(serde::Serialize)]
+struct LostHold<'a> {
+    #[serde(flatten)]
+    head: EventHead,
+    verdict: &'static str,
+    reason: &'static str,
+    approval: &'a str,
+    host: &'a str,
+    method: &'a str,
+    path: &'a str,
+    detectors: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rule: Option<&'a str>,
+}
+
+/// One `approval_lost` event per hold the last daemon left pending.
+pub(crate) fn report_lost_holds(
+    sink: &Mutex<AuditSink>,
+    lost: &[cork_agent::approvals::HeldRequest],
+) {
+    let mut sink = sink.lock().unwrap_or_else(|p| p.into_inner());
+    for held in lost {
+        let written = sink.write(&LostHold {
+            head: EventHead::now(&held.bottle, "proxy", "approval_lost"),
+            verdict: "deny",
+            reason: "daemon_restarted",
+            approval: &held.id,
+            host: &held.host,
+            method: &held.method,
+            path: &held.path,
+            detectors: &held.detectors,
+            rule: held.rule.as_deref(),
+        });
+        if let Err(e) = written {
+            tracing::error!("writing an approval_lost event: {e}");
+        }
+    }
+    if let Err(e) = sink.flush() {
+        tracing::error!("writing approval_lost events: {e}");
+    }
+}
+
 fn lifecycle(sink: &Mutex<AuditSink>, bottle: &str, event: &'static str, detail: String) {
     let mut sink = sink.lock().unwrap_or_else(|p| p.into_inner());
     let written = sink

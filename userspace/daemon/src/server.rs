@@ -25,11 +25,10 @@ use hyper_util::rt::TokioIo;
 use nix::fcntl::{Flock, FlockArg};
 
 use cork_agent::BottleRuntime;
-use cork_agent::mounts::for_others;
 use cork_audit::{AuditHistory, AuditSink};
 
-use crate::api::{ApiError, BottleInfo, ErrorBody, ErrorKind, ExecInfo};
-use crate::bottle_routes::{body, create, fenced_or_not_found, not_found, remove, update};
+use crate::api::{ApiError, BottleInfo, ErrorBody, ErrorKind};
+use crate::bottle_routes::{body, create, not_found, remove, update};
 use crate::gate::{self, Peer};
 use crate::restore::{self, Fenced};
 use crate::state_dir::StateDir;
@@ -59,6 +58,8 @@ pub enum DaemonError {
     NotRoot,
     #[error("opening the state directory")]
     State(#[source] crate::state_dir::StateError),
+    #[error("taking back the held requests' registry")]
+    Approvals(#[source] cork_agent::approvals::StoreError),
     #[error(transparent)]
     Mounts(#[from] cork_agent::mounts::MountError),
 }
@@ -77,6 +78,8 @@ pub(crate) struct Standing {
     pub(crate) runtime: BottleRuntime,
     pub(crate) info: BottleInfo,
     pub(crate) manifest: String,
+    /// What `cork exec` requests reuse (see [`crate::exec_route`]).
+    pub(crate) exec: Arc<crate::exec_route::ExecCache>,
 }
 
 pub(crate) struct State {
@@ -150,7 +153,11 @@ pub fn run(cfg: DaemonConfig, ready: impl FnOnce(&Path)) -> Result<(), DaemonErr
         .build()
         .map_err(DaemonError::Runtime)?;
     // The bottles a killed daemon left come back before anyone can ask for them.
-    let approvals = Arc::new(cork_agent::approvals::Approvals::new());
+    let (approvals, lost) =
+        cork_agent::approvals::Approvals::persistent(state_dir.approvals_file())
+            .map_err(DaemonError::Approvals)?;
+    let approvals = Arc::new(approvals);
+    restore::report_lost_holds(&sink, &lost);
     let restored = restore::adopt_all(&state_dir, &sink, &approvals, rt.handle());
     let bottles = restored
         .serving
@@ -160,6 +167,7 @@ pub fn run(cfg: DaemonConfig, ready: impl FnOnce(&Path)) -> Result<(), DaemonErr
                 runtime: b.runtime,
                 info: b.info,
                 manifest: b.manifest,
+                exec: Arc::default(),
             };
             (standing.info.name.clone(), standing)
         })
@@ -296,24 +304,11 @@ async fn route(state: Arc<State>, peer: Option<Peer>, req: Request<Incoming>) ->
             Ok(bytes) => create(state, &bytes).await,
             Err(e) => error(e),
         },
-        (Method::GET, _, Some(name)) if name.ends_with("/exec") => {
-            let name = name.trim_end_matches("/exec");
-            let bottles = state.bottles.lock().unwrap_or_else(|p| p.into_inner());
-            match bottles.get(name) {
-                Some(b) => match b.runtime.cgroup_procs() {
-                    Some(procs) => json(
-                        200,
-                        &ExecInfo {
-                            name: name.to_owned(),
-                            cgroup_procs: for_others(&procs).display().to_string(),
-                            manifest: b.manifest.clone(),
-                            origin: b.info.origin.clone(),
-                            env: b.runtime.command_env_vars().clone(),
-                        },
-                    ),
-                    None => error(not_found(name)),
-                },
-                None => error(fenced_or_not_found(&state, name)),
+        (Method::POST, _, Some(name)) if name.ends_with("/exec") => {
+            let name = name.trim_end_matches("/exec").to_owned();
+            match body(req).await {
+                Ok(bytes) => crate::exec_route::exec(state, name, &bytes).await,
+                Err(e) => error(e),
             }
         }
         (Method::GET, _, Some(name)) => {

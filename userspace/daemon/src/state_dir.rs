@@ -5,6 +5,7 @@
 //! <state-dir>/                 0700 root
 //!   bottles/                   0700 root
 //!     <bottle name>.json       0600 root: one SavedBottle
+//!   approvals.json             0600 root: held requests, remembered approvals, next id
 //! ```
 //!
 //! A file is written whole or not at all (a temporary file beside it, fsync, rename,
@@ -80,6 +81,7 @@ pub struct Loaded {
 /// The opened state directory.
 #[derive(Debug, Clone)]
 pub struct StateDir {
+    root: PathBuf,
     bottles: PathBuf,
 }
 
@@ -104,7 +106,15 @@ impl StateDir {
         private_dir(root)?;
         let bottles = root.join("bottles");
         private_dir(&bottles)?;
-        Ok(StateDir { bottles })
+        Ok(StateDir {
+            root: root.to_path_buf(),
+            bottles,
+        })
+    }
+
+    /// The held requests' registry (`cork_agent::approvals::Approvals::persistent`).
+    pub fn approvals_file(&self) -> PathBuf {
+        self.root.join("approvals.json")
     }
 
     fn file(&self, name: &str) -> PathBuf {

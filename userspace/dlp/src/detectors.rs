@@ -5,7 +5,7 @@
 //! ASCII semantics keep `\b`, `\s` and case-insensitivity byte-local (Unicode case folding
 //! would let `K` match the Kelvin sign and slip past the ASCII keyword prefilter).
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use super::checks;
 use super::dfa::AnchoredDfa;
@@ -166,6 +166,37 @@ impl Detector {
 /// The credential formats cork knows; see `catalog`.
 pub fn builtin_detectors() -> Vec<Detector> {
     super::catalog::all()
+}
+
+/// The built-in detectors, analysed (parse, match lengths, keyword starts, anchored
+/// forms): once per process, shared by every scanner. The analysis is most of building a
+/// scanner (~90 ms in a release build), and one process builds several: the command's
+/// environment and the inspecting proxy for each bottle, again when the daemon takes a
+/// bottle back. Sharing also shares what the detectors compile on first use (regexes,
+/// DFAs), which depends only on the pattern.
+///
+/// A failure is not remembered: the next call analyses again and fails the same way (the
+/// built-ins are fixed, and a unit test proves they all pass).
+pub(super) fn builtins() -> Result<&'static [Arc<Compiled>], DlpError> {
+    static BUILTINS: OnceLock<Vec<Arc<Compiled>>> = OnceLock::new();
+    if let Some(done) = BUILTINS.get() {
+        return Ok(done);
+    }
+    let analysed = analyse_builtins()?;
+    // Two threads may both analyse; the first to finish is kept, both results are equal.
+    Ok(BUILTINS.get_or_init(|| analysed))
+}
+
+/// What [`builtins`] keeps, done now (tests and the construction timing call it).
+pub(super) fn analyse_builtins() -> Result<Vec<Arc<Compiled>>, DlpError> {
+    let mut out: Vec<Arc<Compiled>> = Vec::new();
+    for d in builtin_detectors() {
+        if out.iter().any(|c| c.name == d.name) {
+            return Err(DlpError::DuplicateDetector { detector: d.name });
+        }
+        out.push(Arc::new(Compiled::new(&d)?));
+    }
+    Ok(out)
 }
 
 /// A detector ready to run.

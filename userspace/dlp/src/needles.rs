@@ -21,6 +21,8 @@
 //! inside it. Roots in one aho-corasick group have one length, so no two start at one
 //! position; restarting one byte after each hit finds every root occurrence.
 
+use std::sync::Arc;
+
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, Anchored, Input, MatchKind, StartKind};
 
 use super::DlpError;
@@ -114,7 +116,7 @@ impl Needles {
     /// in `known`. `simd`: search roots with [`RootFilter`] and that kernel where the CPU
     /// runs it, else with aho-corasick (tests compare them).
     pub fn new(
-        detectors: &[Compiled],
+        detectors: &[Arc<Compiled>],
         known: Option<&KnownSet>,
         simd: Option<Kernel>,
     ) -> Result<Option<Needles>, DlpError> {

@@ -23,17 +23,20 @@ use std::collections::VecDeque;
 use std::ops::Deref;
 use std::sync::Arc;
 
-use super::detectors::{CONTEXT, Compiled, Family, Kind, Severity};
+use super::detectors::{CONTEXT, Compiled, Family, Kind, Severity, builtins};
 use super::known::KnownSet;
 use super::needles::{Needles, Scratch};
 use super::search::{LOOKAROUND, Pass, Reach};
 use super::teddy::Kernel;
-use super::{Config, DlpError, Finding, MIN_KNOWN_SECRET_LEN, builtin_detectors};
+use super::{Config, DlpError, Finding, MIN_KNOWN_SECRET_LEN};
 
 /// Built from a [`Config`] once per policy; cheap to share between streams (`Arc`).
+/// The built-in detectors' analysis is done once per process and shared by every
+/// scanner (see [`builtins`]); only the manifest's detectors and the known secrets are
+/// the scanner's own.
 #[derive(Debug)]
 pub struct Scanner {
-    pub(super) detectors: Vec<Compiled>,
+    pub(super) detectors: Vec<Arc<Compiled>>,
     /// Per detector, how far its matches reach (kept apart: every scan reads them all).
     reach: Vec<Reach>,
     /// Detectors without keywords: they search every scan.
@@ -63,20 +66,19 @@ impl Scanner {
                 min: MIN_KNOWN_SECRET_LEN,
             });
         }
-        let mut defs = if config.builtin {
-            builtin_detectors()
+        let mut detectors: Vec<Arc<Compiled>> = if config.builtin {
+            builtins()?.to_vec()
         } else {
             Vec::new()
         };
-        defs.extend(config.custom.iter().cloned());
-        let mut detectors: Vec<Compiled> = Vec::with_capacity(defs.len());
-        for d in &defs {
+        detectors.reserve(config.custom.len());
+        for d in &config.custom {
             if detectors.iter().any(|c| c.name == d.name) {
                 return Err(DlpError::DuplicateDetector {
                     detector: d.name.clone(),
                 });
             }
-            detectors.push(Compiled::new(d)?);
+            detectors.push(Arc::new(Compiled::new(d)?));
         }
 
         let known = KnownSet::new(&config.known_secrets, config.fragment_min_len)?;
@@ -94,7 +96,7 @@ impl Scanner {
             k.max_len + detectors.iter().map(|d| d.lead).max().unwrap_or(0)
         });
         Ok(Scanner {
-            reach: detectors.iter().map(Reach::of).collect(),
+            reach: detectors.iter().map(|d| Reach::of(d)).collect(),
             always: (0..detectors.len())
                 .filter(|&i| detectors[i].keywords.is_empty())
                 .collect(),

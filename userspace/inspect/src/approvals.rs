@@ -4,15 +4,20 @@
 //! bottle's `dlp.approval_timeout` denies it. An approval may be remembered for a while:
 //! the same bottle, host, method and route then goes through without a new hold.
 //!
-//! One registry serves every bottle of a daemon; `cork run` has none (nobody to ask), and
-//! its proxy refuses what it would hold, as `block` would.
+//! One registry serves every bottle of a daemon, kept in its state directory across a
+//! restart ([`Approvals::persistent`]); `cork run` has none (nobody to ask), and its proxy
+//! refuses what it would hold, as `block` would.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
+
+use crate::approvals_store as store;
+pub use crate::approvals_store::StoreError;
 
 /// What a held request is, as `GET /v1/approvals` shows it. Never a secret: the path has
 /// no query, findings are detector names.
@@ -87,6 +92,8 @@ struct Inner {
 #[derive(Default)]
 pub struct Approvals {
     inner: Mutex<Inner>,
+    /// Where the registry is kept across restarts ([`Approvals::persistent`]).
+    store: Option<PathBuf>,
 }
 
 /// One hold, waiting for its outcome ([`Hold::wait`]).
@@ -107,12 +114,75 @@ impl std::fmt::Debug for Approvals {
 }
 
 impl Approvals {
+    /// A registry in memory only (tests; a daemon uses [`Approvals::persistent`]).
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// The registry kept in `path` (see [`crate::approvals_store`]): ids go on from the
+    /// last one given out, remembered approvals that have not expired come back, and the
+    /// holds that were pending when the last process stopped are returned — lost, their
+    /// clients gone with it — for the caller to report, and forgotten.
+    pub fn persistent(path: PathBuf) -> Result<(Self, Vec<HeldRequest>), StoreError> {
+        let saved = store::load(&path)?;
+        let now = Instant::now();
+        let remembered = saved
+            .remembered
+            .into_iter()
+            .filter_map(|a| {
+                let until = store::from_wall(a.until_unix_ms, now)?;
+                let key = (a.bottle, a.host, a.method, a.route);
+                Some((key, Remembered { until, by: a.by }))
+            })
+            .collect();
+        let this = Approvals {
+            inner: Mutex::new(Inner {
+                next: saved.next,
+                pending: BTreeMap::new(),
+                remembered,
+            }),
+            store: Some(path),
+        };
+        this.persist(&this.lock())?;
+        Ok((this, saved.pending))
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Writes the registry to its file, if it has one.
+    fn persist(&self, inner: &Inner) -> Result<(), StoreError> {
+        let Some(path) = &self.store else {
+            return Ok(());
+        };
+        let now = Instant::now();
+        let saved = store::Saved {
+            next: inner.next,
+            pending: inner.pending.values().map(|p| p.info.clone()).collect(),
+            remembered: inner
+                .remembered
+                .iter()
+                .map(|((bottle, host, method, route), r)| store::SavedApproval {
+                    bottle: bottle.clone(),
+                    host: host.clone(),
+                    method: method.clone(),
+                    route: route.clone(),
+                    by: r.by,
+                    until_unix_ms: store::to_wall(r.until, now),
+                })
+                .collect(),
+        };
+        store::save(path, &saved)
+    }
+
+    /// [`Approvals::persist`] after a change that has happened whatever the disk says:
+    /// a failure is logged (the registry in memory stays right; only a restart would
+    /// lose it).
+    fn persist_or_warn(&self, inner: &Inner) {
+        if let Err(e) = self.persist(inner) {
+            tracing::warn!("keeping the approvals registry: {e}");
+        }
     }
 
     /// The uid that approved this request's kind for a while, if that while lasts;
@@ -124,6 +194,7 @@ impl Approvals {
             Some(r) if r.until > now => Some(r.by),
             Some(_) => {
                 inner.remembered.remove(&key);
+                self.persist_or_warn(&inner);
                 None
             }
             None => None,
@@ -144,6 +215,7 @@ impl Approvals {
                 answer: tx,
             },
         );
+        self.persist_or_warn(&inner);
         let hold = Hold {
             registry: self,
             id,
@@ -186,6 +258,7 @@ impl Approvals {
             }
             Verdict::Deny => Outcome::Denied { by },
         };
+        self.persist_or_warn(&inner);
         // The holder may have gone (the bottle's client hung up): the decision still
         // stands for a remembered approval, and the operator still gets the answer.
         let _ = pending.answer.send(outcome);
@@ -200,7 +273,7 @@ impl Hold<'_> {
         match tokio::time::timeout(timeout, &mut self.answer).await {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(_)) | Err(_) => {
-                let removed = self.registry.lock().pending.remove(&self.id).is_some();
+                let removed = self.registry.forget(self.id);
                 if removed {
                     return Outcome::TimedOut;
                 }
@@ -214,7 +287,19 @@ impl Hold<'_> {
 impl Drop for Hold<'_> {
     /// A hold whose request went away (the client hung up) is no longer pending.
     fn drop(&mut self) {
-        self.registry.lock().pending.remove(&self.id);
+        self.registry.forget(self.id);
+    }
+}
+
+impl Approvals {
+    /// Removes hold `id` if it is still pending; whether it was.
+    fn forget(&self, id: u64) -> bool {
+        let mut inner = self.lock();
+        let removed = inner.pending.remove(&id).is_some();
+        if removed {
+            self.persist_or_warn(&inner);
+        }
+        removed
     }
 }
 

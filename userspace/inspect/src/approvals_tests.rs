@@ -135,3 +135,103 @@ fn a_denial_or_plain_approval_is_not_remembered() {
         .expect("held");
     assert_eq!(a.remembered(&req("/x"), now), None);
 }
+
+/// A fresh directory for one test's approvals file, removed on drop.
+struct Dir(std::path::PathBuf);
+
+impl Dir {
+    fn new(name: &str) -> Self {
+        let d = std::env::temp_dir().join(format!("cork-approvals-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).expect("a temp dir");
+        Dir(d)
+    }
+
+    fn file(&self) -> std::path::PathBuf {
+        self.0.join("approvals.json")
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn a_restart_keeps_ids_going_and_approvals_remembered_and_reports_lost_holds() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = Dir::new("restart");
+    let (a, lost) = Approvals::persistent(dir.file()).expect("a new registry");
+    assert!(lost.is_empty());
+    let (first, hold) = a.hold(req("/remember"));
+    a.decide(
+        &first.id,
+        Verdict::Approve,
+        7,
+        Some(Duration::from_secs(600)),
+        Instant::now(),
+    )
+    .expect("held");
+    drop(hold);
+    let (short, hold) = a.hold(req("/short"));
+    a.decide(
+        &short.id,
+        Verdict::Approve,
+        7,
+        Some(Duration::from_millis(1)),
+        Instant::now(),
+    )
+    .expect("held");
+    drop(hold);
+    let (pending, _hold) = a.hold(req("/pending"));
+    let mode = std::fs::metadata(dir.file())
+        .expect("written")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    // The daemon dies with the hold pending.
+    std::mem::forget(_hold);
+    drop(a);
+    std::thread::sleep(Duration::from_millis(5));
+
+    let (b, lost) = Approvals::persistent(dir.file()).expect("the saved registry");
+    assert_eq!(
+        lost,
+        vec![pending.clone()],
+        "the pending hold is reported, once"
+    );
+    assert!(b.pending().is_empty());
+    let (next, _h) = b.hold(req("/next"));
+    let n = |r: &HeldRequest| r.id.parse::<u64>().expect("a number");
+    assert_eq!(
+        n(&next),
+        n(&pending) + 1,
+        "ids go on: an old id is never reused"
+    );
+    assert_eq!(b.remembered(&req("/remember"), Instant::now()), Some(7));
+    assert_eq!(
+        b.remembered(&req("/short"), Instant::now()),
+        None,
+        "expired"
+    );
+    drop(_h);
+    drop(b);
+    let (_, lost) = Approvals::persistent(dir.file()).expect("again");
+    assert!(
+        lost.is_empty(),
+        "a lost hold is reported by one restart only"
+    );
+}
+
+#[test]
+fn a_damaged_file_is_refused_naming_it() {
+    let dir = Dir::new("damaged");
+    std::fs::write(dir.file(), b"{\"next\": \"x\"}").expect("write");
+    let e = Approvals::persistent(dir.file()).expect_err("refused");
+    let text = e.to_string();
+    assert!(
+        text.contains("approvals.json") && text.contains("fix or remove"),
+        "{text}"
+    );
+}

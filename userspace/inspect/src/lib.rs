@@ -15,6 +15,7 @@
 //!   [`events`], [`approvals`] (requests held for an operator under `supervise`).
 
 pub mod approvals;
+mod approvals_store;
 mod body;
 pub mod ca;
 pub mod client_hello;

@@ -7,6 +7,8 @@ use std::ffi::{OsStr, OsString};
 
 use cork_dlp::{self as dlp, KnownSecret, Scanner};
 use cork_policy::{Policy, glob_match};
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize};
 
 /// Names that mark a variable sensitive, matched case-insensitively against the name in
 /// upper case. Cloud credentials are covered by these too (`AWS_SECRET_ACCESS_KEY`,
@@ -41,8 +43,10 @@ pub const SENSITIVE_NAMES: &[&str] = &[
     "DOCKER_AUTH_CONFIG",
 ];
 
-/// Why a variable is removed. `Display` is what the audit event says.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Why a variable is removed. `Display` is what the audit event says. It travels from the
+/// daemon to `cork exec` (see [`super::wire`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ScrubReason {
     /// The real value of a `[[credentials]]` entry: the proxy swaps it in, the bottle only
     /// ever holds the placeholder. `pass` cannot keep it.
@@ -50,7 +54,10 @@ pub enum ScrubReason {
     /// `env.scrub[index]` matches the name.
     Manifest { index: usize, pattern: String },
     /// One of [`SENSITIVE_NAMES`] matches the name.
-    Name { pattern: &'static str },
+    Name {
+        #[serde(deserialize_with = "sensitive_name")]
+        pattern: Static,
+    },
     /// A DLP detector recognises the value.
     Value { detector: String },
 }
@@ -74,9 +81,26 @@ impl std::fmt::Display for ScrubReason {
     }
 }
 
+/// `&'static str` by another name: serde would take a field spelled `&'static str` as
+/// borrowed from the input (which must then outlive `'static`); this one is read back by
+/// [`sensitive_name`] instead.
+type Static = &'static str;
+
+/// The entry of [`SENSITIVE_NAMES`] a [`ScrubReason::Name`] names, read back; anything
+/// else is refused.
+fn sensitive_name<'de, D: Deserializer<'de>>(de: D) -> Result<&'static str, D::Error> {
+    let text = String::deserialize(de)?;
+    SENSITIVE_NAMES
+        .iter()
+        .copied()
+        .find(|p| *p == text)
+        .ok_or_else(|| D::Error::custom(format!("{text:?} is not one of cork's sensitive names")))
+}
+
 /// One variable to remove.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Removal {
+    #[serde(with = "super::wire::os_string")]
     pub name: OsString,
     pub why: ScrubReason,
     /// The host on which the proxy swaps a placeholder for it, when cork holds it as a
@@ -147,17 +171,15 @@ pub fn value_scanner(
     policy: &Policy,
     vars: &[(OsString, OsString)],
 ) -> Result<Scanner, dlp::DlpError> {
-    let custom = policy
-        .dlp
-        .detectors
-        .iter()
-        .map(|d| {
-            let kw: Vec<&str> = d.keywords.iter().map(String::as_str).collect();
-            dlp::Detector::custom(&d.name, &d.regex, &kw)
-        })
-        .collect();
+    scanner_knowing(policy, known_secrets(policy, vars))
+}
+
+/// The real credential values among `vars`: each `[[credentials]]` `value_env` present,
+/// named by the credential's placeholder variable, when its length is one the scanner
+/// takes. Empty for most callers, whose scanner is then the same for all of them.
+pub fn known_secrets(policy: &Policy, vars: &[(OsString, OsString)]) -> Vec<KnownSecret> {
     let lengths = dlp::MIN_KNOWN_SECRET_LEN..=dlp::MAX_KNOWN_SECRET_LEN;
-    let known_secrets = policy
+    policy
         .credentials
         .iter()
         .filter_map(|c| {
@@ -167,6 +189,22 @@ pub fn value_scanner(
                 name: c.env.clone(),
                 value,
             })
+        })
+        .collect()
+}
+
+/// The scanner that judges values, knowing `known_secrets` (see [`known_secrets`]).
+pub fn scanner_knowing(
+    policy: &Policy,
+    known_secrets: Vec<KnownSecret>,
+) -> Result<Scanner, dlp::DlpError> {
+    let custom = policy
+        .dlp
+        .detectors
+        .iter()
+        .map(|d| {
+            let kw: Vec<&str> = d.keywords.iter().map(String::as_str).collect();
+            dlp::Detector::custom(&d.name, &d.regex, &kw)
         })
         .collect();
     Scanner::new(&dlp::Config {
@@ -286,5 +324,41 @@ mod tests {
                 ),
             ]
         );
+    }
+
+    #[test]
+    fn removals_travel_and_come_back_equal() {
+        let removals = vec![
+            Removal {
+                name: "GITHUB_TOKEN".into(),
+                why: ScrubReason::Name { pattern: "*_TOKEN" },
+                swapped_on: None,
+            },
+            Removal {
+                name: "COPY".into(),
+                why: ScrubReason::Value {
+                    detector: "known-secret:ACME_API_KEY".into(),
+                },
+                swapped_on: None,
+            },
+            Removal {
+                name: "MY_X".into(),
+                why: ScrubReason::Manifest {
+                    index: 0,
+                    pattern: "MY_*".into(),
+                },
+                swapped_on: None,
+            },
+            Removal {
+                name: "ACME_REAL".into(),
+                why: ScrubReason::CredentialValue { index: 0 },
+                swapped_on: Some("api.example.test".into()),
+            },
+        ];
+        let json = serde_json::to_string(&removals).expect("serialises");
+        let back: Vec<Removal> = serde_json::from_str(&json).expect("deserialises");
+        assert_eq!(back, removals);
+        let forged = r#"[{"name":"X","why":{"name":{"pattern":"*_NOT_OURS"}},"swapped_on":null}]"#;
+        assert!(serde_json::from_str::<Vec<Removal>>(forged).is_err());
     }
 }

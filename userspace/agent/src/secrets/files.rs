@@ -12,7 +12,7 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use cork_policy::{Coverage, PathPattern, Policy};
+use cork_policy::{Coverage, FilesConfig, PathPattern};
 
 use super::aliases;
 use super::homes::Home;
@@ -92,13 +92,13 @@ impl Mask {
     }
 }
 
-/// Everything to mask for `policy`, given the homes concerned and the variables removed
+/// Everything to mask for a bottle with `[files]` as `files`, given the homes concerned and the variables removed
 /// from the command's environment (name, value). Sorted by path, each path once, none
 /// below a masked directory.
-pub fn masks(policy: &Policy, homes: &[Home], removed: &[(OsString, OsString)]) -> Vec<Mask> {
+pub fn masks(files: &FilesConfig, homes: &[Home], removed: &[(OsString, OsString)]) -> Vec<Mask> {
     let mut r = Resolver {
         homes,
-        allow: &policy.files.allow,
+        allow: &files.allow,
         found: BTreeMap::new(),
         visited: HashSet::new(),
     };
@@ -111,8 +111,7 @@ pub fn masks(policy: &Policy, homes: &[Home], removed: &[(OsString, OsString)]) 
         .iter()
         .map(|p| (p, format!("default {}", p.text)))
         .chain(
-            policy
-                .files
+            files
                 .hide
                 .iter()
                 .enumerate()

@@ -2,12 +2,13 @@
 
 use super::*;
 
-fn policy(extra: &str) -> Policy {
+fn policy(extra: &str) -> FilesConfig {
     cork_policy::compile(
         &format!("version = 1\n[bottle]\nname = \"t\"\n{extra}"),
         "t",
     )
     .expect("test manifest compiles")
+    .files
 }
 
 /// A throwaway home with some credential files; removed on drop.

@@ -18,15 +18,16 @@ pub mod env;
 pub mod files;
 pub mod homes;
 pub mod providers;
+pub mod wire;
 
-pub use env::{Removal, ScrubReason, scrub, value_scanner};
+pub use env::{Removal, ScrubReason, known_secrets, scanner_knowing, scrub, value_scanner};
 pub use files::{Mask, MaskKind, masks};
 pub use homes::{Home, homes};
 
 use std::ffi::OsString;
 use std::path::Path;
 
-use cork_policy::{Credential, Policy};
+use cork_policy::{Credential, FilesConfig, Policy};
 
 /// What one command started in a bottle does not get.
 #[derive(Debug, Clone)]
@@ -58,6 +59,24 @@ pub fn decide(
             .find(|c| r.name == c.env.as_str())
             .map(|c| c.domain.clone());
     }
+    let masks = masks_for(&policy.files, cmd_uid, vars, &removals);
+    Ok(Decision {
+        removals,
+        masks,
+        credentials,
+    })
+}
+
+/// The masks for a command that runs as `cmd_uid` with `[files]` as `files`, whose
+/// invoking environment is `vars` and from which `removals` go: the other half of
+/// [`decide`], which `cork exec` makes itself (paths are resolved in the caller's mount
+/// namespace, where the command's is made) while the daemon decides the removals.
+pub fn masks_for(
+    files: &FilesConfig,
+    cmd_uid: u32,
+    vars: &[(OsString, OsString)],
+    removals: &[Removal],
+) -> Vec<Mask> {
     let removed: Vec<(OsString, OsString)> = vars
         .iter()
         .filter(|(n, _)| removals.iter().any(|r| &r.name == n))
@@ -69,10 +88,5 @@ pub fn decide(
         var("SUDO_USER").and_then(|v| v.to_str()),
         var("HOME").map(Path::new),
     );
-    let masks = masks(policy, &homes, &removed);
-    Ok(Decision {
-        removals,
-        masks,
-        credentials,
-    })
+    masks(files, &homes, &removed)
 }

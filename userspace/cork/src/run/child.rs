@@ -1,7 +1,8 @@
-//! What the bottled command's process does between fork and exec, in this order:
-//! join the bottle's cgroup (so everything after is enforced), hold the init's signals
+//! What the bottled command's process does between its birth and exec — it is born in
+//! the bottle's cgroup, so everything it does is enforced (clone_into.rs) — in this order:
+//! hold the init's signals
 //! and learn of the agent's death (init.rs), get a private mount namespace with its own
-//! /proc — the process is PID 1 of the bottle's new PID namespace (pidns.rs), so the
+//! /proc — the process is PID 1 of the bottle's new PID namespace (clone_into.rs), so the
 //! bottle sees, signals and traces only its own processes — in which every cgroup and
 //! bpf filesystem is read-only (root in the bottle could otherwise write another
 //! cgroup's `cgroup.procs` to leave, or unlink the link pins that keep enforcement
@@ -15,10 +16,8 @@
 //! audit thread starts after), so the allocation the caps crate may do here is safe.
 
 use std::ffi::CString;
-use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::os::fd::RawFd;
-use std::path::Path;
 
 use nix::mount::{MsFlags, mount};
 use nix::sched::{CloneFlags, unshare};
@@ -39,7 +38,6 @@ pub struct UserSpec {
 }
 
 pub struct ChildSetup {
-    cgroup_procs: File,
     /// Where the child sends its seccomp listener (see run/seccomp.rs).
     listener_channel: RawFd,
     readonly: Vec<CString>,
@@ -52,14 +50,12 @@ pub struct ChildSetup {
 
 impl ChildSetup {
     pub fn prepare(
-        procs_path: &Path,
         mounts: &[Mount],
         masks: &[Mask],
         user: Option<UserSpec>,
         listener_channel: RawFd,
         weaken: Weaken,
     ) -> io::Result<Self> {
-        let cgroup_procs = OpenOptions::new().write(true).open(procs_path)?;
         let readonly = mounts
             .iter()
             // The bpf and cgroup mounts wherever they are, and everything under /sys
@@ -73,7 +69,6 @@ impl ChildSetup {
             .collect::<Result<_, _>>()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         Ok(ChildSetup {
-            cgroup_procs,
             listener_channel,
             readonly,
             masks: MaskMounts::prepare(masks)?,
@@ -83,11 +78,10 @@ impl ChildSetup {
         })
     }
 
-    /// Runs in the child after fork. Any error aborts the spawn (the parent sees it).
-    /// Returns only in the command's process: the child itself stays as the init.
+    /// Runs in the child, born in the bottle's cgroup. Any error aborts the spawn (the
+    /// parent sees it). Returns only in the command's process: the child itself stays as
+    /// the init.
     pub fn apply(&self) -> io::Result<()> {
-        // "0" moves the writing process (cgroup v2, Documentation/admin-guide/cgroup-v2.rst).
-        (&self.cgroup_procs).write_all(b"0")?;
         init::prepare()?;
         unshare(CloneFlags::CLONE_NEWNS)?;
         // Stop our changes from propagating back to the host's mount namespace.
@@ -190,7 +184,7 @@ fn readonly_bind(path: &str) -> io::Result<()> {
 /// Marks every descriptor above stderr close-on-exec. A socket created outside the bottle
 /// belongs to the cgroup it was created in (the kernel binds a socket to its creator's
 /// cgroup), so none of the bottle's programs would judge it: CMD must not inherit one.
-/// CLOEXEC rather than close, so std's exec-error pipe still works until exec.
+/// CLOEXEC rather than close, so the exec-error pipe still works until exec.
 fn close_inherited_fds() -> io::Result<()> {
     const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
     // SAFETY: close_range only changes flags on this process's descriptors.

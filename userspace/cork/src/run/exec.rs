@@ -1,8 +1,12 @@
 //! `cork exec NAME [--user UID[:GID]] -- CMD`: a command in a daemon's standing bottle,
-//! started exactly as `cork run` starts its command (see [`super::spawn`]). The daemon
-//! says where the bottle is (its cgroup), what its manifest is and what environment it
-//! gives commands; the host-secrets decision is made here, for this caller's environment
-//! and this command's user, as `cork run` makes it.
+//! started exactly as `cork run` starts its command (see [`super::spawn`]). The
+//! host-secrets decision is `cork run`'s, for this caller's environment and this
+//! command's user, made in two halves: the daemon, which holds the bottle's compiled
+//! policy and DLP scanner, judges the caller's environment (sent over the root-only
+//! control socket, kept by the daemon no longer than the request) and answers which
+//! variables go, where the bottle is (its cgroup) and what environment it gives commands;
+//! the masks are resolved here, in the mount namespace the command's is made from. Nothing
+//! is compiled or scanned in this process: that was nearly all of its time.
 //!
 //! One difference from `cork run`: provider keys found in the caller's environment cannot
 //! join a standing bottle's policy (it was fixed at `bottle create`), so they are removed
@@ -15,8 +19,10 @@ use std::sync::{Arc, Mutex};
 
 use cork_agent::secrets;
 use cork_audit::AuditSink;
+use cork_daemon::api::ExecPlan;
+use cork_policy::{FilesConfig, PathPattern};
 
-use super::{RunError, UserSpec, providers, signals, spawn, test_seams};
+use super::{RunError, UserSpec, signals, spawn, test_seams};
 
 pub struct ExecOptions {
     pub socket: PathBuf,
@@ -33,50 +39,43 @@ pub fn exec(opts: ExecOptions) -> Result<i32, RunError> {
     if !nix::unistd::geteuid().is_root() {
         return Err(RunError::NotRoot);
     }
-    let info = crate::control::exec_info(&opts.socket, &opts.name).map_err(RunError::Control)?;
-    let policy = cork_policy::compile(&info.manifest, &info.origin)?;
     let vars: Vec<(OsString, OsString)> = std::env::vars_os().collect();
-    let decision = secrets::decide(
-        &policy,
-        opts.user.map_or(0, |u| u.uid),
-        &vars,
-        &providers(&seams),
-    )
-    .map_err(RunError::EnvScanner)?;
-    let mut removals = decision.removals;
-    for r in &mut removals {
-        r.swapped_on = None;
-    }
+    let plan = crate::control::exec_plan(&opts.socket, &opts.name, vars.clone())
+        .map_err(RunError::Control)?;
+    let files = files_config(&plan)?;
+    let removals = plan.removals;
+    let masks = secrets::masks_for(&files, opts.user.map_or(0, |u| u.uid), &vars, &removals);
     let sink = Arc::new(Mutex::new(AuditSink::open(opts.audit_log.as_deref())?));
-    cork_agent::runtime::audit_env_scrub(&sink, &policy.name, &removals)?;
+    cork_agent::runtime::audit_env_scrub(&sink, &plan.name, &removals)?;
     if !seams.active.is_empty() {
         let mut sink = sink.lock().unwrap_or_else(|p| p.into_inner());
         sink.write(&cork_audit::LifecycleEvent {
-            head: cork_audit::EventHead::now(&policy.name, "cork", "test_seams"),
+            head: cork_audit::EventHead::now(&plan.name, "cork", "test_seams"),
             detail: test_seams::announce(&seams),
         })?;
         sink.flush()?;
     }
     // The daemon keeps the manifest's text; its origin is given to the command only while
     // that file still holds the same text.
-    let origin = std::path::Path::new(&info.origin);
+    let origin = std::path::Path::new(&plan.origin);
     let manifest = (origin.is_absolute()
-        && std::fs::read_to_string(origin).is_ok_and(|t| t == info.manifest))
-    .then(|| spawn::manifest_for_command(origin, &decision.masks, opts.user))
+        && std::fs::read_to_string(origin)
+            .is_ok_and(|t| cork_agent::manifest_digest(&t) == plan.manifest_sha256))
+    .then(|| spawn::manifest_for_command(origin, &masks, opts.user))
     .flatten();
-    let procs = PathBuf::from(&info.cgroup_procs);
+    let procs = PathBuf::from(&plan.cgroup_procs);
     let (mut child, channel) = spawn::start(spawn::InBottle {
         procs: &procs,
-        masks: &decision.masks,
+        masks: &masks,
         user: opts.user,
         removals: &removals,
-        env: &info.env,
+        env: &plan.env,
         program,
         args,
         manifest: manifest.as_deref(),
         weaken: seams.weaken,
     })?;
-    let auditor = spawn::socket_auditor(&channel, &policy.name, &sink);
+    let auditor = spawn::socket_auditor(&channel, &plan.name, &sink);
     if let Err(e) = signals::forward_to(child.id()) {
         tracing::warn!("cannot forward signals to the command: {e}");
     }
@@ -87,13 +86,30 @@ pub fn exec(opts: ExecOptions) -> Result<i32, RunError> {
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
     let mut sink = sink.lock().unwrap_or_else(|p| p.into_inner());
     sink.write(&cork_audit::LifecycleEvent {
-        head: cork_audit::EventHead::now(&policy.name, "cork", "exec_finished"),
+        head: cork_audit::EventHead::now(&plan.name, "cork", "exec_finished"),
         detail: format!(
             "{program:?} in standing bottle {} exited with status {code} ({} host paths masked)",
-            info.name,
-            decision.masks.len()
+            plan.name,
+            masks.len()
         ),
     })?;
     sink.flush()?;
     Ok(code)
+}
+
+/// The bottle's `[files]`, from the patterns the daemon sends as written (they were
+/// validated when the bottle was created).
+fn files_config(plan: &ExecPlan) -> Result<FilesConfig, RunError> {
+    let parse = |list: &[String]| {
+        list.iter()
+            .map(|p| PathPattern::parse(p))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|why| RunError::DaemonAnswer {
+                why: format!("a [files] entry of bottle {}: {why}", plan.name),
+            })
+    };
+    Ok(FilesConfig {
+        hide: parse(&plan.files_hide)?,
+        allow: parse(&plan.files_allow)?,
+    })
 }

@@ -5,8 +5,8 @@
 //! installs one would ignore the SIGTERM and SIGINT cork passes on. And whatever the
 //! command orphans is reparented to PID 1, which must reap it. So the agent's child,
 //! confined exactly like the command (it runs after every step of child.rs), forks
-//! once more: the grandchild returns to std's spawn and execs the command; the child
-//! stays as the init. It
+//! once more: the grandchild returns to the spawn (clone_into.rs) and execs the command;
+//! the child stays as the init. It
 //! - passes SIGINT, SIGTERM, SIGHUP and SIGQUIT (from cork) on to the command;
 //! - reaps every child, and exits with the command's status as soon as the command is
 //!   gone (the kernel then kills whatever is left in the namespace, as cork did with the
@@ -18,7 +18,7 @@
 //! - is not dumpable: it is a copy of the agent's memory (credentials it holds for the
 //!   proxy, the environment before the command's variables were removed), and the
 //!   command — root by default — must not read it through ptrace or /proc/1/{mem,environ};
-//! - holds no descriptor but 0-2 (std's exec-error pipe above all: spawn returns once
+//! - holds no descriptor but 0-2 (the exec-error pipe above all: spawn returns once
 //!   every copy of it is closed).
 //!
 //! Only async-signal-safe system calls: this runs between fork and exec.

@@ -1,6 +1,6 @@
 //! A Landlock domain for the bottled command (Documentation/userspace-api/landlock.rst):
 //! a sandboxed process may not ptrace — nor reach through `/proc/PID/{root,cwd,fd,environ}`
-//! — any process outside its domain. The bottle's PID namespace (pidns.rs) already leaves
+//! — any process outside its domain. The bottle's PID namespace (clone_into.rs) already leaves
 //! no host process with a pid the bottle could name; the domain is the wall behind it, for
 //! a process that enters the namespace later from outside (nsenter): one of CMD's user
 //! would be a window onto the host's file system with no mask in it (ptrace_may_access:

@@ -7,11 +7,11 @@
 
 mod caps;
 mod child;
+mod clone_into;
 mod exec;
 mod init;
 mod landlock;
 mod masks;
-mod pidns;
 mod seccomp;
 mod signals;
 mod spawn;
@@ -91,6 +91,8 @@ pub enum RunError {
     Wait(#[source] io::Error),
     #[error(transparent)]
     Control(cork_daemon::client::ClientError),
+    #[error("the daemon's answer: {why}")]
+    DaemonAnswer { why: String },
 }
 
 impl RunError {

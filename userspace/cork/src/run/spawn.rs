@@ -1,15 +1,13 @@
 //! Starting a command inside a bottle's cgroup — what `cork run` does for its command and
-//! `cork exec` for a command in a daemon's standing bottle, the same way: the child joins
-//! the cgroup before anything else, gets its own PID namespace (cork's init as PID 1) and
+//! `cork exec` for a command in a daemon's standing bottle, the same way: the child is
+//! born in the cgroup, with its own PID namespace (cork's init as PID 1) and
 //! mount namespace with the masks, drops capabilities, sets no_new_privs, seccomp and
 //! Landlock (see [`super::child`]); its environment is the caller's minus the host-secrets
 //! removals, plus what the bottle gives every command (CA bundle, placeholders).
 
 use std::ffi::OsString;
 use std::os::fd::AsRawFd;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 
 use cork_agent::mounts;
@@ -17,8 +15,9 @@ use cork_agent::secrets::{Mask, Removal};
 use cork_agent::web::CommandEnv;
 use cork_audit::AuditSink;
 
+use super::clone_into::{self, Process};
 use super::test_seams::Weaken;
-use super::{RunError, UserSpec, child, pidns, seccomp};
+use super::{RunError, UserSpec, child, seccomp};
 
 /// A command to start in a bottle.
 pub struct InBottle<'a> {
@@ -39,12 +38,12 @@ pub struct InBottle<'a> {
     pub weaken: Weaken,
 }
 
-/// Starts the command; returns it and the channel its seccomp listener arrives on. The
-/// caller must have no other threads yet (the child's set-up runs between fork and exec).
-pub fn start(b: InBottle<'_>) -> Result<(Child, seccomp::ListenerChannel), RunError> {
+/// Starts the command; returns its init (see [`clone_into`]) and the channel its seccomp
+/// listener arrives on. The caller must have no other threads yet (the child's set-up
+/// runs between clone and exec).
+pub fn start(b: InBottle<'_>) -> Result<(Process, seccomp::ListenerChannel), RunError> {
     let channel = seccomp::ListenerChannel::new().map_err(RunError::Prepare)?;
     let setup = child::ChildSetup::prepare(
-        b.procs,
         &mounts::mounts()?,
         b.masks,
         b.user,
@@ -52,37 +51,31 @@ pub fn start(b: InBottle<'_>) -> Result<(Child, seccomp::ListenerChannel), RunEr
         b.weaken,
     )
     .map_err(RunError::Prepare)?;
-    let mut cmd = Command::new(b.program);
-    cmd.args(b.args);
-    // std builds the environment block before fork, so the command's /proc/self/environ
-    // never held these.
-    for r in b.removals {
-        cmd.env_remove(&r.name);
-    }
-    b.env.apply(&mut cmd);
-    match b.manifest {
-        Some(path) => cmd.env(crate::probe::MANIFEST_ENV, path),
-        None => cmd.env_remove(crate::probe::MANIFEST_ENV),
-    };
-    // SAFETY: the closure only makes syscalls on data prepared before fork; the caller
-    // has no other threads yet (its runtime and audit threads start after this), so
-    // nothing the child needs can be held locked by a thread that does not exist in it.
-    unsafe { cmd.pre_exec(move || setup.apply()) };
-    // The process std forks is PID 1 of the bottle's namespace: cork's init (run/init.rs),
+    // The environment is built before the clone, so the command's /proc/self/environ never
+    // held what is removed.
+    let mut changes: Vec<(OsString, Option<OsString>)> = Vec::new();
+    changes.extend(b.removals.iter().map(|r| (r.name.clone(), None)));
+    changes.extend(b.env.remove.iter().map(|n| (n.into(), None)));
+    changes.extend(b.env.set.iter().map(|(n, v)| (n.into(), Some(v.into()))));
+    changes.push((
+        crate::probe::MANIFEST_ENV.into(),
+        b.manifest.map(|p| p.as_os_str().to_owned()),
+    ));
+    let env = clone_into::environment(&changes);
+    // The process cloned is PID 1 of the bottle's namespace: cork's init (run/init.rs),
     // which forks the command.
-    let pid_ns = pidns::ChildrenInNewPidNs::enter().map_err(RunError::Prepare)?;
-    let spawned = cmd.spawn();
-    let left = pid_ns.leave();
-    let mut child = spawned.map_err(|source| RunError::Spawn {
+    let cgroup = b.procs.parent().ok_or(RunError::NoCgroup)?;
+    let spawned = clone_into::spawn(&clone_into::Spawn {
+        cgroup,
+        program: b.program,
+        args: b.args,
+        env: &env,
+        setup: &|| setup.apply(),
+    });
+    let child = spawned.map_err(|source| RunError::Spawn {
         command: b.program.clone(),
         source,
     })?;
-    if let Err(e) = left {
-        // cork could start no thread (no proxy, no audit): the command must not run.
-        let _ = child.kill();
-        let _ = child.wait();
-        return Err(RunError::Prepare(e));
-    }
     Ok((child, channel))
 }
 

@@ -82,9 +82,10 @@ pub fn announce(seams: &Seams) -> String {
     what
 }
 
-/// Reads the seams from the environment.
+/// Reads the seams from the environment (`std::env::vars` would panic on a variable
+/// that is not UTF-8, which the caller's environment may well hold).
 pub fn from_env() -> Result<Seams, SeamError> {
-    from_vars(std::env::vars())
+    from_vars(crate::seams::env())
 }
 
 fn from_vars(vars: impl Iterator<Item = (String, String)>) -> Result<Seams, SeamError> {

@@ -100,3 +100,24 @@ fn known_secret_debug_hides_the_value() {
     assert!(shown.contains("ACME_REAL_KEY"));
     assert!(!shown.contains("real-value-Zq8vX2"), "{shown}");
 }
+
+#[test]
+fn scanners_share_the_builtins_and_keep_their_own_custom_detectors() {
+    let a = custom(Detector::custom("acme", "ACME-[0-9]{12}", &["ACME-"])).expect("builds");
+    let b = custom(Detector::custom("other", "OTHER-[0-9]{12}", &["OTHER-"])).expect("builds");
+    let builtins = crate::builtin_detectors().len();
+    assert_eq!(a.detectors.len(), builtins + 1);
+    assert!(
+        a.detectors[..builtins]
+            .iter()
+            .zip(&b.detectors[..builtins])
+            .all(|(x, y)| std::sync::Arc::ptr_eq(x, y)),
+        "the built-ins' analysis is one per process"
+    );
+    assert_eq!(a.detector_names().last(), Some("acme"));
+    assert_eq!(b.detector_names().last(), Some("other"));
+    assert!(
+        b.detector("acme").is_none(),
+        "a manifest's detector is its scanner's own"
+    );
+}

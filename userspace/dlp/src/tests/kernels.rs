@@ -271,8 +271,8 @@ proptest! {
         // Keywords whose roots are anchors too.
         let detectors: Vec<_> = [("cork", r"cork[a-z]{2}"), ("sk-", r"sk-[0-9]{2}")]
             .iter()
-            .map(|(k, re)| crate::detectors::Compiled::new(&Detector::custom(k, re, &[k]))
-                .expect("detector compiles"))
+            .map(|(k, re)| std::sync::Arc::new(crate::detectors::Compiled::new(&Detector::custom(k, re, &[k]))
+                .expect("detector compiles")))
             .collect();
         let want = plain_known(&set, &text);
         for kernel in [Some(Kernel::Avx512), Some(Kernel::Avx2), None] {

@@ -2,6 +2,7 @@
 
 mod builtin;
 mod config;
+mod construction;
 mod corpus;
 mod decode;
 mod kernels;
