@@ -91,8 +91,11 @@ pub struct Shared {
     pub pool: Arc<Pool>,
     /// The TLS server side per decided SNI name, with the leaf it was built for: built
     /// once, not per connection, and its session cache lets the bottle's clients resume.
-    server_configs: Mutex<HashMap<String, (Arc<CertifiedKey>, Arc<ServerConfig>)>>,
+    server_configs: Mutex<ServerConfigs>,
 }
+
+/// Per SNI name: the leaf a server config was built for, and the config.
+type ServerConfigs = HashMap<String, (Arc<CertifiedKey>, Arc<ServerConfig>)>;
 
 /// Server configs kept per bottle (as many as the CA caches leaves); past this the cache
 /// starts over.
