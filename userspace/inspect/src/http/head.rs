@@ -110,10 +110,7 @@ pub fn scan(
 }
 
 fn scan_all(shared: &Shared, bytes: &[u8]) -> Vec<Finding> {
-    let mut s = shared.cfg.scanner.stream();
-    let mut f = s.feed(bytes);
-    f.extend(s.finish());
-    f
+    shared.cfg.scanner.stream().scan_whole(bytes)
 }
 
 fn note(ev: &mut ProxyEvent, findings: &[Finding], action: DlpAction) {
