@@ -15,7 +15,7 @@ use hyper::body::{Body, Frame, SizeHint};
 
 use super::BoxError;
 use crate::dlp_rules::DlpRules;
-use cork_dlp::{Finding, StreamScan, redact};
+use cork_dlp::{Finding, Scanner, StreamScan, redact};
 
 /// What happened to a request body, read by the request handler after the upstream
 /// exchange (the body runs inside hyper's client).
@@ -55,6 +55,9 @@ pub type DownstreamBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxE
 
 pub struct InspectedBody {
     inner: DownstreamBody,
+    /// The scanner until the body's first bytes start `scan`: a body that never has
+    /// any (a GET) costs no stream state, which is sized by the detector count.
+    scanner: Option<Arc<Scanner>>,
     scan: Option<StreamScan>,
     rules: DlpRules,
     /// Forwardable bytes not released yet: they start at stream offset `held_start` of
@@ -78,14 +81,15 @@ impl InspectedBody {
     /// cannot rewrite them and behaves as `block`).
     pub fn new(
         inner: DownstreamBody,
-        scan: StreamScan,
+        scanner: Arc<Scanner>,
         rules: DlpRules,
         decoder: Option<Box<dyn Decode>>,
         report: SharedReport,
     ) -> Self {
         InspectedBody {
             inner,
-            scan: Some(scan),
+            scanner: Some(scanner),
+            scan: None,
             rules,
             held: Vec::new(),
             held_start: 0,
@@ -97,6 +101,15 @@ impl InspectedBody {
             done: false,
             report,
         }
+    }
+
+    /// The body's stream scan, started on first use.
+    fn stream(&mut self) -> &mut StreamScan {
+        let scanner = &mut self.scanner;
+        self.scan.get_or_insert_with(|| {
+            let sc = scanner.take().expect("a scanner until the stream starts");
+            sc.stream_shared()
+        })
     }
 
     /// Records findings; true when the body must stop here.
@@ -174,10 +187,7 @@ impl InspectedBody {
         let findings = match self.decoder.as_mut() {
             None => {
                 self.held.extend_from_slice(&data);
-                self.scan
-                    .as_mut()
-                    .expect("scan while streaming")
-                    .feed(&data)
+                self.stream().feed(&data)
             }
             Some(d) => {
                 let mut plain = Vec::new();
@@ -185,9 +195,10 @@ impl InspectedBody {
                     lock(&self.report).undecodable = true;
                     return Err(e);
                 }
-                let scan = self.scan.as_mut().expect("scan while streaming");
+                let scan = self.stream();
                 let f = scan.feed(&plain);
-                self.encoded.push_back((data, scan.position()));
+                let end = scan.position();
+                self.encoded.push_back((data, end));
                 f
             }
         };
@@ -206,9 +217,15 @@ impl InspectedBody {
                 lock(&self.report).undecodable = true;
                 return Err(e);
             }
-            findings = self.scan.as_mut().expect("scan at end").feed(&plain);
+            if !plain.is_empty() {
+                findings = self.stream().feed(&plain);
+            }
         }
-        findings.extend(self.scan.take().expect("scan at end").finish());
+        // A body without a byte was never scanned: nothing to finish.
+        self.scanner = None;
+        if let Some(scan) = self.scan.take() {
+            findings.extend(scan.finish());
+        }
         if self.judge(findings) {
             return Err(Box::new(Blocked));
         }

@@ -10,7 +10,8 @@
 //! - [`ca`]: the per-bottle CA and leaf cache. [`setup`]: credentials, scanner, bundle.
 //! - `server` (listeners, runtime), `flow` (per connection), `http` (per request),
 //!   `body` (streamed request bodies), `return_body` (responses and their audit event),
-//!   `upstream` (verified TLS to the real server), `codings`, `swap`, `websocket_relay`,
+//!   `upstream` (verified TLS to the real server), `pool` (upstream connections kept
+//!   between the bottle's connections), `codings`, `swap`, `websocket_relay`,
 //!   [`events`], [`approvals`] (requests held for an operator under `supervise`).
 
 pub mod approvals;
@@ -24,6 +25,7 @@ pub mod events;
 pub mod fallback;
 mod flow;
 mod http;
+mod pool;
 mod redirects;
 mod return_body;
 mod server;

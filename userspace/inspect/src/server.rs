@@ -2,20 +2,23 @@
 //! kernel redirects the bottle's inspected connections to), served as tasks on the
 //! agent's one tokio runtime, and what every connection shares.
 
+use std::collections::HashMap;
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener as StdListener};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use cork_policy::{Credential, DlpAction, LivePolicy, Policy, RuleId};
+use rustls::sign::CertifiedKey;
 use rustls::{RootCertStore, ServerConfig};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use super::ca::{BottleCa, DecidedLeaf};
 use super::flow;
+use super::pool::Pool;
 use super::swap::Credentials;
-use super::upstream::client_config;
+use super::upstream::{self, client_config};
 use crate::redirects::Redirects;
 use cork_audit::AuditSink;
 use cork_dlp::Scanner;
@@ -84,24 +87,54 @@ pub struct Shared {
     pub client_h2: Arc<rustls::ClientConfig>,
     /// Permits for the flows served at once ([`MAX_CONNECTIONS`]).
     pub connections: Arc<Semaphore>,
+    /// Idle upstream connections, this bottle's only.
+    pub pool: Arc<Pool>,
+    /// The TLS server side per decided SNI name, with the leaf it was built for: built
+    /// once, not per connection, and its session cache lets the bottle's clients resume.
+    server_configs: Mutex<ServerConfigs>,
 }
+
+/// Per SNI name: the leaf a server config was built for, and the config.
+type ServerConfigs = HashMap<String, (Arc<CertifiedKey>, Arc<ServerConfig>)>;
+
+/// Server configs kept per bottle (as many as the CA caches leaves); past this the cache
+/// starts over.
+const MAX_SERVER_CONFIGS: usize = 4096;
 
 impl Shared {
     /// The TLS server side for one inspected flow: the leaf for its decided SNI, ALPN
     /// h2 and HTTP/1.1.
+    ///
+    /// Reused while the CA serves the same leaf for the name (a leaf minted again, or
+    /// the CA's cache starting over, makes a new one). Sessions it resumes were made by
+    /// this config, so for this name: rustls resumes only when the new hello names the
+    /// session's SNI.
     pub fn server_tls(&self, sni: &str) -> Result<Arc<ServerConfig>, String> {
         let leaf = self.cfg.ca.leaf(sni).map_err(|e| e.to_string())?;
-        let mut server =
-            ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                .with_safe_default_protocol_versions()
-                .map_err(|e| e.to_string())?
-                .with_no_client_auth()
-                .with_cert_resolver(Arc::new(DecidedLeaf {
-                    name: sni.to_owned(),
-                    leaf,
-                }));
+        if let Some((held, cfg)) = super::body::lock(&self.server_configs).get(sni)
+            && Arc::ptr_eq(held, &leaf)
+        {
+            return Ok(cfg.clone());
+        }
+        let mut server = ServerConfig::builder_with_provider(upstream::provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::new(DecidedLeaf {
+                name: sni.to_owned(),
+                leaf: leaf.clone(),
+            }));
         server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        Ok(Arc::new(server))
+        // The proxy's order (AES-128-GCM first, see `upstream::provider`): client and
+        // proxy share this machine's CPU, so what is cheap for one is cheap for both.
+        server.ignore_client_order = true;
+        let server = Arc::new(server);
+        let mut configs = super::body::lock(&self.server_configs);
+        if configs.len() >= MAX_SERVER_CONFIGS {
+            configs.clear();
+        }
+        configs.insert(sni.to_owned(), (leaf, server.clone()));
+        Ok(server)
     }
 
     /// The generation in force: a connection takes it once and goes by it.
@@ -183,6 +216,8 @@ impl BoundInspectingProxy {
             client_h1: client_config(roots.clone(), &[b"http/1.1"]),
             client_h2: client_config(roots, &[b"h2", b"http/1.1"]),
             connections: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+            server_configs: Mutex::new(HashMap::new()),
+            pool: Pool::new(runtime),
         });
         let _guard = runtime.enter();
         let mut accepts = Vec::new();

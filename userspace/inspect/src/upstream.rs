@@ -1,6 +1,7 @@
 //! The proxy's side towards the real server: roots it trusts (system bundle plus the
-//! manifest's `tls.upstream_ca`), and one HTTP connection per bottle connection, made
-//! on first use with full certificate verification against the SNI name.
+//! manifest's `tls.upstream_ca`), and HTTP connections made with full certificate
+//! verification against the SNI name (kept between bottle connections by
+//! [`crate::pool`]).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -8,8 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::future::Either;
+use http::{Request, Response};
 use http_body_util::combinators::UnsyncBoxBody;
-use hyper::client::conn::{http1, http2};
+use hyper::body::Incoming;
+use hyper::client::conn::{TrySendError, http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
@@ -70,10 +74,28 @@ fn add_file(store: &mut RootCertStore, path: &Path) -> Result<usize, RootsError>
     Ok(added)
 }
 
+/// ring's provider with the AES-128-GCM/SHA-256 suites first (both TLS 1.3 and 1.2),
+/// for both sides of the proxy. The default puts AES-256-GCM/SHA-384 first, and SHA-384
+/// has no instructions of its own on x86 (SHA-NI covers SHA-256 only): every handshake's
+/// transcript hash and key schedule then run in software, several per cent of a new
+/// intercepted connection. AES-128-GCM is the suite TLS 1.3 requires of everyone and
+/// the one browsers prefer; every suite of the default stays on offer.
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    use rustls::CipherSuite as S;
+    let mut p = rustls::crypto::ring::default_provider();
+    let first = [
+        S::TLS13_AES_128_GCM_SHA256,
+        S::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+        S::TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+    ];
+    // Stable: the rest keep the default's order.
+    p.cipher_suites.sort_by_key(|s| !first.contains(&s.suite()));
+    Arc::new(p)
+}
+
 /// A client config offering `alpn` (e.g. `h2` and `http/1.1`, or `http/1.1` only).
 pub fn client_config(roots: Arc<RootCertStore>, alpn: &[&[u8]]) -> Arc<ClientConfig> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut cfg = ClientConfig::builder_with_provider(provider)
+    let mut cfg = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .expect("ring supports the default protocol versions")
         .with_root_certificates(roots)
@@ -100,6 +122,35 @@ impl Sender {
 
     pub fn is_h2(&self) -> bool {
         matches!(self, Sender::H2(_))
+    }
+
+    /// Whether a request can be sent now (HTTP/1.1: the last exchange is over).
+    pub fn is_ready(&self) -> bool {
+        match self {
+            Sender::H1(s) => s.is_ready(),
+            Sender::H2(s) => s.is_ready(),
+        }
+    }
+
+    /// Waits until a request can be sent; an error means the connection is gone.
+    pub async fn ready(&mut self) -> Result<(), hyper::Error> {
+        match self {
+            Sender::H1(s) => s.ready().await,
+            Sender::H2(s) => s.ready().await,
+        }
+    }
+
+    /// Hands `req` to the connection; the future is its response. A request the
+    /// connection could not take comes back in the error, untouched.
+    pub fn try_send(
+        &mut self,
+        req: Request<UpBody>,
+    ) -> impl Future<Output = Result<Response<Incoming>, TrySendError<Request<UpBody>>>> + use<>
+    {
+        match self {
+            Sender::H1(s) => Either::Left(s.try_send_request(req)),
+            Sender::H2(s) => Either::Right(s.try_send_request(req)),
+        }
     }
 }
 

@@ -86,6 +86,21 @@ fn every_two_way_split_gives_the_same_findings() {
 }
 
 #[test]
+fn a_whole_scan_finds_what_feed_and_finish_find() {
+    let sc = full();
+    let input = corpus();
+    assert_eq!(sc.stream().scan_whole(&input), scan(sc, &input));
+    for n in [0, 1, 12, 40, input.len() / 2] {
+        let part = &input[..n];
+        assert_eq!(
+            sc.stream().scan_whole(part),
+            scan(sc, part),
+            "first {n} bytes"
+        );
+    }
+}
+
+#[test]
 fn byte_at_a_time_gives_the_same_findings() {
     let sc = full();
     let input = corpus();

@@ -1,5 +1,5 @@
 //! Forwarding: the request body wrapped for streaming DLP, the upstream (the connection's
-//! shared one, or a dedicated one for a WebSocket upgrade), the request rebuilt for the
+//! own, taken from the bottle's pool or made, or a dedicated one for a WebSocket upgrade), the request rebuilt for the
 //! protocol the upstream speaks, and sending it.
 
 use std::sync::Arc;
@@ -17,6 +17,7 @@ use super::respond::Exchanged;
 use super::{BoxError, Conn};
 use crate::body::{InspectedBody, SharedReport, lock};
 use crate::codings;
+use crate::pool::{self, Lease};
 use crate::swap::HostCredentials;
 use crate::upstream::{self, Sender, UpBody};
 
@@ -44,7 +45,7 @@ pub async fn forward(
     let down_upgrade = admitted.websocket.then(|| hyper::upgrade::on(&mut req));
     let body = InspectedBody::new(
         super::held_body::forwardable(buffered, req.into_body()),
-        shared.cfg.scanner.stream_shared(),
+        shared.cfg.scanner.clone(),
         admitted.rules.clone(),
         decoder,
         report.clone(),
@@ -77,7 +78,7 @@ pub async fn forward(
     let up_req = upstream_request(method, body, head, &admitted, up_h2)?;
     let result = match ws_sender.as_mut() {
         Some(s) => send(s, up_req).await.map_err(BoxError::from),
-        None => send_shared(conn, up_req).await,
+        None => send_shared(conn, up_req, &admitted.host, audit).await,
     };
     let resp = result.map_err(|e| send_failed(&report, audit, e))?;
     Ok(Exchanged {
@@ -151,24 +152,45 @@ fn send_failed(report: &SharedReport, audit: &mut RequestAudit, e: BoxError) -> 
     Refusal::new(StatusCode::BAD_GATEWAY, "upstream_failed")
 }
 
-/// Makes sure the connection's upstream is up; returns whether it speaks HTTP/2.
+/// Makes sure the connection's upstream is up — its own, an idle one of the bottle's
+/// pool made for the same name, address and protocol, or a new one; returns whether it
+/// speaks HTTP/2.
 async fn current_upstream(
     conn: &Conn,
     host: &str,
     audit: &mut RequestAudit,
 ) -> Result<bool, upstream::UpstreamError> {
     let mut up = conn.upstream.lock().await;
-    if let Some(s) = up.as_ref()
-        && !s.is_closed()
+    if let Some(l) = up.as_ref()
+        && !l.sender.is_closed()
     {
-        return Ok(s.is_h2());
+        return Ok(l.sender.is_h2());
     }
-    let (s, served) =
-        upstream::connect(conn.orig.dst, conn.fallbacks(host), host, conn.tls_config()).await?;
-    note_served(audit, conn, served);
-    let h2 = s.is_h2();
-    *up = Some(s);
+    let key = conn.pool_key(host);
+    let lease = match conn.shared.pool.take(&key) {
+        Some(lease) => lease,
+        None => new_lease(conn, key).await?,
+    };
+    note_served(audit, conn, lease.served);
+    let h2 = lease.sender.is_h2();
+    *up = Some(lease);
     Ok(h2)
+}
+
+/// A new upstream connection for `key`, verified for its name.
+async fn new_lease(conn: &Conn, key: pool::Key) -> Result<Lease, upstream::UpstreamError> {
+    let (sender, served) = upstream::connect(
+        conn.orig.dst,
+        conn.fallbacks(&key.name),
+        &key.name,
+        conn.tls_config(),
+    )
+    .await?;
+    Ok(Lease {
+        sender,
+        served,
+        key,
+    })
 }
 
 /// The audit names the address that served when it is not the one the bottle dialled.
@@ -192,23 +214,59 @@ async fn send(s: &mut Sender, req: Request<UpBody>) -> Result<Response<Incoming>
 }
 
 /// Sends on the connection's shared upstream. HTTP/2 multiplexes; HTTP/1.1 takes turns
-/// (the lock is held only until the request is handed to the connection).
-async fn send_shared(conn: &Conn, req: Request<UpBody>) -> Result<Response<Incoming>, BoxError> {
+/// (the lock is held only until the request is handed to the connection). A request the
+/// connection could not take at all (it closed while idle: the server ended a kept-alive
+/// connection) goes once more on a new connection, as nothing of it was sent.
+async fn send_shared(
+    conn: &Conn,
+    req: Request<UpBody>,
+    host: &str,
+    audit: &mut RequestAudit,
+) -> Result<Response<Incoming>, BoxError> {
+    let (req, why) = match attempt(conn, req).await? {
+        Ok(resp) => return Ok(resp),
+        Err(unsent) => unsent,
+    };
+    let mut up = conn.upstream.lock().await;
+    let was_h2 = up.as_ref().map(|l| l.sender.is_h2());
+    let key = conn.pool_key(host);
+    let lease = new_lease(conn, key).await?;
+    // The request was built for the protocol of the closed connection.
+    if Some(lease.sender.is_h2()) != was_h2 {
+        return Err(why);
+    }
+    note_served(audit, conn, lease.served);
+    *up = Some(lease);
+    drop(up);
+    match attempt(conn, req).await? {
+        Ok(resp) => Ok(resp),
+        Err((_, why)) => Err(why),
+    }
+}
+
+/// A request not taken by the connection, and why.
+type Unsent = (Request<UpBody>, BoxError);
+
+/// One try at sending on the connection's upstream: the response, or the request back.
+async fn attempt(
+    conn: &Conn,
+    req: Request<UpBody>,
+) -> Result<Result<Response<Incoming>, Unsent>, BoxError> {
     let fut = {
         let mut up = conn.upstream.lock().await;
-        let Some(s) = up.as_mut() else {
+        let Some(lease) = up.as_mut() else {
             return Err("upstream connection closed".into());
         };
-        match s {
-            Sender::H1(s) => {
-                s.ready().await?;
-                futures_util::future::Either::Left(s.send_request(req))
-            }
-            Sender::H2(s) => {
-                s.ready().await?;
-                futures_util::future::Either::Right(s.send_request(req))
-            }
+        if let Err(e) = lease.sender.ready().await {
+            return Ok(Err((req, e.into())));
         }
+        lease.sender.try_send(req)
     };
-    Ok(fut.await?)
+    match fut.await {
+        Ok(resp) => Ok(Ok(resp)),
+        Err(mut e) => match e.take_message() {
+            Some(req) => Ok(Err((req, e.into_error().into()))),
+            None => Err(e.into_error().into()),
+        },
+    }
 }

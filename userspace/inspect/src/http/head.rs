@@ -14,18 +14,20 @@ use crate::events::ProxyEvent;
 use crate::server::Shared;
 use cork_dlp::Finding;
 
-/// Hop-by-hop headers (RFC 9110 §7.6.1) and framing the proxy owns on each side.
-const HOP_BY_HOP: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "http2-settings",
+/// Hop-by-hop headers (RFC 9110 §7.6.1) and framing the proxy owns on each side. Names,
+/// not strings: every request and response is stripped of them, and a string key is
+/// parsed again on every lookup.
+const HOP_BY_HOP: [HeaderName; 10] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    HeaderName::from_static("http2-settings"),
 ];
 
 /// The head as DLP let it through.
@@ -108,10 +110,7 @@ pub fn scan(
 }
 
 fn scan_all(shared: &Shared, bytes: &[u8]) -> Vec<Finding> {
-    let mut s = shared.cfg.scanner.stream();
-    let mut f = s.feed(bytes);
-    f.extend(s.finish());
-    f
+    shared.cfg.scanner.stream().scan_whole(bytes)
 }
 
 fn note(ev: &mut ProxyEvent, findings: &[Finding], action: DlpAction) {
@@ -194,11 +193,11 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
             headers.remove(n);
         }
     }
-    for h in HOP_BY_HOP {
-        if keep_upgrade && (*h == "upgrade" || *h == "connection") {
+    for h in &HOP_BY_HOP {
+        if keep_upgrade && (h == header::UPGRADE || h == header::CONNECTION) {
             continue;
         }
-        headers.remove(*h);
+        headers.remove(h);
     }
 }
 

@@ -90,7 +90,7 @@ pub async fn calls_for_supervise(
     };
     let dry = InspectedBody::new(
         copy.boxed_unsync(),
-        shared.cfg.scanner.stream_shared(),
+        shared.cfg.scanner.clone(),
         rules.clone(),
         decoder,
         report.clone(),

@@ -28,9 +28,9 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 
 use super::BoxError;
+use super::pool::{self, Lease};
 use super::server::Shared;
 use super::swap::HostCredentials;
-use super::upstream::Sender;
 use crate::redirects::Original;
 use draining::Draining;
 use refusal::{Refusal, RequestAudit};
@@ -50,7 +50,17 @@ pub struct Conn {
     pub h2: bool,
     pub tls: bool,
     pub client: SocketAddr,
-    upstream: tokio::sync::Mutex<Option<Sender>>,
+    /// The upstream connection this one holds (from the bottle's pool, or made on first
+    /// use); it goes back to the pool when this connection ends.
+    upstream: tokio::sync::Mutex<Option<Lease>>,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        if let Some(lease) = self.upstream.get_mut().take() {
+            self.shared.pool.give_back(lease);
+        }
+    }
 }
 
 impl Conn {
@@ -88,6 +98,20 @@ impl Conn {
     /// only then.
     fn fallbacks<'a>(&'a self, host: &'a str) -> impl FnOnce() -> Vec<SocketAddr> + 'a {
         move || crate::fallback::fallbacks(self.orig.dst, host, &self.shared.cfg.resolved)
+    }
+
+    /// What an upstream connection for `host` must have been made for to serve this
+    /// connection's requests.
+    fn pool_key(&self, host: &str) -> pool::Key {
+        pool::Key {
+            name: host.to_owned(),
+            dialled: self.orig.dst,
+            profile: match (self.tls, self.h2) {
+                (false, _) => pool::Profile::Plain,
+                (true, true) => pool::Profile::TlsH2,
+                (true, false) => pool::Profile::TlsH1,
+            },
+        }
     }
 
     fn tls_config(&self) -> Option<&Arc<rustls::ClientConfig>> {
