@@ -1,6 +1,7 @@
-//! `connect-loop ADDR PORT COUNT [PACE_US]`: COUNT × (TCP connect + close) to ADDR:PORT,
-//! back to back or one every PACE_US microseconds, then prints
-//! `connects=N failed=F secs=S rate=R/s`. The same client runs inside and outside a
+//! `connect-loop [--refused] ADDR PORT COUNT [PACE_US]`: COUNT × (TCP connect + close) to
+//! ADDR:PORT, back to back or one every PACE_US microseconds, then prints
+//! `connects=N failed=F secs=S rate=R/s` (with `--refused`, a connect fails unless the
+//! kernel refuses it with EPERM). The same client runs inside and outside a
 //! bottle in `cork-bench`, so the two rates compare the enforcement alone.
 //! `connect-loop --dns SERVER NAME COUNT`: COUNT sequential UDP A queries for NAME to
 //! SERVER:53, printing `queries=N failed=F secs=S rate=R/s p50=…us p99=…us q=…` (`q`:
@@ -47,10 +48,16 @@ fn main() -> Result<()> {
     {
         return dns_loop(server, name, count);
     }
+    // `--refused`: every connect must be refused by the kernel (EPERM), as a bottle's
+    // connects to a destination no rule allows are: the audit-delivery bench's load.
+    let (refused, args) = match args.split_first() {
+        Some((flag, rest)) if flag == "--refused" => (true, rest.to_vec()),
+        _ => (false, args),
+    };
     let (addr, port, count, pace) = match args.as_slice() {
         [addr, port, count] => (addr, port, count, None),
         [addr, port, count, pace] => (addr, port, count, Some(pace)),
-        _ => bail!("usage: connect-loop ADDR PORT COUNT [PACE_US]"),
+        _ => bail!("usage: connect-loop [--refused] ADDR PORT COUNT [PACE_US]"),
     };
     let pace = pace
         .map(|p| p.parse().map(Duration::from_micros))
@@ -71,7 +78,12 @@ fn main() -> Result<()> {
             std::thread::sleep(due.saturating_duration_since(Instant::now()));
         }
         match TcpStream::connect_timeout(&to, Duration::from_secs(2)) {
+            Ok(s) if refused => {
+                abort(s);
+                failed += 1;
+            }
             Ok(s) => abort(s),
+            Err(e) if refused && e.raw_os_error() == Some(libc::EPERM) => {}
             Err(_) => failed += 1,
         }
     }
