@@ -5,7 +5,8 @@
 //! whole life; the kernel drops the lock when the process dies, however it dies. The
 //! sweeper removes only things named after a world id (`ck` + 6 hex digits): netns
 //! `<id>b`/`<id>i`/`<id>g` (the guest of VM-bottle tests), cgroups and pins `cork-<id>-*`, temp dir, lock file, and only when
-//! nobody holds that id's lock. Other cork state is `cork clean`'s business.
+//! nobody holds that id's lock. Other cork state is `cork clean`'s business, but for the
+//! host's shared program set when no world is alive ([`remove_unused_program_sets`]).
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -125,7 +126,47 @@ pub fn cleanup_stale() -> Result<Vec<String>> {
         let _ = std::fs::remove_file(lock_path(&id));
         drop(held);
     }
+    if !any_world_alive() {
+        removed.extend(remove_unused_program_sets()?);
+    }
     Ok(removed)
+}
+
+/// Whether a world other than the caller's is alive: some lock file under [`LOCK_DIR`]
+/// is held (the caller has let its own go). Files are only opened, never created.
+pub fn any_world_alive() -> bool {
+    host::entries_with_prefix(Path::new(LOCK_DIR), "ck")
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "lock"))
+        .filter_map(|p| File::open(p).ok())
+        .any(|f| {
+            matches!(
+                Flock::lock(f, FlockArg::LockExclusiveNonblock),
+                Err((_, nix::errno::Errno::EWOULDBLOCK))
+            )
+        })
+}
+
+/// The host's shared program set (`cork_bpf::shared`, `<bpffs>/cork_programs`) outlives
+/// bottles on purpose — each later bottle is spared the verifier — but a test run must
+/// not leave it to the next suite or session. So the last world to go removes every set
+/// no bottle is registered in (under the sets' own lock: a bottle created meanwhile just
+/// loads its set again), and the sweeper does the same for a run that died. Returns
+/// what it removed, or why it could not.
+pub fn remove_unused_program_sets() -> Result<Vec<String>> {
+    let bpffs = Path::new(host::BPFFS);
+    let root = bpffs.join(cork_bpf::shared::DIR);
+    let before: Vec<PathBuf> = match std::fs::read_dir(&root) {
+        Ok(entries) => entries.flatten().map(|e| e.path()).collect(),
+        Err(_) => return Ok(Vec::new()),
+    };
+    let kept = cork_bpf::shared::remove_unused(bpffs)
+        .map_err(|e| anyhow::anyhow!("removing unused program sets: {e}"))?;
+    Ok(before
+        .into_iter()
+        .filter(|set| !kept.contains(set))
+        .map(|set| format!("program set {}", set.display()))
+        .collect())
 }
 
 /// Removes everything named after world `id`, logging (not failing on) each error.

@@ -370,7 +370,8 @@ impl World {
 
 /// The end of every world-named teardown (processes already killed): delete the
 /// namespaces and the temp dir, then remove the lock file only if all of that worked, and
-/// let the lock go — the sweeper takes whatever is left.
+/// let the lock go — the sweeper takes whatever is left; the last world alive also
+/// removes the host's unused shared program sets.
 pub(crate) fn release(
     id: &str,
     namespaces: impl IntoIterator<Item = Netns>,
@@ -393,6 +394,12 @@ pub(crate) fn release(
         let _ = std::fs::remove_file(sweep::lock_path(id));
     }
     drop(lock);
+    // The last world to go takes the host's shared program set with it.
+    if !sweep::any_world_alive()
+        && let Err(e) = sweep::remove_unused_program_sets()
+    {
+        errors.push(format!("{e:#}"));
+    }
 }
 
 impl Drop for World {

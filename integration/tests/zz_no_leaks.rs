@@ -44,13 +44,24 @@ fn no_bpf_pins_remain() {
     assert!(left.is_empty(), "pins left behind: {left:?}");
 }
 
-/// The shared program set (`cork_programs`) stays pinned by design; no bottle may stay
+/// The shared program set (`cork_programs`) outlives bottles by design; no bottle may stay
 /// registered in it (a cork_cfg entry or an outer map slot would keep a dead bottle's
 /// maps alive).
 #[test]
 fn no_bottle_stays_in_the_shared_programs() {
     let left = cork_bpf::shared::registrations(Path::new(host::BPFFS));
     assert!(left.is_empty(), "registrations left behind: {left:?}");
+}
+
+/// ...and the last world to go removed the set itself: nothing of cork's stays in bpffs
+/// for the next suite or session.
+#[test]
+fn no_shared_program_set_remains() {
+    let root = Path::new(host::BPFFS).join(cork_bpf::shared::DIR);
+    let left: Vec<_> = std::fs::read_dir(&root)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(!root.exists(), "{} left behind: {left:?}", root.display());
 }
 
 #[test]
