@@ -42,8 +42,8 @@ pub enum RequestVerdict {
     GitPush { rule_id: RuleId },
     /// Refused: a path servers could read differently (`bad_path`).
     BadPath,
-    /// Refused: no rule for the name covers the port (a flow the proxy should never
-    /// have inspected).
+    /// Refused: the flow's rule is no domain rule, or nothing for the name covers the
+    /// port (a flow the proxy should never have inspected).
     NoRule,
 }
 
@@ -96,45 +96,65 @@ impl Policy {
     }
 
     /// Decides one request to `host` on TCP `port` of a flow [`Policy::web_decision`]
-    /// inspects: `method` as sent, `path_and_query` the origin-form target. Ask rules
-    /// come first — the most specific ask rule for the name and port whose routes admit
-    /// the request holds it — and only then the allow rule that speaks for the name, as
-    /// [`route_decision`] says; an allow rule that covers the port without inspecting it
-    /// (the flow is inspected for an ask rule's sake) lets the request through. A path
-    /// servers could read differently is refused whichever rule would take it.
+    /// inspects under `flow_rule` (the rule it returned): `method` as sent,
+    /// `path_and_query` the origin-form target. Ask rules come first — the most specific
+    /// ask rule for the name and port whose routes admit the request holds it — and only
+    /// then the flow's rule, as [`route_decision`] says. When the flow's rule is itself
+    /// an ask rule (the flow is inspected for its sake), the allow rule for the name, if
+    /// one covers the port, lets through what no ask rule takes. A path servers could
+    /// read differently is refused whichever rule would take it.
+    ///
+    /// Per request, so cheap without ask rules: the flow's rule alone decides, and with
+    /// them only the ask rules are scanned (they are the last of the rule table).
     pub fn request_decision(
         &self,
+        flow_rule: RuleId,
         host: &str,
         port: u16,
         method: &str,
         path_and_query: &str,
     ) -> RequestVerdict {
-        let name = normalise_query(host).unwrap_or_default();
-        let rules = matching(&self.domains, &name, Action::Allow);
+        let Some(flow) = self.domain_rule(flow_rule) else {
+            return RequestVerdict::NoRule;
+        };
+        let asks = self.ask_rules();
+        let name = || normalise_query(host).unwrap_or_default();
         let mut refused_by_ask = None;
-        for rule in rules.iter().filter(|r| r.ask && covers_tcp(r, port)) {
-            match route_decision(rule, method, path_and_query) {
-                RouteVerdict::Allowed => {
-                    return RequestVerdict::Ask {
-                        rule_id: rule.rule_id,
-                    };
+        if !asks.is_empty() {
+            let name = name();
+            for rule in matching(asks, &name, Action::Allow) {
+                if !covers_tcp(rule, port) {
+                    continue;
                 }
-                RouteVerdict::BadPath => return RequestVerdict::BadPath,
-                other => {
-                    refused_by_ask.get_or_insert((rule.rule_id, other));
+                match route_decision(rule, method, path_and_query) {
+                    RouteVerdict::Allowed => {
+                        return RequestVerdict::Ask {
+                            rule_id: rule.rule_id,
+                        };
+                    }
+                    RouteVerdict::BadPath => return RequestVerdict::BadPath,
+                    other => {
+                        refused_by_ask.get_or_insert((rule.rule_id, other));
+                    }
                 }
             }
         }
-        match rules.iter().find(|r| !r.ask && covers_tcp(r, port)) {
-            Some(rule) if rule.inspects(port) => {
-                let rule_id = rule.rule_id;
-                match route_decision(rule, method, path_and_query) {
-                    RouteVerdict::Allowed => RequestVerdict::Allowed { rule_id },
-                    RouteVerdict::NoRoute => RequestVerdict::NoRoute { rule_id },
-                    RouteVerdict::GitPush => RequestVerdict::GitPush { rule_id },
-                    RouteVerdict::BadPath => RequestVerdict::BadPath,
-                }
-            }
+        if !flow.ask {
+            let rule_id = flow.rule_id;
+            return match route_decision(flow, method, path_and_query) {
+                RouteVerdict::Allowed => RequestVerdict::Allowed { rule_id },
+                RouteVerdict::NoRoute => RequestVerdict::NoRoute { rule_id },
+                RouteVerdict::GitPush => RequestVerdict::GitPush { rule_id },
+                RouteVerdict::BadPath => RequestVerdict::BadPath,
+            };
+        }
+        // An allow rule that covers the port here does not inspect it (else the flow
+        // would be its): it passes what it would have passed uninspected.
+        let others = &self.domains[..self.domains.len() - asks.len()];
+        match matching(others, &name(), Action::Allow)
+            .into_iter()
+            .find(|r| covers_tcp(r, port))
+        {
             Some(rule) => RequestVerdict::Allowed {
                 rule_id: rule.rule_id,
             },
@@ -144,6 +164,13 @@ impl Policy {
                 None => RequestVerdict::NoRule,
             },
         }
+    }
+
+    /// The `[[egress.ask]]` rules: the last of [`Policy::domains`], since ask rules take
+    /// the rule ids after every allow and deny rule.
+    fn ask_rules(&self) -> &[DomainRule] {
+        let n = self.domains.iter().rev().take_while(|d| d.ask).count();
+        &self.domains[self.domains.len() - n..]
     }
 
     /// The domain rule with kernel id `rule_id`; `None` for a `cidr` rule or an unknown id.

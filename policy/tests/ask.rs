@@ -263,10 +263,51 @@ fn ask_rules_take_a_request_before_allow_rules() {
         ),
     ];
     for (host, port, method, target, want) in cases {
+        // The request goes by the flow's rule, as the proxy decided the flow.
+        let flow = match p.web_decision(host, port) {
+            WebDecision::Inspect { rule_id } | WebDecision::PassThrough { rule_id } => rule_id,
+            WebDecision::Deny { .. } => cork_policy::RULE_ID_NONE,
+        };
         assert_eq!(
-            p.request_decision(host, port, method, target),
+            p.request_decision(flow, host, port, method, target),
             want,
             "{method} {host}:{port}{target}"
         );
     }
+}
+
+#[test]
+fn without_ask_rules_the_flows_rule_decides_as_route_decision_does() {
+    // `inspect = false` on port 80: plain HTTP is still read (nothing to pass through
+    // untouched), and a git push no route names is refused as ever.
+    let p = compile(
+        &format!(
+            "{HEAD}[[egress.allow]]\ndomain = \"plain.example.test\"\nports = [80]\ninspect = false\n"
+        ),
+        "m.toml",
+    )
+    .unwrap();
+    let rule = p.domain_rule(0).unwrap();
+    for (method, target) in [("GET", "/x"), ("POST", "/o/r.git/git-receive-pack")] {
+        let want = match cork_policy::route_decision(rule, method, target) {
+            cork_policy::RouteVerdict::Allowed => RequestVerdict::Allowed { rule_id: 0 },
+            cork_policy::RouteVerdict::GitPush => RequestVerdict::GitPush { rule_id: 0 },
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            p.request_decision(0, "plain.example.test", 80, method, target),
+            want,
+            "{method} {target}"
+        );
+    }
+    assert_eq!(
+        p.request_decision(
+            0,
+            "plain.example.test",
+            80,
+            "POST",
+            "/o/r.git/git-receive-pack"
+        ),
+        RequestVerdict::GitPush { rule_id: 0 }
+    );
 }

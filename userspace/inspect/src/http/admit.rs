@@ -62,10 +62,10 @@ pub fn admit(
     // Which rule takes the request: an ask rule holds it, an allow rule's routes pass
     // or refuse it.
     let method = req.method().as_str();
-    let (rule_id, ask) = match conn
+    let decided = conn
         .policy
-        .request_decision(&host, conn.orig.dst.port(), method, pq)
-    {
+        .request_decision(rule_id, &host, conn.orig.dst.port(), method, pq);
+    let (rule_id, ask) = match decided {
         RequestVerdict::Allowed { rule_id } => (rule_id, false),
         RequestVerdict::Ask { rule_id } => (rule_id, true),
         RequestVerdict::NoRoute { rule_id } => {
