@@ -154,7 +154,7 @@ pub fn run(cfg: DaemonConfig, ready: impl FnOnce(&Path)) -> Result<(), DaemonErr
         .map_err(DaemonError::Runtime)?;
     // The bottles a killed daemon left come back before anyone can ask for them.
     let (approvals, lost) =
-        cork_agent::approvals::Approvals::persistent(state_dir.approvals_file())
+        cork_agent::approvals::Approvals::persistent(Box::new(state_dir.approvals_store()))
             .map_err(DaemonError::Approvals)?;
     let approvals = Arc::new(approvals);
     restore::report_lost_holds(&sink, &lost);

@@ -90,6 +90,57 @@ fn io_err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> StateErr
     move |source| StateError::Io { what, path, source }
 }
 
+/// Writes `name` in `dir` whole or not at all, 0600: a temporary file beside it
+/// (`.NAME.tmp`), fsync, rename, fsync of the directory — a reader (the next daemon)
+/// sees the old file or the new one, never half of one.
+fn write_whole(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), StateError> {
+    let path = dir.join(name);
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let _ = fs::remove_file(&tmp);
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io_err("creating", &tmp))?;
+    f.write_all(bytes).map_err(io_err("writing", &tmp))?;
+    f.sync_all().map_err(io_err("syncing", &tmp))?;
+    drop(f);
+    fs::rename(&tmp, &path).map_err(io_err("renaming into place", &path))?;
+    // The rename itself survives a power cut only once the directory is synced.
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err("syncing", dir))
+}
+
+/// `<state-dir>/approvals.json`: where the held requests' registry is kept
+/// (`cork_agent::approvals`), written as the bottles' files are.
+pub struct ApprovalsFile {
+    dir: PathBuf,
+}
+
+impl ApprovalsFile {
+    const NAME: &str = "approvals.json";
+}
+
+impl cork_agent::approvals::RegistryStore for ApprovalsFile {
+    fn place(&self) -> String {
+        self.dir.join(Self::NAME).display().to_string()
+    }
+
+    fn load(&self) -> io::Result<Option<Vec<u8>>> {
+        match fs::read(self.dir.join(Self::NAME)) {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn save(&self, bytes: &[u8]) -> io::Result<()> {
+        write_whole(&self.dir, Self::NAME, bytes).map_err(io::Error::other)
+    }
+}
+
 /// Creates `dir` (and parents) when missing; makes it 0700 root either way.
 fn private_dir(dir: &Path) -> Result<(), StateError> {
     fs::DirBuilder::new()
@@ -112,11 +163,6 @@ impl StateDir {
         })
     }
 
-    /// The held requests' registry (`cork_agent::approvals::Approvals::persistent`).
-    pub fn approvals_file(&self) -> PathBuf {
-        self.root.join("approvals.json")
-    }
-
     fn file(&self, name: &str) -> PathBuf {
         self.bottles.join(format!("{name}.json"))
     }
@@ -124,26 +170,18 @@ impl StateDir {
     /// Writes `bottle`'s file atomically (mode 0600).
     pub fn save(&self, bottle: &SavedBottle) -> Result<(), StateError> {
         let path = self.file(&bottle.name);
-        let tmp = self.bottles.join(format!(".{}.json.tmp", bottle.name));
         let bytes = serde_json::to_vec_pretty(bottle).map_err(|source| StateError::Corrupt {
             path: path.clone(),
             source,
         })?;
-        let _ = fs::remove_file(&tmp);
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(io_err("creating", &tmp))?;
-        f.write_all(&bytes).map_err(io_err("writing", &tmp))?;
-        f.sync_all().map_err(io_err("syncing", &tmp))?;
-        drop(f);
-        fs::rename(&tmp, &path).map_err(io_err("renaming into place", &path))?;
-        // The rename itself survives a power cut only once the directory is synced.
-        fs::File::open(&self.bottles)
-            .and_then(|d| d.sync_all())
-            .map_err(io_err("syncing", &self.bottles))
+        write_whole(&self.bottles, &format!("{}.json", bottle.name), &bytes)
+    }
+
+    /// The held requests' registry file, for `Approvals::persistent`.
+    pub fn approvals_store(&self) -> ApprovalsFile {
+        ApprovalsFile {
+            dir: self.root.clone(),
+        }
     }
 
     /// Removes bottle `name`'s file (gone already is fine).
@@ -272,6 +310,30 @@ mod tests {
         dir.remove("agent").expect("remove");
         dir.remove("agent").expect("removing twice is fine");
         assert!(dir.load_all().expect("load").is_empty());
+        let _ = fs::remove_dir_all(&root);
+    }
+
+    #[test]
+    fn the_approvals_file_is_written_whole_and_stays_private() {
+        use cork_agent::approvals::RegistryStore;
+        let root = scratch("approvals");
+        let dir = StateDir::open(&root).expect("open");
+        let store = dir.approvals_store();
+        assert_eq!(store.load().expect("nothing yet"), None);
+        store.save(b"{\"next\":1}").expect("save");
+        store.save(b"{\"next\":2}").expect("save again");
+        assert_eq!(store.load().expect("load"), Some(b"{\"next\":2}".to_vec()));
+        let file = root.join("approvals.json");
+        assert!(store.place().ends_with("approvals.json"));
+        let mode = fs::metadata(&file).expect("stat").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let left: Vec<_> = fs::read_dir(&root)
+            .expect("list")
+            .flatten()
+            .map(|e| e.file_name())
+            .filter(|n| n.to_string_lossy().ends_with(".tmp"))
+            .collect();
+        assert!(left.is_empty(), "no temporary file left: {left:?}");
         let _ = fs::remove_dir_all(&root);
     }
 

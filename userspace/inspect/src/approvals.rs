@@ -4,12 +4,11 @@
 //! bottle's `dlp.approval_timeout` denies it. An approval may be remembered for a while:
 //! the same bottle, host, method and route then goes through without a new hold.
 //!
-//! One registry serves every bottle of a daemon, kept in its state directory across a
-//! restart ([`Approvals::persistent`]); `cork run` has none (nobody to ask), and its proxy
+//! One registry serves every bottle of a daemon, kept across a restart in the store the
+//! daemon gives it ([`Approvals::persistent`]); `cork run` has none (nobody to ask), and its proxy
 //! refuses what it would hold, as `block` would.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -17,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 use crate::approvals_store as store;
-pub use crate::approvals_store::StoreError;
+pub use crate::approvals_store::{RegistryStore, StoreError};
 
 /// What a held request is, as `GET /v1/approvals` shows it. Never a secret: the path has
 /// no query, findings are detector names.
@@ -93,7 +92,7 @@ struct Inner {
 pub struct Approvals {
     inner: Mutex<Inner>,
     /// Where the registry is kept across restarts ([`Approvals::persistent`]).
-    store: Option<PathBuf>,
+    store: Option<Box<dyn RegistryStore>>,
 }
 
 /// One hold, waiting for its outcome ([`Hold::wait`]).
@@ -119,12 +118,14 @@ impl Approvals {
         Self::default()
     }
 
-    /// The registry kept in `path` (see [`crate::approvals_store`]): ids go on from the
+    /// The registry kept in `store` (see [`crate::approvals_store`]): ids go on from the
     /// last one given out, remembered approvals that have not expired come back, and the
     /// holds that were pending when the last process stopped are returned — lost, their
     /// clients gone with it — for the caller to report, and forgotten.
-    pub fn persistent(path: PathBuf) -> Result<(Self, Vec<HeldRequest>), StoreError> {
-        let saved = store::load(&path)?;
+    pub fn persistent(
+        store: Box<dyn RegistryStore>,
+    ) -> Result<(Self, Vec<HeldRequest>), StoreError> {
+        let saved = store::load(store.as_ref())?;
         let now = Instant::now();
         let remembered = saved
             .remembered
@@ -141,7 +142,7 @@ impl Approvals {
                 pending: BTreeMap::new(),
                 remembered,
             }),
-            store: Some(path),
+            store: Some(store),
         };
         this.persist(&this.lock())?;
         Ok((this, saved.pending))
@@ -153,7 +154,7 @@ impl Approvals {
 
     /// Writes the registry to its file, if it has one.
     fn persist(&self, inner: &Inner) -> Result<(), StoreError> {
-        let Some(path) = &self.store else {
+        let Some(target) = &self.store else {
             return Ok(());
         };
         let now = Instant::now();
@@ -173,7 +174,7 @@ impl Approvals {
                 })
                 .collect(),
         };
-        store::save(path, &saved)
+        store::save(target.as_ref(), &saved)
     }
 
     /// [`Approvals::persist`] after a change that has happened whatever the disk says:

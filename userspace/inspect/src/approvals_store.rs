@@ -1,37 +1,46 @@
-//! The approvals registry kept across a daemon restart, in one small JSON file of the
-//! daemon's state directory (written whole — temporary file, then rename — after every
-//! change, 0600). Three things must outlive a daemon: the next id, so that an operator
+//! The approvals registry kept across a daemon restart: what is saved (one small JSON
+//! document, rewritten after every change) and how; where it lives is the daemon's
+//! ([`RegistryStore`]: a file of its state directory, written whole, 0600). Three things must outlive a daemon: the next id, so that an operator
 //! reading an old list never approves a new request that happens to reuse its number;
 //! remembered approvals, which an operator granted for a while; and the holds pending
 //! when it went, whose clients' connections went with it — each reported once by the
 //! next daemon (`approval_lost`) so that no `held` event is left without its end.
 
-use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::io;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
 use crate::approvals::HeldRequest;
 
+/// Where the registry is kept: the daemon's state directory gives one
+/// (`cork_daemon::state_dir::ApprovalsFile`, written whole as its bottles' files are).
+pub trait RegistryStore: Send + Sync {
+    /// Where it is, for errors.
+    fn place(&self) -> String;
+    /// What was saved; `None` before the first save.
+    fn load(&self) -> io::Result<Option<Vec<u8>>>;
+    /// Replaces what was saved, whole or not at all.
+    fn save(&self, bytes: &[u8]) -> io::Result<()>;
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("reading the approvals file {path}")]
+    #[error("reading the approvals file {place}")]
     Read {
-        path: PathBuf,
+        place: String,
         #[source]
         source: io::Error,
     },
-    #[error("the approvals file {path} is not what cork writes (fix or remove it)")]
+    #[error("the approvals file {place} is not what cork writes (fix or remove it)")]
     Parse {
-        path: PathBuf,
+        place: String,
         #[source]
         source: serde_json::Error,
     },
-    #[error("writing the approvals file {path}")]
+    #[error("writing the approvals file {place}")]
     Write {
-        path: PathBuf,
+        place: String,
         #[source]
         source: io::Error,
     },
@@ -60,50 +69,29 @@ pub(crate) struct SavedApproval {
     pub until_unix_ms: u64,
 }
 
-/// The saved registry at `path`; an empty one when there is no file yet.
-pub(crate) fn load(path: &Path) -> Result<Saved, StoreError> {
-    let text = match std::fs::read(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Saved::default()),
-        Err(source) => {
-            return Err(StoreError::Read {
-                path: path.to_path_buf(),
-                source,
-            });
-        }
-    };
-    serde_json::from_slice(&text).map_err(|source| StoreError::Parse {
-        path: path.to_path_buf(),
+/// The registry `store` holds; an empty one before the first save.
+pub(crate) fn load(store: &dyn RegistryStore) -> Result<Saved, StoreError> {
+    let bytes = store.load().map_err(|source| StoreError::Read {
+        place: store.place(),
         source,
-    })
+    })?;
+    match bytes {
+        None => Ok(Saved::default()),
+        Some(bytes) => serde_json::from_slice(&bytes).map_err(|source| StoreError::Parse {
+            place: store.place(),
+            source,
+        }),
+    }
 }
 
-/// Writes `saved` to `path` whole: a reader (the next daemon) sees the old file or the
-/// new one, never half of one.
-pub(crate) fn save(path: &Path, saved: &Saved) -> Result<(), StoreError> {
+/// Writes `saved` to `store`.
+pub(crate) fn save(store: &dyn RegistryStore, saved: &Saved) -> Result<(), StoreError> {
     let err = |source| StoreError::Write {
-        path: path.to_path_buf(),
+        place: store.place(),
         source,
     };
-    let text = serde_json::to_vec(saved).map_err(|e| err(e.into()))?;
-    let tmp = path.with_extension("json.tmp");
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(err)?;
-    file.write_all(&text).map_err(err)?;
-    file.sync_all().map_err(err)?;
-    std::fs::rename(&tmp, path).map_err(err)?;
-    // The rename itself lasts only once the directory is on disk.
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(err)?;
-    }
-    Ok(())
+    let bytes = serde_json::to_vec(saved).map_err(|e| err(e.into()))?;
+    store.save(&bytes).map_err(err)
 }
 
 /// `until` (a monotonic deadline) on the wall clock, in ms since the epoch.

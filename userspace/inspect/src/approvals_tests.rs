@@ -136,33 +136,36 @@ fn a_denial_or_plain_approval_is_not_remembered() {
     assert_eq!(a.remembered(&req("/x"), now), None);
 }
 
-/// A fresh directory for one test's approvals file, removed on drop.
-struct Dir(std::path::PathBuf);
+/// A store in memory, shared by the registries a test makes one after the other (as a
+/// restarted daemon reads what the last one wrote).
+#[derive(Clone, Default)]
+struct MemStore(std::sync::Arc<std::sync::Mutex<Option<Vec<u8>>>>);
 
-impl Dir {
-    fn new(name: &str) -> Self {
-        let d = std::env::temp_dir().join(format!("cork-approvals-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).expect("a temp dir");
-        Dir(d)
-    }
-
-    fn file(&self) -> std::path::PathBuf {
-        self.0.join("approvals.json")
+impl MemStore {
+    fn bytes(&self) -> Option<Vec<u8>> {
+        self.0.lock().expect("not poisoned").clone()
     }
 }
 
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+impl RegistryStore for MemStore {
+    fn place(&self) -> String {
+        "/state/approvals.json".to_owned()
+    }
+
+    fn load(&self) -> std::io::Result<Option<Vec<u8>>> {
+        Ok(self.bytes())
+    }
+
+    fn save(&self, bytes: &[u8]) -> std::io::Result<()> {
+        *self.0.lock().expect("not poisoned") = Some(bytes.to_vec());
+        Ok(())
     }
 }
 
 #[test]
 fn a_restart_keeps_ids_going_and_approvals_remembered_and_reports_lost_holds() {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = Dir::new("restart");
-    let (a, lost) = Approvals::persistent(dir.file()).expect("a new registry");
+    let store = MemStore::default();
+    let (a, lost) = Approvals::persistent(Box::new(store.clone())).expect("a new registry");
     assert!(lost.is_empty());
     let (first, hold) = a.hold(req("/remember"));
     a.decide(
@@ -185,17 +188,18 @@ fn a_restart_keeps_ids_going_and_approvals_remembered_and_reports_lost_holds() {
     .expect("held");
     drop(hold);
     let (pending, _hold) = a.hold(req("/pending"));
-    let mode = std::fs::metadata(dir.file())
-        .expect("written")
-        .permissions()
-        .mode();
-    assert_eq!(mode & 0o777, 0o600);
+    let written: serde_json::Value =
+        serde_json::from_slice(&store.bytes().expect("written")).expect("JSON");
+    assert_eq!(
+        written["pending"][0]["path"], "/pending",
+        "saved with each change"
+    );
     // The daemon dies with the hold pending.
     std::mem::forget(_hold);
     drop(a);
     std::thread::sleep(Duration::from_millis(5));
 
-    let (b, lost) = Approvals::persistent(dir.file()).expect("the saved registry");
+    let (b, lost) = Approvals::persistent(Box::new(store.clone())).expect("the saved registry");
     assert_eq!(
         lost,
         vec![pending.clone()],
@@ -217,7 +221,7 @@ fn a_restart_keeps_ids_going_and_approvals_remembered_and_reports_lost_holds() {
     );
     drop(_h);
     drop(b);
-    let (_, lost) = Approvals::persistent(dir.file()).expect("again");
+    let (_, lost) = Approvals::persistent(Box::new(store)).expect("again");
     assert!(
         lost.is_empty(),
         "a lost hold is reported by one restart only"
@@ -226,9 +230,9 @@ fn a_restart_keeps_ids_going_and_approvals_remembered_and_reports_lost_holds() {
 
 #[test]
 fn a_damaged_file_is_refused_naming_it() {
-    let dir = Dir::new("damaged");
-    std::fs::write(dir.file(), b"{\"next\": \"x\"}").expect("write");
-    let e = Approvals::persistent(dir.file()).expect_err("refused");
+    let store = MemStore::default();
+    store.save(b"{\"next\": \"x\"}").expect("saved");
+    let e = Approvals::persistent(Box::new(store)).expect_err("refused");
     let text = e.to_string();
     assert!(
         text.contains("approvals.json") && text.contains("fix or remove"),
