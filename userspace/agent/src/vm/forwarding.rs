@@ -8,7 +8,7 @@
 //! when forwarding) first. What cork changed is written down, with the pids of the agents
 //! that need it, in `/run/cork/forwarding/netns-<netns cookie>` under an `flock`; the last agent
 //! to let go (dead agents are pruned, so a SIGKILLed one does not pin it forever) puts
-//! every value back. Values cork did not change are never touched.
+//! every value back and removes the record. Values cork did not change are never touched.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, Write};
@@ -136,7 +136,11 @@ impl ForwardingLease {
     }
 }
 
-/// Reads, changes and writes the record `state` under its lock.
+/// Reads, changes and writes the record `state` under its lock. A record left with no
+/// holder and nothing to put back is removed, still under the lock — every user
+/// re-checks, once it holds the lock, that the path still names the file it locked (the
+/// usual lock-file dance), so a removed record is never written to by someone who
+/// opened it first.
 fn update_state(
     state: &Path,
     root: &Path,
@@ -149,23 +153,40 @@ fn update_state(
     if let Some(dir) = state.parent() {
         std::fs::create_dir_all(dir).map_err(err)?;
     }
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .read(true)
-        .write(true)
-        .open(state)
-        .map_err(err)?;
-    let mut file: Flock<File> =
-        Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| err(e.into()))?;
+    let mut file = locked(state).map_err(err)?;
     let mut text = String::new();
     file.read_to_string(&mut text).map_err(err)?;
     let mut st = State::parse(&text);
     change(&mut st, root)?;
+    let rendered = st.render();
+    if rendered.trim().is_empty() {
+        return std::fs::remove_file(state).map_err(err);
+    }
     file.set_len(0).map_err(err)?;
     file.rewind().map_err(err)?;
-    file.write_all(st.render().as_bytes()).map_err(err)?;
+    file.write_all(rendered.as_bytes()).map_err(err)?;
     Ok(())
+}
+
+/// `state` opened (created when missing) and locked, once the path is known to still
+/// name the locked file.
+fn locked(state: &Path) -> io::Result<Flock<File>> {
+    use std::os::unix::fs::MetadataExt;
+    loop {
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(state)?;
+        let file =
+            Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| io::Error::from(e))?;
+        let ours = file.metadata()?.ino();
+        if std::fs::metadata(state).is_ok_and(|m| m.ino() == ours) {
+            return Ok(file);
+        }
+        // Removed (emptied by its last holder) between our open and our lock: again.
+    }
 }
 
 /// `cork clean`: if this network namespace's record has no live holder left (its agents
@@ -187,6 +208,7 @@ fn restore_after_dead_agents_in(state: &Path, root: &Path) -> Result<Vec<String>
         return Ok(Vec::new());
     }
     let mut restored = Vec::new();
+    // Nobody holds it and nothing is left to restore: the record goes (update_state).
     update_state(state, root, |st, root| {
         st.holders.retain(|p| alive(*p));
         if st.holders.is_empty() {
@@ -194,11 +216,6 @@ fn restore_after_dead_agents_in(state: &Path, root: &Path) -> Result<Vec<String>
         }
         Ok(())
     })?;
-    // Nobody holds it and nothing is left to restore: the record goes.
-    let empty = std::fs::read_to_string(state).is_ok_and(|t| t.trim().is_empty());
-    if empty {
-        let _ = std::fs::remove_file(state);
-    }
     Ok(restored)
 }
 
@@ -362,6 +379,7 @@ mod tests {
         assert_eq!(value(&sys, IPV4_FORWARD), "0");
         assert_eq!(value(&sys, IPV6_FORWARD), "0");
         assert_eq!(value(&sys, "net/ipv6/conf/eth0/accept_ra"), "1");
+        assert!(!state.exists(), "the last holder removes the record");
         let _ = std::fs::remove_dir_all(&base);
     }
 
@@ -384,6 +402,7 @@ mod tests {
         drop(lease);
         assert_eq!(value(&sys, IPV4_FORWARD), "0");
         assert_eq!(value(&sys, IPV6_FORWARD), "0");
+        assert!(!state.exists(), "the record goes with its last holder");
         let _ = std::fs::remove_dir_all(&base);
     }
 
