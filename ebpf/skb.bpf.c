@@ -26,6 +26,35 @@ static __always_inline int cork_same_dst(const struct cork_sock_state *st,
 	return 1;
 }
 
+/*
+ * Is `sk` a TCP socket connected to `dst` by connect()? Only for a socket with no state
+ * at all. A TCP socket of a bottle gets a state when it binds, listens or is accepted
+ * (sock_create.bpf.c, sock_ops.bpf.c; an accepted one inherits its listener's, or gets one
+ * naming no bottle), so a stateless one with a peer got that peer from connect() — which
+ * cgroup/connect4|6 judged and allowed, the socket having been created in this cgroup
+ * after the programs were attached — and its flow is kept as a vetted one is.
+ */
+static __always_inline int cork_tcp_connected_to(const struct bpf_sock *sk,
+						 const struct cork_dst *dst)
+{
+	__u32 w[4] = {};
+
+	if (sk->protocol != IPPROTO_TCP || sk->state == BPF_TCP_LISTEN)
+		return 0;
+	if (bpf_ntohs((__u16)sk->dst_port) != dst->port)
+		return 0;
+	__builtin_memcpy(w, dst->addr, 16);
+	if (sk->family == CORK_AF_INET)
+		return dst->family == CORK_AF_INET && sk->dst_ip4 == w[0];
+	if (sk->family != CORK_AF_INET6)
+		return 0;
+	if (dst->family == CORK_AF_INET) /* an IPv6 socket connected to ::ffff:a.b.c.d */
+		return sk->dst_ip6[0] == 0 && sk->dst_ip6[1] == 0 &&
+		       sk->dst_ip6[2] == bpf_htonl(0xffff) && sk->dst_ip6[3] == w[0];
+	return sk->dst_ip6[0] == w[0] && sk->dst_ip6[1] == w[1] && sk->dst_ip6[2] == w[2] &&
+	       sk->dst_ip6[3] == w[3];
+}
+
 static __always_inline struct cork_decision cork_judge_packet(struct __sk_buff *skb,
 							      const struct cork_bottle_cfg *cfg,
 							      const struct cork_pkt *pkt)
@@ -33,20 +62,22 @@ static __always_inline struct cork_decision cork_judge_packet(struct __sk_buff *
 	struct cork_decision pass = { CORK_VERDICT_ALLOW, CORK_REASON_ALLOW_RULE, CORK_RULE_NONE };
 	struct cork_decision drop = { CORK_VERDICT_DENY, CORK_REASON_UNVETTED_PACKET,
 				      CORK_RULE_NONE };
-	struct cork_sock_state *st = 0;
+	struct cork_sock_state *st = 0, *any = 0;
 	struct bpf_sock *sk = skb->sk;
 
 	if (sk)
 		sk = bpf_sk_fullsock(sk);
 	if (sk)
-		st = bpf_sk_storage_get(&cork_sock, sk, 0, 0);
-	if (st && st->bottle_id != cfg->bottle_id)
-		st = 0;
+		any = bpf_sk_storage_get(&cork_sock, sk, 0, 0);
+	if (any && any->bottle_id == cfg->bottle_id)
+		st = any;
 
 	if (pkt->l4 != IPPROTO_TCP && pkt->l4 != IPPROTO_UDP)
 		return drop;
 	/* A connect() this bottle was allowed: keep the flow (expiry does not cut it). */
 	if (st && (st->flags & CORK_SOCK_VETTED) && cork_same_dst(st, &pkt->dst))
+		return pass;
+	if (sk && !any && pkt->l4 == IPPROTO_TCP && cork_tcp_connected_to(sk, &pkt->dst))
 		return pass;
 	if (cork_is_loopback(&pkt->dst)) {
 		/* Bottle sockets only reach loopback through the vetted socket hooks (or answer

@@ -96,7 +96,9 @@ static __always_inline int cork_first_send(struct bpf_sock_addr *ctx, __u32 bott
 }
 
 /* Remember what connect() was allowed to reach, so cgroup_skb lets the flow through even
- * after a learned address expires. */
+ * after a learned address expires. A TCP socket without a state gets none: cgroup_skb
+ * trusts such a socket's packets to the peer it is connected to, since only this hook
+ * can have connected it (skb.bpf.c), and the allocation was most of a connect's cost. */
 static __always_inline void cork_mark_vetted(struct bpf_sock_addr *ctx, __u32 bottle_id,
 					     const struct cork_dst *dst)
 {
@@ -105,7 +107,8 @@ static __always_inline void cork_mark_vetted(struct bpf_sock_addr *ctx, __u32 bo
 
 	if (!sk)
 		return;
-	st = bpf_sk_storage_get(&cork_sock, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	st = bpf_sk_storage_get(&cork_sock, sk, 0,
+				dst->proto == IPPROTO_UDP ? BPF_SK_STORAGE_GET_F_CREATE : 0);
 	if (!st)
 		return;
 	cork_sock_claim(st, bottle_id);

@@ -4,8 +4,12 @@
  * bottled process creates (net/ipv4/af_inet.c inet_create, net/ipv6/af_inet6.c
  * inet6_create). Raw sockets, ICMP "ping" sockets and any inet protocol other than TCP and
  * UDP are refused (EPERM): the sock_addr hooks only understand TCP and UDP. Every admitted
- * socket is tagged as this bottle's, which is how loopback scoping recognises the bottle's
- * own listeners. (AF_PACKET never reaches this hook: cork run drops CAP_NET_RAW instead.)
+ * UDP socket is tagged as this bottle's at once; a TCP socket when it binds (post_bind
+ * below) or listens (sock_ops), which is how loopback scoping recognises the bottle's own
+ * listeners. A TCP socket that only connects is never tagged: the socket state costs an
+ * allocation (~0.7 us, most of what cork added to a connect), and cgroup_skb trusts an
+ * untagged TCP socket's packets only to the peer its connect() was judged for (skb.bpf.c).
+ * (AF_PACKET never reaches this hook: cork run drops CAP_NET_RAW instead.)
  */
 /* One set of these programs serves every cgroup bottle (see cork_maps.h). */
 #define CORK_SHARED
@@ -37,6 +41,8 @@ int cork_sock_create(struct bpf_sock *sk)
 	if (!cfg)
 		return CORK_BLOCK; /* not a bottle cork configured: fail closed */
 	if (!reason) {
+		if (sk->type == CORK_SOCK_STREAM)
+			return CORK_PASS;
 		st = bpf_sk_storage_get(&cork_sock, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 		if (!st)
 			return CORK_BLOCK; /* untagged sockets would lose loopback scoping: fail closed */
@@ -53,4 +59,41 @@ int cork_sock_create(struct bpf_sock *sk)
 		cork_event_submit(ev);
 	}
 	return CORK_BLOCK;
+}
+
+/*
+ * cgroup/post_bind4|6: a socket of the bottle bound an address (bind(), not a connect's
+ * implicit source port). A TCP socket is tagged here, as UDP ones are at creation, before
+ * it can listen: loopback scoping finds the bottle's listeners by the tag, and the sockets
+ * a listener accepts inherit it (BPF_F_CLONE), which keeps cgroup_skb judging their
+ * answers. Refused (EPERM, the bind undone) when the tag cannot be made: fail closed.
+ */
+static __always_inline int cork_tag_bound(struct bpf_sock *sk)
+{
+	const struct cork_bottle_cfg *cfg = cork_cfg_current();
+	struct cork_sock_state *st;
+
+	if (!cfg)
+		return CORK_BLOCK;
+	st = bpf_sk_storage_get(&cork_sock, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!st)
+		return CORK_BLOCK;
+	if (st->bottle_id != cfg->bottle_id) {
+		__builtin_memset(st, 0, sizeof(*st));
+		st->bottle_id = cfg->bottle_id;
+	}
+	st->flags |= CORK_SOCK_OWNED;
+	return CORK_PASS;
+}
+
+SEC("cgroup/post_bind4")
+int cork_post_bind4(struct bpf_sock *sk)
+{
+	return cork_tag_bound(sk);
+}
+
+SEC("cgroup/post_bind6")
+int cork_post_bind6(struct bpf_sock *sk)
+{
+	return cork_tag_bound(sk);
 }

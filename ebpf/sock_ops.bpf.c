@@ -7,11 +7,37 @@
  * entry is written by this bottle's kernel program only, so the proxy learns bottle and
  * destination from kernel state, never from anything the bottle sends.
  */
+/*
+ * It also keeps the tags loopback scoping and cgroup_skb rely on: a TCP socket that
+ * listens without having bound (the port chosen by listen() itself, which no post_bind
+ * hook sees) is tagged as its bottle's here, and a connection accepted from a listener
+ * that somehow has no tag (its tag could not be allocated) gets one that names no
+ * bottle, so cgroup_skb judges its packets by the policy instead of trusting it like a
+ * socket whose connect() was judged.
+ */
 /* One set of these programs serves every cgroup bottle (see cork_maps.h). */
 #define CORK_SHARED
 #include "cork_policy.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* listen(2) runs in the listening process: its cgroup is the bottle's. */
+static __always_inline void cork_tag_listener(struct bpf_sock *sk)
+{
+	const struct cork_bottle_cfg *cfg = cork_cfg_current();
+	struct cork_sock_state *st;
+
+	if (!cfg)
+		return;
+	st = bpf_sk_storage_get(&cork_sock, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!st)
+		return; /* its own connects fail closed; what it accepts is judged (above) */
+	if (st->bottle_id != cfg->bottle_id) {
+		__builtin_memset(st, 0, sizeof(*st));
+		st->bottle_id = cfg->bottle_id;
+	}
+	st->flags |= CORK_SOCK_OWNED;
+}
 
 SEC("sockops")
 int cork_sock_ops(struct bpf_sock_ops *skops)
@@ -21,10 +47,20 @@ int cork_sock_ops(struct bpf_sock_ops *skops)
 	struct cork_sock_state *st;
 	struct bpf_sock *sk;
 
-	if (skops->op != BPF_SOCK_OPS_TCP_CONNECT_CB)
-		return 1;
 	sk = skops->sk;
 	if (!sk)
+		return 1;
+	if (skops->op == BPF_SOCK_OPS_TCP_LISTEN_CB) {
+		cork_tag_listener(sk);
+		return 1;
+	}
+	if (skops->op == BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB) {
+		st = bpf_sk_storage_get(&cork_sock, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+		if (st && !st->bottle_id)
+			st->bottle_id = CORK_BOTTLE_NONE;
+		return 1;
+	}
+	if (skops->op != BPF_SOCK_OPS_TCP_CONNECT_CB)
 		return 1;
 	st = bpf_sk_storage_get(&cork_sock, sk, 0, 0);
 	/* The state is written by cork's connect hook of the bottle the socket connected

@@ -170,7 +170,12 @@ struct cork_lpm_v6_key {
 	__u8 addr[16];
 };
 
-/* Per-socket state (BPF_MAP_TYPE_SK_STORAGE, cloned to accepted children). */
+/* The bottle_id of a socket state that belongs to no bottle (sock_ops.bpf.c). */
+#define CORK_BOTTLE_NONE 0xffffffffu
+
+/* Per-socket state (BPF_MAP_TYPE_SK_STORAGE, cloned to accepted children). A bottle's UDP
+ * sockets have one from creation; its TCP sockets once they bind, listen, are accepted or
+ * are redirected (a TCP socket that only connects has none: see skb.bpf.c). */
 struct cork_sock_state {
 	__u32 bottle_id;
 	__u32 flags;         /* enum cork_sock_flags */

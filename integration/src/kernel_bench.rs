@@ -12,8 +12,9 @@ use cork_bench_report::Report;
 
 use crate::audit_tail::AuditTail;
 use crate::kernel_stats::{self, BottlePrograms, ProgStat};
+use crate::noop_cgroup::NoopCgroup;
 use crate::process::Spawned;
-use crate::world::{RUN_TIMEOUT, World};
+use crate::world::{RUN_TIMEOUT, Side, World};
 
 /// Where the accept-only server listens (internet side).
 pub const TARGET: &str = "198.51.100.10";
@@ -106,17 +107,49 @@ pub fn program_cost_with(
     }
     let after = progs.snapshot()?;
     let audit = crate::Audit::read(&world.audit_path_for(label))?;
-    let rate = out
-        .stdout
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("rate=")?.strip_suffix("/s")?.parse().ok())
-        .with_context(|| format!("no rate in the client's output:\n{out}"))?;
     Ok(ProgramCost {
         connects: count,
-        rate,
+        rate: client_rate(&out.stdout)?,
         programs: kernel_stats::delta(&before, &after),
         audit_lost: audit.lost(),
     })
+}
+
+/// The floor: `count` connects from the world's no-op cgroup (the same client, the same
+/// namespace, the same server; cork-bpf's no-op program on every hook cork uses).
+pub fn noop_cost(world: &World, client: &str, count: u64) -> Result<ProgramCost> {
+    let _stats = kernel_stats::enable()?;
+    let cg = NoopCgroup::create(world)?;
+    let progs = BottlePrograms::attached_to(cg.path())?;
+    let before = progs.snapshot()?;
+    let argv = [
+        client.to_string(),
+        TARGET.into(),
+        PORT.into(),
+        count.to_string(),
+    ];
+    let out = world.run(cg.command(world, Side::Bottle, &argv))?;
+    if out.code() != 0 {
+        bail!(
+            "the client in the no-op cgroup exited {}:\n{out}",
+            out.code()
+        );
+    }
+    let after = progs.snapshot()?;
+    Ok(ProgramCost {
+        connects: count,
+        rate: client_rate(&out.stdout)?,
+        programs: kernel_stats::delta(&before, &after),
+        audit_lost: 0,
+    })
+}
+
+/// The `rate=N/s` the connect loop prints.
+fn client_rate(stdout: &str) -> Result<f64> {
+    stdout
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("rate=")?.strip_suffix("/s")?.parse().ok())
+        .with_context(|| format!("no rate in the client's output:\n{stdout}"))
 }
 
 /// Runs `count` connects in a bottle, one every `pace` (or back to back), and returns
@@ -161,6 +194,7 @@ pub fn report(world: &World, client: &str, count: u64, paced: u64) -> Result<Rep
     let live = program_cost(world, client, "kstats", count, false)?;
     let held_count = count.min(HELD_BACK_MAX);
     let held = program_cost(world, client, "kstats-held", held_count, true)?;
+    let noop = noop_cost(world, client, count)?;
     println!(
         "  {:<18} {:>10} {:>12}   {:>10} {:>12}",
         "program", "runs", "ns/run", "runs", "ns/run (reader held back)"
@@ -198,6 +232,31 @@ pub fn report(world: &World, client: &str, count: u64, paced: u64) -> Result<Rep
         live.audit_lost,
         held.audit_lost
     );
+    for p in noop.programs.iter().filter(|p| p.run_cnt > 0) {
+        println!(
+            "  {:<18} {:>10} {:>12.0}   (the floor: no-op program)",
+            p.name,
+            p.run_cnt,
+            p.ns_per_run()
+        );
+        rep.row(
+            &format!("noop_ns.{}", p.name),
+            &format!("{} per run (no-op floor)", p.name),
+            "ns",
+            &[p.ns_per_run()],
+        );
+    }
+    let over = live.ns_per_connect() - noop.ns_per_connect();
+    println!(
+        "  no-op programs per connect: {:.0} ns; cork over the no-op: {over:.0} ns per connect",
+        noop.ns_per_connect()
+    );
+    println!(
+        "  connects/s: no-op cgroup {:.0}, cork {:.0} (ratio {:.3})",
+        noop.rate,
+        live.rate,
+        live.rate / noop.rate
+    );
     rep.row(
         "ns_per_connect",
         "all programs per connect",
@@ -210,7 +269,19 @@ pub fn report(world: &World, client: &str, count: u64, paced: u64) -> Result<Rep
         "ns",
         &[held.ns_per_connect()],
     )
-    .ratio_to("ns_per_connect");
+    .ratio_to("ns_per_connect")
+    .row(
+        "noop_ns_per_connect",
+        "no-op programs per connect (the floor)",
+        "ns",
+        &[noop.ns_per_connect()],
+    )
+    .row(
+        "over_noop_ns_per_connect",
+        "cork's programs over the no-op floor, per connect",
+        "ns",
+        &[over],
+    );
 
     println!(
         "\naudit delivery latency (kernel decision -> line in the audit log, denied connects)"

@@ -15,6 +15,8 @@ use cork_bpf::{AttachType, attached_programs};
 /// The cgroup hooks a process bottle attaches to.
 const CGROUP_HOOKS: &[AttachType] = &[
     AttachType::SockCreate,
+    AttachType::PostBind4,
+    AttachType::PostBind6,
     AttachType::Connect4,
     AttachType::Connect6,
     AttachType::Sendmsg4,
@@ -84,7 +86,8 @@ impl BottlePrograms {
         }
     }
 
-    fn attached_to(dir: &Path) -> Result<Self> {
+    /// The programs attached to the cgroup at `dir` itself.
+    pub fn attached_to(dir: &Path) -> Result<Self> {
         let cgroup = File::open(dir).with_context(|| format!("open cgroup {}", dir.display()))?;
         let mut ids = BTreeSet::new();
         for &hook in CGROUP_HOOKS {

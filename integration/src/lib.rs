@@ -27,6 +27,7 @@ pub mod kernel_bench;
 pub mod kernel_stats;
 pub mod netns;
 pub mod nft;
+pub mod noop_cgroup;
 pub mod ocsf;
 pub mod probe;
 pub mod process;

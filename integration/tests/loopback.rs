@@ -42,6 +42,48 @@ fn bottle_reaches_its_own_loopback_listeners() -> Result<()> {
     Ok(())
 }
 
+/// Listens without binding first (listen() picks the port; no post_bind hook sees that),
+/// then connects to itself over loopback and talks both ways: the listener is still known
+/// as the bottle's own (tagged when it listened), and the answers of what it accepted pass.
+const AUTOBOUND: &str = r#"
+import socket
+for fam, host in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+    l = socket.socket(fam, socket.SOCK_STREAM)
+    l.listen()
+    port = l.getsockname()[1]
+    c = socket.create_connection((host, port), timeout=5)
+    a, _ = l.accept()
+    c.sendall(b"q")
+    assert a.recv(1) == b"q"
+    a.sendall(b"a")
+    assert c.recv(1) == b"a"
+    print("ok", port)
+"#;
+
+#[test]
+fn listeners_that_never_bound_are_the_bottles_own() -> Result<()> {
+    let world = World::new("listeners_that_never_bound_are_the_bottles_own")?;
+    let argv = [
+        cork_integration::probe::python3().to_string(),
+        "-c".into(),
+        AUTOBOUND.into(),
+    ];
+    let (out, audit) = world.run_argv("a", "", &argv)?;
+    assert_eq!(out.code(), 0, "{out}");
+    let ports: Vec<u64> = out
+        .lines()
+        .iter()
+        .filter_map(|l| l.strip_prefix("ok ")?.parse().ok())
+        .collect();
+    assert_eq!(ports.len(), 2, "{out}");
+    audit.expect(json!({"hook": "connect4", "dport": ports[0], "verdict": "allow", "reason": "loopback_own"}))?;
+    audit.expect(json!({"hook": "connect6", "dport": ports[1], "verdict": "allow", "reason": "loopback_own"}))?;
+    for dport in ports {
+        audit.expect_none(json!({"verdict": "deny", "dport": dport}))?;
+    }
+    Ok(())
+}
+
 #[test]
 fn host_loopback_service_is_not_reachable() -> Result<()> {
     let world = World::new("host_loopback_service_is_not_reachable")?;

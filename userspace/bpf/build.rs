@@ -16,6 +16,7 @@ const PROGRAMS: &[&str] = &[
     "tap",
     "unix",
     "bottle_maps",
+    "noop",
 ];
 const HEADERS: &[&str] = &[
     "cork_abi.h",

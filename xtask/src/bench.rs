@@ -252,7 +252,14 @@ pub fn dlp_report(text: &str) -> Result<Report> {
 const SMOKE_EXPECTED: &[(&str, &[&str], &[&str])] = &[
     (
         "connect",
-        &["outside", "inside", "audit_verdicts", "audit_lost"],
+        &[
+            "outside",
+            "noop",
+            "inside",
+            "inside_vs_noop",
+            "audit_verdicts",
+            "audit_lost",
+        ],
         &[],
     ),
     (
@@ -261,6 +268,8 @@ const SMOKE_EXPECTED: &[(&str, &[&str], &[&str])] = &[
             "ns.cork_connect4",
             "ns_per_connect",
             "ns_per_connect_held",
+            "noop_ns_per_connect",
+            "over_noop_ns_per_connect",
             "audit_p50.paced",
             "audit_p99.paced",
             "audit_p50.b2b",

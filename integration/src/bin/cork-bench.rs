@@ -20,6 +20,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use cork_bench_report::{Report, cdf_series, parse_list};
 use cork_integration::dns_server::Zone;
+use cork_integration::noop_cgroup::NoopCgroup;
 use cork_integration::process::Spawned;
 use cork_integration::{Side, World};
 
@@ -147,19 +148,29 @@ fn connect_bench(world: &World, client: &str, count: u64, rounds: usize) -> Resu
     println!("{title}");
     // Interleaved rounds, so drift on the machine (other load, TIME_WAIT build-up) hits
     // both sides alike; medians reported.
-    let (mut outside, mut inside, mut events, mut lost) = (Vec::new(), Vec::new(), 0, 0);
+    // The floor: the same client in a cgroup with a no-op program on each of cork's hooks.
+    let noop_cg = NoopCgroup::create(world)?;
+    let (mut outside, mut noop, mut inside, mut events, mut lost) =
+        (Vec::new(), Vec::new(), Vec::new(), 0, 0);
     for round in 1..=rounds {
         let plain = world.run(world.command(Side::Bottle, client).args(&args))?;
         if plain.code() != 0 {
             bail!("outside a bottle: {plain}");
         }
+        let floor = world.run(noop_cg.command(world, Side::Bottle, &argv))?;
+        if floor.code() != 0 {
+            bail!("in the no-op cgroup: {floor}");
+        }
         let (bottled, audit) = world.run_argv(&format!("bench{round}"), manifest, &argv)?;
-        let (a, b) = (rate(&plain)?, rate(&bottled)?);
+        let (a, n, b) = (rate(&plain)?, rate(&floor)?, rate(&bottled)?);
         println!(
-            "  round {round}: outside {a:>9.1}/s   inside {b:>9.1}/s   ratio {:.3}",
-            b / a
+            "  round {round}: outside {a:>9.1}/s   no-op {n:>9.1}/s   inside {b:>9.1}/s   \
+             ratio {:.3} (to no-op {:.3})",
+            b / a,
+            b / n
         );
         outside.push(a);
+        noop.push(n);
         inside.push(b);
         // A summary line stands for `count` allows of one flow.
         events += audit
@@ -176,8 +187,22 @@ fn connect_bench(world: &World, client: &str, count: u64, rounds: usize) -> Resu
         "1/s",
         &outside,
     )
+    .row(
+        "noop",
+        "connect()+close in a cgroup with no-op programs (the floor)",
+        "1/s",
+        &noop,
+    )
+    .ratio_to("outside")
     .row("inside", "connect()+close inside cork run", "1/s", &inside)
     .ratio_to("outside")
+    .row(
+        "inside_vs_noop",
+        "connect()+close inside cork run, against the no-op floor",
+        "1/s",
+        &inside,
+    )
+    .ratio_to("noop")
     .row(
         "audit_verdicts",
         "audit verdicts",
@@ -185,10 +210,15 @@ fn connect_bench(world: &World, client: &str, count: u64, rounds: usize) -> Resu
         &[events as f64],
     )
     .row("audit_lost", "audit events lost", "events", &[lost as f64]);
-    let (a, b) = (rep.rows[0].value, rep.rows[1].value);
+    let (a, n, b) = (rep.rows[0].value, rep.rows[1].value, rep.rows[2].value);
     println!("  median outside a bottle : {a:>10.1}/s");
+    println!(
+        "  median no-op cgroup     : {n:>10.1}/s  (ratio {:.3})",
+        n / a
+    );
     println!("  median inside cork run  : {b:>10.1}/s");
     println!("  ratio inside/outside    : {:.3}", b / a);
+    println!("  ratio inside/no-op      : {:.3}", b / n);
     println!("  audit verdicts: {events} (lost {lost})");
     Ok(rep)
 }

@@ -21,6 +21,7 @@ pub mod learned;
 mod load;
 mod maps;
 mod mapset;
+pub mod noop;
 mod query;
 pub mod redirects;
 pub mod shared;

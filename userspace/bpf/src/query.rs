@@ -14,6 +14,8 @@ pub enum AttachType {
     SockOps = 3,
     Connect4 = 10,
     Connect6 = 11,
+    PostBind4 = 12,
+    PostBind6 = 13,
     Sendmsg4 = 14,
     Sendmsg6 = 15,
     Recvmsg4 = 19,
