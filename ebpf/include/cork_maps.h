@@ -69,6 +69,12 @@
 	__uint(max_entries, CORK_MAX_FLOWS);                                                \
 	__uint(key_size, sizeof(struct cork_flow_key));                                     \
 	__uint(value_size, sizeof(__u8))
+/* Allowed connects counted instead of recorded, by flow (struct cork_allow_key). */
+#define CORK_ALLOWS_DEF                                                                     \
+	__uint(type, BPF_MAP_TYPE_HASH);                                                    \
+	__uint(max_entries, CORK_MAX_ALLOW_FLOWS);                                          \
+	__uint(key_size, sizeof(struct cork_allow_key));                                    \
+	__uint(value_size, sizeof(struct cork_allow_value))
 /* Redirected connections not yet accepted by the proxy: client address → original
  * destination (see struct cork_redirect_value). */
 #define CORK_REDIRECTS_DEF                                                                  \
@@ -101,6 +107,7 @@ CORK_OUTER(co_unixname_1, CORK_UNIX_NAMES_DEF);
 CORK_OUTER(co_events, CORK_EVENTS_DEF);
 CORK_OUTER(co_lost, CORK_LOST_DEF);
 CORK_OUTER(co_flows, CORK_FLOWS_DEF);
+CORK_OUTER(co_allows, CORK_ALLOWS_DEF);
 CORK_OUTER(co_redirects, CORK_REDIRECTS_DEF);
 
 /*
@@ -202,6 +209,7 @@ CORK_BOTTLE_MAP(cork_unixname_1, CORK_UNIX_NAMES_DEF);
 CORK_BOTTLE_MAP(cork_events, CORK_EVENTS_DEF);
 CORK_BOTTLE_MAP(cork_lost, CORK_LOST_DEF);
 CORK_BOTTLE_MAP(cork_flows, CORK_FLOWS_DEF);
+CORK_BOTTLE_MAP(cork_allows, CORK_ALLOWS_DEF);
 CORK_BOTTLE_MAP(cork_redirects, CORK_REDIRECTS_DEF);
 
 #define CORK_MAP(name, id) ((void)(id), (void *)&cork_##name)

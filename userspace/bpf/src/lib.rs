@@ -15,6 +15,7 @@ mod adopt;
 mod attach;
 mod batch;
 mod cfg;
+pub mod counted;
 mod direct;
 pub mod events;
 pub mod learned;
