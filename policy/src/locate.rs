@@ -49,8 +49,8 @@ impl<'a> Locator<'a> {
         (line, col)
     }
 
-    /// The 1-based line holding `offset` (at most the text's length): the line after the
-    /// last one found, or a few further, else a binary search.
+    /// The 1-based line holding `offset` (at most the text's length): one a few lines from
+    /// the last one found, else a binary search.
     fn line_of(&self, offset: usize) -> usize {
         const NEAR: usize = 8;
         let starts = &self.line_starts;
@@ -59,8 +59,9 @@ impl<'a> Locator<'a> {
             starts.get(l - 1).is_some_and(|&s| s <= offset)
                 && starts.get(l).is_none_or(|&next| offset < next)
         };
-        let from = self.last_line.get();
-        let line = (from..from + NEAR)
+        // Rules are asked for in order, a domain rule's `domain` value before its header.
+        let from = self.last_line.get().saturating_sub(NEAR).max(1);
+        let line = (from..from + 2 * NEAR)
             .find(|&l| holds(l))
             // `line_starts[0] == 0`, so the partition point is at least 1.
             .unwrap_or_else(|| starts.partition_point(|&start| start <= offset));

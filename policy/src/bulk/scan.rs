@@ -53,6 +53,13 @@ pub(crate) struct Plain {
 pub(crate) fn plain_entries(src: &str) -> Option<Plain> {
     let source = Source::new(src);
     let mut scanner = Scanner::new(source);
+    // Room for every entry at once: a rule is a few hundred bytes, and growing a vector of
+    // 200 000 of them copies it again and again. The counts are an upper bound (a header
+    // may sit in a string or a comment) and cost a fast substring search.
+    scanner
+        .allow
+        .reserve(src.matches("[[egress.allow]]").count());
+    scanner.deny.reserve(src.matches("[[egress.deny]]").count());
     let mut errors = Failed(false);
     {
         let mut validate = ValidateWhitespace::new(&mut scanner, source);
