@@ -72,8 +72,10 @@ pub fn update<K: Pod, V: Pod>(map: BorrowedFd<'_>, keys: &[K], values: &[V]) -> 
     Ok(())
 }
 
-/// Every entry of the map, in the map's own iteration order.
-pub fn lookup_all<K: Pod, V: Pod>(map: BorrowedFd<'_>) -> io::Result<Vec<(K, V)>> {
+/// Calls `f` with every entry of the map, in the map's own iteration order, a chunk of
+/// entries at a time: nothing is kept, so reading back 100 000 entries holds no copy of
+/// them. On an error some entries may already have been given to `f`.
+pub fn lookup_each<K: Pod, V: Pod>(map: BorrowedFd<'_>, mut f: impl FnMut(K, V)) -> io::Result<()> {
     let zero_k = || {
         // SAFETY: a Pod type is plain data: any bit pattern, zero included, is a value.
         unsafe { MaybeUninit::<K>::zeroed().assume_init() }
@@ -88,7 +90,6 @@ pub fn lookup_all<K: Pod, V: Pod>(map: BorrowedFd<'_>) -> io::Result<Vec<(K, V)>
     let mut cursor_in = zero_k();
     let mut cursor_out = zero_k();
     let mut first = true;
-    let mut out = Vec::new();
     loop {
         let mut attr = BatchAttr {
             in_batch: if first {
@@ -109,25 +110,19 @@ pub fn lookup_all<K: Pod, V: Pod>(map: BorrowedFd<'_>) -> io::Result<Vec<(K, V)>
             Ok(()) => {}
             // The end of the map: `count` entries of this call are still valid.
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-                out.extend(
-                    keys[..got]
-                        .iter()
-                        .copied()
-                        .zip(values[..got].iter().copied()),
-                );
-                return Ok(out);
+                for (k, v) in keys[..got].iter().zip(&values[..got]) {
+                    f(*k, *v);
+                }
+                return Ok(());
             }
             Err(e) => return Err(e),
         }
         if got == 0 {
-            return Ok(out); // nothing more, said without ENOENT
+            return Ok(()); // nothing more, said without ENOENT
         }
-        out.extend(
-            keys[..got]
-                .iter()
-                .copied()
-                .zip(values[..got].iter().copied()),
-        );
+        for (k, v) in keys[..got].iter().zip(&values[..got]) {
+            f(*k, *v);
+        }
         cursor_in = cursor_out;
         first = false;
     }
