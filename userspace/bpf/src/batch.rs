@@ -1,9 +1,9 @@
-//! BPF_MAP_UPDATE_BATCH and BPF_MAP_LOOKUP_BATCH, which aya 0.14 does not offer: one
-//! syscall for a whole table instead of one per entry to write it, and two per entry
-//! (next key, then lookup) to read it back. At 100 000 prefixes per family that was most
-//! of a bottle's start. LPM tries implement both with the kernel's generic batch code
-//! (kernel/bpf/syscall.c); a kernel without them answers EINVAL or ENOTSUPP and the
-//! caller falls back to one entry at a time. The raw syscall layout is `union bpf_attr`'s
+//! BPF_MAP_UPDATE_BATCH, BPF_MAP_LOOKUP_BATCH and BPF_MAP_DELETE_BATCH, which aya 0.14
+//! does not offer: one syscall for a whole table instead of one per entry to write it or
+//! empty it, and two per entry (next key, then lookup) to read it back. At 100 000
+//! prefixes per family that was most of a bottle's start. LPM tries implement all three
+//! with the kernel's generic batch code (kernel/bpf/syscall.c); a kernel without them
+//! answers EINVAL or ENOTSUPP and the caller falls back to one entry at a time. The raw syscall layout is `union bpf_attr`'s
 //! `batch` member (include/uapi/linux/bpf.h).
 
 use std::io;
@@ -14,6 +14,7 @@ use aya::Pod;
 
 const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
 const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
+const BPF_MAP_DELETE_BATCH: libc::c_long = 27;
 /// The kernel's ENOTSUPP (524), not in libc: what it answers for a map type without
 /// batch operations.
 const ENOTSUPP: i32 = 524;
@@ -66,6 +67,30 @@ pub fn update<K: Pod, V: Pod>(map: BorrowedFd<'_>, keys: &[K], values: &[V]) -> 
         // Not an error from the kernel but not everything written either: say so.
         return Err(io::Error::other(format!(
             "batch update wrote {} of {count} entries",
+            attr.count
+        )));
+    }
+    Ok(())
+}
+
+/// Removes every key of `keys` from the map in one call. `K` must be exactly the map's key
+/// type, and every key must be there (the kernel stops at the first that is not).
+pub fn delete<K: Pod>(map: BorrowedFd<'_>, keys: &[K]) -> io::Result<()> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let count =
+        u32::try_from(keys.len()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let mut attr = BatchAttr {
+        keys: keys.as_ptr() as u64,
+        count,
+        map_fd: map.as_raw_fd() as u32,
+        ..Default::default()
+    };
+    call(BPF_MAP_DELETE_BATCH, &mut attr)?;
+    if attr.count != count {
+        return Err(io::Error::other(format!(
+            "batch delete removed {} of {count} entries",
             attr.count
         )));
     }

@@ -234,25 +234,9 @@ pub fn write_slot(ebpf: &mut MapSet, plan: &KernelPlan, slot: PolicySlot) -> Res
 /// Empties every map of `slot` (the one not live: the programs do not read it).
 pub fn clear_slot(ebpf: &mut MapSet, slot: PolicySlot) -> Result<(), MapError> {
     let maps = slot_maps(slot);
-    clear_trie::<4>(ebpf, maps.v4)?;
-    clear_trie::<16>(ebpf, maps.v6)?;
+    trie::clear(ebpf, maps)?;
     clear_hash::<u16, u8>(ebpf, maps.host_ports)?;
     clear_hash::<cork_unix_key, cork_unix_value>(ebpf, maps.unix)
-}
-
-// Keys first, then removals: removing while walking would skip keys.
-fn clear_trie<const N: usize>(ebpf: &mut MapSet, name: &'static str) -> Result<(), MapError> {
-    let map = ebpf.map_mut(name).ok_or(MapError::Missing(name))?;
-    let mut trie: LpmTrie<&mut MapData, [u8; N], cork_prefix_value> =
-        LpmTrie::try_from(map).map_err(aya_err(name, "open"))?;
-    let keys: Vec<Key<[u8; N]>> = trie
-        .keys()
-        .collect::<Result<_, _>>()
-        .map_err(aya_err(name, "iterate"))?;
-    for k in &keys {
-        trie.remove(k).map_err(aya_err(name, "remove"))?;
-    }
-    Ok(())
 }
 
 fn clear_hash<K: aya::Pod, V: aya::Pod>(

@@ -68,6 +68,59 @@ pub(super) fn verify(
     v4.and(v6)
 }
 
+/// Empties the tries of `maps` (a slot the programs do not read).
+pub(super) fn clear(ebpf: &mut MapSet, maps: SlotMaps) -> Result<(), MapError> {
+    let (v4, v6) = {
+        let map4 = ebpf.map(maps.v4).ok_or(MapError::Missing(maps.v4))?;
+        let map6 = ebpf.map(maps.v6).ok_or(MapError::Missing(maps.v6))?;
+        // Whether the maps are large is only known by reading them: always two threads.
+        both(
+            true,
+            || clear_batch::<4>(map4, maps.v4),
+            || clear_batch::<16>(map6, maps.v6),
+        )
+    };
+    if !v4? {
+        remove_each::<4>(ebpf, maps.v4)?;
+    }
+    if !v6? {
+        remove_each::<16>(ebpf, maps.v6)?;
+    }
+    Ok(())
+}
+
+/// Empties one family with batch calls; `Ok(false)` when the kernel has none (the trie
+/// may then be partly emptied).
+fn clear_batch<const N: usize>(map: &Map, name: &'static str) -> Result<bool, MapError> {
+    let trie: LpmTrie<&MapData, [u8; N], cork_prefix_value> =
+        LpmTrie::try_from(map).map_err(aya_err(name, "open"))?;
+    let fd = trie.map().fd().as_fd();
+    // Keys first, then removals: removing while walking would skip keys.
+    let mut keys: Vec<Key<[u8; N]>> = Vec::new();
+    let done = batch::lookup_each(fd, |k: Key<[u8; N]>, _: cork_prefix_value| keys.push(k))
+        .and_then(|()| batch::delete(fd, &keys));
+    match done {
+        Ok(()) => Ok(true),
+        Err(e) if batch::unsupported(&e) => Ok(false),
+        Err(source) => Err(MapError::Batch { map: name, source }),
+    }
+}
+
+fn remove_each<const N: usize>(ebpf: &mut MapSet, name: &'static str) -> Result<(), MapError> {
+    let map = ebpf.map_mut(name).ok_or(MapError::Missing(name))?;
+    let mut trie: LpmTrie<&mut MapData, [u8; N], cork_prefix_value> =
+        LpmTrie::try_from(map).map_err(aya_err(name, "open"))?;
+    // Keys first, then removals: removing while walking would skip keys.
+    let keys: Vec<Key<[u8; N]>> = trie
+        .keys()
+        .collect::<Result<_, _>>()
+        .map_err(aya_err(name, "iterate"))?;
+    for k in &keys {
+        trie.remove(k).map_err(aya_err(name, "remove"))?;
+    }
+    Ok(())
+}
+
 fn parallel(plan: &KernelPlan) -> bool {
     plan.v4.len().min(plan.v6.len()) >= PARALLEL_ENTRIES
 }
