@@ -27,57 +27,48 @@ static __always_inline int cork_same_dst(const struct cork_sock_state *st,
 }
 
 /*
- * Is `sk` a TCP socket connected to `dst` by connect()? Only for a socket with no state
- * at all. A TCP socket of a bottle gets a state when it binds, listens or is accepted
- * (sock_create.bpf.c, sock_ops.bpf.c; an accepted one inherits its listener's, or gets one
- * naming no bottle), so a stateless one with a peer got that peer from connect() — which
+ * Is this a packet of a TCP socket whose peer came from connect()? Asked only of a socket
+ * with no state at all (`sk` its socket as the hook has it: a full socket, or a request
+ * or time-wait socket, for which the state lookup finds nothing either). Every UDP socket
+ * of a bottle has a state from creation (sock_create.bpf.c refuses one it cannot tag), and
+ * a TCP socket gets one when it binds, listens or is accepted (sock_create.bpf.c,
+ * sock_ops.bpf.c; an accepted one inherits its listener's, or gets one naming no bottle):
+ * so a stateless socket is a TCP socket that at most connected, and connect() is what
  * cgroup/connect4|6 judged and allowed, the socket having been created in this cgroup
- * after the programs were attached — and its flow is kept as a vetted one is.
+ * after the programs were attached. TCP sends only to its peer, so the packet passes
+ * unparsed, and the flow is kept as a vetted one is (an address expiring or a policy
+ * update does not cut it). A listener sends nothing itself; a request socket (a
+ * listener's handshake) and a time-wait socket are judged. A reset on close (SO_LINGER 0)
+ * leaves in state CLOSE, to the peer, whose port the socket still holds. This is the path of every packet of an ordinary
+ * allowed connection: one helper call, no parse, no bottle or policy lookup (each helper
+ * call costs here: the kernel returns through a mitigation thunk).
  */
-static __always_inline int cork_tcp_connected_to(const struct bpf_sock *sk,
-						 const struct cork_dst *dst)
+static __always_inline int cork_connected_stateless(const struct bpf_sock *sk)
 {
-	__u32 w[4] = {};
+	__u32 state = sk->state;
 
-	if (sk->protocol != IPPROTO_TCP || sk->state == BPF_TCP_LISTEN)
+	/* No peer port, no peer (BPF_PROG_TEST_RUN's stand-in socket has none either). */
+	if (!sk->dst_port)
 		return 0;
-	if (bpf_ntohs((__u16)sk->dst_port) != dst->port)
-		return 0;
-	__builtin_memcpy(w, dst->addr, 16);
-	if (sk->family == CORK_AF_INET)
-		return dst->family == CORK_AF_INET && sk->dst_ip4 == w[0];
-	if (sk->family != CORK_AF_INET6)
-		return 0;
-	if (dst->family == CORK_AF_INET) /* an IPv6 socket connected to ::ffff:a.b.c.d */
-		return sk->dst_ip6[0] == 0 && sk->dst_ip6[1] == 0 &&
-		       sk->dst_ip6[2] == bpf_htonl(0xffff) && sk->dst_ip6[3] == w[0];
-	return sk->dst_ip6[0] == w[0] && sk->dst_ip6[1] == w[1] && sk->dst_ip6[2] == w[2] &&
-	       sk->dst_ip6[3] == w[3];
+	return state != BPF_TCP_LISTEN && state != BPF_TCP_NEW_SYN_RECV &&
+	       state != BPF_TCP_TIME_WAIT;
 }
 
-static __always_inline struct cork_decision cork_judge_packet(struct __sk_buff *skb,
-							      const struct cork_bottle_cfg *cfg,
-							      const struct cork_pkt *pkt)
+/* The verdict on any other packet; `any` is its socket's state whichever bottle that
+ * names (or 0). */
+static __always_inline struct cork_decision cork_judge_packet(const struct cork_bottle_cfg *cfg,
+							      const struct cork_pkt *pkt,
+							      struct cork_sock_state *any)
 {
 	struct cork_decision pass = { CORK_VERDICT_ALLOW, CORK_REASON_ALLOW_RULE, CORK_RULE_NONE };
 	struct cork_decision drop = { CORK_VERDICT_DENY, CORK_REASON_UNVETTED_PACKET,
 				      CORK_RULE_NONE };
-	struct cork_sock_state *st = 0, *any = 0;
-	struct bpf_sock *sk = skb->sk;
-
-	if (sk)
-		sk = bpf_sk_fullsock(sk);
-	if (sk)
-		any = bpf_sk_storage_get(&cork_sock, sk, 0, 0);
-	if (any && any->bottle_id == cfg->bottle_id)
-		st = any;
+	struct cork_sock_state *st = any && any->bottle_id == cfg->bottle_id ? any : 0;
 
 	if (pkt->l4 != IPPROTO_TCP && pkt->l4 != IPPROTO_UDP)
 		return drop;
 	/* A connect() this bottle was allowed: keep the flow (expiry does not cut it). */
 	if (st && (st->flags & CORK_SOCK_VETTED) && cork_same_dst(st, &pkt->dst))
-		return pass;
-	if (sk && !any && pkt->l4 == IPPROTO_TCP && cork_tcp_connected_to(sk, &pkt->dst))
 		return pass;
 	if (cork_is_loopback(&pkt->dst)) {
 		/* Bottle sockets only reach loopback through the vetted socket hooks (or answer
@@ -101,17 +92,26 @@ static __always_inline struct cork_decision cork_judge_packet(struct __sk_buff *
 SEC("cgroup_skb/egress")
 int cork_skb_egress(struct __sk_buff *skb)
 {
-	/* The socket's cgroup: the one whose programs run for this packet. */
-	const struct cork_bottle_cfg *cfg = cork_cfg_of(bpf_skb_cgroup_id(skb));
+	const struct cork_bottle_cfg *cfg;
+	struct cork_sock_state *any = 0;
+	struct bpf_sock *sk = skb->sk;
 	struct cork_pkt pkt = {};
 	struct cork_decision d;
 	struct cork_event *ev;
 
+	if (sk) {
+		any = bpf_sk_storage_get(&cork_sock, sk, 0, 0);
+		if (!any && cork_connected_stateless(sk))
+			return CORK_PASS;
+	}
+
 	if (!cork_parse(skb, 0, &pkt))
 		return CORK_PASS; /* not IP (e.g. ARP is never in a socket's cgroup path) */
+	/* The socket's cgroup: the one whose programs run for this packet. */
+	cfg = CORK_CFG_OF(bpf_skb_cgroup_id(skb));
 	if (!cfg)
 		return CORK_BLOCK; /* not a bottle cork configured: fail closed */
-	d = cork_judge_packet(skb, cfg, &pkt);
+	d = cork_judge_packet(cfg, &pkt, any);
 	if (d.verdict == CORK_VERDICT_ALLOW)
 		return CORK_PASS;
 

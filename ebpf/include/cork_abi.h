@@ -26,6 +26,12 @@
 /* Allow events for unconnected UDP are logged once per (socket, destination); this bounds
  * how many such flows are remembered. */
 #define CORK_MAX_FLOWS 16384
+/* Repeated allowed connects of one flow are counted in the kernel instead of each
+ * becoming a record (cork_allows, see cork_events.h): how many flows are counted at once
+ * (past that, every connect of a new flow is a record, as before), and for how long one
+ * record stands for the connects that follow it. */
+#define CORK_MAX_ALLOW_FLOWS 4096
+#define CORK_ALLOW_WINDOW_NS 1000000000ull
 /* rule_id value meaning "no manifest rule decided this" (default deny, loopback...). */
 #define CORK_RULE_NONE 0xffffffffu
 /* Set in every rule id written to the slot-1 policy maps (see cork_policy_slot in
@@ -231,6 +237,30 @@ struct cork_flow_key {
 	__u8 _pad[4];
 };
 
+/* Key of cork_allows: one allowed connect's flow, the fields of its record that the agent
+ * summarises by (userspace/agent/src/kernel_audit/aggregate.rs): everything a connect's
+ * record says but its time, thread, command and socket. */
+struct cork_allow_key {
+	__u32 pid;
+	__u32 rule_id;
+	__u8 dst[16];
+	__u16 dport;
+	__u8 hook;
+	__u8 reason;
+	__u8 family;
+	__u8 proto;
+	__u8 sock_type;
+	__u8 _pad;
+};
+
+/* Value of cork_allows. Only the programs write it; the agent reads it and deletes idle
+ * entries (one whose window ended long ago can no longer be counted in: a program counts
+ * only while now < window_end_ns, and runs for microseconds). */
+struct cork_allow_value {
+	__u64 window_end_ns; /* bpf_ktime_get_boot_ns() before which connects are counted */
+	__u64 counted;       /* connects counted instead of recorded, ever (only grows) */
+};
+
 /* Key of cork_unix_names: a unix socket name exactly as the kernel compares it. A path
  * ends at its first NUL; an abstract name is `len` bytes after the leading NUL. Bytes of
  * name past len are zero, so equal names are equal keys. */
@@ -315,6 +345,8 @@ CORK_ABI_ASSERT(sizeof(struct cork_sock_state) == 80);
 CORK_ABI_ASSERT(sizeof(struct cork_redirect_key) == 24);
 CORK_ABI_ASSERT(sizeof(struct cork_redirect_value) == 40);
 CORK_ABI_ASSERT(sizeof(struct cork_flow_key) == 32);
+CORK_ABI_ASSERT(sizeof(struct cork_allow_key) == 32);
+CORK_ABI_ASSERT(sizeof(struct cork_allow_value) == 16);
 CORK_ABI_ASSERT(sizeof(struct cork_event) == 104);
 CORK_ABI_ASSERT(sizeof(struct cork_unix_key) == 112);
 CORK_ABI_ASSERT(sizeof(struct cork_unix_value) == 8);

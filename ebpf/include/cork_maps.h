@@ -69,6 +69,12 @@
 	__uint(max_entries, CORK_MAX_FLOWS);                                                \
 	__uint(key_size, sizeof(struct cork_flow_key));                                     \
 	__uint(value_size, sizeof(__u8))
+/* Allowed connects counted instead of recorded, by flow (struct cork_allow_key). */
+#define CORK_ALLOWS_DEF                                                                     \
+	__uint(type, BPF_MAP_TYPE_HASH);                                                    \
+	__uint(max_entries, CORK_MAX_ALLOW_FLOWS);                                          \
+	__uint(key_size, sizeof(struct cork_allow_key));                                    \
+	__uint(value_size, sizeof(struct cork_allow_value))
 /* Redirected connections not yet accepted by the proxy: client address → original
  * destination (see struct cork_redirect_value). */
 #define CORK_REDIRECTS_DEF                                                                  \
@@ -101,6 +107,7 @@ CORK_OUTER(co_unixname_1, CORK_UNIX_NAMES_DEF);
 CORK_OUTER(co_events, CORK_EVENTS_DEF);
 CORK_OUTER(co_lost, CORK_LOST_DEF);
 CORK_OUTER(co_flows, CORK_FLOWS_DEF);
+CORK_OUTER(co_allows, CORK_ALLOWS_DEF);
 CORK_OUTER(co_redirects, CORK_REDIRECTS_DEF);
 
 /*
@@ -119,18 +126,44 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } cork_cfg SEC(".maps");
 
-/* The settings of the bottle whose cgroup has id `cgroup_id`, or 0 when there is none. */
-static __always_inline const struct cork_bottle_cfg *cork_cfg_of(__u64 cgroup_id)
+/*
+ * The same entry, where a hook finds it fastest: the cgroup local storage of the cgroup
+ * the running program is attached to (a __u64 key: one storage per cgroup, shared by all
+ * its hooks). bpf_get_local_storage is a pointer the kernel hands the program (~0 ns);
+ * the hash lookup above cost ~80 ns, and a connect runs five hooks. The storage exists
+ * only while a program using it is attached, and is zero until userspace copies the
+ * cork_cfg entry into it just after attaching (userspace/bpf/src/cfg.rs): until then, and
+ * under BPF_PROG_TEST_RUN (which gives each run fresh storage), the hash decides.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_CGROUP_STORAGE);
+	__type(key, __u64);
+	__type(value, struct cork_bottle_cfg);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cork_cfg_attached SEC(".maps");
+
+/* The entry in cork_cfg of the cgroup with id `cgroup_id`, or 0 when there is none. */
+static __always_inline const struct cork_bottle_cfg *cork_cfg_lookup(__u64 cgroup_id)
 {
 	const struct cork_bottle_cfg *cfg = bpf_map_lookup_elem(&cork_cfg, &cgroup_id);
 
 	return cfg && cfg->bottle_id ? cfg : 0;
 }
 
+/* The settings of the bottle the running program judges for: the attached cgroup's copy,
+ * else (not copied yet) cork_cfg's entry for `cgroup_id`, else 0. A macro, so the id (a
+ * helper call) is only asked for when the copy is missing. */
+#define CORK_CFG_OF(cgroup_id)                                                              \
+	({                                                                                  \
+		const struct cork_bottle_cfg *__cork_cfg =                                  \
+			bpf_get_local_storage(&cork_cfg_attached, 0);                       \
+		__cork_cfg->bottle_id ? __cork_cfg : cork_cfg_lookup(cgroup_id);             \
+	})
+
 /* The settings of the bottle the current task is in (process-context hooks only). */
 static __always_inline const struct cork_bottle_cfg *cork_cfg_current(void)
 {
-	return cork_cfg_of(bpf_get_current_cgroup_id());
+	return CORK_CFG_OF(bpf_get_current_cgroup_id());
 }
 
 /* Which sockets a bottle created, and what their connect() was allowed to reach.
@@ -176,6 +209,7 @@ CORK_BOTTLE_MAP(cork_unixname_1, CORK_UNIX_NAMES_DEF);
 CORK_BOTTLE_MAP(cork_events, CORK_EVENTS_DEF);
 CORK_BOTTLE_MAP(cork_lost, CORK_LOST_DEF);
 CORK_BOTTLE_MAP(cork_flows, CORK_FLOWS_DEF);
+CORK_BOTTLE_MAP(cork_allows, CORK_ALLOWS_DEF);
 CORK_BOTTLE_MAP(cork_redirects, CORK_REDIRECTS_DEF);
 
 #define CORK_MAP(name, id) ((void)(id), (void *)&cork_##name)

@@ -65,7 +65,9 @@ pub fn bench(extra: &[String]) -> Result<()> {
     if wants("dlp") {
         dlp(&out, true)?;
     }
-    summary(&out, Some(&root().join("docs/bench")))
+    // Only what this run measured is drawn: a partial run must not redraw the other
+    // figures from whatever reports an earlier run (or a hand-run bench) left behind.
+    summary(&out, Some((&root().join("docs/bench"), only)))
 }
 
 /// `cargo xtask bench-proxy [compare options]`: the proxy bench alone, then the table.
@@ -84,10 +86,10 @@ pub fn bench_proxy(extra: &[String]) -> Result<()> {
     summary(&out, None)
 }
 
-/// `cargo xtask bench-report`: the table and the figures again from the last run's
+/// `cargo xtask bench-report`: the table and every figure again from the last run's
 /// reports, without running anything.
 pub fn report() -> Result<()> {
-    summary(&bench_dir(), Some(&root().join("docs/bench")))
+    summary(&bench_dir(), Some((&root().join("docs/bench"), None)))
 }
 
 /// An integration binary of `profile`, run from the workspace root with the cork of the
@@ -101,13 +103,18 @@ fn integration_bin(profile: &str, bin: &str, out: &Path) -> Command {
     c
 }
 
-/// Prints the table of every report in `dir`; with `figures`, draws them there.
-fn summary(dir: &Path, figures: Option<&Path>) -> Result<()> {
+/// Prints the table of every report in `dir`; with `figures`, draws into its directory
+/// the figures of the reports of its section (every report's when None).
+fn summary(dir: &Path, figures: Option<(&Path, Option<&str>)>) -> Result<()> {
     let reports = Report::read_dir(dir)?;
     println!("\nsummary ({} reports in {})", reports.len(), dir.display());
     print!("{}", table::render(&reports));
-    if let Some(fig) = figures {
-        for p in plot::write_figures(&reports, fig)? {
+    if let Some((fig, section)) = figures {
+        let drawn: Vec<Report> = reports
+            .into_iter()
+            .filter(|r| section.is_none_or(|s| r.bench == s))
+            .collect();
+        for p in plot::write_figures(&drawn, fig)? {
             println!("figure: {}", p.display());
         }
     }
@@ -372,7 +379,7 @@ pub fn smoke() -> Result<()> {
             .with_context(|| format!("bench {bench} wrote no report in {}", out.display()))?;
         rep.check(rows, series)?;
     }
-    summary(&out, Some(&out.join("figures")))?;
+    summary(&out, Some((&out.join("figures"), None)))?;
     println!("bench smoke: {} reports complete", SMOKE_EXPECTED.len());
     Ok(())
 }

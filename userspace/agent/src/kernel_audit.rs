@@ -148,6 +148,12 @@ impl EventHandler for AuditWriter {
         self.write(&verdict_from_kernel(ev, &self.enrichment));
     }
 
+    fn counted(&mut self, ev: &cork_event, count: u64) {
+        let mut out = verdict_from_kernel(ev, &self.enrichment);
+        out.count = Some(count);
+        self.write(&out);
+    }
+
     fn unix_event(&mut self, ev: &cork_unix_event) {
         self.write(&verdict_from_unix(ev, &self.enrichment));
     }
@@ -184,18 +190,7 @@ impl Drop for AuditWriter {
     }
 }
 
-/// CLOCK_BOOTTIME now, in nanoseconds: the clock of the kernel's record stamps.
-fn boot_now_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: ts is a valid timespec to write to.
-    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
-    (ts.tv_sec as u64)
-        .saturating_mul(1_000_000_000)
-        .saturating_add(ts.tv_nsec as u64)
-}
+use cork_bpf::counted::boot_now_ns;
 
 /// Turns one kernel record into its audit event.
 pub fn verdict_from_kernel(ev: &cork_event, en: &Enrichment) -> VerdictEvent {

@@ -62,8 +62,9 @@ pub struct VerdictEvent {
     pub cgroup_id: u64,
     pub cookie: u64,
     /// On a summary line only: how many allows of this same flow (everything above but
-    /// `ts` and `cookie`, which are the last one's) this line stands for, none of them
-    /// written on its own. The flow's first allow was written before it, as any line is.
+    /// `ts` and `cookie`, which are the last one's, or for connects the kernel counted,
+    /// those of the record they followed) this line stands for, none of them written on
+    /// its own. The flow's first allow was written before it, as any line is.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub count: Option<u64>,
 }

@@ -88,6 +88,8 @@ impl Enforcement {
             map: crate::abi::map_names::CORK_CFG,
             detail: format!("no entry for the bottle's cgroup {key}"),
         })?;
+        // The hooks' fast copy (written at install; the same again, should it be gone).
+        cfg::write_attached(set.dir(), key, &entry)?;
         Ok(Enforcement {
             pin_dir: pin_dir.to_path_buf(),
             objects: Vec::new(),

@@ -5,6 +5,11 @@
 //! shared by every bottle of a program set (see shared.rs); an entry is written once,
 //! before anything is attached, read back by every verification, and deleted at teardown.
 //! A hook that finds none fails closed.
+//!
+//! Once the programs are attached, the entry is also copied into `cork_cfg_attached`, the
+//! cgroup local storage of the bottle's cgroup, where the hooks find it without a hash
+//! lookup (cork_maps.h). That copy lives exactly as long as the attachments; verification
+//! reads it back too.
 
 use std::fs;
 use std::io;
@@ -15,7 +20,7 @@ use std::path::{Path, PathBuf};
 use aya::maps::{HashMap, Map, MapData};
 
 use crate::abi::cork_bottle_cfg;
-use crate::abi::map_names::CORK_CFG;
+use crate::abi::map_names::{CORK_CFG, CORK_CFG_ATTACHED};
 use crate::{LoadConstants, MapError};
 
 /// Failures finding a cgroup's id.
@@ -75,8 +80,15 @@ pub fn own_cgroup_id() -> Result<u64, CgroupIdError> {
 }
 
 fn aya_err(operation: &'static str) -> impl Fn(aya::maps::MapError) -> MapError {
+    aya_err_of(CORK_CFG, operation)
+}
+
+fn aya_err_of(
+    map: &'static str,
+    operation: &'static str,
+) -> impl Fn(aya::maps::MapError) -> MapError {
     move |source| MapError::Aya {
-        map: CORK_CFG,
+        map,
         operation,
         source,
     }
@@ -130,6 +142,52 @@ pub(crate) fn verify(dir: &Path, key: u64, want: &cork_bottle_cfg) -> Result<(),
     }
     Err(MapError::Mismatch {
         map: CORK_CFG,
+        detail: format!("cgroup {key} has {found:?}, {want:?} was expected"),
+    })
+}
+
+/// The bytes of an entry, as the kernel holds it.
+fn entry_bytes(cfg: &cork_bottle_cfg) -> [u8; std::mem::size_of::<cork_bottle_cfg>()] {
+    let mut out = [0u8; std::mem::size_of::<cork_bottle_cfg>()];
+    out[0..4].copy_from_slice(&cfg.bottle_id.to_ne_bytes());
+    out[4..6].copy_from_slice(&cfg.dns_port.to_ne_bytes());
+    out[6..8].copy_from_slice(&cfg.proxy_port.to_ne_bytes());
+    out
+}
+
+fn attached_err(operation: &'static str) -> impl Fn(io::Error) -> MapError {
+    move |source| MapError::Io {
+        map: CORK_CFG_ATTACHED,
+        operation,
+        source,
+    }
+}
+
+/// Copies the entry of the cgroup `key` into the cgroup's local storage (only possible
+/// while programs of the set are attached to it).
+pub(crate) fn write_attached(dir: &Path, key: u64, cfg: &cork_bottle_cfg) -> Result<(), MapError> {
+    let data = MapData::from_pin(dir.join(CORK_CFG_ATTACHED))
+        .map_err(aya_err_of(CORK_CFG_ATTACHED, "open"))?;
+    crate::direct::sys::update(data.fd().as_fd(), &key.to_ne_bytes(), &entry_bytes(cfg))
+        .map_err(attached_err("write"))
+}
+
+/// Reads the cgroup `key`'s local storage back and compares it with `want`.
+pub(crate) fn verify_attached(
+    dir: &Path,
+    key: u64,
+    want: &cork_bottle_cfg,
+) -> Result<(), MapError> {
+    let data = MapData::from_pin(dir.join(CORK_CFG_ATTACHED))
+        .map_err(aya_err_of(CORK_CFG_ATTACHED, "open"))?;
+    let mut found = [0u8; std::mem::size_of::<cork_bottle_cfg>()];
+    crate::direct::sys::lookup(data.fd().as_fd(), &key.to_ne_bytes(), &mut found)
+        .map_err(attached_err("read"))?;
+    if found == entry_bytes(want) {
+        return Ok(());
+    }
+    Err(MapError::Mismatch {
+        map: CORK_CFG_ATTACHED,
         detail: format!("cgroup {key} has {found:?}, {want:?} was expected"),
     })
 }

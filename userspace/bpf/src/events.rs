@@ -18,6 +18,7 @@ use tokio::sync::oneshot;
 use tokio::time::MissedTickBehavior;
 
 use super::abi::{cork_event, cork_hook, cork_unix_event};
+use super::counted::CountedAllows;
 use super::maps::MapError;
 
 /// What the reader does with what it reads. Called on a runtime worker: keep it short.
@@ -29,6 +30,9 @@ pub trait EventHandler: Send + 'static {
     /// `lost` events could not be written since the last call (ring buffer full);
     /// `lost_total` since the bottle started.
     fn lost(&mut self, lost: u64, lost_total: u64);
+    /// `count` allowed connects of `ev`'s flow that the kernel counted instead of
+    /// recording (see [`crate::counted`]): one summary line, `ev` with `count`.
+    fn counted(&mut self, ev: &cork_event, count: u64);
     /// Everything available was read: a good moment to flush.
     fn drained(&mut self);
     /// Called every [`LOSS_CHECK`], records or not: a handler that holds some back (the
@@ -58,6 +62,7 @@ pub struct EventReader {
 struct Reader<H> {
     lost: PerCpuArray<MapData, u64>,
     lost_seen: u64,
+    counted: Option<CountedAllows>,
     handler: H,
 }
 
@@ -90,6 +95,7 @@ impl EventReader {
             operation: "open",
             source,
         })?;
+        let counted = CountedAllows::take(ebpf)?;
         let _guard = runtime.enter();
         // SAFETY: the fd is the ring buffer map's, owned by `Ring` inside the AsyncFd for
         // the AsyncFd's whole life; `as_raw_fd` always returns that same fd.
@@ -100,6 +106,7 @@ impl EventReader {
         let reader = Reader {
             lost,
             lost_seen: 0,
+            counted,
             handler,
         };
         let task = runtime.spawn(async move {
@@ -157,11 +164,15 @@ impl<H: EventHandler> Reader<H> {
                 },
                 _ = poll.tick() => self.drain(&mut ring.get_mut().0) > 0,
                 _ = loss.tick() => {
+                    // Records first: a flow's summary shows its latest record.
+                    let read = self.drain(&mut ring.get_mut().0) > 0;
+                    let summed = self.report_counted();
                     self.handler.tick();
-                    self.report_loss()
+                    self.report_loss() || read || summed
                 }
                 _ = &mut stopped => {
                     self.drain(&mut ring.get_mut().0);
+                    self.report_counted();
                     self.report_loss();
                     self.handler.drained();
                     return;
@@ -196,9 +207,25 @@ impl<H: EventHandler> Reader<H> {
                 continue;
             }
             drop(item);
+            if let Some(counted) = &mut self.counted {
+                counted.note(&ev);
+            }
             self.handler.event(&ev);
         }
         n
+    }
+
+    /// Hands what the kernel counted since the last sweep to the handler; returns whether
+    /// there was any.
+    fn report_counted(&mut self) -> bool {
+        let Some(counted) = &mut self.counted else {
+            return false;
+        };
+        let summaries = counted.sweep(crate::counted::boot_now_ns());
+        for (ev, count) in &summaries {
+            self.handler.counted(ev, *count);
+        }
+        !summaries.is_empty()
     }
 
     /// Reports new losses to the handler; returns whether there were any.

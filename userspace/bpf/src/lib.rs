@@ -15,6 +15,7 @@ mod adopt;
 mod attach;
 mod batch;
 mod cfg;
+pub mod counted;
 mod direct;
 pub mod events;
 pub mod learned;
@@ -341,6 +342,10 @@ impl Enforcement {
             self.attachments
                 .push(direct::attach(program, cgroup, &self.pin_dir)?);
         }
+        // The cgroup's local storage exists now: the hooks' fast copy of the entry.
+        if let Some((key, entry)) = &self.cfg {
+            cfg::write_attached(set.dir(), *key, entry)?;
+        }
         self.verify_against(target, &open, plan, 0, false)
     }
 
@@ -534,6 +539,7 @@ impl Enforcement {
         }
         if let (Some((dir, bottle_id)), Some((key, entry))) = (&self.shared, &self.cfg) {
             cfg::verify(dir, *key, entry)?;
+            cfg::verify_attached(dir, *key, entry)?;
             shared::verify_maps(dir, &self.pin_dir, *bottle_id)?;
         }
         maps::verify_plan(&self.maps, plan, slot, learned)?;

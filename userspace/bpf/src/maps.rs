@@ -70,6 +70,13 @@ pub enum MapError {
         #[source]
         source: std::io::Error,
     },
+    #[error("map {map}: {operation}")]
+    Io {
+        map: &'static str,
+        operation: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("registering the audit ring buffer with the runtime")]
     Register(#[source] std::io::Error),
 }

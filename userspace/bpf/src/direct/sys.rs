@@ -9,6 +9,7 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use aya_obj::generated::bpf_insn;
 
+const BPF_MAP_LOOKUP_ELEM: libc::c_long = 1;
 const BPF_MAP_UPDATE_ELEM: libc::c_long = 2;
 const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_MAP_DELETE_ELEM: libc::c_long = 3;
@@ -128,6 +129,32 @@ pub(super) fn write_first(map: BorrowedFd<'_>, value: &[u8]) -> io::Result<()> {
     // SAFETY: attr points at `key` (the array's 4-byte key) and `value` (the map's value
     // size, the caller's promise), both alive for the call; the kernel only reads them.
     unsafe { bpf(BPF_MAP_UPDATE_ELEM, &mut attr) }.map(drop)
+}
+
+/// Writes `value` at `key` of `map` (BPF_ANY).
+pub(crate) fn update(map: BorrowedFd<'_>, key: &[u8], value: &[u8]) -> io::Result<()> {
+    let mut attr = MapElemAttr {
+        map_fd: map.as_raw_fd() as u32,
+        key: key.as_ptr() as u64,
+        value: value.as_ptr() as u64,
+        ..Default::default()
+    };
+    // SAFETY: attr points at `key` and `value`, the map's key and value sizes (the
+    // caller's promise), both alive for the call; the kernel only reads them.
+    unsafe { bpf(BPF_MAP_UPDATE_ELEM, &mut attr) }.map(drop)
+}
+
+/// Reads the value at `key` of `map` into `value` (ENOENT when there is none).
+pub(crate) fn lookup(map: BorrowedFd<'_>, key: &[u8], value: &mut [u8]) -> io::Result<()> {
+    let mut attr = MapElemAttr {
+        map_fd: map.as_raw_fd() as u32,
+        key: key.as_ptr() as u64,
+        value: value.as_mut_ptr() as u64,
+        ..Default::default()
+    };
+    // SAFETY: attr points at `key` (read) and `value` (written), the map's key and value
+    // sizes (the caller's promise), both alive for the call.
+    unsafe { bpf(BPF_MAP_LOOKUP_ELEM, &mut attr) }.map(drop)
 }
 
 /// Makes a map read-only for userspace from now on (programs see constant data).

@@ -1,0 +1,248 @@
+//! The allowed connects the kernel counted instead of recording (`cork_allows`, see
+//! `cork_allow_counted` in ebpf/sock_addr.bpf.c): a connect that repeats, within a
+//! second, one the programs already recorded only adds one to its flow's `counted`. The
+//! event reader sweeps the map on its loss-check tick and hands each flow's new count to
+//! the handler as one summary — the flow's last record, with `count` — so every allow is
+//! still a line of the audit log or counted in one.
+//!
+//! Why this is exact: `counted` only grows, and only the programs write it; the reader
+//! remembers what it has reported per flow and reports the difference. An entry is
+//! deleted only once its window ended [`IDLE`] ago with nothing left to report: a program
+//! counts only while its clock is inside the window, and runs for microseconds, so no
+//! count can land in a deleted entry. A reader that starts on a map that already has
+//! counts (the daemon taking a bottle back) takes them as reported by the one before it.
+
+use std::collections::HashMap as StdHashMap;
+use std::time::Duration;
+
+use aya::maps::{HashMap, MapData};
+
+use crate::MapError;
+use crate::abi::{cork_event, cork_hook, cork_reason, cork_verdict};
+
+const ALLOWS: &str = crate::abi::map_names::CORK_ALLOWS;
+/// How long after its window ended an entry with nothing to report is deleted.
+pub const IDLE: Duration = Duration::from_secs(10);
+
+type Key = [u8; 32];
+type Value = [u8; 16];
+
+/// A bottle's counted connects and what of them was reported.
+pub struct CountedAllows {
+    map: HashMap<MapData, Key, Value>,
+    /// Per flow: its `counted` when last reported.
+    reported: StdHashMap<Key, u64>,
+    /// Per flow: its latest record, which a summary repeats.
+    last: StdHashMap<Key, cork_event>,
+}
+
+impl CountedAllows {
+    /// Takes `cork_allows` out of the bottle's maps (None: this bottle's programs count
+    /// nothing). What it already counts is taken as reported.
+    pub fn take(maps: &mut crate::MapSet) -> Result<Option<Self>, MapError> {
+        let Some(map) = maps.take_map(ALLOWS) else {
+            return Ok(None);
+        };
+        let map = HashMap::try_from(map).map_err(|source| MapError::Aya {
+            map: ALLOWS,
+            operation: "open",
+            source,
+        })?;
+        let mut this = CountedAllows {
+            map,
+            reported: StdHashMap::new(),
+            last: StdHashMap::new(),
+        };
+        for (key, value) in this.entries() {
+            this.reported.insert(key, value_counted(&value));
+        }
+        Ok(Some(this))
+    }
+
+    /// Notes a record the reader read: a recorded allow of a countable flow is what that
+    /// flow's summaries will show.
+    pub fn note(&mut self, ev: &cork_event) {
+        if let Some(key) = key_of(ev) {
+            self.last.insert(key, *ev);
+        }
+    }
+
+    /// What the programs counted since the last sweep, one summary per flow: its last
+    /// record (or, if that record was lost, one made from the flow itself, stamped
+    /// `now_boot_ns`) and how many connects it stands for. Deletes idle entries.
+    pub fn sweep(&mut self, now_boot_ns: u64) -> Vec<(cork_event, u64)> {
+        let mut out = Vec::new();
+        let idle_ns = IDLE.as_nanos() as u64;
+        for (key, value) in self.entries() {
+            let counted = value_counted(&value);
+            let reported = self.reported.get(&key).copied().unwrap_or(0);
+            if counted > reported {
+                let ev = self
+                    .last
+                    .get(&key)
+                    .copied()
+                    .unwrap_or_else(|| event_of(&key, now_boot_ns));
+                out.push((ev, counted - reported));
+                self.reported.insert(key, counted);
+            } else if value_window_end(&value).saturating_add(idle_ns) < now_boot_ns {
+                match self.map.remove(&key) {
+                    Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {
+                        self.reported.remove(&key);
+                        self.last.remove(&key);
+                    }
+                    Err(e) => tracing::error!("deleting an idle entry of {ALLOWS}: {e}"),
+                }
+            }
+        }
+        out
+    }
+
+    fn entries(&self) -> Vec<(Key, Value)> {
+        self.map
+            .iter()
+            .filter_map(|r| match r {
+                Ok(kv) => Some(kv),
+                Err(e) => {
+                    tracing::error!("reading {ALLOWS}: {e}");
+                    None
+                }
+            })
+            .collect()
+    }
+}
+
+/// CLOCK_BOOTTIME now, in nanoseconds: the clock of the programs' windows and stamps.
+pub fn boot_now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid timespec to write to.
+    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    (ts.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(ts.tv_nsec as u64)
+}
+
+fn value_window_end(v: &Value) -> u64 {
+    u64::from_ne_bytes(v[0..8].try_into().unwrap_or([0; 8]))
+}
+
+fn value_counted(v: &Value) -> u64 {
+    u64::from_ne_bytes(v[8..16].try_into().unwrap_or([0; 8]))
+}
+
+/// The `struct cork_allow_key` of a record the programs would count the repeats of: an
+/// allowed connect decided by an allow rule (the flow `cork_allow_counted` keys by).
+pub fn key_of(ev: &cork_event) -> Option<Key> {
+    let connect = ev.hook == cork_hook::CORK_HOOK_CONNECT4 as u8
+        || ev.hook == cork_hook::CORK_HOOK_CONNECT6 as u8;
+    if !connect
+        || u32::from(ev.verdict) != cork_verdict::CORK_VERDICT_ALLOW
+        || u32::from(ev.reason) != cork_reason::CORK_REASON_ALLOW_RULE
+    {
+        return None;
+    }
+    let mut k = [0u8; 32];
+    k[0..4].copy_from_slice(&ev.pid.to_ne_bytes());
+    k[4..8].copy_from_slice(&ev.rule_id.to_ne_bytes());
+    k[8..24].copy_from_slice(&ev.dst);
+    k[24..26].copy_from_slice(&ev.dport.to_ne_bytes());
+    k[26] = ev.hook;
+    k[27] = ev.reason;
+    k[28] = ev.family;
+    k[29] = ev.proto;
+    k[30] = ev.sock_type;
+    Some(k)
+}
+
+/// A record standing for a flow whose own record was lost: what the key says.
+fn event_of(k: &Key, now_boot_ns: u64) -> cork_event {
+    let mut dst = [0u8; 16];
+    dst.copy_from_slice(&k[8..24]);
+    cork_event {
+        ts_boot_ns: now_boot_ns,
+        pid: u32::from_ne_bytes([k[0], k[1], k[2], k[3]]),
+        rule_id: u32::from_ne_bytes([k[4], k[5], k[6], k[7]]),
+        dst,
+        dport: u16::from_ne_bytes([k[24], k[25]]),
+        hook: k[26],
+        verdict: cork_verdict::CORK_VERDICT_ALLOW as u8,
+        reason: k[27],
+        family: k[28],
+        proto: k[29],
+        sock_type: k[30],
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn allow(pid: u32, last: u8) -> cork_event {
+        let mut ev = cork_event {
+            ts_boot_ns: 7,
+            pid,
+            rule_id: 3,
+            dport: 443,
+            hook: cork_hook::CORK_HOOK_CONNECT4 as u8,
+            verdict: cork_verdict::CORK_VERDICT_ALLOW as u8,
+            reason: cork_reason::CORK_REASON_ALLOW_RULE as u8,
+            family: libc::AF_INET as u8,
+            proto: 6,
+            sock_type: 1,
+            ..Default::default()
+        };
+        ev.dst[..4].copy_from_slice(&[198, 51, 100, last]);
+        ev
+    }
+
+    #[test]
+    fn a_key_round_trips_to_the_flow_it_names() {
+        let ev = allow(42, 10);
+        let key = key_of(&ev).expect("an allow-rule connect is countable");
+        let back = event_of(&key, 99);
+        assert_eq!(key_of(&back), Some(key));
+        assert_eq!((back.pid, back.rule_id, back.dport), (42, 3, 443));
+        assert_eq!(back.dst, ev.dst);
+        assert_eq!(back.ts_boot_ns, 99);
+    }
+
+    #[test]
+    fn only_allow_rule_connects_are_countable() {
+        let mut deny = allow(1, 1);
+        deny.verdict = cork_verdict::CORK_VERDICT_DENY as u8;
+        assert_eq!(key_of(&deny), None);
+        let mut proxied = allow(1, 1);
+        proxied.reason = cork_reason::CORK_REASON_PROXY_REDIRECT as u8;
+        assert_eq!(key_of(&proxied), None);
+        let mut datagram = allow(1, 1);
+        datagram.hook = cork_hook::CORK_HOOK_SENDMSG4 as u8;
+        assert_eq!(key_of(&datagram), None);
+        assert_ne!(key_of(&allow(1, 1)), key_of(&allow(2, 1)), "per process");
+        assert_ne!(
+            key_of(&allow(1, 1)),
+            key_of(&allow(1, 2)),
+            "per destination"
+        );
+    }
+
+    #[test]
+    fn the_key_layout_is_the_kernels() {
+        assert_eq!(
+            std::mem::size_of::<crate::abi::cork_allow_key>(),
+            std::mem::size_of::<Key>()
+        );
+        assert_eq!(
+            std::mem::size_of::<crate::abi::cork_allow_value>(),
+            std::mem::size_of::<Value>()
+        );
+        let k = crate::abi::cork_allow_key::default();
+        let base = &k as *const _ as usize;
+        assert_eq!(&k.dst as *const _ as usize - base, 8);
+        assert_eq!(&k.dport as *const _ as usize - base, 24);
+        assert_eq!(&k.hook as *const _ as usize - base, 26);
+        assert_eq!(&k.sock_type as *const _ as usize - base, 30);
+    }
+}
