@@ -97,6 +97,17 @@ fn update(world: &World, sock: &str, name: &str, manifest: &std::path::Path) -> 
     )
 }
 
+/// Entries in the pinned IPv4 trie `map` of the bottle named `name`.
+fn trie_len(name: &str, map: &str) -> Result<usize> {
+    let [pins] = <[_; 1]>::try_from(cork_integration::host::cork_pins(name))
+        .map_err(|found| anyhow::anyhow!("pin directories of {name}: {found:?}"))?;
+    let data = aya::maps::MapData::from_pin(pins.join(map))
+        .with_context(|| format!("{map} in {}", pins.display()))?;
+    let trie: aya::maps::LpmTrie<_, [u8; 4], cork_bpf::abi::cork_prefix_value> =
+        aya::maps::LpmTrie::try_from(aya::maps::Map::LpmTrie(data))?;
+    Ok(trie.keys().collect::<Result<Vec<_>, _>>()?.len())
+}
+
 fn cork_out(world: &World, args: &[&str]) -> Result<RunOutput> {
     world.run(world.cork(args))
 }
@@ -204,6 +215,10 @@ fn a_policy_update_switches_every_decision_at_once() -> Result<()> {
         "{out}"
     );
     assert!(out.stdout.contains("1 learned addresses carried"), "{out}");
+    // The old generation's slot was emptied before the update answered; the new one holds
+    // the new prefix and the carried address.
+    assert_eq!(trie_len(&name, "cork_rules_v4")?, 0);
+    assert_eq!(trie_len(&name, "cork_rules_v4_1")?, 2);
     looping.wait_line("Y ok", WAIT)?;
     looping.wait_line("X EPERM", WAIT)?;
     std::fs::write(&stop, "")?;

@@ -77,6 +77,7 @@
 //! ```
 
 mod ask;
+mod bulk;
 mod compile;
 mod credential;
 mod dlp;
@@ -85,6 +86,7 @@ mod dns;
 mod domain;
 mod domain_rule;
 mod duration;
+mod egress;
 mod env;
 mod error;
 mod evaluate;

@@ -4,6 +4,7 @@
 //! The path lookup exists because serde errors raised inside `toml` (unknown keys, wrong
 //! value types) carry a span but not the field they concern.
 
+use std::cell::Cell;
 use std::ops::Range;
 
 use toml::Spanned;
@@ -17,6 +18,9 @@ pub(crate) struct Locator<'a> {
     origin: &'a str,
     /// Byte offset at which each line starts.
     line_starts: Vec<usize>,
+    /// The line of the last lookup: callers mostly ask in text order (a rule after
+    /// another), so the next answer is usually a few lines on.
+    last_line: Cell<usize>,
 }
 
 impl<'a> Locator<'a> {
@@ -28,6 +32,7 @@ impl<'a> Locator<'a> {
             src,
             origin,
             line_starts,
+            last_line: Cell::new(1),
         }
     }
 
@@ -38,11 +43,30 @@ impl<'a> Locator<'a> {
         while !self.src.is_char_boundary(offset) {
             offset -= 1;
         }
-        // `line_starts[0] == 0`, so the partition point is at least 1.
-        let line = self.line_starts.partition_point(|&start| start <= offset);
+        let line = self.line_of(offset);
         let start = self.line_starts[line - 1];
         let col = self.src[start..offset].chars().count() + 1;
         (line, col)
+    }
+
+    /// The 1-based line holding `offset` (at most the text's length): one a few lines from
+    /// the last one found, else a binary search.
+    fn line_of(&self, offset: usize) -> usize {
+        const NEAR: usize = 8;
+        let starts = &self.line_starts;
+        // Line `l` holds `offset` when starts[l - 1] <= offset < starts[l] (or l is last).
+        let holds = |l: usize| {
+            starts.get(l - 1).is_some_and(|&s| s <= offset)
+                && starts.get(l).is_none_or(|&next| offset < next)
+        };
+        // Rules are asked for in order, a domain rule's `domain` value before its header.
+        let from = self.last_line.get().saturating_sub(NEAR).max(1);
+        let line = (from..from + 2 * NEAR)
+            .find(|&l| holds(l))
+            // `line_starts[0] == 0`, so the partition point is at least 1.
+            .unwrap_or_else(|| starts.partition_point(|&start| start <= offset));
+        self.last_line.set(line);
+        line
     }
 
     /// An error at the start of `span`.
@@ -129,6 +153,23 @@ mod tests {
         // Inside `é` and past the end are clamped rather than panicking.
         assert_eq!(loc.line_col(8), (2, 2));
         assert_eq!(loc.line_col(999), (3, 1));
+    }
+
+    #[test]
+    fn line_col_agrees_with_counting_in_any_order() {
+        let src = "a\n\nbc\nd\n\n\n\n\n\n\n\n\n\n\nlast";
+        let count = |offset: usize| {
+            let before = &src[..offset.min(src.len())];
+            let line = before.matches('\n').count() + 1;
+            let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            (line, col)
+        };
+        let loc = Locator::new(src, "t");
+        let forward: Vec<usize> = (0..=src.len() + 2).collect();
+        let mixed = [30, 0, 5, 4, 31, 2, 19, 18, 3, 1];
+        for offset in forward.iter().chain(&mixed) {
+            assert_eq!(loc.line_col(*offset), count(*offset), "offset {offset}");
+        }
     }
 
     #[test]

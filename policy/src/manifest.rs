@@ -11,19 +11,16 @@ use toml::Spanned;
 use crate::credential::{Credential, credentials};
 use crate::dlp::{DlpConfig, dlp_config};
 use crate::dns::{DnsConfig, dns_config};
-use crate::domain::{DomainError, DomainPattern};
 use crate::domain_rule::DomainRule;
+use crate::egress::{Entry, Kind, rule};
 use crate::env::{EnvConfig, PassAt, env_config};
 use crate::error::ManifestError;
 use crate::files::{FilesConfig, files_config};
-use crate::inspect::{InspectMode, inspection};
 use crate::locate::Locator;
 use crate::plan::MAX_HOST_PORTS;
-use crate::ports::{PortRange, Proto, user_port};
-use crate::prefix::Prefix;
-use crate::route::HttpRoute;
-use crate::rule::{self, Action, RuleInfo, RuleTarget};
-use crate::schema::{PortValue, RawBottle, RawManifest, RawRule};
+use crate::ports::user_port;
+use crate::rule::{self, RuleInfo, RuleTarget};
+use crate::schema::{RawBottle, RawManifest};
 use crate::tls::{TlsConfig, tls_config};
 use crate::unix::{UnixConfig, unix_config};
 
@@ -65,9 +62,34 @@ pub struct Manifest {
 
 /// Parses and validates manifest text. `origin` names the text in errors (a file path).
 pub fn parse_manifest(src: &str, origin: &str) -> Result<Manifest, ManifestError> {
+    parse_read(src, origin, crate::bulk::read(src))
+}
+
+/// [`parse_manifest`] given what the bulk reader made of `src` (see `bulk/`). Whatever
+/// that reader refuses, and any manifest it read that does not validate, is parsed again
+/// by [`parse_with_toml`], so that every error comes from the one reader.
+pub(crate) fn parse_read(
+    src: &str,
+    origin: &str,
+    bulk: Option<RawManifest>,
+) -> Result<Manifest, ManifestError> {
+    if let Some(raw) = bulk
+        && let Ok(manifest) = validate(&Locator::new(src, origin), origin, raw)
+    {
+        return Ok(manifest);
+    }
+    parse_with_toml(src, origin)
+}
+
+/// [`parse_manifest`] with `toml` reading the whole text.
+pub(crate) fn parse_with_toml(src: &str, origin: &str) -> Result<Manifest, ManifestError> {
     let loc = Locator::new(src, origin);
     let raw: RawManifest = toml::from_str(src).map_err(|e| loc.toml_error(&e))?;
+    validate(&loc, origin, raw)
+}
 
+/// The checks and defaults of every key, on the manifest as serde read it.
+fn validate(loc: &Locator<'_>, origin: &str, raw: RawManifest) -> Result<Manifest, ManifestError> {
     match raw.version {
         None => {
             return Err(loc.error(
@@ -89,7 +111,7 @@ pub fn parse_manifest(src: &str, origin: &str) -> Result<Manifest, ManifestError
         Some(_) => {}
     }
 
-    let name = bottle_name(&loc, raw.bottle)?;
+    let name = bottle_name(loc, raw.bottle)?;
 
     let mut rules = Vec::new();
     let mut domains = Vec::new();
@@ -107,7 +129,7 @@ pub fn parse_manifest(src: &str, origin: &str) -> Result<Manifest, ManifestError
                     domain_at,
                     inspect,
                     routes,
-                } = rule(&loc, kind, index, entry)?;
+                } = rule(loc, kind, index, entry)?;
                 if let (RuleTarget::Domain(pattern), Some((line, col))) = (&info.target, domain_at)
                 {
                     domains.push(DomainRule {
@@ -130,16 +152,16 @@ pub fn parse_manifest(src: &str, origin: &str) -> Result<Manifest, ManifestError
 
     let host_ports = match raw.loopback.and_then(|l| l.host_ports) {
         None => Vec::new(),
-        Some(list) => host_ports(&loc, list)?,
+        Some(list) => host_ports(loc, list)?,
     };
 
-    let dns = dns_config(&loc, raw.dns)?;
-    let tls = tls_config(&loc, raw.tls)?;
-    let credentials = credentials(&loc, raw.credentials, &rules, &domains)?;
-    let dlp = dlp_config(&loc, raw.dlp)?;
-    let (env, pass_at) = env_config(&loc, raw.env)?;
-    let files = files_config(&loc, raw.files)?;
-    let unix = unix_config(&loc, raw.unix)?;
+    let dns = dns_config(loc, raw.dns)?;
+    let tls = tls_config(loc, raw.tls)?;
+    let credentials = credentials(loc, raw.credentials, &rules, &domains)?;
+    let dlp = dlp_config(loc, raw.dlp)?;
+    let (env, pass_at) = env_config(loc, raw.env)?;
+    let files = files_config(loc, raw.files)?;
+    let unix = unix_config(loc, raw.unix)?;
     let warnings = pass_warnings(origin, &pass_at, &credentials);
 
     Ok(Manifest {
@@ -222,150 +244,6 @@ fn valid_name(name: &str) -> bool {
         }
         [] => false,
     }
-}
-
-/// One validated egress entry.
-struct Entry {
-    info: RuleInfo,
-    /// For a domain rule, the (line, col) of its `domain` value.
-    domain_at: Option<(usize, usize)>,
-    inspect: InspectMode,
-    routes: Vec<HttpRoute>,
-}
-
-/// Which list of `[egress]` an entry is in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    Allow,
-    Deny,
-    /// An allow rule whose every request waits for an operator (see `ask.rs`).
-    Ask,
-}
-
-fn rule(
-    loc: &Locator<'_>,
-    kind: Kind,
-    index: usize,
-    entry: Spanned<RawRule>,
-) -> Result<Entry, ManifestError> {
-    let (id, action) = match kind {
-        Kind::Allow => (format!("egress.allow[{index}]"), Action::Allow),
-        Kind::Deny => (format!("egress.deny[{index}]"), Action::Deny),
-        Kind::Ask => (format!("egress.ask[{index}]"), Action::Allow),
-    };
-    let span = entry.span();
-    let raw = entry.into_inner();
-    if kind == Kind::Ask {
-        crate::ask::check_ask_entry(loc, &id, span.clone(), &raw)?;
-    }
-
-    let (target, domain_at) = match (raw.cidr, raw.domain) {
-        (Some(_), Some(_)) => {
-            return Err(loc.error(span, id, "give either `cidr` or `domain`, not both"));
-        }
-        (None, None) => return Err(loc.error(span, id, "needs `cidr` or `domain`")),
-        (Some(cidr), None) => {
-            let net: Prefix = cidr.get_ref().parse().map_err(|e: crate::PrefixError| {
-                loc.error(cidr.span(), format!("{id}.cidr"), e.to_string())
-            })?;
-            (RuleTarget::Prefix(net), None)
-        }
-        (None, Some(domain)) => {
-            let pattern: DomainPattern = domain.get_ref().parse().map_err(|e: DomainError| {
-                loc.error(domain.span(), format!("{id}.domain"), e.to_string())
-            })?;
-            (
-                RuleTarget::Domain(pattern),
-                Some(loc.line_col(domain.span().start)),
-            )
-        }
-    };
-    if domain_at.is_some() && action == Action::Deny {
-        // A domain deny refuses the name itself (the proxy answers nothing for it), so a
-        // port or protocol would suggest a narrowing that does not happen.
-        let narrowing = [
-            ("ports", raw.ports.as_ref().map(Spanned::span)),
-            ("proto", raw.proto.as_ref().map(Spanned::span)),
-        ];
-        if let Some((key, Some(at))) = narrowing.into_iter().find(|(_, at)| at.is_some()) {
-            return Err(loc.error(
-                at,
-                format!("{id}.{key}"),
-                format!(
-                    "a domain deny rule refuses the name for every port and protocol; remove \
-                     `{key}` (only `cidr` deny rules can be narrowed by `{key}`)"
-                ),
-            ));
-        }
-    }
-
-    let mut ports = Vec::new();
-    if let Some(list) = raw.ports {
-        if list.get_ref().is_empty() {
-            return Err(loc.error(
-                list.span(),
-                format!("{id}.ports"),
-                "an empty list matches no port; omit ports for every port",
-            ));
-        }
-        for (i, value) in list.into_inner().into_iter().enumerate() {
-            let range = match value.get_ref() {
-                PortValue::Number(n) => PortRange::from_number(*n),
-                PortValue::Text(t) => PortRange::from_text(t),
-            };
-            ports.push(
-                range.map_err(|e| {
-                    loc.error(value.span(), format!("{id}.ports[{i}]"), e.to_string())
-                })?,
-            );
-        }
-    }
-
-    if kind == Kind::Ask && ports.is_empty() {
-        ports = crate::ask::default_ports();
-    }
-
-    let proto = match raw.proto {
-        // Allow rules name a service, which is TCP far more often than not; a deny rule is
-        // meant to shut a destination, so it covers both protocols unless narrowed.
-        None if action == Action::Allow => Proto::Tcp,
-        None => Proto::Any,
-        Some(p) => Proto::from_manifest(p.get_ref()).ok_or_else(|| {
-            loc.error(
-                p.span(),
-                format!("{id}.proto"),
-                format!(
-                    "unknown protocol {:?}; expected \"tcp\", \"udp\" or \"any\"",
-                    p.get_ref()
-                ),
-            )
-        })?,
-    };
-
-    let (line, col) = loc.line_col(span.start);
-    let info = RuleInfo {
-        id,
-        action,
-        target,
-        ports,
-        proto,
-        line,
-        col,
-    };
-    let (inspect, routes) = if kind == Kind::Ask {
-        (
-            InspectMode::On,
-            crate::ask::ask_routes(loc, &info.id, raw.http)?,
-        )
-    } else {
-        inspection(loc, &info.id, &info, raw.inspect, raw.http)?
-    };
-    Ok(Entry {
-        info,
-        domain_at,
-        inspect,
-        routes,
-    })
 }
 
 fn host_ports(

@@ -20,6 +20,14 @@ struct VmView {
 /// Checks that manifest text `src` (already valid for [`crate::compile`]) has nothing a
 /// VM bottle cannot honour.
 pub fn check_for_vm(src: &str, origin: &str) -> Result<(), ManifestError> {
+    // A large manifest without either table needs no second full `toml` pass (see `bulk/`);
+    // one with them is located by the pass below.
+    if let Some(raw) = crate::bulk::read(src)
+        && raw.env.is_none()
+        && raw.files.is_none()
+    {
+        return Ok(());
+    }
     let loc = Locator::new(src, origin);
     let view: VmView = toml::from_str(src).map_err(|e| loc.toml_error(&e))?;
     let refusals = [
@@ -66,5 +74,28 @@ mod tests {
         let e = check_for_vm(&src, "m.toml").expect_err("files refused");
         assert_eq!((e.line, e.path.as_str()), (5, "files"), "{e}");
         assert!(e.to_string().starts_with("m.toml:5:"), "{e}");
+    }
+
+    #[test]
+    fn large_manifests_are_checked_alike() {
+        let rules: String = (0..8_000)
+            .map(|i| {
+                format!(
+                    "[[egress.allow]]\ncidr = \"10.0.{}.{}\"\n",
+                    i / 256,
+                    i % 256
+                )
+            })
+            .collect();
+        let src = format!("{BASE}{rules}");
+        assert!(src.len() >= crate::bulk::MIN_BULK_LEN);
+        assert!(check_for_vm(&src, "m.toml").is_ok());
+        let e = check_for_vm(&format!("{src}[files]\nhide = [\"~/.netrc\"]\n"), "m.toml")
+            .expect_err("files refused");
+        assert_eq!(
+            (e.line, e.col, e.path.as_str()),
+            (16_004, 1, "files"),
+            "{e}"
+        );
     }
 }

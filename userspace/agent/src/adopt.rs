@@ -338,7 +338,7 @@ fn prepare(key: &BottleKey, saved: &Saved<'_>) -> Result<Option<Ready>, AdoptErr
     let target = AttachTarget::Cgroup(cgroup.clone());
     let enforcement = Enforcement::adopt(&target, &pins).map_err(AdoptError::Kernel)?;
     let slot = (saved.generation % 2) as cork_policy::PolicySlot;
-    if let Err(e) = enforcement.verify(&target, &policy.kernel_plan(), slot) {
+    if let Err(e) = enforcement.verify(&target, policy.plan(), slot) {
         // Not ours to remove: the pins stay, and with them the fence.
         enforcement.abandon();
         return Err(AdoptError::Kernel(e));

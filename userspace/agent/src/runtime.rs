@@ -254,7 +254,7 @@ impl BottleRuntime {
             },
             &cgroup_root,
             &bpffs,
-            &policy.kernel_plan(),
+            policy.plan(),
         )
         .map_err(|source| RuntimeError::Bottle {
             key: key.to_string(),
@@ -506,7 +506,7 @@ impl BottleRuntime {
     pub fn verify(&self) -> Result<(), RuntimeError> {
         let current = self.live.current();
         self.fence
-            .verify(&current.policy.kernel_plan(), current.slot())
+            .verify(current.policy.plan(), current.slot())
             .map_err(|source| RuntimeError::Verify {
                 key: self.key.to_string(),
                 source: Box::new(source),

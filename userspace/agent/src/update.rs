@@ -152,8 +152,8 @@ fn apply(
     policy: &Arc<Policy>,
     slot: PolicySlot,
 ) -> Result<(Generation, usize), UpdateError> {
-    let plan = policy.kernel_plan();
-    enforcement.stage(&plan, slot).map_err(UpdateError::Stage)?;
+    let plan = policy.plan();
+    enforcement.stage(plan, slot).map_err(UpdateError::Stage)?;
     let next = live.stage(policy.clone());
     let mut held = learner.map(MapLearner::begin_update);
     let carried = match &mut held {
@@ -161,7 +161,7 @@ fn apply(
         None => 0,
     };
     enforcement
-        .switch(&plan, slot)
+        .switch(plan, slot)
         .map_err(UpdateError::Switch)?;
     live.commit(&next);
     if let Some(h) = held {

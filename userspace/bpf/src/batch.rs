@@ -1,9 +1,9 @@
-//! BPF_MAP_UPDATE_BATCH and BPF_MAP_LOOKUP_BATCH, which aya 0.14 does not offer: one
-//! syscall for a whole table instead of one per entry to write it, and two per entry
-//! (next key, then lookup) to read it back. At 100 000 prefixes per family that was most
-//! of a bottle's start. LPM tries implement both with the kernel's generic batch code
-//! (kernel/bpf/syscall.c); a kernel without them answers EINVAL or ENOTSUPP and the
-//! caller falls back to one entry at a time. The raw syscall layout is `union bpf_attr`'s
+//! BPF_MAP_UPDATE_BATCH, BPF_MAP_LOOKUP_BATCH and BPF_MAP_DELETE_BATCH, which aya 0.14
+//! does not offer: one syscall for a whole table instead of one per entry to write it or
+//! empty it, and two per entry (next key, then lookup) to read it back. At 100 000
+//! prefixes per family that was most of a bottle's start. LPM tries implement all three
+//! with the kernel's generic batch code (kernel/bpf/syscall.c); a kernel without them
+//! answers EINVAL or ENOTSUPP and the caller falls back to one entry at a time. The raw syscall layout is `union bpf_attr`'s
 //! `batch` member (include/uapi/linux/bpf.h).
 
 use std::io;
@@ -14,6 +14,7 @@ use aya::Pod;
 
 const BPF_MAP_LOOKUP_BATCH: libc::c_long = 24;
 const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
+const BPF_MAP_DELETE_BATCH: libc::c_long = 27;
 /// The kernel's ENOTSUPP (524), not in libc: what it answers for a map type without
 /// batch operations.
 const ENOTSUPP: i32 = 524;
@@ -72,8 +73,34 @@ pub fn update<K: Pod, V: Pod>(map: BorrowedFd<'_>, keys: &[K], values: &[V]) -> 
     Ok(())
 }
 
-/// Every entry of the map, in the map's own iteration order.
-pub fn lookup_all<K: Pod, V: Pod>(map: BorrowedFd<'_>) -> io::Result<Vec<(K, V)>> {
+/// Removes every key of `keys` from the map in one call. `K` must be exactly the map's key
+/// type, and every key must be there (the kernel stops at the first that is not).
+pub fn delete<K: Pod>(map: BorrowedFd<'_>, keys: &[K]) -> io::Result<()> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let count =
+        u32::try_from(keys.len()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let mut attr = BatchAttr {
+        keys: keys.as_ptr() as u64,
+        count,
+        map_fd: map.as_raw_fd() as u32,
+        ..Default::default()
+    };
+    call(BPF_MAP_DELETE_BATCH, &mut attr)?;
+    if attr.count != count {
+        return Err(io::Error::other(format!(
+            "batch delete removed {} of {count} entries",
+            attr.count
+        )));
+    }
+    Ok(())
+}
+
+/// Calls `f` with every entry of the map, in the map's own iteration order, a chunk of
+/// entries at a time: nothing is kept, so reading back 100 000 entries holds no copy of
+/// them. On an error some entries may already have been given to `f`.
+pub fn lookup_each<K: Pod, V: Pod>(map: BorrowedFd<'_>, mut f: impl FnMut(K, V)) -> io::Result<()> {
     let zero_k = || {
         // SAFETY: a Pod type is plain data: any bit pattern, zero included, is a value.
         unsafe { MaybeUninit::<K>::zeroed().assume_init() }
@@ -88,7 +115,6 @@ pub fn lookup_all<K: Pod, V: Pod>(map: BorrowedFd<'_>) -> io::Result<Vec<(K, V)>
     let mut cursor_in = zero_k();
     let mut cursor_out = zero_k();
     let mut first = true;
-    let mut out = Vec::new();
     loop {
         let mut attr = BatchAttr {
             in_batch: if first {
@@ -109,25 +135,19 @@ pub fn lookup_all<K: Pod, V: Pod>(map: BorrowedFd<'_>) -> io::Result<Vec<(K, V)>
             Ok(()) => {}
             // The end of the map: `count` entries of this call are still valid.
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
-                out.extend(
-                    keys[..got]
-                        .iter()
-                        .copied()
-                        .zip(values[..got].iter().copied()),
-                );
-                return Ok(out);
+                for (k, v) in keys[..got].iter().zip(&values[..got]) {
+                    f(*k, *v);
+                }
+                return Ok(());
             }
             Err(e) => return Err(e),
         }
         if got == 0 {
-            return Ok(out); // nothing more, said without ENOENT
+            return Ok(()); // nothing more, said without ENOENT
         }
-        out.extend(
-            keys[..got]
-                .iter()
-                .copied()
-                .zip(values[..got].iter().copied()),
-        );
+        for (k, v) in keys[..got].iter().zip(&values[..got]) {
+            f(*k, *v);
+        }
         cursor_in = cursor_out;
         first = false;
     }

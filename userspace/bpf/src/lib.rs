@@ -28,6 +28,7 @@ pub mod redirects;
 pub mod shared;
 mod target;
 pub mod test_run;
+mod trie;
 // One loader module per eBPF object, named after its ebpf/*.bpf.c.
 mod skb;
 mod sock_addr;

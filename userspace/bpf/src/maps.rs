@@ -2,12 +2,10 @@
 //! flips the live slot (`cork_gen`, see cork_maps.h). The plan is pure data from the policy
 //! crate; this is the only place it becomes ABI structs, with its rule ids tagged by slot.
 
-use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::os::fd::AsFd;
 
 use aya::maps::lpm_trie::{Key, LpmTrie};
-use aya::maps::{Array, HashMap, IterableMap, MapData};
+use aya::maps::{Array, HashMap, MapData};
 use cork_policy::{
     Action, KernelPlan, LearnedEntry, PolicySlot, PrefixEntry, Proto, Redirect, UnixEntry,
     UnixName, tag_rule,
@@ -17,8 +15,8 @@ use super::abi::{
     cork_action, cork_port_rule, cork_prefix_value, cork_proto_sel, cork_unix_key, cork_unix_kind,
     cork_unix_value,
 };
-use super::batch;
 use super::mapset::MapSet;
+use super::trie;
 
 use super::abi::map_names as names;
 
@@ -83,7 +81,10 @@ pub enum MapError {
     Register(#[source] std::io::Error),
 }
 
-fn aya_err(map: &'static str, operation: &'static str) -> impl Fn(aya::maps::MapError) -> MapError {
+pub(super) fn aya_err(
+    map: &'static str,
+    operation: &'static str,
+) -> impl Fn(aya::maps::MapError) -> MapError {
     move |source| MapError::Aya {
         map,
         operation,
@@ -118,110 +119,6 @@ pub fn prefix_value(entry: &PrefixEntry, slot: PolicySlot) -> cork_prefix_value 
         };
     }
     v
-}
-
-fn value_bytes(v: &cork_prefix_value) -> Vec<u8> {
-    // Compare values as their used slots only: unused slots are zero on both sides.
-    let used = &v.slots[..(v.count as usize).min(v.slots.len())];
-    let mut out = v.count.to_le_bytes().to_vec();
-    out.extend_from_slice(&v.static_count.to_le_bytes());
-    out.extend_from_slice(&v.learned_until_ns.to_le_bytes());
-    for s in used {
-        out.extend_from_slice(&s.port_lo.to_le_bytes());
-        out.extend_from_slice(&s.port_hi.to_le_bytes());
-        out.extend_from_slice(&[s.proto, s.action]);
-        out.extend_from_slice(&s.rule_id.to_le_bytes());
-    }
-    out
-}
-
-/// One family's entries as trie keys (prefix length, address bytes) and kernel values.
-/// N picks the family: 4 or 16 address bytes.
-fn trie_entries<const N: usize>(
-    entries: &[PrefixEntry],
-    slot: PolicySlot,
-) -> BTreeMap<(u32, [u8; N]), cork_prefix_value> {
-    entries
-        .iter()
-        .filter_map(|e| {
-            let bytes = match e.prefix.addr() {
-                IpAddr::V4(a) => a.octets().to_vec(),
-                IpAddr::V6(a) => a.octets().to_vec(),
-            };
-            let addr: [u8; N] = bytes.try_into().ok()?;
-            Some(((e.prefix.len() as u32, addr), prefix_value(e, slot)))
-        })
-        .collect()
-}
-
-fn write_trie<const N: usize>(
-    ebpf: &mut MapSet,
-    name: &'static str,
-    entries: &[PrefixEntry],
-    slot: PolicySlot,
-) -> Result<(), MapError> {
-    let map = ebpf.map_mut(name).ok_or(MapError::Missing(name))?;
-    let mut trie: LpmTrie<&mut MapData, [u8; N], cork_prefix_value> =
-        LpmTrie::try_from(map).map_err(aya_err(name, "open"))?;
-    let (keys, values): (Vec<_>, Vec<_>) = trie_entries::<N>(entries, slot)
-        .into_iter()
-        .map(|((len, addr), value)| (Key::new(len, addr), value))
-        .unzip();
-    match batch::update(trie.map().fd().as_fd(), &keys, &values) {
-        Ok(()) => return Ok(()),
-        Err(e) if batch::unsupported(&e) => {}
-        Err(source) => return Err(MapError::Batch { map: name, source }),
-    }
-    for (key, value) in keys.iter().zip(values) {
-        trie.insert(key, value, 0)
-            .map_err(aya_err(name, "insert"))?;
-    }
-    Ok(())
-}
-
-fn verify_trie<const N: usize>(
-    ebpf: &MapSet,
-    name: &'static str,
-    entries: &[PrefixEntry],
-    slot: PolicySlot,
-    learned: bool,
-) -> Result<(), MapError> {
-    let map = ebpf.map(name).ok_or(MapError::Missing(name))?;
-    let trie: LpmTrie<&MapData, [u8; N], cork_prefix_value> =
-        LpmTrie::try_from(map).map_err(aya_err(name, "open"))?;
-    let want: BTreeMap<_, _> = trie_entries::<N>(entries, slot)
-        .into_iter()
-        .map(|(k, v)| (k, value_bytes(&v)))
-        .collect();
-    let all: Vec<(Key<[u8; N]>, cork_prefix_value)> =
-        match batch::lookup_all(trie.map().fd().as_fd()) {
-            Ok(all) => all,
-            Err(e) if batch::unsupported(&e) => trie
-                .iter()
-                .collect::<Result<_, _>>()
-                .map_err(aya_err(name, "iterate"))?,
-            Err(source) => return Err(MapError::Batch { map: name, source }),
-        };
-    let mut got = BTreeMap::new();
-    for (k, mut v) in all {
-        let key = (k.prefix_len(), k.data());
-        if learned && v.learned_until_ns != 0 {
-            if !want.contains_key(&key) {
-                continue;
-            }
-            // Back to the manifest prefix's own value: its static slots, nothing learned.
-            v.count = v.static_count;
-            v.learned_until_ns = 0;
-        }
-        got.insert(key, value_bytes(&v));
-    }
-    if got != want {
-        return Err(MapError::Mismatch {
-            map: name,
-            detail: format!("{} entries, {} expected", got.len(), want.len()),
-        });
-    }
-    Ok(())
 }
 
 /// The kernel value for a learned host entry in the maps of `slot`, valid until
@@ -317,8 +214,7 @@ pub fn write_plan(ebpf: &mut MapSet, plan: &KernelPlan) -> Result<(), MapError> 
 /// Writes `plan` into the maps of `slot`, which must be empty (see [`clear_slot`]).
 pub fn write_slot(ebpf: &mut MapSet, plan: &KernelPlan, slot: PolicySlot) -> Result<(), MapError> {
     let maps = slot_maps(slot);
-    write_trie::<4>(ebpf, maps.v4, &plan.v4, slot)?;
-    write_trie::<16>(ebpf, maps.v6, &plan.v6, slot)?;
+    trie::write(ebpf, maps, plan, slot)?;
     let map = ebpf
         .map_mut(maps.host_ports)
         .ok_or(MapError::Missing(maps.host_ports))?;
@@ -345,25 +241,9 @@ pub fn write_slot(ebpf: &mut MapSet, plan: &KernelPlan, slot: PolicySlot) -> Res
 /// Empties every map of `slot` (the one not live: the programs do not read it).
 pub fn clear_slot(ebpf: &mut MapSet, slot: PolicySlot) -> Result<(), MapError> {
     let maps = slot_maps(slot);
-    clear_trie::<4>(ebpf, maps.v4)?;
-    clear_trie::<16>(ebpf, maps.v6)?;
+    trie::clear(ebpf, maps)?;
     clear_hash::<u16, u8>(ebpf, maps.host_ports)?;
     clear_hash::<cork_unix_key, cork_unix_value>(ebpf, maps.unix)
-}
-
-// Keys first, then removals: removing while walking would skip keys.
-fn clear_trie<const N: usize>(ebpf: &mut MapSet, name: &'static str) -> Result<(), MapError> {
-    let map = ebpf.map_mut(name).ok_or(MapError::Missing(name))?;
-    let mut trie: LpmTrie<&mut MapData, [u8; N], cork_prefix_value> =
-        LpmTrie::try_from(map).map_err(aya_err(name, "open"))?;
-    let keys: Vec<Key<[u8; N]>> = trie
-        .keys()
-        .collect::<Result<_, _>>()
-        .map_err(aya_err(name, "iterate"))?;
-    for k in &keys {
-        trie.remove(k).map_err(aya_err(name, "remove"))?;
-    }
-    Ok(())
 }
 
 fn clear_hash<K: aya::Pod, V: aya::Pod>(
@@ -409,8 +289,7 @@ pub fn verify_plan(
     learned: bool,
 ) -> Result<(), MapError> {
     let maps = slot_maps(slot);
-    verify_trie::<4>(ebpf, maps.v4, &plan.v4, slot, learned)?;
-    verify_trie::<16>(ebpf, maps.v6, &plan.v6, slot, learned)?;
+    trie::verify(ebpf, maps, plan, slot, learned)?;
     let map = ebpf
         .map(maps.host_ports)
         .ok_or(MapError::Missing(maps.host_ports))?;

@@ -47,7 +47,7 @@ impl BottleRuntime {
                 guest: None,
             },
             &bpffs,
-            &policy.kernel_plan(),
+            policy.plan(),
             &policy.host_ports,
         )?;
         let addressing = fence.addressing();

@@ -124,6 +124,13 @@ fn providers(seams: &test_seams::Seams) -> Vec<secrets::providers::Provider> {
 
 /// Runs the command in a fresh bottle and returns the exit status to report.
 pub fn run(opts: RunOptions) -> Result<i32, RunError> {
+    // The built-in DLP detectors are analysed once per process (~0.1 s), by the first
+    // scanner: the one that judges the command's environment below. Done now, on the other
+    // core, it overlaps the manifest's compilation, which a large policy makes as long.
+    let detectors = std::thread::Builder::new()
+        .name("cork-dlp-warm".into())
+        .spawn(|| drop(cork_dlp::Scanner::new(&cork_dlp::Config::default())))
+        .ok();
     let src = std::fs::read_to_string(&opts.manifest).map_err(|source| RunError::ReadManifest {
         path: opts.manifest.clone(),
         source,
@@ -148,6 +155,10 @@ pub fn run(opts: RunOptions) -> Result<i32, RunError> {
         );
     }
 
+    // Whatever became of the analysis, `decide` does it itself if it has to.
+    if let Some(warm) = detectors {
+        let _ = warm.join();
+    }
     // What of the host's secrets the command does not get: decided before the bottle
     // exists, so that the `enforced` event can list every mask.
     let vars: Vec<(OsString, OsString)> = std::env::vars_os().collect();

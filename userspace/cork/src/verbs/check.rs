@@ -25,7 +25,7 @@ pub fn check(path: &Path, for_vm: bool) -> ExitCode {
             for w in &policy.warnings {
                 eprintln!("warning: {w}");
             }
-            let plan = policy.kernel_plan();
+            let plan = policy.plan();
             println!(
                 "{}: ok — bottle {:?}, {} rules, {} IPv4 and {} IPv6 prefixes, {} domain rules, \
                  {} host loopback ports, {} credentials",
