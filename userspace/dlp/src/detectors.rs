@@ -7,10 +7,10 @@
 
 use std::sync::{Arc, OnceLock};
 
-use super::checks;
 use super::dfa::AnchoredDfa;
 use super::lazy_regex::LazyRegex;
 use super::{DlpError, MAX_MATCH_LEN};
+use super::{blob, checks};
 
 /// Bytes before a match its check may read (the name a value is assigned to); the
 /// scanner keeps at least this many before any match it has yet to report.
@@ -210,6 +210,11 @@ pub(super) struct Compiled {
     pub keywords: Vec<String>,
     regex: LazyRegex,
     pub check: Check,
+    /// A match whose subject lies inside a base64 blob is chance, not a token (see
+    /// `blob`): set for the built-in self-identifying formats that a blob can spell by
+    /// chance (a short keyword of base64 characters) and whose check does not make a
+    /// chance match negligible (a checksum, a structure that decodes).
+    pub blob_filter: bool,
     /// Longest possible match, in bytes.
     pub max_len: usize,
     /// How far before a keyword occurrence a match can start: 0 when every match starts
@@ -285,6 +290,18 @@ impl Compiled {
             keywords: d.keywords.clone(),
             regex,
             check: d.check,
+            blob_filter: d.family != Family::Custom
+                && d.kind == Kind::Specific
+                && matches!(
+                    d.check,
+                    Check::Token
+                        | Check::Entropy { .. }
+                        | Check::Marker { .. }
+                        | Check::Base64 { .. }
+                )
+                && d.keywords
+                    .iter()
+                    .any(|k| blob::spelled_by_chance(k.as_bytes())),
             max_len,
             lead,
             starts_exact: start == Some(KeywordStart::Exact),
@@ -293,21 +310,35 @@ impl Compiled {
         })
     }
 
-    /// The first match at or after `at` in `hay` and whether it passes the check; the
-    /// match itself is returned so the scanner can move past it. The check may read up to
-    /// [`CONTEXT`] bytes of `hay` before the match.
-    pub fn find_at(&self, hay: &[u8], at: usize) -> Option<(std::ops::Range<usize>, bool)> {
+    /// The first match at or after `at` in `hay[..limit]` and whether it passes the
+    /// check; the match itself is returned so the scanner can move past it. The check may
+    /// read up to [`CONTEXT`] bytes of `hay` before the match, the blob filter up to
+    /// [`blob::REACH`] bytes of `hay` each side of it (past `limit` too).
+    pub fn find_at(
+        &self,
+        hay: &[u8],
+        at: usize,
+        limit: usize,
+    ) -> Option<(std::ops::Range<usize>, bool)> {
         let regex = self.regex.get()?;
+        let searched = &hay[..limit];
         if self.check == Check::None {
-            return regex.find_at(hay, at).map(|m| (m.range(), true));
+            return regex.find_at(searched, at).map(|m| (m.range(), true));
         }
         // Most tries find nothing: only a match pays for the captures (an allocation).
-        let start = regex.find_at(hay, at)?.start();
-        let caps = regex.captures_at(hay, start)?;
+        let start = regex.find_at(searched, at)?.start();
+        let caps = regex.captures_at(searched, start)?;
         let whole = caps.get(0)?.range();
         let before = &hay[whole.start.saturating_sub(CONTEXT)..whole.start];
-        let ok = checks::passes(self.check, before, &caps);
+        let subject = caps.name("s").map_or(whole.clone(), |m| m.range());
+        let ok = checks::passes(self.check, before, &caps) && !self.in_blob(hay, subject);
         Some((whole, ok))
+    }
+
+    /// Whether the blob filter applies and finds `subject` (a range of `hay`) inside a
+    /// base64 blob. Runs only on a match that passed its check.
+    fn in_blob(&self, hay: &[u8], subject: std::ops::Range<usize>) -> bool {
+        self.blob_filter && blob::in_blob(hay, subject)
     }
 
     pub fn has_anchored(&self) -> bool {
@@ -361,7 +392,10 @@ impl Compiled {
         }
         let caps = re.captures(&slice[..end])?;
         let before = &hay[start.saturating_sub(CONTEXT)..start];
-        Some((0..end, checks::passes(self.check, before, &caps)))
+        let subject = caps.name("s").map_or(0..end, |m| m.range());
+        let ok = checks::passes(self.check, before, &caps)
+            && !self.in_blob(hay, start + subject.start..start + subject.end);
+        Some((0..end, ok))
     }
 }
 

@@ -23,6 +23,7 @@
 //! offset that is, and [`StreamScan::finish`] reports the rest at end of stream. A proxy
 //! that must block *before* forwarding a secret holds back the bytes past `settled()`.
 
+mod blob;
 mod catalog;
 mod checks;
 pub mod decode;

@@ -6,7 +6,8 @@ use std::collections::VecDeque;
 use std::ops::Range;
 
 use super::Finding;
-use super::detectors::Compiled;
+use super::blob;
+use super::detectors::{CONTEXT, Compiled};
 
 /// Bytes of context kept around a match for look-around assertions (`\b`, `(?m)^`),
 /// enough for one UTF-8 character each side.
@@ -23,20 +24,31 @@ pub(super) struct Pass<'a> {
     pub needles_next: u64,
 }
 
-/// How far a detector's matches reach, for deciding when they are settled.
+/// How far a detector's matches reach, for deciding when they are settled and which
+/// bytes to keep.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Reach {
-    /// Longest match plus look-around.
+    /// Longest match plus the bytes after it that judging it reads: look-around, and
+    /// the blob filter's reach for a detector it applies to.
     span: u64,
     /// How far before a keyword a match can start; `None` without keywords.
     lead: Option<u64>,
+    /// Bytes before a match that judging it reads: the check's context, or the blob
+    /// filter's reach.
+    pub behind: u64,
 }
 
 impl Reach {
     pub fn of(d: &Compiled) -> Reach {
+        let (ahead, behind) = if d.blob_filter {
+            (LOOKAROUND + blob::REACH, blob::REACH.max(CONTEXT))
+        } else {
+            (LOOKAROUND, CONTEXT)
+        };
         Reach {
-            span: (d.max_len + LOOKAROUND) as u64,
+            span: (d.max_len + ahead) as u64,
             lead: (!d.keywords.is_empty()).then_some(d.lead as u64),
+            behind: behind as u64,
         }
     }
 
@@ -45,7 +57,20 @@ impl Reach {
         Reach {
             span: (max_len + LOOKAROUND) as u64,
             lead: Some(0),
+            behind: CONTEXT as u64,
         }
+    }
+
+    /// The most bytes from the earliest one judging a match of this reach can read to the
+    /// end of the data, after a scan: the match starts at or after the settled offset
+    /// (`fin`), which lags the end by less than the span, or by the needle pass's lag
+    /// (less than `longest_needle`) and the lead.
+    pub fn carry(&self, longest_needle: usize) -> usize {
+        let lag = match self.lead {
+            Some(lead) => self.span.max(longest_needle as u64 + lead),
+            None => self.span,
+        };
+        usize::try_from(lag + self.behind).unwrap_or(usize::MAX)
     }
 }
 
@@ -80,7 +105,7 @@ impl Pass<'_> {
     /// Searches the whole buffer from `at`; returns where the next search starts.
     pub fn whole(&self, d: &Compiled, mut at: u64, fin: u64, out: &mut Vec<Finding>) -> u64 {
         while at < self.end {
-            let Some((m, ok)) = d.find_at(self.hay, self.idx(at)) else {
+            let Some((m, ok)) = d.find_at(self.hay, self.idx(at), self.hay.len()) else {
                 break;
             };
             if self.base + m.start as u64 >= fin {
@@ -157,7 +182,7 @@ impl Pass<'_> {
             }
             let last_start = last_start.min(fin - 1);
             let limit = (last_start + (d.max_len + LOOKAROUND) as u64).min(self.end);
-            match d.find_at(&self.hay[..self.idx(limit)], self.idx(from)) {
+            match d.find_at(self.hay, self.idx(from), self.idx(limit)) {
                 Some((m, ok)) if self.base + m.start as u64 <= last_start => {
                     at = self.base + m.end as u64;
                     if ok {

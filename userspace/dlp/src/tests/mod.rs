@@ -1,5 +1,7 @@
 //! DLP tests. Every token here is an obviously fake value built from a repeating pattern.
 
+mod blob;
+mod blob_stream;
 mod builtin;
 mod config;
 mod construction;

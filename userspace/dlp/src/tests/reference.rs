@@ -31,7 +31,7 @@ fn reference(sc: &Scanner, input: &[u8]) -> Vec<Finding> {
     let mut out = Vec::new();
     for d in &sc.detectors {
         let mut at = 0;
-        while let Some((m, ok)) = d.find_at(input, at) {
+        while let Some((m, ok)) = d.find_at(input, at, input.len()) {
             at = m.end;
             if ok {
                 out.push(Finding {

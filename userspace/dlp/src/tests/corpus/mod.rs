@@ -7,7 +7,7 @@
 pub(super) mod benign;
 pub(super) mod generate;
 mod negatives;
-mod positives;
+pub(super) mod positives;
 
 use std::collections::BTreeMap;
 
