@@ -33,6 +33,16 @@ pub(crate) struct ExecCache {
     scanner: OnceLock<Arc<Scanner>>,
 }
 
+impl ExecCache {
+    /// A cache that already knows the manifest's digest (create and update compute it off
+    /// the exec path).
+    pub(crate) fn with_digest(digest: String) -> Self {
+        let cache = ExecCache::default();
+        let _ = cache.digest.set(digest);
+        cache
+    }
+}
+
 /// What the bottle table gives an exec, taken under its lock.
 struct Found {
     plan: ExecPlan,
