@@ -10,14 +10,18 @@ use anyhow::Result;
 use cork_integration::{Side, World};
 use serde_json::{Value, json};
 
-/// Connects (and closes) N times to each address on port 9000, then N/10 times to an
-/// address no rule allows (refused in the kernel: nothing is sent).
+/// Connects (and closes) N times to each address on port 9000 — half, a pause longer than
+/// the kernel's one-second window, the other half, so the flow's window opens twice —
+/// then N/10 times to an address no rule allows (refused in the kernel: nothing is sent).
 const LOOP: &str = r#"
-import errno, socket, sys
+import errno, socket, sys, time
 n = int(sys.argv[1])
 for host in ("198.51.100.10", "2001:db8::10"):
-    for _ in range(n):
-        socket.create_connection((host, 9000), timeout=5).close()
+    for half in range(2):
+        for _ in range(n // 2):
+            socket.create_connection((host, 9000), timeout=5).close()
+        if half == 0:
+            time.sleep(1.2)
 refused = 0
 for _ in range(n // 10):
     try:
@@ -88,16 +92,23 @@ ports = [9000]
             .copied()
             .filter(|e| e.get("count").is_none())
             .collect();
+        assert!(
+            recorded.len() >= 2,
+            "{hook}: the pause opens a second window: {recorded:?}"
+        );
         for s in summaries {
             for field in ["pid", "comm", "rule", "reason", "proto", "cgroup_id"] {
                 assert_eq!(s[field], first[field], "{hook}: {field} of {s}");
             }
             assert_eq!(s["rule"], rule);
+            // ...and comes after it in the log.
+            let at = lines.iter().position(|l| std::ptr::eq(*l, *s));
+            let of = lines.iter().position(|r| {
+                r.get("count").is_none() && r["cookie"] == s["cookie"] && r["ts"] == s["ts"]
+            });
             assert!(
-                recorded
-                    .iter()
-                    .any(|r| r["cookie"] == s["cookie"] && r["ts"] == s["ts"]),
-                "{hook}: summary {s} repeats none of the flow's records"
+                matches!((of, at), (Some(of), Some(at)) if of < at),
+                "{hook}: summary {s} does not follow a record it repeats"
             );
         }
     }

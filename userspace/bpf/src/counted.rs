@@ -3,7 +3,10 @@
 //! second, one the programs already recorded only adds one to its flow's `counted`. The
 //! event reader sweeps the map on its loss-check tick and hands each flow's new count to
 //! the handler as one summary — the flow's last record, with `count` — so every allow is
-//! still a line of the audit log or counted in one.
+//! still a line of the audit log or counted in one. A busy flow's summary is written when
+//! its next record arrives (a connect after its window ended), just before it; a flow
+//! that went quiet is summed up by the reader's tick once its window is over. So a
+//! connect loop is two lines a second: a record and a summary.
 //!
 //! Why this is exact: `counted` only grows, and only the programs write it; the reader
 //! remembers what it has reported per flow and reports the difference. An entry is
@@ -59,32 +62,45 @@ impl CountedAllows {
         Ok(Some(this))
     }
 
-    /// Notes a record the reader read: a recorded allow of a countable flow is what that
-    /// flow's summaries will show.
-    pub fn note(&mut self, ev: &cork_event) {
-        if let Some(key) = key_of(ev) {
+    /// Notes a record the reader read. A recorded allow of a countable flow opens the
+    /// flow's next window: what the programs counted in the window before is returned as
+    /// its summary (the previous record, with the count), to be written before this
+    /// record — and this record is what the next summary will show.
+    pub fn note(&mut self, ev: &cork_event) -> Option<(cork_event, u64)> {
+        let key = key_of(ev)?;
+        if !self.last.contains_key(&key) {
+            // The flow's first record: what is counted so far is its own window's.
             self.last.insert(key, *ev);
+            return None;
         }
+        let summary = match self.map.get(&key, 0) {
+            Ok(value) => self.unreported(&key, &value, ev.ts_boot_ns),
+            Err(aya::maps::MapError::KeyNotFound) => None,
+            Err(e) => {
+                tracing::error!("reading {ALLOWS}: {e}");
+                None
+            }
+        };
+        self.last.insert(key, *ev);
+        summary
     }
 
-    /// What the programs counted since the last sweep, one summary per flow: its last
-    /// record (or, if that record was lost, one made from the flow itself, stamped
-    /// `now_boot_ns`) and how many connects it stands for. Deletes idle entries.
-    pub fn sweep(&mut self, now_boot_ns: u64) -> Vec<(cork_event, u64)> {
+    /// The summaries of flows whose window is over (all of them with `all`, when the
+    /// bottle has ended), each its last record (or, if that record was lost, one made
+    /// from the flow itself, stamped `now_boot_ns`) and how many connects it stands for.
+    /// A busy flow's summary is written by [`CountedAllows::note`] when its next window
+    /// opens; this writes the summary of a flow that went quiet. Deletes idle entries.
+    pub fn sweep(&mut self, now_boot_ns: u64, all: bool) -> Vec<(cork_event, u64)> {
         let mut out = Vec::new();
         let idle_ns = IDLE.as_nanos() as u64;
         for (key, value) in self.entries() {
-            let counted = value_counted(&value);
+            let window_end = value_window_end(&value);
+            if all || window_end <= now_boot_ns {
+                out.extend(self.unreported(&key, &value, now_boot_ns));
+            }
             let reported = self.reported.get(&key).copied().unwrap_or(0);
-            if counted > reported {
-                let ev = self
-                    .last
-                    .get(&key)
-                    .copied()
-                    .unwrap_or_else(|| event_of(&key, now_boot_ns));
-                out.push((ev, counted - reported));
-                self.reported.insert(key, counted);
-            } else if value_window_end(&value).saturating_add(idle_ns) < now_boot_ns {
+            if value_counted(&value) <= reported && window_end.saturating_add(idle_ns) < now_boot_ns
+            {
                 match self.map.remove(&key) {
                     Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {
                         self.reported.remove(&key);
@@ -95,6 +111,27 @@ impl CountedAllows {
             }
         }
         out
+    }
+
+    /// The flow's count not yet reported, as a summary, now taken as reported.
+    fn unreported(
+        &mut self,
+        key: &Key,
+        value: &Value,
+        now_boot_ns: u64,
+    ) -> Option<(cork_event, u64)> {
+        let counted = value_counted(value);
+        let reported = self.reported.get(key).copied().unwrap_or(0);
+        if counted <= reported {
+            return None;
+        }
+        self.reported.insert(*key, counted);
+        let ev = self
+            .last
+            .get(key)
+            .copied()
+            .unwrap_or_else(|| event_of(key, now_boot_ns));
+        Some((ev, counted - reported))
     }
 
     fn entries(&self) -> Vec<(Key, Value)> {

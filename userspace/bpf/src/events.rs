@@ -166,13 +166,13 @@ impl<H: EventHandler> Reader<H> {
                 _ = loss.tick() => {
                     // Records first: a flow's summary shows its latest record.
                     let read = self.drain(&mut ring.get_mut().0) > 0;
-                    let summed = self.report_counted();
+                    let summed = self.report_counted(false);
                     self.handler.tick();
                     self.report_loss() || read || summed
                 }
                 _ = &mut stopped => {
                     self.drain(&mut ring.get_mut().0);
-                    self.report_counted();
+                    self.report_counted(true);
                     self.report_loss();
                     self.handler.drained();
                     return;
@@ -207,8 +207,9 @@ impl<H: EventHandler> Reader<H> {
                 continue;
             }
             drop(item);
-            if let Some(counted) = &mut self.counted {
-                counted.note(&ev);
+            let summary = self.counted.as_mut().and_then(|c| c.note(&ev));
+            if let Some((last, count)) = summary {
+                self.handler.counted(&last, count);
             }
             self.handler.event(&ev);
         }
@@ -217,11 +218,11 @@ impl<H: EventHandler> Reader<H> {
 
     /// Hands what the kernel counted since the last sweep to the handler; returns whether
     /// there was any.
-    fn report_counted(&mut self) -> bool {
+    fn report_counted(&mut self, all: bool) -> bool {
         let Some(counted) = &mut self.counted else {
             return false;
         };
-        let summaries = counted.sweep(crate::counted::boot_now_ns());
+        let summaries = counted.sweep(crate::counted::boot_now_ns(), all);
         for (ev, count) in &summaries {
             self.handler.counted(ev, *count);
         }
