@@ -68,9 +68,9 @@ impl CountedAllows {
     /// record — and this record is what the next summary will show.
     pub fn note(&mut self, ev: &cork_event) -> Option<(cork_event, u64)> {
         let key = key_of(ev)?;
-        if !self.last.contains_key(&key) {
+        if let std::collections::hash_map::Entry::Vacant(first) = self.last.entry(key) {
             // The flow's first record: what is counted so far is its own window's.
-            self.last.insert(key, *ev);
+            first.insert(*ev);
             return None;
         }
         let summary = match self.map.get(&key, 0) {
