@@ -62,11 +62,17 @@ pub fn update<K: Pod, V: Pod>(map: BorrowedFd<'_>, keys: &[K], values: &[V]) -> 
         map_fd: map.as_raw_fd() as u32,
         ..Default::default()
     };
-    call(BPF_MAP_UPDATE_BATCH, &mut attr)?;
+    call_all(BPF_MAP_UPDATE_BATCH, &mut attr, "update wrote")
+}
+
+/// `call`, then an error unless the kernel did all `attr.count` entries: a short count is
+/// not an error from the kernel, but not everything done either, so say so.
+fn call_all(cmd: libc::c_long, attr: &mut BatchAttr, did: &str) -> io::Result<()> {
+    let count = attr.count;
+    call(cmd, attr)?;
     if attr.count != count {
-        // Not an error from the kernel but not everything written either: say so.
         return Err(io::Error::other(format!(
-            "batch update wrote {} of {count} entries",
+            "batch {did} {} of {count} entries",
             attr.count
         )));
     }
@@ -87,14 +93,7 @@ pub fn delete<K: Pod>(map: BorrowedFd<'_>, keys: &[K]) -> io::Result<()> {
         map_fd: map.as_raw_fd() as u32,
         ..Default::default()
     };
-    call(BPF_MAP_DELETE_BATCH, &mut attr)?;
-    if attr.count != count {
-        return Err(io::Error::other(format!(
-            "batch delete removed {} of {count} entries",
-            attr.count
-        )));
-    }
-    Ok(())
+    call_all(BPF_MAP_DELETE_BATCH, &mut attr, "delete removed")
 }
 
 /// Calls `f` with every entry of the map, in the map's own iteration order, a chunk of

@@ -46,6 +46,25 @@ fn cuts(len: usize, size: usize) -> Vec<usize> {
     (1..len.div_ceil(size)).map(|i| i * size).collect()
 }
 
+/// `input` streamed through `sc` in chunks of `size`, the findings sorted; the carry
+/// stays within the scanner's bound all along.
+fn in_chunks(sc: &Scanner, input: &[u8], size: usize) -> Vec<Finding> {
+    let mut s = sc.stream();
+    let mut found = Vec::new();
+    for chunk in input.chunks(size) {
+        found.extend(s.feed(chunk));
+        assert!(
+            s.carried() <= sc.max_carry(),
+            "{} > {}",
+            s.carried(),
+            sc.max_carry()
+        );
+    }
+    found.extend(s.finish());
+    found.sort();
+    found
+}
+
 fn one_buffer(input: &[u8]) -> Vec<Finding> {
     let mut found = full().stream().scan_whole(input);
     found.sort();
@@ -103,20 +122,7 @@ fn alone_the_filtered_detectors_keep_what_they_need() {
             .collect::<Vec<_>>()
     );
     for size in [1, 64, 255, 256, crate::blob::REACH, 1000] {
-        let mut s = sc.stream();
-        let mut found = Vec::new();
-        for chunk in input.chunks(size) {
-            found.extend(s.feed(chunk));
-            assert!(
-                s.carried() <= sc.max_carry(),
-                "{} > {}",
-                s.carried(),
-                sc.max_carry()
-            );
-        }
-        found.extend(s.finish());
-        found.sort();
-        assert_eq!(found, want, "chunks of {size}");
+        assert_eq!(in_chunks(&sc, &input, size), want, "chunks of {size}");
     }
 }
 
@@ -129,19 +135,7 @@ fn blobs_in_chunks_give_one_buffers_findings() {
         for input in [shapes, tokens] {
             let want = one_buffer(&input);
             for size in [4093, 16 << 10, 65536] {
-                let mut s = sc.stream();
-                let mut found = Vec::new();
-                for chunk in input.chunks(size) {
-                    found.extend(s.feed(chunk));
-                    assert!(
-                        s.carried() <= sc.max_carry(),
-                        "{} > {}",
-                        s.carried(),
-                        sc.max_carry()
-                    );
-                }
-                found.extend(s.finish());
-                found.sort();
+                let found = in_chunks(sc, &input, size);
                 assert_eq!(found, want, "{form:?}, chunks of {size}");
             }
         }
