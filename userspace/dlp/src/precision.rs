@@ -9,6 +9,10 @@
 //! value must look generated: not a UUID, hash in a hash's place, path, dotted identifier,
 //! environment variable name or word.
 
+use std::sync::OnceLock;
+
+use aho_corasick::AhoCorasick;
+
 use super::checks::{looks_random, shannon_bits};
 
 /// Words that mark a value as a stand-in (compared ASCII case-insensitively).
@@ -48,10 +52,7 @@ const PLACEHOLDER_WORDS: &[&str] = &[
 
 /// Whether `v` is a placeholder rather than a value.
 pub(super) fn is_placeholder(v: &[u8]) -> bool {
-    if PLACEHOLDER_WORDS
-        .iter()
-        .any(|w| contains_ignore_case(v, w.as_bytes()))
-    {
+    if holds_placeholder_word(v) {
         return true;
     }
     if longest_run(v, |a, b| a == b) >= 6 || longest_run(v, |a, b| b == a.wrapping_add(1)) >= 6 {
@@ -60,6 +61,26 @@ pub(super) fn is_placeholder(v: &[u8]) -> bool {
     // Few distinct characters for its length: `abababab...`, `12341234...`.
     let distinct = distinct_count(v);
     v.len() >= 16 && distinct < 8 && distinct * 4 < v.len()
+}
+
+/// Whether `v` holds one of [`PLACEHOLDER_WORDS`], in any case: one automaton pass over
+/// `v`. Every candidate match of the generic check (thousands per MiB of source code)
+/// comes here, and comparing each word at each position was a tenth of the scan.
+fn holds_placeholder_word(v: &[u8]) -> bool {
+    static WORDS: OnceLock<Option<AhoCorasick>> = OnceLock::new();
+    let words = WORDS.get_or_init(|| {
+        AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .build(PLACEHOLDER_WORDS)
+            .ok()
+    });
+    match words {
+        Some(ac) => ac.is_match(v),
+        // The words are fixed and a unit test builds them: never taken.
+        None => PLACEHOLDER_WORDS
+            .iter()
+            .any(|w| contains_ignore_case(v, w.as_bytes())),
+    }
 }
 
 fn contains_ignore_case(hay: &[u8], needle: &[u8]) -> bool {
@@ -393,12 +414,14 @@ pub(super) fn is_uuid(v: &[u8]) -> bool {
 
 /// `sha512-...` (lockfile integrity), `sha256-...`, `md5-...`.
 fn is_hash_literal(v: &[u8]) -> bool {
-    let lower = v.to_ascii_lowercase();
     [
         "sha1-", "sha256-", "sha384-", "sha512-", "md5-", "sha1=", "sha256=",
     ]
     .iter()
-    .any(|p| lower.starts_with(p.as_bytes()))
+    .any(|p| {
+        v.get(..p.len())
+            .is_some_and(|h| h.eq_ignore_ascii_case(p.as_bytes()))
+    })
 }
 
 /// A path, domain or dotted identifier: parts split by `.`, `/`, `~`, `-` or `_` that are
@@ -422,4 +445,33 @@ fn looks_structured(v: &[u8]) -> bool {
             || (p.len() <= 3 && p.iter().all(u8::is_ascii_alphanumeric))
     };
     parts.iter().all(|p| wordish(p))
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::{PLACEHOLDER_WORDS, contains_ignore_case, holds_placeholder_word};
+
+    proptest! {
+        /// The automaton finds a placeholder word exactly where comparing each word at
+        /// each position does.
+        #[test]
+        fn placeholder_words_as_compared_one_by_one(
+            parts in proptest::collection::vec(
+                prop_oneof![
+                    "[a-zA-Z0-9_.{}$<>%*-]{0,12}",
+                    proptest::sample::select(PLACEHOLDER_WORDS).prop_map(str::to_uppercase),
+                    proptest::sample::select(PLACEHOLDER_WORDS).prop_map(str::to_owned),
+                ],
+                0..5,
+            )
+        ) {
+            let v = parts.concat();
+            let slow = PLACEHOLDER_WORDS
+                .iter()
+                .any(|w| contains_ignore_case(v.as_bytes(), w.as_bytes()));
+            prop_assert_eq!(holds_placeholder_word(v.as_bytes()), slow, "{:?}", v);
+        }
+    }
 }
