@@ -8,6 +8,7 @@
 use std::sync::{Arc, OnceLock};
 
 use super::dfa::AnchoredDfa;
+use super::keyword_start::{KeywordStart, keyword_start};
 use super::lazy_regex::LazyRegex;
 use super::{DlpError, MAX_MATCH_LEN};
 use super::{blob, checks};
@@ -414,40 +415,6 @@ fn anchored(regex: &str, hir: &regex_syntax::hir::Hir) -> Option<LazyRegex> {
         return None;
     }
     Some(LazyRegex::new(pattern))
-}
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum KeywordStart {
-    Exact,
-    FoldedCase,
-}
-
-/// Whether every match of `hir` provably starts with one of `keywords`, exactly or ASCII
-/// case-insensitively; the scanner then tries the regex only where a keyword starts.
-/// Prefix literal extraction gives a finite set every match starts with; the limits are
-/// raised so that case-insensitive keywords (2^n variants each) are spelled out in full.
-fn keyword_start(hir: &regex_syntax::hir::Hir, keywords: &[String]) -> Option<KeywordStart> {
-    let seq = regex_syntax::hir::literal::Extractor::new()
-        .kind(regex_syntax::hir::literal::ExtractKind::Prefix)
-        .limit_literal_len(64)
-        .limit_total(8192)
-        .extract(hir);
-    let literals = seq.literals().filter(|l| !l.is_empty())?;
-    let all = |same: fn(&[u8], &[u8]) -> bool| {
-        literals.iter().all(|lit| {
-            let lit = lit.as_bytes();
-            keywords
-                .iter()
-                .any(|k| lit.len() >= k.len() && same(&lit[..k.len()], k.as_bytes()))
-        })
-    };
-    if all(|a, b| a == b) {
-        Some(KeywordStart::Exact)
-    } else if all(|a, b| a.eq_ignore_ascii_case(b)) {
-        Some(KeywordStart::FoldedCase)
-    } else {
-        None
-    }
 }
 
 #[cfg(test)]
