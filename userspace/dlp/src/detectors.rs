@@ -229,7 +229,9 @@ pub(super) struct Compiled {
     /// and an anchored search stops as soon as the match fails, instead of running on.
     anchored: Option<LazyRegex>,
     /// The same anchored search as a DFA, built on first use (most detectors never get
-    /// that far); `None` inside when it would be too big.
+    /// that far); `None` inside when it would be too big. For a detector whose matches
+    /// start at its keywords but that has look-around, the DFA of
+    /// [`Compiled::starts_at`].
     dfa: OnceLock<Option<AnchoredDfa>>,
 }
 
@@ -340,6 +342,24 @@ impl Compiled {
     /// base64 blob. Runs only on a match that passed its check.
     fn in_blob(&self, hay: &[u8], subject: std::ops::Range<usize>) -> bool {
         self.blob_filter && blob::in_blob(hay, subject)
+    }
+
+    /// Whether a match can start at `at` in `hay[..limit]`, for a detector whose matches
+    /// start at its keywords but whose regex has look-around (so no anchored form): its
+    /// DFA, started with the byte before `at` as look-behind, runs from there. `Some(false)`
+    /// proves that none does, `Some(true)` that one does; `None`: no DFA to tell (too big,
+    /// Unicode look-around), or not such a detector. `limit` must leave the bytes after a
+    /// match that its look-around reads (or be the end of the stream): then the answer is
+    /// the one a search over all the data would give.
+    pub fn starts_at(&self, hay: &[u8], at: usize, limit: usize) -> Option<bool> {
+        if self.lead != 0 || self.keywords.is_empty() || self.anchored.is_some() {
+            return None;
+        }
+        let dfa = self
+            .dfa
+            .get_or_init(|| AnchoredDfa::build(self.regex.pattern()))
+            .as_ref()?;
+        dfa.end_at(&hay[..limit], at).ok().map(|end| end.is_some())
     }
 
     pub fn has_anchored(&self) -> bool {

@@ -18,8 +18,8 @@ pub(super) struct AnchoredDfa {
     start: StateID,
 }
 
-/// The DFA met a byte it cannot decide on. Only look-around makes a DFA give up, and
-/// anchored searches are only built for regexes without it.
+/// The DFA met a byte it cannot decide on: only Unicode look-around makes a DFA give up
+/// (and then it is not built at all, see [`AnchoredDfa::build`]).
 #[derive(Debug)]
 pub(super) struct GaveUp;
 
@@ -47,8 +47,25 @@ impl AnchoredDfa {
     /// The end of the leftmost-first match starting at the start of `hay`, as a search
     /// over `hay` alone finds it.
     pub fn end(&self, hay: &[u8]) -> Result<Option<usize>, GaveUp> {
+        self.end_from(self.start, hay)
+    }
+
+    /// The end (relative to `at`) of the leftmost-first match starting at `at` in `hay`,
+    /// as a search over `hay` alone finds it: look-around sees the byte before `at`, and
+    /// the end of `hay` as the end of the text. For regexes with look-around (`\b`,
+    /// `(?m)^`, `$`), where [`AnchoredDfa::end`] would judge them wrongly at `at`.
+    pub fn end_at(&self, hay: &[u8], at: usize) -> Result<Option<usize>, GaveUp> {
+        let behind = at.checked_sub(1).map(|i| hay[i]);
+        let config = start::Config::new()
+            .anchored(Anchored::Yes)
+            .look_behind(behind);
+        let start = self.dfa.start_state(&config).map_err(|_| GaveUp)?;
+        self.end_from(start, &hay[at..])
+    }
+
+    fn end_from(&self, start: StateID, hay: &[u8]) -> Result<Option<usize>, GaveUp> {
         let dfa = &self.dfa;
-        let mut state = self.start;
+        let mut state = start;
         let mut end = None;
         for (at, &b) in hay.iter().enumerate() {
             state = dfa.next_state(state, b);

@@ -209,6 +209,36 @@ fn anchored_dfa_ends_matches_where_the_regex_does() {
     assert!(tried > 1000, "{tried} searches");
 }
 
+#[test]
+fn look_around_dfa_starts_matches_where_the_regex_does() {
+    let sc = full_with(None);
+    let text = super::corpus::all_text();
+    let (input, lower) = (text.as_bytes(), text.to_ascii_lowercase());
+    let (mut tried, mut matched) = (0, 0);
+    for d in &sc.detectors {
+        for k in &d.keywords {
+            let k = k.to_ascii_lowercase();
+            for (at, _) in lower.match_indices(&k) {
+                let limit = (at + d.max_len + crate::search::LOOKAROUND).min(input.len());
+                let Some(starts) = d.starts_at(input, at, limit) else {
+                    continue;
+                };
+                // A search from `at` over the same bytes finds a match starting there.
+                let by_regex = d
+                    .find_at(input, at, limit)
+                    .is_some_and(|(m, _)| m.start == at);
+                assert_eq!(starts, by_regex, "{} at {at}", d.name);
+                tried += 1;
+                matched += usize::from(starts);
+            }
+        }
+    }
+    assert!(
+        tried > 1000 && matched > 100,
+        "{tried} tries, {matched} matches"
+    );
+}
+
 /// Every position where a known-secret pattern starts, with the longest one, by plain
 /// comparison.
 fn plain_known(set: &KnownSet, hay: &[u8]) -> Vec<(usize, usize)> {
