@@ -362,6 +362,24 @@ impl Compiled {
         dfa.end_at(&hay[..limit], at).ok().map(|end| end.is_some())
     }
 
+    /// Whether no match can start at `at`, a keyword start in `hay`, whatever bytes follow
+    /// `hay`: the detector's DFA dies before the end of `hay` (see [`AnchoredDfa::dies`]).
+    /// `false` when it cannot tell: the detector's matches may start before their
+    /// keywords, or it has no DFA. Most keyword hits in source code and configuration
+    /// (`key`, `token`) are rejected here, before any search is set up for them.
+    pub fn rejects(&self, hay: &[u8], at: usize) -> bool {
+        if self.lead != 0 || self.keywords.is_empty() {
+            return false;
+        }
+        let dfa = self
+            .dfa
+            .get_or_init(|| AnchoredDfa::build(self.regex.pattern()));
+        // Without an anchored form the regex may have look-around (or a form the anchored
+        // regex could not take): start from the byte before, which is right either way.
+        dfa.as_ref()
+            .is_some_and(|dfa| dfa.dies(hay, at, self.anchored.is_none()))
+    }
+
     pub fn has_anchored(&self) -> bool {
         self.anchored.is_some()
     }

@@ -55,12 +55,46 @@ impl AnchoredDfa {
     /// the end of `hay` as the end of the text. For regexes with look-around (`\b`,
     /// `(?m)^`, `$`), where [`AnchoredDfa::end`] would judge them wrongly at `at`.
     pub fn end_at(&self, hay: &[u8], at: usize) -> Result<Option<usize>, GaveUp> {
+        let start = self.start_at(hay, at).ok_or(GaveUp)?;
+        self.end_from(start, &hay[at..])
+    }
+
+    /// The anchored start state for a search at `at`, seeing the byte before it.
+    fn start_at(&self, hay: &[u8], at: usize) -> Option<StateID> {
         let behind = at.checked_sub(1).map(|i| hay[i]);
         let config = start::Config::new()
             .anchored(Anchored::Yes)
             .look_behind(behind);
-        let start = self.dfa.start_state(&config).map_err(|_| GaveUp)?;
-        self.end_from(start, &hay[at..])
+        self.dfa.start_state(&config).ok()
+    }
+
+    /// Whether no match starts at `at` in `hay` whatever bytes follow it: the DFA dies
+    /// inside `hay` before passing a match. `look_behind`: the regex has look-around, so
+    /// the search starts in the state for the byte before `at`. Running out of bytes, or
+    /// meeting a match, proves nothing.
+    pub fn dies(&self, hay: &[u8], at: usize, look_behind: bool) -> bool {
+        let start = if look_behind {
+            match self.start_at(hay, at) {
+                Some(s) => s,
+                None => return false,
+            }
+        } else {
+            self.start
+        };
+        let dfa = &self.dfa;
+        let mut state = start;
+        for &b in &hay[at..] {
+            state = dfa.next_state(state, b);
+            if dfa.is_special_state(state) {
+                if dfa.is_dead_state(state) {
+                    return true;
+                }
+                if dfa.is_match_state(state) || dfa.is_quit_state(state) {
+                    return false;
+                }
+            }
+        }
+        false
     }
 
     fn end_from(&self, start: StateID, hay: &[u8]) -> Result<Option<usize>, GaveUp> {

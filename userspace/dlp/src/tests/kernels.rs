@@ -239,6 +239,37 @@ fn look_around_dfa_starts_matches_where_the_regex_does() {
     );
 }
 
+/// A keyword hit the DFA rejects holds no match, whatever follows the bytes it saw: tried
+/// with the data cut short after the keyword too (a stream's hit near the end of what
+/// has come so far).
+#[test]
+fn rejected_keyword_hits_hold_no_match() {
+    let sc = full_with(None);
+    let text = super::corpus::all_text();
+    let (input, lower) = (text.as_bytes(), text.to_ascii_lowercase());
+    let (mut tried, mut rejected) = (0, 0);
+    for d in &sc.detectors {
+        for k in &d.keywords {
+            let k = k.to_ascii_lowercase();
+            for (at, _) in lower.match_indices(&k) {
+                let limit = (at + d.max_len + crate::search::LOOKAROUND).min(input.len());
+                let matched = d
+                    .find_at(input, at, limit)
+                    .is_some_and(|(m, _)| m.start == at);
+                for cut in [at + k.len(), at + k.len() + 3, at + 20, limit] {
+                    let hay = &input[..cut.min(input.len())];
+                    if d.rejects(hay, at) {
+                        assert!(!matched, "{} at {at}, cut at {cut}", d.name);
+                        rejected += 1;
+                    }
+                    tried += 1;
+                }
+            }
+        }
+    }
+    assert!(rejected > 5000, "{rejected} of {tried} rejected");
+}
+
 /// Every position where a known-secret pattern starts, with the longest one, by plain
 /// comparison.
 fn plain_known(set: &KnownSet, hay: &[u8]) -> Vec<(usize, usize)> {
