@@ -355,10 +355,7 @@ impl Compiled {
         if self.lead != 0 || self.keywords.is_empty() || self.anchored.is_some() {
             return None;
         }
-        let dfa = self
-            .dfa
-            .get_or_init(|| AnchoredDfa::build(self.regex.pattern()))
-            .as_ref()?;
+        let dfa = self.dfa()?;
         dfa.end_at(&hay[..limit], at).ok().map(|end| end.is_some())
     }
 
@@ -367,17 +364,29 @@ impl Compiled {
     /// `false` when it cannot tell: the detector's matches may start before their
     /// keywords, or it has no DFA. Most keyword hits in source code and configuration
     /// (`key`, `token`) are rejected here, before any search is set up for them.
-    pub fn rejects(&self, hay: &[u8], at: usize) -> bool {
+    /// `keyword`: the index of the keyword found there, in the detector's list; the DFA
+    /// skips it when every way the hit could spell it leads to one state.
+    pub fn rejects(&self, hay: &[u8], at: usize, keyword: usize) -> bool {
         if self.lead != 0 || self.keywords.is_empty() {
             return false;
         }
-        let dfa = self
-            .dfa
-            .get_or_init(|| AnchoredDfa::build(self.regex.pattern()));
         // Without an anchored form the regex may have look-around (or a form the anchored
         // regex could not take): start from the byte before, which is right either way.
-        dfa.as_ref()
-            .is_some_and(|dfa| dfa.dies(hay, at, self.anchored.is_none()))
+        let look = self.anchored.is_none();
+        self.dfa()
+            .is_some_and(|dfa| dfa.dies_after(hay, at, keyword, look))
+    }
+
+    /// The DFA, built on first use, with the states its keywords lead to.
+    fn dfa(&self) -> Option<&AnchoredDfa> {
+        self.dfa
+            .get_or_init(|| {
+                AnchoredDfa::build(self.regex.pattern()).map(|dfa| {
+                    let look = self.anchored.is_none();
+                    dfa.with_keywords(&self.keywords, self.starts_exact, look)
+                })
+            })
+            .as_ref()
     }
 
     pub fn has_anchored(&self) -> bool {
@@ -415,12 +424,7 @@ impl Compiled {
     ) -> Option<(std::ops::Range<usize>, bool)> {
         let re = self.anchored.as_ref()?.get()?;
         let slice = &hay[start..limit];
-        let dfa = use_dfa
-            .then(|| {
-                self.dfa
-                    .get_or_init(|| AnchoredDfa::build(self.regex.pattern()))
-            })
-            .and_then(Option::as_ref);
+        let dfa = use_dfa.then(|| self.dfa()).flatten();
         // Only the captures need the regex, and only a match needs the captures.
         let end = match dfa.map(|d| d.end(slice)) {
             Some(Ok(end)) => end?,

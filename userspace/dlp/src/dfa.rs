@@ -16,6 +16,10 @@ const DFA_LIMIT: usize = 512 << 10;
 pub(super) struct AnchoredDfa {
     dfa: dense::DFA<Vec<u32>>,
     start: StateID,
+    /// Per keyword of the detector: its length and the state the DFA is in after it,
+    /// when every spelling a keyword hit can have leads there from every start (see
+    /// [`AnchoredDfa::with_keywords`]).
+    after: Vec<Option<(usize, StateID)>>,
 }
 
 /// The DFA met a byte it cannot decide on: only Unicode look-around makes a DFA give up
@@ -41,7 +45,11 @@ impl AnchoredDfa {
         let start = dfa
             .start_state(&start::Config::new().anchored(Anchored::Yes))
             .ok()?;
-        Some(AnchoredDfa { dfa, start })
+        Some(AnchoredDfa {
+            dfa,
+            start,
+            after: Vec::new(),
+        })
     }
 
     /// The end of the leftmost-first match starting at the start of `hay`, as a search
@@ -68,6 +76,69 @@ impl AnchoredDfa {
         self.dfa.start_state(&config).ok()
     }
 
+    /// Records, for each of `keywords`, the state the DFA is in after it, so that
+    /// [`AnchoredDfa::dies_after`] need not walk through it again at every hit: a
+    /// regex's keyword part is mostly `(?i:key|token|...)`, where every spelling leads
+    /// to the same state. A hit spells the keyword exactly (`exact`) or in any ASCII case;
+    /// with look-around (`look`) the walk starts from the state of every byte before. A
+    /// keyword some spelling or start would lead elsewhere, or through a special state
+    /// (dead, match), is walked at each hit as before.
+    pub fn with_keywords(mut self, keywords: &[String], exact: bool, look: bool) -> Self {
+        let starts: Option<Vec<StateID>> = if look {
+            (0..=255u8)
+                .map(Some)
+                .chain([None])
+                .map(|b| {
+                    let config = start::Config::new().anchored(Anchored::Yes).look_behind(b);
+                    self.dfa.start_state(&config).ok()
+                })
+                .collect()
+        } else {
+            Some(vec![self.start])
+        };
+        self.after = keywords
+            .iter()
+            .map(|k| {
+                let mut states = starts.clone()?;
+                for &b in k.as_bytes() {
+                    let spellings = if exact {
+                        vec![b]
+                    } else {
+                        vec![b.to_ascii_lowercase(), b.to_ascii_uppercase()]
+                    };
+                    let mut next = Vec::with_capacity(states.len() * spellings.len());
+                    for &s in &states {
+                        for &c in &spellings {
+                            let n = self.dfa.next_state(s, c);
+                            if self.dfa.is_special_state(n) {
+                                return None;
+                            }
+                            next.push(n);
+                        }
+                    }
+                    next.sort_unstable();
+                    next.dedup();
+                    states = next;
+                }
+                match states[..] {
+                    [one] => Some((k.len(), one)),
+                    _ => None,
+                }
+            })
+            .collect();
+        self
+    }
+
+    /// [`AnchoredDfa::dies`] for a hit of keyword `keyword` (an index into the keywords
+    /// given to [`AnchoredDfa::with_keywords`]) at `at`, starting after the keyword when
+    /// the state there is known.
+    pub fn dies_after(&self, hay: &[u8], at: usize, keyword: usize, look: bool) -> bool {
+        match self.after.get(keyword).copied().flatten() {
+            Some((len, state)) if at + len <= hay.len() => self.dies_from(state, &hay[at + len..]),
+            _ => self.dies(hay, at, look),
+        }
+    }
+
     /// Whether no match starts at `at` in `hay` whatever bytes follow it: the DFA dies
     /// inside `hay` before passing a match. `look_behind`: the regex has look-around, so
     /// the search starts in the state for the byte before `at`. Running out of bytes, or
@@ -81,9 +152,13 @@ impl AnchoredDfa {
         } else {
             self.start
         };
+        self.dies_from(start, &hay[at..])
+    }
+
+    /// Whether the DFA, in state `state`, dies inside `hay` before passing a match.
+    fn dies_from(&self, mut state: StateID, hay: &[u8]) -> bool {
         let dfa = &self.dfa;
-        let mut state = start;
-        for &b in &hay[at..] {
+        for &b in hay {
             state = dfa.next_state(state, b);
             if dfa.is_special_state(state) {
                 if dfa.is_dead_state(state) {

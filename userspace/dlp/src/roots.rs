@@ -14,8 +14,8 @@ pub(super) struct Entry {
     pub lower: Vec<u8>,
     /// The keyword as written, when it must match exactly (token prefixes).
     pub exact: Option<Vec<u8>>,
-    /// Detectors with this keyword.
-    pub detectors: Vec<usize>,
+    /// Detectors with this keyword: (detector, index of the keyword in its list).
+    pub detectors: Vec<(usize, usize)>,
 }
 
 /// The keywords assigned to one root, by the part of each before the root, reversed.

@@ -315,9 +315,9 @@ impl<S: Deref<Target = Scanner>> StreamScan<S> {
                 // cache.
                 for &(at, e) in self.scratch.found() {
                     let p = base + at as u64;
-                    for &d in needles.detectors(e) {
+                    for &(d, keyword) in needles.detectors(e) {
                         // A hit its detector's DFA rejects costs no more.
-                        if sc.detectors[d].rejects(&self.buf, at) {
+                        if sc.detectors[d].rejects(&self.buf, at, keyword) {
                             continue;
                         }
                         if self.hits[d].is_empty() {

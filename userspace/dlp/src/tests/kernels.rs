@@ -249,20 +249,27 @@ fn rejected_keyword_hits_hold_no_match() {
     let (input, lower) = (text.as_bytes(), text.to_ascii_lowercase());
     let (mut tried, mut rejected) = (0, 0);
     for d in &sc.detectors {
-        for k in &d.keywords {
-            let k = k.to_ascii_lowercase();
+        for (n, written) in d.keywords.iter().enumerate() {
+            let k = written.to_ascii_lowercase();
             for (at, _) in lower.match_indices(&k) {
+                // The needle pass finds an exact keyword only as written.
+                if d.starts_exact && !input[at..].starts_with(written.as_bytes()) {
+                    continue;
+                }
                 let limit = (at + d.max_len + crate::search::LOOKAROUND).min(input.len());
                 let matched = d
                     .find_at(input, at, limit)
                     .is_some_and(|(m, _)| m.start == at);
                 for cut in [at + k.len(), at + k.len() + 3, at + 20, limit] {
                     let hay = &input[..cut.min(input.len())];
-                    if d.rejects(hay, at) {
-                        assert!(!matched, "{} at {at}, cut at {cut}", d.name);
-                        rejected += 1;
+                    // Skipping the keyword, and walking it (no keyword index).
+                    for keyword in [n, usize::MAX] {
+                        if d.rejects(hay, at, keyword) {
+                            assert!(!matched, "{} at {at}, cut at {cut}", d.name);
+                            rejected += 1;
+                        }
+                        tried += 1;
                     }
-                    tried += 1;
                 }
             }
         }
