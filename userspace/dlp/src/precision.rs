@@ -9,6 +9,7 @@
 //! value must look generated: not a UUID, hash in a hash's place, path, dotted identifier,
 //! environment variable name or word.
 
+use std::collections::HashSet;
 use std::sync::OnceLock;
 
 use aho_corasick::AhoCorasick;
@@ -369,9 +370,13 @@ fn segments(name: &[u8]) -> Vec<String> {
 }
 
 fn name_is_secret(segments: &[String]) -> bool {
-    if segments.iter().any(|s| {
-        NOT_SECRET_SEGMENTS.contains(&s.as_str()) || s.contains("csrf") || s.contains("xsrf")
-    }) {
+    // A set, not the list: every generic candidate's name segments are looked up.
+    static NOT_SECRET: OnceLock<HashSet<&str>> = OnceLock::new();
+    let not_secret = NOT_SECRET.get_or_init(|| NOT_SECRET_SEGMENTS.iter().copied().collect());
+    if segments
+        .iter()
+        .any(|s| not_secret.contains(s.as_str()) || s.contains("csrf") || s.contains("xsrf"))
+    {
         return false;
     }
     segments
