@@ -233,6 +233,11 @@ pub(super) struct Compiled {
     /// start at its keywords but that has look-around, the DFA of
     /// [`Compiled::starts_at`].
     dfa: OnceLock<Option<AnchoredDfa>>,
+    /// The parsed regex, for the rejecting DFA.
+    hir: regex_syntax::hir::Hir,
+    /// The DFA of [`Compiled::rejects`] (see [`AnchoredDfa::relaxed`]), built on first
+    /// use.
+    reject: OnceLock<Option<AnchoredDfa>>,
 }
 
 impl Compiled {
@@ -310,6 +315,8 @@ impl Compiled {
             starts_exact: start == Some(KeywordStart::Exact),
             anchored,
             dfa: OnceLock::new(),
+            hir,
+            reject: OnceLock::new(),
         })
     }
 
@@ -373,7 +380,12 @@ impl Compiled {
         // Without an anchored form the regex may have look-around (or a form the anchored
         // regex could not take): start from the byte before, which is right either way.
         let look = self.anchored.is_none();
-        self.dfa()
+        self.reject
+            .get_or_init(|| {
+                AnchoredDfa::relaxed(&self.hir, self.max_len)
+                    .map(|dfa| dfa.with_keywords(&self.keywords, self.starts_exact, look))
+            })
+            .as_ref()
             .is_some_and(|dfa| dfa.dies_after(hay, at, keyword, look))
     }
 

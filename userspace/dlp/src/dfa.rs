@@ -7,6 +7,7 @@ use regex_automata::dfa::{Automaton, StartKind, dense};
 use regex_automata::util::primitives::StateID;
 use regex_automata::util::{start, syntax};
 use regex_automata::{Anchored, nfa::thompson};
+use regex_syntax::hir::{Capture, Hir, HirKind, Repetition};
 
 /// Largest anchored DFA built, in bytes.
 const DFA_LIMIT: usize = 512 << 10;
@@ -20,6 +21,9 @@ pub(super) struct AnchoredDfa {
     /// when every spelling a keyword hit can have leads there from every start (see
     /// [`AnchoredDfa::with_keywords`]).
     after: Vec<Option<(usize, StateID)>>,
+    /// For a DFA of a relaxed regex (see [`AnchoredDfa::relaxed`]): how many bytes from a
+    /// start the original's matches can need read, the byte after the longest included.
+    budget: Option<usize>,
 }
 
 /// The DFA met a byte it cannot decide on: only Unicode look-around makes a DFA give up
@@ -30,18 +34,43 @@ pub(super) struct GaveUp;
 impl AnchoredDfa {
     /// `None` when the DFA would exceed [`DFA_LIMIT`].
     pub fn build(regex: &str) -> Option<AnchoredDfa> {
-        let dfa = dense::Builder::new()
+        let dfa = Self::builder()
+            // As `regex::bytes` parses and compiles.
+            .syntax(syntax::Config::new().utf8(false))
+            .build(regex)
+            .ok()?;
+        Self::with_dfa(dfa, None)
+    }
+
+    /// The DFA of `hir` (a regex whose matches are at most `max_len` bytes) with every
+    /// repetition's upper bound dropped: it matches wherever the regex does, and more,
+    /// so it only proves where the regex does *not* match ([`AnchoredDfa::dies`]), with
+    /// `max_len` bounding the walk. Counted repetitions (`[a-z_]{0,24}`) are a state per
+    /// count in a DFA, which grew the built-ins' DFAs past the cache, where every step of
+    /// rejecting a keyword hit missed; without the counts they are a few hundred bytes.
+    pub fn relaxed(hir: &Hir, max_len: usize) -> Option<AnchoredDfa> {
+        let nfa = thompson::Compiler::new()
+            .configure(thompson::Config::new().utf8(false))
+            .build_from_hir(&relax(hir))
+            .ok()?;
+        let dfa = Self::builder().build_from_nfa(&nfa).ok()?;
+        Self::with_dfa(dfa, Some(max_len + 1))
+    }
+
+    fn builder() -> dense::Builder {
+        let mut builder = dense::Builder::new();
+        builder
             .configure(
                 dense::Config::new()
                     .start_kind(StartKind::Anchored)
                     .dfa_size_limit(Some(DFA_LIMIT))
                     .determinize_size_limit(Some(4 * DFA_LIMIT)),
             )
-            // As `regex::bytes` parses and compiles.
-            .syntax(syntax::Config::new().utf8(false))
-            .thompson(thompson::Config::new().utf8(false))
-            .build(regex)
-            .ok()?;
+            .thompson(thompson::Config::new().utf8(false));
+        builder
+    }
+
+    fn with_dfa(dfa: dense::DFA<Vec<u32>>, budget: Option<usize>) -> Option<AnchoredDfa> {
         let start = dfa
             .start_state(&start::Config::new().anchored(Anchored::Yes))
             .ok()?;
@@ -49,6 +78,7 @@ impl AnchoredDfa {
             dfa,
             start,
             after: Vec::new(),
+            budget,
         })
     }
 
@@ -134,7 +164,10 @@ impl AnchoredDfa {
     /// the state there is known.
     pub fn dies_after(&self, hay: &[u8], at: usize, keyword: usize, look: bool) -> bool {
         match self.after.get(keyword).copied().flatten() {
-            Some((len, state)) if at + len <= hay.len() => self.dies_from(state, &hay[at + len..]),
+            Some((len, state)) if at + len <= hay.len() => {
+                let budget = self.budget.map(|b| b.saturating_sub(len));
+                self.dies_from(state, &hay[at + len..], budget)
+            }
             _ => self.dies(hay, at, look),
         }
     }
@@ -152,12 +185,17 @@ impl AnchoredDfa {
         } else {
             self.start
         };
-        self.dies_from(start, &hay[at..])
+        self.dies_from(start, &hay[at..], self.budget)
     }
 
-    /// Whether the DFA, in state `state`, dies inside `hay` before passing a match.
-    fn dies_from(&self, mut state: StateID, hay: &[u8]) -> bool {
+    /// Whether the DFA, in state `state`, dies inside `hay` before passing a match, or
+    /// reads `budget` bytes (if any) without passing one.
+    fn dies_from(&self, mut state: StateID, hay: &[u8], budget: Option<usize>) -> bool {
         let dfa = &self.dfa;
+        let hay = match budget {
+            Some(n) if n <= hay.len() => &hay[..n],
+            _ => hay,
+        };
         for &b in hay {
             state = dfa.next_state(state, b);
             if dfa.is_special_state(state) {
@@ -169,7 +207,8 @@ impl AnchoredDfa {
                 }
             }
         }
-        false
+        // All the bytes a match could need were read without one.
+        budget.is_some_and(|n| n <= hay.len())
     }
 
     fn end_from(&self, start: StateID, hay: &[u8]) -> Result<Option<usize>, GaveUp> {
@@ -193,5 +232,24 @@ impl AnchoredDfa {
             end = Some(hay.len());
         }
         Ok(end)
+    }
+}
+
+/// `hir` with no upper bound on any repetition: it matches all that `hir` matches (at the
+/// same starts, to the same ends and beyond).
+fn relax(hir: &Hir) -> Hir {
+    match hir.kind() {
+        HirKind::Empty | HirKind::Literal(_) | HirKind::Class(_) | HirKind::Look(_) => hir.clone(),
+        HirKind::Repetition(rep) => Hir::repetition(Repetition {
+            max: None,
+            sub: Box::new(relax(&rep.sub)),
+            ..rep.clone()
+        }),
+        HirKind::Capture(cap) => Hir::capture(Capture {
+            sub: Box::new(relax(&cap.sub)),
+            ..cap.clone()
+        }),
+        HirKind::Concat(subs) => Hir::concat(subs.iter().map(relax).collect()),
+        HirKind::Alternation(subs) => Hir::alternation(subs.iter().map(relax).collect()),
     }
 }
