@@ -436,16 +436,18 @@ impl Compiled {
     ) -> Option<(std::ops::Range<usize>, bool)> {
         let re = self.anchored.as_ref()?.get()?;
         let slice = &hay[start..limit];
-        let dfa = use_dfa.then(|| self.dfa()).flatten();
-        // Only the captures need the regex, and only a match needs the captures.
-        let end = match dfa.map(|d| d.end(slice)) {
-            Some(Ok(end)) => end?,
-            _ => re.find(slice)?.end(),
-        };
         if self.check == Check::None {
+            let dfa = use_dfa.then(|| self.dfa()).flatten();
+            let end = match dfa.map(|d| d.end(slice)) {
+                Some(Ok(end)) => end?,
+                _ => re.find(slice)?.end(),
+            };
             return Some((0..end, true));
         }
-        let caps = re.captures(&slice[..end])?;
+        // The hits that get this far (past `rejects`) mostly match: one capturing search
+        // finds the match and its groups, where the DFA walk before it walked it twice.
+        let caps = re.captures(slice)?;
+        let end = caps.get(0)?.end();
         let before = &hay[start.saturating_sub(CONTEXT)..start];
         let subject = caps.name("s").map_or(0..end, |m| m.range());
         let ok = checks::passes(self.check, before, &caps)
