@@ -329,6 +329,11 @@ const SECRET_ENDINGS: &[&str] = &[
 /// The gate of the generic assignment check. `before` ends where the match starts, `name`
 /// is the matched part of the name (from the keyword on), `value` what is assigned.
 pub(super) fn generic_assignment(before: &[u8], name: &[u8], value: &[u8]) -> bool {
+    // The value's tests that do not depend on the name come first: most candidates fail
+    // them (placeholders, UUIDs, hashes), and they cost no allocation.
+    if !value_may_be_secret(value) {
+        return false;
+    }
     let lead = before
         .iter()
         .rev()
@@ -384,10 +389,15 @@ fn name_is_secret(segments: &[String]) -> bool {
         .any(|s| SECRET_ENDINGS.iter().any(|e| s.ends_with(e)) || s.starts_with("passw"))
 }
 
+/// The first tests of [`value_is_secret`], which do not depend on the name.
+fn value_may_be_secret(v: &[u8]) -> bool {
+    !(v.len() < 16 || is_placeholder(v) || is_uuid(v) || is_hash_literal(v))
+}
+
 /// Whether an assigned value looks generated. `bare_key`: the name is only `key` (lookup
 /// keys in maps and caches are often hashes), so hex and digits alone do not count.
 fn value_is_secret(v: &[u8], bare_key: bool) -> bool {
-    if v.len() < 16 || is_placeholder(v) || is_uuid(v) || is_hash_literal(v) {
+    if !value_may_be_secret(v) {
         return false;
     }
     let hex = v.iter().all(u8::is_ascii_hexdigit);
