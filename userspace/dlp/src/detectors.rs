@@ -229,9 +229,7 @@ pub(super) struct Compiled {
     /// and an anchored search stops as soon as the match fails, instead of running on.
     anchored: Option<LazyRegex>,
     /// The same anchored search as a DFA, built on first use (most detectors never get
-    /// that far); `None` inside when it would be too big. For a detector whose matches
-    /// start at its keywords but that has look-around, the DFA of
-    /// [`Compiled::starts_at`].
+    /// that far); `None` inside when it would be too big.
     dfa: OnceLock<Option<AnchoredDfa>>,
     /// The parsed regex, for the rejecting DFA.
     hir: regex_syntax::hir::Hir,
@@ -351,21 +349,6 @@ impl Compiled {
         self.blob_filter && blob::in_blob(hay, subject)
     }
 
-    /// Whether a match can start at `at` in `hay[..limit]`, for a detector whose matches
-    /// start at its keywords but whose regex has look-around (so no anchored form): its
-    /// DFA, started with the byte before `at` as look-behind, runs from there. `Some(false)`
-    /// proves that none does, `Some(true)` that one does; `None`: no DFA to tell (too big,
-    /// Unicode look-around), or not such a detector. `limit` must leave the bytes after a
-    /// match that its look-around reads (or be the end of the stream): then the answer is
-    /// the one a search over all the data would give.
-    pub fn starts_at(&self, hay: &[u8], at: usize, limit: usize) -> Option<bool> {
-        if self.lead != 0 || self.keywords.is_empty() || self.anchored.is_some() {
-            return None;
-        }
-        let dfa = self.dfa()?;
-        dfa.end_at(&hay[..limit], at).ok().map(|end| end.is_some())
-    }
-
     /// Whether no match can start at `at`, a keyword start in `hay`, whatever bytes follow
     /// `hay`: the detector's DFA dies before the end of `hay` (see [`AnchoredDfa::dies`]).
     /// `false` when it cannot tell: the detector's matches may start before their
@@ -389,15 +372,10 @@ impl Compiled {
             .is_some_and(|dfa| dfa.dies_after(hay, at, keyword, look))
     }
 
-    /// The DFA, built on first use, with the states its keywords lead to.
+    /// The anchored search's DFA, built on first use.
     fn dfa(&self) -> Option<&AnchoredDfa> {
         self.dfa
-            .get_or_init(|| {
-                AnchoredDfa::build(self.regex.pattern()).map(|dfa| {
-                    let look = self.anchored.is_none();
-                    dfa.with_keywords(&self.keywords, self.starts_exact, look)
-                })
-            })
+            .get_or_init(|| AnchoredDfa::build(self.regex.pattern()))
             .as_ref()
     }
 

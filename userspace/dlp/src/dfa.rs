@@ -1,7 +1,8 @@
 //! The anchored DFA: a detector's regex compiled to a fully built DFA for searches that
 //! start at a keyword. Most such searches find nothing a few bytes past the keyword;
 //! the general regex engine spends more setting up each one than searching, the DFA a
-//! few table lookups.
+//! few table lookups. A *relaxed* one (looser bounds, far fewer states) rejects keyword
+//! hits before any search is set up for them ([`AnchoredDfa::dies_after`]).
 
 use regex_automata::dfa::{Automaton, StartKind, dense};
 use regex_automata::util::primitives::StateID;
@@ -11,6 +12,9 @@ use regex_syntax::hir::{Capture, Hir, HirKind, Repetition};
 
 /// Largest anchored DFA built, in bytes.
 const DFA_LIMIT: usize = 512 << 10;
+
+/// Largest relaxed DFA built (see [`AnchoredDfa::relaxed`]), in bytes.
+const RELAXED_LIMIT: usize = 64 << 10;
 
 /// A regex as a DFA that matches only at the start of the haystack.
 #[derive(Debug)]
@@ -26,8 +30,8 @@ pub(super) struct AnchoredDfa {
     budget: Option<usize>,
 }
 
-/// The DFA met a byte it cannot decide on: only Unicode look-around makes a DFA give up
-/// (and then it is not built at all, see [`AnchoredDfa::build`]).
+/// The DFA met a byte it cannot decide on. Only look-around makes a DFA give up, and
+/// anchored searches are only built for regexes without it.
 #[derive(Debug)]
 pub(super) struct GaveUp;
 
@@ -43,7 +47,8 @@ impl AnchoredDfa {
     }
 
     /// The DFA of `hir` (a regex whose matches are at most `max_len` bytes) with every
-    /// repetition's upper bound dropped: it matches wherever the regex does, and more,
+    /// repetition's upper bound dropped and its lower bound cut to at most
+    /// [`RELAXED_MIN`] (see [`relax`]): it matches wherever the regex does, and more,
     /// so it only proves where the regex does *not* match ([`AnchoredDfa::dies`]), with
     /// `max_len` bounding the walk. Counted repetitions (`[a-z_]{0,24}`) are a state per
     /// count in a DFA, which grew the built-ins' DFAs past the cache, where every step of
@@ -53,7 +58,16 @@ impl AnchoredDfa {
             .configure(thompson::Config::new().utf8(false))
             .build_from_hir(&relax(hir))
             .ok()?;
-        let dfa = Self::builder().build_from_nfa(&nfa).ok()?;
+        // Small or nothing: a relaxed DFA is worth building only if it stays in the cache,
+        // and giving up early bounds what the first hit of a detector costs.
+        let dfa = Self::builder()
+            .configure(
+                dense::Config::new()
+                    .dfa_size_limit(Some(RELAXED_LIMIT))
+                    .determinize_size_limit(Some(4 * RELAXED_LIMIT)),
+            )
+            .build_from_nfa(&nfa)
+            .ok()?;
         Self::with_dfa(dfa, Some(max_len + 1))
     }
 
@@ -86,15 +100,6 @@ impl AnchoredDfa {
     /// over `hay` alone finds it.
     pub fn end(&self, hay: &[u8]) -> Result<Option<usize>, GaveUp> {
         self.end_from(self.start, hay)
-    }
-
-    /// The end (relative to `at`) of the leftmost-first match starting at `at` in `hay`,
-    /// as a search over `hay` alone finds it: look-around sees the byte before `at`, and
-    /// the end of `hay` as the end of the text. For regexes with look-around (`\b`,
-    /// `(?m)^`, `$`), where [`AnchoredDfa::end`] would judge them wrongly at `at`.
-    pub fn end_at(&self, hay: &[u8], at: usize) -> Result<Option<usize>, GaveUp> {
-        let start = self.start_at(hay, at).ok_or(GaveUp)?;
-        self.end_from(start, &hay[at..])
     }
 
     /// The anchored start state for a search at `at`, seeing the byte before it.
@@ -235,12 +240,16 @@ impl AnchoredDfa {
     }
 }
 
-/// `hir` with no upper bound on any repetition: it matches all that `hir` matches (at the
-/// same starts, to the same ends and beyond).
+/// The most repetitions a relaxed regex still requires: `{64,4096}` becomes `{16,}`.
+const RELAXED_MIN: u32 = 16;
+
+/// `hir` with no upper bound on any repetition, and lower bounds cut to [`RELAXED_MIN`]:
+/// it matches all that `hir` matches (at the same starts, to the same ends and beyond).
 fn relax(hir: &Hir) -> Hir {
     match hir.kind() {
         HirKind::Empty | HirKind::Literal(_) | HirKind::Class(_) | HirKind::Look(_) => hir.clone(),
         HirKind::Repetition(rep) => Hir::repetition(Repetition {
+            min: rep.min.min(RELAXED_MIN),
             max: None,
             sub: Box::new(relax(&rep.sub)),
             ..rep.clone()

@@ -173,16 +173,6 @@ impl Pass<'_> {
             if from >= fin {
                 break;
             }
-            // Matches start at keywords: where the DFA proves none starts at this one,
-            // there is nothing to search for (most keyword hits in code and config).
-            if lead == 0 {
-                let limit = (first + (d.max_len + LOOKAROUND) as u64).min(self.end);
-                if d.starts_at(self.hay, self.idx(first), self.idx(limit)) == Some(false) {
-                    hits.pop_front();
-                    at = first + 1;
-                    continue;
-                }
-            }
             let mut last_start = first;
             for &p in hits.iter().skip(1) {
                 if p.saturating_sub(lead) > last_start + 1 {

@@ -209,36 +209,6 @@ fn anchored_dfa_ends_matches_where_the_regex_does() {
     assert!(tried > 1000, "{tried} searches");
 }
 
-#[test]
-fn look_around_dfa_starts_matches_where_the_regex_does() {
-    let sc = full_with(None);
-    let text = super::corpus::all_text();
-    let (input, lower) = (text.as_bytes(), text.to_ascii_lowercase());
-    let (mut tried, mut matched) = (0, 0);
-    for d in &sc.detectors {
-        for k in &d.keywords {
-            let k = k.to_ascii_lowercase();
-            for (at, _) in lower.match_indices(&k) {
-                let limit = (at + d.max_len + crate::search::LOOKAROUND).min(input.len());
-                let Some(starts) = d.starts_at(input, at, limit) else {
-                    continue;
-                };
-                // A search from `at` over the same bytes finds a match starting there.
-                let by_regex = d
-                    .find_at(input, at, limit)
-                    .is_some_and(|(m, _)| m.start == at);
-                assert_eq!(starts, by_regex, "{} at {at}", d.name);
-                tried += 1;
-                matched += usize::from(starts);
-            }
-        }
-    }
-    assert!(
-        tried > 1000 && matched > 100,
-        "{tried} tries, {matched} matches"
-    );
-}
-
 /// A keyword hit the DFA rejects holds no match, whatever follows the bytes it saw: tried
 /// with the data cut short after the keyword too (a stream's hit near the end of what
 /// has come so far).
