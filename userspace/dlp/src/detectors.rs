@@ -8,6 +8,7 @@
 use std::sync::{Arc, OnceLock};
 
 use super::dfa::AnchoredDfa;
+use super::keyword_start::{KeywordStart, keyword_start};
 use super::lazy_regex::LazyRegex;
 use super::{DlpError, MAX_MATCH_LEN};
 use super::{blob, checks};
@@ -230,6 +231,11 @@ pub(super) struct Compiled {
     /// The same anchored search as a DFA, built on first use (most detectors never get
     /// that far); `None` inside when it would be too big.
     dfa: OnceLock<Option<AnchoredDfa>>,
+    /// The parsed regex, for the rejecting DFA.
+    hir: regex_syntax::hir::Hir,
+    /// The DFA of [`Compiled::rejects`] (see [`AnchoredDfa::relaxed`]), built on first
+    /// use.
+    reject: OnceLock<Option<AnchoredDfa>>,
 }
 
 impl Compiled {
@@ -307,6 +313,8 @@ impl Compiled {
             starts_exact: start == Some(KeywordStart::Exact),
             anchored,
             dfa: OnceLock::new(),
+            hir,
+            reject: OnceLock::new(),
         })
     }
 
@@ -339,6 +347,36 @@ impl Compiled {
     /// base64 blob. Runs only on a match that passed its check.
     fn in_blob(&self, hay: &[u8], subject: std::ops::Range<usize>) -> bool {
         self.blob_filter && blob::in_blob(hay, subject)
+    }
+
+    /// Whether no match can start at `at`, a keyword start in `hay`, whatever bytes follow
+    /// `hay`: the detector's DFA dies before the end of `hay` (see [`AnchoredDfa::dies`]).
+    /// `false` when it cannot tell: the detector's matches may start before their
+    /// keywords, or it has no DFA. Most keyword hits in source code and configuration
+    /// (`key`, `token`) are rejected here, before any search is set up for them.
+    /// `keyword`: the index of the keyword found there, in the detector's list; the DFA
+    /// skips it when every way the hit could spell it leads to one state.
+    pub fn rejects(&self, hay: &[u8], at: usize, keyword: usize) -> bool {
+        if self.lead != 0 || self.keywords.is_empty() {
+            return false;
+        }
+        // Without an anchored form the regex may have look-around (or a form the anchored
+        // regex could not take): start from the byte before, which is right either way.
+        let look = self.anchored.is_none();
+        self.reject
+            .get_or_init(|| {
+                AnchoredDfa::relaxed(&self.hir, self.max_len)
+                    .map(|dfa| dfa.with_keywords(&self.keywords, self.starts_exact, look))
+            })
+            .as_ref()
+            .is_some_and(|dfa| dfa.dies_after(hay, at, keyword, look))
+    }
+
+    /// The anchored search's DFA, built on first use.
+    fn dfa(&self) -> Option<&AnchoredDfa> {
+        self.dfa
+            .get_or_init(|| AnchoredDfa::build(self.regex.pattern()))
+            .as_ref()
     }
 
     pub fn has_anchored(&self) -> bool {
@@ -376,21 +414,18 @@ impl Compiled {
     ) -> Option<(std::ops::Range<usize>, bool)> {
         let re = self.anchored.as_ref()?.get()?;
         let slice = &hay[start..limit];
-        let dfa = use_dfa
-            .then(|| {
-                self.dfa
-                    .get_or_init(|| AnchoredDfa::build(self.regex.pattern()))
-            })
-            .and_then(Option::as_ref);
-        // Only the captures need the regex, and only a match needs the captures.
-        let end = match dfa.map(|d| d.end(slice)) {
-            Some(Ok(end)) => end?,
-            _ => re.find(slice)?.end(),
-        };
         if self.check == Check::None {
+            let dfa = use_dfa.then(|| self.dfa()).flatten();
+            let end = match dfa.map(|d| d.end(slice)) {
+                Some(Ok(end)) => end?,
+                _ => re.find(slice)?.end(),
+            };
             return Some((0..end, true));
         }
-        let caps = re.captures(&slice[..end])?;
+        // The hits that get this far (past `rejects`) mostly match: one capturing search
+        // finds the match and its groups, where the DFA walk before it walked it twice.
+        let caps = re.captures(slice)?;
+        let end = caps.get(0)?.end();
         let before = &hay[start.saturating_sub(CONTEXT)..start];
         let subject = caps.name("s").map_or(0..end, |m| m.range());
         let ok = checks::passes(self.check, before, &caps)
@@ -414,40 +449,6 @@ fn anchored(regex: &str, hir: &regex_syntax::hir::Hir) -> Option<LazyRegex> {
         return None;
     }
     Some(LazyRegex::new(pattern))
-}
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum KeywordStart {
-    Exact,
-    FoldedCase,
-}
-
-/// Whether every match of `hir` provably starts with one of `keywords`, exactly or ASCII
-/// case-insensitively; the scanner then tries the regex only where a keyword starts.
-/// Prefix literal extraction gives a finite set every match starts with; the limits are
-/// raised so that case-insensitive keywords (2^n variants each) are spelled out in full.
-fn keyword_start(hir: &regex_syntax::hir::Hir, keywords: &[String]) -> Option<KeywordStart> {
-    let seq = regex_syntax::hir::literal::Extractor::new()
-        .kind(regex_syntax::hir::literal::ExtractKind::Prefix)
-        .limit_literal_len(64)
-        .limit_total(8192)
-        .extract(hir);
-    let literals = seq.literals().filter(|l| !l.is_empty())?;
-    let all = |same: fn(&[u8], &[u8]) -> bool| {
-        literals.iter().all(|lit| {
-            let lit = lit.as_bytes();
-            keywords
-                .iter()
-                .any(|k| lit.len() >= k.len() && same(&lit[..k.len()], k.as_bytes()))
-        })
-    };
-    if all(|a, b| a == b) {
-        Some(KeywordStart::Exact)
-    } else if all(|a, b| a.eq_ignore_ascii_case(b)) {
-        Some(KeywordStart::FoldedCase)
-    } else {
-        None
-    }
 }
 
 #[cfg(test)]

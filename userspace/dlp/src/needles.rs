@@ -123,18 +123,18 @@ impl Needles {
         // One entry per distinct keyword (exact ones compare case too).
         let mut entries: Vec<Entry> = Vec::new();
         for (i, d) in detectors.iter().enumerate() {
-            for k in &d.keywords {
+            for (n, k) in d.keywords.iter().enumerate() {
                 let lower = k.as_bytes().to_ascii_lowercase();
                 let exact = d.starts_exact.then(|| k.as_bytes().to_vec());
                 match entries
                     .iter_mut()
                     .find(|e| e.lower == lower && e.exact == exact)
                 {
-                    Some(e) => e.detectors.push(i),
+                    Some(e) => e.detectors.push((i, n)),
                     None => entries.push(Entry {
                         lower,
                         exact,
-                        detectors: vec![i],
+                        detectors: vec![(i, n)],
                     }),
                 }
             }
@@ -285,8 +285,9 @@ impl Needles {
         }
     }
 
-    /// The detectors with keyword entry `entry`.
-    pub fn detectors(&self, entry: u32) -> &[usize] {
+    /// The detectors with keyword entry `entry`: (detector, index of the keyword in its
+    /// list).
+    pub fn detectors(&self, entry: u32) -> &[(usize, usize)] {
         &self.entries[entry as usize].detectors
     }
 }

@@ -9,6 +9,11 @@
 //! value must look generated: not a UUID, hash in a hash's place, path, dotted identifier,
 //! environment variable name or word.
 
+use std::collections::HashSet;
+use std::sync::OnceLock;
+
+use aho_corasick::AhoCorasick;
+
 use super::checks::{looks_random, shannon_bits};
 
 /// Words that mark a value as a stand-in (compared ASCII case-insensitively).
@@ -48,10 +53,7 @@ const PLACEHOLDER_WORDS: &[&str] = &[
 
 /// Whether `v` is a placeholder rather than a value.
 pub(super) fn is_placeholder(v: &[u8]) -> bool {
-    if PLACEHOLDER_WORDS
-        .iter()
-        .any(|w| contains_ignore_case(v, w.as_bytes()))
-    {
+    if holds_placeholder_word(v) {
         return true;
     }
     if longest_run(v, |a, b| a == b) >= 6 || longest_run(v, |a, b| b == a.wrapping_add(1)) >= 6 {
@@ -60,6 +62,26 @@ pub(super) fn is_placeholder(v: &[u8]) -> bool {
     // Few distinct characters for its length: `abababab...`, `12341234...`.
     let distinct = distinct_count(v);
     v.len() >= 16 && distinct < 8 && distinct * 4 < v.len()
+}
+
+/// Whether `v` holds one of [`PLACEHOLDER_WORDS`], in any case: one automaton pass over
+/// `v`. Every candidate match of the generic check (thousands per MiB of source code)
+/// comes here, and comparing each word at each position was a tenth of the scan.
+fn holds_placeholder_word(v: &[u8]) -> bool {
+    static WORDS: OnceLock<Option<AhoCorasick>> = OnceLock::new();
+    let words = WORDS.get_or_init(|| {
+        AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .build(PLACEHOLDER_WORDS)
+            .ok()
+    });
+    match words {
+        Some(ac) => ac.is_match(v),
+        // The words are fixed and a unit test builds them: never taken.
+        None => PLACEHOLDER_WORDS
+            .iter()
+            .any(|w| contains_ignore_case(v, w.as_bytes())),
+    }
 }
 
 fn contains_ignore_case(hay: &[u8], needle: &[u8]) -> bool {
@@ -307,6 +329,11 @@ const SECRET_ENDINGS: &[&str] = &[
 /// The gate of the generic assignment check. `before` ends where the match starts, `name`
 /// is the matched part of the name (from the keyword on), `value` what is assigned.
 pub(super) fn generic_assignment(before: &[u8], name: &[u8], value: &[u8]) -> bool {
+    // The value's tests that do not depend on the name come first: most candidates fail
+    // them (placeholders, UUIDs, hashes), and they cost no allocation.
+    if !value_may_be_secret(value) {
+        return false;
+    }
     let lead = before
         .iter()
         .rev()
@@ -348,9 +375,13 @@ fn segments(name: &[u8]) -> Vec<String> {
 }
 
 fn name_is_secret(segments: &[String]) -> bool {
-    if segments.iter().any(|s| {
-        NOT_SECRET_SEGMENTS.contains(&s.as_str()) || s.contains("csrf") || s.contains("xsrf")
-    }) {
+    // A set, not the list: every generic candidate's name segments are looked up.
+    static NOT_SECRET: OnceLock<HashSet<&str>> = OnceLock::new();
+    let not_secret = NOT_SECRET.get_or_init(|| NOT_SECRET_SEGMENTS.iter().copied().collect());
+    if segments
+        .iter()
+        .any(|s| not_secret.contains(s.as_str()) || s.contains("csrf") || s.contains("xsrf"))
+    {
         return false;
     }
     segments
@@ -358,10 +389,15 @@ fn name_is_secret(segments: &[String]) -> bool {
         .any(|s| SECRET_ENDINGS.iter().any(|e| s.ends_with(e)) || s.starts_with("passw"))
 }
 
+/// The first tests of [`value_is_secret`], which do not depend on the name.
+fn value_may_be_secret(v: &[u8]) -> bool {
+    !(v.len() < 16 || is_placeholder(v) || is_uuid(v) || is_hash_literal(v))
+}
+
 /// Whether an assigned value looks generated. `bare_key`: the name is only `key` (lookup
 /// keys in maps and caches are often hashes), so hex and digits alone do not count.
 fn value_is_secret(v: &[u8], bare_key: bool) -> bool {
-    if v.len() < 16 || is_placeholder(v) || is_uuid(v) || is_hash_literal(v) {
+    if !value_may_be_secret(v) {
         return false;
     }
     let hex = v.iter().all(u8::is_ascii_hexdigit);
@@ -393,12 +429,14 @@ pub(super) fn is_uuid(v: &[u8]) -> bool {
 
 /// `sha512-...` (lockfile integrity), `sha256-...`, `md5-...`.
 fn is_hash_literal(v: &[u8]) -> bool {
-    let lower = v.to_ascii_lowercase();
     [
         "sha1-", "sha256-", "sha384-", "sha512-", "md5-", "sha1=", "sha256=",
     ]
     .iter()
-    .any(|p| lower.starts_with(p.as_bytes()))
+    .any(|p| {
+        v.get(..p.len())
+            .is_some_and(|h| h.eq_ignore_ascii_case(p.as_bytes()))
+    })
 }
 
 /// A path, domain or dotted identifier: parts split by `.`, `/`, `~`, `-` or `_` that are
@@ -422,4 +460,33 @@ fn looks_structured(v: &[u8]) -> bool {
             || (p.len() <= 3 && p.iter().all(u8::is_ascii_alphanumeric))
     };
     parts.iter().all(|p| wordish(p))
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::{PLACEHOLDER_WORDS, contains_ignore_case, holds_placeholder_word};
+
+    proptest! {
+        /// The automaton finds a placeholder word exactly where comparing each word at
+        /// each position does.
+        #[test]
+        fn placeholder_words_as_compared_one_by_one(
+            parts in proptest::collection::vec(
+                prop_oneof![
+                    "[a-zA-Z0-9_.{}$<>%*-]{0,12}",
+                    proptest::sample::select(PLACEHOLDER_WORDS).prop_map(str::to_uppercase),
+                    proptest::sample::select(PLACEHOLDER_WORDS).prop_map(str::to_owned),
+                ],
+                0..5,
+            )
+        ) {
+            let v = parts.concat();
+            let slow = PLACEHOLDER_WORDS
+                .iter()
+                .any(|w| contains_ignore_case(v.as_bytes(), w.as_bytes()));
+            prop_assert_eq!(holds_placeholder_word(v.as_bytes()), slow, "{:?}", v);
+        }
+    }
 }

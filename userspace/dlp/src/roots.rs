@@ -14,8 +14,8 @@ pub(super) struct Entry {
     pub lower: Vec<u8>,
     /// The keyword as written, when it must match exactly (token prefixes).
     pub exact: Option<Vec<u8>>,
-    /// Detectors with this keyword.
-    pub detectors: Vec<usize>,
+    /// Detectors with this keyword: (detector, index of the keyword in its list).
+    pub detectors: Vec<(usize, usize)>,
 }
 
 /// The keywords assigned to one root, by the part of each before the root, reversed.
@@ -31,9 +31,20 @@ pub(super) struct RootTrie {
 
 #[derive(Debug, Default)]
 struct Node {
-    edges: Vec<(u8, u32)>,
+    /// The bytes the edges take, apart from where they lead (`next`, in the same order):
+    /// a hot root's nodes have dozens of edges, searched as one short byte string.
+    edges: Vec<u8>,
+    next: Vec<u32>,
     /// Keywords whose part before the root ends here.
     keywords: Vec<Keyword>,
+}
+
+impl Node {
+    /// Where the edge taking `b` leads.
+    fn edge(&self, b: u8) -> Option<u32> {
+        let i = self.edges.iter().position(|&e| e == b)?;
+        self.next.get(i).copied()
+    }
 }
 
 /// A keyword in its trie.
@@ -61,12 +72,13 @@ impl RootTrie {
         }
         let mut node = 0usize;
         for &b in lower[..offset].iter().rev() {
-            node = match self.nodes[node].edges.iter().find(|(e, _)| *e == b) {
-                Some(&(_, next)) => next as usize,
+            node = match self.nodes[node].edge(b) {
+                Some(next) => next as usize,
                 None => {
                     self.nodes.push(Node::default());
                     let next = self.nodes.len() - 1;
-                    self.nodes[node].edges.push((b, next as u32));
+                    self.nodes[node].edges.push(b);
+                    self.nodes[node].next.push(next as u32);
                     next
                 }
             };
@@ -127,8 +139,8 @@ impl RootTrie {
                 return;
             }
             let b = lower[r - back];
-            match node.edges.iter().find(|(e, _)| *e == b) {
-                Some(&(_, next)) => node = &self.nodes[next as usize],
+            match node.edge(b) {
+                Some(next) => node = &self.nodes[next as usize],
                 None => return,
             }
         }

@@ -313,9 +313,13 @@ impl<S: Deref<Target = Scanner>> StreamScan<S> {
                 );
                 // Handed out after the pass, in one go: the per-detector lists stay in
                 // cache.
-                for &(p, e) in self.scratch.found() {
-                    let p = base + p as u64;
-                    for &d in needles.detectors(e) {
+                for &(at, e) in self.scratch.found() {
+                    let p = base + at as u64;
+                    for &(d, keyword) in needles.detectors(e) {
+                        // A hit its detector's DFA rejects costs no more.
+                        if sc.detectors[d].rejects(&self.buf, at, keyword) {
+                            continue;
+                        }
                         if self.hits[d].is_empty() {
                             self.pending.push(d);
                         }

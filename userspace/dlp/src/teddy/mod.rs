@@ -283,7 +283,7 @@ fn check(
 ) {
     for ((g, lane), &mask) in groups.iter().zip(lanes).zip(masks) {
         let mut candidates = mask;
-        while candidates != 0 {
+        'candidates: while candidates != 0 {
             let k = candidates.trailing_zeros() as usize;
             candidates &= candidates - 1;
             let pos = i + k;
@@ -299,6 +299,9 @@ fn check(
                 for &(root, mask, index) in &g.buckets[b] {
                     if word & mask == root {
                         found(pos, index);
+                        // A group's roots are distinct and of one length: no other
+                        // one is here.
+                        continue 'candidates;
                     }
                 }
             }

@@ -209,6 +209,44 @@ fn anchored_dfa_ends_matches_where_the_regex_does() {
     assert!(tried > 1000, "{tried} searches");
 }
 
+/// A keyword hit the DFA rejects holds no match, whatever follows the bytes it saw: tried
+/// with the data cut short after the keyword too (a stream's hit near the end of what
+/// has come so far).
+#[test]
+fn rejected_keyword_hits_hold_no_match() {
+    let sc = full_with(None);
+    let text = super::corpus::all_text();
+    let (input, lower) = (text.as_bytes(), text.to_ascii_lowercase());
+    let (mut tried, mut rejected) = (0, 0);
+    for d in &sc.detectors {
+        for (n, written) in d.keywords.iter().enumerate() {
+            let k = written.to_ascii_lowercase();
+            for (at, _) in lower.match_indices(&k) {
+                // The needle pass finds an exact keyword only as written.
+                if d.starts_exact && !input[at..].starts_with(written.as_bytes()) {
+                    continue;
+                }
+                let limit = (at + d.max_len + crate::search::LOOKAROUND).min(input.len());
+                let matched = d
+                    .find_at(input, at, limit)
+                    .is_some_and(|(m, _)| m.start == at);
+                for cut in [at + k.len(), at + k.len() + 3, at + 20, limit] {
+                    let hay = &input[..cut.min(input.len())];
+                    // Skipping the keyword, and walking it (no keyword index).
+                    for keyword in [n, usize::MAX] {
+                        if d.rejects(hay, at, keyword) {
+                            assert!(!matched, "{} at {at}, cut at {cut}", d.name);
+                            rejected += 1;
+                        }
+                        tried += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert!(rejected > 5000, "{rejected} of {tried} rejected");
+}
+
 /// Every position where a known-secret pattern starts, with the longest one, by plain
 /// comparison.
 fn plain_known(set: &KnownSet, hay: &[u8]) -> Vec<(usize, usize)> {

@@ -102,3 +102,19 @@ proptest! {
         prop_assert_eq!(scan_split(sc, &input, &cuts), reference(sc, &input));
     }
 }
+
+/// The labelled corpus (every built-in's positives, the near misses, benign developer
+/// payloads) as the scanner sees it, whole and in 4 KiB chunks, against the reference:
+/// guards the shortcuts that skip regex runs (which detectors start at their keywords,
+/// anchored searches, cheap rejections) on realistic text, where most keyword hits fail.
+#[test]
+fn the_corpus_gives_the_reference_findings() {
+    let sc = mixed();
+    let text = super::corpus::all_text();
+    let input = text.as_bytes();
+    let want = reference(sc, input);
+    assert!(want.len() > 1000, "{} findings", want.len());
+    assert_eq!(scan_split(sc, input, &[]), want, "whole");
+    let cuts: Vec<usize> = (1..input.len() / 4096).map(|i| i * 4096).collect();
+    assert_eq!(scan_split(sc, input, &cuts), want, "4 KiB chunks");
+}

@@ -7,7 +7,8 @@
 //! for three token prefixes. The ratio to it moves far less with the machine's load and
 //! clock than the absolute figure. `CORK_DLP_BENCH_MIB` sets the input size (default
 //! 64; the bench smoke run uses 1); `cargo xtask bench` reads the `dlp throughput, …`
-//! lines.
+//! lines. `CORK_DLP_BENCH_ONLY=<text>` runs only the rows whose description holds it
+//! (for profiling one case, e.g. `developer traffic`).
 
 use aho_corasick::{AhoCorasick, AhoCorasickKind};
 
@@ -124,6 +125,8 @@ fn throughput_on_mixed_text() {
         .prefilter(false)
         .build(["AKIA", "ghp_", "sk-ant-"])
         .expect("baseline automaton");
+    let only = std::env::var("CORK_DLP_BENCH_ONLY").unwrap_or_default();
+    reports.retain(|(what, ..)| what.contains(only.as_str()));
     for (what, sc, data, chunks) in &reports {
         for &chunk in chunks {
             let (mut best, mut base, mut findings) = (0f64, 0f64, 0);
