@@ -95,52 +95,6 @@ static __always_inline int cork_first_send(struct bpf_sock_addr *ctx, __u32 bott
 	return bpf_map_update_elem(flows, &k, &one, BPF_NOEXIST) == 0;
 }
 
-/*
- * A connect the policy allowed outright (an allow rule, not the proxy, not loopback) that
- * repeats one already recorded in the last CORK_ALLOW_WINDOW_NS is counted in the bottle's
- * cork_allows instead of becoming a record: the agent writes one line per count it finds
- * there (userspace/bpf/src/counted.rs), so every allow is still a line or in a line's
- * `count`. A record costs a connect ~200 ns here (eight helper calls) and the agent a
- * decode and a line; a count is one lookup and one atomic add. Denies are never counted.
- * Returns 1 when counted (no record), 0 when this connect is to be recorded.
- */
-static __always_inline int cork_allow_counted(__u32 bottle_id, __u8 hook,
-					      const struct cork_decision *d,
-					      const struct cork_dst *dst, __u32 sock_type)
-{
-	void *allows = CORK_MAP(allows, bottle_id);
-	struct cork_allow_key k = {};
-	struct cork_allow_value fresh = {};
-	struct cork_allow_value *v;
-	__u64 now;
-
-	if (!allows)
-		return 0;
-	k.pid = bpf_get_current_pid_tgid() >> 32;
-	k.rule_id = d->rule_id;
-	__builtin_memcpy(k.dst, dst->addr, 16);
-	k.dport = dst->port;
-	k.hook = hook;
-	k.reason = d->reason;
-	k.family = dst->family;
-	k.proto = dst->proto;
-	k.sock_type = sock_type;
-	now = bpf_ktime_get_boot_ns();
-	v = bpf_map_lookup_elem(allows, &k);
-	if (v && now < v->window_end_ns) {
-		__sync_fetch_and_add(&v->counted, 1);
-		return 1;
-	}
-	/* Recorded, and the flow's window (re)starts. Two CPUs racing here both record. */
-	if (v) {
-		v->window_end_ns = now + CORK_ALLOW_WINDOW_NS;
-	} else {
-		fresh.window_end_ns = now + CORK_ALLOW_WINDOW_NS;
-		bpf_map_update_elem(allows, &k, &fresh, BPF_NOEXIST); /* full: recorded, as ever */
-	}
-	return 0;
-}
-
 /* Remember what connect() was allowed to reach, so cgroup_skb lets the flow through even
  * after a learned address expires. A TCP socket without a state gets none: cgroup_skb
  * trusts such a socket's packets to the peer it is connected to, since only this hook
@@ -307,7 +261,7 @@ static __always_inline int cork_sock_addr(struct bpf_sock_addr *ctx, struct cork
 	if (d.verdict == CORK_VERDICT_ALLOW && !is_connect && !cork_first_send(ctx, cfg->bottle_id, dst))
 		return CORK_PASS;
 	if (d.verdict == CORK_VERDICT_ALLOW && is_connect && d.reason == CORK_REASON_ALLOW_RULE &&
-	    cork_allow_counted(cfg->bottle_id, hook, &d, dst, ctx->type))
+	    cork_allow_counted(cfg->bottle_id, hook, d.reason, d.rule_id, dst, ctx->type))
 		return CORK_PASS;
 
 	ev = cork_event_start(cfg->bottle_id, hook, d.verdict, d.reason, d.rule_id);
