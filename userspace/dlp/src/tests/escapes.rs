@@ -120,3 +120,19 @@ fn known_secrets_are_found_as_before() {
         assert_eq!(found[0].len, VALUE.len(), "in {text}");
     }
 }
+
+#[test]
+fn a_known_secret_holding_an_escape_is_found_sent_as_is() {
+    let value = br"cork\nescape\tvalue-Hq7W";
+    let sc = scanner(Config {
+        builtin: false,
+        known_secrets: vec![secret("ESC", value)],
+        ..Config::default()
+    });
+    let mut text = b"X-Key: ".to_vec();
+    text.extend_from_slice(value);
+    text.extend_from_slice(b"\r\n");
+    let found = scan(&sc, &text);
+    assert_eq!(detectors_of(&found), ["known-secret:ESC"]);
+    assert_eq!((found[0].start, found[0].len), (7, value.len()));
+}
