@@ -210,12 +210,13 @@ fn segment_ahead(w: &[u8], start: usize, a: Alphabet) -> usize {
 }
 
 /// Length of the line break ending at `end` (`\n`, `\r\n`, or either escaped as in a
-/// JSON string), 0 if none.
+/// JSON string, which the scanner's escape view shows as `\` then the control byte), 0 if
+/// none.
 fn break_before(w: &[u8], end: usize) -> usize {
     let head = &w[..end];
-    if head.ends_with(b"\\r\\n") {
+    if head.ends_with(b"\\\r\\\n") {
         4
-    } else if head.ends_with(b"\r\n") || head.ends_with(b"\\n") {
+    } else if head.ends_with(b"\r\n") || head.ends_with(b"\\\n") {
         2
     } else if head.ends_with(b"\n") {
         1
@@ -227,9 +228,9 @@ fn break_before(w: &[u8], end: usize) -> usize {
 /// Length of the line break starting at `start` (as [`break_before`]), 0 if none.
 fn break_at(w: &[u8], start: usize) -> usize {
     let tail = &w[start..];
-    if tail.starts_with(b"\\r\\n") {
+    if tail.starts_with(b"\\\r\\\n") {
         4
-    } else if tail.starts_with(b"\r\n") || tail.starts_with(b"\\n") {
+    } else if tail.starts_with(b"\r\n") || tail.starts_with(b"\\\n") {
         2
     } else if tail.starts_with(b"\n") {
         1

@@ -162,7 +162,7 @@ pub(crate) fn decode_base64(text: &[u8]) -> Option<Vec<u8>> {
                 continue;
             }
             b' ' | b'\t' | b'\r' | b'\n' => continue,
-            b'\\' if matches!(text.get(i), Some(b'n' | b'r')) => {
+            b'\\' if matches!(text.get(i), Some(b'n' | b'r' | b'\n' | b'\r')) => {
                 i += 1;
                 continue;
             }
@@ -251,7 +251,9 @@ fn split_lines(body: &[u8]) -> impl Iterator<Item = &[u8]> {
             parts.push(&l[from..]);
             parts
         })
-        .map(|l| l.trim_ascii())
+        // In the scanner's escape view a `\n` escape is `\` then a line break: the
+        // backslash ends the line before it.
+        .map(|l| l.strip_suffix(b"\\").unwrap_or(l).trim_ascii())
         .filter(|l| !l.is_empty())
 }
 

@@ -12,6 +12,7 @@
 
 use std::collections::HashMap;
 
+use super::escapes;
 use super::{DlpError, KnownSecret, MAX_KNOWN_SECRET_LEN, MIN_KNOWN_SECRET_LEN};
 
 const B64_STD: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -181,6 +182,11 @@ impl KnownSet {
 /// Every whole-value encoding of `v` (duplicates are fine; the caller drops them).
 fn encodings(v: &[u8]) -> Vec<Vec<u8>> {
     let mut out = vec![v.to_vec()];
+    // The needle pass searches the escape view (see `escapes`): a value holding `\n`,
+    // `\r` or `\t` sent as is shows there with the control byte.
+    let mut viewed = v.to_vec();
+    escapes::apply(&mut viewed, false);
+    out.push(viewed);
     for alphabet in [B64_STD, B64_URL] {
         for align in 0..3 {
             out.push(base64_core(v, align, alphabet));

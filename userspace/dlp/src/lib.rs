@@ -29,6 +29,7 @@ mod checks;
 pub mod decode;
 mod detectors;
 mod dfa;
+mod escapes;
 mod keyword_start;
 mod known;
 mod lazy_regex;

@@ -26,6 +26,7 @@ use std::ops::Deref;
 use std::sync::Arc;
 
 use super::detectors::{CONTEXT, Compiled, Family, Kind, Severity, builtins};
+use super::escapes;
 use super::known::KnownSet;
 use super::needles::{Needles, Scratch};
 use super::search::{LOOKAROUND, Pass, Reach};
@@ -169,6 +170,7 @@ impl<S: Deref<Target = Scanner>> StreamScan<S> {
             known_hits: VecDeque::new(),
             needles_next: 0,
             scratch: Scratch::default(),
+            escape_open: false,
         }
     }
 }
@@ -241,13 +243,15 @@ pub struct StreamScan<S: Deref<Target = Scanner> = Arc<Scanner>> {
     needles_next: u64,
     /// Scratch for the needle pass (about one chunk), reused between feeds.
     scratch: Scratch,
+    /// The data fed so far ends in an unescaped backslash: the next byte is its letter.
+    escape_open: bool,
 }
 
 impl<S: Deref<Target = Scanner>> StreamScan<S> {
     /// Scans the next chunk of the stream; returns the findings that became certain,
     /// sorted by offset. Each match is reported once, by this call or a later one.
     pub fn feed(&mut self, chunk: &[u8]) -> Vec<Finding> {
-        self.buf.extend_from_slice(chunk);
+        self.push(chunk);
         let out = self.scan(false);
         self.trim();
         out
@@ -262,8 +266,17 @@ impl<S: Deref<Target = Scanner>> StreamScan<S> {
     /// with one pass instead of two (an HTTP request head, scanned per request, is short
     /// enough that the second pass over every detector was most of its cost).
     pub fn scan_whole(mut self, bytes: &[u8]) -> Vec<Finding> {
-        self.buf.extend_from_slice(bytes);
+        self.push(bytes);
         self.scan(true)
+    }
+
+    /// Appends `chunk` to the carry-over in the escape view (see `escapes`): the buffer
+    /// holds what the detectors judge, the same length as the stream, so findings'
+    /// offsets still point at the original bytes.
+    fn push(&mut self, chunk: &[u8]) {
+        let from = self.buf.len();
+        self.buf.extend_from_slice(chunk);
+        self.escape_open = escapes::apply(&mut self.buf[from..], self.escape_open);
     }
 
     /// Stream offset of the end of the data fed so far.

@@ -5,7 +5,9 @@ use super::{Check, Detector, tok};
 use crate::detectors::Severity::Critical;
 
 /// A PEM block with `label` (a regex): BEGIN line, base64 body (real or `\n`-escaped line
-/// breaks, header lines), and the END line when it comes within the match bound.
+/// breaks, header lines), and the END line when it comes within the match bound. The
+/// detectors judge the scanner's escape view (see `escapes`), where an escaped break is
+/// `\` then the control byte.
 fn pem(id: &str, title: &str, keyword: &str, label: &str) -> Detector {
     tok(
         id,
@@ -15,8 +17,8 @@ fn pem(id: &str, title: &str, keyword: &str, label: &str) -> Detector {
         &format!(
             concat!(
                 r"-----BEGIN (?P<b>{label})-----",
-                r"(?P<s>(?:(?:\r?\n|\\n)(?:Proc-Type|DEK-Info): [A-Za-z0-9,-]{{1,100}}){{0,2}}",
-                r"(?:[A-Za-z0-9+/=]|\r|\n|\\[rn]){{64,1800}})",
+                r"(?P<s>(?:(?:\r?\n|\\\n)(?:Proc-Type|DEK-Info): [A-Za-z0-9,-]{{1,100}}){{0,2}}",
+                r"(?:[A-Za-z0-9+/=]|\r|\n|\\[\r\n]){{64,1800}})",
                 r"(?:-----END (?P<e>{label})-----)?"
             ),
             label = label
@@ -68,7 +70,7 @@ pub(super) fn detectors() -> Vec<Detector> {
             "PGP private key block",
             Critical,
             &["-----BEGIN PGP PRIVATE KEY BLOCK-----"],
-            r"-----BEGIN PGP PRIVATE KEY BLOCK-----(?:\r?\n|\\n)(?:[A-Za-z]{2,20}: [^\r\n]{0,100}(?:\r?\n|\\n)){0,5}(?:\r?\n|\\n)?(?P<s>[A-Za-z0-9+/=]{60,80}(?:(?:\r?\n|\\n)[A-Za-z0-9+/][A-Za-z0-9+/=]{0,79}){1,40})",
+            r"-----BEGIN PGP PRIVATE KEY BLOCK-----(?:\r?\n|\\\n)(?:[A-Za-z]{2,20}: [^\r\n]{0,100}(?:\r?\n|\\\n)){0,5}(?:\r?\n|\\\n)?(?P<s>[A-Za-z0-9+/=]{60,80}(?:(?:\r?\n|\\\n)[A-Za-z0-9+/][A-Za-z0-9+/=]{0,79}){1,40})",
             Check::Base64 { min_bytes: 100 },
         ),
         tok(
@@ -92,7 +94,7 @@ pub(super) fn detectors() -> Vec<Detector> {
             "SSH2 (ssh.com) encrypted private key",
             Critical,
             &["---- BEGIN SSH2 ENCRYPTED PRIVATE KEY ----"],
-            r"---- BEGIN SSH2 ENCRYPTED PRIVATE KEY ----(?:\r?\n|\\n)(?P<s>(?:[A-Za-z0-9+/=:\x22 -]|\r|\n|\\n){64,1800})",
+            r"---- BEGIN SSH2 ENCRYPTED PRIVATE KEY ----(?:\r?\n|\\\n)(?P<s>(?:[A-Za-z0-9+/=:\x22 -]|\r|\n|\\\n){64,1800})",
             Check::Token,
         ),
     ]

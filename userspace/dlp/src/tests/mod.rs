@@ -7,6 +7,7 @@ mod config;
 mod construction;
 mod corpus;
 mod decode;
+mod escapes;
 mod kernels;
 mod known;
 mod reference;
