@@ -21,6 +21,7 @@ use aya::maps::{HashMap, Map, MapData};
 
 use crate::abi::cork_bottle_cfg;
 use crate::abi::map_names::{CORK_CFG, CORK_CFG_ATTACHED};
+use crate::maps::aya_err as aya_err_of;
 use crate::{LoadConstants, MapError};
 
 /// Failures finding a cgroup's id.
@@ -81,17 +82,6 @@ pub fn own_cgroup_id() -> Result<u64, CgroupIdError> {
 
 fn aya_err(operation: &'static str) -> impl Fn(aya::maps::MapError) -> MapError {
     aya_err_of(CORK_CFG, operation)
-}
-
-fn aya_err_of(
-    map: &'static str,
-    operation: &'static str,
-) -> impl Fn(aya::maps::MapError) -> MapError {
-    move |source| MapError::Aya {
-        map,
-        operation,
-        source,
-    }
 }
 
 /// The `cork_cfg` of the program set in `dir`.

@@ -93,7 +93,13 @@ impl CountedAllows {
     pub fn sweep(&mut self, now_boot_ns: u64, all: bool) -> Vec<(cork_event, u64)> {
         let mut out = Vec::new();
         let idle_ns = IDLE.as_nanos() as u64;
-        for (key, value) in self.entries() {
+        let entries = self.entries();
+        // Only flows the kernel counts are remembered: a record of a flow it has no room
+        // for (the map is full) would otherwise stay in `last` for the bottle's life.
+        let counting: std::collections::HashSet<Key> = entries.iter().map(|(k, _)| *k).collect();
+        self.last.retain(|k, _| counting.contains(k));
+        self.reported.retain(|k, _| counting.contains(k));
+        for (key, value) in entries {
             let window_end = value_window_end(&value);
             if all || window_end <= now_boot_ns {
                 out.extend(self.unreported(&key, &value, now_boot_ns));

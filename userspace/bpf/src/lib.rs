@@ -43,7 +43,7 @@ use std::path::{Path, PathBuf};
 
 use aya::programs::ProgramError;
 use aya::programs::links::PinnedLink;
-use aya::{Btf, Ebpf, EbpfError, EbpfLoader};
+use aya::{Btf, Ebpf, EbpfError};
 use cork_policy::KernelPlan;
 
 use attach::ObjectSpec;
@@ -412,17 +412,7 @@ impl Enforcement {
             path: self.pin_dir.clone(),
             source,
         })?;
-        // Parsing the kernel's BTF (~15 ms) is the loader's main cost. aya 0.14's
-        // `EbpfLoader::new` always parses a copy of its own, which cannot be taken out of
-        // it: so one loader serves every object, and the copy kept here (for the unix
-        // object and as the one aya relocates against) is parsed meanwhile on another CPU.
-        let (btf, mut loader) = std::thread::scope(|s| {
-            let ours = s.spawn(Btf::from_sys_fs);
-            let loader = EbpfLoader::new();
-            let btf = ours.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
-            (btf, loader)
-        });
-        let btf = btf.map_err(BpfError::Btf)?;
+        let (btf, mut loader) = load::btf_and_loader()?;
         let guest = consts.guest.unwrap_or_default();
         loader
             .btf(Some(&btf))

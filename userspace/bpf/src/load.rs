@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use aya::programs::{Program, ProgramError};
-use aya::{Btf, Ebpf};
+use aya::{Btf, Ebpf, EbpfLoader};
 
 use crate::attach::{ObjectSpec, program_err};
 use crate::{BpfError, unix};
@@ -29,6 +29,20 @@ use crate::{BpfError, unix};
 const MAX_WORKERS: usize = 4;
 
 /// What the unix hooks' loader needs (their object is loaded outside aya).
+/// The kernel's BTF and a loader. Parsing the BTF (~15 ms) is the loader's main cost, and
+/// aya 0.14's `EbpfLoader::new` always parses a copy of its own that cannot be taken out
+/// of it: so one loader serves every object, and the copy returned here (for the unix
+/// object and as the one aya relocates against) is parsed meanwhile on another CPU.
+pub(crate) fn btf_and_loader() -> Result<(Btf, EbpfLoader<'static>), BpfError> {
+    let (btf, loader) = std::thread::scope(|s| {
+        let ours = s.spawn(Btf::from_sys_fs);
+        let loader = EbpfLoader::new();
+        let btf = ours.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+        (btf, loader)
+    });
+    Ok((btf.map_err(BpfError::Btf)?, loader))
+}
+
 pub(crate) struct UnixLoad<'a> {
     pub btf: &'a Btf,
     pub pin_dir: &'a Path,

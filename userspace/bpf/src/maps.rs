@@ -81,7 +81,7 @@ pub enum MapError {
     Register(#[source] std::io::Error),
 }
 
-pub(super) fn aya_err(
+pub(crate) fn aya_err(
     map: &'static str,
     operation: &'static str,
 ) -> impl Fn(aya::maps::MapError) -> MapError {

@@ -23,7 +23,6 @@ use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 use aya::maps::{ArrayOfMaps, Map, MapData};
-use aya::{Btf, EbpfLoader};
 use nix::fcntl::{Flock, FlockArg};
 
 use crate::abi::CORK_MAX_BOTTLES;
@@ -154,13 +153,7 @@ fn lock(root: &Path) -> Result<Flock<File>, BpfError> {
 fn load_set(dir: &Path) -> Result<(), BpfError> {
     fs::create_dir(dir).map_err(pin_err(dir))?;
     let result = (|| {
-        let (btf, mut loader) = std::thread::scope(|s| {
-            let ours = s.spawn(Btf::from_sys_fs);
-            let loader = EbpfLoader::new();
-            let btf = ours.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
-            (btf, loader)
-        });
-        let btf = btf.map_err(BpfError::Btf)?;
+        let (btf, mut loader) = load::btf_and_loader()?;
         loader.btf(Some(&btf)).default_map_pin_directory(dir);
         let mut objects = Vec::new();
         for spec in CGROUP_OBJECTS {
