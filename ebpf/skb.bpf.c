@@ -126,3 +126,37 @@ int cork_skb_egress(struct __sk_buff *skb)
 	}
 	return CORK_BLOCK;
 }
+
+/*
+ * cgroup_skb/egress on a bottle that has ended: attached at teardown, after the bottle's
+ * processes are dead and before its own programs are detached, and left on the removed
+ * cgroup (the kernel drops it when the last socket of the cgroup is freed). A socket can
+ * outlive its process (an orphan still sending its queue, retransmitting, closing): its
+ * packets must not leave unjudged once the bottle's programs, settings and policy are
+ * gone. What it lets through is what cork_skb_egress let through whatever the policy:
+ * the peer of a TCP socket that connect() reached, and the destination a vetted socket
+ * was allowed; a time-wait socket's answers (it holds no data). Everything else is
+ * dropped, unaudited: the bottle's event ring is gone with it (the refused data was
+ * already audited while the bottle lived; that is why it was still queued).
+ */
+SEC("cgroup_skb/egress")
+int cork_skb_ended(struct __sk_buff *skb)
+{
+	struct bpf_sock *sk = skb->sk;
+	struct cork_sock_state *st;
+	struct cork_pkt pkt = {};
+
+	if (!sk)
+		return CORK_BLOCK;
+	st = bpf_sk_storage_get(&cork_sock, sk, 0, 0);
+	if (!st) {
+		if (cork_connected_stateless(sk) || sk->state == BPF_TCP_TIME_WAIT)
+			return CORK_PASS;
+		return CORK_BLOCK;
+	}
+	if (!cork_parse(skb, 0, &pkt))
+		return CORK_PASS; /* not IP, as above */
+	if ((st->flags & CORK_SOCK_VETTED) && cork_same_dst(st, &pkt.dst))
+		return CORK_PASS;
+	return CORK_BLOCK;
+}

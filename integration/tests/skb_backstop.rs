@@ -128,3 +128,147 @@ for fam, addr in ((socket.AF_INET, "198.51.100.1"), (socket.AF_INET6, "2001:db8:
     }
     Ok(())
 }
+
+/// The bottle's side of [`refused_data_stays_refused_after_the_bottle_ends`]: learns the
+/// peer's addresses (a two-second TTL), accepts the peer on each family, waits until the
+/// addresses have expired, then writes a line the kernel refuses and waits to be ended.
+const LEARN_ACCEPT_WRITE: &str = r#"
+import signal, socket, struct, time
+q = struct.pack(">HHHHHH", 7, 0x0100, 1, 0, 0, 0)
+q += b"".join(bytes([len(l)]) + l for l in b"peer.example.test".split(b".")) + b"\0"
+for qtype in (1, 28):
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    u.settimeout(10)
+    u.sendto(q + struct.pack(">HH", qtype, 1), ("198.51.100.53", 53))
+    u.recv(512)
+learned = time.monotonic()
+ls = []
+for fam, addr in ((socket.AF_INET, "198.51.100.1"), (socket.AF_INET6, "2001:db8::1")):
+    s = socket.socket(fam, socket.SOCK_STREAM)
+    s.bind((addr, 7000))
+    s.listen(8)
+    ls.append(s)
+print("listening", flush=True)
+conns = [l.accept()[0] for l in ls]
+time.sleep(max(0.0, learned + 3.0 - time.monotonic()))
+for c in conns:
+    c.send(b"refused-after-expiry\n")
+print("sent", flush=True)
+signal.pause()
+"#;
+
+/// The peer: connects to the bottle from its learned address on each family, then prints
+/// every line that arrives.
+const PEER: &str = r#"
+import select, socket
+ss = []
+for fam, src, dst in ((socket.AF_INET, "198.51.100.14", "198.51.100.1"),
+                      (socket.AF_INET6, "2001:db8::14", "2001:db8::1")):
+    s = socket.socket(fam, socket.SOCK_STREAM)
+    s.bind((src, 0))
+    s.settimeout(10)
+    s.connect((dst, 7000))
+    ss.append(s)
+print("connected", flush=True)
+while ss:
+    for s in select.select(ss, [], [])[0]:
+        d = s.recv(4096)
+        if d:
+            print("got", d.decode(errors="replace").strip(), flush=True)
+        else:
+            ss.remove(s)
+"#;
+
+/// A socket can outlive its bottle: closed with data still queued, the kernel keeps
+/// sending it. Data cgroup_skb refused while the bottle lived (here: a bottle listener's
+/// answer to a peer whose learned address expired) must stay refused after the bottle
+/// ends — teardown seals the cgroup before the bottle's programs go (`cork_bpf::seal`).
+/// The proof that the kernel tried again after teardown is the sockets' count of data
+/// segments sent growing by two each; each try would have delivered the line unsealed.
+#[test]
+fn refused_data_stays_refused_after_the_bottle_ends() -> Result<()> {
+    let world = World::new("refused_data_stays_refused_after_the_bottle_ends")?;
+    let zone = cork_integration::dns_server::Zone::new()
+        .a("peer.example.test", "198.51.100.14", 2)
+        .aaaa("peer.example.test", "2001:db8::14", 2);
+    let _dns = world.dns_server("198.51.100.53:53", zone)?;
+    world.add_internet_ip("198.51.100.14".parse()?)?;
+    world.add_internet_ip("2001:db8::14".parse()?)?;
+    let manifest = world.manifest(
+        "a",
+        "[[egress.allow]]\ndomain = \"peer.example.test\"\nports = [\"1024-65535\"]\n\
+         inspect = false\n\n[dns]\nupstream = [\"198.51.100.53\"]\nmin_ttl = 2\nmax_ttl = 2\n",
+    )?;
+    let mut bottle = Spawned::start(&mut world.cork_run(
+        &manifest,
+        "a",
+        &["python3".into(), "-c".into(), LEARN_ACCEPT_WRITE.into()],
+    ))?;
+    bottle.wait_line("listening", START)?;
+    let mut peer = Spawned::start(world.command(Side::Internet, "python3").arg("-c").arg(PEER))?;
+    peer.wait_line("connected", START)?;
+    bottle.wait_line("sent", START)?;
+    for dst in ["198.51.100.14", "2001:db8::14"] {
+        Audit::wait_for(
+            &world.audit_path(),
+            json!({"hook": "skb_egress", "dst": dst, "sport": 7000, "verdict": "deny"}),
+            START,
+        )?;
+    }
+
+    nix::sys::signal::kill(bottle.pid(), nix::sys::signal::Signal::SIGTERM)?;
+    let done = bottle.finish(START)?;
+    assert_eq!(done.code(), 128 + 15, "{done}");
+    // The bottle is gone; its two sockets are not. Wait until each family's queue was
+    // retried at least twice more, refused each time.
+    let tried_at_end = send_attempts(&world)?;
+    let deadline = std::time::Instant::now() + START;
+    while send_attempts(&world)? < tried_at_end + 4 {
+        let line = peer.wait_line_where("data from the bottle", Duration::from_millis(50), |l| {
+            l.starts_with("got ")
+        });
+        if let Ok(line) = line {
+            anyhow::bail!("data the kernel refused left after the bottle ended: {line}");
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the kernel did not retry the ended bottle's queued data within {START:?}"
+        );
+    }
+    peer.kill()?;
+    let got = peer.finish(WAIT)?;
+    assert!(
+        !got.stdout.contains("refused-after-expiry"),
+        "data the kernel refused left after the bottle ended: {got}"
+    );
+    // The leftover sockets go now rather than at their own timeout.
+    let _ = world
+        .bottle()
+        .command("ss")
+        .args(["-K", "sport", "=", ":7000"])
+        .output();
+    Ok(())
+}
+
+/// How many data segments the bottle namespace's sockets on port 7000 have tried to send
+/// (`ss`'s `data_segs_out`: every try counts, whether or not a program let it out).
+fn send_attempts(world: &World) -> Result<u64> {
+    let out = world
+        .bottle()
+        .command("ss")
+        .args(["-tniH", "sport", "=", ":7000"])
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "ss: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut total = 0;
+    for field in text.split_whitespace() {
+        if let Some(n) = field.strip_prefix("data_segs_out:") {
+            total += n.parse::<u64>()?;
+        }
+    }
+    Ok(total)
+}

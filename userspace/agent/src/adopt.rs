@@ -170,8 +170,18 @@ impl FencedBottle {
             Ok(root) => root,
             Err(e) => return vec![TeardownProblem::Mount(e)],
         };
-        if let Err(e) = cgroup::kill_and_remove(&key.cgroup_path(&cgroup_root)) {
-            problems.push(TeardownProblem::Cgroup(e));
+        let path = key.cgroup_path(&cgroup_root);
+        let sealed = cgroup::kill_all(&path)
+            .map_err(TeardownProblem::Cgroup)
+            .and_then(
+                |()| match cork_bpf::seal::seal_registered(Path::new(mounts::BPFFS), &path) {
+                    Err(e) => crate::bottle::seal_problem(e, &mut problems),
+                    Ok(_) => Ok(()),
+                },
+            )
+            .and_then(|()| cgroup::remove_emptied(&path).map_err(TeardownProblem::Cgroup));
+        if let Err(e) = sealed {
+            problems.push(e);
             problems.push(TeardownProblem::LeftFenced {
                 key: key.to_string(),
             });

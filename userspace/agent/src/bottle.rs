@@ -51,6 +51,8 @@ pub enum TeardownProblem {
     Vm(#[from] crate::vm::VmTeardownProblem),
     #[error("finding the bottle's cgroup")]
     Mount(#[source] crate::mounts::MountError),
+    #[error("sealing the ended bottle's cgroup")]
+    Seal(#[source] cork_bpf::seal::SealError),
 }
 
 impl Bottle {
@@ -129,15 +131,28 @@ impl Bottle {
         }
     }
 
-    /// Kills everything left in the bottle, then removes enforcement. Returns the problems
-    /// met (empty when clean).
+    /// Kills everything left in the bottle, seals its cgroup (sockets that outlive their
+    /// processes stay fenced: `cork_bpf::seal`), then removes enforcement. Returns the
+    /// problems met (empty when clean).
     pub fn teardown(&mut self) -> Vec<TeardownProblem> {
         let mut problems = Vec::new();
-        if let Some(cg) = self.cgroup.take()
-            && let Err(e) = cg.remove()
-        {
-            {
-                problems.push(TeardownProblem::Cgroup(e));
+        if let Some(cg) = self.cgroup.take() {
+            let sealed = cg.kill().map_err(TeardownProblem::Cgroup).and_then(|()| {
+                match self.enforcement.as_ref().map(|e| e.seal(cg.path())) {
+                    Some(Err(e)) => seal_problem(e, &mut problems),
+                    _ => Ok(()),
+                }
+            });
+            let removed = match sealed {
+                Ok(()) => cg.remove().map_err(TeardownProblem::Cgroup),
+                Err(p) => {
+                    // Kept as it is for `cork clean`: the processes are dead or unkillable.
+                    cg.forget();
+                    Err(p)
+                }
+            };
+            if let Err(p) = removed {
+                problems.push(p);
                 problems.push(TeardownProblem::LeftFenced {
                     key: self.key.to_string(),
                 });
@@ -151,6 +166,23 @@ impl Bottle {
             problems.extend(enf.remove().into_iter().map(TeardownProblem::Bpf));
         }
         problems
+    }
+}
+
+/// What a failed seal means for the teardown: a set of an older cork has no program to
+/// seal with, and keeping that bottle fenced would keep it forever (`cork clean` could not
+/// seal it either) — said, and the teardown goes on as that cork's would have. Any other
+/// failure keeps the bottle's programs attached (`Err`).
+pub(crate) fn seal_problem(
+    e: cork_bpf::seal::SealError,
+    problems: &mut Vec<TeardownProblem>,
+) -> Result<(), TeardownProblem> {
+    match e {
+        e @ cork_bpf::seal::SealError::NoProgram { .. } => {
+            problems.push(TeardownProblem::Seal(e));
+            Ok(())
+        }
+        e => Err(TeardownProblem::Seal(e)),
     }
 }
 

@@ -73,6 +73,11 @@ impl BottleCgroup {
         self.path.join("cgroup.procs")
     }
 
+    /// Kills every process in the cgroup and waits until it is empty; the cgroup stays.
+    pub fn kill(&self) -> Result<(), CgroupError> {
+        kill_all(&self.path)
+    }
+
     /// Kills every process in the cgroup and removes it.
     pub fn remove(mut self) -> Result<(), CgroupError> {
         self.removed = true;
@@ -98,6 +103,14 @@ fn populated(path: &Path) -> io::Result<bool> {
 /// cgroup.kill (Linux 5.14+) SIGKILLs every process in the subtree at once, so nothing can
 /// fork its way out while we kill; then wait until the kernel reports it empty and rmdir.
 pub fn kill_and_remove(path: &Path) -> Result<(), CgroupError> {
+    kill_all(path)?;
+    remove_emptied(path)
+}
+
+/// Kills every process in the cgroup's subtree and waits until the kernel reports it
+/// empty. The cgroup stays (its sockets may outlive the processes: see
+/// `cork_bpf::seal`).
+pub fn kill_all(path: &Path) -> Result<(), CgroupError> {
     if !path.exists() {
         return Ok(());
     }
@@ -118,6 +131,14 @@ pub fn kill_and_remove(path: &Path) -> Result<(), CgroupError> {
             }
             std::thread::sleep(Duration::from_millis(5));
         }
+    }
+    Ok(())
+}
+
+/// Removes a cgroup [`kill_all`] emptied (any child first).
+pub fn remove_emptied(path: &Path) -> Result<(), CgroupError> {
+    if !path.exists() {
+        return Ok(());
     }
     // Child cgroups cannot exist (the bottle cannot write cgroupfs) but remove any anyway.
     if let Ok(entries) = fs::read_dir(path) {

@@ -59,23 +59,23 @@ fn stale_entries(dir: &Path) -> Vec<(PathBuf, bool)> {
 pub fn clean() -> Result<CleanReport, MountError> {
     let mut report = CleanReport::default();
     let cg_root = mounts::cgroup2_root()?;
+    // Under `ip netns exec` this is the host's bpffs, reached through an ancestor's root:
+    // where the agents that made the pins put them (see mounts::elsewhere).
+    let bpffs = mounts::find_bpffs()?.unwrap_or_else(|| PathBuf::from(mounts::BPFFS));
     let mut failed_keys = Vec::new();
     for (path, live) in stale_entries(&cg_root) {
         if live {
             report.kept_live.push(path);
             continue;
         }
-        match cgroup::kill_and_remove(&path) {
+        match kill_seal_and_remove(&bpffs, &path, &mut report.problems) {
             Ok(()) => report.removed.push(path),
             Err(e) => {
                 failed_keys.push(path.file_name().map(|n| n.to_os_string()));
-                report.problems.push(cork_audit::error_chain(&e));
+                report.problems.push(e);
             }
         }
     }
-    // Under `ip netns exec` this is the host's bpffs, reached through an ancestor's root:
-    // where the agents that made the pins put them (see mounts::elsewhere).
-    let bpffs = mounts::find_bpffs()?.unwrap_or_else(|| PathBuf::from(mounts::BPFFS));
     for (path, live) in stale_entries(&bpffs) {
         if live {
             report.kept_live.push(path);
@@ -133,6 +133,25 @@ pub fn clean() -> Result<CleanReport, MountError> {
         }
     }
     Ok(report)
+}
+
+/// A stale bottle's cgroup: its processes killed, its cgroup sealed (the sockets they
+/// leave stay fenced once the pins go: `cork_bpf::seal`), then removed. `Err` keeps its
+/// pins.
+fn kill_seal_and_remove(
+    bpffs: &Path,
+    path: &Path,
+    problems: &mut Vec<String>,
+) -> Result<(), String> {
+    cgroup::kill_all(path).map_err(|e| cork_audit::error_chain(&e))?;
+    match cork_bpf::seal::seal_registered(bpffs, path) {
+        Ok(_) => {}
+        Err(e @ cork_bpf::seal::SealError::NoProgram { .. }) => {
+            problems.push(cork_audit::error_chain(&e))
+        }
+        Err(e) => return Err(cork_audit::error_chain(&e)),
+    }
+    cgroup::remove_emptied(path).map_err(|e| cork_audit::error_chain(&e))
 }
 
 /// The nftables chains of VM bottles whose id no live agent holds (this network

@@ -25,6 +25,7 @@ mod mapset;
 pub mod noop;
 mod query;
 pub mod redirects;
+pub mod seal;
 pub mod shared;
 mod target;
 pub mod test_run;
@@ -543,6 +544,15 @@ impl Enforcement {
 
     pub fn pin_dir(&self) -> &Path {
         &self.pin_dir
+    }
+
+    /// Seals the ended bottle's cgroup `cgroup` ([`seal`]): once its processes are dead,
+    /// before [`Enforcement::remove`]. A VM bottle's tap goes with its guest: nothing to seal.
+    pub fn seal(&self, cgroup: &Path) -> Result<(), seal::SealError> {
+        match &self.shared {
+            Some((set, _)) => seal::seal(set, cgroup),
+            None => Ok(()),
+        }
     }
 
     /// Detaches every program and removes every pin. Errors are collected, not fatal:

@@ -145,7 +145,7 @@ fn run(job: Job<'_>) -> Result<Done, BpfError> {
 }
 
 /// Loads one aya program of a type cork attaches (each type has its own `load`).
-fn load_program(prog: &mut Program, program: &'static str) -> Result<(), BpfError> {
+pub(crate) fn load_program(prog: &mut Program, program: &'static str) -> Result<(), BpfError> {
     match prog {
         Program::CgroupSock(p) => p.load(),
         Program::CgroupSockAddr(p) => p.load(),

@@ -28,7 +28,7 @@ use nix::fcntl::{Flock, FlockArg};
 use crate::abi::CORK_MAX_BOTTLES;
 use crate::abi::map_names as names;
 use crate::direct::{LoadedProgram, sys};
-use crate::{BpfError, CGROUP_OBJECTS, MapError, load, unix};
+use crate::{BpfError, CGROUP_OBJECTS, MapError, load, seal, unix};
 
 /// The directory under bpffs that holds every set.
 pub const DIR: &str = "cork_programs";
@@ -97,7 +97,9 @@ impl Shared {
         let dir = root.join(digest());
         let complete = programs()
             .iter()
-            .all(|(p, _)| dir.join(format!("prog_{p}")).exists());
+            .map(|(p, _)| *p)
+            .chain([seal::ENDED])
+            .all(|p| dir.join(format!("prog_{p}")).exists());
         if !complete {
             // Absent, or left half-loaded by a killed loader: no bottle can use it.
             crate::remove_pin_dir(&dir);
@@ -193,6 +195,29 @@ fn load_set(dir: &Path) -> Result<(), BpfError> {
                 p.pin(&dir.join(format!("prog_{}", p.name())))?;
             }
         }
+        // Attached to no live bottle: what an ended bottle's cgroup keeps (seal.rs).
+        let skb = CGROUP_OBJECTS
+            .iter()
+            .zip(objects.iter_mut())
+            .find(|(spec, _)| spec.name == crate::skb::OBJECT.name)
+            .map(|(_, ebpf)| ebpf)
+            .ok_or(BpfError::MissingProgram {
+                object: crate::skb::OBJECT.name,
+                program: seal::ENDED,
+            })?;
+        let prog = skb
+            .program_mut(seal::ENDED)
+            .ok_or(BpfError::MissingProgram {
+                object: crate::skb::OBJECT.name,
+                program: seal::ENDED,
+            })?;
+        load::load_program(prog, seal::ENDED)?;
+        let path = dir.join(format!("prog_{}", seal::ENDED));
+        prog.pin(&path).map_err(|source| BpfError::PinLink {
+            program: seal::ENDED,
+            path: path.clone(),
+            source,
+        })?;
         Ok(())
     })();
     if result.is_err() {
@@ -331,7 +356,7 @@ pub(crate) fn remove_unused_in(root: &Path) -> Result<Vec<PathBuf>, BpfError> {
 }
 
 /// The sets under `<bpffs>/cork_programs`.
-fn sets(bpffs: &Path) -> Vec<PathBuf> {
+pub(crate) fn sets(bpffs: &Path) -> Vec<PathBuf> {
     fs::read_dir(bpffs.join(DIR))
         .map(|entries| entries.flatten().map(|e| e.path()).collect())
         .unwrap_or_default()

@@ -15,6 +15,7 @@ const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_MAP_DELETE_ELEM: libc::c_long = 3;
 const BPF_OBJ_PIN: libc::c_long = 6;
 const BPF_OBJ_GET: libc::c_long = 7;
+const BPF_PROG_ATTACH: libc::c_long = 8;
 const BPF_OBJ_GET_INFO_BY_FD: libc::c_long = 15;
 const BPF_MAP_FREEZE: libc::c_long = 22;
 const BPF_LINK_CREATE: libc::c_long = 28;
@@ -95,6 +96,19 @@ struct LinkCreateAttr {
     attach_type: u32,
     flags: u32,
     _rest: [u64; 2],
+}
+
+/// BPF_PROG_ATTACH (and DETACH): the attachment without a link.
+#[repr(C)]
+#[derive(Default)]
+struct ProgAttachAttr {
+    target_fd: u32,
+    attach_bpf_fd: u32,
+    attach_type: u32,
+    attach_flags: u32,
+    replace_bpf_fd: u32,
+    relative_fd: u32,
+    expected_revision: u64,
 }
 
 /// BPF_OBJ_PIN.
@@ -242,6 +256,25 @@ pub(super) fn link_cgroup(
     };
     // SAFETY: attr holds two fds and integers only.
     unsafe { bpf(BPF_LINK_CREATE, &mut attr) }.map(owned)
+}
+
+/// Attaches `prog` to the cgroup `target` without a link (`BPF_F_ALLOW_MULTI`, beside the
+/// linked programs): it stays until the cgroup itself is freed, whatever fds close.
+pub(crate) fn attach_for_cgroup_life(
+    prog: BorrowedFd<'_>,
+    target: BorrowedFd<'_>,
+    attach_type: u32,
+) -> io::Result<()> {
+    const BPF_F_ALLOW_MULTI: u32 = 1 << 1;
+    let mut attr = ProgAttachAttr {
+        target_fd: target.as_raw_fd() as u32,
+        attach_bpf_fd: prog.as_raw_fd() as u32,
+        attach_type,
+        attach_flags: BPF_F_ALLOW_MULTI,
+        ..Default::default()
+    };
+    // SAFETY: attr holds two fds and integers only.
+    unsafe { bpf(BPF_PROG_ATTACH, &mut attr) }.map(drop)
 }
 
 /// Pins `object` (a link here) at `path` on bpffs.
