@@ -272,3 +272,88 @@ fn send_attempts(world: &World) -> Result<u64> {
     }
     Ok(total)
 }
+
+/// The bottle's side of [`an_allowed_flow_finishes_after_the_bottle_ends`]: queues
+/// 512 KiB to a peer that is not reading yet, says how much is still unsent, and exits.
+const QUEUE_AND_EXIT: &str = r#"
+import fcntl, socket, struct, termios
+s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
+s.connect(("2001:db8::10", 7100))
+s.sendall(b"x" * (512 << 10))
+unsent = struct.unpack("i", fcntl.ioctl(s.fileno(), termios.TIOCOUTQ, b"\0" * 4))[0]
+print("unsent", unsent, flush=True)
+"#;
+
+/// The peer: accepts one connection, waits for "go" on stdin, then reads to the end.
+const SLOW_READER: &str = r#"
+import socket, sys
+l = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+l.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 10)
+l.bind(("2001:db8::10", 7100))
+l.listen(1)
+print("listening", flush=True)
+c, _ = l.accept()
+sys.stdin.readline()
+n = 0
+while True:
+    d = c.recv(65536)
+    if not d:
+        break
+    n += len(d)
+print("received", n, flush=True)
+"#;
+
+/// The seal is not a wall: what the live programs let through whatever the policy goes
+/// on after the bottle ends. A bottle queues data to an allowed peer that is not reading
+/// and exits; its socket, orphaned, still holds most of it when the bottle is torn down;
+/// the peer then reads, and all of it arrives.
+#[test]
+fn an_allowed_flow_finishes_after_the_bottle_ends() -> Result<()> {
+    let world = World::new("an_allowed_flow_finishes_after_the_bottle_ends")?;
+    world.add_internet_ip("2001:db8::10".parse()?)?;
+    let mut reader = Spawned::start(
+        world
+            .command(Side::Internet, "python3")
+            .arg("-c")
+            .arg(SLOW_READER)
+            .stdin(std::process::Stdio::piped()),
+    )?;
+    reader.wait_line("listening", START)?;
+    let manifest = world.manifest(
+        "a",
+        "[[egress.allow]]\ncidr = \"2001:db8::10\"\nports = [7100]\n",
+    )?;
+    let out = world.run(world.cork_run(
+        &manifest,
+        "a",
+        &["python3".into(), "-c".into(), QUEUE_AND_EXIT.into()],
+    ))?;
+    assert_eq!(out.code(), 0, "{out}");
+    let unsent: u64 = out
+        .lines()
+        .iter()
+        .find_map(|l| l.strip_prefix("unsent "))
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no unsent count: {out}"))?;
+    assert!(
+        unsent > 0,
+        "nothing was left queued when the bottle ended: {out}"
+    );
+    // Torn down (cork run has returned): now the peer reads.
+    let mut go = reader
+        .take_stdin()
+        .ok_or_else(|| anyhow::anyhow!("no stdin"))?;
+    std::io::Write::write_all(&mut go, b"go\n")?;
+    let line = reader.wait_line_where(
+        "the byte count (the whole stream and its end)",
+        START,
+        |l| l.starts_with("received"),
+    )?;
+    assert_eq!(
+        line,
+        format!("received {}", 512 << 10),
+        "{unsent} bytes were left queued"
+    );
+    Ok(())
+}
