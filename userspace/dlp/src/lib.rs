@@ -26,6 +26,7 @@
 mod blob;
 mod catalog;
 mod checks;
+mod compiled;
 pub mod decode;
 mod detectors;
 mod dfa;
@@ -39,6 +40,7 @@ mod redact;
 mod roots;
 mod scanner;
 mod search;
+mod secret_names;
 pub mod swap;
 mod teddy;
 

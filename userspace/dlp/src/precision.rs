@@ -5,16 +5,16 @@
 //! `${VAR}`, `changeme`, runs of one character, `0123456`). [`generic_assignment`] gates
 //! the generic `name = value` check, where false blocks came from: the name must really
 //! name a secret (`api_key`, `DB_PASSWORD`, `clientSecret`), not something that only
-//! contains the word (`csrf_token`, `foreign_key`, `token_count`, `keyboard`), and the
-//! value must look generated: not a UUID, hash in a hash's place, path, dotted identifier,
+//! contains the word (`csrf_token`, `foreign_key`, `token_count`, `keyboard`; the words
+//! are in `secret_names`), and the value must look generated: not a UUID, hash in a hash's place, path, dotted identifier,
 //! environment variable name or word.
 
-use std::collections::HashSet;
 use std::sync::OnceLock;
 
 use aho_corasick::AhoCorasick;
 
 use super::checks::{looks_random, shannon_bits};
+use super::secret_names::{name_is_secret, segments};
 
 /// Words that mark a value as a stand-in (compared ASCII case-insensitively).
 const PLACEHOLDER_WORDS: &[&str] = &[
@@ -165,167 +165,6 @@ pub(super) fn is_password(v: &[u8]) -> bool {
     !STAND_INS.contains(&lower.as_slice())
 }
 
-/// Name segments that show a name holds something other than a secret, even though it
-/// contains `key`, `token`, `auth`...
-const NOT_SECRET_SEGMENTS: &[&str] = &[
-    "csrf",
-    "xsrf",
-    "foreign",
-    "primary",
-    "sort",
-    "partition",
-    "cache",
-    "idempotency",
-    "public",
-    "pub",
-    "count",
-    "counts",
-    "limit",
-    "max",
-    "min",
-    "length",
-    "len",
-    "size",
-    "type",
-    "types",
-    "kind",
-    "name",
-    "names",
-    "file",
-    "path",
-    "dir",
-    "url",
-    "uri",
-    "endpoint",
-    "header",
-    "field",
-    "column",
-    "col",
-    "expires",
-    "expiry",
-    "expiration",
-    "ttl",
-    "timeout",
-    "format",
-    "prefix",
-    "suffix",
-    "algorithm",
-    "algo",
-    "alg",
-    "hash",
-    "hashed",
-    "sha",
-    "sha1",
-    "sha256",
-    "md5",
-    "checksum",
-    "digest",
-    "integrity",
-    "fingerprint",
-    "etag",
-    "commit",
-    "version",
-    "index",
-    "idx",
-    "cursor",
-    "page",
-    "next",
-    "prev",
-    "event",
-    "id",
-    "ids",
-    "uuid",
-    "usage",
-    "budget",
-    "method",
-    "mode",
-    "provider",
-    "policy",
-    "ref",
-    "reference",
-    "label",
-    "map",
-    "lookup",
-    "store",
-    "range",
-    "window",
-    "rate",
-    "interval",
-    "schema",
-    "mapping",
-    "author",
-    "authors",
-    "authority",
-    "authorize",
-    "authorization_url",
-    "tokenizer",
-    "tokenize",
-    "tokenized",
-    "tokens",
-    "keys",
-    "keyboard",
-    "keyword",
-    "keywords",
-    "keycode",
-    "keystroke",
-    "keyframe",
-    "keyframes",
-    "keypress",
-    "keydown",
-    "keyup",
-    "monkey",
-    "turkey",
-    "donkey",
-    "hockey",
-    "jockey",
-    "whiskey",
-    "passwordless",
-    "hint",
-    "placeholder",
-    "regex",
-    "pattern",
-    "validation",
-    "strength",
-    "policy",
-    "reset",
-    "salt",
-    "nonce",
-    "iv",
-    "state",
-    "code_verifier",
-    "challenge",
-    "template",
-    "example",
-    "sample",
-    "test",
-    "mock",
-    "fake",
-    "dummy",
-    "enabled",
-    "enable",
-    "disabled",
-    "required",
-    "flag",
-    "env",
-    "var",
-    "variable",
-];
-
-/// Name segments that name a secret: exactly, or as the end of a concatenation
-/// (`apikey`, `clientsecret`, `authtoken`).
-const SECRET_ENDINGS: &[&str] = &[
-    "key",
-    "secret",
-    "token",
-    "password",
-    "passwd",
-    "passphrase",
-    "pwd",
-    "credential",
-    "credentials",
-    "auth",
-];
-
 /// The gate of the generic assignment check. `before` ends where the match starts, `name`
 /// is the matched part of the name (from the keyword on), `value` what is assigned.
 pub(super) fn generic_assignment(before: &[u8], name: &[u8], value: &[u8]) -> bool {
@@ -347,46 +186,6 @@ pub(super) fn generic_assignment(before: &[u8], name: &[u8], value: &[u8]) -> bo
     }
     let bare_key = segments.len() == 1 && matches!(segments[0].as_str(), "key" | "auth");
     value_is_secret(value, bare_key)
-}
-
-/// Lowercase segments of an identifier: split at `_`, `-`, `.` and camelCase humps.
-fn segments(name: &[u8]) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut prev_lower = false;
-    for &b in name {
-        if matches!(b, b'_' | b'-' | b'.') {
-            if !cur.is_empty() {
-                out.push(std::mem::take(&mut cur));
-            }
-            prev_lower = false;
-            continue;
-        }
-        if b.is_ascii_uppercase() && prev_lower && !cur.is_empty() {
-            out.push(std::mem::take(&mut cur));
-        }
-        prev_lower = b.is_ascii_lowercase() || b.is_ascii_digit();
-        cur.push(char::from(b.to_ascii_lowercase()));
-    }
-    if !cur.is_empty() {
-        out.push(cur);
-    }
-    out
-}
-
-fn name_is_secret(segments: &[String]) -> bool {
-    // A set, not the list: every generic candidate's name segments are looked up.
-    static NOT_SECRET: OnceLock<HashSet<&str>> = OnceLock::new();
-    let not_secret = NOT_SECRET.get_or_init(|| NOT_SECRET_SEGMENTS.iter().copied().collect());
-    if segments
-        .iter()
-        .any(|s| not_secret.contains(s.as_str()) || s.contains("csrf") || s.contains("xsrf"))
-    {
-        return false;
-    }
-    segments
-        .iter()
-        .any(|s| SECRET_ENDINGS.iter().any(|e| s.ends_with(e)) || s.starts_with("passw"))
 }
 
 /// The first tests of [`value_is_secret`], which do not depend on the name.
