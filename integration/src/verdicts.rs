@@ -25,6 +25,17 @@ impl Lcg {
     }
 }
 
+/// A cgroup bottle's settings for programs run without attaching: bottle `bottle_id`, no
+/// DNS or proxy redirect (nothing listens for them).
+pub const fn cgroup_consts(bottle_id: u32) -> cork_bpf::LoadConstants {
+    cork_bpf::LoadConstants {
+        bottle_id,
+        dns_port: 0,
+        proxy_port: 0,
+        guest: None,
+    }
+}
+
 /// Loaded programs (`run`) and their pin directory, removed on drop even when an
 /// assertion fails. Pins go under a name `cork clean` leaves alone (`cork-<kind>-<pid>-<tag>`
 /// is not a bottle key), since other tests run it meanwhile.

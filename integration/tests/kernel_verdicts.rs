@@ -9,15 +9,12 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use anyhow::Result;
 use cork_bpf::LoadConstants;
 use cork_bpf::test_run::{SkbTestRun, ip_packet};
-use cork_integration::verdicts::{Lcg, PROXY_MANIFEST, PROXY_NAMES, PinnedRun, learn_names};
+use cork_integration::verdicts::{
+    Lcg, PROXY_MANIFEST, PROXY_NAMES, PinnedRun, cgroup_consts, learn_names,
+};
 use cork_policy::{Action, Proto};
 
-const CONSTS: LoadConstants = LoadConstants {
-    bottle_id: 7,
-    dns_port: 0,
-    proxy_port: 0,
-    guest: None,
-};
+const CONSTS: LoadConstants = cgroup_consts(7);
 
 const MANIFEST: &str = r#"
 version = 1

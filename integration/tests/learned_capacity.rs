@@ -13,14 +13,9 @@ use cork_bpf::LoadConstants;
 use cork_bpf::abi::{CORK_MAX_PREFIXES, cork_prefix_value};
 use cork_bpf::learned::MapLearner;
 use cork_bpf::test_run::{SkbTestRun, ip_packet};
-use cork_integration::verdicts::PinnedRun;
+use cork_integration::verdicts::{PinnedRun, cgroup_consts};
 
-const CONSTS: LoadConstants = LoadConstants {
-    bottle_id: 9,
-    dns_port: 0,
-    proxy_port: 0,
-    guest: None,
-};
+const CONSTS: LoadConstants = cgroup_consts(9);
 
 const MANIFEST: &str = r#"
 version = 1
