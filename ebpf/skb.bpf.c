@@ -134,10 +134,11 @@ int cork_skb_egress(struct __sk_buff *skb)
  * outlive its process (an orphan still sending its queue, retransmitting, closing): its
  * packets must not leave unjudged once the bottle's programs, settings and policy are
  * gone. What it lets through is what cork_skb_egress let through whatever the policy:
- * the peer of a TCP socket that connect() reached, and the destination a vetted socket
- * was allowed; a time-wait socket's answers (it holds no data). Everything else is
- * dropped, unaudited: the bottle's event ring is gone with it (the refused data was
- * already audited while the bottle lived; that is why it was still queued).
+ * the peer of a TCP socket that connect() reached while the bottle lived, and the
+ * destination a vetted socket was allowed; a time-wait socket's answers (it holds no
+ * data). Everything else is dropped, unaudited: the bottle's event ring is gone with it
+ * (the refused data was already audited while the bottle lived; that is why it was still
+ * queued).
  */
 SEC("cgroup_skb/egress")
 int cork_skb_ended(struct __sk_buff *skb)
@@ -150,6 +151,12 @@ int cork_skb_ended(struct __sk_buff *skb)
 		return CORK_BLOCK;
 	st = bpf_sk_storage_get(&cork_sock, sk, 0, 0);
 	if (!st) {
+		/* A socket still connecting was connected after the bottle ended: no process of
+		 * the bottle is left to have done it (a killed process's connecting socket is
+		 * destroyed), so another one, handed the socket, did — unjudged, since the
+		 * bottle's connect hooks are gone. Its SYN goes nowhere. */
+		if (sk->state == BPF_TCP_SYN_SENT)
+			return CORK_BLOCK;
 		if (cork_connected_stateless(sk) || sk->state == BPF_TCP_TIME_WAIT)
 			return CORK_PASS;
 		return CORK_BLOCK;
