@@ -95,6 +95,18 @@ static __always_inline int cork_first_send(struct bpf_sock_addr *ctx, __u32 bott
 	return bpf_map_update_elem(flows, &k, &one, BPF_NOEXIST) == 0;
 }
 
+/* Could this TCP socket have a state? One it was given when it bound (post_bind, in
+ * sock_create.bpf.c) still holds its address or port; what else has one (a listener, an
+ * accepted connection) does not connect. */
+static __always_inline int cork_sk_bound(const struct bpf_sock *sk)
+{
+	if (sk->src_port)
+		return 1;
+	if (sk->family == CORK_AF_INET)
+		return sk->src_ip4 != 0;
+	return (sk->src_ip6[0] | sk->src_ip6[1] | sk->src_ip6[2] | sk->src_ip6[3]) != 0;
+}
+
 /* Remember what connect() was allowed to reach, so cgroup_skb lets the flow through even
  * after a learned address expires. A TCP socket without a state gets none: cgroup_skb
  * trusts such a socket's packets to the peer it is connected to, since only this hook
@@ -106,6 +118,13 @@ static __always_inline void cork_mark_vetted(struct bpf_sock_addr *ctx, __u32 bo
 	struct cork_sock_state *st;
 
 	if (!sk)
+		return;
+	/* An unbound TCP socket going off the host (the ordinary connect) has no state to
+	 * mark, and asking costs a helper call (~20 ns): not asked. One that has a state all
+	 * the same (it connected before, e.g. a failed redirect) keeps the old one, and
+	 * cgroup_skb judges its packets by the policy instead: stricter, never looser. To
+	 * loopback it is asked, as cgroup_skb's loopback rule reads the state. */
+	if (dst->proto == IPPROTO_TCP && !cork_is_loopback(dst) && !cork_sk_bound(sk))
 		return;
 	st = bpf_sk_storage_get(&cork_sock, sk, 0,
 				dst->proto == IPPROTO_UDP ? BPF_SK_STORAGE_GET_F_CREATE : 0);

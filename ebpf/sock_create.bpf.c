@@ -33,16 +33,21 @@ static __always_inline __u8 cork_refusal(const struct bpf_sock *sk)
 SEC("cgroup/sock_create")
 int cork_sock_create(struct bpf_sock *sk)
 {
-	const struct cork_bottle_cfg *cfg = cork_cfg_current();
+	const struct cork_bottle_cfg *cfg;
 	__u8 reason = cork_refusal(sk);
 	struct cork_sock_state *st;
 	struct cork_event *ev;
 
+	/* A TCP socket passes before the bottle is looked up (a helper call, ~20 ns a
+	 * connect): nothing is written for it here, and everything it can do later (connect,
+	 * bind, its packets) is refused by a hook that looks the bottle up itself when there
+	 * is none. */
+	if (!reason && sk->type == CORK_SOCK_STREAM)
+		return CORK_PASS;
+	cfg = cork_cfg_current();
 	if (!cfg)
 		return CORK_BLOCK; /* not a bottle cork configured: fail closed */
 	if (!reason) {
-		if (sk->type == CORK_SOCK_STREAM)
-			return CORK_PASS;
 		st = bpf_sk_storage_get(&cork_sock, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 		if (!st)
 			return CORK_BLOCK; /* untagged sockets would lose loopback scoping: fail closed */

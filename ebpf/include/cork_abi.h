@@ -259,6 +259,10 @@ struct cork_allow_key {
 struct cork_allow_value {
 	__u64 window_end_ns; /* bpf_ktime_get_boot_ns() before which connects are counted */
 	__u64 counted;       /* connects counted instead of recorded, ever (only grows) */
+	/* A bpf_jiffies64() value that the jiffies reach no later than window_end_ns: below
+	 * it the window is open without reading the clock (see cork_allow_counted). 0: none.
+	 * Only the programs read it. */
+	__u64 open_until_jiffies;
 };
 
 /* Key of cork_unix_names: a unix socket name exactly as the kernel compares it. A path
@@ -346,7 +350,7 @@ CORK_ABI_ASSERT(sizeof(struct cork_redirect_key) == 24);
 CORK_ABI_ASSERT(sizeof(struct cork_redirect_value) == 40);
 CORK_ABI_ASSERT(sizeof(struct cork_flow_key) == 32);
 CORK_ABI_ASSERT(sizeof(struct cork_allow_key) == 32);
-CORK_ABI_ASSERT(sizeof(struct cork_allow_value) == 16);
+CORK_ABI_ASSERT(sizeof(struct cork_allow_value) == 24);
 CORK_ABI_ASSERT(sizeof(struct cork_event) == 104);
 CORK_ABI_ASSERT(sizeof(struct cork_unix_key) == 112);
 CORK_ABI_ASSERT(sizeof(struct cork_unix_value) == 8);

@@ -94,6 +94,21 @@ static __always_inline void cork_event_dst(struct cork_event *ev, const struct c
 	ev->proto = dst->proto;
 }
 
+/* The longest a jiffy lasts: HZ is at least 100 on the architectures cork runs on
+ * (x86-64, arm64: kernel/Kconfig.hz). Were it longer, a window would only last longer
+ * than CORK_ALLOW_WINDOW_NS, still well inside the reader's idle margin (counted.rs). */
+#define CORK_MAX_JIFFY_NS 10000000ull
+
+/* A jiffies value reached no later than `end_ns`, from `now_j` read at `now_ns`: each
+ * jiffy lasts at most CORK_MAX_JIFFY_NS, and one is kept back for a late tick. 0 when no
+ * whole jiffy fits. */
+static __always_inline __u64 cork_jiffies_before(__u64 now_j, __u64 now_ns, __u64 end_ns)
+{
+	__u64 n = now_ns < end_ns ? (end_ns - now_ns) / CORK_MAX_JIFFY_NS : 0;
+
+	return n > 1 ? now_j + n - 1 : 0;
+}
+
 /*
  * A connect the policy allowed outright (an allow rule, not the proxy, not loopback) that
  * repeats one already recorded in the last CORK_ALLOW_WINDOW_NS is counted in the bottle's
@@ -101,6 +116,10 @@ static __always_inline void cork_event_dst(struct cork_event *ev, const struct c
  * there (userspace/bpf/src/counted.rs), so every allow is still a line or in a line's
  * `count`. A record costs a connect ~200 ns here (eight helper calls) and the agent a
  * decode and a line; a count is one lookup and one atomic add. Denies are never counted.
+ * Whether the window is open is first asked of the jiffies (bpf_jiffies64, which the
+ * verifier inlines: a load), and only when they cannot tell of the clock (a helper call,
+ * ~30 ns): most counted connects of a busy flow read no clock. Either way a count lands
+ * only before window_end_ns, which the agent's reader relies on.
  * Returns 1 when counted (no record), 0 when this connect is to be recorded.
  */
 static __always_inline int cork_allow_counted(__u32 bottle_id, __u8 hook, __u8 reason,
@@ -111,7 +130,7 @@ static __always_inline int cork_allow_counted(__u32 bottle_id, __u8 hook, __u8 r
 	struct cork_allow_key k = {};
 	struct cork_allow_value fresh = {};
 	struct cork_allow_value *v;
-	__u64 now;
+	__u64 now, jiffies;
 
 	if (!allows)
 		return 0;
@@ -124,17 +143,28 @@ static __always_inline int cork_allow_counted(__u32 bottle_id, __u8 hook, __u8 r
 	k.family = dst->family;
 	k.proto = dst->proto;
 	k.sock_type = sock_type;
-	now = bpf_ktime_get_boot_ns();
 	v = bpf_map_lookup_elem(allows, &k);
+	jiffies = bpf_jiffies64();
+	if (v && jiffies < v->open_until_jiffies) {
+		__sync_fetch_and_add(&v->counted, 1);
+		return 1;
+	}
+	now = bpf_ktime_get_boot_ns();
 	if (v && now < v->window_end_ns) {
 		__sync_fetch_and_add(&v->counted, 1);
+		/* Racing writers each store a value that is right for the window they read. */
+		v->open_until_jiffies = cork_jiffies_before(jiffies, now, v->window_end_ns);
 		return 1;
 	}
 	/* Recorded, and the flow's window (re)starts. Two CPUs racing here both record. */
 	if (v) {
 		v->window_end_ns = now + CORK_ALLOW_WINDOW_NS;
+		v->open_until_jiffies =
+			cork_jiffies_before(jiffies, now, now + CORK_ALLOW_WINDOW_NS);
 	} else {
 		fresh.window_end_ns = now + CORK_ALLOW_WINDOW_NS;
+		fresh.open_until_jiffies =
+			cork_jiffies_before(jiffies, now, now + CORK_ALLOW_WINDOW_NS);
 		bpf_map_update_elem(allows, &k, &fresh, BPF_NOEXIST); /* full: recorded, as ever */
 	}
 	return 0;

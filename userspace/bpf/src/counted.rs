@@ -28,7 +28,7 @@ const ALLOWS: &str = crate::abi::map_names::CORK_ALLOWS;
 pub const IDLE: Duration = Duration::from_secs(10);
 
 type Key = [u8; 32];
-type Value = [u8; 16];
+type Value = [u8; 24];
 
 /// A bottle's counted connects and what of them was reported.
 pub struct CountedAllows {
