@@ -20,6 +20,7 @@ pub mod fake_homes;
 pub mod guest;
 pub mod guest_cork;
 pub mod guest_lab;
+pub mod hand_out;
 pub mod host;
 pub mod https_upstream;
 pub mod inspected_api;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use cork_integration::process::{Spawned, shell_quote};
-use cork_integration::{Probe, Side, World, host};
+use cork_integration::{Probe, Side, World, hand_out, host};
 
 /// Lines of the loop's result file (bounded polling on a file is the readiness signal).
 fn wait_lines(path: &Path, at_least: usize, timeout: Duration) -> Result<Vec<String>> {
@@ -46,8 +46,13 @@ fn alive(pid: i32) -> bool {
         .unwrap_or(false)
 }
 
+/// `cork clean` removes every stale bottle on the host, the other test's too: the tests
+/// of this file take turns.
+static CLEANING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn sigkilled_cork_leaves_bottle_denied_and_cork_clean_removes_it() -> Result<()> {
+    let _turn = CLEANING.lock().unwrap_or_else(|p| p.into_inner());
     let world = World::new("sigkilled_cork_leaves_bottle_denied_and_cork_clean_removes_it")?;
     let srv = world.tcp_server(Side::Internet, "198.51.100.11:8002")?;
     let results = world.dir().join("loop.txt");
@@ -116,5 +121,28 @@ fn sigkilled_cork_leaves_bottle_denied_and_cork_clean_removes_it() -> Result<()>
     for p in members {
         assert!(!alive(p), "leftover {p} still alive after cork clean");
     }
+    Ok(())
+}
+
+/// `cork clean` seals the cgroup it removes, as a normal teardown does: a socket the
+/// SIGKILLed agent's bottle handed out cannot connect once the bottle is cleaned away.
+#[test]
+fn cork_clean_seals_what_it_removes() -> Result<()> {
+    let _turn = CLEANING.lock().unwrap_or_else(|p| p.into_inner());
+    let world = World::new("cork_clean_seals_what_it_removes")?;
+    let server = world.tcp_server(Side::Internet, &hand_out::TARGET.to_string())?;
+    let mut receiver = hand_out::Receiver::start(&world)?;
+    let argv = hand_out::bottle_argv(&receiver.path, true);
+    let mut cork = Spawned::start(&mut world.cork_run(&receiver.manifest(&world)?, "a", &argv))?;
+    cork.wait_line("handed", Duration::from_secs(60))?;
+    receiver.wait_received(Duration::from_secs(60))?;
+    cork.kill()?;
+
+    let clean = world.run(world.cork(["clean"]))?;
+    assert_eq!(clean.code(), 0, "{clean}");
+    let prefix = format!("{}-", world.bottle_name("a"));
+    assert!(host::cork_cgroups(&prefix).is_empty(), "cleaned away");
+    receiver.assert_connect_stopped(&world, Duration::from_secs(60))?;
+    assert!(server.peers().is_empty(), "{:?}", server.peers());
     Ok(())
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use cork_integration::cork::{cork_bin, run_args};
+use cork_integration::hand_out;
 use cork_integration::process::Spawned;
 use cork_integration::{Audit, Side, World};
 use serde_json::json;
@@ -371,44 +372,6 @@ fn an_allowed_flow_finishes_after_the_bottle_ends() -> Result<()> {
     Ok(())
 }
 
-/// The bottle's side of [`a_socket_handed_out_cannot_connect_after_the_bottle_ends`]:
-/// hands a fresh TCP socket over the allowed unix socket `argv[1]`, then exits.
-const HAND_OUT: &str = r#"
-import array, socket, sys
-t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-u = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-u.connect(sys.argv[1])
-u.sendmsg([b"s"], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [t.fileno()]))])
-u.recv(1)
-print("handed", flush=True)
-"#;
-
-/// Outside the bottle (its netns): receives the socket, and once told, connects it.
-const RECEIVE_AND_CONNECT: &str = r#"
-import array, select, socket, sys
-srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-srv.bind(sys.argv[1])
-srv.listen(1)
-print("listening", flush=True)
-c, _ = srv.accept()
-_, anc, _, _ = c.recvmsg(1, socket.CMSG_LEN(4))
-fds = array.array("i")
-fds.frombytes(anc[0][2][:4])
-s = socket.socket(fileno=fds[0])
-c.send(b"k")
-print("received", flush=True)
-sys.stdin.readline()
-s.setblocking(False)
-try:
-    s.connect(("198.51.100.10", 7200))
-except BlockingIOError:
-    pass
-print("connecting", flush=True)
-select.select([], [s], [])
-err = s.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-print("connected" if err == 0 else "error %d" % err, flush=True)
-"#;
-
 /// A socket belongs to the cgroup that made it, and runs that cgroup's programs wherever
 /// it goes. A bottle's TCP socket handed out over an allowed unix socket (here to a process
 /// outside any bottle; another bottle could hold it the same way) and connected once the
@@ -416,72 +379,20 @@ print("connected" if err == 0 else "error %d" % err, flush=True)
 #[test]
 fn a_socket_handed_out_cannot_connect_after_the_bottle_ends() -> Result<()> {
     let world = World::new("a_socket_handed_out_cannot_connect_after_the_bottle_ends")?;
-    let server = world.tcp_server(Side::Internet, "198.51.100.10:7200")?;
-    let path = world.dir().join("hand-out.sock").display().to_string();
-    let mut receiver = Spawned::start(
-        world
-            .command(Side::Bottle, "python3")
-            .args(["-c", RECEIVE_AND_CONNECT, &path])
-            .stdin(std::process::Stdio::piped()),
-    )?;
-    receiver.wait_line("listening", START)?;
-    let manifest = world.manifest("a", &format!("[unix]\nallow = [{path:?}]\n"))?;
+    let server = world.tcp_server(Side::Internet, &hand_out::TARGET.to_string())?;
+    let mut receiver = hand_out::Receiver::start(&world)?;
     let out = world.run(world.cork_run(
-        &manifest,
+        &receiver.manifest(&world)?,
         "a",
-        &["python3".into(), "-c".into(), HAND_OUT.into(), path.clone()],
+        &hand_out::bottle_argv(&receiver.path, false),
     ))?;
     assert_eq!(out.lines(), ["handed"], "{out}");
-    receiver.wait_line("received", START)?;
-
     // cork run has returned: the bottle is torn down. Now connect the socket it made.
-    let mut go = receiver
-        .take_stdin()
-        .ok_or_else(|| anyhow::anyhow!("no stdin"))?;
-    std::io::Write::write_all(&mut go, b"go\n")?;
-    receiver.wait_line("connecting", START)?;
-    let deadline = std::time::Instant::now() + START;
-    while syn_retries(&world)? < 2 {
-        if let Ok(line) = receiver.wait_line_where("the outcome", Duration::from_millis(50), |l| {
-            l.starts_with("connected") || l.starts_with("error")
-        }) {
-            anyhow::bail!("the handed-out socket's connect was not stopped: {line}");
-        }
-        anyhow::ensure!(
-            std::time::Instant::now() < deadline,
-            "the kernel did not retry the SYN within {START:?}"
-        );
-    }
+    receiver.assert_connect_stopped(&world, START)?;
     assert!(
         server.peers().is_empty(),
         "the server saw a connection: {:?}",
         server.peers()
     );
-    receiver.kill()?;
     Ok(())
-}
-
-/// How many times the bottle namespace's connecting socket to 198.51.100.10:7200 has
-/// retried its SYN (the count in `ss`'s `timer:(on,…,N)`).
-fn syn_retries(world: &World) -> Result<u64> {
-    let out = world
-        .bottle()
-        .command("ss")
-        .args(["-tnoH", "state", "syn-sent", "dst", "198.51.100.10:7200"])
-        .output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "ss: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    let Some(timer) = text.split_whitespace().find(|f| f.starts_with("timer:(")) else {
-        return Ok(0);
-    };
-    let n = timer
-        .trim_end_matches(')')
-        .rsplit(',')
-        .next()
-        .unwrap_or("0");
-    Ok(n.parse()?)
 }
