@@ -119,8 +119,12 @@ pub fn seal(set: &Path, cgroup: &Path) -> Result<(), SealError> {
 
 /// Seals `cgroup` with the set (under `<bpffs>/cork_programs`) it is registered in, for
 /// teardowns that do not hold the bottle's enforcement (adoption, `cork clean`).
-/// `Ok(false)`: no set knows the cgroup, so no cork program of a set enforces it.
+/// `Ok(false)`: no set knows the cgroup, so no cork program of a set enforces it, or the
+/// cgroup is gone already (removed with whatever held its sockets).
 pub fn seal_registered(bpffs: &Path, cgroup: &Path) -> Result<bool, SealError> {
+    if !cgroup.exists() {
+        return Ok(false);
+    }
     let id = crate::cfg::cgroup_id(cgroup)?;
     // A set that cannot be read (another build's, half removed) does not stop the search.
     let mut unreadable = None;
