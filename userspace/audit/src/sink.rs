@@ -98,7 +98,12 @@ impl AuditSink {
     /// Writes one event as one line. Buffered for files: call [`AuditSink::flush`]. The
     /// history gets the line even when the file write fails: the event happened.
     pub fn write<E: Serialize>(&mut self, event: &E) -> Result<(), SinkError> {
-        let mut line = serde_json::to_vec(event).expect("audit events serialize");
+        self.write_encoded(encode(event))
+    }
+
+    /// [`AuditSink::write`] of an event already [`encode`]d: a sink shared behind a lock
+    /// is then held only to seal and write the line, not to serialize the event.
+    pub fn write_encoded(&mut self, mut line: Vec<u8>) -> Result<(), SinkError> {
         if let Some(prev) = &mut self.chain {
             crate::chain::seal(prev, &mut line);
         }
@@ -137,6 +142,11 @@ impl AuditSink {
         })?;
         mirrored
     }
+}
+
+/// One event's line as [`AuditSink::write_encoded`] takes it (no chain value, no newline).
+pub fn encode<E: Serialize>(event: &E) -> Vec<u8> {
+    serde_json::to_vec(event).expect("audit events serialize")
 }
 
 impl Dest {
