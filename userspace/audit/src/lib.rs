@@ -8,7 +8,7 @@ mod history;
 mod sink;
 
 pub use history::{AuditHistory, FOLLOW_BACKLOG, HISTORY_BYTES, HISTORY_LINES, LineFilter};
-pub use sink::{AuditSink, LineMirror, SinkError, open_log};
+pub use sink::{AuditSink, LineMirror, SinkError, encode, open_log};
 
 use serde::Serialize;
 

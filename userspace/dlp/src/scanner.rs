@@ -161,11 +161,9 @@ impl<S: Deref<Target = Scanner>> StreamScan<S> {
             base: 0,
             next: vec![0; detectors],
             known_next: 0,
-            // Built, not cloned: `vec![VecDeque::new(); n]` clones an empty deque per
-            // detector, which was a fifth of the inspecting proxy's CPU per request.
-            hits: std::iter::repeat_with(VecDeque::new)
-                .take(detectors)
-                .collect(),
+            // Made on the first keyword hit: most streams (a request head, a small body)
+            // have none, and one deque per detector is a ~10 KiB allocation per stream.
+            hits: Vec::new(),
             pending: Vec::new(),
             known_hits: VecDeque::new(),
             needles_next: 0,
@@ -232,7 +230,8 @@ pub struct StreamScan<S: Deref<Target = Scanner> = Arc<Scanner>> {
     next: Vec<u64>,
     known_next: u64,
     /// Per detector: stream offsets where one of its keywords starts, in order; those
-    /// before the detector's `next` are dropped as the search passes them.
+    /// before the detector's `next` are dropped as the search passes them. Empty until
+    /// the stream's first keyword hit.
     hits: Vec<VecDeque<u64>>,
     /// The detectors whose `hits` are not empty, once each.
     pending: Vec<usize>,
@@ -332,6 +331,9 @@ impl<S: Deref<Target = Scanner>> StreamScan<S> {
                         // A hit its detector's DFA rejects costs no more.
                         if sc.detectors[d].rejects(&self.buf, at, keyword) {
                             continue;
+                        }
+                        if self.hits.is_empty() {
+                            self.hits.resize_with(sc.detectors.len(), VecDeque::new);
                         }
                         if self.hits[d].is_empty() {
                             self.pending.push(d);

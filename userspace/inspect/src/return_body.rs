@@ -60,8 +60,11 @@ impl AuditOnEnd {
         }
         self.event.finish(self.started);
         self.event.rate(&self.scanner);
+        // Serialized before the sink's lock, which every request of the bottle's proxy
+        // (on every worker thread) takes: held only to seal, write and flush the line.
+        let line = cork_audit::encode(&self.event);
         let mut sink = lock(&self.sink);
-        if let Err(e) = sink.write(&self.event).and_then(|()| sink.flush()) {
+        if let Err(e) = sink.write_encoded(line).and_then(|()| sink.flush()) {
             tracing::error!("writing a proxy audit event: {e}");
         }
     }

@@ -148,8 +148,10 @@ impl Shared {
     }
 
     pub fn audit<E: serde::Serialize>(&self, ev: &E) {
+        // Serialized outside the lock every connection of the bottle shares.
+        let line = cork_audit::encode(ev);
         let mut sink = super::body::lock(&self.cfg.sink);
-        if let Err(e) = sink.write(ev).and_then(|()| sink.flush()) {
+        if let Err(e) = sink.write_encoded(line).and_then(|()| sink.flush()) {
             tracing::error!("writing a proxy audit event: {e}");
         }
     }
