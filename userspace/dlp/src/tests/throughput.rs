@@ -169,11 +169,17 @@ fn rate(data: &[u8], f: impl FnOnce() -> usize) -> f64 {
     data.len() as f64 / spent.as_secs_f64()
 }
 
-/// This thread's CPU time so far (`/proc/thread-self/schedstat`, nanoseconds on CPU).
+/// This thread's CPU time so far, to the nanosecond (`CLOCK_THREAD_CPUTIME_ID` adds the
+/// running slice; `/proc/thread-self/schedstat`, used before, moves only at the scheduler
+/// tick — 4 ms here, which quantised a 64 MiB run's figure in steps of ~6 %).
 fn thread_cpu() -> Option<std::time::Duration> {
-    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
-    let ns = stat.split_whitespace().next()?.parse().ok()?;
-    Some(std::time::Duration::from_nanos(ns))
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec, which `ts` is, for the call's duration.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    (rc == 0).then(|| std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
 }
 
 /// `len` bytes of prose, JSON, an HTTP header, code and a base64-like blob, repeated.
