@@ -1,4 +1,4 @@
-//! The AVX-512 VBMI kernel of the root search: 64 positions at a time (two blocks of
+//! The AVX-512 VBMI kernel of the root search: 64 positions at a time (four blocks of
 //! them per loaded table where there are), each root byte
 //! looked up in a 128-entry table by the low seven bits of the data byte (`vpermi2b`),
 //! exact for ASCII. Bytes from 0x80 share the entry of their low seven bits: that only
@@ -25,47 +25,54 @@ pub(super) unsafe fn find(
 ) {
     assert!(end <= len && len + PAD <= buf.len() && groups.len() <= MAX_GROUPS);
     let mut lanes = [[0u8; 64]; MAX_GROUPS];
-    let mut second = [[0u8; 64]; MAX_GROUPS];
+    let mut blocks = [[[0u8; 64]; MAX_GROUPS]; BLOCKS];
     let mut masks = [0u64; MAX_GROUPS];
     let mut i = 0;
     while i < end {
-        // Two blocks at a time where both start before `end`: each group's tables are
-        // loaded once for 128 positions (their loads were most of the loop's time).
-        if end - i > 64 {
-            let (mut v, mut w) = (
-                [_mm512_setzero_si512(); MAX_ROOT],
-                [_mm512_setzero_si512(); MAX_ROOT],
-            );
-            for j in 0..MAX_ROOT {
-                // SAFETY: i + 64 < end <= len, so i + 64 + j + 64 <= len + 67 <= buf.len().
-                unsafe {
-                    v[j] = _mm512_loadu_si512(buf.as_ptr().add(i + j).cast::<__m512i>());
-                    w[j] = _mm512_loadu_si512(buf.as_ptr().add(i + 64 + j).cast::<__m512i>());
+        // BLOCKS blocks at a time where all start before `end`: each group's tables are
+        // loaded once for them (their loads were most of the loop's time).
+        if end - i > 64 * (BLOCKS - 1) {
+            let mut v = [[_mm512_setzero_si512(); MAX_ROOT]; BLOCKS];
+            for (k, v) in v.iter_mut().enumerate() {
+                for (j, v) in v.iter_mut().enumerate() {
+                    // SAFETY: i + 64 * k < end <= len, so the load ends by len + 67 <=
+                    // buf.len().
+                    *v = unsafe {
+                        _mm512_loadu_si512(buf.as_ptr().add(i + 64 * k + j).cast::<__m512i>())
+                    };
                 }
             }
-            let (mut any, mut any_w) = (_mm512_setzero_si512(), _mm512_setzero_si512());
-            for (g, (lane, lane_w)) in groups.iter().zip(lanes.iter_mut().zip(second.iter_mut())) {
-                let (acc, acc_w) = match g.len {
-                    1 => buckets2::<1>(g, &v, &w),
-                    2 => buckets2::<2>(g, &v, &w),
-                    3 => buckets2::<3>(g, &v, &w),
-                    _ => buckets2::<4>(g, &v, &w),
+            let mut any = [_mm512_setzero_si512(); BLOCKS];
+            for (n, g) in groups.iter().enumerate() {
+                let acc = match g.len {
+                    1 => buckets_n::<1>(g, &v),
+                    2 => buckets_n::<2>(g, &v),
+                    3 => buckets_n::<3>(g, &v),
+                    _ => buckets_n::<4>(g, &v),
                 };
-                // SAFETY: a lane is 64 writable bytes, written unaligned.
-                unsafe {
-                    _mm512_storeu_si512(lane.as_mut_ptr().cast::<__m512i>(), acc);
-                    _mm512_storeu_si512(lane_w.as_mut_ptr().cast::<__m512i>(), acc_w);
+                for k in 0..BLOCKS {
+                    // SAFETY: a lane is 64 writable bytes, written unaligned.
+                    unsafe {
+                        _mm512_storeu_si512(blocks[k][n].as_mut_ptr().cast::<__m512i>(), acc[k])
+                    };
+                    any[k] = _mm512_or_si512(any[k], acc[k]);
                 }
-                any = _mm512_or_si512(any, acc);
-                any_w = _mm512_or_si512(any_w, acc_w);
             }
-            if _mm512_test_epi8_mask(any, any) != 0 {
-                report(groups, &lanes, &mut masks, buf, i, len, end, found);
+            for k in 0..BLOCKS {
+                if _mm512_test_epi8_mask(any[k], any[k]) != 0 {
+                    report(
+                        groups,
+                        &blocks[k],
+                        &mut masks,
+                        buf,
+                        i + 64 * k,
+                        len,
+                        end,
+                        found,
+                    );
+                }
             }
-            if _mm512_test_epi8_mask(any_w, any_w) != 0 {
-                report(groups, &second, &mut masks, buf, i + 64, len, end, found);
-            }
-            i += 128;
+            i += 64 * BLOCKS;
             continue;
         }
         // Bytes i + j .. i + j + 64, for each root byte j.
@@ -116,29 +123,27 @@ fn report(
     check(groups, lanes, masks, buf, i, len, found);
 }
 
-/// [`buckets`] for two blocks of 64 positions, loading the tables once.
+/// Blocks of 64 positions looked up per load of a group's tables.
+const BLOCKS: usize = 4;
+
+/// [`buckets`] for [`BLOCKS`] blocks of 64 positions, loading the tables once.
 #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
 #[inline]
-fn buckets2<const L: usize>(
-    g: &Group,
-    v: &[__m512i; MAX_ROOT],
-    w: &[__m512i; MAX_ROOT],
-) -> (__m512i, __m512i) {
-    let lookup = |j: usize| {
-        let (low, high) = g.bytes[j].split_at(64);
+fn buckets_n<const L: usize>(g: &Group, v: &[[__m512i; MAX_ROOT]; BLOCKS]) -> [__m512i; BLOCKS] {
+    let mut acc = [_mm512_setzero_si512(); BLOCKS];
+    for (j, bytes) in g.bytes.iter().enumerate().take(L) {
+        let (low, high) = bytes.split_at(64);
         let (low, high) = (table(low), table(high));
-        (
-            _mm512_permutex2var_epi8(low, v[j], high),
-            _mm512_permutex2var_epi8(low, w[j], high),
-        )
-    };
-    let (mut acc, mut acc_w) = lookup(0);
-    for j in 1..L {
-        let (a, b) = lookup(j);
-        acc = _mm512_and_si512(acc, a);
-        acc_w = _mm512_and_si512(acc_w, b);
+        for (acc, v) in acc.iter_mut().zip(v) {
+            let hit = _mm512_permutex2var_epi8(low, v[j], high);
+            *acc = if j == 0 {
+                hit
+            } else {
+                _mm512_and_si512(*acc, hit)
+            };
+        }
     }
-    (acc, acc_w)
+    acc
 }
 
 /// The buckets each of the 64 positions is a candidate for in group `g` (of roots `L`
