@@ -92,7 +92,7 @@ impl Kernel {
     }
 
     /// Whether this CPU runs the kernel.
-    fn available(self) -> bool {
+    pub(super) fn available(self) -> bool {
         // A CPU with AVX-512 VBMI has AVX2 too.
         matches!(
             (Kernel::best(), self),

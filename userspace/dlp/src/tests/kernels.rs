@@ -83,7 +83,10 @@ fn root_filter_at_block_edges() {
         let Some(filter) = RootFilter::new(&roots, kernel) else {
             continue;
         };
-        for len in [1, 3, 4, 31, 32, 33, 63, 64, 65, 66, 127, 128, 129] {
+        // The AVX-512 kernel takes four blocks of 64 at a time where it can.
+        for len in [
+            1, 3, 4, 31, 32, 33, 63, 64, 65, 66, 127, 128, 129, 191, 192, 193, 256, 257,
+        ] {
             for at in 0..len {
                 let mut data = vec![b'.'; len];
                 for (k, b) in b"KEY_".iter().enumerate().take(len - at) {
