@@ -303,6 +303,7 @@ const SMOKE_EXPECTED: &[(&str, &[&str], &[&str])] = &[
             "create_ms.10",
             "update_ms.10",
             "exec_ms.10",
+            "exec_again_ms.10",
             "exec_wall.bare",
             "exec_wall.exec_small",
             "exec_wall.exec_paused",

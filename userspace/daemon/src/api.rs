@@ -105,6 +105,11 @@ pub struct ExecPlan {
     pub files_allow: Vec<String>,
     pub env: cork_agent::web::CommandEnv,
     pub removals: Vec<cork_agent::secrets::Removal>,
+    /// Whether `origin` holds that text now, as the daemon found it (it reads the file once
+    /// and then checks its identity with a stat). Absent (a daemon before this field): the
+    /// caller reads and compares the file itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin_current: Option<bool>,
 }
 
 /// `DELETE /v1/bottles/{name}`: what teardown met (empty when everything went).

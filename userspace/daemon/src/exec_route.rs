@@ -31,6 +31,8 @@ pub(crate) struct ExecCache {
     /// The value scanner for callers that hold none of the bottle's credential values
     /// (nearly all): built-in detectors and the manifest's.
     scanner: OnceLock<Arc<Scanner>>,
+    /// Whether the origin file still holds that text (see origin.rs).
+    origin: crate::origin::OriginCheck,
 }
 
 impl ExecCache {
@@ -95,6 +97,7 @@ fn find(state: &State, name: &str) -> Result<Found, ApiError> {
             files_allow: policy.files.allow.iter().map(|p| p.text.clone()).collect(),
             env: b.runtime.command_env_vars().clone(),
             removals: Vec::new(),
+            origin_current: None,
         },
         policy,
         cache: b.exec.clone(),
@@ -129,6 +132,7 @@ fn judge(found: Found, req: ExecRequest) -> Result<ExecPlan, ApiError> {
         Arc::new(secrets::scanner_knowing(&policy, known).map_err(scanner_error)?)
     };
     plan.removals = secrets::scrub(&policy, &req.env, &scanner);
+    plan.origin_current = Some(cache.origin.holds(&plan.origin, &plan.manifest_sha256));
     Ok(plan)
 }
 
@@ -154,6 +158,7 @@ mod tests {
                 files_allow: Vec::new(),
                 env: Default::default(),
                 removals: Vec::new(),
+                origin_current: None,
             },
             policy: Arc::new(cork_policy::compile(src, "t.toml").expect("compiles")),
             cache: cache.clone(),

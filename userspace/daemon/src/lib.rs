@@ -26,6 +26,7 @@ pub mod client;
 mod exec_route;
 pub mod gate;
 pub mod notify;
+mod origin;
 mod restore;
 pub mod server;
 pub mod state_dir;

@@ -56,13 +56,16 @@ pub fn exec(opts: ExecOptions) -> Result<i32, RunError> {
         sink.flush()?;
     }
     // The daemon keeps the manifest's text; its origin is given to the command only while
-    // that file still holds the same text.
+    // that file still holds the same text. The daemon says whether it does (one stat once
+    // it has read the file); a daemon that does not say leaves the reading to us.
     let origin = std::path::Path::new(&plan.origin);
-    let manifest = (origin.is_absolute()
-        && std::fs::read_to_string(origin)
-            .is_ok_and(|t| cork_agent::manifest_digest(&t) == plan.manifest_sha256))
-    .then(|| spawn::manifest_for_command(origin, &masks, opts.user))
-    .flatten();
+    let current = plan.origin_current.unwrap_or_else(|| {
+        std::fs::read_to_string(origin)
+            .is_ok_and(|t| cork_agent::manifest_digest(&t) == plan.manifest_sha256)
+    });
+    let manifest = (origin.is_absolute() && current)
+        .then(|| spawn::manifest_for_command(origin, &masks, opts.user))
+        .flatten();
     let procs = PathBuf::from(&plan.cgroup_procs);
     let (mut child, channel) = spawn::start(spawn::InBottle {
         procs: &procs,
