@@ -8,27 +8,13 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE};
 
 use super::corpus::generate::{Rng, expand};
 use super::corpus::positives::TEMPLATES;
-use super::{scan, scanner, secret};
-use crate::{Config, Finding, Scanner};
+use super::{KNOWN, full, scan};
+use crate::Finding;
 
 /// Blobs per form of the full check; the rarer forms get a few.
 const BLOBS: u64 = 64;
 const RARE_FORM_BLOBS: u64 = 8;
 const BLOB_BYTES: usize = 1 << 20;
-
-/// A known secret, to show its encodings inside a blob are still found.
-const VALUE: &[u8] = b"cork-blob-secret-Hq7Wz3Kd9Vb2";
-
-/// Built once: hundreds of detectors take a while to compile in a debug build.
-pub(super) fn full() -> &'static Scanner {
-    static FULL: std::sync::OnceLock<Scanner> = std::sync::OnceLock::new();
-    FULL.get_or_init(|| {
-        scanner(Config {
-            known_secrets: vec![secret("REAL", VALUE)],
-            ..Config::default()
-        })
-    })
-}
 
 /// `BLOB_BYTES` pseudo-random bytes, the same for a seed on every run.
 pub(super) fn binary(seed: u64) -> Vec<u8> {
@@ -446,7 +432,7 @@ fn a_known_secret_encoded_inside_a_blob_is_found() {
     for (align, form) in [(0, PLAIN), (1, PLAIN), (2, PLAIN), (0, RARE_FORMS[2])] {
         let mut bytes = binary(8000 + align as u64);
         let at = BLOB_BYTES / 2 + align;
-        bytes[at..at + VALUE.len()].copy_from_slice(VALUE);
+        bytes[at..at + KNOWN.len()].copy_from_slice(KNOWN);
         let found = scan(full(), &form.encode(&bytes));
         assert_eq!(
             super::detectors_of(&found),

@@ -4,8 +4,8 @@
 
 use proptest::prelude::*;
 
-use super::blob::{MIME, PLAIN, binary, full, with_token_shapes, with_tokens};
-use super::scan_split;
+use super::blob::{MIME, PLAIN, binary, with_token_shapes, with_tokens};
+use super::{full, scan_split};
 use crate::{Finding, Scanner};
 
 /// Text whose findings turn on bytes far from the match: a key with runs around it just

@@ -3,21 +3,8 @@
 //! depend on where the stream is cut.
 
 use super::corpus::generate::{Rng, expand};
-use super::{detectors_of, scan, scan_split, scanner, secret};
-use crate::{Config, Scanner};
-
-const VALUE: &[u8] = b"cork-escape-secret-Zp4Rt8Lm2Qx6";
-
-/// Built once: hundreds of detectors take a while to compile in a debug build.
-fn full() -> &'static Scanner {
-    static FULL: std::sync::OnceLock<Scanner> = std::sync::OnceLock::new();
-    FULL.get_or_init(|| {
-        scanner(Config {
-            known_secrets: vec![secret("REAL", VALUE)],
-            ..Config::default()
-        })
-    })
-}
+use super::{KNOWN, detectors_of, full, scan, scan_split, scanner, secret};
+use crate::Config;
 
 /// Two corpus positives in their issued form (valid checksums), deterministically.
 fn tokens() -> (String, String) {
@@ -104,10 +91,10 @@ fn chunked_streams_see_the_same_escapes_as_one_buffer() {
 fn known_secrets_are_found_as_before() {
     let sc = scanner(Config {
         builtin: false,
-        known_secrets: vec![secret("REAL", VALUE)],
+        known_secrets: vec![secret("REAL", KNOWN)],
         ..Config::default()
     });
-    let value = std::str::from_utf8(VALUE).expect("ascii");
+    let value = std::str::from_utf8(KNOWN).expect("ascii");
     for text in [
         format!(r##"{{"content":"a\n{value}\nb"}}"##),
         format!(r##"{{"content":"a\\n{value}\\nb"}}"##),
@@ -117,7 +104,7 @@ fn known_secrets_are_found_as_before() {
         assert_eq!(detectors_of(&found), ["known-secret:REAL"], "in {text}");
         let at = text.find(value).expect("value is in the text");
         assert_eq!(found[0].start, at as u64, "in {text}");
-        assert_eq!(found[0].len, VALUE.len(), "in {text}");
+        assert_eq!(found[0].len, KNOWN.len(), "in {text}");
     }
 }
 

@@ -29,6 +29,21 @@ fn scanner(config: Config) -> Scanner {
     Scanner::new(&config).expect("scanner builds")
 }
 
+/// The known secret of [`full`].
+const KNOWN: &[u8] = b"cork-known-secret-Hq7Wz3Kd9Vb2";
+
+/// Every built-in detector and the known secret [`KNOWN`], built once for all the test
+/// modules: hundreds of detectors take a while to compile in a debug build.
+fn full() -> &'static Scanner {
+    static FULL: std::sync::OnceLock<Scanner> = std::sync::OnceLock::new();
+    FULL.get_or_init(|| {
+        scanner(Config {
+            known_secrets: vec![secret("REAL", KNOWN)],
+            ..Config::default()
+        })
+    })
+}
+
 /// Feeds `input` split at `splits` (sorted offsets) and returns every finding.
 fn scan_split(sc: &Scanner, input: &[u8], splits: &[usize]) -> Vec<Finding> {
     let mut s = sc.stream();

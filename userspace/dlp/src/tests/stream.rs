@@ -3,22 +3,9 @@
 use proptest::prelude::*;
 
 use super::corpus::generate::{Rng, expand};
-use super::{ALNUM, fake, scan, scan_split, scanner, secret};
+use super::{ALNUM, KNOWN, fake, full, scan, scan_split};
 use crate::known::base64;
-use crate::{Config, Finding, REDACTION_MARKER, Scanner, redact};
-
-const VALUE: &[u8] = b"cork-stream-secret-Hq7Wz3Kd9Vb2";
-
-/// Built once: hundreds of detectors take a while to compile in a debug build.
-fn full() -> &'static Scanner {
-    static FULL: std::sync::OnceLock<Scanner> = std::sync::OnceLock::new();
-    FULL.get_or_init(|| {
-        scanner(Config {
-            known_secrets: vec![secret("REAL", VALUE)],
-            ..Config::default()
-        })
-    })
-}
+use crate::{Finding, REDACTION_MARKER, redact};
 
 /// A credential generated in its issued form (valid checksums), deterministically.
 fn issued(template: &str) -> String {
@@ -29,11 +16,11 @@ fn issued(template: &str) -> String {
 fn corpus() -> Vec<u8> {
     let mut t = Vec::new();
     t.extend_from_slice(b"GET /v1?key=");
-    t.extend_from_slice(VALUE);
+    t.extend_from_slice(KNOWN);
     t.extend_from_slice(format!(" {} AKIA{}", issued("{crc:ghp}"), "AB2CD3EF4GH5JK6L").as_bytes());
     t.extend_from_slice(b"\nbody: ");
     t.extend_from_slice(&base64(
-        VALUE,
+        KNOWN,
         b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/",
         true,
     ));
@@ -47,7 +34,7 @@ fn corpus() -> Vec<u8> {
         )
         .as_bytes(),
     );
-    t.extend_from_slice(&VALUE[7..27]);
+    t.extend_from_slice(&KNOWN[7..27]);
     t.extend_from_slice(format!(" {}", issued("{jwt}")).as_bytes());
     t
 }
@@ -125,7 +112,7 @@ fn carry_over_stays_bounded_on_a_long_stream() {
         );
     }
     s.feed(b"\n");
-    found.extend(s.feed(VALUE));
+    found.extend(s.feed(KNOWN));
     found.extend(s.finish());
     assert_eq!(found.len(), 1, "{found:?}");
     assert_eq!(found[0].detector, "known-secret:REAL");
@@ -156,7 +143,7 @@ fn findings_never_reveal_the_secret() {
     let sc = full();
     let found = scan(sc, &corpus());
     let shown = format!("{found:?}");
-    let value = String::from_utf8_lossy(VALUE);
+    let value = String::from_utf8_lossy(KNOWN);
     assert!(!shown.contains(&*value));
     assert!(!shown.contains(&value[7..27]));
     assert!(!shown.contains(&fake(ALNUM, 36)));
@@ -169,7 +156,7 @@ fn redact_replaces_findings_in_the_buffer() {
     let found = scan(sc, &input);
     let out = redact(&input, 0, &found);
     let text = String::from_utf8_lossy(&out);
-    assert!(!text.contains(&*String::from_utf8_lossy(VALUE)));
+    assert!(!text.contains(&*String::from_utf8_lossy(KNOWN)));
     assert!(!text.contains(&fake(ALNUM, 36)));
     assert!(text.starts_with("GET /v1?[REDACTED] [REDACTED]"), "{text}");
     // Nothing left to find but the marker-adjacent leftovers of no detector.
