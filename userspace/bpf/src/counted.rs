@@ -21,14 +21,17 @@ use std::time::Duration;
 use aya::maps::{HashMap, MapData};
 
 use crate::MapError;
-use crate::abi::{cork_event, cork_hook, cork_reason, cork_verdict};
+use crate::abi::{
+    cork_allow_key, cork_allow_value, cork_event, cork_hook, cork_reason, cork_verdict,
+};
 
 const ALLOWS: &str = crate::abi::map_names::CORK_ALLOWS;
 /// How long after its window ended an entry with nothing to report is deleted.
 pub const IDLE: Duration = Duration::from_secs(10);
 
-type Key = [u8; 32];
-type Value = [u8; 24];
+// The map's key and value as bytes, sized by the ABI (the header is the one definition).
+type Key = [u8; std::mem::size_of::<cork_allow_key>()];
+type Value = [u8; std::mem::size_of::<cork_allow_value>()];
 
 /// A bottle's counted connects and what of them was reported.
 pub struct CountedAllows {
@@ -167,12 +170,19 @@ pub fn boot_now_ns() -> u64 {
         .saturating_add(ts.tv_nsec as u64)
 }
 
+/// The `u64` field of a value at byte offset `at`.
+fn value_u64(v: &Value, at: usize) -> u64 {
+    v.get(at..at + 8)
+        .and_then(|b| b.try_into().ok())
+        .map_or(0, u64::from_ne_bytes)
+}
+
 fn value_window_end(v: &Value) -> u64 {
-    u64::from_ne_bytes(v[0..8].try_into().unwrap_or([0; 8]))
+    value_u64(v, std::mem::offset_of!(cork_allow_value, window_end_ns))
 }
 
 fn value_counted(v: &Value) -> u64 {
-    u64::from_ne_bytes(v[8..16].try_into().unwrap_or([0; 8]))
+    value_u64(v, std::mem::offset_of!(cork_allow_value, counted))
 }
 
 /// The `struct cork_allow_key` of a record the programs would count the repeats of: an
@@ -186,35 +196,48 @@ pub fn key_of(ev: &cork_event) -> Option<Key> {
     {
         return None;
     }
-    let mut k = [0u8; 32];
-    k[0..4].copy_from_slice(&ev.pid.to_ne_bytes());
-    k[4..8].copy_from_slice(&ev.rule_id.to_ne_bytes());
-    k[8..24].copy_from_slice(&ev.dst);
-    k[24..26].copy_from_slice(&ev.dport.to_ne_bytes());
-    k[26] = ev.hook;
-    k[27] = ev.reason;
-    k[28] = ev.family;
-    k[29] = ev.proto;
-    k[30] = ev.sock_type;
-    Some(k)
+    Some(key_bytes(&cork_allow_key {
+        pid: ev.pid,
+        rule_id: ev.rule_id,
+        dst: ev.dst,
+        dport: ev.dport,
+        hook: ev.hook,
+        reason: ev.reason,
+        family: ev.family,
+        proto: ev.proto,
+        sock_type: ev.sock_type,
+        _pad: 0,
+    }))
+}
+
+/// A key's bytes as the map holds them.
+fn key_bytes(k: &cork_allow_key) -> Key {
+    // SAFETY: cork_allow_key is `#[repr(C)]` integers whose padding is a field of its own
+    // (cork_abi.h), so every byte is initialised; `Key` is its size exactly.
+    unsafe { std::mem::transmute::<cork_allow_key, Key>(*k) }
+}
+
+/// The key the map holds as bytes.
+fn key_struct(k: &Key) -> cork_allow_key {
+    // SAFETY: any 32 bytes are a valid cork_allow_key (integers only), of its size.
+    unsafe { std::mem::transmute::<Key, cork_allow_key>(*k) }
 }
 
 /// A record standing for a flow whose own record was lost: what the key says.
 fn event_of(k: &Key, now_boot_ns: u64) -> cork_event {
-    let mut dst = [0u8; 16];
-    dst.copy_from_slice(&k[8..24]);
+    let k = key_struct(k);
     cork_event {
         ts_boot_ns: now_boot_ns,
-        pid: u32::from_ne_bytes([k[0], k[1], k[2], k[3]]),
-        rule_id: u32::from_ne_bytes([k[4], k[5], k[6], k[7]]),
-        dst,
-        dport: u16::from_ne_bytes([k[24], k[25]]),
-        hook: k[26],
+        pid: k.pid,
+        rule_id: k.rule_id,
+        dst: k.dst,
+        dport: k.dport,
+        hook: k.hook,
         verdict: cork_verdict::CORK_VERDICT_ALLOW as u8,
-        reason: k[27],
-        family: k[28],
-        proto: k[29],
-        sock_type: k[30],
+        reason: k.reason,
+        family: k.family,
+        proto: k.proto,
+        sock_type: k.sock_type,
         ..Default::default()
     }
 }
