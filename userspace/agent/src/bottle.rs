@@ -169,20 +169,17 @@ impl Bottle {
     }
 }
 
-/// What a failed seal means for the teardown: a set of an older cork has no program to
-/// seal with, and keeping that bottle fenced would keep it forever (`cork clean` could not
-/// seal it either) — said, and the teardown goes on as that cork's would have. Any other
-/// failure keeps the bottle's programs attached (`Err`).
+/// A failed seal in a teardown: said and gone past when it may be
+/// ([`cork_bpf::seal::SealError::goes_on`]), else the error that keeps the bottle fenced.
 pub(crate) fn seal_problem(
     e: cork_bpf::seal::SealError,
     problems: &mut Vec<TeardownProblem>,
 ) -> Result<(), TeardownProblem> {
-    match e {
-        e @ cork_bpf::seal::SealError::NoProgram { .. } => {
-            problems.push(TeardownProblem::Seal(e));
-            Ok(())
-        }
-        e => Err(TeardownProblem::Seal(e)),
+    if e.goes_on() {
+        problems.push(TeardownProblem::Seal(e));
+        Ok(())
+    } else {
+        Err(TeardownProblem::Seal(e))
     }
 }
 

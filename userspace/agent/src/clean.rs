@@ -146,9 +146,7 @@ fn kill_seal_and_remove(
     cgroup::kill_all(path).map_err(|e| cork_audit::error_chain(&e))?;
     match cork_bpf::seal::seal_registered(bpffs, path) {
         Ok(_) => {}
-        Err(e @ cork_bpf::seal::SealError::NoProgram { .. }) => {
-            problems.push(cork_audit::error_chain(&e))
-        }
+        Err(e) if e.goes_on() => problems.push(cork_audit::error_chain(&e)),
         Err(e) => return Err(cork_audit::error_chain(&e)),
     }
     cgroup::remove_emptied(path).map_err(|e| cork_audit::error_chain(&e))

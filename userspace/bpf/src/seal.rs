@@ -71,6 +71,16 @@ pub enum SealError {
     CgroupId(#[from] crate::CgroupIdError),
 }
 
+impl SealError {
+    /// Whether teardown may go on without the seal: only when the set, loaded by an older
+    /// cork, has no program to seal with. Keeping that bottle fenced would keep it forever
+    /// (`cork clean` could not seal it either); it ends as that cork's would have, and the
+    /// caller says so. Any other failure keeps the bottle's programs attached.
+    pub fn goes_on(&self) -> bool {
+        matches!(self, SealError::NoProgram { .. })
+    }
+}
+
 /// Attaches the ended program of the set in `set` to the cgroup `cgroup` and reads it
 /// back. Sealing twice is harmless (the kernel refuses a second attachment of the same
 /// program, which is then found attached).
