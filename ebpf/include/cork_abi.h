@@ -27,11 +27,16 @@
  * how many such flows are remembered. */
 #define CORK_MAX_FLOWS 16384
 /* Repeated allowed connects of one flow are counted in the kernel instead of each
- * becoming a record (cork_allows, see cork_events.h): how many flows are counted at once
- * (past that, every connect of a new flow is a record, as before), and for how long one
- * record stands for the connects that follow it. */
+ * becoming a record (cork_allows, see cork_events.h): its slots (a power of two: a hash
+ * masked to it picks a flow's two slots; a flow finding both taken by others is recorded
+ * on every connect, as before), and for how long one record stands for the connects that
+ * follow it. */
 #define CORK_MAX_ALLOW_FLOWS 4096
 #define CORK_ALLOW_WINDOW_NS 1000000000ull
+/* How long after its window ended the agent frees a flow's slot that has nothing left
+ * to report (userspace/bpf/src/counted.rs): a program counts in a slot only while its
+ * clock is inside the window it read there, and runs for microseconds. */
+#define CORK_ALLOW_IDLE_NS 10000000000ull
 /* rule_id value meaning "no manifest rule decided this" (default deny, loopback...). */
 #define CORK_RULE_NONE 0xffffffffu
 /* Set in every rule id written to the slot-1 policy maps (see cork_policy_slot in
@@ -237,7 +242,7 @@ struct cork_flow_key {
 	__u8 _pad[4];
 };
 
-/* Key of cork_allows: one allowed connect's flow, the fields of its record that the agent
+/* Key of a cork_allows slot: one allowed connect's flow, the fields of its record that the agent
  * summarises by (userspace/agent/src/kernel_audit/aggregate.rs): everything a connect's
  * record says but its time, thread, command and socket. */
 struct cork_allow_key {
@@ -253,16 +258,33 @@ struct cork_allow_key {
 	__u8 _pad;
 };
 
-/* Value of cork_allows. Only the programs write it; the agent reads it and deletes idle
- * entries (one whose window ended long ago can no longer be counted in: a program counts
- * only while now < window_end_ns, and runs for microseconds). */
+/* What a cork_allows slot counts for a flow. */
 struct cork_allow_value {
 	__u64 window_end_ns; /* bpf_ktime_get_boot_ns() before which connects are counted */
-	__u64 counted;       /* connects counted instead of recorded, ever (only grows) */
+	__u64 counted;       /* connects counted instead of recorded since the slot was
+			      * claimed (only grows) */
 	/* A bpf_jiffies64() value that the jiffies reach no later than window_end_ns: below
 	 * it the window is open without reading the clock (see cork_allow_counted). 0: none.
 	 * Only the programs read it. */
 	__u64 open_until_jiffies;
+};
+
+/* A cork_allows slot's state. Only a program claims a slot (FREE -> CLAIMED -> LIVE, by
+ * compare-and-swap: one claimer writes its key); only the agent frees one (LIVE -> FREE,
+ * by compare-and-swap through its mapping of the array), once the flow's window ended
+ * CORK_ALLOW_IDLE_NS ago with nothing left to report. A 64-bit word: the BPF target's
+ * compare-and-swap is 64-bit at the default CPU version. */
+#define CORK_ALLOW_FREE 0
+#define CORK_ALLOW_CLAIMED 1
+#define CORK_ALLOW_LIVE 2
+
+/* One slot of cork_allows, an array the agent maps into its memory (BPF_F_MMAPABLE): a
+ * flow lives in one of two slots its key hashes to (cork_allow_hash), so the lookup is an
+ * array index the verifier inlines, not a hash map's call. One cache line. */
+struct cork_allow_slot {
+	__u64 state;                 /* CORK_ALLOW_FREE / _CLAIMED / _LIVE */
+	struct cork_allow_key key;   /* fixed while LIVE */
+	struct cork_allow_value value;
 };
 
 /* Key of cork_unix_names: a unix socket name exactly as the kernel compares it. A path
@@ -351,6 +373,7 @@ CORK_ABI_ASSERT(sizeof(struct cork_redirect_value) == 40);
 CORK_ABI_ASSERT(sizeof(struct cork_flow_key) == 32);
 CORK_ABI_ASSERT(sizeof(struct cork_allow_key) == 32);
 CORK_ABI_ASSERT(sizeof(struct cork_allow_value) == 24);
+CORK_ABI_ASSERT(sizeof(struct cork_allow_slot) == 64);
 CORK_ABI_ASSERT(sizeof(struct cork_event) == 104);
 CORK_ABI_ASSERT(sizeof(struct cork_unix_key) == 112);
 CORK_ABI_ASSERT(sizeof(struct cork_unix_value) == 8);

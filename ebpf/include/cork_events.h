@@ -109,17 +109,120 @@ static __always_inline __u64 cork_jiffies_before(__u64 now_j, __u64 now_ns, __u6
 	return n > 1 ? now_j + n - 1 : 0;
 }
 
+/* Orders a program's loads of a cork_allows slot: what it read before this is not read
+ * after what it reads next. x86 keeps loads in order (only the compiler must be told);
+ * elsewhere a fully ordered read-modify-write of the slot's state is the barrier. */
+#ifdef CORK_LOADS_IN_ORDER
+#define CORK_ALLOW_LOAD_STATE(s) ({ asm volatile("" ::: "memory"); (s)->state; })
+#else
+#define CORK_ALLOW_LOAD_STATE(s) __sync_fetch_and_add(&(s)->state, 0)
+#endif
+
+/* The hash that picks a flow's two slots, over its key's four words: the agent computes
+ * the same (counted.rs `slots_of`) to find a flow it has a record of. */
+#define CORK_ALLOW_HASH_MUL 0x9e3779b97f4a7c15ull
+
+static __always_inline __u64 cork_allow_hash(const __u64 w[4])
+{
+	__u64 h = w[0] * CORK_ALLOW_HASH_MUL;
+
+	h = (h ^ w[1]) * CORK_ALLOW_HASH_MUL;
+	h = (h ^ w[2]) * CORK_ALLOW_HASH_MUL;
+	h = (h ^ w[3]) * CORK_ALLOW_HASH_MUL;
+	return h ^ (h >> 29);
+}
+
+static __always_inline int cork_allow_key_is(const struct cork_allow_slot *s, const __u64 w[4])
+{
+	const __u64 *k = (const __u64 *)&s->key;
+
+	return k[0] == w[0] && k[1] == w[1] && k[2] == w[2] && k[3] == w[3];
+}
+
+/* Counts a connect in its flow's slot if the flow's window is open (1), else restarts the
+ * window and has the connect recorded (0). `open_until` and `window_end` are what the
+ * slot held before its state and key were read (see cork_allow_counted). */
+static __always_inline int cork_allow_count_in(struct cork_allow_slot *s, __u64 open_until,
+					       __u64 window_end)
+{
+	__u64 jiffies = bpf_jiffies64();
+	__u64 now;
+
+	if (jiffies < open_until) {
+		__sync_fetch_and_add(&s->value.counted, 1);
+		return 1;
+	}
+	now = bpf_ktime_get_boot_ns();
+	if (now < window_end) {
+		__sync_fetch_and_add(&s->value.counted, 1);
+		/* Racing writers each store a value that is right for the window they read. */
+		s->value.open_until_jiffies = cork_jiffies_before(jiffies, now, window_end);
+		return 1;
+	}
+	/* Recorded, and the flow's window (re)starts. Two CPUs racing here both record. */
+	s->value.window_end_ns = now + CORK_ALLOW_WINDOW_NS;
+	s->value.open_until_jiffies = cork_jiffies_before(jiffies, now, now + CORK_ALLOW_WINDOW_NS);
+	return 0;
+}
+
+/* Makes a free slot the flow's, its window starting now; a slot another CPU claimed
+ * first is left to it (this connect is recorded either way). */
+static __always_inline void cork_allow_claim(struct cork_allow_slot *s,
+					     const struct cork_allow_key *k)
+{
+	__u64 jiffies, now;
+
+	if (__sync_val_compare_and_swap(&s->state, CORK_ALLOW_FREE, CORK_ALLOW_CLAIMED) !=
+	    CORK_ALLOW_FREE)
+		return;
+	jiffies = bpf_jiffies64();
+	now = bpf_ktime_get_boot_ns();
+	s->key = *k;
+	s->value.counted = 0;
+	s->value.window_end_ns = now + CORK_ALLOW_WINDOW_NS;
+	s->value.open_until_jiffies = cork_jiffies_before(jiffies, now, now + CORK_ALLOW_WINDOW_NS);
+	/* Published fully ordered: whoever reads LIVE reads this key and window. */
+	__sync_val_compare_and_swap(&s->state, CORK_ALLOW_CLAIMED, CORK_ALLOW_LIVE);
+}
+
+/* Slot `at` of the bottle's cork_allows when it is the flow's (LIVE, key `w`), else 0;
+ * remembers it in `*free` when it is free and none was found before. */
+static __always_inline struct cork_allow_slot *
+cork_allow_probe(void *allows, __u32 at, const __u64 w[4], struct cork_allow_slot **free,
+		 __u64 *open_until, __u64 *window_end)
+{
+	struct cork_allow_slot *s = bpf_map_lookup_elem(allows, &at);
+	__u64 state;
+
+	if (!s)
+		return 0;
+	/* The window first, then state and key: a slot freed and claimed by another flow
+	 * between them shows either this flow's ended window (no count: the agent frees a
+	 * slot only CORK_ALLOW_IDLE_NS after its window ended) or the new flow's key (the
+	 * claimer writes its key before its window). */
+	*open_until = s->value.open_until_jiffies;
+	*window_end = s->value.window_end_ns;
+	state = CORK_ALLOW_LOAD_STATE(s);
+	if (state == CORK_ALLOW_LIVE && cork_allow_key_is(s, w))
+		return s;
+	if (state == CORK_ALLOW_FREE && !*free)
+		*free = s;
+	return 0;
+}
+
 /*
  * A connect the policy allowed outright (an allow rule, not the proxy, not loopback) that
- * repeats one already recorded in the last CORK_ALLOW_WINDOW_NS is counted in the bottle's
- * cork_allows instead of becoming a record: the agent writes one line per count it finds
- * there (userspace/bpf/src/counted.rs), so every allow is still a line or in a line's
- * `count`. A record costs a connect ~200 ns here (eight helper calls) and the agent a
- * decode and a line; a count is one lookup and one atomic add. Denies are never counted.
+ * repeats one already recorded in the last CORK_ALLOW_WINDOW_NS is counted in its flow's
+ * slot of the bottle's cork_allows instead of becoming a record: the agent writes one
+ * line per count it finds there (userspace/bpf/src/counted.rs), so every allow is still a
+ * line or in a line's `count`. A record costs a connect ~200 ns here (eight helper calls)
+ * and the agent a decode and a line; a count is an array index the verifier inlines, four
+ * compares and one atomic add (the hash map this was before cost ~70 ns a connect: a
+ * call, a jhash, a bucket walk). Denies are never counted.
  * Whether the window is open is first asked of the jiffies (bpf_jiffies64, which the
  * verifier inlines: a load), and only when they cannot tell of the clock (a helper call,
  * ~30 ns): most counted connects of a busy flow read no clock. Either way a count lands
- * only before window_end_ns, which the agent's reader relies on.
+ * only before the window_end_ns it read, which the agent's freeing relies on.
  * Returns 1 when counted (no record), 0 when this connect is to be recorded.
  */
 static __always_inline int cork_allow_counted(__u32 bottle_id, __u8 hook, __u8 reason,
@@ -127,46 +230,37 @@ static __always_inline int cork_allow_counted(__u32 bottle_id, __u8 hook, __u8 r
 					      __u32 sock_type)
 {
 	void *allows = CORK_MAP(allows, bottle_id);
-	struct cork_allow_key k = {};
-	struct cork_allow_value fresh = {};
-	struct cork_allow_value *v;
-	__u64 now, jiffies;
+	union {
+		struct cork_allow_key k;
+		__u64 w[4];
+	} u = {};
+	struct cork_allow_slot *free = 0, *s;
+	__u64 h, open_until = 0, window_end = 0;
+	__u32 a, b;
 
 	if (!allows)
 		return 0;
-	k.pid = bpf_get_current_pid_tgid() >> 32;
-	k.rule_id = rule_id;
-	__builtin_memcpy(k.dst, dst->addr, 16);
-	k.dport = dst->port;
-	k.hook = hook;
-	k.reason = reason;
-	k.family = dst->family;
-	k.proto = dst->proto;
-	k.sock_type = sock_type;
-	v = bpf_map_lookup_elem(allows, &k);
-	jiffies = bpf_jiffies64();
-	if (v && jiffies < v->open_until_jiffies) {
-		__sync_fetch_and_add(&v->counted, 1);
-		return 1;
-	}
-	now = bpf_ktime_get_boot_ns();
-	if (v && now < v->window_end_ns) {
-		__sync_fetch_and_add(&v->counted, 1);
-		/* Racing writers each store a value that is right for the window they read. */
-		v->open_until_jiffies = cork_jiffies_before(jiffies, now, v->window_end_ns);
-		return 1;
-	}
-	/* Recorded, and the flow's window (re)starts. Two CPUs racing here both record. */
-	if (v) {
-		v->window_end_ns = now + CORK_ALLOW_WINDOW_NS;
-		v->open_until_jiffies =
-			cork_jiffies_before(jiffies, now, now + CORK_ALLOW_WINDOW_NS);
-	} else {
-		fresh.window_end_ns = now + CORK_ALLOW_WINDOW_NS;
-		fresh.open_until_jiffies =
-			cork_jiffies_before(jiffies, now, now + CORK_ALLOW_WINDOW_NS);
-		bpf_map_update_elem(allows, &k, &fresh, BPF_NOEXIST); /* full: recorded, as ever */
-	}
+	u.k.pid = bpf_get_current_pid_tgid() >> 32;
+	u.k.rule_id = rule_id;
+	__builtin_memcpy(u.k.dst, dst->addr, 16);
+	u.k.dport = dst->port;
+	u.k.hook = hook;
+	u.k.reason = reason;
+	u.k.family = dst->family;
+	u.k.proto = dst->proto;
+	u.k.sock_type = sock_type;
+	h = cork_allow_hash(u.w);
+	a = h & (CORK_MAX_ALLOW_FLOWS - 1);
+	b = (h >> 32) & (CORK_MAX_ALLOW_FLOWS - 1);
+	if (b == a)
+		b = a ^ 1;
+	s = cork_allow_probe(allows, a, u.w, &free, &open_until, &window_end);
+	if (!s)
+		s = cork_allow_probe(allows, b, u.w, &free, &open_until, &window_end);
+	if (s)
+		return cork_allow_count_in(s, open_until, window_end);
+	if (free)
+		cork_allow_claim(free, &u.k);
 	return 0;
 }
 

@@ -69,12 +69,13 @@
 	__uint(max_entries, CORK_MAX_FLOWS);                                                \
 	__uint(key_size, sizeof(struct cork_flow_key));                                     \
 	__uint(value_size, sizeof(__u8))
-/* Allowed connects counted instead of recorded, by flow (struct cork_allow_key). */
+/* Allowed connects counted instead of recorded, by flow (struct cork_allow_slot). */
 #define CORK_ALLOWS_DEF                                                                     \
-	__uint(type, BPF_MAP_TYPE_HASH);                                                    \
+	__uint(type, BPF_MAP_TYPE_ARRAY);                                                   \
+	__uint(map_flags, BPF_F_MMAPABLE);                                                  \
 	__uint(max_entries, CORK_MAX_ALLOW_FLOWS);                                          \
-	__uint(key_size, sizeof(struct cork_allow_key));                                    \
-	__uint(value_size, sizeof(struct cork_allow_value))
+	__uint(key_size, sizeof(__u32));                                                    \
+	__uint(value_size, sizeof(struct cork_allow_slot))
 /* Redirected connections not yet accepted by the proxy: client address → original
  * destination (see struct cork_redirect_value). */
 #define CORK_REDIRECTS_DEF                                                                  \

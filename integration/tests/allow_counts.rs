@@ -6,8 +6,13 @@
 //! not each become a line; a summary names the same flow (process, command, rule) as the
 //! line it follows; denies are never counted, one line each.
 
-use anyhow::Result;
-use cork_integration::{Side, World};
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+
+use anyhow::{Context, Result, bail};
+use aya::maps::MapData;
+use cork_bpf::allow_slots::{AllowSlots, slots_of};
+use cork_integration::{Side, World, host};
 use serde_json::{Value, json};
 
 /// Connects (and closes) N times to each address on port 9000 — half, a pause longer than
@@ -118,6 +123,86 @@ ports = [9000]
     assert!(
         denied.iter().all(|e| e.get("count").is_none()),
         "a deny is never counted"
+    );
+    Ok(())
+}
+
+/// Connects three times to each address, says so, and waits for stdin to close.
+const HOLD: &str = r#"
+import socket, sys
+for host in ("198.51.100.10", "2001:db8::10"):
+    for _ in range(3):
+        socket.create_connection((host, 9000), timeout=5).close()
+print("ready", flush=True)
+sys.stdin.read()
+"#;
+
+/// The agent finds a flow where the programs count it: the slots the kernel claimed are
+/// the ones the agent's hash names for their keys (a hash that differed would leave each
+/// flow's counts to the sweep, never summed where its next record arrives), each counts
+/// the connects after its flow's first, and the agent reads them through its mapping.
+#[test]
+fn the_agent_finds_each_flow_in_the_slots_the_kernel_counts_it_in() -> Result<()> {
+    let world = World::new("the_agent_finds_each_flow_in_the_slots")?;
+    let _s4 = world.tcp_server(Side::Internet, "198.51.100.10:9000")?;
+    let _s6 = world.tcp_server(Side::Internet, "[2001:db8::10]:9000")?;
+    let manifest = world.manifest(
+        "a",
+        "[[egress.allow]]\ncidr = \"198.51.100.10/32\"\nports = [9000]\n\n\
+         [[egress.allow]]\ncidr = \"2001:db8::10/128\"\nports = [9000]\n",
+    )?;
+    let argv = [
+        cork_integration::probe::python3().to_string(),
+        "-c".into(),
+        HOLD.into(),
+    ];
+    let mut child = world
+        .cork_run(&manifest, "a", &argv)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("starting cork run")?;
+    let checked = (|| -> Result<Vec<(usize, [u8; 32], u64)>> {
+        let stdout = child.stdout.take().context("stdout")?;
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line)?;
+        if line.trim() != "ready" {
+            bail!("the bottle did not get ready: {line:?}");
+        }
+        let pins = host::cork_pins(&format!("{}-", world.bottle_name("a")));
+        let [pin] = pins.as_slice() else {
+            bail!("one pin directory expected: {pins:?}");
+        };
+        let slots = AllowSlots::map(MapData::from_pin(pin.join("cork_allows"))?)?;
+        Ok(slots
+            .all_live()
+            .into_iter()
+            .map(|(at, l)| (at, l.key, l.counted))
+            .collect())
+    })();
+    // Closing stdin ends the bottle's command.
+    drop(child.stdin.take());
+    let status = child.wait()?;
+    let live = checked?;
+    assert!(status.success(), "cork run: {status}");
+
+    assert_eq!(live.len(), 2, "one slot per flow: {live:?}");
+    for (at, key, counted) in &live {
+        let (a, b) = slots_of(key);
+        assert!(
+            *at == a || *at == b,
+            "the kernel counts a flow in slot {at}, the agent looks in {a} and {b}"
+        );
+        assert_eq!(*counted, 2, "three connects: one record, two counted");
+    }
+    let dsts: Vec<&[u8]> = live.iter().map(|(_, k, _)| &k[8..24]).collect();
+    assert!(
+        dsts.iter().any(|d| d[..4] == [198, 51, 100, 10]),
+        "{dsts:?}"
+    );
+    assert!(
+        dsts.iter().any(|d| d[..4] == [0x20, 0x01, 0x0d, 0xb8]),
+        "{dsts:?}"
     );
     Ok(())
 }

@@ -177,7 +177,13 @@ fn find_clang() -> anyhow::Result<String> {
 
 fn compile(clang: &str, src: &Path, include: &Path, obj: &Path) -> anyhow::Result<()> {
     let arch_include = format!("/usr/include/{}-linux-gnu", env::consts::ARCH);
-    let output = Command::new(clang)
+    let mut cmd = Command::new(clang);
+    // x86 keeps a CPU's loads in the order the program makes them; cork_events.h relies
+    // on that where it says CORK_LOADS_IN_ORDER, and fences elsewhere.
+    if env::var("CARGO_CFG_TARGET_ARCH").is_ok_and(|a| a == "x86_64") {
+        cmd.arg("-DCORK_LOADS_IN_ORDER");
+    }
+    let output = cmd
         .args(["-target", "bpf", "-O2", "-g", "-Wall", "-Werror"])
         .arg(format!("-I{}", include.display()))
         .arg(format!("-I{arch_include}"))

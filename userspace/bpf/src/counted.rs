@@ -8,61 +8,63 @@
 //! that went quiet is summed up by the reader's tick once its window is over. So a
 //! connect loop is two lines a second: a record and a summary.
 //!
-//! Why this is exact: `counted` only grows, and only the programs write it; the reader
-//! remembers what it has reported per flow and reports the difference. An entry is
-//! deleted only once its window ended [`IDLE`] ago with nothing left to report: a program
-//! counts only while its clock is inside the window, and runs for microseconds, so no
-//! count can land in a deleted entry. A reader that starts on a map that already has
-//! counts (the daemon taking a bottle back) takes them as reported by the one before it.
+//! Why this is exact: a slot's `counted` only grows while it is LIVE for one flow, and
+//! only the programs write it; the reader remembers per slot what it has reported and
+//! reports the difference. A slot is freed (by this reader alone, so it forgets what it
+//! reported there in the same step) only once its window ended [`IDLE`] ago with nothing
+//! left to report: a program counts only while its clock is inside the window it read in
+//! the slot, and runs for microseconds, so no count can land in a freed slot. A reader
+//! that starts on slots that already have counts (the daemon taking a bottle back) takes
+//! them as reported by the one before it. (allow_slots.rs: the mapping and the protocol.)
 
 use std::collections::HashMap as StdHashMap;
 use std::time::Duration;
 
-use aya::maps::{HashMap, MapData};
+use aya::maps::Map;
 
 use crate::MapError;
 use crate::abi::{
-    cork_allow_key, cork_allow_value, cork_event, cork_hook, cork_reason, cork_verdict,
+    CORK_ALLOW_IDLE_NS, cork_allow_key, cork_event, cork_hook, cork_reason, cork_verdict,
 };
+use crate::allow_slots::{AllowSlots, Key, Live};
 
 const ALLOWS: &str = crate::abi::map_names::CORK_ALLOWS;
-/// How long after its window ended an entry with nothing to report is deleted.
-pub const IDLE: Duration = Duration::from_secs(10);
-
-// The map's key and value as bytes, sized by the ABI (the header is the one definition).
-type Key = [u8; std::mem::size_of::<cork_allow_key>()];
-type Value = [u8; std::mem::size_of::<cork_allow_value>()];
+/// How long after its window ended a slot with nothing to report is freed.
+pub const IDLE: Duration = Duration::from_nanos(CORK_ALLOW_IDLE_NS);
 
 /// A bottle's counted connects and what of them was reported.
 pub struct CountedAllows {
-    map: HashMap<MapData, Key, Value>,
-    /// Per flow: its `counted` when last reported.
-    reported: StdHashMap<Key, u64>,
+    slots: AllowSlots,
+    /// Per slot: its `counted` when last reported.
+    reported: StdHashMap<usize, u64>,
     /// Per flow: its latest record, which a summary repeats.
     last: StdHashMap<Key, cork_event>,
 }
 
 impl CountedAllows {
-    /// Takes `cork_allows` out of the bottle's maps (None: this bottle's programs count
-    /// nothing). What it already counts is taken as reported.
+    /// Takes `cork_allows` out of the bottle's maps and maps it (None: this bottle's
+    /// programs count nothing). What it already counts is taken as reported.
     pub fn take(maps: &mut crate::MapSet) -> Result<Option<Self>, MapError> {
         let Some(map) = maps.take_map(ALLOWS) else {
             return Ok(None);
         };
-        let map = HashMap::try_from(map).map_err(|source| MapError::Aya {
-            map: ALLOWS,
-            operation: "open",
-            source,
-        })?;
-        let mut this = CountedAllows {
-            map,
-            reported: StdHashMap::new(),
-            last: StdHashMap::new(),
+        let Map::Array(data) = map else {
+            return Err(MapError::Mismatch {
+                map: ALLOWS,
+                detail: "not an array (a program set of another cork build?)".into(),
+            });
         };
-        for (key, value) in this.entries() {
-            this.reported.insert(key, value_counted(&value));
-        }
-        Ok(Some(this))
+        let slots = AllowSlots::map(data)?;
+        let reported = slots
+            .all_live()
+            .into_iter()
+            .map(|(at, l)| (at, l.counted))
+            .collect();
+        Ok(Some(CountedAllows {
+            slots,
+            reported,
+            last: StdHashMap::new(),
+        }))
     }
 
     /// Notes a record the reader read. A recorded allow of a countable flow opens the
@@ -76,84 +78,74 @@ impl CountedAllows {
             first.insert(*ev);
             return None;
         }
-        let summary = match self.map.get(&key, 0) {
-            Ok(value) => self.unreported(&key, &value, ev.ts_boot_ns),
-            Err(aya::maps::MapError::KeyNotFound) => None,
-            Err(e) => {
-                tracing::error!("reading {ALLOWS}: {e}");
-                None
-            }
-        };
-        self.last.insert(key, *ev);
-        summary
+        // A flow races into two slots at most (two CPUs claiming at once): one summary.
+        let mut total = 0;
+        for (at, live) in self.slots.find(&key) {
+            total += self.take_unreported(at, &live);
+        }
+        let previous = self.last.insert(key, *ev);
+        (total > 0).then(|| (previous.unwrap_or(*ev), total))
     }
 
     /// The summaries of flows whose window is over (all of them with `all`, when the
     /// bottle has ended), each its last record (or, if that record was lost, one made
     /// from the flow itself, stamped `now_boot_ns`) and how many connects it stands for.
     /// A busy flow's summary is written by [`CountedAllows::note`] when its next window
-    /// opens; this writes the summary of a flow that went quiet. Deletes idle entries.
+    /// opens; this writes the summary of a flow that went quiet. Frees idle slots.
     pub fn sweep(&mut self, now_boot_ns: u64, all: bool) -> Vec<(cork_event, u64)> {
-        let mut out = Vec::new();
         let idle_ns = IDLE.as_nanos() as u64;
-        let entries = self.entries();
-        // Only flows the kernel counts are remembered: a record of a flow it has no room
-        // for (the map is full) would otherwise stay in `last` for the bottle's life.
-        let counting: std::collections::HashSet<Key> = entries.iter().map(|(k, _)| *k).collect();
-        self.last.retain(|k, _| counting.contains(k));
-        self.reported.retain(|k, _| counting.contains(k));
-        for (key, value) in entries {
-            let window_end = value_window_end(&value);
-            if all || window_end <= now_boot_ns {
-                out.extend(self.unreported(&key, &value, now_boot_ns));
-            }
-            let reported = self.reported.get(&key).copied().unwrap_or(0);
-            if value_counted(&value) <= reported && window_end.saturating_add(idle_ns) < now_boot_ns
-            {
-                match self.map.remove(&key) {
-                    Ok(()) | Err(aya::maps::MapError::KeyNotFound) => {
-                        self.reported.remove(&key);
-                        self.last.remove(&key);
-                    }
-                    Err(e) => tracing::error!("deleting an idle entry of {ALLOWS}: {e}"),
+        let live = self.slots.all_live();
+        let slots: std::collections::HashSet<usize> = live.iter().map(|(at, _)| *at).collect();
+        self.reported.retain(|at, _| slots.contains(at));
+        let mut freed = std::collections::HashSet::new();
+        let mut due: StdHashMap<Key, u64> = StdHashMap::new();
+        for (at, l) in &live {
+            if all || l.window_end_ns <= now_boot_ns {
+                let n = self.take_unreported(*at, l);
+                if n > 0 {
+                    *due.entry(l.key).or_default() += n;
                 }
             }
+            let reported = self.reported.get(at).copied().unwrap_or(0);
+            if l.counted <= reported
+                && l.window_end_ns.saturating_add(idle_ns) < now_boot_ns
+                && self.slots.free(*at)
+            {
+                self.reported.remove(at);
+                freed.insert(*at);
+            }
         }
+        let out = due
+            .into_iter()
+            .map(|(key, n)| {
+                let ev = self
+                    .last
+                    .get(&key)
+                    .copied()
+                    .unwrap_or_else(|| event_of(&key, now_boot_ns));
+                (ev, n)
+            })
+            .collect();
+        // Only flows the kernel counts are remembered: a record of a flow it has no room
+        // for (both its slots taken), or whose slots were freed, would otherwise stay in
+        // `last` for the bottle's life.
+        let counting: std::collections::HashSet<Key> = live
+            .iter()
+            .filter(|(at, _)| !freed.contains(at))
+            .map(|(_, l)| l.key)
+            .collect();
+        self.last.retain(|k, _| counting.contains(k));
         out
     }
 
-    /// The flow's count not yet reported, as a summary, now taken as reported.
-    fn unreported(
-        &mut self,
-        key: &Key,
-        value: &Value,
-        now_boot_ns: u64,
-    ) -> Option<(cork_event, u64)> {
-        let counted = value_counted(value);
-        let reported = self.reported.get(key).copied().unwrap_or(0);
-        if counted <= reported {
-            return None;
+    /// The slot's count not yet reported, now taken as reported.
+    fn take_unreported(&mut self, at: usize, live: &Live) -> u64 {
+        let reported = self.reported.get(&at).copied().unwrap_or(0);
+        if live.counted <= reported {
+            return 0;
         }
-        self.reported.insert(*key, counted);
-        let ev = self
-            .last
-            .get(key)
-            .copied()
-            .unwrap_or_else(|| event_of(key, now_boot_ns));
-        Some((ev, counted - reported))
-    }
-
-    fn entries(&self) -> Vec<(Key, Value)> {
-        self.map
-            .iter()
-            .filter_map(|r| match r {
-                Ok(kv) => Some(kv),
-                Err(e) => {
-                    tracing::error!("reading {ALLOWS}: {e}");
-                    None
-                }
-            })
-            .collect()
+        self.reported.insert(at, live.counted);
+        live.counted - reported
     }
 }
 
@@ -168,21 +160,6 @@ pub fn boot_now_ns() -> u64 {
     (ts.tv_sec as u64)
         .saturating_mul(1_000_000_000)
         .saturating_add(ts.tv_nsec as u64)
-}
-
-/// The `u64` field of a value at byte offset `at`.
-fn value_u64(v: &Value, at: usize) -> u64 {
-    v.get(at..at + 8)
-        .and_then(|b| b.try_into().ok())
-        .map_or(0, u64::from_ne_bytes)
-}
-
-fn value_window_end(v: &Value) -> u64 {
-    value_u64(v, std::mem::offset_of!(cork_allow_value, window_end_ns))
-}
-
-fn value_counted(v: &Value) -> u64 {
-    value_u64(v, std::mem::offset_of!(cork_allow_value, counted))
 }
 
 /// The `struct cork_allow_key` of a record the programs would count the repeats of: an
@@ -299,10 +276,6 @@ mod tests {
         assert_eq!(
             std::mem::size_of::<crate::abi::cork_allow_key>(),
             std::mem::size_of::<Key>()
-        );
-        assert_eq!(
-            std::mem::size_of::<crate::abi::cork_allow_value>(),
-            std::mem::size_of::<Value>()
         );
         let k = crate::abi::cork_allow_key::default();
         let base = &k as *const _ as usize;

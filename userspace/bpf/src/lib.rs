@@ -12,6 +12,7 @@
 
 pub mod abi;
 mod adopt;
+pub mod allow_slots;
 mod attach;
 mod batch;
 mod cfg;

@@ -1,0 +1,246 @@
+//! The agent's side of `cork_allows`' slot protocol (`struct cork_allow_slot`,
+//! `cork_allow_counted` in ebpf/include/cork_events.h): the array mapped into the agent's
+//! memory, the hash that names a flow's two slots, reading a live slot and freeing one.
+//!
+//! Only the programs claim a slot (FREE → CLAIMED → LIVE, compare-and-swap) and write its
+//! key and counts; only the agent frees one (LIVE → FREE, compare-and-swap here). A LIVE
+//! slot's key does not change until the agent frees it, so the key read after an acquire
+//! load of LIVE is the flow's.
+
+use std::os::fd::{AsFd, AsRawFd};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use aya::maps::MapData;
+
+use crate::MapError;
+use crate::abi::{
+    CORK_ALLOW_FREE, CORK_ALLOW_LIVE, CORK_MAX_ALLOW_FLOWS, cork_allow_key, cork_allow_slot,
+    cork_allow_value,
+};
+
+const ALLOWS: &str = crate::abi::map_names::CORK_ALLOWS;
+/// The multiplier of `cork_allow_hash` (cork_events.h).
+const HASH_MUL: u64 = 0x9e37_79b9_7f4a_7c15;
+
+/// A flow's key as the map holds it (`struct cork_allow_key`).
+pub type Key = [u8; std::mem::size_of::<cork_allow_key>()];
+
+/// `struct cork_allow_slot` as the agent reaches it: every field an atomic, since the
+/// programs write them on other CPUs while the agent reads.
+#[repr(C)]
+struct Shared {
+    state: AtomicU64,
+    key: [AtomicU64; 4],
+    window_end_ns: AtomicU64,
+    counted: AtomicU64,
+    open_until_jiffies: AtomicU64,
+}
+
+const _: () = assert!(std::mem::size_of::<Shared>() == std::mem::size_of::<cork_allow_slot>());
+const _: () = assert!(std::mem::size_of::<Key>() == 32);
+const _: () = assert!(
+    std::mem::offset_of!(Shared, key) == std::mem::offset_of!(cork_allow_slot, key)
+        && std::mem::offset_of!(Shared, window_end_ns)
+            == std::mem::offset_of!(cork_allow_slot, value)
+                + std::mem::offset_of!(cork_allow_value, window_end_ns)
+        && std::mem::offset_of!(Shared, counted)
+            == std::mem::offset_of!(cork_allow_slot, value)
+                + std::mem::offset_of!(cork_allow_value, counted)
+);
+
+/// What a live slot holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Live {
+    pub key: Key,
+    pub counted: u64,
+    pub window_end_ns: u64,
+}
+
+/// The bottle's `cork_allows`, mapped.
+pub struct AllowSlots {
+    base: NonNull<Shared>,
+    len: usize,
+    /// Holds the map (and its fd) for as long as it is mapped.
+    _map: MapData,
+}
+
+// SAFETY: the mapping is plain shared memory reached only through atomics; moving it to
+// another thread moves nothing thread-bound.
+unsafe impl Send for AllowSlots {}
+
+impl AllowSlots {
+    /// Maps the array (BPF_F_MMAPABLE, CORK_MAX_ALLOW_FLOWS slots of cork_allow_slot),
+    /// after checking the kernel's map is that shape.
+    pub fn map(map: MapData) -> Result<Self, MapError> {
+        let info = map.info().map_err(crate::maps::aya_err(ALLOWS, "info"))?;
+        let len = CORK_MAX_ALLOW_FLOWS as usize;
+        if info.max_entries() as usize != len
+            || info.value_size() as usize != std::mem::size_of::<Shared>()
+        {
+            return Err(MapError::Mismatch {
+                map: ALLOWS,
+                detail: format!(
+                    "{} slots of {} bytes, expected {len} of {} (a program set of another \
+                     cork build?)",
+                    info.max_entries(),
+                    info.value_size(),
+                    std::mem::size_of::<Shared>()
+                ),
+            });
+        }
+        let bytes = len * std::mem::size_of::<Shared>();
+        // SAFETY: a fresh shared mapping of the map's fd, of exactly the array's size
+        // (checked above; an mmapable array's values start at offset 0 and are 64 bytes
+        // apart, the size of a slot). The kernel refuses the call for a map without
+        // BPF_F_MMAPABLE, which is an error here, not undefined behaviour.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                bytes,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                map.fd().as_fd().as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(MapError::Io {
+                map: ALLOWS,
+                operation: "mmap",
+                source: std::io::Error::last_os_error(),
+            });
+        }
+        let base = NonNull::new(ptr.cast::<Shared>()).ok_or(MapError::Io {
+            map: ALLOWS,
+            operation: "mmap",
+            source: std::io::Error::other("mapped at address 0"),
+        })?;
+        Ok(AllowSlots {
+            base,
+            len,
+            _map: map,
+        })
+    }
+
+    fn slot(&self, at: usize) -> Option<&Shared> {
+        if at >= self.len {
+            return None;
+        }
+        // SAFETY: `at` is inside the mapping, which lives as long as `self`; `Shared` is
+        // all atomics, so any bytes the programs wrote are a valid value of it.
+        Some(unsafe { &*self.base.as_ptr().add(at) })
+    }
+
+    /// Slot `at` if it is live.
+    pub fn live(&self, at: usize) -> Option<Live> {
+        let s = self.slot(at)?;
+        if s.state.load(Ordering::Acquire) != u64::from(CORK_ALLOW_LIVE) {
+            return None;
+        }
+        let mut key = [0u8; 32];
+        for (chunk, word) in key.chunks_exact_mut(8).zip(&s.key) {
+            chunk.copy_from_slice(&word.load(Ordering::Relaxed).to_ne_bytes());
+        }
+        Some(Live {
+            key,
+            counted: s.counted.load(Ordering::Acquire),
+            window_end_ns: s.window_end_ns.load(Ordering::Acquire),
+        })
+    }
+
+    /// Every live slot, with its index.
+    pub fn all_live(&self) -> Vec<(usize, Live)> {
+        (0..self.len)
+            .filter_map(|at| self.live(at).map(|l| (at, l)))
+            .collect()
+    }
+
+    /// The live slots that hold `key` (the flow's two candidates).
+    pub fn find(&self, key: &Key) -> Vec<(usize, Live)> {
+        let (a, b) = slots_of(key);
+        [a, b]
+            .into_iter()
+            .filter_map(|at| self.live(at).map(|l| (at, l)))
+            .filter(|(_, l)| &l.key == key)
+            .collect()
+    }
+
+    /// Frees slot `at` if it is still live; the caller decided the flow is idle.
+    pub fn free(&self, at: usize) -> bool {
+        self.slot(at).is_some_and(|s| {
+            s.state
+                .compare_exchange(
+                    u64::from(CORK_ALLOW_LIVE),
+                    u64::from(CORK_ALLOW_FREE),
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+        })
+    }
+}
+
+impl Drop for AllowSlots {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `map`, of this length, unmapped once.
+        unsafe {
+            libc::munmap(
+                self.base.as_ptr().cast(),
+                self.len * std::mem::size_of::<Shared>(),
+            );
+        }
+    }
+}
+
+/// A flow's two slots, as `cork_allow_counted` picks them.
+pub fn slots_of(key: &Key) -> (usize, usize) {
+    let w = |i: usize| {
+        key.get(i * 8..i * 8 + 8)
+            .and_then(|b| b.try_into().ok())
+            .map_or(0, u64::from_ne_bytes)
+    };
+    let mut h = w(0).wrapping_mul(HASH_MUL);
+    h = (h ^ w(1)).wrapping_mul(HASH_MUL);
+    h = (h ^ w(2)).wrapping_mul(HASH_MUL);
+    h = (h ^ w(3)).wrapping_mul(HASH_MUL);
+    h ^= h >> 29;
+    let mask = u64::from(CORK_MAX_ALLOW_FLOWS) - 1;
+    let a = h & mask;
+    let mut b = (h >> 32) & mask;
+    if b == a {
+        b = a ^ 1;
+    }
+    (a as usize, b as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_distinct_slots_inside_the_array() {
+        for seed in 0u8..=255 {
+            let mut key = [0u8; 32];
+            key.iter_mut()
+                .enumerate()
+                .for_each(|(i, b)| *b = seed.wrapping_mul(31).wrapping_add(i as u8));
+            let (a, b) = slots_of(&key);
+            assert_ne!(a, b);
+            assert!(a < CORK_MAX_ALLOW_FLOWS as usize && b < CORK_MAX_ALLOW_FLOWS as usize);
+        }
+    }
+
+    #[test]
+    fn flows_that_differ_in_one_field_spread_over_the_array() {
+        // Connects of one process to 1 000 addresses: few share a first slot.
+        let mut firsts = std::collections::HashSet::new();
+        for last in 0u32..1000 {
+            let mut key = [0u8; 32];
+            key[..4].copy_from_slice(&4242u32.to_ne_bytes());
+            key[8..12].copy_from_slice(&[198, 51, (last >> 8) as u8, last as u8]);
+            firsts.insert(slots_of(&key).0);
+        }
+        assert!(firsts.len() > 800, "{} distinct first slots", firsts.len());
+    }
+}
