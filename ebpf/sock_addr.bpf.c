@@ -245,9 +245,13 @@ static __always_inline int cork_sock_addr(struct bpf_sock_addr *ctx, struct cork
 					  __u8 hook, int is_connect)
 {
 	const struct cork_bottle_cfg *cfg = cork_cfg_current();
+	struct cork_allow_flow flow = {};
 	struct cork_decision d;
 	struct cork_event *ev;
 	int is_v6 = hook == CORK_HOOK_CONNECT6 || hook == CORK_HOOK_SENDMSG6;
+	void *allows = 0;
+	__u64 gen = 0;
+	__u32 rule;
 
 	if (!cfg)
 		return CORK_BLOCK; /* not a bottle cork configured: fail closed */
@@ -265,6 +269,20 @@ static __always_inline int cork_sock_addr(struct bpf_sock_addr *ctx, struct cork
 		d.rule_id = CORK_RULE_NONE;
 		cork_redirect_dns(ctx, cfg, dst, is_v6, is_connect);
 	} else {
+		/* A connect off the host: its flow's slot may keep the verdict (cork_events.h),
+		 * asked before the policy. The generation is read first: a verdict reached
+		 * after it is kept under it or under an older one, never a newer. */
+		if (is_connect && !cork_is_loopback(dst)) {
+			allows = CORK_MAP(allows, cfg->bottle_id);
+			gen = cork_policy_gen(cfg->bottle_id);
+		}
+		if (allows && gen) {
+			cork_allow_flow_init(&flow, hook, dst, ctx->type);
+			if (cork_allow_hit(allows, &flow, gen, &rule)) {
+				cork_mark_vetted(ctx, cfg->bottle_id, dst);
+				return CORK_PASS;
+			}
+		}
 		d = cork_judge(ctx, cfg->bottle_id, dst);
 		if (d.verdict == CORK_VERDICT_ALLOW && d.redirect) {
 			/* Only TCP connect() gets here: UDP to a redirected port is refused by
@@ -279,8 +297,8 @@ static __always_inline int cork_sock_addr(struct bpf_sock_addr *ctx, struct cork
 	}
 	if (d.verdict == CORK_VERDICT_ALLOW && !is_connect && !cork_first_send(ctx, cfg->bottle_id, dst))
 		return CORK_PASS;
-	if (d.verdict == CORK_VERDICT_ALLOW && is_connect && d.reason == CORK_REASON_ALLOW_RULE &&
-	    cork_allow_counted(cfg->bottle_id, hook, d.reason, d.rule_id, dst, ctx->type))
+	if (d.verdict == CORK_VERDICT_ALLOW && d.reason == CORK_REASON_ALLOW_RULE && allows && gen &&
+	    cork_allow_counted(allows, &flow, gen, d.rule_id, d.valid_until_ns))
 		return CORK_PASS;
 
 	ev = cork_event_start(cfg->bottle_id, hook, d.verdict, d.reason, d.rule_id);

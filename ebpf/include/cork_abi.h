@@ -242,31 +242,38 @@ struct cork_flow_key {
 	__u8 _pad[4];
 };
 
-/* Key of a cork_allows slot: one allowed connect's flow, the fields of its record that the agent
- * summarises by (userspace/agent/src/kernel_audit/aggregate.rs): everything a connect's
- * record says but its time, thread, command and socket. */
+/* Key of a cork_allows slot: one allowed connect's flow as a connect finds it before
+ * the policy is asked (the rule that allowed it is in the slot's value), the fields of its
+ * record that the agent summarises by (userspace/agent/src/kernel_audit/aggregate.rs):
+ * everything a connect's record says but its time, thread, command, socket, rule and
+ * reason (always CORK_REASON_ALLOW_RULE). */
 struct cork_allow_key {
 	__u32 pid;
-	__u32 rule_id;
-	__u8 dst[16];
-	__u16 dport;
 	__u8 hook;
-	__u8 reason;
 	__u8 family;
 	__u8 proto;
 	__u8 sock_type;
-	__u8 _pad;
+	__u8 dst[16];
+	__u16 dport;
+	__u8 _pad[6];
 };
 
-/* What a cork_allows slot counts for a flow. */
+/* What a cork_allows slot counts for a flow, and the verdict it keeps for it. */
 struct cork_allow_value {
 	__u64 window_end_ns; /* bpf_ktime_get_boot_ns() before which connects are counted */
 	__u64 counted;       /* connects counted instead of recorded since the slot was
 			      * claimed (only grows) */
-	/* A bpf_jiffies64() value that the jiffies reach no later than window_end_ns: below
-	 * it the window is open without reading the clock (see cork_allow_counted). 0: none.
-	 * Only the programs read it. */
+	__u32 rule_id;       /* the allow rule that decided (fixed while LIVE) */
+	__u32 _pad;
+	/* The kept verdict (see cork_allow_hit), written only by the program holding
+	 * `keeper`, open_until_jiffies cleared first and set last: the policy generation it
+	 * was reached under (cork_policy_gen), and a bpf_jiffies64() value that the jiffies
+	 * reach no later than window_end_ns nor the expiry of any learned address the verdict
+	 * read. Below it, under policy_gen, the flow is allowed by rule_id and counted without
+	 * asking the policy or reading the clock. 0: none. Only the programs read them. */
+	__u64 policy_gen;
 	__u64 open_until_jiffies;
+	__u64 keeper; /* 1 while a program rewrites the kept verdict */
 };
 
 /* A cork_allows slot's state. Only a program claims a slot (FREE -> CLAIMED -> LIVE, by
@@ -280,7 +287,7 @@ struct cork_allow_value {
 
 /* One slot of cork_allows, an array the agent maps into its memory (BPF_F_MMAPABLE): a
  * flow lives in one of two slots its key hashes to (cork_allow_hash), so the lookup is an
- * array index the verifier inlines, not a hash map's call. One cache line. */
+ * array index the verifier inlines, not a hash map's call. */
 struct cork_allow_slot {
 	__u64 state;                 /* CORK_ALLOW_FREE / _CLAIMED / _LIVE */
 	struct cork_allow_key key;   /* fixed while LIVE */
@@ -372,8 +379,8 @@ CORK_ABI_ASSERT(sizeof(struct cork_redirect_key) == 24);
 CORK_ABI_ASSERT(sizeof(struct cork_redirect_value) == 40);
 CORK_ABI_ASSERT(sizeof(struct cork_flow_key) == 32);
 CORK_ABI_ASSERT(sizeof(struct cork_allow_key) == 32);
-CORK_ABI_ASSERT(sizeof(struct cork_allow_value) == 24);
-CORK_ABI_ASSERT(sizeof(struct cork_allow_slot) == 64);
+CORK_ABI_ASSERT(sizeof(struct cork_allow_value) == 48);
+CORK_ABI_ASSERT(sizeof(struct cork_allow_slot) == 88);
 CORK_ABI_ASSERT(sizeof(struct cork_event) == 104);
 CORK_ABI_ASSERT(sizeof(struct cork_unix_key) == 112);
 CORK_ABI_ASSERT(sizeof(struct cork_unix_value) == 8);

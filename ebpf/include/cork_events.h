@@ -110,16 +110,26 @@ static __always_inline __u64 cork_jiffies_before(__u64 now_j, __u64 now_ns, __u6
 }
 
 /* Orders a program's loads of a cork_allows slot: what it read before this is not read
- * after what it reads next. x86 keeps loads in order (only the compiler must be told);
- * elsewhere a fully ordered read-modify-write of the slot's state is the barrier. */
+ * after what it reads next, nor what it reads after before. x86 keeps loads in order
+ * (only the compiler must be told); elsewhere a fully ordered read-modify-write of the
+ * slot's state is the barrier. */
 #ifdef CORK_LOADS_IN_ORDER
-#define CORK_ALLOW_LOAD_STATE(s) ({ asm volatile("" ::: "memory"); (s)->state; })
+#define CORK_ALLOW_LOAD_STATE(s)                                                            \
+	({                                                                                  \
+		asm volatile("" ::: "memory");                                              \
+		__u64 __cork_state = (s)->state;                                            \
+		asm volatile("" ::: "memory");                                              \
+		__cork_state;                                                               \
+	})
 #else
 #define CORK_ALLOW_LOAD_STATE(s) __sync_fetch_and_add(&(s)->state, 0)
 #endif
+/* Keeps the compiler from moving a slot's stores or loads across it (x86 keeps each CPU's
+ * stores, and its loads, in program order). */
+#define CORK_ALLOW_ORDER() asm volatile("" ::: "memory")
 
 /* The hash that picks a flow's two slots, over its key's four words: the agent computes
- * the same (counted.rs `slots_of`) to find a flow it has a record of. */
+ * the same (allow_slots.rs `slots_of`) to find a flow it has a record of. */
 #define CORK_ALLOW_HASH_MUL 0x9e3779b97f4a7c15ull
 
 static __always_inline __u64 cork_allow_hash(const __u64 w[4])
@@ -132,6 +142,34 @@ static __always_inline __u64 cork_allow_hash(const __u64 w[4])
 	return h ^ (h >> 29);
 }
 
+/* A connect's flow as cork_allows knows it, and its two slots. */
+struct cork_allow_flow {
+	union {
+		struct cork_allow_key k;
+		__u64 w[4];
+	} u;
+	__u32 at[2];
+};
+
+static __always_inline void cork_allow_flow_init(struct cork_allow_flow *f, __u8 hook,
+						 const struct cork_dst *dst, __u32 sock_type)
+{
+	__u64 h;
+
+	f->u.k.pid = bpf_get_current_pid_tgid() >> 32;
+	f->u.k.hook = hook;
+	f->u.k.family = dst->family;
+	f->u.k.proto = dst->proto;
+	f->u.k.sock_type = sock_type;
+	__builtin_memcpy(f->u.k.dst, dst->addr, 16);
+	f->u.k.dport = dst->port;
+	h = cork_allow_hash(f->u.w);
+	f->at[0] = h & (CORK_MAX_ALLOW_FLOWS - 1);
+	f->at[1] = (h >> 32) & (CORK_MAX_ALLOW_FLOWS - 1);
+	if (f->at[1] == f->at[0])
+		f->at[1] = f->at[0] ^ 1;
+}
+
 static __always_inline int cork_allow_key_is(const struct cork_allow_slot *s, const __u64 w[4])
 {
 	const __u64 *k = (const __u64 *)&s->key;
@@ -139,129 +177,176 @@ static __always_inline int cork_allow_key_is(const struct cork_allow_slot *s, co
 	return k[0] == w[0] && k[1] == w[1] && k[2] == w[2] && k[3] == w[3];
 }
 
-/* Counts a connect in its flow's slot if the flow's window is open (1), else restarts the
- * window and has the connect recorded (0). `open_until` and `window_end` are what the
- * slot held before its state and key were read (see cork_allow_counted). */
-static __always_inline int cork_allow_count_in(struct cork_allow_slot *s, __u64 open_until,
-					       __u64 window_end)
-{
-	__u64 jiffies = bpf_jiffies64();
-	__u64 now;
-
-	if (jiffies < open_until) {
-		__sync_fetch_and_add(&s->value.counted, 1);
-		return 1;
-	}
-	now = bpf_ktime_get_boot_ns();
-	if (now < window_end) {
-		__sync_fetch_and_add(&s->value.counted, 1);
-		/* Racing writers each store a value that is right for the window they read. */
-		s->value.open_until_jiffies = cork_jiffies_before(jiffies, now, window_end);
-		return 1;
-	}
-	/* Recorded, and the flow's window (re)starts. Two CPUs racing here both record. */
-	s->value.window_end_ns = now + CORK_ALLOW_WINDOW_NS;
-	s->value.open_until_jiffies = cork_jiffies_before(jiffies, now, now + CORK_ALLOW_WINDOW_NS);
-	return 0;
-}
-
-/* Makes a free slot the flow's, its window starting now; a slot another CPU claimed
- * first is left to it (this connect is recorded either way). */
-static __always_inline void cork_allow_claim(struct cork_allow_slot *s,
-					     const struct cork_allow_key *k)
-{
-	__u64 jiffies, now;
-
-	if (__sync_val_compare_and_swap(&s->state, CORK_ALLOW_FREE, CORK_ALLOW_CLAIMED) !=
-	    CORK_ALLOW_FREE)
-		return;
-	jiffies = bpf_jiffies64();
-	now = bpf_ktime_get_boot_ns();
-	s->key = *k;
-	s->value.counted = 0;
-	s->value.window_end_ns = now + CORK_ALLOW_WINDOW_NS;
-	s->value.open_until_jiffies = cork_jiffies_before(jiffies, now, now + CORK_ALLOW_WINDOW_NS);
-	/* Published fully ordered: whoever reads LIVE reads this key and window. */
-	__sync_val_compare_and_swap(&s->state, CORK_ALLOW_CLAIMED, CORK_ALLOW_LIVE);
-}
-
-/* Slot `at` of the bottle's cork_allows when it is the flow's (LIVE, key `w`), else 0;
- * remembers it in `*free` when it is free and none was found before. */
-static __always_inline struct cork_allow_slot *
-cork_allow_probe(void *allows, __u32 at, const __u64 w[4], struct cork_allow_slot **free,
-		 __u64 *open_until, __u64 *window_end)
+/* Is slot `at` the flow's, with its verdict kept under `gen` and still open at `jiffies`?
+ * Then the connect is counted there, and its rule is `*rule`. */
+static __always_inline int cork_allow_hit_at(void *allows, __u32 at,
+					     const struct cork_allow_flow *f, __u64 gen,
+					     __u64 jiffies, __u32 *rule)
 {
 	struct cork_allow_slot *s = bpf_map_lookup_elem(allows, &at);
-	__u64 state;
+	__u64 open_until, kept_gen, again;
+	__u32 rule_id;
 
 	if (!s)
 		return 0;
-	/* The window first, then state and key: a slot freed and claimed by another flow
-	 * between them shows either this flow's ended window (no count: the agent frees a
-	 * slot only CORK_ALLOW_IDLE_NS after its window ended) or the new flow's key (the
-	 * claimer writes its key before its window). */
-	*open_until = s->value.open_until_jiffies;
-	*window_end = s->value.window_end_ns;
-	state = CORK_ALLOW_LOAD_STATE(s);
-	if (state == CORK_ALLOW_LIVE && cork_allow_key_is(s, w))
-		return s;
-	if (state == CORK_ALLOW_FREE && !*free)
-		*free = s;
-	return 0;
+	/* open_until around the generation: its writer (one at a time: `keeper`) clears it,
+	 * writes the generation, then sets it; the same value on both sides of the
+	 * generation is that writer's pair. And a slot claimed by another flow meanwhile
+	 * (its claimer too writes open_until last, before it publishes LIVE) shows either an
+	 * open_until long past (the agent frees a slot only CORK_ALLOW_IDLE_NS after its
+	 * window ended) or the new owner's rule and key. */
+	open_until = s->value.open_until_jiffies;
+	CORK_ALLOW_ORDER();
+	kept_gen = s->value.policy_gen;
+	rule_id = s->value.rule_id;
+	CORK_ALLOW_ORDER();
+	again = s->value.open_until_jiffies;
+	if (jiffies >= open_until || again != open_until || kept_gen != gen)
+		return 0;
+	if (CORK_ALLOW_LOAD_STATE(s) != CORK_ALLOW_LIVE || !cork_allow_key_is(s, f->u.w))
+		return 0;
+	__sync_fetch_and_add(&s->value.counted, 1);
+	*rule = rule_id;
+	return 1;
 }
 
 /*
  * A connect the policy allowed outright (an allow rule, not the proxy, not loopback) that
- * repeats one already recorded in the last CORK_ALLOW_WINDOW_NS is counted in its flow's
- * slot of the bottle's cork_allows instead of becoming a record: the agent writes one
- * line per count it finds there (userspace/bpf/src/counted.rs), so every allow is still a
- * line or in a line's `count`. A record costs a connect ~200 ns here (eight helper calls)
- * and the agent a decode and a line; a count is an array index the verifier inlines, four
- * compares and one atomic add (the hash map this was before cost ~70 ns a connect: a
- * call, a jhash, a bucket walk). Denies are never counted.
- * Whether the window is open is first asked of the jiffies (bpf_jiffies64, which the
- * verifier inlines: a load), and only when they cannot tell of the clock (a helper call,
- * ~30 ns): most counted connects of a busy flow read no clock. Either way a count lands
- * only before the window_end_ns it read, which the agent's freeing relies on.
- * Returns 1 when counted (no record), 0 when this connect is to be recorded.
+ * repeats, within CORK_ALLOW_WINDOW_NS, one already recorded is counted in its flow's slot
+ * of the bottle's cork_allows instead of becoming a record: the agent writes one line per
+ * count it finds there (userspace/bpf/src/counted.rs), so every allow is still a line or
+ * in a line's `count`. And the slot keeps the verdict: while the policy generation is the
+ * one it was reached under (cork_policy_gen: any write into the policy maps moves it) and
+ * the learned addresses it read have not expired, the same connect gets the same answer,
+ * so this asks neither the policy (a trie lookup and a scan: two calls, ~45 ns here) nor,
+ * thanks to the jiffies (bpf_jiffies64, which the verifier inlines: a load), the clock.
+ * What is left is the pid (a helper call), an array index the verifier inlines, compares
+ * and one atomic add. Denies are never kept nor counted.
+ * 1: counted and allowed by `*rule`; 0: ask the policy (cork_allow_counted after it).
  */
-static __always_inline int cork_allow_counted(__u32 bottle_id, __u8 hook, __u8 reason,
-					      __u32 rule_id, const struct cork_dst *dst,
-					      __u32 sock_type)
+static __always_inline int cork_allow_hit(void *allows, const struct cork_allow_flow *f,
+					  __u64 gen, __u32 *rule)
 {
-	void *allows = CORK_MAP(allows, bottle_id);
-	union {
-		struct cork_allow_key k;
-		__u64 w[4];
-	} u = {};
-	struct cork_allow_slot *free = 0, *s;
-	__u64 h, open_until = 0, window_end = 0;
-	__u32 a, b;
-
-	if (!allows)
-		return 0;
-	u.k.pid = bpf_get_current_pid_tgid() >> 32;
-	u.k.rule_id = rule_id;
-	__builtin_memcpy(u.k.dst, dst->addr, 16);
-	u.k.dport = dst->port;
-	u.k.hook = hook;
-	u.k.reason = reason;
-	u.k.family = dst->family;
-	u.k.proto = dst->proto;
-	u.k.sock_type = sock_type;
-	h = cork_allow_hash(u.w);
-	a = h & (CORK_MAX_ALLOW_FLOWS - 1);
-	b = (h >> 32) & (CORK_MAX_ALLOW_FLOWS - 1);
-	if (b == a)
-		b = a ^ 1;
-	s = cork_allow_probe(allows, a, u.w, &free, &open_until, &window_end);
-	if (!s)
-		s = cork_allow_probe(allows, b, u.w, &free, &open_until, &window_end);
-	if (s)
-		return cork_allow_count_in(s, open_until, window_end);
-	if (free)
-		cork_allow_claim(free, &u.k);
+#ifndef CORK_LOADS_IN_ORDER
+	/* The protocol above leans on x86's load order: elsewhere nothing is kept. */
 	return 0;
+#endif
+	__u64 jiffies = bpf_jiffies64();
+
+	return cork_allow_hit_at(allows, f->at[0], f, gen, jiffies, rule) ||
+	       cork_allow_hit_at(allows, f->at[1], f, gen, jiffies, rule);
+}
+
+/* The jiffies below which a verdict valid until `valid_until_ns` is kept, in a window
+ * ending at `window_end_ns`. */
+static __always_inline __u64 cork_allow_open_until(__u64 jiffies, __u64 now, __u64 window_end_ns,
+						   __u64 valid_until_ns)
+{
+	__u64 end = window_end_ns < valid_until_ns ? window_end_ns : valid_until_ns;
+
+	return cork_jiffies_before(jiffies, now, end);
+}
+
+/* Makes a free slot the flow's, its window starting now, keeping the verdict (`rule_id`,
+ * valid until `valid_until_ns`) under `gen`; a slot another CPU claimed first, or whose
+ * kept verdict a late writer still holds, is left (this connect is recorded either way). */
+static __always_inline void cork_allow_claim(struct cork_allow_slot *s,
+					     const struct cork_allow_flow *f, __u64 gen,
+					     __u32 rule_id, __u64 valid_until_ns, __u64 jiffies,
+					     __u64 now)
+{
+	if (__sync_val_compare_and_swap(&s->state, CORK_ALLOW_FREE, CORK_ALLOW_CLAIMED) !=
+	    CORK_ALLOW_FREE)
+		return;
+	if (__sync_val_compare_and_swap(&s->value.keeper, 0, 1) != 0) {
+		__sync_val_compare_and_swap(&s->state, CORK_ALLOW_CLAIMED, CORK_ALLOW_FREE);
+		return;
+	}
+	s->key = f->u.k;
+	s->value.rule_id = rule_id;
+	s->value.policy_gen = gen;
+	s->value.counted = 0;
+	s->value.window_end_ns = now + CORK_ALLOW_WINDOW_NS;
+	CORK_ALLOW_ORDER();
+	s->value.open_until_jiffies =
+		cork_allow_open_until(jiffies, now, now + CORK_ALLOW_WINDOW_NS, valid_until_ns);
+	__sync_val_compare_and_swap(&s->value.keeper, 1, 0);
+	/* Published fully ordered: whoever reads LIVE reads this key and verdict. */
+	__sync_val_compare_and_swap(&s->state, CORK_ALLOW_CLAIMED, CORK_ALLOW_LIVE);
+}
+
+/* Keeps the verdict (`rule_id`, valid until `valid_until_ns`), reached under `gen`, in the
+ * flow's slot `s`, if no other CPU is at it and the slot is still the flow's for that rule
+ * (a slot freed and claimed by another flow since it was found must not get this
+ * verdict's expiry). */
+static __always_inline void cork_allow_keep(struct cork_allow_slot *s,
+					    const struct cork_allow_flow *f, __u64 gen,
+					    __u32 rule_id, __u64 valid_until_ns, __u64 jiffies,
+					    __u64 now, __u64 window_end)
+{
+	if (__sync_val_compare_and_swap(&s->value.keeper, 0, 1) != 0)
+		return;
+	if (CORK_ALLOW_LOAD_STATE(s) == CORK_ALLOW_LIVE && cork_allow_key_is(s, f->u.w) &&
+	    s->value.rule_id == rule_id) {
+		s->value.open_until_jiffies = 0;
+		CORK_ALLOW_ORDER();
+		s->value.policy_gen = gen;
+		CORK_ALLOW_ORDER();
+		s->value.open_until_jiffies =
+			cork_allow_open_until(jiffies, now, window_end, valid_until_ns);
+	}
+	__sync_val_compare_and_swap(&s->value.keeper, 1, 0);
+}
+
+/*
+ * After the policy allowed a connect by rule `rule_id` (the same answer until
+ * `valid_until_ns`), under generation `gen` (read before it was asked): counts it in the
+ * flow's slot for that rule if its window is open, keeping the verdict there (1); else the connect is to be recorded (0), and the flow's window
+ * (re)starts in its slot, or in a free one it claims. A slot of the flow for another rule
+ * (the policy changed) is left to go idle: its counts stay that rule's.
+ */
+static __always_inline int cork_allow_counted(void *allows, const struct cork_allow_flow *f,
+					      __u64 gen, __u32 rule_id, __u64 valid_until_ns)
+{
+	struct cork_allow_slot *free = 0, *mine = 0;
+	__u64 jiffies = bpf_jiffies64();
+	__u64 now = bpf_ktime_get_boot_ns();
+
+	for (int i = 0; i < 2; i++) {
+		__u32 at = f->at[i];
+		struct cork_allow_slot *s = bpf_map_lookup_elem(allows, &at);
+		__u64 state;
+
+		if (!s)
+			continue;
+		state = CORK_ALLOW_LOAD_STATE(s);
+		if (state == CORK_ALLOW_LIVE && cork_allow_key_is(s, f->u.w) &&
+		    s->value.rule_id == rule_id) {
+			mine = s;
+			break;
+		}
+		if (state == CORK_ALLOW_FREE && !free)
+			free = s;
+	}
+	if (!mine) {
+		if (free)
+			cork_allow_claim(free, f, gen, rule_id, valid_until_ns, jiffies, now);
+		return 0;
+	}
+	/* Racing writers of the window each store what is right for the window they read. */
+	__u64 window_end = mine->value.window_end_ns;
+	int counted = now < window_end;
+
+	if (counted) {
+		__sync_fetch_and_add(&mine->value.counted, 1);
+	} else {
+		window_end = now + CORK_ALLOW_WINDOW_NS;
+		mine->value.window_end_ns = window_end;
+	}
+	/* A stale generation kept by a racing writer only sends later connects back to the
+	 * policy. */
+	cork_allow_keep(mine, f, gen, rule_id, valid_until_ns, jiffies, now, window_end);
+	return counted;
 }
 
 #endif

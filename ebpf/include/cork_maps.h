@@ -27,7 +27,7 @@
  * through an inner map's template as a forward declaration, which has no size. */
 #define CORK_GEN_DEF                                                                        \
 	__uint(type, BPF_MAP_TYPE_ARRAY);                                                   \
-	__uint(max_entries, 1);                                                             \
+	__uint(max_entries, 2);                                                             \
 	__uint(key_size, sizeof(__u32));                                                    \
 	__uint(value_size, sizeof(__u32))
 #define CORK_RULES_V4_DEF                                                                   \
@@ -193,10 +193,12 @@ struct {
 
 /*
  * The policy maps come in two slots: the unsuffixed maps are slot 0, the `_1` maps slot 1.
- * cork_gen holds the live slot. A policy update (`cork bottle update`) fills the other
- * slot, reads it back, then flips this one word: every decision reads the slot once and
- * looks in one map of it, so no connect sees half of one policy and half of another.
- * Empty tries cost nothing (BPF_F_NO_PREALLOC).
+ * cork_gen[0] holds the live slot (its low bit; the rest counts the flips). A policy update
+ * (`cork bottle update`) fills the other slot, reads it back, then flips this one word:
+ * every decision reads the slot once and looks in one map of it, so no connect sees half
+ * of one policy and half of another. cork_gen[1] counts the DNS learner's writes into the
+ * tries. Together they are the policy generation (cork_policy_gen) a kept verdict is
+ * checked against. Empty tries cost nothing (BPF_F_NO_PREALLOC).
  */
 CORK_BOTTLE_MAP(cork_gen, CORK_GEN_DEF);
 CORK_BOTTLE_MAP(cork_rules_v4, CORK_RULES_V4_DEF);
@@ -228,7 +230,27 @@ static __always_inline int cork_policy_slot(__u32 id)
 	if (!gen)
 		return -1;
 	slot = bpf_map_lookup_elem(gen, &zero);
-	return slot && *slot ? 1 : 0;
+	return slot && (*slot & 1) ? 1 : 0;
+}
+
+/* Bottle `id`'s policy generation: every write that can change a decision moves it (a
+ * flip of the live slot moves cork_gen[0], the DNS learner's writes cork_gen[1]), and the
+ * only other thing that changes a decision is the clock, for learned addresses. 0 when
+ * the bottle has no maps; never 0 otherwise. Read before the policy is asked, so a
+ * verdict kept under it was reached under it or a later one. */
+static __always_inline __u64 cork_policy_gen(__u32 id)
+{
+	__u32 zero = 0, one = 1;
+	void *gen = CORK_MAP(gen, id);
+	__u32 *flips, *learns;
+
+	if (!gen)
+		return 0;
+	flips = bpf_map_lookup_elem(gen, &zero);
+	learns = bpf_map_lookup_elem(gen, &one);
+	if (!flips || !learns)
+		return 0;
+	return ((__u64)*learns << 32 | *flips) + 1;
 }
 
 #endif

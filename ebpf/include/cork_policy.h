@@ -15,6 +15,10 @@ struct cork_decision {
 	__u8 reason;  /* enum cork_reason */
 	__u32 rule_id;
 	__u8 redirect; /* allowed only through the inspecting proxy */
+	/* Boot-clock time until which the same question gets this answer under the same
+	 * policy generation: the expiry of the learned addresses it read, if any (only
+	 * cork_judge_remote sets it; 0: not to be kept at all). */
+	__u64 valid_until_ns;
 };
 
 /* Does this allow slot send its traffic to this port through the proxy? */
@@ -161,7 +165,12 @@ static __always_inline struct cork_decision cork_judge_remote(__u32 id, const st
 		__builtin_memcpy(k.addr, dst->addr, 16);
 		v = CORK_SLOT_LOOKUP(slot, id, rules_v6, rules_v6_1, &k);
 	}
-	return cork_unpack(cork_scan_packed(v, dst->proto, dst->port));
+	struct cork_decision d = cork_unpack(cork_scan_packed(v, dst->proto, dst->port));
+
+	/* An entry with learned slots answers otherwise once they expire (cork_scan). */
+	if (v)
+		d.valid_until_ns = v->count > v->static_count ? v->learned_until_ns : ~0ull;
+	return d;
 }
 
 static __always_inline int cork_is_loopback(const struct cork_dst *dst)

@@ -9,7 +9,7 @@
 
 use std::os::fd::{AsFd, AsRawFd};
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use aya::maps::MapData;
 
@@ -34,7 +34,11 @@ struct Shared {
     key: [AtomicU64; 4],
     window_end_ns: AtomicU64,
     counted: AtomicU64,
+    rule_id: AtomicU32,
+    _pad: AtomicU32,
+    policy_gen: AtomicU64,
     open_until_jiffies: AtomicU64,
+    keeper: AtomicU64,
 }
 
 const _: () = assert!(std::mem::size_of::<Shared>() == std::mem::size_of::<cork_allow_slot>());
@@ -47,12 +51,20 @@ const _: () = assert!(
         && std::mem::offset_of!(Shared, counted)
             == std::mem::offset_of!(cork_allow_slot, value)
                 + std::mem::offset_of!(cork_allow_value, counted)
+        && std::mem::offset_of!(Shared, rule_id)
+            == std::mem::offset_of!(cork_allow_slot, value)
+                + std::mem::offset_of!(cork_allow_value, rule_id)
+        && std::mem::offset_of!(Shared, keeper)
+            == std::mem::offset_of!(cork_allow_slot, value)
+                + std::mem::offset_of!(cork_allow_value, keeper)
 );
 
 /// What a live slot holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Live {
     pub key: Key,
+    /// The allow rule the slot counts for (fixed while it is live).
+    pub rule_id: u32,
     pub counted: u64,
     pub window_end_ns: u64,
 }
@@ -144,6 +156,7 @@ impl AllowSlots {
         }
         Some(Live {
             key,
+            rule_id: s.rule_id.load(Ordering::Relaxed),
             counted: s.counted.load(Ordering::Acquire),
             window_end_ns: s.window_end_ns.load(Ordering::Acquire),
         })
@@ -156,13 +169,13 @@ impl AllowSlots {
             .collect()
     }
 
-    /// The live slots that hold `key` (the flow's two candidates).
-    pub fn find(&self, key: &Key) -> Vec<(usize, Live)> {
+    /// The live slots that count `key` for `rule_id` (of the flow's two candidates).
+    pub fn find(&self, key: &Key, rule_id: u32) -> Vec<(usize, Live)> {
         let (a, b) = slots_of(key);
         [a, b]
             .into_iter()
             .filter_map(|at| self.live(at).map(|l| (at, l)))
-            .filter(|(_, l)| &l.key == key)
+            .filter(|(_, l)| &l.key == key && l.rule_id == rule_id)
             .collect()
     }
 

@@ -37,8 +37,8 @@ pub struct CountedAllows {
     slots: AllowSlots,
     /// Per slot: its `counted` when last reported.
     reported: StdHashMap<usize, u64>,
-    /// Per flow: its latest record, which a summary repeats.
-    last: StdHashMap<Key, cork_event>,
+    /// Per flow and rule: its latest record, which a summary repeats.
+    last: StdHashMap<(Key, u32), cork_event>,
 }
 
 impl CountedAllows {
@@ -72,18 +72,18 @@ impl CountedAllows {
     /// its summary (the previous record, with the count), to be written before this
     /// record — and this record is what the next summary will show.
     pub fn note(&mut self, ev: &cork_event) -> Option<(cork_event, u64)> {
-        let key = key_of(ev)?;
-        if let std::collections::hash_map::Entry::Vacant(first) = self.last.entry(key) {
+        let flow = (key_of(ev)?, ev.rule_id);
+        if let std::collections::hash_map::Entry::Vacant(first) = self.last.entry(flow) {
             // The flow's first record: what is counted so far is its own window's.
             first.insert(*ev);
             return None;
         }
         // A flow races into two slots at most (two CPUs claiming at once): one summary.
         let mut total = 0;
-        for (at, live) in self.slots.find(&key) {
+        for (at, live) in self.slots.find(&flow.0, flow.1) {
             total += self.take_unreported(at, &live);
         }
-        let previous = self.last.insert(key, *ev);
+        let previous = self.last.insert(flow, *ev);
         (total > 0).then(|| (previous.unwrap_or(*ev), total))
     }
 
@@ -98,12 +98,12 @@ impl CountedAllows {
         let slots: std::collections::HashSet<usize> = live.iter().map(|(at, _)| *at).collect();
         self.reported.retain(|at, _| slots.contains(at));
         let mut freed = std::collections::HashSet::new();
-        let mut due: StdHashMap<Key, u64> = StdHashMap::new();
+        let mut due: StdHashMap<(Key, u32), u64> = StdHashMap::new();
         for (at, l) in &live {
             if all || l.window_end_ns <= now_boot_ns {
                 let n = self.take_unreported(*at, l);
                 if n > 0 {
-                    *due.entry(l.key).or_default() += n;
+                    *due.entry((l.key, l.rule_id)).or_default() += n;
                 }
             }
             let reported = self.reported.get(at).copied().unwrap_or(0);
@@ -117,22 +117,22 @@ impl CountedAllows {
         }
         let out = due
             .into_iter()
-            .map(|(key, n)| {
+            .map(|(flow, n)| {
                 let ev = self
                     .last
-                    .get(&key)
+                    .get(&flow)
                     .copied()
-                    .unwrap_or_else(|| event_of(&key, now_boot_ns));
+                    .unwrap_or_else(|| event_of(&flow.0, flow.1, now_boot_ns));
                 (ev, n)
             })
             .collect();
         // Only flows the kernel counts are remembered: a record of a flow it has no room
         // for (both its slots taken), or whose slots were freed, would otherwise stay in
         // `last` for the bottle's life.
-        let counting: std::collections::HashSet<Key> = live
+        let counting: std::collections::HashSet<(Key, u32)> = live
             .iter()
             .filter(|(at, _)| !freed.contains(at))
-            .map(|(_, l)| l.key)
+            .map(|(_, l)| (l.key, l.rule_id))
             .collect();
         self.last.retain(|k, _| counting.contains(k));
         out
@@ -163,7 +163,8 @@ pub fn boot_now_ns() -> u64 {
 }
 
 /// The `struct cork_allow_key` of a record the programs would count the repeats of: an
-/// allowed connect decided by an allow rule (the flow `cork_allow_counted` keys by).
+/// allowed connect decided by an allow rule (the flow `cork_allow_counted` keys by; its
+/// rule is the slot's, and the record's `rule_id`).
 pub fn key_of(ev: &cork_event) -> Option<Key> {
     let connect = ev.hook == cork_hook::CORK_HOOK_CONNECT4 as u8
         || ev.hook == cork_hook::CORK_HOOK_CONNECT6 as u8;
@@ -175,15 +176,13 @@ pub fn key_of(ev: &cork_event) -> Option<Key> {
     }
     Some(key_bytes(&cork_allow_key {
         pid: ev.pid,
-        rule_id: ev.rule_id,
-        dst: ev.dst,
-        dport: ev.dport,
         hook: ev.hook,
-        reason: ev.reason,
         family: ev.family,
         proto: ev.proto,
         sock_type: ev.sock_type,
-        _pad: 0,
+        dst: ev.dst,
+        dport: ev.dport,
+        _pad: [0; 6],
     }))
 }
 
@@ -200,18 +199,19 @@ fn key_struct(k: &Key) -> cork_allow_key {
     unsafe { std::mem::transmute::<Key, cork_allow_key>(*k) }
 }
 
-/// A record standing for a flow whose own record was lost: what the key says.
-fn event_of(k: &Key, now_boot_ns: u64) -> cork_event {
+/// A record standing for a flow whose own record was lost: what the key and the slot's
+/// rule say.
+fn event_of(k: &Key, rule_id: u32, now_boot_ns: u64) -> cork_event {
     let k = key_struct(k);
     cork_event {
         ts_boot_ns: now_boot_ns,
         pid: k.pid,
-        rule_id: k.rule_id,
+        rule_id,
         dst: k.dst,
         dport: k.dport,
         hook: k.hook,
         verdict: cork_verdict::CORK_VERDICT_ALLOW as u8,
-        reason: k.reason,
+        reason: cork_reason::CORK_REASON_ALLOW_RULE as u8,
         family: k.family,
         proto: k.proto,
         sock_type: k.sock_type,
@@ -245,7 +245,7 @@ mod tests {
     fn a_key_round_trips_to_the_flow_it_names() {
         let ev = allow(42, 10);
         let key = key_of(&ev).expect("an allow-rule connect is countable");
-        let back = event_of(&key, 99);
+        let back = event_of(&key, ev.rule_id, 99);
         assert_eq!(key_of(&back), Some(key));
         assert_eq!((back.pid, back.rule_id, back.dport), (42, 3, 443));
         assert_eq!(back.dst, ev.dst);
@@ -279,9 +279,9 @@ mod tests {
         );
         let k = crate::abi::cork_allow_key::default();
         let base = &k as *const _ as usize;
+        assert_eq!(&k.hook as *const _ as usize - base, 4);
+        assert_eq!(&k.sock_type as *const _ as usize - base, 7);
         assert_eq!(&k.dst as *const _ as usize - base, 8);
         assert_eq!(&k.dport as *const _ as usize - base, 24);
-        assert_eq!(&k.hook as *const _ as usize - base, 26);
-        assert_eq!(&k.sock_type as *const _ as usize - base, 30);
     }
 }

@@ -16,12 +16,12 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use aya::maps::lpm_trie::{Key, LpmTrie};
-use aya::maps::{Map, MapData};
+use aya::maps::{Array, Map, MapData};
 use cork_policy::{KernelPlan, Policy, PolicySlot};
 
 use super::abi::cork_prefix_value;
 use super::boot_ns;
-use super::maps::{MapError, learned_value, prefix_value, slot_maps};
+use super::maps::{MapError, count_learn, learned_value, prefix_value, slot_maps};
 
 type Trie<const N: usize> = LpmTrie<MapData, [u8; N], cork_prefix_value>;
 
@@ -39,6 +39,8 @@ pub enum LearnError {
         #[source]
         source: aya::maps::MapError,
     },
+    #[error("counting a write into the tries (the kept verdicts' generation)")]
+    Generation(#[source] MapError),
 }
 
 /// What one slot's learning is judged by.
@@ -53,6 +55,8 @@ type Taught = HashMap<IpAddr, (String, u64)>;
 
 struct State {
     judge: Judge,
+    /// `cork_gen`: every write into a trie is counted there (maps::count_learn).
+    generation: Array<MapData, u32>,
     v4: [Trie<4>; 2],
     v6: [Trie<16>; 2],
     taught: Taught,
@@ -81,6 +85,14 @@ impl MapLearner {
     /// The learner of a bottle whose live slot `slot` holds `policy`.
     pub fn open(pin_dir: &Path, policy: Arc<Policy>, slot: PolicySlot) -> Result<Self, MapError> {
         let (s0, s1) = (slot_maps(0), slot_maps(1));
+        let gen_name = crate::abi::map_names::CORK_GEN;
+        let generation = MapData::from_pin(pin_dir.join(gen_name))
+            .and_then(|data| Array::try_from(Map::Array(data)))
+            .map_err(|source| MapError::Aya {
+                map: gen_name,
+                operation: "open pin",
+                source,
+            })?;
         Ok(MapLearner {
             state: Mutex::new(State {
                 judge: Judge {
@@ -88,6 +100,7 @@ impl MapLearner {
                     policy,
                     slot,
                 },
+                generation,
                 v4: [open::<4>(pin_dir, s0.v4)?, open::<4>(pin_dir, s1.v4)?],
                 v6: [open::<16>(pin_dir, s0.v6)?, open::<16>(pin_dir, s1.v6)?],
                 taught: HashMap::new(),
@@ -101,7 +114,7 @@ impl MapLearner {
         let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let state = &mut *guard;
         let until = boot_ns().saturating_add(u64::from(ttl) * 1_000_000_000);
-        write(
+        let written = write(
             &state.judge,
             &mut state.v4,
             &mut state.v6,
@@ -109,7 +122,10 @@ impl MapLearner {
             addr,
             name,
             until,
-        )?;
+        );
+        // Counted whatever the write did (a sweep may have run before an insert failed).
+        count_learn(&mut state.generation).map_err(LearnError::Generation)?;
+        written?;
         state.taught.insert(addr, (name.to_owned(), until));
         Ok(())
     }

@@ -158,10 +158,14 @@ fn insert_host<const N: usize>(
 pub fn learn(ebpf: &mut MapSet, entry: &LearnedEntry, until_boot_ns: u64) -> Result<(), MapError> {
     let value = learned_value(entry, until_boot_ns, 0);
     let maps = slot_maps(0);
-    match entry.prefix.addr() {
+    let written = match entry.prefix.addr() {
         IpAddr::V4(a) => insert_host(ebpf, maps.v4, a.octets(), value),
         IpAddr::V6(a) => insert_host(ebpf, maps.v6, a.octets(), value),
-    }
+    };
+    let map = ebpf.map_mut(GEN).ok_or(MapError::Missing(GEN))?;
+    let mut word: Array<&mut MapData, u32> = Array::try_from(map).map_err(aya_err(GEN, "open"))?;
+    count_learn(&mut word)?;
+    written
 }
 
 /// The kernel key of a unix name: its kind, length and bytes, zero past the length.
@@ -263,19 +267,39 @@ fn clear_hash<K: aya::Pod, V: aya::Pod>(
     Ok(())
 }
 
+/// `cork_gen`'s words: the live slot (its low bit; the rest counts flips), and the DNS
+/// learner's writes (see cork_maps.h).
+const GEN_FLIPS: u32 = 0;
+const GEN_LEARNS: u32 = 1;
+
 /// The slot the programs read now.
 pub fn live_slot(ebpf: &MapSet) -> Result<PolicySlot, MapError> {
     let map = ebpf.map(GEN).ok_or(MapError::Missing(GEN))?;
     let word: Array<&MapData, u32> = Array::try_from(map).map_err(aya_err(GEN, "open"))?;
-    let slot = word.get(&0, 0).map_err(aya_err(GEN, "read"))?;
-    Ok(u8::from(slot != 0))
+    let flips = word.get(&GEN_FLIPS, 0).map_err(aya_err(GEN, "read"))?;
+    Ok(u8::from(flips & 1 != 0))
 }
 
-/// Makes `slot` the live one: one word, read once by every decision.
+/// Makes `slot` the live one: one word, read once by every decision. The word also counts
+/// the flips, so a verdict the programs keep (cork_policy_gen) never outlives one.
 pub fn set_live_slot(ebpf: &mut MapSet, slot: PolicySlot) -> Result<(), MapError> {
     let map = ebpf.map_mut(GEN).ok_or(MapError::Missing(GEN))?;
     let mut word: Array<&mut MapData, u32> = Array::try_from(map).map_err(aya_err(GEN, "open"))?;
-    word.set(0, u32::from(slot), 0)
+    let flips = word.get(&GEN_FLIPS, 0).map_err(aya_err(GEN, "read"))?;
+    let next = ((flips >> 1).wrapping_add(1) << 1) | u32::from(slot & 1);
+    word.set(GEN_FLIPS, next, 0).map_err(aya_err(GEN, "write"))
+}
+
+/// Counts a write into the tries other than a flip (the DNS learner's): a verdict the
+/// programs keep (cork_policy_gen) never outlives one. Only the learner writes this word.
+pub(crate) fn count_learn<T: std::borrow::BorrowMut<MapData>>(
+    generation: &mut Array<T, u32>,
+) -> Result<(), MapError> {
+    let learns = generation
+        .get(&GEN_LEARNS, 0)
+        .map_err(aya_err(GEN, "read"))?;
+    generation
+        .set(GEN_LEARNS, learns.wrapping_add(1), 0)
         .map_err(aya_err(GEN, "write"))
 }
 

@@ -1,0 +1,184 @@
+//! Verdicts the kernel keeps (`cork_allow_hit`, ebpf/include/cork_events.h): a flow's
+//! slot in `cork_allows` keeps the allow its last asked connect got, and its next
+//! connects are let through without asking the policy — while the policy generation is
+//! the one it was reached under and the learned addresses it read are still valid. What
+//! is checked is that nothing kept outlives what made it: a DNS answer that changes a
+//! kept flow's answer (its address now goes through the inspecting proxy) reaches the very
+//! next connect, and no connect gets through on a kept verdict after the learned address
+//! it read has expired. (A policy update reaching kept flows: bottle_update.rs.)
+
+use anyhow::Result;
+use cork_integration::dns_server::Zone;
+use cork_integration::{Side, World};
+use serde_json::json;
+
+const CLIENT: &str = include_str!("../src/dns_client.py");
+
+fn argv(ops: &[&str]) -> Vec<String> {
+    let mut v = vec![
+        cork_integration::probe::python3().to_string(),
+        "-c".into(),
+        CLIENT.into(),
+    ];
+    v.extend(ops.iter().map(|s| s.to_string()));
+    v
+}
+
+/// 198.51.100.20:443 allowed directly by a prefix rule; api.example.test, which resolves
+/// to it, allowed on 443 through the inspecting proxy (a domain rule's default).
+const DIRECT_THEN_INSPECTED: &str = r#"
+[[egress.allow]]
+cidr = "198.51.100.20/32"
+ports = [443]
+
+[[egress.allow]]
+domain = "api.example.test"
+ports = [443]
+
+[dns]
+upstream = ["198.51.100.53"]
+"#;
+
+#[test]
+fn a_dns_answer_reaches_the_next_connect_of_a_kept_flow() -> Result<()> {
+    let world = World::new("a_dns_answer_reaches_the_next_connect_of_a_kept_flow")?;
+    let zone = Zone::new().a("api.example.test", "198.51.100.20", 300);
+    let _upstream = world.dns_server("198.51.100.53:53", zone)?;
+    let _srv = world.tcp_server(Side::Internet, "198.51.100.20:443")?;
+    let connect = ["connect", "198.51.100.20", "443"];
+    let mut ops: Vec<&str> = connect.repeat(4);
+    ops.extend(["udp", "198.51.100.53", "api.example.test", "A"]);
+    ops.extend(connect);
+    let (out, audit) = world.run_argv("a", DIRECT_THEN_INSPECTED, &argv(&ops))?;
+    assert_eq!(
+        out.lines(),
+        [
+            "ok",
+            "ok",
+            "ok",
+            "ok",
+            "NOERROR 198.51.100.20 from=198.51.100.53",
+            "ok"
+        ],
+        "{out}"
+    );
+    // Before the answer: direct, the first connect a line, the repeats counted (the
+    // verdict kept); the answer made the address the domain rule's: the next connect
+    // goes through the proxy, whatever the flow's slot kept.
+    let direct = audit.find(json!({"layer": "kernel", "hook": "connect4",
+                                   "dst": "198.51.100.20", "dport": 443,
+                                   "reason": "allow_rule"}));
+    let total: u64 = direct
+        .iter()
+        .map(|e| e["count"].as_u64().unwrap_or(1))
+        .sum();
+    assert_eq!(total, 4, "{}", audit.dump());
+    assert!(
+        direct.len() < 4,
+        "the repeats were counted: {}",
+        audit.dump()
+    );
+    let proxied = audit.find(json!({"layer": "kernel", "hook": "connect4",
+                                    "dst": "198.51.100.20", "dport": 443,
+                                    "reason": "proxy_redirect"}));
+    assert_eq!(proxied.len(), 1, "{}", audit.dump());
+    Ok(())
+}
+
+/// Resolves short.example.test (its answers live one second), waits 0.3 s, then connects
+/// to the answer every 10 ms until refused ten times in a row or three seconds passed,
+/// printing the boot-clock time the answer arrived and, per connect, the boot-clock
+/// time before it and what it got.
+const AGAINST_EXPIRY: &str = r#"
+import errno, socket, struct, time
+def boot():
+    return time.clock_gettime(time.CLOCK_BOOTTIME)
+q = struct.pack(">HHHHHH", 0x4242, 0x0100, 1, 0, 0, 0)
+q += b"".join(bytes([len(l)]) + l.encode() for l in "short.example.test".split(".")) + b"\0"
+q += struct.pack(">HH", 1, 1)
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.settimeout(5)
+u.sendto(q, ("198.51.100.53", 53))
+u.recv(512)
+answered = boot()
+print("answered", answered)
+time.sleep(0.3)
+refused = 0
+while refused < 10 and boot() < answered + 3:
+    before = boot()
+    try:
+        socket.create_connection(("198.51.100.14", 8443), timeout=5).close()
+        print("ok", before)
+        refused = 0
+    except OSError as e:
+        print(errno.errorcode.get(e.errno, str(e)), before)
+        refused += 1
+    time.sleep(0.01)
+"#;
+
+#[test]
+fn no_connect_gets_through_on_a_kept_verdict_after_its_address_expired() -> Result<()> {
+    let world = World::new("no_connect_gets_through_on_a_kept_verdict")?;
+    let zone = Zone::new().a("short.example.test", "198.51.100.14", 1);
+    let _upstream = world.dns_server("198.51.100.53:53", zone)?;
+    let _srv = world.tcp_server(Side::Internet, "198.51.100.14:8443")?;
+    let manifest = "[[egress.allow]]\ndomain = \"short.example.test\"\nports = [8443]\n\n\
+                    [dns]\nupstream = [\"198.51.100.53\"]\nmin_ttl = 1\nmax_ttl = 1\n";
+    let argv = [
+        cork_integration::probe::python3().to_string(),
+        "-c".into(),
+        AGAINST_EXPIRY.into(),
+    ];
+    let (out, audit) = world.run_argv("a", manifest, &argv)?;
+    let lines = out.lines();
+    let answered: f64 = lines
+        .first()
+        .and_then(|l| l.strip_prefix("answered "))
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_else(|| panic!("no answer time: {out}"));
+    let tries: Vec<(&str, f64)> = lines
+        .iter()
+        .skip(1)
+        .filter_map(|l| {
+            let (what, at) = l.split_once(' ')?;
+            Some((what, at.parse().ok()?))
+        })
+        .collect();
+    let ok: Vec<f64> = tries
+        .iter()
+        .filter(|(w, _)| *w == "ok")
+        .map(|(_, t)| *t)
+        .collect();
+    // The learner stamps the address's end before the answer leaves the proxy, so it
+    // is at most `answered` + 1 s; a connect that got through began before its program
+    // ran, and its program let it through only before that end.
+    let late: Vec<&f64> = ok.iter().filter(|t| **t >= answered + 1.0).collect();
+    assert!(
+        late.is_empty(),
+        "connects got through after the address expired: {late:?} (answered {answered}):\n{out}"
+    );
+    assert!(
+        ok.len() >= 5,
+        "the flow was connected to while valid: {out}"
+    );
+    assert!(
+        tries.iter().any(|(w, _)| *w == "EPERM"),
+        "refused once expired: {out}"
+    );
+    // The allows were kept and counted (one record, the rest in a count), so the bound
+    // above held on the path that does not ask the policy.
+    let allowed = audit.find(json!({"layer": "kernel", "hook": "connect4",
+                                    "dst": "198.51.100.14", "dport": 8443,
+                                    "verdict": "allow"}));
+    let total: u64 = allowed
+        .iter()
+        .map(|e| e["count"].as_u64().unwrap_or(1))
+        .sum();
+    assert_eq!(total as usize, ok.len(), "{}", audit.dump());
+    assert!(
+        allowed.len() < ok.len(),
+        "counted, not recorded: {}",
+        audit.dump()
+    );
+    Ok(())
+}
