@@ -301,9 +301,10 @@ static __always_inline void cork_allow_keep(struct cork_allow_slot *s,
 /*
  * After the policy allowed a connect by rule `rule_id` (the same answer until
  * `valid_until_ns`), under generation `gen` (read before it was asked): counts it in the
- * flow's slot for that rule if its window is open, keeping the verdict there (1); else the connect is to be recorded (0), and the flow's window
- * (re)starts in its slot, or in a free one it claims. A slot of the flow for another rule
- * (the policy changed) is left to go idle: its counts stay that rule's.
+ * flow's slot for that rule if its window is open, keeping the verdict there (1); else
+ * the connect is to be recorded (0), and the flow's window (re)starts in its slot, or in a
+ * free one it claims. A slot of the flow for another rule (the policy changed) is left to
+ * go idle: its counts stay that rule's.
  */
 static __always_inline int cork_allow_counted(void *allows, const struct cork_allow_flow *f,
 					      __u64 gen, __u32 rule_id, __u64 valid_until_ns)
