@@ -137,18 +137,11 @@ impl Receiver {
 /// How many times the bottle namespace's socket connecting to [`TARGET`] has retried its
 /// SYN (the count in `ss`'s `timer:(on,…,N)`).
 fn syn_retries(world: &World) -> Result<u64> {
-    let out = world
+    let target = TARGET.to_string();
+    let fields = world
         .bottle()
-        .command("ss")
-        .args(["-tnoH", "state", "syn-sent", "dst", &TARGET.to_string()])
-        .output()?;
-    ensure!(
-        out.status.success(),
-        "ss: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
-    let Some(timer) = text.split_whitespace().find(|f| f.starts_with("timer:(")) else {
+        .ss_fields(&["-tnoH", "state", "syn-sent", "dst", &target])?;
+    let Some(timer) = fields.iter().find(|f| f.starts_with("timer:(")) else {
         return Ok(0);
     };
     let n = timer

@@ -88,6 +88,23 @@ impl Netns {
         cmd
     }
 
+    /// The whitespace-separated fields of `ss ARGS` run in this namespace (the socket
+    /// statistics the kernel keeps, for tests that wait on what a socket did).
+    pub fn ss_fields(&self, args: &[&str]) -> Result<Vec<String>> {
+        let out = self
+            .command("ss")
+            .args(args)
+            .output()
+            .context("running ss")?;
+        if !out.status.success() {
+            bail!("ss {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect())
+    }
+
     /// Runs `f` on a new thread that has entered this namespace (only that thread does).
     pub fn spawn<T, F>(&self, thread_name: &str, f: F) -> Result<JoinHandle<Result<T>>>
     where

@@ -267,19 +267,11 @@ fn refused_data_stays_refused_after_the_bottle_ends() -> Result<()> {
 /// How many data segments the bottle namespace's sockets on port 7000 have tried to send
 /// (`ss`'s `data_segs_out`: every try counts, whether or not a program let it out).
 fn send_attempts(world: &World) -> Result<u64> {
-    let out = world
-        .bottle()
-        .command("ss")
-        .args(["-tniH", "sport", "=", ":7000"])
-        .output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "ss: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
     let mut total = 0;
-    for field in text.split_whitespace() {
+    for field in world
+        .bottle()
+        .ss_fields(&["-tniH", "sport", "=", ":7000"])?
+    {
         if let Some(n) = field.strip_prefix("data_segs_out:") {
             total += n.parse::<u64>()?;
         }
