@@ -2,8 +2,8 @@
 //! intercepting proxies, each peer measured the same way in one run.
 //!
 //! ```text
-//! cork-proxy-bench compare [--smoke] [--peers direct,cork,mitmproxy,squid] [-c 16]
-//!                          [--warmup 1] [--duration 10] [--rounds 1]
+//! cork-proxy-bench compare [--smoke] [--peers direct,cork,cork-relay,mitmproxy,squid]
+//!                          [-c 16] [--warmup 1] [--duration 10] [--rounds 1]
 //!                          [--path /bytes?n=1024] [--post BYTES] [--latency-rate R]
 //!                          [--no-new-connections]
 //! cork-proxy-bench load --url https://bench.test/bytes?n=1024 [--connect-to ADDR]
@@ -47,6 +47,9 @@
 //! Its arm of `RunningPeer::load_command` runs `cork run --manifest M -- <this binary>
 //! load --url https://bench.test/… --connect-to 198.51.100.2:443` with `SSL_CERT_FILE`
 //! set to the bottle's CA; nothing else in the comparison changes.
+//! `cork-relay` is the same bottle with `inspect = false` on the rule: the proxy checks
+//! the SNI and relays the TLS bytes (the client trusts the upstream CA), which is what
+//! two TCP legs through the agent cost before any interception work.
 
 use std::path::PathBuf;
 use std::time::Duration;
