@@ -213,6 +213,15 @@ fn report(title: String, peers: &[Peer], results: &[PeerResult]) -> Report {
             }
         }
     }
+    let of_relay = per_round_ratio(results, Peer::Cork, Peer::CorkRelay);
+    if !of_relay.is_empty() {
+        rep.row(
+            "max_rps_of_relay.cork",
+            "keep-alive HTTPS max req/s, cork / cork-relay in the same round",
+            "x",
+            &of_relay,
+        );
+    }
     for &p in peers {
         let runs: Vec<Vec<u64>> = results
             .iter()
@@ -263,4 +272,26 @@ fn summary(peers: &[Peer], results: &[PeerResult]) {
         );
     }
     println!("(x: ratio to direct; latency measured open-loop, at the rate the header gives)");
+    let of_relay = per_round_ratio(results, Peer::Cork, Peer::CorkRelay);
+    if !of_relay.is_empty() {
+        let each: Vec<String> = of_relay.iter().map(|r| format!("{r:.2}")).collect();
+        println!("cork / cork-relay max req/s, per round: {}", each.join(" "));
+    }
+}
+
+/// `a`'s maximum rate over `b`'s, per round both ran in: a ratio that outside load on
+/// the machine moves less than either peer's ratio to direct (the two share the agent's
+/// path and run seconds apart).
+fn per_round_ratio(results: &[PeerResult], a: Peer, b: Peer) -> Vec<f64> {
+    let rate = |p: Peer, round: usize| {
+        results
+            .iter()
+            .find(|r| r.peer == p && r.round == round)
+            .map(|r| r.max.rate)
+    };
+    results
+        .iter()
+        .filter(|r| r.peer == a)
+        .filter_map(|r| Some(r.max.rate / rate(b, r.round)?))
+        .collect()
 }
