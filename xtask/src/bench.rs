@@ -330,6 +330,8 @@ const SMOKE_EXPECTED: &[(&str, &[&str], &[&str])] = &[
         &[
             "max_rps.direct",
             "max_rps.cork",
+            "max_rps.cork-relay",
+            "max_rps_of_relay.cork",
             "p50.direct",
             "p50.cork",
             "p99.direct",

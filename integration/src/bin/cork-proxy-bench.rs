@@ -2,8 +2,8 @@
 //! intercepting proxies, each peer measured the same way in one run.
 //!
 //! ```text
-//! cork-proxy-bench compare [--smoke] [--peers direct,cork,mitmproxy,squid] [-c 16]
-//!                          [--warmup 1] [--duration 10] [--rounds 1]
+//! cork-proxy-bench compare [--smoke] [--peers direct,cork,cork-relay,mitmproxy,squid]
+//!                          [-c 16] [--warmup 1] [--duration 10] [--rounds 1]
 //!                          [--path /bytes?n=1024] [--post BYTES] [--latency-rate R]
 //!                          [--no-new-connections]
 //! cork-proxy-bench load --url https://bench.test/bytes?n=1024 [--connect-to ADDR]
@@ -47,6 +47,9 @@
 //! Its arm of `RunningPeer::load_command` runs `cork run --manifest M -- <this binary>
 //! load --url https://bench.test/… --connect-to 198.51.100.2:443` with `SSL_CERT_FILE`
 //! set to the bottle's CA; nothing else in the comparison changes.
+//! `cork-relay` is the same bottle with `inspect = false` on the rule: the proxy checks
+//! the SNI and relays the TLS bytes (the client trusts the upstream CA), which is what
+//! two TCP legs through the agent cost before any interception work.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -210,6 +213,15 @@ fn report(title: String, peers: &[Peer], results: &[PeerResult]) -> Report {
             }
         }
     }
+    let of_relay = per_round_ratio(results, Peer::Cork, Peer::CorkRelay);
+    if !of_relay.is_empty() {
+        rep.row(
+            "max_rps_of_relay.cork",
+            "keep-alive HTTPS max req/s, cork / cork-relay in the same round",
+            "x",
+            &of_relay,
+        );
+    }
     for &p in peers {
         let runs: Vec<Vec<u64>> = results
             .iter()
@@ -260,4 +272,26 @@ fn summary(peers: &[Peer], results: &[PeerResult]) {
         );
     }
     println!("(x: ratio to direct; latency measured open-loop, at the rate the header gives)");
+    let of_relay = per_round_ratio(results, Peer::Cork, Peer::CorkRelay);
+    if !of_relay.is_empty() {
+        let each: Vec<String> = of_relay.iter().map(|r| format!("{r:.2}")).collect();
+        println!("cork / cork-relay max req/s, per round: {}", each.join(" "));
+    }
+}
+
+/// `a`'s maximum rate over `b`'s, per round both ran in: a ratio that outside load on
+/// the machine moves less than either peer's ratio to direct (the two share the agent's
+/// path and run seconds apart).
+fn per_round_ratio(results: &[PeerResult], a: Peer, b: Peer) -> Vec<f64> {
+    let rate = |p: Peer, round: usize| {
+        results
+            .iter()
+            .find(|r| r.peer == p && r.round == round)
+            .map(|r| r.max.rate)
+    };
+    results
+        .iter()
+        .filter(|r| r.peer == a)
+        .filter_map(|r| Some(r.max.rate / rate(b, r.round)?))
+        .collect()
 }

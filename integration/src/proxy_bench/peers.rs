@@ -39,11 +39,23 @@ pub enum Peer {
     /// the kernel redirects the connection to the bottle's inspecting proxy (DLP on, one
     /// audit line per request), which verifies the upstream against the upstream CA.
     Cork,
+    /// cork with `inspect = false` on the rule: the same bottle and the same redirect to
+    /// the bottle's proxy, which checks the SNI and relays the TLS bytes untouched (one
+    /// audit line per connection, no interception; the client trusts the upstream CA).
+    /// The floor of any design that puts the agent's proxy on the path: two TCP legs,
+    /// none of the proxy's TLS, HTTP, DLP or per-request audit.
+    CorkRelay,
 }
 
 impl Peer {
     /// Every peer, in the order the comparison runs them.
-    pub const ALL: [Peer; 4] = [Peer::Direct, Peer::Cork, Peer::Mitmproxy, Peer::Squid];
+    pub const ALL: [Peer; 5] = [
+        Peer::Direct,
+        Peer::Cork,
+        Peer::CorkRelay,
+        Peer::Mitmproxy,
+        Peer::Squid,
+    ];
 
     /// The name on the command line and in the table.
     pub fn name(self) -> &'static str {
@@ -52,6 +64,7 @@ impl Peer {
             Peer::Mitmproxy => "mitmproxy",
             Peer::Squid => "squid",
             Peer::Cork => "cork",
+            Peer::CorkRelay => "cork-relay",
         }
     }
 
@@ -60,13 +73,15 @@ impl Peer {
         Self::ALL
             .into_iter()
             .find(|p| p.name() == s)
-            .with_context(|| format!("unknown peer {s:?} (direct, cork, mitmproxy, squid)"))
+            .with_context(|| {
+                format!("unknown peer {s:?} (direct, cork, cork-relay, mitmproxy, squid)")
+            })
     }
 
     /// Why this peer cannot run here (its programs are not installed), if so.
     pub fn missing(self, venv: &Path) -> Option<String> {
         let need: Vec<PathBuf> = match self {
-            Peer::Direct | Peer::Cork => Vec::new(),
+            Peer::Direct | Peer::Cork | Peer::CorkRelay => Vec::new(),
             Peer::Mitmproxy => vec![venv.join("bin/mitmdump")],
             Peer::Squid => vec![
                 "/usr/sbin/squid".into(),
@@ -98,8 +113,10 @@ impl Peer {
                 cacert: env.upstream_ca.clone(),
                 logs: Vec::new(),
                 cork: None,
+                keeps_cacert: false,
             }),
-            Peer::Cork => start_cork(env),
+            Peer::Cork => start_cork(env, false),
+            Peer::CorkRelay => start_cork(env, true),
             Peer::Mitmproxy => start_mitmproxy(env),
             Peer::Squid => start_squid(env),
         }
@@ -139,6 +156,9 @@ pub struct RunningPeer {
     pub logs: Vec<PathBuf>,
     /// For cork: the manifest and audit log `cork run` uses.
     cork: Option<(PathBuf, PathBuf)>,
+    /// Whether the client keeps trusting [`RunningPeer::cacert`] in the bottle (the
+    /// relay: the TLS it sees is the upstream's) rather than the bundle `cork run` gives.
+    keeps_cacert: bool,
 }
 
 impl RunningPeer {
@@ -161,14 +181,15 @@ impl RunningPeer {
     /// in `ns`. Every peer so far runs it bare in the namespace; a peer that must run
     /// the client somewhere else (inside `cork run`) wraps it here.
     pub fn load_command(&self, ns: &Netns, bin: &Path, load_args: &[String]) -> Result<Command> {
-        match (&self.cork, self.peer) {
-            (Some((manifest, audit)), Peer::Cork) => {
+        match &self.cork {
+            Some((manifest, audit)) => {
                 // In the bottle the client resolves the name (cork's DNS proxy learns
-                // it) and trusts the bundle cork run gives it (SSL_CERT_FILE).
+                // it) and, when the proxy intercepts, trusts the bundle cork run gives
+                // it (SSL_CERT_FILE).
                 let mut argv = vec![bin.display().to_string(), "load".to_owned()];
                 let mut it = load_args.iter();
                 while let Some(a) = it.next() {
-                    if a == "--connect-to" || a == "--cacert" {
+                    if a == "--connect-to" || (a == "--cacert" && !self.keeps_cacert) {
                         it.next();
                         continue;
                     }
@@ -178,7 +199,7 @@ impl RunningPeer {
                 cmd.args(crate::cork::run_args(manifest, audit, &argv));
                 Ok(cmd)
             }
-            _ => {
+            None => {
                 let mut cmd = ns.command(bin);
                 cmd.arg("load").args(load_args);
                 Ok(cmd)
@@ -208,7 +229,9 @@ pub const ROUTED_UPSTREAM: &str = "198.51.100.2:443";
 /// The bench namespace's authoritative DNS server for `bench.test`.
 pub const DNS: &str = "198.51.100.53:53";
 
-fn start_cork(env: &PeerEnv<'_>) -> Result<RunningPeer> {
+/// Starts [`Peer::Cork`], or [`Peer::CorkRelay`] when `relay` (the rule says
+/// `inspect = false`).
+fn start_cork(env: &PeerEnv<'_>, relay: bool) -> Result<RunningPeer> {
     let manifest = env.dir.join("cork-bench.toml");
     let audit = env.dir.join("cork-audit.jsonl");
     let dns: SocketAddr = DNS.parse()?;
@@ -216,20 +239,22 @@ fn start_cork(env: &PeerEnv<'_>) -> Result<RunningPeer> {
         &manifest,
         format!(
             "version = 1\n\n[bottle]\nname = \"proxy-bench\"\n\n[[egress.allow]]\n\
-             domain = \"{HOST}\"\nports = [443]\n\n[dns]\nupstream = [\"{}\"]\n\
+             domain = \"{HOST}\"\nports = [443]\n{}\n[dns]\nupstream = [\"{}\"]\n\
              queries_per_second = 1000\n\n[tls]\nupstream_ca = [\"{}\"]\n",
+            if relay { "inspect = false\n" } else { "" },
             dns.ip(),
             env.upstream_ca.display()
         ),
     )?;
     Ok(RunningPeer {
-        peer: Peer::Cork,
+        peer: if relay { Peer::CorkRelay } else { Peer::Cork },
         child: None,
         proxy: None,
         connect_by_name: false,
         cacert: env.upstream_ca.clone(),
         logs: vec![audit.clone()],
         cork: Some((manifest, audit)),
+        keeps_cacert: relay,
     })
 }
 
@@ -400,6 +425,7 @@ fn spawn(
         cacert: env.proxy_ca_cert.clone(),
         logs,
         cork: None,
+        keeps_cacert: false,
     };
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
