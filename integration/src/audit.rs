@@ -71,6 +71,12 @@ impl Audit {
         self.find(serde_json::json!({"event": "verdict"}))
     }
 
+    /// How many decisions `lines` stand for: a summary line (a flow's counted allows)
+    /// for its `count`, any other line for itself.
+    pub fn stood_for(lines: &[&Value]) -> u64 {
+        lines.iter().map(|e| e["count"].as_u64().unwrap_or(1)).sum()
+    }
+
     /// Events whose fields include every field of `query` with an equal value.
     pub fn find(&self, query: Value) -> Vec<&Value> {
         self.events.iter().filter(|e| matches(e, &query)).collect()

@@ -14,6 +14,7 @@ pub mod audit;
 pub mod audit_tail;
 pub mod cork;
 pub mod daemon;
+pub mod dns_client;
 pub mod dns_server;
 pub mod exec_bench;
 pub mod fake_homes;

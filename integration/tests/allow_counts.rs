@@ -12,7 +12,7 @@ use std::process::Stdio;
 use anyhow::{Context, Result, bail};
 use aya::maps::MapData;
 use cork_bpf::allow_slots::{AllowSlots, slots_of};
-use cork_integration::{Side, World, host};
+use cork_integration::{Audit, Side, World, host};
 use serde_json::{Value, json};
 
 /// Connects (and closes) N times to each address on port 9000 — half, a pause longer than
@@ -40,7 +40,7 @@ const CONNECTS: u64 = 300;
 
 /// The allow lines of one flow and what they add up to.
 fn allows<'a>(lines: &[&'a Value]) -> (u64, Vec<&'a Value>) {
-    let total = lines.iter().map(|e| e["count"].as_u64().unwrap_or(1)).sum();
+    let total = Audit::stood_for(lines);
     (total, lines.to_vec())
 }
 

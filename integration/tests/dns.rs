@@ -6,18 +6,11 @@
 use std::time::Duration;
 
 use anyhow::Result;
+use cork_integration::dns_client::argv;
 use cork_integration::dns_server::Zone;
 use cork_integration::process::Spawned;
 use cork_integration::{Side, World};
 use serde_json::json;
-
-const CLIENT: &str = include_str!("../src/dns_client.py");
-
-fn argv(ops: &[&str]) -> Vec<String> {
-    let mut v = vec!["python3".to_string(), "-c".into(), CLIENT.into()];
-    v.extend(ops.iter().map(|s| s.to_string()));
-    v
-}
 
 /// Allows `short.example.test` on one port with every learned address living one second.
 fn one_second_ttl(port: u16, proto: &str) -> String {

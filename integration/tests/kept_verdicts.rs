@@ -8,21 +8,10 @@
 //! it read has expired. (A policy update reaching kept flows: bottle_update.rs.)
 
 use anyhow::Result;
+use cork_integration::dns_client::argv;
 use cork_integration::dns_server::Zone;
-use cork_integration::{Side, World};
+use cork_integration::{Audit, Side, World};
 use serde_json::json;
-
-const CLIENT: &str = include_str!("../src/dns_client.py");
-
-fn argv(ops: &[&str]) -> Vec<String> {
-    let mut v = vec![
-        cork_integration::probe::python3().to_string(),
-        "-c".into(),
-        CLIENT.into(),
-    ];
-    v.extend(ops.iter().map(|s| s.to_string()));
-    v
-}
 
 /// 198.51.100.20:443 allowed directly by a prefix rule; api.example.test, which resolves
 /// to it, allowed on 443 through the inspecting proxy (a domain rule's default).
@@ -68,10 +57,7 @@ fn a_dns_answer_reaches_the_next_connect_of_a_kept_flow() -> Result<()> {
     let direct = audit.find(json!({"layer": "kernel", "hook": "connect4",
                                    "dst": "198.51.100.20", "dport": 443,
                                    "reason": "allow_rule"}));
-    let total: u64 = direct
-        .iter()
-        .map(|e| e["count"].as_u64().unwrap_or(1))
-        .sum();
+    let total = Audit::stood_for(&direct);
     assert_eq!(total, 4, "{}", audit.dump());
     assert!(
         direct.len() < 4,
@@ -170,10 +156,7 @@ fn no_connect_gets_through_on_a_kept_verdict_after_its_address_expired() -> Resu
     let allowed = audit.find(json!({"layer": "kernel", "hook": "connect4",
                                     "dst": "198.51.100.14", "dport": 8443,
                                     "verdict": "allow"}));
-    let total: u64 = allowed
-        .iter()
-        .map(|e| e["count"].as_u64().unwrap_or(1))
-        .sum();
+    let total = Audit::stood_for(&allowed);
     assert_eq!(total as usize, ok.len(), "{}", audit.dump());
     assert!(
         allowed.len() < ok.len(),

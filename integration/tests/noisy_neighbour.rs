@@ -117,8 +117,7 @@ fn redirected_connects(audit: &Audit, bottle: &str) -> (u64, usize) {
         .into_iter()
         .filter(|e| matches!(e["hook"].as_str(), Some("connect4" | "connect6")))
         .collect();
-    let total = lines.iter().map(|e| e["count"].as_u64().unwrap_or(1)).sum();
-    (total, lines.len())
+    (Audit::stood_for(&lines), lines.len())
 }
 
 #[test]
@@ -295,10 +294,7 @@ fn a_noisy_bottle_is_refused_while_a_quiet_one_is_served() -> Result<()> {
         "a deny is never summarised"
     );
     let kernel = audit.find(json!({"bottle": noisy, "layer": "kernel"}));
-    let decisions: u64 = kernel
-        .iter()
-        .map(|e| e["count"].as_u64().unwrap_or(1))
-        .sum();
+    let decisions = Audit::stood_for(&kernel);
     println!(
         "noisy audit: {} lines; {} connection_limit, {} rate_limited; {connects} redirected \
          connects in {lines} kernel lines; all kernel: {decisions} decisions in {} lines \

@@ -173,11 +173,7 @@ fn connect_bench(world: &World, client: &str, count: u64, rounds: usize) -> Resu
         noop.push(n);
         inside.push(b);
         // A summary line stands for `count` allows of one flow.
-        events += audit
-            .verdicts()
-            .iter()
-            .map(|v| v["count"].as_u64().unwrap_or(1))
-            .sum::<u64>();
+        events += cork_integration::Audit::stood_for(&audit.verdicts());
         lost += audit.lost();
     }
     let mut rep = Report::new("connect", title);
