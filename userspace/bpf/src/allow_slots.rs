@@ -73,8 +73,8 @@ pub struct Live {
 pub struct AllowSlots {
     base: NonNull<Shared>,
     len: usize,
-    /// Holds the map (and its fd) for as long as it is mapped.
-    _map: MapData,
+    /// Holds the map (and its fd) for as long as it is mapped (none: a test's memory).
+    _map: Option<MapData>,
 }
 
 // SAFETY: the mapping is plain shared memory reached only through atomics; moving it to
@@ -101,18 +101,24 @@ impl AllowSlots {
                 ),
             });
         }
+        let fd = map.fd().as_fd().as_raw_fd();
+        Self::mapped(len, libc::MAP_SHARED, fd, Some(map))
+    }
+
+    /// `len` slots of `fd` (or of anonymous memory, with `MAP_ANONYMOUS` and fd -1).
+    fn mapped(len: usize, flags: i32, fd: i32, map: Option<MapData>) -> Result<Self, MapError> {
         let bytes = len * std::mem::size_of::<Shared>();
-        // SAFETY: a fresh shared mapping of the map's fd, of exactly the array's size
-        // (checked above; an mmapable array's values start at offset 0 and are 64 bytes
-        // apart, the size of a slot). The kernel refuses the call for a map without
-        // BPF_F_MMAPABLE, which is an error here, not undefined behaviour.
+        // SAFETY: a fresh shared mapping of exactly `len` slots: of the map's fd (its size
+        // checked by the caller; an mmapable array's values start at offset 0, one slot
+        // apart — the kernel refuses a map without BPF_F_MMAPABLE, an error here, not
+        // undefined behaviour), or of fresh zeroed memory.
         let ptr = unsafe {
             libc::mmap(
                 std::ptr::null_mut(),
                 bytes,
                 libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                map.fd().as_fd().as_raw_fd(),
+                flags,
+                fd,
                 0,
             )
         };
@@ -133,6 +139,40 @@ impl AllowSlots {
             len,
             _map: map,
         })
+    }
+
+    /// Zeroed slots in the process's own memory, written by the test as the programs
+    /// would write them.
+    #[cfg(test)]
+    pub(crate) fn anonymous() -> Result<Self, MapError> {
+        let flags = libc::MAP_SHARED | libc::MAP_ANONYMOUS;
+        Self::mapped(CORK_MAX_ALLOW_FLOWS as usize, flags, -1, None)
+    }
+
+    /// Does what `cork_allow_claim` does (the test's stand-in for a program).
+    #[cfg(test)]
+    pub(crate) fn claim(&self, at: usize, key: &Key, rule_id: u32, window_end_ns: u64) {
+        let Some(s) = self.slot(at) else { return };
+        for (word, chunk) in s.key.iter().zip(key.chunks_exact(8)) {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(chunk);
+            word.store(u64::from_ne_bytes(b), Ordering::Relaxed);
+        }
+        s.rule_id.store(rule_id, Ordering::Relaxed);
+        s.counted.store(0, Ordering::Relaxed);
+        s.window_end_ns.store(window_end_ns, Ordering::Relaxed);
+        s.state
+            .store(u64::from(crate::abi::CORK_ALLOW_LIVE), Ordering::Release);
+    }
+
+    /// Counts `n` connects in slot `at`, its window ending at `window_end_ns` (the test's
+    /// stand-in for a program).
+    #[cfg(test)]
+    pub(crate) fn count(&self, at: usize, n: u64, window_end_ns: u64) {
+        if let Some(s) = self.slot(at) {
+            s.counted.fetch_add(n, Ordering::AcqRel);
+            s.window_end_ns.store(window_end_ns, Ordering::Release);
+        }
     }
 
     fn slot(&self, at: usize) -> Option<&Shared> {

@@ -54,17 +54,21 @@ impl CountedAllows {
                 detail: "not an array (a program set of another cork build?)".into(),
             });
         };
-        let slots = AllowSlots::map(data)?;
+        Ok(Some(Self::over(AllowSlots::map(data)?)))
+    }
+
+    /// The reader of `slots`; what they already count is taken as reported.
+    fn over(slots: AllowSlots) -> Self {
         let reported = slots
             .all_live()
             .into_iter()
             .map(|(at, l)| (at, l.counted))
             .collect();
-        Ok(Some(CountedAllows {
+        CountedAllows {
             slots,
             reported,
             last: StdHashMap::new(),
-        }))
+        }
     }
 
     /// Notes a record the reader read. A recorded allow of a countable flow opens the
@@ -239,6 +243,143 @@ mod tests {
         };
         ev.dst[..4].copy_from_slice(&[198, 51, 100, last]);
         ev
+    }
+
+    const SECOND: u64 = 1_000_000_000;
+
+    /// A summary as the assertions compare it: its record's time, process and rule, and
+    /// its count.
+    type Seen = (u64, u32, u32, u64);
+
+    fn seen((ev, n): (cork_event, u64)) -> Seen {
+        (ev.ts_boot_ns, ev.pid, ev.rule_id, n)
+    }
+
+    fn all_seen(v: Vec<(cork_event, u64)>) -> Vec<Seen> {
+        v.into_iter().map(seen).collect()
+    }
+
+    fn reader() -> CountedAllows {
+        CountedAllows::over(AllowSlots::anonymous().expect("anonymous memory maps"))
+    }
+
+    fn slot_of(ev: &cork_event) -> (Key, usize) {
+        let key = key_of(ev).expect("countable");
+        (key, crate::allow_slots::slots_of(&key).0)
+    }
+
+    #[test]
+    fn a_window_is_summed_up_before_the_record_that_restarts_it_and_a_quiet_one_by_the_sweep() {
+        let mut r = reader();
+        let first = allow(42, 10);
+        let (key, at) = slot_of(&first);
+        // The program records the flow's first connect and claims its slot.
+        r.slots.claim(at, &key, first.rule_id, SECOND);
+        assert!(
+            r.note(&first).is_none(),
+            "a first record has nothing before it"
+        );
+        r.slots.count(at, 5, SECOND);
+        let mut second = first;
+        second.ts_boot_ns = 2 * SECOND;
+        assert_eq!(
+            r.note(&second).map(seen),
+            Some(seen((first, 5))),
+            "summed as the record before"
+        );
+        r.slots.count(at, 2, 3 * SECOND);
+        assert!(
+            r.sweep(2 * SECOND, false).is_empty(),
+            "its window is still open"
+        );
+        assert_eq!(
+            all_seen(r.sweep(3 * SECOND, false)),
+            vec![seen((second, 2))]
+        );
+        assert!(
+            r.sweep(3 * SECOND, true).is_empty(),
+            "nothing is reported twice"
+        );
+    }
+
+    #[test]
+    fn an_idle_slot_is_freed_and_its_flow_starts_again() {
+        let mut r = reader();
+        let ev = allow(7, 11);
+        let (key, at) = slot_of(&ev);
+        r.slots.claim(at, &key, ev.rule_id, SECOND);
+        r.note(&ev);
+        r.slots.count(at, 1, SECOND);
+        let idle = SECOND + IDLE.as_nanos() as u64;
+        assert_eq!(
+            all_seen(r.sweep(idle, false)),
+            vec![seen((ev, 1))],
+            "reported before it goes"
+        );
+        assert!(r.slots.live(at).is_some(), "not idle long enough yet");
+        assert!(r.sweep(idle + 1, false).is_empty());
+        assert_eq!(r.slots.live(at), None, "freed");
+        // A new claim counts from zero, and the flow's next record is a first one.
+        r.slots.claim(at, &key, ev.rule_id, idle + 2 * SECOND);
+        assert!(r.note(&ev).is_none());
+        r.slots.count(at, 3, idle + 2 * SECOND);
+        assert_eq!(
+            all_seen(r.sweep(idle + 2 * SECOND, false)),
+            vec![seen((ev, 3))]
+        );
+    }
+
+    #[test]
+    fn counts_standing_when_the_reader_starts_were_the_last_readers() {
+        let slots = AllowSlots::anonymous().expect("anonymous memory maps");
+        let ev = allow(9, 12);
+        let (key, at) = slot_of(&ev);
+        slots.claim(at, &key, ev.rule_id, SECOND);
+        slots.count(at, 4, SECOND);
+        let mut r = CountedAllows::over(slots);
+        assert!(r.sweep(2 * SECOND, true).is_empty());
+        r.slots.count(at, 1, SECOND);
+        let made = r.sweep(2 * SECOND, true);
+        assert_eq!(made.len(), 1);
+        assert_eq!(made[0].1, 1, "only what was counted since");
+    }
+
+    #[test]
+    fn a_flow_counted_under_two_rules_is_summed_up_per_rule() {
+        let mut r = reader();
+        let old = allow(5, 13);
+        let mut new = old;
+        new.rule_id = 4;
+        new.ts_boot_ns = 8;
+        let (key, a) = slot_of(&old);
+        let b = crate::allow_slots::slots_of(&key).1;
+        r.slots.claim(a, &key, old.rule_id, SECOND);
+        r.slots.claim(b, &key, new.rule_id, SECOND);
+        r.note(&old);
+        r.note(&new);
+        r.slots.count(a, 2, SECOND);
+        r.slots.count(b, 3, SECOND);
+        let mut made = all_seen(r.sweep(SECOND, false));
+        made.sort_by_key(|m| m.2);
+        assert_eq!(made, vec![seen((old, 2)), seen((new, 3))]);
+    }
+
+    #[test]
+    fn a_flow_whose_record_was_lost_is_summed_up_from_its_slot() {
+        let mut r = reader();
+        let ev = allow(6, 14);
+        let (key, at) = slot_of(&ev);
+        r.slots.claim(at, &key, 77, SECOND);
+        r.slots.count(at, 2, SECOND);
+        let made = r.sweep(5 * SECOND, false);
+        assert_eq!(made.len(), 1);
+        let (stand_in, n) = made[0];
+        assert_eq!(n, 2);
+        assert_eq!(
+            (stand_in.pid, stand_in.rule_id, stand_in.ts_boot_ns),
+            (6, 77, 5 * SECOND)
+        );
+        assert_eq!(key_of(&stand_in), Some(key));
     }
 
     #[test]
