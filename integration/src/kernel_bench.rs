@@ -72,13 +72,45 @@ pub fn program_cost_with(
     count: u64,
     held_back: bool,
 ) -> Result<ProgramCost> {
+    program_cost_of(world, client, label, body, count, held_back, false)
+}
+
+/// Allows [`TARGET`] on every port from [`PORT`] up: the new-flows run's destinations.
+const NEW_FLOWS_MANIFEST: &str =
+    "[[egress.allow]]\ncidr = \"198.51.100.10/32\"\nports = [\"9000-65535\"]\n";
+
+/// `count` allowed connects that are each a flow of its own (port [`PORT`] + i): every one
+/// asks the policy and is recorded, as a flow's first connect is — none finds a verdict
+/// kept in its counter slot.
+pub fn new_flows_cost(world: &World, client: &str, count: u64) -> Result<ProgramCost> {
+    program_cost_of(
+        world,
+        client,
+        "kstats-new",
+        NEW_FLOWS_MANIFEST,
+        count,
+        false,
+        true,
+    )
+}
+
+fn program_cost_of(
+    world: &World,
+    client: &str,
+    label: &str,
+    body: &str,
+    count: u64,
+    held_back: bool,
+    new_flows: bool,
+) -> Result<ProgramCost> {
     let _stats = kernel_stats::enable()?;
     let manifest = world.manifest(label, body)?;
     // The shell reports its cgroup and waits, so the programs are found (and held open,
     // to be read after the bottle is gone) before the measured loop starts.
     let script = format!(
-        "cat /proc/self/cgroup && echo {GATE} && read gate && exec {} {TARGET} {PORT} {count}",
-        crate::process::shell_quote(client)
+        "cat /proc/self/cgroup && echo {GATE} && read gate && exec {} {}{TARGET} {PORT} {count}",
+        crate::process::shell_quote(client),
+        if new_flows { "--new-flows " } else { "" }
     );
     let argv = ["sh".to_string(), "-c".into(), script];
     let mut cmd = world.cork_run(&manifest, label, &argv);
@@ -195,6 +227,9 @@ pub fn report(world: &World, client: &str, count: u64, paced: u64) -> Result<Rep
     let held_count = count.min(HELD_BACK_MAX);
     let held = program_cost(world, client, "kstats-held", held_count, true)?;
     let noop = noop_cost(world, client, count)?;
+    // PORT + count must stay a port: the smoke's counts are tiny, a full run's 20 000.
+    let base: u64 = PORT.parse().context("PORT")?;
+    let fresh = new_flows_cost(world, client, count.min(65536 - base))?;
     println!(
         "  {:<18} {:>10} {:>12}   {:>10} {:>12}",
         "program", "runs", "ns/run", "runs", "ns/run (reader held back)"
@@ -242,6 +277,19 @@ pub fn report(world: &World, client: &str, count: u64, paced: u64) -> Result<Rep
         rep.row(
             &format!("noop_ns.{}", p.name),
             &format!("{} per run (no-op floor)", p.name),
+            "ns",
+            &[p.ns_per_run()],
+        );
+    }
+    if let Some(p) = fresh.programs.iter().find(|p| p.name == "cork_connect4") {
+        println!(
+            "  cork_connect4 when every connect is a new flow (asks the policy, recorded): \
+             {:.0} ns per run",
+            p.ns_per_run()
+        );
+        rep.row(
+            "ns.new_flow.cork_connect4",
+            "cork_connect4 per run, every connect a new flow (asks the policy, recorded)",
             "ns",
             &[p.ns_per_run()],
         );

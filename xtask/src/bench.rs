@@ -273,6 +273,7 @@ const SMOKE_EXPECTED: &[(&str, &[&str], &[&str])] = &[
         "kernel",
         &[
             "ns.cork_connect4",
+            "ns.new_flow.cork_connect4",
             "ns_per_connect",
             "ns_per_connect_held",
             "noop_ns_per_connect",

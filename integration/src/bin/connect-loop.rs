@@ -1,7 +1,9 @@
-//! `connect-loop [--refused] ADDR PORT COUNT [PACE_US]`: COUNT × (TCP connect + close) to
-//! ADDR:PORT, back to back or one every PACE_US microseconds, then prints
-//! `connects=N failed=F secs=S rate=R/s` (with `--refused`, a connect fails unless the
-//! kernel refuses it with EPERM). The same client runs inside and outside a
+//! `connect-loop [--refused | --new-flows] ADDR PORT COUNT [PACE_US]`: COUNT × (TCP
+//! connect + close) to ADDR:PORT, back to back or one every PACE_US microseconds, then
+//! prints `connects=N failed=F secs=S rate=R/s` (with `--refused`, a connect fails unless
+//! the kernel refuses it with EPERM; with `--new-flows`, connect i goes to port PORT + i —
+//! each a flow of its own, so the kernel never has a verdict kept for it — and a refusal
+//! by the peer (nothing listens there) counts as done). The same client runs inside and outside a
 //! bottle in `cork-bench`, so the two rates compare the enforcement alone.
 //! `connect-loop --dns SERVER NAME COUNT`: COUNT sequential UDP A queries for NAME to
 //! SERVER:53, printing `queries=N failed=F secs=S rate=R/s p50=…us p99=…us q=…` (`q`:
@@ -54,10 +56,14 @@ fn main() -> Result<()> {
         Some((flag, rest)) if flag == "--refused" => (true, rest.to_vec()),
         _ => (false, args),
     };
+    let (new_flows, args) = match args.split_first() {
+        Some((flag, rest)) if flag == "--new-flows" && !refused => (true, rest.to_vec()),
+        _ => (false, args),
+    };
     let (addr, port, count, pace) = match args.as_slice() {
         [addr, port, count] => (addr, port, count, None),
         [addr, port, count, pace] => (addr, port, count, Some(pace)),
-        _ => bail!("usage: connect-loop [--refused] ADDR PORT COUNT [PACE_US]"),
+        _ => bail!("usage: connect-loop [--refused | --new-flows] ADDR PORT COUNT [PACE_US]"),
     };
     let pace = pace
         .map(|p| p.parse().map(Duration::from_micros))
@@ -67,8 +73,11 @@ fn main() -> Result<()> {
     if !cork_integration::addr::is_test_ip(ip) {
         bail!("{ip} is outside the test ranges");
     }
-    let to = SocketAddr::new(ip, port.parse().context("PORT")?);
+    let port: u16 = port.parse().context("PORT")?;
     let count: u64 = count.parse().context("COUNT")?;
+    if new_flows && u64::from(port) + count > 65536 {
+        bail!("--new-flows: PORT + COUNT is past the last port");
+    }
     let mut failed = 0u64;
     let start = Instant::now();
     for i in 0..count {
@@ -77,7 +86,9 @@ fn main() -> Result<()> {
             let due = start + pace * i as u32;
             std::thread::sleep(due.saturating_duration_since(Instant::now()));
         }
+        let to = SocketAddr::new(ip, if new_flows { port + i as u16 } else { port });
         match TcpStream::connect_timeout(&to, Duration::from_secs(2)) {
+            Err(e) if new_flows && e.kind() == std::io::ErrorKind::ConnectionRefused => {}
             Ok(s) if refused => {
                 abort(s);
                 failed += 1;
