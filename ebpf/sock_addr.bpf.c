@@ -251,7 +251,6 @@ static __always_inline int cork_sock_addr(struct bpf_sock_addr *ctx, struct cork
 	int is_v6 = hook == CORK_HOOK_CONNECT6 || hook == CORK_HOOK_SENDMSG6;
 	void *allows = 0;
 	__u64 gen = 0;
-	__u32 rule;
 
 	if (!cfg)
 		return CORK_BLOCK; /* not a bottle cork configured: fail closed */
@@ -278,7 +277,7 @@ static __always_inline int cork_sock_addr(struct bpf_sock_addr *ctx, struct cork
 		}
 		if (allows && gen) {
 			cork_allow_flow_init(&flow, hook, dst, ctx->type);
-			if (cork_allow_hit(allows, &flow, gen, &rule)) {
+			if (cork_allow_hit(allows, &flow, gen)) {
 				cork_mark_vetted(ctx, cfg->bottle_id, dst);
 				return CORK_PASS;
 			}

@@ -178,14 +178,13 @@ static __always_inline int cork_allow_key_is(const struct cork_allow_slot *s, co
 }
 
 /* Is slot `at` the flow's, with its verdict kept under `gen` and still open at `jiffies`?
- * Then the connect is counted there, and its rule is `*rule`. */
+ * Then the connect is counted there (the slot's rule allowed it). */
 static __always_inline int cork_allow_hit_at(void *allows, __u32 at,
 					     const struct cork_allow_flow *f, __u64 gen,
-					     __u64 jiffies, __u32 *rule)
+					     __u64 jiffies)
 {
 	struct cork_allow_slot *s = bpf_map_lookup_elem(allows, &at);
 	__u64 open_until, kept_gen, again;
-	__u32 rule_id;
 
 	if (!s)
 		return 0;
@@ -198,7 +197,6 @@ static __always_inline int cork_allow_hit_at(void *allows, __u32 at,
 	open_until = s->value.open_until_jiffies;
 	CORK_ALLOW_ORDER();
 	kept_gen = s->value.policy_gen;
-	rule_id = s->value.rule_id;
 	CORK_ALLOW_ORDER();
 	again = s->value.open_until_jiffies;
 	if (jiffies >= open_until || again != open_until || kept_gen != gen)
@@ -206,7 +204,6 @@ static __always_inline int cork_allow_hit_at(void *allows, __u32 at,
 	if (CORK_ALLOW_LOAD_STATE(s) != CORK_ALLOW_LIVE || !cork_allow_key_is(s, f->u.w))
 		return 0;
 	__sync_fetch_and_add(&s->value.counted, 1);
-	*rule = rule_id;
 	return 1;
 }
 
@@ -222,10 +219,11 @@ static __always_inline int cork_allow_hit_at(void *allows, __u32 at,
  * thanks to the jiffies (bpf_jiffies64, which the verifier inlines: a load), the clock.
  * What is left is the pid (a helper call), an array index the verifier inlines, compares
  * and one atomic add. Denies are never kept nor counted.
- * 1: counted and allowed by `*rule`; 0: ask the policy (cork_allow_counted after it).
+ * 1: counted and allowed (by the slot's rule); 0: ask the policy (cork_allow_counted
+ * after it).
  */
 static __always_inline int cork_allow_hit(void *allows, const struct cork_allow_flow *f,
-					  __u64 gen, __u32 *rule)
+					  __u64 gen)
 {
 #ifndef CORK_LOADS_IN_ORDER
 	/* The protocol above leans on x86's load order: elsewhere nothing is kept. */
@@ -233,8 +231,8 @@ static __always_inline int cork_allow_hit(void *allows, const struct cork_allow_
 #endif
 	__u64 jiffies = bpf_jiffies64();
 
-	return cork_allow_hit_at(allows, f->at[0], f, gen, jiffies, rule) ||
-	       cork_allow_hit_at(allows, f->at[1], f, gen, jiffies, rule);
+	return cork_allow_hit_at(allows, f->at[0], f, gen, jiffies) ||
+	       cork_allow_hit_at(allows, f->at[1], f, gen, jiffies);
 }
 
 /* The jiffies below which a verdict valid until `valid_until_ns` is kept, in a window
