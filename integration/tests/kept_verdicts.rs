@@ -13,62 +13,82 @@ use cork_integration::dns_server::Zone;
 use cork_integration::{Audit, Side, World};
 use serde_json::json;
 
-/// 198.51.100.20:443 allowed directly by a prefix rule; api.example.test, which resolves
-/// to it, allowed on 443 through the inspecting proxy (a domain rule's default).
-const DIRECT_THEN_INSPECTED: &str = r#"
-[[egress.allow]]
-cidr = "198.51.100.20/32"
-ports = [443]
+/// `addr`:443 allowed directly by a prefix rule; api.example.test, which resolves to it,
+/// allowed on 443 through the inspecting proxy (a domain rule's default).
+fn direct_then_inspected(addr: &str) -> String {
+    format!(
+        "[[egress.allow]]\ncidr = \"{addr}\"\nports = [443]\n\n\
+         [[egress.allow]]\ndomain = \"api.example.test\"\nports = [443]\n\n\
+         [dns]\nupstream = [\"198.51.100.53\"]\n"
+    )
+}
 
-[[egress.allow]]
-domain = "api.example.test"
-ports = [443]
-
-[dns]
-upstream = ["198.51.100.53"]
-"#;
-
-#[test]
-fn a_dns_answer_reaches_the_next_connect_of_a_kept_flow() -> Result<()> {
-    let world = World::new("a_dns_answer_reaches_the_next_connect_of_a_kept_flow")?;
-    let zone = Zone::new().a("api.example.test", "198.51.100.20", 300);
+/// A flow to `addr` kept as a direct allow, then a DNS answer (`qtype`) that gives `addr` to
+/// the inspected domain rule: the very next connect goes through the proxy.
+fn a_dns_answer_reaches_the_next_connect(
+    test: &str,
+    addr: &str,
+    qtype: &str,
+    hook: &str,
+) -> Result<()> {
+    let world = World::new(test)?;
+    let zone = match qtype {
+        "A" => Zone::new().a("api.example.test", addr, 300),
+        _ => Zone::new().aaaa("api.example.test", addr, 300),
+    };
     let _upstream = world.dns_server("198.51.100.53:53", zone)?;
-    let _srv = world.tcp_server(Side::Internet, "198.51.100.20:443")?;
-    let connect = ["connect", "198.51.100.20", "443"];
+    let listen = if addr.contains(':') {
+        format!("[{addr}]:443")
+    } else {
+        format!("{addr}:443")
+    };
+    let _srv = world.tcp_server(Side::Internet, &listen)?;
+    let connect = ["connect", addr, "443"];
     let mut ops: Vec<&str> = connect.repeat(4);
-    ops.extend(["udp", "198.51.100.53", "api.example.test", "A"]);
+    ops.extend(["udp", "198.51.100.53", "api.example.test", qtype]);
     ops.extend(connect);
-    let (out, audit) = world.run_argv("a", DIRECT_THEN_INSPECTED, &argv(&ops))?;
+    let (out, audit) = world.run_argv("a", &direct_then_inspected(addr), &argv(&ops))?;
+    let answer = format!("NOERROR {addr} from=198.51.100.53");
     assert_eq!(
         out.lines(),
-        [
-            "ok",
-            "ok",
-            "ok",
-            "ok",
-            "NOERROR 198.51.100.20 from=198.51.100.53",
-            "ok"
-        ],
+        ["ok", "ok", "ok", "ok", answer.as_str(), "ok"],
         "{out}"
     );
     // Before the answer: direct, the first connect a line, the repeats counted (the
     // verdict kept); the answer made the address the domain rule's: the next connect
     // goes through the proxy, whatever the flow's slot kept.
-    let direct = audit.find(json!({"layer": "kernel", "hook": "connect4",
-                                   "dst": "198.51.100.20", "dport": 443,
-                                   "reason": "allow_rule"}));
-    let total = Audit::stood_for(&direct);
-    assert_eq!(total, 4, "{}", audit.dump());
+    let direct = audit.find(json!({"layer": "kernel", "hook": hook, "dst": addr,
+                                   "dport": 443, "reason": "allow_rule"}));
+    assert_eq!(Audit::stood_for(&direct), 4, "{}", audit.dump());
     assert!(
         direct.len() < 4,
         "the repeats were counted: {}",
         audit.dump()
     );
-    let proxied = audit.find(json!({"layer": "kernel", "hook": "connect4",
-                                    "dst": "198.51.100.20", "dport": 443,
-                                    "reason": "proxy_redirect"}));
+    let proxied = audit.find(json!({"layer": "kernel", "hook": hook, "dst": addr,
+                                    "dport": 443, "reason": "proxy_redirect"}));
     assert_eq!(proxied.len(), 1, "{}", audit.dump());
     Ok(())
+}
+
+#[test]
+fn a_dns_answer_reaches_the_next_connect_of_a_kept_flow() -> Result<()> {
+    a_dns_answer_reaches_the_next_connect(
+        "a_dns_answer_reaches_the_next_connect_of_a_kept_flow",
+        "198.51.100.20",
+        "A",
+        "connect4",
+    )
+}
+
+#[test]
+fn an_aaaa_answer_reaches_the_next_connect_of_a_kept_ipv6_flow() -> Result<()> {
+    a_dns_answer_reaches_the_next_connect(
+        "an_aaaa_answer_reaches_the_next_connect_of_a_kept_ipv6_flow",
+        "2001:db8::20",
+        "AAAA",
+        "connect6",
+    )
 }
 
 /// Resolves short.example.test (its answers live one second), waits 0.3 s, then connects
