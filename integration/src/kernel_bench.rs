@@ -50,59 +50,47 @@ impl ProgramCost {
     }
 }
 
-/// Runs `count` connects in a bottle with accounting on and returns each program's share.
-/// With `held_back`, the agent's audit reader starts only after the loop (the
-/// CORK_TEST_READER_DELAY_MS seam), so no wake-up ever finds it waiting.
-pub fn program_cost(
-    world: &World,
-    client: &str,
-    label: &str,
-    count: u64,
-    held_back: bool,
-) -> Result<ProgramCost> {
-    program_cost_with(world, client, label, MANIFEST, count, held_back)
+/// One measured run of the connect loop in a bottle.
+pub struct Load<'a> {
+    pub label: &'a str,
+    /// The manifest: it allows [`TARGET`]:[`PORT`] (and, for new flows, the ports above).
+    pub body: &'a str,
+    pub count: u64,
+    /// The agent's audit reader starts only after the loop (the CORK_TEST_READER_DELAY_MS
+    /// seam), so no wake-up ever finds it waiting.
+    pub held_back: bool,
+    /// Connect i goes to port [`PORT`] + i: every connect a flow of its own, so none finds
+    /// a verdict kept in its counter slot (it asks the policy and is recorded, as a flow's
+    /// first connect is).
+    pub new_flows: bool,
 }
 
-/// [`program_cost`] under the manifest `body`, which must allow [`TARGET`]:[`PORT`].
-pub fn program_cost_with(
-    world: &World,
-    client: &str,
-    label: &str,
-    body: &str,
-    count: u64,
-    held_back: bool,
-) -> Result<ProgramCost> {
-    program_cost_of(world, client, label, body, count, held_back, false)
+impl<'a> Load<'a> {
+    /// `count` connects to [`TARGET`]:[`PORT`] under `body`, the reader running.
+    pub fn repeated(label: &'a str, body: &'a str, count: u64) -> Self {
+        Load {
+            label,
+            body,
+            count,
+            held_back: false,
+            new_flows: false,
+        }
+    }
 }
 
 /// Allows [`TARGET`] on every port from [`PORT`] up: the new-flows run's destinations.
 const NEW_FLOWS_MANIFEST: &str =
     "[[egress.allow]]\ncidr = \"198.51.100.10/32\"\nports = [\"9000-65535\"]\n";
 
-/// `count` allowed connects that are each a flow of its own (port [`PORT`] + i): every one
-/// asks the policy and is recorded, as a flow's first connect is — none finds a verdict
-/// kept in its counter slot.
-pub fn new_flows_cost(world: &World, client: &str, count: u64) -> Result<ProgramCost> {
-    program_cost_of(
-        world,
-        client,
-        "kstats-new",
-        NEW_FLOWS_MANIFEST,
+/// Runs `load` in a bottle with accounting on and returns each program's share.
+pub fn program_cost(world: &World, client: &str, load: &Load) -> Result<ProgramCost> {
+    let &Load {
+        label,
+        body,
         count,
-        false,
-        true,
-    )
-}
-
-fn program_cost_of(
-    world: &World,
-    client: &str,
-    label: &str,
-    body: &str,
-    count: u64,
-    held_back: bool,
-    new_flows: bool,
-) -> Result<ProgramCost> {
+        held_back,
+        new_flows,
+    } = load;
     let _stats = kernel_stats::enable()?;
     let manifest = world.manifest(label, body)?;
     // The shell reports its cgroup and waits, so the programs are found (and held open,
@@ -223,13 +211,26 @@ pub fn report(world: &World, client: &str, count: u64, paced: u64) -> Result<Rep
         format!("kernel programs over {count} allowed connects in a bottle (bpf_stats)"),
     );
     println!("\nkernel programs, {count} allowed connects in a bottle (bpf_stats)");
-    let live = program_cost(world, client, "kstats", count, false)?;
-    let held_count = count.min(HELD_BACK_MAX);
-    let held = program_cost(world, client, "kstats-held", held_count, true)?;
+    let live = program_cost(world, client, &Load::repeated("kstats", MANIFEST, count))?;
+    let held = program_cost(
+        world,
+        client,
+        &Load {
+            held_back: true,
+            ..Load::repeated("kstats-held", MANIFEST, count.min(HELD_BACK_MAX))
+        },
+    )?;
     let noop = noop_cost(world, client, count)?;
     // PORT + count must stay a port: the smoke's counts are tiny, a full run's 20 000.
     let base: u64 = PORT.parse().context("PORT")?;
-    let fresh = new_flows_cost(world, client, count.min(65536 - base))?;
+    let fresh = program_cost(
+        world,
+        client,
+        &Load {
+            new_flows: true,
+            ..Load::repeated("kstats-new", NEW_FLOWS_MANIFEST, count.min(65536 - base))
+        },
+    )?;
     println!(
         "  {:<18} {:>10} {:>12}   {:>10} {:>12}",
         "program", "runs", "ns/run", "runs", "ns/run (reader held back)"

@@ -149,13 +149,11 @@ pub fn report(world: &World, client: &str, sizes: &[usize], connects: u64) -> Re
     for (i, &n) in sizes.iter().enumerate() {
         let row = measure(world, &format!("scale{i}"), n)?;
         let body = manifest_body(n, DOMAIN_RULES);
-        let cost = kernel_bench::program_cost_with(
+        let label = format!("scalec{i}");
+        let cost = kernel_bench::program_cost(
             world,
             client,
-            &format!("scalec{i}"),
-            &body,
-            connects,
-            false,
+            &kernel_bench::Load::repeated(&label, &body, connects),
         )?;
         let connect4 = cost
             .programs

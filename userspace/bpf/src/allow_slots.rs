@@ -43,20 +43,22 @@ struct Shared {
 
 const _: () = assert!(std::mem::size_of::<Shared>() == std::mem::size_of::<cork_allow_slot>());
 const _: () = assert!(std::mem::size_of::<Key>() == 32);
+/// Where `cork_allow_slot.value` starts: every value field's offset is from it.
+const VALUE: usize = std::mem::offset_of!(cork_allow_slot, value);
 const _: () = assert!(
     std::mem::offset_of!(Shared, key) == std::mem::offset_of!(cork_allow_slot, key)
         && std::mem::offset_of!(Shared, window_end_ns)
-            == std::mem::offset_of!(cork_allow_slot, value)
-                + std::mem::offset_of!(cork_allow_value, window_end_ns)
+            == VALUE + std::mem::offset_of!(cork_allow_value, window_end_ns)
         && std::mem::offset_of!(Shared, counted)
-            == std::mem::offset_of!(cork_allow_slot, value)
-                + std::mem::offset_of!(cork_allow_value, counted)
+            == VALUE + std::mem::offset_of!(cork_allow_value, counted)
         && std::mem::offset_of!(Shared, rule_id)
-            == std::mem::offset_of!(cork_allow_slot, value)
-                + std::mem::offset_of!(cork_allow_value, rule_id)
+            == VALUE + std::mem::offset_of!(cork_allow_value, rule_id)
+        && std::mem::offset_of!(Shared, policy_gen)
+            == VALUE + std::mem::offset_of!(cork_allow_value, policy_gen)
+        && std::mem::offset_of!(Shared, open_until_jiffies)
+            == VALUE + std::mem::offset_of!(cork_allow_value, open_until_jiffies)
         && std::mem::offset_of!(Shared, keeper)
-            == std::mem::offset_of!(cork_allow_slot, value)
-                + std::mem::offset_of!(cork_allow_value, keeper)
+            == VALUE + std::mem::offset_of!(cork_allow_value, keeper)
 );
 
 /// What a live slot holds.
