@@ -21,7 +21,7 @@ use cork_policy::{KernelPlan, Policy, PolicySlot};
 
 use super::abi::cork_prefix_value;
 use super::boot_ns;
-use super::maps::{MapError, count_learn, learned_value, prefix_value, slot_maps};
+use super::maps::{MapError, count_learn, learned_value, learns, prefix_value, slot_maps};
 
 type Trie<const N: usize> = LpmTrie<MapData, [u8; N], cork_prefix_value>;
 
@@ -55,8 +55,10 @@ type Taught = HashMap<IpAddr, (String, u64)>;
 
 struct State {
     judge: Judge,
-    /// `cork_gen`: every write into a trie is counted there (maps::count_learn).
+    /// `cork_gen`: every write into a trie is counted there (maps::count_learn), and
+    /// the count as last written (only the learner writes it).
     generation: Array<MapData, u32>,
+    learns: u32,
     v4: [Trie<4>; 2],
     v6: [Trie<16>; 2],
     taught: Taught,
@@ -93,6 +95,7 @@ impl MapLearner {
                 operation: "open pin",
                 source,
             })?;
+        let learns = learns(&generation)?;
         Ok(MapLearner {
             state: Mutex::new(State {
                 judge: Judge {
@@ -101,6 +104,7 @@ impl MapLearner {
                     slot,
                 },
                 generation,
+                learns,
                 v4: [open::<4>(pin_dir, s0.v4)?, open::<4>(pin_dir, s1.v4)?],
                 v6: [open::<16>(pin_dir, s0.v6)?, open::<16>(pin_dir, s1.v6)?],
                 taught: HashMap::new(),
@@ -124,7 +128,7 @@ impl MapLearner {
             until,
         );
         // Counted whatever the write did (a sweep may have run before an insert failed).
-        count_learn(&mut state.generation).map_err(LearnError::Generation)?;
+        count_learn(&mut state.generation, &mut state.learns).map_err(LearnError::Generation)?;
         written?;
         state.taught.insert(addr, (name.to_owned(), until));
         Ok(())

@@ -164,7 +164,8 @@ pub fn learn(ebpf: &mut MapSet, entry: &LearnedEntry, until_boot_ns: u64) -> Res
     };
     let map = ebpf.map_mut(GEN).ok_or(MapError::Missing(GEN))?;
     let mut word: Array<&mut MapData, u32> = Array::try_from(map).map_err(aya_err(GEN, "open"))?;
-    count_learn(&mut word)?;
+    let mut count = learns(&word)?;
+    count_learn(&mut word, &mut count)?;
     written
 }
 
@@ -290,17 +291,26 @@ pub fn set_live_slot(ebpf: &mut MapSet, slot: PolicySlot) -> Result<(), MapError
     word.set(GEN_FLIPS, next, 0).map_err(aya_err(GEN, "write"))
 }
 
+/// The DNS learner's count of its writes into the tries (see [`count_learn`]).
+pub(crate) fn learns<T: std::borrow::Borrow<MapData>>(
+    generation: &Array<T, u32>,
+) -> Result<u32, MapError> {
+    generation.get(&GEN_LEARNS, 0).map_err(aya_err(GEN, "read"))
+}
+
 /// Counts a write into the tries other than a flip (the DNS learner's): a verdict the
-/// programs keep (cork_policy_gen) never outlives one. Only the learner writes this word.
+/// programs keep (cork_policy_gen) never outlives one. `learns` is the word as the caller
+/// last read or wrote it — only the learner writes it, so it need not be read again.
 pub(crate) fn count_learn<T: std::borrow::BorrowMut<MapData>>(
     generation: &mut Array<T, u32>,
+    learns: &mut u32,
 ) -> Result<(), MapError> {
-    let learns = generation
-        .get(&GEN_LEARNS, 0)
-        .map_err(aya_err(GEN, "read"))?;
+    let next = learns.wrapping_add(1);
     generation
-        .set(GEN_LEARNS, learns.wrapping_add(1), 0)
-        .map_err(aya_err(GEN, "write"))
+        .set(GEN_LEARNS, next, 0)
+        .map_err(aya_err(GEN, "write"))?;
+    *learns = next;
+    Ok(())
 }
 
 /// Reads the maps of `slot` back and compares them with the plan. `learned` = the bottle
