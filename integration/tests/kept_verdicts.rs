@@ -5,11 +5,16 @@
 //! is checked is that nothing kept outlives what made it: a DNS answer that changes a
 //! kept flow's answer (its address now goes through the inspecting proxy) reaches the very
 //! next connect, and no connect gets through on a kept verdict after the learned address
-//! it read has expired. (A policy update reaching kept flows: bottle_update.rs.)
+//! it read has expired, nor after two policy updates that bring the live slot back to the
+//! one it was kept in. (One policy update reaching kept flows: bottle_update.rs.)
 
 use anyhow::Result;
+use std::time::Duration;
+
+use cork_integration::daemon::{TestDaemon, exec};
 use cork_integration::dns_client::argv;
 use cork_integration::dns_server::Zone;
+use cork_integration::process::Spawned;
 use cork_integration::{Audit, Side, World};
 use serde_json::json;
 
@@ -183,5 +188,121 @@ fn no_connect_gets_through_on_a_kept_verdict_after_its_address_expired() -> Resu
         "counted, not recorded: {}",
         audit.dump()
     );
+    Ok(())
+}
+
+/// Connects to 198.51.100.10:8080 over and over, one line per connect ("ok", "EPERM");
+/// whenever the file argv[1] says something new, prints "mark <it>" first; stops at
+/// "stop".
+const HAMMER: &str = r#"
+import errno, socket, sys
+def one():
+    s = socket.socket()
+    s.settimeout(5)
+    try:
+        s.connect(("198.51.100.10", 8080))
+        return "ok"
+    except OSError as e:
+        return errno.errorcode.get(e.errno, str(e.errno))
+    finally:
+        s.close()
+last = ""
+while True:
+    try:
+        with open(sys.argv[1]) as f:
+            said = f.read()
+    except FileNotFoundError:
+        said = ""
+    if said != last:
+        print("mark", said, flush=True)
+        last = said
+    if said == "stop":
+        break
+    print(one(), flush=True)
+"#;
+
+/// Rounds of the slot test: a verdict comes back (when the flips are not counted) only for
+/// what is left of the flow's counting window, under a second — so one round may miss it,
+/// three rarely all do.
+const ROUNDS: usize = 3;
+
+/// Allows 198.51.100.10:8080, then refuses it under two updates in a row: the second
+/// brings the live slot back to the one the allow was kept in. A verdict kept under the
+/// allowing generation must not come back with its slot (the flips are counted in the
+/// generation, not only the slot). In [`ROUNDS`] rounds, each opened by an update that
+/// allows again.
+#[test]
+fn a_kept_verdict_does_not_come_back_when_the_live_slot_does() -> Result<()> {
+    const WAIT: Duration = Duration::from_secs(30);
+    let world = World::new("a_kept_verdict_does_not_come_back_when_the_live_slot_does")?;
+    let _x = world.tcp_server(Side::Internet, "198.51.100.10:8080")?;
+    let sock = world.path("cork", "sock").display().to_string();
+    let daemon = TestDaemon::start(&world, &sock, &world.path("daemon-audit", "jsonl"))?;
+    let rule = |last: u8| {
+        world.manifest(
+            "slot",
+            &format!("[[egress.allow]]\ncidr = \"198.51.100.{last}/32\"\nports = [8080]\n"),
+        )
+    };
+    let (allows, refuses, refuses_too) = (rule(10)?, rule(11)?, rule(12)?);
+    let name = world.bottle_name("slot");
+    let cork = |args: &[&str]| -> Result<()> {
+        let out = world.run(world.cork(args))?;
+        anyhow::ensure!(out.code() == 0, "cork {args:?}: {out}");
+        Ok(())
+    };
+    let update = |m: &std::path::Path| {
+        let m = m.display().to_string();
+        cork(&["bottle", "update", &name, "--socket", &sock, "-m", &m])
+    };
+    cork(&[
+        "bottle",
+        "create",
+        "--socket",
+        &sock,
+        "-m",
+        &allows.display().to_string(),
+    ])?;
+    let said = world.path("said", "file");
+    let mut hammer = Spawned::start(&mut exec(
+        &world,
+        &sock,
+        &name,
+        &["python3", "-c", HAMMER, &said.display().to_string()],
+    ))?;
+    for round in 0..ROUNDS {
+        std::fs::write(&said, format!("allow{round}"))?;
+        hammer.wait_line(&format!("mark allow{round}"), WAIT)?;
+        if round > 0 {
+            update(&allows)?;
+        }
+        hammer.wait_line("ok", WAIT)?;
+        update(&refuses)?;
+        update(&refuses_too)?;
+        std::fs::write(&said, format!("check{round}"))?;
+        hammer.wait_line(&format!("mark check{round}"), WAIT)?;
+        // Connects under the second refusing generation, whatever the window left.
+        for _ in 0..30 {
+            hammer.wait_line("EPERM", WAIT)?;
+        }
+    }
+    std::fs::write(&said, "stop")?;
+    let out = hammer.finish(WAIT)?;
+    // Each round: from its first allow on, once refused, never allowed again.
+    for (round, part) in out.stdout.split("mark allow").skip(1).enumerate() {
+        let lines: Vec<&str> = part.lines().skip_while(|l| *l != "ok").collect();
+        let refused = lines
+            .iter()
+            .position(|l| *l == "EPERM")
+            .unwrap_or_else(|| panic!("round {round}: never refused: {out}"));
+        assert!(
+            lines[refused..].iter().all(|l| *l != "ok"),
+            "round {round}: allowed again after a refusal (the allow kept under an older \
+             generation, back with its slot): {out}"
+        );
+    }
+    cork(&["bottle", "rm", &name, "--socket", &sock])?;
+    let out = daemon.stop()?;
+    assert_eq!(out.code(), 0, "{out}");
     Ok(())
 }
