@@ -12,6 +12,7 @@
 #include "cork_policy.h"
 #include "cork_events.h"
 #include "cork_packet.h"
+#include "cork_kern.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -39,9 +40,11 @@ static __always_inline int cork_same_dst(const struct cork_sock_state *st,
  * unparsed, and the flow is kept as a vetted one is (an address expiring or a policy
  * update does not cut it). A listener sends nothing itself; a request socket (a
  * listener's handshake) and a time-wait socket are judged. A reset on close (SO_LINGER 0)
- * leaves in state CLOSE, to the peer, whose port the socket still holds. This is the path of every packet of an ordinary
- * allowed connection: one helper call, no parse, no bottle or policy lookup (each helper
- * call costs here: the kernel returns through a mitigation thunk).
+ * leaves in state CLOSE, to the peer, whose port the socket still holds. This is the path
+ * of every packet of an ordinary allowed connection: no parse, no bottle or policy lookup,
+ * and no helper call when the socket has no local storage of any map (read straight from
+ * the kernel's socket, cork_kern.h; each helper call costs here: the kernel returns
+ * through a mitigation thunk).
  */
 static __always_inline int cork_connected_stateless(const struct bpf_sock *sk)
 {
@@ -100,6 +103,10 @@ int cork_skb_egress(struct __sk_buff *skb)
 	struct cork_event *ev;
 
 	if (sk) {
+		/* A connected full socket with no storage of any map has none of cork_sock:
+		 * the same verdict as below, without the helper call. */
+		if (cork_connected_stateless(sk) && cork_full_sk_has_no_storage(skb))
+			return CORK_PASS;
 		any = bpf_sk_storage_get(&cork_sock, sk, 0, 0);
 		if (!any && cork_connected_stateless(sk))
 			return CORK_PASS;

@@ -37,6 +37,12 @@
  * to report (userspace/bpf/src/counted.rs): a program counts in a slot only while its
  * clock is inside the window it read there, and runs for microseconds. */
 #define CORK_ALLOW_IDLE_NS 10000000000ull
+/* Kernel functions (kfuncs) the programs call. aya 0.14 relocates no kfunc call, so a
+ * program emits the call instruction itself (cork_kern.h): BPF_CALL with src_reg
+ * BPF_PSEUDO_KFUNC_CALL and one of these indexes as its imm, which the loader replaces
+ * with the running kernel's BTF id of that function (userspace/bpf/src/kfunc.rs). Left
+ * unreplaced, an index is no function's id and the verifier refuses the program. */
+#define CORK_KFUNC_CAST_TO_KERN_CTX 0
 /* rule_id value meaning "no manifest rule decided this" (default deny, loopback...). */
 #define CORK_RULE_NONE 0xffffffffu
 /* Set in every rule id written to the slot-1 policy maps (see cork_policy_slot in

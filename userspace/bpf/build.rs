@@ -26,6 +26,7 @@ const HEADERS: &[&str] = &[
     "cork_events.h",
     "cork_policy.h",
     "cork_unix.h",
+    "cork_kern.h",
 ];
 
 fn main() -> anyhow::Result<()> {

@@ -19,6 +19,7 @@ mod cfg;
 pub mod counted;
 mod direct;
 pub mod events;
+mod kfunc;
 pub mod learned;
 mod load;
 mod maps;
@@ -50,6 +51,7 @@ use cork_policy::KernelPlan;
 
 use attach::ObjectSpec;
 pub use cfg::{CgroupIdError, cgroup_id, own_cgroup_id};
+pub use kfunc::KfuncError;
 pub use maps::MapError;
 pub use mapset::MapSet;
 pub use query::{AttachType, attached_programs};
@@ -60,6 +62,12 @@ pub use target::AttachTarget;
 pub enum BpfError {
     #[error("reading kernel BTF from /sys/kernel/btf/vmlinux")]
     Btf(#[source] aya::BtfError),
+    #[error("eBPF object {object}: giving its kernel-function calls the running kernel's ids")]
+    Kfunc {
+        object: &'static str,
+        #[source]
+        source: KfuncError,
+    },
     #[error("loading eBPF object {object}")]
     LoadObject {
         object: &'static str,

@@ -28,7 +28,7 @@ use nix::fcntl::{Flock, FlockArg};
 use crate::abi::CORK_MAX_BOTTLES;
 use crate::abi::map_names as names;
 use crate::direct::{LoadedProgram, sys};
-use crate::{BpfError, CGROUP_OBJECTS, MapError, load, seal, unix};
+use crate::{BpfError, CGROUP_OBJECTS, MapError, kfunc, load, seal, unix};
 
 /// The directory under bpffs that holds every set.
 pub const DIR: &str = "cork_programs";
@@ -159,9 +159,13 @@ fn load_set(dir: &Path) -> Result<(), BpfError> {
         loader.btf(Some(&btf)).default_map_pin_directory(dir);
         let mut objects = Vec::new();
         for spec in CGROUP_OBJECTS {
+            let resolved = kfunc::resolve(spec.bytes, &btf).map_err(|source| BpfError::Kfunc {
+                object: spec.name,
+                source,
+            })?;
             objects.push(
                 loader
-                    .load(spec.bytes)
+                    .load(resolved.bytes())
                     .map_err(|source| BpfError::LoadObject {
                         object: spec.name,
                         source,
