@@ -70,7 +70,7 @@ impl Resolved {
     }
 
     pub(crate) fn bytes(&self) -> &[u8] {
-        // SAFETY: `words` owns at least `len` initialised bytes (`resolve` sized it so),
+        // SAFETY: `words` owns at least `len` initialised bytes (`copy_of` sized and filled it),
         // u8 has no alignment or validity requirement, and the slice borrows `self`.
         unsafe { std::slice::from_raw_parts(self.words.as_ptr().cast::<u8>(), self.len) }
     }
