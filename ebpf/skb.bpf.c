@@ -103,12 +103,14 @@ int cork_skb_egress(struct __sk_buff *skb)
 	struct cork_event *ev;
 
 	if (sk) {
+		int connected = cork_connected_stateless(sk);
+
 		/* A connected full socket with no storage of any map has none of cork_sock:
-		 * the same verdict as below, without the helper call. */
-		if (cork_connected_stateless(sk) && cork_full_sk_has_no_storage(skb))
+		 * the verdict the lookup below would reach, without the helper call. */
+		if (connected && cork_full_sk_has_no_storage(skb))
 			return CORK_PASS;
 		any = bpf_sk_storage_get(&cork_sock, sk, 0, 0);
-		if (!any && cork_connected_stateless(sk))
+		if (!any && connected)
 			return CORK_PASS;
 	}
 

@@ -40,7 +40,7 @@ pub enum KfuncError {
     },
     #[error(
         "the running kernel has no kernel function {function} in its BTF (cork's programs \
-         call it; it is in Linux 6.2 and later)"
+         call it; cork needs Linux 6.7 or later)"
     )]
     NotInKernel {
         function: &'static str,
@@ -54,8 +54,6 @@ pub enum KfuncError {
 pub(crate) struct Resolved {
     words: Vec<u64>,
     len: usize,
-    /// How many calls were given an id.
-    pub calls: usize,
 }
 
 impl Resolved {
@@ -63,7 +61,6 @@ impl Resolved {
         let mut out = Resolved {
             words: vec![0; bytes.len().div_ceil(INSN)],
             len: bytes.len(),
-            calls: 0,
         };
         out.bytes_mut().copy_from_slice(bytes);
         out
@@ -136,7 +133,6 @@ pub(crate) fn resolve(bytes: &[u8], btf: &Btf) -> Result<Resolved, KfuncError> {
             .id_by_type_name_kind(function, BtfKind::Func)
             .map_err(|source| KfuncError::NotInKernel { function, source })?;
         out.bytes_mut()[call.at + 4..call.at + INSN].copy_from_slice(&id.to_le_bytes());
-        out.calls += 1;
     }
     Ok(out)
 }
@@ -172,7 +168,6 @@ mod tests {
                 .all(|&(_, imm)| imm == abi::CORK_KFUNC_CAST_TO_KERN_CTX)
         );
         let resolved = resolve(crate::skb::BYTES, &btf).expect("resolves");
-        assert_eq!(resolved.calls, before.len());
         let expected_calls: Vec<_> = before.iter().map(|&(at, _)| (at, want)).collect();
         assert_eq!(calls(resolved.bytes()), expected_calls);
         // Nothing else changed.
@@ -185,22 +180,30 @@ mod tests {
 
     #[test]
     fn an_object_without_kfunc_calls_comes_back_unchanged() {
+        assert!(calls(crate::tap::BYTES).is_empty());
         let resolved = resolve(crate::tap::BYTES, &kernel_btf()).expect("resolves");
-        assert_eq!(resolved.calls, 0);
         assert_eq!(resolved.bytes(), crate::tap::BYTES);
     }
 
     #[test]
     fn an_index_naming_no_function_is_refused_where_it_is() {
         let mut bad = Resolved::copy_of(crate::skb::BYTES);
-        let (at, _) = calls(crate::skb::BYTES)[0];
-        bad.bytes_mut()[at + 4..at + INSN].copy_from_slice(&77u32.to_le_bytes());
-        match resolve(bad.bytes(), &kernel_btf()) {
-            Err(e @ KfuncError::UnknownIndex { index: 77, .. }) => {
-                assert!(e.to_string().contains("index 77"), "{e}");
-            }
-            Err(e) => panic!("wrong error: {e}"),
+        let first = &calls_in(crate::skb::BYTES).expect("an ELF object")[0];
+        bad.bytes_mut()[first.at + 4..first.at + INSN].copy_from_slice(&77u32.to_le_bytes());
+        let e = match resolve(bad.bytes(), &kernel_btf()) {
+            Err(e) => e,
             Ok(_) => panic!("an unknown index resolved"),
-        }
+        };
+        let KfuncError::UnknownIndex {
+            section,
+            offset,
+            index: 77,
+        } = &e
+        else {
+            panic!("wrong error: {e}");
+        };
+        assert_eq!(section, &first.section);
+        assert_eq!(*offset, first.offset);
+        assert!(e.to_string().contains("index 77"), "{e}");
     }
 }
