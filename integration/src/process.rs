@@ -93,9 +93,21 @@ impl std::fmt::Display for RunOutput {
 /// Runs `cmd` (stdin null unless the caller set it) with captured output; SIGKILLs it
 /// when `timeout` passes, which is then an error holding what it printed.
 pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Result<RunOutput> {
+    run_watched(cmd, timeout, |_| ()).map(|(out, ())| out)
+}
+
+/// [`run_with_timeout`], with `watch` called on a thread of its own with the child's pid
+/// while the child runs (it may sample `/proc/<pid>`); returns what `watch` returned.
+pub fn run_watched<T: Send + 'static>(
+    cmd: &mut Command,
+    timeout: Duration,
+    watch: impl FnOnce(u32) -> T + Send + 'static,
+) -> Result<(RunOutput, T)> {
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().with_context(|| format!("spawn {cmd:?}"))?;
-    let pid = Pid::from_raw(i32::try_from(child.id()).context("pid out of range")?);
+    let child_id = child.id();
+    let watcher = std::thread::spawn(move || watch(child_id));
+    let pid = Pid::from_raw(i32::try_from(child_id).context("pid out of range")?);
     let mut out = child.stdout.take().context("stdout pipe")?;
     let mut err = child.stderr.take().context("stderr pipe")?;
     let out_t = std::thread::spawn(move || {
@@ -122,13 +134,56 @@ pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Result<RunOutpu
     let timed_out = watchdog.join().unwrap_or(false);
     let stdout = String::from_utf8_lossy(&out_t.join().unwrap_or_default()).into_owned();
     let stderr = String::from_utf8_lossy(&err_t.join().unwrap_or_default()).into_owned();
-    RunOutput {
+    let watched = watcher
+        .join()
+        .map_err(|_| anyhow::anyhow!("the watcher of {cmd:?} panicked"))?;
+    let out = RunOutput {
         status,
         stdout,
         stderr,
         timed_out,
     }
-    .finished(cmd.get_program(), timeout)
+    .finished(cmd.get_program(), timeout)?;
+    Ok((out, watched))
+}
+
+/// The CPU time (user + system, all threads, not children) a process has used so far,
+/// from `/proc/<pid>/stat`; `None` once it is gone.
+pub fn cpu_time_of(pid: u32) -> Option<Duration> {
+    cpu_time_in(&format!("/proc/{pid}/stat"))
+}
+
+/// The CPU time this process's threads named `prefix…` have used so far (threads that
+/// ended are not counted: meant for a runtime's long-lived workers).
+pub fn own_threads_cpu_time(prefix: &str) -> Duration {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Duration::ZERO;
+    };
+    tasks
+        .flatten()
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("comm"))
+                .is_ok_and(|comm| comm.starts_with(prefix))
+        })
+        .filter_map(|t| cpu_time_in(&t.path().join("stat").to_string_lossy()))
+        .sum()
+}
+
+/// utime + stime of a `/proc/…/stat` file.
+fn cpu_time_in(path: &str) -> Option<Duration> {
+    let stat = std::fs::read_to_string(path).ok()?;
+    // Fields after the command name (which may hold spaces), from field 3 (`state`) on:
+    // utime is field 14, stime field 15, in clock ticks.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split_whitespace().skip(11);
+    let utime: u64 = fields.next()?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    // SAFETY: sysconf reads a configuration value; it has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let ticks = u64::try_from(ticks).ok().filter(|&t| t > 0)?;
+    Some(Duration::from_nanos(
+        (utime + stime) * 1_000_000_000 / ticks,
+    ))
 }
 
 /// The nsfs inode of a process's network namespace, if it still has one.
@@ -340,5 +395,54 @@ impl Spawned {
             self.stderr_text = String::from_utf8_lossy(&t.join().unwrap_or_default()).into_owned();
         }
         self.stderr_text.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Busy work on a named thread shows in the process's CPU time and in that thread's,
+    /// and a process that is gone has none.
+    #[test]
+    fn cpu_time_counts_the_work_done() {
+        let before = cpu_time_of(std::process::id()).expect("own stat");
+        let (done_tx, done_rx) = mpsc::channel::<()>();
+        let (exit_tx, exit_rx) = mpsc::channel::<()>();
+        let worker = std::thread::Builder::new()
+            .name("cpu-probe-test".into())
+            .spawn(move || {
+                // Busy until the kernel has counted 300 ms of this thread's CPU, however
+                // loaded the machine is.
+                let mut x = 0u64;
+                while own_threads_cpu_time("cpu-probe-test") < Duration::from_millis(300) {
+                    for _ in 0..100_000 {
+                        x = std::hint::black_box(x.wrapping_add(1));
+                    }
+                }
+                let _ = done_tx.send(());
+                // Alive while it is measured.
+                let _ = exit_rx.recv();
+            })
+            .expect("spawn");
+        done_rx.recv().expect("busy work done");
+        let named = own_threads_cpu_time("cpu-probe-test");
+        let after = cpu_time_of(std::process::id()).expect("own stat");
+        assert!(
+            named >= Duration::from_millis(300),
+            "named thread: {named:?}"
+        );
+        assert!(
+            after - before >= Duration::from_millis(300),
+            "process: {:?}",
+            after - before
+        );
+        assert_eq!(own_threads_cpu_time("no-such-thread-name"), Duration::ZERO);
+        let _ = exit_tx.send(());
+        worker.join().expect("join");
+        let mut gone = Command::new("true").spawn().expect("spawn true");
+        let pid = gone.id();
+        gone.wait().expect("reap");
+        assert_eq!(cpu_time_of(pid), None);
     }
 }

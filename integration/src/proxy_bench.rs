@@ -22,7 +22,7 @@ pub use peers::{DNS, HOST, Peer, PeerEnv, ROUTED_UPSTREAM, RunningPeer, UPSTREAM
 
 use crate::addr::check_ip;
 use crate::https_upstream::{HttpsUpstream, TestCa, UpstreamConfig};
-use crate::process::run_with_timeout;
+use crate::process::{cpu_time_of, own_threads_cpu_time, run_watched, run_with_timeout};
 
 impl LoadSpec {
     /// The `load` subcommand's arguments for this spec (after `load`).
@@ -186,6 +186,12 @@ pub struct PeerResult {
     pub paced: LoadResult,
     /// Closed loop, a new TLS connection per request (with `new_connections`).
     pub fresh: Option<LoadResult>,
+    /// CPU time per request in the closed-loop run, µs, sampled over the middle half of
+    /// the measured window. cork's peers: the agent's (the `cork run` process, every
+    /// thread). `direct`: the load generator's and the upstream's together — what the
+    /// same exchange costs without a proxy, so on a machine all of them share, the bound
+    /// a proxy's own cost sets on its rate. Other peers: not measured.
+    pub agent_cpu_us: Option<f64>,
 }
 
 /// Builds the namespace, CAs and upstream, then measures each peer in turn; `report`
@@ -271,18 +277,19 @@ pub fn compare(opts: &CompareOpts, mut report: impl FnMut(&PeerResult)) -> Resul
             body: opts.body,
             fresh: false,
         };
-        let max = run_load(&bench, &running, &opts.load_bin, &spec)
+        let (max, agent_cpu) = run_load(&bench, &running, &opts.load_bin, &spec)
             .with_context(|| format!("{}: maximum rate; {}", peer.name(), upstream_report()))?;
         let half = max.rate / 2.0;
         spec.rate = Some(opts.latency_rate.map_or(half, |r| r.min(half)));
-        let paced = run_load(&bench, &running, &opts.load_bin, &spec)
+        let (paced, _) = run_load(&bench, &running, &opts.load_bin, &spec)
             .with_context(|| format!("{}: latency at half the maximum", peer.name()))?;
         let fresh = if opts.new_connections {
             spec.rate = None;
             spec.fresh = true;
             Some(
                 run_load(&bench, &running, &opts.load_bin, &spec)
-                    .with_context(|| format!("{}: new TLS connections", peer.name()))?,
+                    .with_context(|| format!("{}: new TLS connections", peer.name()))?
+                    .0,
             )
         } else {
             None
@@ -291,6 +298,7 @@ pub fn compare(opts: &CompareOpts, mut report: impl FnMut(&PeerResult)) -> Resul
         let r = PeerResult {
             peer,
             round,
+            agent_cpu_us: agent_cpu.map(|per_s| per_s * 1e6 / max.rate),
             max,
             paced,
             fresh,
@@ -308,15 +316,67 @@ fn write(dir: &Path, name: &str, text: &str) -> Result<PathBuf> {
     Ok(p)
 }
 
+/// The upstream's runtime threads (`HttpsUpstream`), in this process.
+const UPSTREAM_THREADS: &str = "https-upstream";
+
+/// CPU seconds per second `pid` (plus `more()`) used from `from` (after now) for `span`,
+/// sampled every 10 ms; when it ends before that (a smoke run's short window), over the
+/// last part of its life that was sampled. `None` when it lived for fewer than two
+/// samples.
+fn cpu_rate(pid: u32, from: Duration, span: Duration, more: impl Fn() -> Duration) -> Option<f64> {
+    let start = std::time::Instant::now();
+    let mut samples = Vec::new();
+    while let Some(cpu) = cpu_time_of(pid).map(|c| c + more()) {
+        let at = start.elapsed();
+        samples.push((at, cpu));
+        if at >= from + span {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let in_window: Vec<_> = samples.iter().filter(|(at, _)| *at >= from).collect();
+    let (first, last) = match in_window.as_slice() {
+        [first, .., last] => (**first, **last),
+        _ => (
+            *samples.get(samples.len().checked_sub(2)?)?,
+            *samples.last()?,
+        ),
+    };
+    let secs = (last.0 - first.0).as_secs_f64();
+    (secs > 0.0).then(|| last.1.saturating_sub(first.1).as_secs_f64() / secs)
+}
+
+/// How long `cork run` takes to start the command, at most, before the load's warm-up
+/// begins (the agent's CPU is sampled after it).
+const CORK_START: Duration = Duration::from_millis(300);
+
+/// Runs the load; for cork's peers also the agent's CPU seconds per second over the middle
+/// half of the measured window (the load command's process is the agent: `cork run`),
+/// for direct the load generator's and the upstream's (this process's upstream threads).
 fn run_load(
     bench: &BenchNs,
     peer: &RunningPeer,
     bin: &Path,
     spec: &LoadSpec,
-) -> Result<LoadResult> {
+) -> Result<(LoadResult, Option<f64>)> {
     let mut cmd = peer.load_command(bench.ns(), bin, &spec.to_args())?;
     let limit = spec.warmup + spec.duration + Duration::from_secs(60);
-    let out = run_with_timeout(&mut cmd, limit)?;
+    let (from, span) = (
+        CORK_START + spec.warmup + spec.duration / 4,
+        spec.duration / 2,
+    );
+    let (cork, direct) = (
+        peer.transparent(),
+        peer.proxy.is_none() && !peer.transparent(),
+    );
+    let (out, agent_cpu) = run_watched(&mut cmd, limit, move |pid| {
+        let upstream = move || own_threads_cpu_time(UPSTREAM_THREADS);
+        match (cork, direct) {
+            (true, _) => cpu_rate(pid, from, span, || Duration::ZERO),
+            (_, true) => cpu_rate(pid, from, span, upstream),
+            _ => None,
+        }
+    })?;
     ensure!(
         out.code() == 0,
         "load generator: {out}\n{}",
@@ -328,7 +388,7 @@ fn run_load(
         "no request completed: {out}\n{}",
         peer.log_tail()
     );
-    Ok(result)
+    Ok((result, agent_cpu))
 }
 
 #[cfg(test)]

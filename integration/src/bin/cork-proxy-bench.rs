@@ -175,7 +175,7 @@ fn report(title: String, peers: &[Peer], results: &[PeerResult]) -> Report {
     let mut rep = Report::new("proxy", title);
     let has_direct = peers.contains(&Peer::Direct);
     type Pick = fn(&PeerResult) -> Option<f64>;
-    let figures: [(&str, &str, &str, Pick); 5] = [
+    let figures: [(&str, &str, &str, Pick); 6] = [
         ("max_rps", "keep-alive HTTPS max req/s", "1/s", |r| {
             Some(r.max.rate)
         }),
@@ -191,6 +191,12 @@ fn report(title: String, peers: &[Peer], results: &[PeerResult]) -> Report {
         ("tls_p50", "new TLS connection + request p50", "us", |r| {
             r.fresh.as_ref().map(|f| f.p50_us as f64)
         }),
+        (
+            "agent_cpu",
+            "CPU per request at the max rate (cork: the agent; direct: client + server)",
+            "us",
+            |r| r.agent_cpu_us,
+        ),
     ];
     for (key, what, unit, pick) in figures {
         for &p in peers {
@@ -208,7 +214,7 @@ fn report(title: String, peers: &[Peer], results: &[PeerResult]) -> Report {
                 unit,
                 &samples,
             );
-            if has_direct && p != Peer::Direct {
+            if has_direct && p != Peer::Direct && key != "agent_cpu" {
                 rep.ratio_to(&format!("{key}.direct"));
             }
         }
@@ -276,6 +282,26 @@ fn summary(peers: &[Peer], results: &[PeerResult]) {
     if !of_relay.is_empty() {
         let each: Vec<String> = of_relay.iter().map(|r| format!("{r:.2}")).collect();
         println!("cork / cork-relay max req/s, per round: {}", each.join(" "));
+    }
+    for &p in peers {
+        let each: Vec<String> = results
+            .iter()
+            .filter(|r| r.peer == p)
+            .filter_map(|r| r.agent_cpu_us)
+            .map(|us| format!("{us:.1}"))
+            .collect();
+        if !each.is_empty() {
+            println!(
+                "CPU per request ({}: {}), per round: {} us",
+                p.name(),
+                if p == Peer::Direct {
+                    "client + server"
+                } else {
+                    "the agent"
+                },
+                each.join(" ")
+            );
+        }
     }
 }
 
