@@ -186,9 +186,10 @@ fn test(extra: &[String]) -> Result<()> {
             "cork-sweep",
         ])
         .env("CORK_BIN", &bin))?;
-    // The leak check runs alone, after every other test binary has finished.
+    // The leak check runs alone, after every other test binary has finished. `--lib`:
+    // the harness's own unit tests (the address-range guard among them) run too.
     run(cargo()
-        .args(["test", "-p", "cork-integration", "--no-fail-fast"])
+        .args(["test", "-p", "cork-integration", "--no-fail-fast", "--lib"])
         .args(
             integration_tests()?
                 .iter()
