@@ -153,18 +153,9 @@ impl CountedAllows {
     }
 }
 
-/// CLOCK_BOOTTIME now, in nanoseconds: the clock of the programs' windows and stamps.
-pub fn boot_now_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: ts is a valid timespec to write to.
-    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
-    (ts.tv_sec as u64)
-        .saturating_mul(1_000_000_000)
-        .saturating_add(ts.tv_nsec as u64)
-}
+/// CLOCK_BOOTTIME now, in nanoseconds: the clock of the programs' windows and stamps
+/// (the one clock reader, [`crate::boot_ns`], under the name this module's callers use).
+pub use crate::boot_ns as boot_now_ns;
 
 /// The `struct cork_allow_key` of a record the programs would count the repeats of: an
 /// allowed connect decided by an allow rule (the flow `cork_allow_counted` keys by; its
