@@ -277,17 +277,17 @@ pub fn compare(opts: &CompareOpts, mut report: impl FnMut(&PeerResult)) -> Resul
             body: opts.body,
             fresh: false,
         };
-        let (max, agent_cpu) = run_load(&bench, &running, &opts.load_bin, &spec)
+        let (max, agent_cpu) = run_load(&bench, &running, &opts.load_bin, &spec, true)
             .with_context(|| format!("{}: maximum rate; {}", peer.name(), upstream_report()))?;
         let half = max.rate / 2.0;
         spec.rate = Some(opts.latency_rate.map_or(half, |r| r.min(half)));
-        let (paced, _) = run_load(&bench, &running, &opts.load_bin, &spec)
+        let (paced, _) = run_load(&bench, &running, &opts.load_bin, &spec, false)
             .with_context(|| format!("{}: latency at half the maximum", peer.name()))?;
         let fresh = if opts.new_connections {
             spec.rate = None;
             spec.fresh = true;
             Some(
-                run_load(&bench, &running, &opts.load_bin, &spec)
+                run_load(&bench, &running, &opts.load_bin, &spec, false)
                     .with_context(|| format!("{}: new TLS connections", peer.name()))?
                     .0,
             )
@@ -319,14 +319,21 @@ fn write(dir: &Path, name: &str, text: &str) -> Result<PathBuf> {
 /// The upstream's runtime threads (`HttpsUpstream`), in this process.
 const UPSTREAM_THREADS: &str = "https-upstream";
 
-/// CPU seconds per second `pid` (plus `more()`) used from `from` (after now) for `span`,
-/// sampled every 10 ms; when it ends before that (a smoke run's short window), over the
-/// last part of its life that was sampled. `None` when it lived for fewer than two
-/// samples.
-fn cpu_rate(pid: u32, from: Duration, span: Duration, more: impl Fn() -> Duration) -> Option<f64> {
+/// CPU seconds per second `pid` (with this process's upstream threads when
+/// `with_upstream`) used from `from` (after now) for `span`, sampled every 10 ms; when it
+/// ends before that (a smoke run's short window), over the last part of its life that
+/// was sampled. `None` when it lived for fewer than two samples.
+fn cpu_rate(pid: u32, from: Duration, span: Duration, with_upstream: bool) -> Option<f64> {
+    let upstream = || {
+        if with_upstream {
+            own_threads_cpu_time(UPSTREAM_THREADS)
+        } else {
+            Duration::ZERO
+        }
+    };
     let start = std::time::Instant::now();
     let mut samples = Vec::new();
-    while let Some(cpu) = cpu_time_of(pid).map(|c| c + more()) {
+    while let Some(cpu) = cpu_time_of(pid).map(|c| c + upstream()) {
         let at = start.elapsed();
         samples.push((at, cpu));
         if at >= from + span {
@@ -350,14 +357,16 @@ fn cpu_rate(pid: u32, from: Duration, span: Duration, more: impl Fn() -> Duratio
 /// begins (the agent's CPU is sampled after it).
 const CORK_START: Duration = Duration::from_millis(300);
 
-/// Runs the load; for cork's peers also the agent's CPU seconds per second over the middle
-/// half of the measured window (the load command's process is the agent: `cork run`),
-/// for direct the load generator's and the upstream's (this process's upstream threads).
+/// Runs the load; with `sample`, also CPU seconds per second over the middle half of the
+/// measured window: for cork's peers the agent's (the load command's process is the
+/// agent: `cork run`), for direct the load generator's and the upstream's (this
+/// process's upstream threads); other peers are not sampled.
 fn run_load(
     bench: &BenchNs,
     peer: &RunningPeer,
     bin: &Path,
     spec: &LoadSpec,
+    sample: bool,
 ) -> Result<(LoadResult, Option<f64>)> {
     let mut cmd = peer.load_command(bench.ns(), bin, &spec.to_args())?;
     let limit = spec.warmup + spec.duration + Duration::from_secs(60);
@@ -365,17 +374,15 @@ fn run_load(
         CORK_START + spec.warmup + spec.duration / 4,
         spec.duration / 2,
     );
-    let (cork, direct) = (
-        peer.transparent(),
-        peer.proxy.is_none() && !peer.transparent(),
-    );
+    // Some(with the upstream's threads): direct, whose load process is the client.
+    let sampled = match (sample, peer.transparent(), peer.proxy.is_none()) {
+        (false, _, _) => None,
+        (true, true, _) => Some(false),
+        (true, false, true) => Some(true),
+        (true, false, false) => None,
+    };
     let (out, agent_cpu) = run_watched(&mut cmd, limit, move |pid| {
-        let upstream = move || own_threads_cpu_time(UPSTREAM_THREADS);
-        match (cork, direct) {
-            (true, _) => cpu_rate(pid, from, span, || Duration::ZERO),
-            (_, true) => cpu_rate(pid, from, span, upstream),
-            _ => None,
-        }
+        cpu_rate(pid, from, span, sampled?)
     })?;
     ensure!(
         out.code() == 0,

@@ -172,7 +172,7 @@ impl EventHandler for AuditWriter {
     }
 
     fn tick(&mut self) {
-        let due = self.flows.due(boot_now_ns());
+        let due = self.flows.due(boot_ns());
         if self.write_summaries(due) {
             self.flush();
         }
@@ -190,7 +190,7 @@ impl Drop for AuditWriter {
     }
 }
 
-use cork_bpf::counted::boot_now_ns;
+use cork_bpf::boot_ns;
 
 /// Turns one kernel record into its audit event.
 pub fn verdict_from_kernel(ev: &cork_event, en: &Enrichment) -> VerdictEvent {

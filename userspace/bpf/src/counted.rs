@@ -153,10 +153,6 @@ impl CountedAllows {
     }
 }
 
-/// CLOCK_BOOTTIME now, in nanoseconds: the clock of the programs' windows and stamps
-/// (the one clock reader, [`crate::boot_ns`], under the name this module's callers use).
-pub use crate::boot_ns as boot_now_ns;
-
 /// The `struct cork_allow_key` of a record the programs would count the repeats of: an
 /// allowed connect decided by an allow rule (the flow `cork_allow_counted` keys by; its
 /// rule is the slot's, and the record's `rule_id`).

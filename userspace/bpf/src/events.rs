@@ -222,7 +222,7 @@ impl<H: EventHandler> Reader<H> {
         let Some(counted) = &mut self.counted else {
             return false;
         };
-        let summaries = counted.sweep(crate::counted::boot_now_ns(), all);
+        let summaries = counted.sweep(crate::boot_ns(), all);
         for (ev, count) in &summaries {
             self.handler.counted(ev, *count);
         }

@@ -625,7 +625,8 @@ impl Drop for Enforcement {
     }
 }
 
-/// CLOCK_BOOTTIME now, in nanoseconds: the clock of `bpf_ktime_get_boot_ns`.
+/// CLOCK_BOOTTIME now, in nanoseconds: the clock of `bpf_ktime_get_boot_ns` (the
+/// programs' stamps and counting windows, learned addresses' expiry).
 pub fn boot_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
