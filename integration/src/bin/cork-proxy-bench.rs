@@ -56,7 +56,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use cork_bench_report::{Report, cdf_series};
-use cork_integration::proxy_bench::{self, CompareOpts, LoadSpec, Peer, PeerResult};
+use cork_integration::proxy_bench::{
+    self, CompareOpts, LoadSpec, Peer, PeerResult, Pick, per_round_ratio, same_round_ratios,
+};
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -174,7 +176,6 @@ fn compare(args: &[String]) -> Result<()> {
 fn report(title: String, peers: &[Peer], results: &[PeerResult]) -> Report {
     let mut rep = Report::new("proxy", title);
     let has_direct = peers.contains(&Peer::Direct);
-    type Pick = fn(&PeerResult) -> Option<f64>;
     let figures: [(&str, &str, &str, Pick); 6] = [
         ("max_rps", "keep-alive HTTPS max req/s", "1/s", |r| {
             Some(r.max.rate)
@@ -193,7 +194,7 @@ fn report(title: String, peers: &[Peer], results: &[PeerResult]) -> Report {
         }),
         (
             "agent_cpu",
-            "CPU per request at the max rate (cork: the agent; direct: client + server)",
+            "CPU per request at the max rate (cork: the agent; direct: client + server; squid, mitmproxy: their process)",
             "us",
             |r| r.agent_cpu_us,
         ),
@@ -221,14 +222,11 @@ fn report(title: String, peers: &[Peer], results: &[PeerResult]) -> Report {
             }
         }
     }
-    let of_relay = per_round_ratio(results, Peer::Cork, Peer::CorkRelay);
-    if !of_relay.is_empty() {
-        rep.row(
-            "max_rps_of_relay.cork",
-            "keep-alive HTTPS max req/s, cork / cork-relay in the same round",
-            "x",
-            &of_relay,
-        );
+    for (key, what, of, pick) in same_round_ratios() {
+        let each = per_round_ratio(results, Peer::Cork, of, pick);
+        if !each.is_empty() {
+            rep.row(&format!("{key}.cork"), what, "x", &each);
+        }
     }
     for &p in peers {
         let runs: Vec<Vec<u64>> = results
@@ -280,10 +278,14 @@ fn summary(peers: &[Peer], results: &[PeerResult]) {
         );
     }
     println!("(x: ratio to direct; latency measured open-loop, at the rate the header gives)");
-    let of_relay = per_round_ratio(results, Peer::Cork, Peer::CorkRelay);
-    if !of_relay.is_empty() {
-        let each: Vec<String> = of_relay.iter().map(|r| format!("{r:.2}")).collect();
-        println!("cork / cork-relay max req/s, per round: {}", each.join(" "));
+    for (_, what, of, pick) in same_round_ratios() {
+        let each: Vec<String> = per_round_ratio(results, Peer::Cork, of, pick)
+            .iter()
+            .map(|r| format!("{r:.2}"))
+            .collect();
+        if !each.is_empty() {
+            println!("{what}, per round: {}", each.join(" "));
+        }
     }
     for &p in peers {
         let each: Vec<String> = results
@@ -296,30 +298,13 @@ fn summary(peers: &[Peer], results: &[PeerResult]) {
             println!(
                 "CPU per request ({}: {}), per round: {} us",
                 p.name(),
-                if p == Peer::Direct {
-                    "client + server"
-                } else {
-                    "the agent"
+                match p {
+                    Peer::Direct => "client + server",
+                    Peer::Cork | Peer::CorkRelay => "the agent",
+                    Peer::Squid | Peer::Mitmproxy => "its process",
                 },
                 each.join(" ")
             );
         }
     }
-}
-
-/// `a`'s maximum rate over `b`'s, per round both ran in: a ratio that outside load on
-/// the machine moves less than either peer's ratio to direct (the two share the agent's
-/// path and run seconds apart).
-fn per_round_ratio(results: &[PeerResult], a: Peer, b: Peer) -> Vec<f64> {
-    let rate = |p: Peer, round: usize| {
-        results
-            .iter()
-            .find(|r| r.peer == p && r.round == round)
-            .map(|r| r.max.rate)
-    };
-    results
-        .iter()
-        .filter(|r| r.peer == a)
-        .filter_map(|r| Some(r.max.rate / rate(b, r.round)?))
-        .collect()
 }

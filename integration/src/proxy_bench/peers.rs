@@ -212,6 +212,13 @@ impl RunningPeer {
     pub fn transparent(&self) -> bool {
         self.cork.is_some()
     }
+
+    /// The proxy's own process, for an explicit proxy (squid, mitmproxy); cork's agent is
+    /// the load command's process itself (`cork run`), direct has none.
+    pub fn proxy_pid(&self) -> Option<u32> {
+        self.proxy?;
+        self.child.as_ref().map(Child::id)
+    }
 }
 
 impl Drop for RunningPeer {
