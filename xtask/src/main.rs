@@ -77,7 +77,7 @@ fn main() -> Result<()> {
                  \x20 bench-smoke  every bench with tiny counts: runs and reports (part of test)\n\
                  \x20 bench-report the table and docs/bench/*.svg again from target/bench/*.json\n\
                  \x20 bench-deps   install the peer proxies bench-proxy compares with (root)\n\
-                 \x20 bench-proxy  HTTPS req/s and latency: direct, cork, mitmproxy, squid ssl-bump\n\
+                 \x20 bench-proxy  HTTPS req/s and latency: direct, cork, cork-relay, mitmproxy, squid, cork-b\n\
                  \x20 bench-vm     a guest on a bare tap vs in a VM bottle: connects/s, MiB/s, HTTPS req/s\n\
                  \x20 package      a Debian package (binary, systemd unit, docs) in target/debian\n\
                  \x20 clean  remove leftovers of killed runs (cork-* cgroups/pins, ck* netns)"

@@ -2,7 +2,7 @@
 //! intercepting proxies, each peer measured the same way in one run.
 //!
 //! ```text
-//! cork-proxy-bench compare [--smoke] [--peers direct,cork,cork-relay,mitmproxy,squid]
+//! cork-proxy-bench compare [--smoke] [--peers direct,cork,cork-b,cork-relay,mitmproxy,squid]
 //!                          [-c 16] [--warmup 1] [--duration 10] [--rounds 1]
 //!                          [--path /bytes?n=1024] [--post BYTES] [--latency-rate R]
 //!                          [--no-new-connections]
@@ -27,6 +27,10 @@
 //! connection for every request (full handshake, no resumption, reset after the
 //! answer): new intercepted connections per second, against direct's plain rustls
 //! server. Without `--peers`, peers that are not installed are skipped with a note.
+//! `cork-b` is `cork` run by another build, `$CORK_BIN_B` (e.g. the release binary of the
+//! commit before a change): `CORK_BIN_B=/tmp/cork-old cargo xtask bench-proxy --peers
+//! direct,cork,cork-b --rounds 5` alternates the two builds in every round and reports
+//! each round's cork / cork-b rate and CPU per request.
 //! The results go to `$CORK_BENCH_OUT/proxy.json` (default `target/bench`) as well.
 //! `--smoke` (the test suite's run) is 2 connections, 0.2 s warm-up, 0.5 s runs.
 //! The namespace, its processes and the temp dir go on every exit path: `Drop`, and a
@@ -131,6 +135,9 @@ fn compare(args: &[String]) -> Result<()> {
             }
             None => true,
         });
+    } else if let Some(why) = opts.peers.iter().find_map(|p| p.missing(&opts.venv)) {
+        // Named on the command line: refused before anything is set up.
+        bail!("{why}");
     }
     let what = match opts.body {
         Some(n) => format!("POST {} with {n} B", opts.path),
@@ -300,7 +307,7 @@ fn summary(peers: &[Peer], results: &[PeerResult]) {
                 p.name(),
                 match p {
                     Peer::Direct => "client + server",
-                    Peer::Cork | Peer::CorkRelay => "the agent",
+                    Peer::Cork | Peer::CorkRelay | Peer::CorkB => "the agent",
                     Peer::Squid | Peer::Mitmproxy => "its process",
                 },
                 each.join(" ")

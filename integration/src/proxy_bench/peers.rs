@@ -45,13 +45,22 @@ pub enum Peer {
     /// The floor of any design that puts the agent's proxy on the path: two TCP legs,
     /// none of the proxy's TLS, HTTP, DLP or per-request audit.
     CorkRelay,
+    /// `cork` again, run by another build's binary (`CORK_BIN_B`): the same bottle in the
+    /// same rounds, so two builds meet the same machine load and compare round by round
+    /// (`max_rps_of_cork-b.cork`, `agent_cpu_of_cork-b.cork`) — the machine's own swing
+    /// is larger than most changes worth measuring.
+    CorkB,
 }
+
+/// The other build `cork-b` runs.
+pub const CORK_BIN_B: &str = "CORK_BIN_B";
 
 impl Peer {
     /// Every peer, in the order the comparison runs them.
-    pub const ALL: [Peer; 5] = [
+    pub const ALL: [Peer; 6] = [
         Peer::Direct,
         Peer::Cork,
+        Peer::CorkB,
         Peer::CorkRelay,
         Peer::Mitmproxy,
         Peer::Squid,
@@ -65,6 +74,7 @@ impl Peer {
             Peer::Squid => "squid",
             Peer::Cork => "cork",
             Peer::CorkRelay => "cork-relay",
+            Peer::CorkB => "cork-b",
         }
     }
 
@@ -74,14 +84,20 @@ impl Peer {
             .into_iter()
             .find(|p| p.name() == s)
             .with_context(|| {
-                format!("unknown peer {s:?} (direct, cork, cork-relay, mitmproxy, squid)")
+                let names: Vec<&str> = Self::ALL.iter().map(|p| p.name()).collect();
+                format!("unknown peer {s:?} ({})", names.join(", "))
             })
     }
 
     /// Why this peer cannot run here (its programs are not installed), if so.
     pub fn missing(self, venv: &Path) -> Option<String> {
+        if self == Peer::CorkB {
+            return cork_bin_b()
+                .err()
+                .map(|e| format!("{} not set up ({e:#})", self.name()));
+        }
         let need: Vec<PathBuf> = match self {
-            Peer::Direct | Peer::Cork | Peer::CorkRelay => Vec::new(),
+            Peer::Direct | Peer::Cork | Peer::CorkRelay | Peer::CorkB => Vec::new(),
             Peer::Mitmproxy => vec![venv.join("bin/mitmdump")],
             Peer::Squid => vec![
                 "/usr/sbin/squid".into(),
@@ -115,8 +131,7 @@ impl Peer {
                 cork: None,
                 keeps_cacert: false,
             }),
-            Peer::Cork => start_cork(env, false),
-            Peer::CorkRelay => start_cork(env, true),
+            Peer::Cork | Peer::CorkRelay | Peer::CorkB => start_cork(env, self),
             Peer::Mitmproxy => start_mitmproxy(env),
             Peer::Squid => start_squid(env),
         }
@@ -154,8 +169,8 @@ pub struct RunningPeer {
     pub cacert: PathBuf,
     /// The proxy's log files, shown when a run fails.
     pub logs: Vec<PathBuf>,
-    /// For cork: the manifest and audit log `cork run` uses.
-    cork: Option<(PathBuf, PathBuf)>,
+    /// For cork: how the load runs in its bottle.
+    cork: Option<CorkRun>,
     /// Whether the client keeps trusting [`RunningPeer::cacert`] in the bottle (the
     /// relay: the TLS it sees is the upstream's) rather than the bundle `cork run` gives.
     keeps_cacert: bool,
@@ -182,7 +197,11 @@ impl RunningPeer {
     /// the client somewhere else (inside `cork run`) wraps it here.
     pub fn load_command(&self, ns: &Netns, bin: &Path, load_args: &[String]) -> Result<Command> {
         match &self.cork {
-            Some((manifest, audit)) => {
+            Some(CorkRun {
+                bin: cork,
+                manifest,
+                audit,
+            }) => {
                 // In the bottle the client resolves the name (cork's DNS proxy learns
                 // it) and, when the proxy intercepts, trusts the bundle cork run gives
                 // it (SSL_CERT_FILE).
@@ -195,7 +214,7 @@ impl RunningPeer {
                     }
                     argv.push(a.clone());
                 }
-                let mut cmd = ns.command(crate::cork::cork_bin()?);
+                let mut cmd = ns.command(cork);
                 cmd.args(crate::cork::run_args(manifest, audit, &argv));
                 Ok(cmd)
             }
@@ -236,9 +255,33 @@ pub const ROUTED_UPSTREAM: &str = "198.51.100.2:443";
 /// The bench namespace's authoritative DNS server for `bench.test`.
 pub const DNS: &str = "198.51.100.53:53";
 
-/// Starts [`Peer::Cork`], or [`Peer::CorkRelay`] when `relay` (the rule says
-/// `inspect = false`).
-fn start_cork(env: &PeerEnv<'_>, relay: bool) -> Result<RunningPeer> {
+/// `cork run` for a cork peer: which binary, the manifest, the audit log.
+#[derive(Debug)]
+struct CorkRun {
+    bin: PathBuf,
+    manifest: PathBuf,
+    audit: PathBuf,
+}
+
+/// The binary [`Peer::CorkB`] runs: `$CORK_BIN_B`, which must exist.
+fn cork_bin_b() -> Result<PathBuf> {
+    let p = std::env::var_os(CORK_BIN_B)
+        .map(PathBuf::from)
+        .with_context(|| format!("{CORK_BIN_B} names no cork binary to compare with"))?;
+    if !p.is_file() {
+        bail!("{CORK_BIN_B}={} does not exist", p.display());
+    }
+    Ok(p)
+}
+
+/// Starts a cork peer: [`Peer::Cork`]; [`Peer::CorkRelay`], whose rule says
+/// `inspect = false`; [`Peer::CorkB`], `Peer::Cork` run by `$CORK_BIN_B`.
+fn start_cork(env: &PeerEnv<'_>, peer: Peer) -> Result<RunningPeer> {
+    let relay = peer == Peer::CorkRelay;
+    let bin = match peer {
+        Peer::CorkB => cork_bin_b()?,
+        _ => crate::cork::cork_bin()?,
+    };
     let manifest = env.dir.join("cork-bench.toml");
     let audit = env.dir.join("cork-audit.jsonl");
     let dns: SocketAddr = DNS.parse()?;
@@ -254,13 +297,17 @@ fn start_cork(env: &PeerEnv<'_>, relay: bool) -> Result<RunningPeer> {
         ),
     )?;
     Ok(RunningPeer {
-        peer: if relay { Peer::CorkRelay } else { Peer::Cork },
+        peer,
         child: None,
         proxy: None,
         connect_by_name: false,
         cacert: env.upstream_ca.clone(),
         logs: vec![audit.clone()],
-        cork: Some((manifest, audit)),
+        cork: Some(CorkRun {
+            bin,
+            manifest,
+            audit,
+        }),
         keeps_cacert: relay,
     })
 }

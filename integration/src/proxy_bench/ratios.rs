@@ -1,5 +1,6 @@
 //! cork against another peer in the same round of the proxy bench: the ratios the report
-//! and the summary print (cork / cork-relay, cork / squid in rate and in CPU per request),
+//! and the summary print (cork / cork-relay, cork / squid and cork / cork-b in rate and in CPU
+//! per request),
 //! each paired round by round so that the machine's load, which moves both peers of a
 //! round alike, weighs less.
 
@@ -13,8 +14,9 @@ pub type Pick = fn(&PeerResult) -> Option<f64>;
 /// path; against squid, the rate (the target: at least 2) and the CPU each
 /// proxy spends per request — squid serves from one process, so its rate is bounded by
 /// one core however much the client and upstream leave free, and the CPU ratio is the
-/// comparison the machine's load moves least.
-pub fn same_round_ratios() -> [(&'static str, &'static str, Peer, Pick); 3] {
+/// comparison the machine's load moves least; against `cork-b`, one build of cork
+/// against another.
+pub fn same_round_ratios() -> [(&'static str, &'static str, Peer, Pick); 5] {
     [
         (
             "max_rps_of_relay",
@@ -32,6 +34,18 @@ pub fn same_round_ratios() -> [(&'static str, &'static str, Peer, Pick); 3] {
             "agent_cpu_of_squid",
             "CPU per request at the max rate, cork's agent / squid's process in the same round",
             Peer::Squid,
+            |r| r.agent_cpu_us,
+        ),
+        (
+            "max_rps_of_cork-b",
+            "keep-alive HTTPS max req/s, cork / cork-b (another build) in the same round",
+            Peer::CorkB,
+            |r| Some(r.max.rate),
+        ),
+        (
+            "agent_cpu_of_cork-b",
+            "CPU per request at the max rate, cork's agent / cork-b's in the same round",
+            Peer::CorkB,
             |r| r.agent_cpu_us,
         ),
     ]
@@ -101,7 +115,13 @@ mod tests {
         let keys: Vec<_> = same_round_ratios().iter().map(|r| r.0).collect();
         assert_eq!(
             keys,
-            ["max_rps_of_relay", "max_rps_of_squid", "agent_cpu_of_squid"]
+            [
+                "max_rps_of_relay",
+                "max_rps_of_squid",
+                "agent_cpu_of_squid",
+                "max_rps_of_cork-b",
+                "agent_cpu_of_cork-b"
+            ]
         );
     }
 }
