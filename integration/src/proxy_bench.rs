@@ -356,7 +356,8 @@ fn cpu_rate(pid: u32, from: Duration, span: Duration, with_upstream: bool) -> Op
 }
 
 /// How long `cork run` takes to start the command, at most, before the load's warm-up
-/// begins (the agent's CPU is sampled after it).
+/// begins (every peer's CPU is sampled after it, so all are sampled over the same part
+/// of their runs).
 const CORK_START: Duration = Duration::from_millis(300);
 
 /// Runs the load; with `sample`, also CPU seconds per second over the middle half of the
@@ -376,9 +377,6 @@ fn run_load(
         CORK_START + spec.warmup + spec.duration / 4,
         spec.duration / 2,
     );
-    // Whose CPU: cork's peers the load command's process (`cork run`, the agent); an
-    // explicit proxy its own process; direct the load process (the client) with this
-    // process's upstream threads.
     let proxy_pid = peer.proxy_pid();
     let sampled = match (sample, peer.transparent(), proxy_pid) {
         (false, _, _) => None,

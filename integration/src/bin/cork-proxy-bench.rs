@@ -305,11 +305,7 @@ fn summary(peers: &[Peer], results: &[PeerResult]) {
             println!(
                 "CPU per request ({}: {}), per round: {} us",
                 p.name(),
-                match p {
-                    Peer::Direct => "client + server",
-                    Peer::Cork | Peer::CorkRelay | Peer::CorkB => "the agent",
-                    Peer::Squid | Peer::Mitmproxy => "its process",
-                },
+                p.cpu_whose(),
                 each.join(" ")
             );
         }

@@ -89,6 +89,16 @@ impl Peer {
             })
     }
 
+    /// Whose CPU time the bench counts as this peer's per request
+    /// ([`crate::proxy_bench::PeerResult::agent_cpu_us`]).
+    pub fn cpu_whose(self) -> &'static str {
+        match self {
+            Peer::Direct => "client + server",
+            Peer::Cork | Peer::CorkRelay | Peer::CorkB => "the agent",
+            Peer::Squid | Peer::Mitmproxy => "its process",
+        }
+    }
+
     /// Why this peer cannot run here (its programs are not installed), if so.
     pub fn missing(self, venv: &Path) -> Option<String> {
         if self == Peer::CorkB {

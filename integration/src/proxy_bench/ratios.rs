@@ -1,8 +1,7 @@
 //! cork against another peer in the same round of the proxy bench: the ratios the report
-//! and the summary print (cork / cork-relay, cork / squid and cork / cork-b in rate and in CPU
-//! per request),
-//! each paired round by round so that the machine's load, which moves both peers of a
-//! round alike, weighs less.
+//! and the summary print (cork / cork-relay, cork / squid and cork / cork-b, in rate and in
+//! CPU per request), each paired round by round so that the machine's load, which moves
+//! both peers of a round alike, weighs less.
 
 use super::{Peer, PeerResult};
 
